@@ -11,7 +11,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             std::env::set_var("PROTOC", protoc)
         };
     }
-    let files = ["proto/ductor/v1/health.proto", "proto/ductor/v1/runner.proto", "proto/ductor/v1/core.proto"];
+    let files = [
+        "proto/ductor/v1/health.proto",
+        "proto/ductor/v1/runner.proto",
+        "proto/ductor/v1/core.proto",
+    ];
     tonic_prost_build::configure().compile_protos(&files, &["proto"])?;
     for file in files {
         println!("cargo:rerun-if-changed={file}");

@@ -95,7 +95,10 @@ pub async fn check(channel: crate::Channel, timeout: Duration) -> Option<pb::Hea
 }
 
 /// Polls Health with capped backoff until it answers SERVING or `deadline` passes.
-pub async fn wait_serving(channel: crate::Channel, deadline: Duration) -> Option<pb::HealthCheckResponse> {
+pub async fn wait_serving(
+    channel: crate::Channel,
+    deadline: Duration,
+) -> Option<pb::HealthCheckResponse> {
     let start = Instant::now();
     let mut backoff = Backoff::new(Duration::from_millis(5), Duration::from_millis(200));
     loop {
@@ -108,6 +111,7 @@ pub async fn wait_serving(channel: crate::Channel, deadline: Duration) -> Option
         if start.elapsed() >= deadline {
             return None;
         }
-        tokio::time::sleep(backoff.next_delay().min(deadline.saturating_sub(start.elapsed()))).await;
+        tokio::time::sleep(backoff.next_delay().min(deadline.saturating_sub(start.elapsed())))
+            .await;
     }
 }

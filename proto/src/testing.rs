@@ -9,7 +9,8 @@ use tonic::transport::{Channel, Endpoint};
 /// Each (re)connection of the channel opens a fresh duplex pair served by the
 /// same router, so clients may reconnect like they would over a socket.
 pub async fn pair(router: Router) -> Channel {
-    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel::<std::io::Result<tokio::io::DuplexStream>>();
+    let (sender, receiver) =
+        tokio::sync::mpsc::unbounded_channel::<std::io::Result<tokio::io::DuplexStream>>();
     let incoming = tokio_stream::wrappers::UnboundedReceiverStream::new(receiver);
     tokio::spawn(async move {
         if let Err(error) = router.serve_with_incoming(incoming).await {
@@ -38,8 +39,9 @@ mod tests {
 
     #[tokio::test]
     async fn health_over_in_memory_pair() {
-        let router = tonic::transport::Server::builder()
-            .add_service(HealthService::new("core", "9.9.9").with_detail(|| "ok".to_owned()).into_server());
+        let router = tonic::transport::Server::builder().add_service(
+            HealthService::new("core", "9.9.9").with_detail(|| "ok".to_owned()).into_server(),
+        );
         let channel = super::pair(router).await;
         let answer = check(channel, Duration::from_secs(5)).await.expect("health answers");
         assert_eq!(answer.service, "core");

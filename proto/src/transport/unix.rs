@@ -16,8 +16,10 @@ use super::TransportError;
 /// ours and not reachable by group or others (a wrong mode on our own
 /// directory is tightened, a foreign owner is refused).
 pub fn prepare_socket_dir(dir: &Path) -> Result<(), TransportError> {
-    std::fs::create_dir_all(dir).map_err(|e| TransportError::io(format!("create {}", dir.display()), e))?;
-    let meta = std::fs::metadata(dir).map_err(|e| TransportError::io(format!("stat {}", dir.display()), e))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| TransportError::io(format!("create {}", dir.display()), e))?;
+    let meta = std::fs::metadata(dir)
+        .map_err(|e| TransportError::io(format!("stat {}", dir.display()), e))?;
     let uid = nix::unistd::geteuid().as_raw();
     if meta.uid() != uid {
         return Err(TransportError::UnsafeDirectory {
@@ -40,11 +42,12 @@ pub async fn bind(path: &Path) -> Result<Incoming, TransportError> {
         if UnixStream::connect(path).await.is_ok() {
             return Err(TransportError::InUse(path.display().to_string()));
         }
-        std::fs::remove_file(path)
-            .map_err(|e| TransportError::io(format!("remove stale socket {}", path.display()), e))?;
+        std::fs::remove_file(path).map_err(|e| {
+            TransportError::io(format!("remove stale socket {}", path.display()), e)
+        })?;
     }
-    let listener =
-        UnixListener::bind(path).map_err(|e| TransportError::io(format!("bind {}", path.display()), e))?;
+    let listener = UnixListener::bind(path)
+        .map_err(|e| TransportError::io(format!("bind {}", path.display()), e))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| TransportError::io(format!("chmod 0600 {}", path.display()), e))?;
     Ok(Incoming { listener, path: path.to_path_buf(), uid: nix::unistd::geteuid().as_raw() })

@@ -24,12 +24,15 @@ fn pipe_name(path: &Path) -> io::Result<Name<'static>> {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     path.hash(&mut hasher);
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("ductor");
-    format!("ductor-{stem}-{:016x}", hasher.finish()).to_ns_name::<GenericNamespaced>().map(|n| n.into_owned())
+    format!("ductor-{stem}-{:016x}", hasher.finish())
+        .to_ns_name::<GenericNamespaced>()
+        .map(|n| n.into_owned())
 }
 
 /// Directories need no special mode on Windows; create them.
 pub fn prepare_socket_dir(dir: &Path) -> Result<(), TransportError> {
-    std::fs::create_dir_all(dir).map_err(|e| TransportError::io(format!("create {}", dir.display()), e))
+    std::fs::create_dir_all(dir)
+        .map_err(|e| TransportError::io(format!("create {}", dir.display()), e))
 }
 
 /// Creates the named pipe listener for `path`.
@@ -87,13 +90,21 @@ impl tonic::transport::server::Connected for Connection {
 }
 
 impl AsyncRead for Connection {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         Pin::new(&mut self.0).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for Connection {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.0).poll_write(cx, buf)
     }
 

@@ -1,0 +1,189 @@
+//! The one `config.toml`: a typed section per service, loaded and validated
+//! before any I/O.
+//!
+//! Every section denies unknown keys, so a typo is an error naming the key
+//! (`telegram.tokn`), never silently ignored: our config ships with our
+//! binaries, so there is no rollback argument for tolerating unknown keys.
+//! Secrets may also come from the environment (`DUCTOR_TELEGRAM_TOKEN`,
+//! `DUCTOR_MATRIX_PASSWORD`) or from files (`token_file`, `password_file`);
+//! they are resolved here so validation sees the effective values.
+//!
+//! The commented default file ([`DEFAULT_CONFIG_TOML`]) is the documentation:
+//! `ductorctl init` writes it, `docs/config.md` is generated from it, and a
+//! test keeps it equal to the `Default` of these structs.
+
+mod agent;
+mod automation;
+mod gateways;
+mod launcher;
+mod runner;
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub use agent::{AgentConfig, FileAccess, PermissionModeSetting};
+pub use automation::{CleanupConfig, HeartbeatConfig, WebhooksConfig};
+pub use gateways::{MatrixConfig, MatrixStreaming, TelegramConfig};
+pub use launcher::LauncherConfig;
+pub use runner::{ProviderConfig, ProvidersConfig, RunnerConfig, SandboxMode};
+
+/// The commented default configuration, as written by `ductorctl init`.
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("config/default.toml");
+
+/// The whole `config.toml`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Defaults for chats: provider, model, session freshness, timeouts.
+    pub agent: AgentConfig,
+    /// The runner process: sandbox, limits.
+    pub runner: RunnerConfig,
+    /// Per-provider CLI settings.
+    pub providers: ProvidersConfig,
+    /// The Telegram gateway.
+    pub telegram: TelegramConfig,
+    /// The Matrix gateway.
+    pub matrix: MatrixConfig,
+    /// The webhook listener.
+    pub webhooks: WebhooksConfig,
+    /// Periodic check-ins.
+    pub heartbeat: HeartbeatConfig,
+    /// Retention sweep.
+    pub cleanup: CleanupConfig,
+    /// `ductorctl up` supervision.
+    pub launcher: LauncherConfig,
+}
+
+/// Why a configuration was rejected. Always names the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file exists but could not be read.
+    #[error("read {path}: {source}")]
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A key is unknown, mistyped or malformed.
+    #[error("{path}: key `{key}`: {message}")]
+    Parse {
+        /// The config file.
+        path: PathBuf,
+        /// Dotted key path, e.g. `telegram.tokn`.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Values parse but do not make sense together.
+    #[error("{path}: key `{key}`: {message}")]
+    Invalid {
+        /// The config file.
+        path: PathBuf,
+        /// Dotted key path.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl ConfigError {
+    /// The dotted key at fault, when there is one.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            Self::Read { .. } => None,
+            Self::Parse { key, .. } | Self::Invalid { key, .. } => Some(key),
+        }
+    }
+}
+
+/// A semantic problem found by `validate`, before the file path is attached.
+#[derive(Debug)]
+pub struct Invalid {
+    key: String,
+    message: String,
+}
+
+impl Invalid {
+    pub(crate) fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { key: key.into(), message: message.into() }
+    }
+}
+
+impl Config {
+    /// Loads `path` (a missing file means all defaults), resolves secrets from
+    /// `env` and secret files, and validates.
+    pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(source) => return Err(ConfigError::Read { path: path.to_path_buf(), source }),
+        };
+        Self::parse(&text, path, env)
+    }
+
+    /// Like [`Config::load`] on the process environment.
+    pub fn load_from_env(path: &Path) -> Result<Self, ConfigError> {
+        Self::load(path, &|name| std::env::var(name).ok())
+    }
+
+    /// Parses TOML text; `path` is only used in messages.
+    pub fn parse(
+        text: &str,
+        path: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let parse_error = |key: String, message: String| ConfigError::Parse {
+            path: path.to_path_buf(),
+            key,
+            message,
+        };
+        let deserializer = toml::Deserializer::parse(text)
+            .map_err(|e| parse_error(String::new(), e.to_string()))?;
+        let mut config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            parse_error(key, inner.message().trim().to_owned())
+        })?;
+        let invalid = |i: Invalid| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key: i.key,
+            message: i.message,
+        };
+        config.resolve_secrets(env).map_err(invalid)?;
+        config.validate().map_err(invalid)?;
+        Ok(config)
+    }
+
+    fn resolve_secrets(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), Invalid> {
+        self.telegram.resolve_secrets(env)?;
+        self.matrix.resolve_secrets(env)?;
+        Ok(())
+    }
+
+    /// Cross-field checks; the first problem found is returned.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        self.agent.validate()?;
+        self.runner.validate()?;
+        self.providers.validate()?;
+        self.telegram.validate()?;
+        self.matrix.validate()?;
+        self.webhooks.validate()?;
+        self.heartbeat.validate()?;
+        self.cleanup.validate()?;
+        self.launcher.validate()?;
+        Ok(())
+    }
+}
+
+/// Reads a secret file, trimming one trailing newline.
+pub(crate) fn read_secret_file(key: &str, path: &Path) -> Result<String, Invalid> {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
+        .map_err(|e| Invalid::new(key, format!("cannot read {}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests;

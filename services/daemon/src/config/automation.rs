@@ -1,0 +1,129 @@
+//! `[webhooks]`, `[heartbeat]` and `[cleanup]`: what runs when nobody types.
+
+use serde::Deserialize;
+
+use super::Invalid;
+
+/// `[webhooks]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Start the HTTP listener (in core).
+    pub enabled: bool,
+    /// Listen address.
+    pub host: String,
+    /// Listen port.
+    pub port: u16,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Requests accepted per minute over all hooks.
+    pub rate_limit_per_minute: u32,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            host: "127.0.0.1".to_owned(),
+            port: 8742,
+            max_body_bytes: 262_144,
+            rate_limit_per_minute: 30,
+        }
+    }
+}
+
+impl WebhooksConfig {
+    pub(crate) fn validate(&self) -> Result<(), Invalid> {
+        if self.host.parse::<std::net::IpAddr>().is_err() {
+            return Err(Invalid::new(
+                "webhooks.host",
+                format!("not an IP address: {:?}", self.host),
+            ));
+        }
+        if self.max_body_bytes == 0 {
+            return Err(Invalid::new("webhooks.max_body_bytes", "must be greater than 0"));
+        }
+        if self.rate_limit_per_minute == 0 {
+            return Err(Invalid::new("webhooks.rate_limit_per_minute", "must be greater than 0"));
+        }
+        Ok(())
+    }
+}
+
+/// `[heartbeat]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HeartbeatConfig {
+    /// Send periodic check-ins into active sessions.
+    pub enabled: bool,
+    /// Minutes between check-ins.
+    pub interval_minutes: u32,
+    /// No check-in within this many minutes of user activity.
+    pub cooldown_minutes: u32,
+    /// Quiet hours start (hour, user's timezone); equal start and end = never quiet.
+    pub quiet_start: u8,
+    /// Quiet hours end (exclusive).
+    pub quiet_end: u8,
+    /// A reply equal to this is not delivered.
+    pub ack_token: String,
+    /// The check-in prompt; empty = built-in.
+    pub prompt: String,
+}
+
+impl Default for HeartbeatConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            interval_minutes: 30,
+            cooldown_minutes: 5,
+            quiet_start: 21,
+            quiet_end: 8,
+            ack_token: "HEARTBEAT_OK".to_owned(),
+            prompt: String::new(),
+        }
+    }
+}
+
+impl HeartbeatConfig {
+    pub(crate) fn validate(&self) -> Result<(), Invalid> {
+        if self.quiet_start > 23 || self.quiet_end > 23 {
+            return Err(Invalid::new(
+                "heartbeat.quiet_start",
+                "quiet hours are hours from 0 to 23",
+            ));
+        }
+        if self.interval_minutes == 0 {
+            return Err(Invalid::new("heartbeat.interval_minutes", "must be greater than 0"));
+        }
+        Ok(())
+    }
+}
+
+/// `[cleanup]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CleanupConfig {
+    /// Run the daily retention sweep.
+    pub enabled: bool,
+    /// Delete received media older than this many days.
+    pub media_files_days: u32,
+    /// Delete files in `output_to_user/` older than this many days.
+    pub output_to_user_days: u32,
+    /// Hour of day (user's timezone) of the sweep.
+    pub check_hour: u8,
+}
+
+impl Default for CleanupConfig {
+    fn default() -> Self {
+        Self { enabled: true, media_files_days: 30, output_to_user_days: 30, check_hour: 3 }
+    }
+}
+
+impl CleanupConfig {
+    pub(crate) fn validate(&self) -> Result<(), Invalid> {
+        if self.check_hour > 23 {
+            return Err(Invalid::new("cleanup.check_hour", "expected an hour from 0 to 23"));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,83 @@
+//! Config loading: defaults, unknown keys, secrets, validation.
+
+use std::path::Path;
+
+use super::*;
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, Path::new("config.toml"), &no_env)
+}
+
+#[test]
+fn default_file_equals_struct_defaults() {
+    assert_eq!(parse(DEFAULT_CONFIG_TOML).unwrap(), Config::default());
+}
+
+#[test]
+fn empty_file_is_all_defaults() {
+    assert_eq!(parse("").unwrap(), Config::default());
+}
+
+#[test]
+fn unknown_key_names_the_dotted_path() {
+    let error = parse("[telegram]\ntokn = \"x\"\n").unwrap_err();
+    assert_eq!(error.key(), Some("telegram.tokn"), "{error}");
+    assert!(error.to_string().contains("tokn"));
+}
+
+#[test]
+fn unknown_section_is_an_error() {
+    let error = parse("[telegramm]\nenabled = true\n").unwrap_err();
+    assert_eq!(error.key(), Some("telegramm"), "{error}");
+}
+
+#[test]
+fn nested_unknown_key_in_provider() {
+    let error = parse("[providers.claude]\nbinnary = \"x\"\n").unwrap_err();
+    assert_eq!(error.key(), Some("providers.claude.binnary"), "{error}");
+}
+
+#[test]
+fn wrong_type_names_the_key() {
+    let error = parse("[agent]\nidle_timeout_minutes = \"soon\"\n").unwrap_err();
+    assert_eq!(error.key(), Some("agent.idle_timeout_minutes"), "{error}");
+}
+
+#[test]
+fn invalid_value_names_the_key() {
+    let error = parse("[agent]\nprovider = \"gpt\"\n").unwrap_err();
+    assert_eq!(error.key(), Some("agent.provider"));
+    let error = parse("[telegram]\nenabled = true\n").unwrap_err();
+    assert_eq!(error.key(), Some("telegram.token"));
+}
+
+#[test]
+fn token_from_environment_wins_and_is_redacted() {
+    let env = |name: &str| (name == "DUCTOR_TELEGRAM_TOKEN").then(|| "1:ENVSECRET".to_owned());
+    let config =
+        Config::parse("[telegram]\nenabled = true\ntoken = \"2:FILE\"\n", Path::new("c"), &env)
+            .unwrap();
+    assert_eq!(config.telegram.token.expose(), "1:ENVSECRET");
+    assert!(!format!("{config:?}").contains("ENVSECRET"));
+}
+
+#[test]
+fn token_from_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("token");
+    std::fs::write(&file, "3:FROMFILE\n").unwrap();
+    let text =
+        format!("[telegram]\nenabled = true\ntoken_file = {:?}\n", file.display().to_string());
+    let config = parse(&text).unwrap();
+    assert_eq!(config.telegram.token.expose(), "3:FROMFILE");
+}
+
+#[test]
+fn missing_file_means_defaults() {
+    let config = Config::load(Path::new("/nonexistent/ductor/config.toml"), &no_env).unwrap();
+    assert_eq!(config, Config::default());
+}

@@ -1,0 +1,163 @@
+//! The common `main` of every service binary, so each `main.rs` is a few lines:
+//!
+//! 1. resolve `$DUCTOR_HOME` (or `--home PATH`);
+//! 2. load and validate `config.toml` before any I/O; a bad config prints the
+//!    key at fault and exits 64;
+//! 3. set up tracing from `DUCTOR_LOG` / `DUCTOR_LOG_FORMAT`;
+//! 4. run the service until SIGTERM/SIGINT, then map the outcome to an exit
+//!    code (0, 1, or 42 for "restart me on purpose").
+
+use std::future::Future;
+use std::process::ExitCode;
+
+use ductor_proto::health::HealthService;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Config, DuctorHome, ServiceName, exit, logging, notify, shutdown};
+
+/// What a running service is given.
+pub struct ServiceContext {
+    /// Which service this is.
+    pub service: ServiceName,
+    /// Resolved paths.
+    pub home: DuctorHome,
+    /// The validated configuration.
+    pub config: Config,
+    /// Cancelled on SIGTERM/SIGINT.
+    pub shutdown: CancellationToken,
+    /// This process's Health service (add it to the server).
+    pub health: HealthService,
+}
+
+/// Returned (as an error) by a service that wants the launcher to restart it.
+#[derive(Debug, thiserror::Error)]
+#[error("restart requested")]
+pub struct RestartRequested;
+
+/// Parses `--home PATH`, `--version` and `--help`; anything else is an error.
+fn parse_args(service: ServiceName, version: &str) -> Result<Option<DuctorHome>, ExitCode> {
+    let mut args = std::env::args().skip(1);
+    let mut home = None;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--home" => match args.next() {
+                Some(path) => home = Some(DuctorHome::at(path)),
+                None => {
+                    eprintln!("{}: --home needs a path", service.binary());
+                    return Err(ExitCode::from(exit::CONFIG as u8));
+                }
+            },
+            "--version" | "-V" => {
+                println!("{} {version}", service.binary());
+                return Err(ExitCode::SUCCESS);
+            }
+            "--help" | "-h" => {
+                println!(
+                    "{} {version}: the ductor {service} service.\n\nUsage: {} [--home PATH]\n\n\
+                     Reads $DUCTOR_HOME/config.toml (DUCTOR_HOME defaults to ~/.ductor).\n\
+                     Environment: DUCTOR_LOG (filter, default info), DUCTOR_LOG_FORMAT (plain|json).\n\
+                     Usually started by `ductorctl up`, a systemd unit or docker compose.",
+                    service.binary(),
+                    service.binary()
+                );
+                return Err(ExitCode::SUCCESS);
+            }
+            other => {
+                eprintln!("{}: unexpected argument {other:?} (try --help)", service.binary());
+                return Err(ExitCode::from(exit::CONFIG as u8));
+            }
+        }
+    }
+    Ok(home)
+}
+
+/// Runs a service binary from start to exit code.
+pub fn main<F, Fut>(service: ServiceName, version: &'static str, run: F) -> ExitCode
+where
+    F: FnOnce(ServiceContext) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let home = match parse_args(service, version) {
+        Ok(home) => home.unwrap_or_else(DuctorHome::from_env),
+        Err(code) => return code,
+    };
+    let config = match Config::load_from_env(&home.config_file()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("{}: invalid configuration: {error}", service.binary());
+            return ExitCode::from(exit::CONFIG as u8);
+        }
+    };
+    let (format, filter) = match (logging::format_from_env(), logging::filter_from_env()) {
+        (Ok(format), Ok(filter)) => (format, filter),
+        (Err(error), _) | (_, Err(error)) => {
+            eprintln!("{}: invalid environment: {error}", service.binary());
+            return ExitCode::from(exit::CONFIG as u8);
+        }
+    };
+    logging::init(service.as_str(), format, filter);
+    let runtime =
+        match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+            Ok(runtime) => runtime,
+            Err(error) => {
+                tracing::error!(%error, "failed to start the async runtime");
+                return ExitCode::from(exit::FAILURE as u8);
+            }
+        };
+    let outcome = runtime.block_on(async move {
+        let context = ServiceContext {
+            service,
+            home,
+            config,
+            shutdown: shutdown::on_signal(),
+            health: HealthService::new(service.as_str(), version),
+        };
+        tracing::info!(service = service.as_str(), version, pid = std::process::id(), "starting");
+        run(context).await
+    });
+    // Leave in-flight blocking work a moment, never forever.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    match outcome {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(error) if error.is::<RestartRequested>() => {
+            tracing::info!("exiting for a restart");
+            ExitCode::from(exit::RESTART as u8)
+        }
+        Err(error) => {
+            tracing::error!("failed to {error:#}");
+            eprintln!("{}: {error:#}", service.binary());
+            ExitCode::from(exit::FAILURE as u8)
+        }
+    }
+}
+
+/// Binds this service's socket and serves `router` until shutdown.
+///
+/// Health answers NOT_SERVING once shutdown begins; the socket file is
+/// removed when serving ends. `READY=1` goes to systemd once the socket is
+/// bound and the server is accepting.
+pub async fn serve(
+    context: &ServiceContext,
+    router: tonic::transport::server::Router,
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let path = context.home.socket(context.service);
+    ductor_proto::transport::prepare_socket_dir(context.home.run_dir())
+        .context("prepare the socket directory")?;
+    let incoming = ductor_proto::transport::bind(&path).await.context("bind the service socket")?;
+    tracing::info!(socket = %path.display(), "listening");
+    notify::ready();
+    let shutdown = context.shutdown.clone();
+    let health = context.health.clone();
+    router
+        .serve_with_incoming_shutdown(incoming, async move {
+            shutdown.cancelled().await;
+            health.set_serving(false);
+            notify::stopping();
+        })
+        .await
+        .context("serve gRPC")
+}

@@ -1,0 +1,51 @@
+//! The one tracing setup. `DUCTOR_LOG` takes an `EnvFilter` directive (default
+//! `info`); `DUCTOR_LOG_FORMAT` is `plain` (default) or `json`. Output goes to
+//! stderr: the launcher redirects it to `$DUCTOR_HOME/logs/<service>.log`,
+//! systemd to the journal, docker to its log driver.
+
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::format::FmtSpan;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Plain,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Reads `DUCTOR_LOG_FORMAT`; an unknown value is an error naming it.
+pub fn format_from_env() -> Result<LogFormat, String> {
+    match std::env::var("DUCTOR_LOG_FORMAT").as_deref() {
+        Err(_) | Ok("") | Ok("plain") => Ok(LogFormat::Plain),
+        Ok("json") => Ok(LogFormat::Json),
+        Ok(other) => Err(format!("DUCTOR_LOG_FORMAT: expected `plain` or `json`, got `{other}`")),
+    }
+}
+
+/// Reads `DUCTOR_LOG`; an invalid directive is an error naming it.
+pub fn filter_from_env() -> Result<EnvFilter, String> {
+    match std::env::var("DUCTOR_LOG") {
+        Ok(directives) if !directives.is_empty() => {
+            EnvFilter::try_new(&directives).map_err(|e| format!("DUCTOR_LOG: {e}"))
+        }
+        _ => Ok(EnvFilter::new("info")),
+    }
+}
+
+/// Installs the global subscriber. Call once, first thing in `main`.
+pub fn init(service: &str, format: LogFormat, filter: EnvFilter) {
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_span_events(FmtSpan::NONE)
+        .with_target(true);
+    let result = match format {
+        LogFormat::Plain => builder.with_ansi(false).try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+    if result.is_ok() {
+        tracing::debug!(service, "tracing initialised");
+    }
+}

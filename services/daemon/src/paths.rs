@@ -1,0 +1,227 @@
+//! Where things live. Everything of one ductor installation is under one
+//! `$DUCTOR_HOME` (default `~/.ductor`):
+//!
+//! ```text
+//! $DUCTOR_HOME/
+//!   config.toml        the one config file (a section per service)
+//!   state.db           core's SQLite state (sessions, outbox, cron, ...)
+//!   logs/<service>.log written by `ductorctl up`
+//!   run/               sockets, pid files, launcher lock (0700) unless
+//!                      $XDG_RUNTIME_DIR/ductor is used (default home only)
+//!   secrets/           secret files written by ductor (0600)
+//!   workspace/         the agent's working tree
+//! ```
+
+use std::path::{Path, PathBuf};
+
+/// The four ductor services, named as in every command and status line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ServiceName {
+    /// Spawns and sandboxes the agent CLIs.
+    Runner,
+    /// The orchestrator.
+    Core,
+    /// The Telegram gateway.
+    Telegram,
+    /// The Matrix gateway.
+    Matrix,
+}
+
+impl ServiceName {
+    /// All services in start order.
+    pub const ALL: [ServiceName; 4] = [Self::Runner, Self::Core, Self::Telegram, Self::Matrix];
+
+    /// The short name used in commands and status output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Runner => "runner",
+            Self::Core => "core",
+            Self::Telegram => "telegram",
+            Self::Matrix => "matrix",
+        }
+    }
+
+    /// The binary that runs this service.
+    pub fn binary(self) -> &'static str {
+        match self {
+            Self::Runner => "ductor-runner",
+            Self::Core => "ductor-core",
+            Self::Telegram => "ductor-gateway-telegram",
+            Self::Matrix => "ductor-gateway-matrix",
+        }
+    }
+
+    /// Parses a short name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|service| service.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for ServiceName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A resolved `$DUCTOR_HOME` and the paths derived from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DuctorHome {
+    root: PathBuf,
+    run_dir: PathBuf,
+}
+
+impl DuctorHome {
+    /// Resolves from `DUCTOR_HOME`, `DUCTOR_RUN_DIR`, `XDG_RUNTIME_DIR` and `HOME`.
+    pub fn from_env() -> Self {
+        Self::resolve(
+            std::env::var_os("DUCTOR_HOME").map(PathBuf::from),
+            std::env::var_os("DUCTOR_RUN_DIR").map(PathBuf::from),
+            std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from),
+            std::env::var_os("HOME").map(PathBuf::from),
+        )
+    }
+
+    /// Resolution without touching the environment (testable).
+    ///
+    /// The runtime directory is `$DUCTOR_RUN_DIR` when set, else
+    /// `$XDG_RUNTIME_DIR/ductor` for the default home, else `$DUCTOR_HOME/run`;
+    /// so two homes never share sockets, and systemd units and `ductorctl`
+    /// agree given the same environment.
+    pub fn resolve(
+        ductor_home: Option<PathBuf>,
+        run_override: Option<PathBuf>,
+        xdg_runtime: Option<PathBuf>,
+        user_home: Option<PathBuf>,
+    ) -> Self {
+        let default_root = user_home.unwrap_or_else(|| PathBuf::from("/")).join(".ductor");
+        let root = ductor_home
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| default_root.clone());
+        let run_dir = match (run_override, xdg_runtime) {
+            (Some(dir), _) if !dir.as_os_str().is_empty() => dir,
+            (_, Some(xdg)) if root == default_root && !xdg.as_os_str().is_empty() => {
+                xdg.join("ductor")
+            }
+            _ => root.join("run"),
+        };
+        Self { root, run_dir }
+    }
+
+    /// A home rooted at `root` with its run directory inside (tests, `--home`).
+    pub fn at(root: impl Into<PathBuf>) -> Self {
+        let root = root.into();
+        let run_dir = root.join("run");
+        Self { root, run_dir }
+    }
+
+    /// `$DUCTOR_HOME` itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `config.toml`.
+    pub fn config_file(&self) -> PathBuf {
+        self.root.join("config.toml")
+    }
+
+    /// Private runtime directory: sockets, pid files, the launcher lock.
+    pub fn run_dir(&self) -> &Path {
+        &self.run_dir
+    }
+
+    /// The socket a service listens on.
+    pub fn socket(&self, service: ServiceName) -> PathBuf {
+        self.run_dir.join(format!("{}.sock", service.as_str()))
+    }
+
+    /// Per-service log files written by the launcher.
+    pub fn logs_dir(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+
+    /// Core's SQLite database.
+    pub fn state_db(&self) -> PathBuf {
+        self.root.join("state.db")
+    }
+
+    /// The agent workspace.
+    pub fn workspace(&self) -> PathBuf {
+        self.root.join("workspace")
+    }
+
+    /// Secret files ductor writes itself (0600 inside a 0700 directory).
+    pub fn secrets_dir(&self) -> PathBuf {
+        self.root.join("secrets")
+    }
+}
+
+/// Writes `contents` to `path` with mode 0600 from the first byte (never
+/// world-readable, not even briefly), replacing it atomically.
+pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp =
+        dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("secret")));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&tmp)?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Option<PathBuf> {
+        Some(PathBuf::from(s))
+    }
+
+    #[test]
+    fn default_home_uses_xdg_runtime_dir() {
+        let home = DuctorHome::resolve(None, None, p("/run/user/1000"), p("/home/u"));
+        assert_eq!(home.root(), Path::new("/home/u/.ductor"));
+        assert_eq!(home.run_dir(), Path::new("/run/user/1000/ductor"));
+        assert_eq!(
+            home.socket(ServiceName::Core),
+            PathBuf::from("/run/user/1000/ductor/core.sock")
+        );
+    }
+
+    #[test]
+    fn custom_home_keeps_sockets_inside_it() {
+        let home = DuctorHome::resolve(p("/srv/d"), None, p("/run/user/1000"), p("/home/u"));
+        assert_eq!(home.run_dir(), Path::new("/srv/d/run"));
+        let explicit_default =
+            DuctorHome::resolve(p("/home/u/.ductor"), None, p("/run/user/1"), p("/home/u"));
+        assert_eq!(explicit_default.run_dir(), Path::new("/run/user/1/ductor"));
+    }
+
+    #[test]
+    fn run_dir_override_wins() {
+        let home = DuctorHome::resolve(p("/srv/d"), p("/shared/run"), None, p("/home/u"));
+        assert_eq!(home.run_dir(), Path::new("/shared/run"));
+    }
+
+    #[test]
+    fn service_names_round_trip() {
+        for service in ServiceName::ALL {
+            assert_eq!(ServiceName::parse(service.as_str()), Some(service));
+        }
+        assert_eq!(ServiceName::parse("gateway"), None);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn private_files_are_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("secrets/token");
+        write_private(&path, b"x").unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+}
