@@ -1,0 +1,231 @@
+//! `ductorctl doctor`: checks the installation and prints one OK/WARN/FAIL
+//! line per check: config, home and run directory permissions, socket path
+//! length, service binaries, provider CLIs on PATH (and their `--version`),
+//! Landlock and the sandbox mode runs would get. Exit 1 when anything FAILs.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use ductor_daemon::config::SandboxMode;
+use ductor_daemon::{Config, DuctorHome, ServiceName};
+
+use crate::bins::BinDir;
+use crate::{supervisor, units};
+
+/// `ductorctl doctor`.
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+/// The outcome of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Fine.
+    Ok,
+    /// Works, but worth a look.
+    Warn,
+    /// Broken.
+    Fail,
+}
+
+struct Report {
+    worst: Level,
+}
+
+impl Report {
+    fn line(&mut self, level: Level, what: &str, detail: impl AsRef<str>) {
+        let tag = match level {
+            Level::Ok => "OK  ",
+            Level::Warn => "WARN",
+            Level::Fail => "FAIL",
+        };
+        println!("{tag} {what}: {}", detail.as_ref());
+        self.worst = self.worst.max(level);
+    }
+}
+
+/// Runs `doctor`.
+pub async fn run(home: &DuctorHome, _args: Args) -> anyhow::Result<ExitCode> {
+    let mut report = Report { worst: Level::Ok };
+    let config = check_config(&mut report, home);
+    check_dirs(&mut report, home);
+    check_binaries(&mut report);
+    let config = config.unwrap_or_default();
+    check_providers(&mut report, &config).await;
+    check_sandbox(&mut report, &config);
+    Ok(if report.worst == Level::Fail { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+fn check_config(report: &mut Report, home: &DuctorHome) -> Option<Config> {
+    let path = home.config_file();
+    match Config::load_from_env(&path) {
+        Ok(config) if path.exists() => {
+            report.line(Level::Ok, "config", format!("{} is valid", path.display()));
+            Some(config)
+        }
+        Ok(config) => {
+            report.line(
+                Level::Warn,
+                "config",
+                format!(
+                    "{} does not exist; defaults apply (`ductorctl init` writes one)",
+                    path.display()
+                ),
+            );
+            Some(config)
+        }
+        Err(error) => {
+            report.line(Level::Fail, "config", error.to_string());
+            None
+        }
+    }
+}
+
+/// A directory must be ours and closed to group and others.
+fn private_dir(path: &Path) -> Result<String, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let uid = nix::unistd::geteuid().as_raw();
+    if meta.uid() != uid {
+        return Err(format!("{} is owned by uid {}, not {uid}", path.display(), meta.uid()));
+    }
+    let mode = meta.mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!("{} has mode {mode:04o}; it must be 0700", path.display()));
+    }
+    Ok(format!("{} (0{mode:o}, ours)", path.display()))
+}
+
+fn check_dirs(report: &mut Report, home: &DuctorHome) {
+    if home.root().exists() {
+        match private_dir(home.root()) {
+            Ok(detail) => report.line(Level::Ok, "home", detail),
+            Err(detail) => report.line(Level::Warn, "home", detail),
+        }
+    } else {
+        report.line(Level::Warn, "home", format!("{} does not exist yet", home.root().display()));
+    }
+    let run = home.run_dir();
+    if run.exists() {
+        match private_dir(run) {
+            Ok(detail) => report.line(Level::Ok, "run dir", detail),
+            Err(detail) => report.line(Level::Fail, "run dir", detail),
+        }
+    } else {
+        report.line(Level::Ok, "run dir", format!("{} (created 0700 by `up`)", run.display()));
+    }
+    // sockaddr_un.sun_path holds 108 bytes including the terminating NUL.
+    let longest =
+        ServiceName::ALL.iter().map(|s| home.socket(*s).as_os_str().len()).max().unwrap_or(0);
+    if longest >= 108 {
+        report.line(
+            Level::Fail,
+            "sockets",
+            format!(
+                "socket paths under {} are {longest} bytes; the limit is 107 (set DUCTOR_RUN_DIR)",
+                run.display()
+            ),
+        );
+    }
+}
+
+fn check_binaries(report: &mut Report) {
+    let Ok(bins) = BinDir::locate() else {
+        report.line(Level::Fail, "binaries", "cannot find the ductorctl executable");
+        return;
+    };
+    let missing: Vec<String> =
+        ServiceName::ALL.iter().filter_map(|s| bins.service(*s).err().map(|e| e.binary)).collect();
+    if missing.is_empty() {
+        report.line(Level::Ok, "binaries", format!("all services in {}", bins.dir().display()));
+    } else {
+        report.line(
+            Level::Fail,
+            "binaries",
+            format!("missing in {}: {}", bins.dir().display(), missing.join(", ")),
+        );
+    }
+}
+
+async fn check_providers(report: &mut Report, config: &Config) {
+    let mut found = 0;
+    for name in ["claude", "codex", "gemini"] {
+        let configured = config.providers.get(name).map(|p| p.binary.as_str()).unwrap_or("");
+        let binary = if configured.is_empty() { name } else { configured };
+        let what = format!("provider {name}");
+        let Some(path) = units::find_on_path(binary) else {
+            let level = if name == config.agent.provider { Level::Warn } else { Level::Ok };
+            let note = if level == Level::Warn { " (it is [agent].provider)" } else { "" };
+            report.line(level, &what, format!("`{binary}` not found on PATH{note}"));
+            continue;
+        };
+        found += 1;
+        match version(&path).await {
+            Some(version) => {
+                report.line(Level::Ok, &what, format!("{version} ({})", path.display()))
+            }
+            None => report.line(
+                Level::Warn,
+                &what,
+                format!("{} does not answer --version", path.display()),
+            ),
+        }
+    }
+    if found == 0 {
+        report.line(
+            Level::Fail,
+            "providers",
+            "no agent CLI found: install claude, codex or gemini",
+        );
+    }
+}
+
+async fn version(path: &Path) -> Option<String> {
+    let mut command = supervisor::command(path);
+    command.arg("--version").kill_on_drop(true);
+    let output =
+        tokio::time::timeout(Duration::from_secs(10), command.output()).await.ok()?.ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let line = text.lines().find(|l| !l.trim().is_empty())?.trim().to_owned();
+    output.status.success().then_some(line)
+}
+
+/// The Landlock ABI version the kernel offers, if any.
+pub fn landlock_abi() -> Option<i64> {
+    // SAFETY: landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION)
+    // only returns the ABI version; it reads no memory and creates nothing.
+    let version = unsafe {
+        libc::syscall(libc::SYS_landlock_create_ruleset, std::ptr::null::<u8>(), 0usize, 1u32)
+    };
+    (version > 0).then_some(version)
+}
+
+fn check_sandbox(report: &mut Report, config: &Config) {
+    let abi = landlock_abi();
+    match abi {
+        Some(abi) => report.line(Level::Ok, "landlock", format!("available (ABI {abi})")),
+        None => report.line(Level::Warn, "landlock", "not available in this kernel"),
+    }
+    match (config.runner.sandbox, abi) {
+        (SandboxMode::None, _) => report.line(
+            Level::Warn,
+            "sandbox",
+            "[runner].sandbox = \"none\": agent CLIs are not confined to their workspace",
+        ),
+        (_, Some(abi)) => report.line(
+            Level::Ok,
+            "sandbox",
+            format!("runs are confined with Landlock (ABI {abi})"),
+        ),
+        (SandboxMode::Auto, None) => report.line(
+            Level::Warn,
+            "sandbox",
+            "runs get no filesystem sandbox ([runner].sandbox = \"auto\", no Landlock)",
+        ),
+        (SandboxMode::Landlock, None) => report.line(
+            Level::Fail,
+            "sandbox",
+            "[runner].sandbox = \"landlock\" but Landlock is unavailable: runs will be refused",
+        ),
+    }
+}

@@ -1,0 +1,100 @@
+//! `ductorctl logs [SERVICE] [-f]`: the per-service log files under
+//! `$DUCTOR_HOME/logs/` (written by `ductorctl up`; under systemd the logs
+//! are in the journal: `journalctl --user -u ductor-core`).
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use ductor_daemon::{DuctorHome, ServiceName};
+
+use crate::cli::ServiceArg;
+use crate::supervisor::{log_path, tail};
+
+/// `ductorctl logs`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Only this service's log (default: every service and the launcher).
+    pub service: Option<ServiceArg>,
+
+    /// Keep printing lines as they are written.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+
+    /// How many lines of each log to show first.
+    #[arg(long, short = 'n', default_value_t = 50)]
+    pub lines: usize,
+}
+
+/// Runs `logs`.
+pub async fn run(home: &DuctorHome, args: Args) -> anyhow::Result<ExitCode> {
+    let files: Vec<(String, PathBuf)> = match args.service {
+        Some(service) => {
+            let service = ServiceName::from(service);
+            vec![(service.as_str().to_owned(), log_path(home, service))]
+        }
+        None => ServiceName::ALL
+            .into_iter()
+            .map(|s| (s.as_str().to_owned(), log_path(home, s)))
+            .chain([("ductorctl".to_owned(), home.logs_dir().join("ductorctl.log"))])
+            .filter(|(_, path)| path.exists())
+            .collect(),
+    };
+    if files.is_empty() || (files.len() == 1 && !files[0].1.exists() && !args.follow) {
+        anyhow::bail!(
+            "no logs under {} yet (they are written by `ductorctl up`)",
+            home.logs_dir().display()
+        );
+    }
+    let several = files.len() > 1;
+    for (name, path) in &files {
+        if several {
+            println!("==> {name} ({}) <==", path.display());
+        }
+        for line in tail(path, args.lines) {
+            println!("{line}");
+        }
+    }
+    if args.follow {
+        follow(&files, several).await?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints what is appended to `files` until interrupted; a truncated file is
+/// read again from its start.
+async fn follow(files: &[(String, PathBuf)], prefix: bool) -> anyhow::Result<()> {
+    let mut offsets: Vec<u64> =
+        files.iter().map(|(_, p)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).collect();
+    let mut pending: Vec<String> = vec![String::new(); files.len()];
+    let stdout = std::io::stdout();
+    loop {
+        for (index, (name, path)) in files.iter().enumerate() {
+            let Ok(mut file) = std::fs::File::open(path) else { continue };
+            let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+            if len < offsets[index] {
+                offsets[index] = 0;
+            }
+            if len == offsets[index] {
+                continue;
+            }
+            file.seek(SeekFrom::Start(offsets[index]))?;
+            let mut chunk = Vec::new();
+            Read::by_ref(&mut file).take(len - offsets[index]).read_to_end(&mut chunk)?;
+            offsets[index] += chunk.len() as u64;
+            pending[index].push_str(&String::from_utf8_lossy(&chunk));
+            let mut out = stdout.lock();
+            while let Some(end) = pending[index].find('\n') {
+                let line: String = pending[index].drain(..=end).collect();
+                if prefix {
+                    write!(out, "[{name}] {line}")?;
+                } else {
+                    write!(out, "{line}")?;
+                }
+            }
+            out.flush()?;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -1,0 +1,72 @@
+//! One module per subcommand, the one `Command` enum, and dispatch.
+//!
+//! Adding a subcommand is three lines here: `pub mod x;`, a variant, an arm.
+
+pub mod config;
+pub mod doctor;
+pub mod down;
+pub mod init;
+pub mod logs;
+pub mod restart;
+pub mod service;
+pub mod status;
+pub mod up;
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use ductor_daemon::{Config, DuctorHome};
+
+use crate::cli::Cli;
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start runner, core and the enabled gateways, and supervise them.
+    Up(up::Args),
+    /// Stop everything `up` started: SIGTERM, a grace period, then SIGKILL.
+    Down(down::Args),
+    /// Show each service's state, pid, uptime, restart count and socket.
+    Status(status::Args),
+    /// Show (or follow) the per-service log files.
+    Logs(logs::Args),
+    /// Restart one service under a running `ductorctl up`.
+    Restart(restart::Args),
+    /// Check or document config.toml.
+    #[command(subcommand)]
+    Config(config::Command),
+    /// Write a commented config.toml (asks questions only on a terminal).
+    Init(init::Args),
+    /// Check the installation: config, directories, provider CLIs, sandbox.
+    Doctor(doctor::Args),
+    /// Install, remove or inspect the systemd user units.
+    #[command(subcommand)]
+    Service(service::Command),
+}
+
+/// Runs the parsed command line.
+pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let home = cli.ductor_home();
+    match cli.command {
+        Command::Up(args) => up::run(&home, args).await,
+        Command::Down(args) => down::run(&home, args).await,
+        Command::Status(args) => status::run(&home, args).await,
+        Command::Logs(args) => logs::run(&home, args).await,
+        Command::Restart(args) => restart::run(&home, args).await,
+        Command::Config(command) => config::run(&home, command),
+        Command::Init(args) => init::run(&home, args),
+        Command::Doctor(args) => doctor::run(&home, args).await,
+        Command::Service(command) => service::run(&home, command).await,
+    }
+}
+
+/// Loads and validates `config.toml`; a [`ductor_daemon::ConfigError`] maps to exit 64.
+pub fn load_config(home: &DuctorHome) -> anyhow::Result<Config> {
+    Ok(Config::load_from_env(&home.config_file())?)
+}
+
+/// The config if it is valid, else the defaults (for commands that must work
+/// on a broken config, such as `down` and `status`).
+pub fn config_or_default(home: &DuctorHome) -> Config {
+    Config::load_from_env(&home.config_file()).unwrap_or_default()
+}

@@ -1,0 +1,221 @@
+//! `ductorctl status`: each service's state, pid, uptime, restart count and
+//! socket, from the launcher's state file when `ductorctl up` runs, else by
+//! asking Health on each socket (services under systemd or compose), with
+//! restart counts from systemd when it manages them.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use ductor_daemon::{DuctorHome, ServiceName};
+use ductor_proto::{health, pb};
+use serde::Serialize;
+
+use crate::cli::ServiceArg;
+use crate::cmd::config_or_default;
+use crate::state::{LauncherState, ServiceState, now_ms};
+use crate::{lock, units};
+
+/// `ductorctl status`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Only this service; then the exit code is 0 only when it is healthy
+    /// (usable as a container health check).
+    pub service: Option<ServiceArg>,
+
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One row of output.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    /// Service name.
+    pub service: String,
+    /// One of starting, healthy, unhealthy, restarting, stopped, failed.
+    pub state: ServiceState,
+    /// Pid, when running.
+    pub pid: Option<u32>,
+    /// Uptime of the current process, in milliseconds.
+    pub uptime_ms: Option<u64>,
+    /// Restarts since the launcher (or systemd unit) started.
+    pub restarts: u32,
+    /// Socket path.
+    pub socket: String,
+    /// Why it last exited, if known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_exit: Option<String>,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// `$DUCTOR_HOME`.
+    pub home: String,
+    /// Who runs the services: "ductorctl", "systemd" or "none".
+    pub managed_by: &'static str,
+    /// Pid of `ductorctl up`, when it runs.
+    pub launcher_pid: Option<u32>,
+    /// One row per service.
+    pub services: Vec<Row>,
+}
+
+/// Runs `status`.
+pub async fn run(home: &DuctorHome, args: Args) -> anyhow::Result<ExitCode> {
+    let mut report = collect(home).await;
+    if let Some(only) = args.service {
+        let name = ServiceName::from(only).as_str();
+        report.services.retain(|r| r.service == name);
+        if report.services.is_empty() {
+            report.services.push(stopped_row(home, ServiceName::from(only)));
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_table(&report);
+    }
+    let healthy = report.services.iter().all(|r| r.state == ServiceState::Healthy);
+    Ok(if args.service.is_some() && !healthy { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// Gathers the report from the state file or the sockets.
+pub async fn collect(home: &DuctorHome) -> Report {
+    let launcher_pid = lock::holder(home);
+    if let Some(pid) = launcher_pid
+        && let Some(state) = LauncherState::read(&LauncherState::path(home))
+    {
+        let now = now_ms();
+        let services = state
+            .services
+            .into_iter()
+            .map(|r| Row {
+                uptime_ms: r.pid.and(r.started_at_ms).map(|t| now.saturating_sub(t)),
+                service: r.service,
+                state: r.state,
+                pid: r.pid,
+                restarts: r.restarts,
+                socket: r.socket.display().to_string(),
+                last_exit: r.last_exit,
+            })
+            .collect();
+        return Report {
+            home: home.root().display().to_string(),
+            managed_by: "ductorctl",
+            launcher_pid: Some(pid),
+            services,
+        };
+    }
+    let config = config_or_default(home);
+    let under_systemd = units::installed_for(home) && units::target_active().await;
+    let mut services = Vec::new();
+    for service in ServiceName::ALL {
+        let enabled = match service {
+            ServiceName::Telegram => config.telegram.enabled,
+            ServiceName::Matrix => config.matrix.enabled,
+            _ => true,
+        };
+        let row = probe(home, service, under_systemd).await;
+        if enabled || row.state != ServiceState::Stopped {
+            services.push(row);
+        }
+    }
+    Report {
+        home: home.root().display().to_string(),
+        managed_by: if under_systemd { "systemd" } else { "none" },
+        launcher_pid,
+        services,
+    }
+}
+
+fn stopped_row(home: &DuctorHome, service: ServiceName) -> Row {
+    Row {
+        service: service.as_str().to_owned(),
+        state: ServiceState::Stopped,
+        pid: None,
+        uptime_ms: None,
+        restarts: 0,
+        socket: home.socket(service).display().to_string(),
+        last_exit: None,
+    }
+}
+
+/// Asks Health on the socket (and systemd for the restart count).
+async fn probe(home: &DuctorHome, service: ServiceName, under_systemd: bool) -> Row {
+    let mut row = stopped_row(home, service);
+    let socket = home.socket(service);
+    if socket.exists() {
+        let channel = ductor_proto::transport::connect(&socket);
+        match health::check(channel, Duration::from_millis(500)).await {
+            Some(answer) => {
+                row.state = if answer.status == pb::ServingStatus::Serving as i32 {
+                    ServiceState::Healthy
+                } else {
+                    ServiceState::Unhealthy
+                };
+                row.pid = Some(answer.pid);
+                row.uptime_ms = Some(answer.uptime_ms);
+            }
+            // A socket file nobody answers on: a killed process's leftover.
+            None => row.state = ServiceState::Stopped,
+        }
+    }
+    if under_systemd && let Some((restarts, _)) = units::unit_restarts(service).await {
+        row.restarts = restarts;
+    }
+    row
+}
+
+/// "3d4h", "5m12s", "840ms".
+pub fn format_uptime(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0 => format!("{ms}ms"),
+        1..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..86400 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d{:02}h", s / 86400, (s % 86400) / 3600),
+    }
+}
+
+fn print_table(report: &Report) {
+    match (report.managed_by, report.launcher_pid) {
+        ("ductorctl", Some(pid)) => println!("ductor at {} (ductorctl up, pid {pid})", report.home),
+        ("systemd", _) => println!("ductor at {} (systemd user units)", report.home),
+        _ => println!("ductor at {}", report.home),
+    }
+    println!(
+        "{:<9} {:<11} {:>8} {:>9} {:>8}  SOCKET",
+        "SERVICE", "STATE", "PID", "UPTIME", "RESTARTS"
+    );
+    for row in &report.services {
+        println!(
+            "{:<9} {:<11} {:>8} {:>9} {:>8}  {}",
+            row.service,
+            row.state.as_str(),
+            row.pid.map_or_else(|| "-".to_owned(), |p| p.to_string()),
+            row.uptime_ms.map_or_else(|| "-".to_owned(), format_uptime),
+            row.restarts,
+            row.socket
+        );
+        if let Some(why) = &row.last_exit
+            && matches!(row.state, ServiceState::Failed | ServiceState::Restarting)
+        {
+            println!("          last exit: {why}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uptime_is_short_and_readable() {
+        assert_eq!(format_uptime(840), "840ms");
+        assert_eq!(format_uptime(59_000), "59s");
+        assert_eq!(format_uptime(312_000), "5m12s");
+        assert_eq!(format_uptime(3_600_000 * 5 + 60_000), "5h01m");
+        assert_eq!(format_uptime(86_400_000 * 3 + 3_600_000 * 4), "3d04h");
+    }
+}

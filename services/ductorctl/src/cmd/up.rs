@@ -1,0 +1,268 @@
+//! `ductorctl up`: start runner → core → enabled gateways, each waited on
+//! through Health, then supervise until SIGTERM/SIGINT, and stop everything
+//! in reverse order. `--detach` re-executes this command in a new session
+//! with output to `logs/ductorctl.log`, and returns once all are healthy.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use ductor_daemon::{Config, DuctorHome, ServiceName};
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::bins::BinDir;
+use crate::cmd::{load_config, restart};
+use crate::lock;
+use crate::state::{LauncherState, Phase, ServiceRecord, ServiceState};
+use crate::supervisor::{self, Context, ServiceHandle, Shared};
+
+/// `ductorctl up`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Run in the background (output to logs/ductorctl.log); return once every
+    /// service is healthy.
+    #[arg(long, short = 'd')]
+    pub detach: bool,
+
+    /// The background half of `--detach` (internal).
+    #[arg(long, hide = true)]
+    pub detached_child: bool,
+}
+
+/// The services `up` starts, in order: runner, core, then enabled gateways.
+pub fn enabled_services(config: &Config) -> Vec<ServiceName> {
+    let mut services = vec![ServiceName::Runner, ServiceName::Core];
+    if config.telegram.enabled {
+        services.push(ServiceName::Telegram);
+    }
+    if config.matrix.enabled {
+        services.push(ServiceName::Matrix);
+    }
+    services
+}
+
+/// Runs `up`.
+pub async fn run(home: &DuctorHome, args: Args) -> anyhow::Result<ExitCode> {
+    let config = load_config(home)?;
+    let services = enabled_services(&config);
+    let bins = BinDir::locate().context("find the directory of ductorctl")?;
+    for service in &services {
+        bins.service(*service)?;
+    }
+    prepare_dirs(home)?;
+    if args.detach {
+        return detach(home, &config).await;
+    }
+    let (format, filter) = match (
+        ductor_daemon::logging::format_from_env(),
+        ductor_daemon::logging::filter_from_env(),
+    ) {
+        (Ok(format), Ok(filter)) => (format, filter),
+        (Err(error), _) | (_, Err(error)) => anyhow::bail!("invalid environment: {error}"),
+    };
+    ductor_daemon::logging::init("ductorctl", format, filter);
+    let _lock = lock::acquire(home)?;
+    let context = Arc::new(Context {
+        home: home.clone(),
+        bins,
+        policy: config.launcher.clone(),
+        shared: Shared::new(
+            LauncherState {
+                launcher_pid: std::process::id(),
+                phase: Phase::Starting,
+                services: services.iter().map(|s| ServiceRecord::new(home, *s)).collect(),
+            },
+            LauncherState::path(home),
+        ),
+    });
+    let outcome = launch(&context, &services).await;
+    context.shared.remove_file();
+    outcome
+}
+
+/// Creates `$DUCTOR_HOME` and `logs/` (0700) and the private run directory.
+pub fn prepare_dirs(home: &DuctorHome) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    for dir in [home.root().to_path_buf(), home.logs_dir()] {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .with_context(|| format!("create {}", dir.display()))?;
+    }
+    ductor_proto::transport::prepare_socket_dir(home.run_dir())
+        .context("prepare the run directory")?;
+    Ok(())
+}
+
+/// SIGTERM or SIGINT: stop everything.
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> anyhow::Result<Self> {
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("install the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("install the SIGINT handler")?,
+        })
+    }
+
+    /// Resolves on SIGTERM or SIGINT.
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
+}
+
+async fn launch(context: &Arc<Context>, services: &[ServiceName]) -> anyhow::Result<ExitCode> {
+    let mut stop = StopSignals::install()?;
+    let mut control = signal(SignalKind::user_defined1()).context("install the SIGUSR1 handler")?;
+    let started = Instant::now();
+    let mut handles: Vec<ServiceHandle> = Vec::new();
+    for service in services {
+        handles.push(ServiceHandle::spawn(context.clone(), *service));
+        tokio::select! {
+            state = first_outcome(&context.shared, *service) => {
+                if state == ServiceState::Failed {
+                    context.shared.update(|s| s.phase = Phase::Failed);
+                    stop_all(context, handles).await;
+                    let why = context.shared.snapshot().get(*service)
+                        .and_then(|r| r.last_exit.clone()).unwrap_or_default();
+                    anyhow::bail!(
+                        "{service} could not be started: {why} (see {})",
+                        supervisor::log_path(&context.home, *service).display()
+                    );
+                }
+            }
+            _ = stop.recv() => {
+                stop_all(context, handles).await;
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
+    }
+    context.shared.update(|s| s.phase = Phase::Running);
+    tracing::info!(
+        "all services healthy after {} ms: {}",
+        started.elapsed().as_millis(),
+        services.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+    );
+    loop {
+        tokio::select! {
+            _ = stop.recv() => break,
+            _ = control.recv() => {
+                for service in restart::take_requests(&context.home) {
+                    match handles.iter().find(|h| h.service() == service) {
+                        Some(handle) => {
+                            tracing::info!("restart of {service} requested");
+                            handle.restart();
+                        }
+                        None => tracing::warn!("restart of {service} requested, but it is not running under this launcher"),
+                    }
+                }
+            }
+        }
+    }
+    tracing::info!("stopping");
+    stop_all(context, handles).await;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Waits until `service` is healthy or failed for the first time.
+async fn first_outcome(shared: &Shared, service: ServiceName) -> ServiceState {
+    let mut changes = shared.subscribe();
+    loop {
+        let state = changes.borrow_and_update().get(service).map(|r| r.state);
+        if let Some(state @ (ServiceState::Healthy | ServiceState::Failed)) = state {
+            return state;
+        }
+        if changes.changed().await.is_err() {
+            return ServiceState::Failed;
+        }
+    }
+}
+
+/// Stops services in reverse start order.
+async fn stop_all(context: &Context, handles: Vec<ServiceHandle>) {
+    context.shared.update(|s| {
+        if s.phase != Phase::Failed {
+            s.phase = Phase::Stopping;
+        }
+    });
+    for handle in handles.into_iter().rev() {
+        let service = handle.service();
+        handle.stop().await;
+        tracing::info!("{service} stopped");
+    }
+}
+
+/// Re-executes `ductorctl up` in a new session and waits until it reports
+/// every service healthy (exit 0), or fails (its exit code, with its log).
+async fn detach(home: &DuctorHome, config: &Config) -> anyhow::Result<ExitCode> {
+    if let Some(pid) = lock::holder(home) {
+        return Err(lock::LockError::Held {
+            home: home.root().display().to_string(),
+            pid: pid.to_string(),
+        }
+        .into());
+    }
+    let log_path = home.logs_dir().join("ductorctl.log");
+    let log =
+        supervisor::open_log(&log_path).with_context(|| format!("open {}", log_path.display()))?;
+    let stderr = log.try_clone().context("duplicate the log file handle")?;
+    let exe = std::env::current_exe().context("find the ductorctl executable")?;
+    let mut command = supervisor::command(&exe);
+    command
+        .arg("up")
+        .arg("--detached-child")
+        .env("DUCTOR_HOME", home.root())
+        .env("DUCTOR_RUN_DIR", home.run_dir())
+        .stdout(log)
+        .stderr(stderr);
+    // SAFETY: setsid(2) is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        command.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from));
+    }
+    let mut child = command.spawn().context("start the background launcher")?;
+    let pid = child.id().unwrap_or(0);
+    let services = enabled_services(config).len() as u64;
+    let patience = Duration::from_millis(
+        config.launcher.health_timeout_ms.saturating_mul(services)
+            + config.launcher.restart_backoff_max_ms,
+    );
+    let start = Instant::now();
+    let state_path = LauncherState::path(home);
+    loop {
+        if let Some(status) = child.try_wait().context("check the background launcher")? {
+            eprintln!("{}", supervisor::tail(&log_path, 20).join("\n"));
+            anyhow::bail!(
+                "the background launcher ended ({}); see {}",
+                supervisor::describe_exit(status),
+                log_path.display()
+            );
+        }
+        if let Some(state) = LauncherState::read(&state_path)
+            && state.launcher_pid == pid
+            && state.phase == Phase::Running
+        {
+            println!(
+                "ductor is up (launcher pid {pid}): {}",
+                state.services.iter().map(|r| r.service.as_str()).collect::<Vec<_>>().join(", ")
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        if start.elapsed() > patience {
+            anyhow::bail!(
+                "ductor is still starting after {} s (launcher pid {pid}); see `ductorctl status` and {}",
+                patience.as_secs(),
+                log_path.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

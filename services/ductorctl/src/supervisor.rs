@@ -1,0 +1,535 @@
+//! The one place `ductorctl` spawns processes ([`command`]), and the
+//! supervision of one service: start it with its output appended to
+//! `logs/<service>.log`, wait for Health, watch it, and when it exits decide
+//! between restarting at once (exit 42 or `ductorctl restart`), restarting
+//! after an exponential backoff (a crash), and giving up (too many crashes in
+//! the window, or exit 64: an invalid config does not fix itself).
+//!
+//! Each supervised service is one task owning its child process; the launcher
+//! talks to it through [`ServiceHandle`]. Every state change goes through
+//! [`Shared`], which rewrites the state file that `status` reads.
+
+use std::collections::VecDeque;
+use std::ffi::OsStr;
+use std::fs::File;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ductor_daemon::config::LauncherConfig;
+use ductor_daemon::{DuctorHome, ServiceName, exit};
+use ductor_proto::health;
+use tokio::process::Child;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::bins::BinDir;
+use crate::procs;
+use crate::state::{LauncherState, ServiceRecord, ServiceState, now_ms};
+
+/// How often a healthy service's Health is asked again.
+const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Log lines quoted when a service is given up.
+const TAIL_LINES: usize = 12;
+
+/// The one sanctioned way to build a child process in `ductorctl`: stdin is
+/// closed and the child is never killed by dropping its handle (services
+/// outlive a crashed launcher; `down` finds them through pid files).
+#[allow(clippy::disallowed_methods)]
+pub fn command(program: impl AsRef<OsStr>) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(program);
+    command.stdin(Stdio::null()).kill_on_drop(false);
+    command
+}
+
+/// Opens (creating 0600) a log file for appending, creating its directory.
+pub fn open_log(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)
+}
+
+/// The last `lines` lines of a file (empty when unreadable).
+pub fn tail(path: &Path, lines: usize) -> Vec<String> {
+    let Ok(text) = std::fs::read(path) else { return Vec::new() };
+    let text = String::from_utf8_lossy(&text);
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].iter().map(|l| (*l).to_owned()).collect()
+}
+
+/// "exit status 1", "killed by signal 9 (SIGKILL)".
+pub fn describe_exit(status: ExitStatus) -> String {
+    if let Some(code) = status.code() {
+        return format!("exit status {code}");
+    }
+    match status.signal() {
+        Some(signal) => {
+            let name = nix::sys::signal::Signal::try_from(signal)
+                .map(|s| s.as_str().to_owned())
+                .unwrap_or_else(|_| "unknown".to_owned());
+            format!("killed by signal {signal} ({name})")
+        }
+        None => "exited".to_owned(),
+    }
+}
+
+/// The launcher's state, shared by the service tasks and mirrored to the state file.
+pub struct Shared {
+    state: watch::Sender<LauncherState>,
+    path: PathBuf,
+}
+
+impl Shared {
+    /// Starts from `state`, written to `path` on every change.
+    pub fn new(state: LauncherState, path: PathBuf) -> Arc<Self> {
+        let shared = Arc::new(Self { state: watch::Sender::new(state), path });
+        shared.update(|_| {});
+        shared
+    }
+
+    /// Applies `change` and rewrites the state file.
+    pub fn update(&self, change: impl FnOnce(&mut LauncherState)) {
+        self.state.send_modify(change);
+        let snapshot = self.state.borrow().clone();
+        if let Err(error) = snapshot.write(&self.path) {
+            tracing::warn!(%error, path = %self.path.display(), "failed to write the state file");
+        }
+    }
+
+    /// Applies `change` to one service's row.
+    pub fn update_service(&self, service: ServiceName, change: impl FnOnce(&mut ServiceRecord)) {
+        self.update(|state| {
+            if let Some(record) = state.get_mut(service) {
+                change(record);
+            }
+        });
+    }
+
+    /// A receiver of every change.
+    pub fn subscribe(&self) -> watch::Receiver<LauncherState> {
+        self.state.subscribe()
+    }
+
+    /// The current state.
+    pub fn snapshot(&self) -> LauncherState {
+        self.state.borrow().clone()
+    }
+
+    /// Removes the state file (the launcher is leaving).
+    pub fn remove_file(&self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// What every service task needs.
+pub struct Context {
+    /// Paths.
+    pub home: DuctorHome,
+    /// Where the service binaries are.
+    pub bins: BinDir,
+    /// `[launcher]`: timeouts, backoff, crash policy.
+    pub policy: LauncherConfig,
+    /// The shared state.
+    pub shared: Arc<Shared>,
+}
+
+enum Request {
+    Restart,
+    Stop(oneshot::Sender<()>),
+}
+
+/// The launcher's handle on one supervised service.
+pub struct ServiceHandle {
+    service: ServiceName,
+    requests: mpsc::UnboundedSender<Request>,
+    task: JoinHandle<()>,
+}
+
+impl ServiceHandle {
+    /// Starts supervising `service` (spawns it at once).
+    pub fn spawn(context: Arc<Context>, service: ServiceName) -> Self {
+        let (requests, receiver) = mpsc::unbounded_channel();
+        let task = tokio::spawn(supervise(context, service, receiver));
+        Self { service, requests, task }
+    }
+
+    /// Which service this is.
+    pub fn service(&self) -> ServiceName {
+        self.service
+    }
+
+    /// Restarts the service now (a failed service is started again with a
+    /// clean crash history). Not counted as a crash.
+    pub fn restart(&self) {
+        let _ = self.requests.send(Request::Restart);
+    }
+
+    /// Stops the service (SIGTERM, grace, SIGKILL) and ends its supervision.
+    pub async fn stop(self) {
+        let (done, stopped) = oneshot::channel();
+        if self.requests.send(Request::Stop(done)).is_ok() {
+            let _ = stopped.await;
+        }
+        let _ = self.task.await;
+    }
+}
+
+/// How one run of a service process ended.
+enum Ended {
+    /// The launcher asked it to stop.
+    Stop(oneshot::Sender<()>),
+    /// The launcher asked for a restart.
+    Restart,
+    /// It exited by itself.
+    Exited(ExitStatus),
+    /// It did not answer Health in time (it was stopped).
+    HealthTimeout,
+    /// It could not be started at all.
+    SpawnFailed(String),
+}
+
+/// What to do after a run ended by itself.
+enum Verdict {
+    RestartNow(String),
+    RestartAfter(Duration, String),
+    GiveUp(String),
+}
+
+async fn supervise(
+    context: Arc<Context>,
+    service: ServiceName,
+    mut requests: mpsc::UnboundedReceiver<Request>,
+) {
+    let mut crashes: VecDeque<Instant> = VecDeque::new();
+    loop {
+        let ended = run_once(&context, service, &mut requests).await;
+        let verdict = match ended {
+            Ended::Stop(done) => {
+                context.shared.update_service(service, |r| {
+                    r.state = ServiceState::Stopped;
+                    r.pid = None;
+                    r.started_at_ms = None;
+                });
+                let _ = done.send(());
+                return;
+            }
+            Ended::Restart => Verdict::RestartNow("restart requested".to_owned()),
+            Ended::Exited(status) if status.code() == Some(exit::RESTART) => {
+                Verdict::RestartNow("asked to be restarted (exit status 42)".to_owned())
+            }
+            Ended::Exited(status) if status.code() == Some(exit::CONFIG) => {
+                Verdict::GiveUp("invalid configuration (exit status 64)".to_owned())
+            }
+            Ended::SpawnFailed(error) => Verdict::GiveUp(format!("could not be started: {error}")),
+            Ended::Exited(status) => {
+                crash_verdict(&context.policy, &mut crashes, describe_exit(status))
+            }
+            Ended::HealthTimeout => crash_verdict(
+                &context.policy,
+                &mut crashes,
+                format!("did not answer Health within {} ms", context.policy.health_timeout_ms),
+            ),
+        };
+        match verdict {
+            Verdict::RestartNow(why) => {
+                tracing::info!(service = service.as_str(), "{why}; restarting");
+                context.shared.update_service(service, |r| {
+                    r.restarts += 1;
+                    r.last_exit = Some(why);
+                });
+            }
+            Verdict::RestartAfter(delay, why) => {
+                tracing::warn!(
+                    service = service.as_str(),
+                    "{why}; restarting in {} ms (crash {} of {} within {} s)",
+                    delay.as_millis(),
+                    crashes.len(),
+                    context.policy.max_crashes,
+                    context.policy.crash_window_seconds
+                );
+                context.shared.update_service(service, |r| {
+                    r.state = ServiceState::Restarting;
+                    r.pid = None;
+                    r.last_exit = Some(why);
+                });
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    request = requests.recv() => match request {
+                        Some(Request::Stop(done)) => return stopped(&context, service, done),
+                        Some(Request::Restart) => {}
+                        None => return,
+                    },
+                }
+                context.shared.update_service(service, |r| r.restarts += 1);
+            }
+            Verdict::GiveUp(why) => {
+                give_up(&context, service, &why);
+                // Wait for someone to fix things and ask again, or to stop us.
+                match requests.recv().await {
+                    Some(Request::Stop(done)) => return stopped(&context, service, done),
+                    Some(Request::Restart) => {
+                        crashes.clear();
+                        context.shared.update_service(service, |r| r.restarts += 1);
+                    }
+                    None => return,
+                }
+            }
+        }
+    }
+}
+
+fn stopped(context: &Context, service: ServiceName, done: oneshot::Sender<()>) {
+    context.shared.update_service(service, |r| {
+        r.state = ServiceState::Stopped;
+        r.pid = None;
+        r.started_at_ms = None;
+    });
+    let _ = done.send(());
+}
+
+/// Records a crash and decides between a backoff restart and giving up.
+fn crash_verdict(policy: &LauncherConfig, crashes: &mut VecDeque<Instant>, why: String) -> Verdict {
+    let now = Instant::now();
+    let window = Duration::from_secs(policy.crash_window_seconds);
+    crashes.push_back(now);
+    while crashes.front().is_some_and(|t| now.duration_since(*t) > window) {
+        crashes.pop_front();
+    }
+    let count = u32::try_from(crashes.len()).unwrap_or(u32::MAX);
+    if count >= policy.max_crashes {
+        return Verdict::GiveUp(format!(
+            "{why}; crashed {count} times within {} s",
+            policy.crash_window_seconds
+        ));
+    }
+    Verdict::RestartAfter(backoff(policy, count), why)
+}
+
+/// `restart_backoff_ms` doubled per crash in the window, capped.
+fn backoff(policy: &LauncherConfig, crashes: u32) -> Duration {
+    let factor = 1u64 << crashes.saturating_sub(1).min(20);
+    Duration::from_millis(
+        policy.restart_backoff_ms.saturating_mul(factor).min(policy.restart_backoff_max_ms),
+    )
+}
+
+fn give_up(context: &Context, service: ServiceName, why: &str) {
+    let log = log_path(&context.home, service);
+    let tail = tail(&log, TAIL_LINES);
+    tracing::error!(
+        service = service.as_str(),
+        "giving up on {service}: {why}. Last lines of {}:\n{}",
+        log.display(),
+        tail.join("\n")
+    );
+    context.shared.update_service(service, |r| {
+        r.state = ServiceState::Failed;
+        r.pid = None;
+        r.started_at_ms = None;
+        r.last_exit = Some(why.to_owned());
+    });
+}
+
+/// `logs/<service>.log`.
+pub fn log_path(home: &DuctorHome, service: ServiceName) -> PathBuf {
+    home.logs_dir().join(format!("{}.log", service.as_str()))
+}
+
+/// Spawns the service binary with its output appended to its log file, in
+/// its own process group (so Ctrl-C reaches only the launcher, which stops
+/// the services in order).
+fn spawn_service(context: &Context, service: ServiceName) -> anyhow::Result<Child> {
+    use anyhow::Context as _;
+    use std::io::Write;
+    let binary = context.bins.service(service)?;
+    let log_path = log_path(&context.home, service);
+    let mut log = open_log(&log_path).with_context(|| format!("open {}", log_path.display()))?;
+    let _ =
+        writeln!(log, "--- ductorctl: starting {} at {} (unix ms) ---", binary.display(), now_ms());
+    let stderr = log.try_clone().context("duplicate the log file handle")?;
+    let mut command = command(&binary);
+    command
+        .current_dir(context.home.root())
+        .env("DUCTOR_HOME", context.home.root())
+        .env("DUCTOR_RUN_DIR", context.home.run_dir())
+        // Readiness to systemd is the launcher's business, not its children's.
+        .env_remove("NOTIFY_SOCKET")
+        .stdout(log)
+        .stderr(stderr)
+        .process_group(0);
+    command.spawn().with_context(|| format!("spawn {}", binary.display()))
+}
+
+/// Starts the service once and runs it until it exits or a request ends it.
+async fn run_once(
+    context: &Context,
+    service: ServiceName,
+    requests: &mut mpsc::UnboundedReceiver<Request>,
+) -> Ended {
+    let started = Instant::now();
+    let mut child = match spawn_service(context, service) {
+        Ok(child) => child,
+        Err(error) => return Ended::SpawnFailed(format!("{error:#}")),
+    };
+    let pid = child.id().unwrap_or(0);
+    let pid_file = procs::pid_file(&context.home, service);
+    if let Err(error) =
+        ductor_daemon::paths::write_private(&pid_file, format!("{pid}\n").as_bytes())
+    {
+        tracing::warn!(%error, "failed to write {}", pid_file.display());
+    }
+    context.shared.update_service(service, |r| {
+        r.state = ServiceState::Starting;
+        r.pid = Some(pid);
+        r.started_at_ms = Some(now_ms());
+    });
+    let ended = watch_child(context, service, &mut child, requests, started).await;
+    let _ = std::fs::remove_file(&pid_file);
+    ended
+}
+
+async fn watch_child(
+    context: &Context,
+    service: ServiceName,
+    child: &mut Child,
+    requests: &mut mpsc::UnboundedReceiver<Request>,
+    started: Instant,
+) -> Ended {
+    let grace = Duration::from_millis(context.policy.stop_grace_ms);
+    let channel = ductor_proto::transport::connect(context.home.socket(service));
+    let timeout = Duration::from_millis(context.policy.health_timeout_ms);
+    tokio::select! {
+        answer = health::wait_serving(channel.clone(), timeout) => match answer {
+            Some(_) => {
+                tracing::info!(
+                    service = service.as_str(),
+                    pid = child.id(),
+                    "{service} healthy after {} ms",
+                    started.elapsed().as_millis()
+                );
+                context.shared.update_service(service, |r| r.state = ServiceState::Healthy);
+            }
+            None => {
+                stop_child(child, grace).await;
+                return Ended::HealthTimeout;
+            }
+        },
+        status = child.wait() => return exited(status),
+        request = requests.recv() => return on_request(child, request, grace).await,
+    }
+    let mut ticks = tokio::time::interval(HEALTH_INTERVAL);
+    ticks.tick().await;
+    let mut healthy = true;
+    loop {
+        tokio::select! {
+            status = child.wait() => return exited(status),
+            request = requests.recv() => return on_request(child, request, grace).await,
+            _ = ticks.tick() => {
+                let answer = health::check(channel.clone(), Duration::from_secs(1)).await;
+                let now_healthy = answer
+                    .is_some_and(|a| a.status == ductor_proto::pb::ServingStatus::Serving as i32);
+                if now_healthy != healthy {
+                    healthy = now_healthy;
+                    let state = if healthy { ServiceState::Healthy } else { ServiceState::Unhealthy };
+                    tracing::warn!(service = service.as_str(), "{service} is {state}");
+                    context.shared.update_service(service, |r| r.state = state);
+                }
+            }
+        }
+    }
+}
+
+fn exited(status: std::io::Result<ExitStatus>) -> Ended {
+    match status {
+        Ok(status) => Ended::Exited(status),
+        // Waiting failed: we can no longer tell; treat as a crash of unknown cause.
+        Err(error) => Ended::SpawnFailed(format!("wait for the process: {error}")),
+    }
+}
+
+async fn on_request(child: &mut Child, request: Option<Request>, grace: Duration) -> Ended {
+    stop_child(child, grace).await;
+    match request {
+        Some(Request::Restart) => Ended::Restart,
+        Some(Request::Stop(done)) => Ended::Stop(done),
+        // The launcher dropped us: stop quietly.
+        None => Ended::Stop(oneshot::channel().0),
+    }
+}
+
+/// SIGTERM, up to `grace` to exit, then SIGKILL; always reaps.
+pub async fn stop_child(child: &mut Child, grace: Duration) {
+    if let Some(pid) = child.id() {
+        let _ = procs::signal(pid, nix::sys::signal::Signal::SIGTERM);
+        if tokio::time::timeout(grace, child.wait()).await.is_ok() {
+            return;
+        }
+        tracing::warn!(pid, "did not stop within {} ms; killing", grace.as_millis());
+    }
+    let _ = child.kill().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> LauncherConfig {
+        LauncherConfig {
+            restart_backoff_ms: 100,
+            restart_backoff_max_ms: 1000,
+            max_crashes: 4,
+            crash_window_seconds: 60,
+            ..LauncherConfig::default()
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_per_crash_and_caps() {
+        let policy = policy();
+        let delays: Vec<u128> = (1..=6).map(|n| backoff(&policy, n).as_millis()).collect();
+        assert_eq!(delays, [100, 200, 400, 800, 1000, 1000]);
+    }
+
+    #[test]
+    fn gives_up_after_max_crashes_in_the_window() {
+        let policy = policy();
+        let mut crashes = VecDeque::new();
+        for n in 1..4 {
+            match crash_verdict(&policy, &mut crashes, "exit status 1".into()) {
+                Verdict::RestartAfter(delay, why) => {
+                    assert_eq!(delay, backoff(&policy, n));
+                    assert_eq!(why, "exit status 1");
+                }
+                _ => panic!("crash {n} must be restarted"),
+            }
+        }
+        match crash_verdict(&policy, &mut crashes, "exit status 1".into()) {
+            Verdict::GiveUp(why) => assert!(why.contains("crashed 4 times within 60 s"), "{why}"),
+            _ => panic!("the 4th crash must give up"),
+        }
+    }
+
+    #[test]
+    fn old_crashes_leave_the_window() {
+        let policy = policy();
+        let long_ago = Instant::now().checked_sub(Duration::from_secs(120));
+        let Some(long_ago) = long_ago else { return };
+        let mut crashes: VecDeque<Instant> = std::iter::repeat_n(long_ago, 10).collect();
+        assert!(matches!(
+            crash_verdict(&policy, &mut crashes, "x".into()),
+            Verdict::RestartAfter(d, _) if d == Duration::from_millis(100)
+        ));
+        assert_eq!(crashes.len(), 1);
+    }
+
+    #[test]
+    fn exits_are_described_with_signal_names() {
+        assert_eq!(describe_exit(ExitStatus::from_raw(9)), "killed by signal 9 (SIGKILL)");
+        assert_eq!(describe_exit(ExitStatus::from_raw(1 << 8)), "exit status 1");
+    }
+}
