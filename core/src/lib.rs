@@ -1,5 +1,7 @@
 //! The ductor core service (skeleton: serves Health on its socket).
 
+pub mod automation;
+
 use ductor_daemon::daemon::{ServiceContext, serve};
 
 /// Runs the service until shutdown.
