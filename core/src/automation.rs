@@ -15,6 +15,7 @@ pub mod cleanup;
 pub mod clock;
 pub mod credential;
 pub mod heartbeat;
+pub mod model;
 pub mod quiet;
 pub mod schedule;
 pub mod scheduler;

@@ -1,0 +1,236 @@
+//! The listener over real HTTP on loopback: every answer in the check order,
+//! real signatures verified and forged, an oversize body, a flood.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::*;
+use crate::automation::clock::SystemClock;
+use crate::automation::model::RunOverrides;
+use crate::automation::webhook::auth::{mac, sign};
+use crate::automation::webhook::{HmacAlgorithm, HmacSettings, HookAuth, HookMode};
+
+struct Listener {
+    base: String,
+    events: mpsc::Receiver<WebhookEvent>,
+    hooks: Arc<HookRegistry>,
+    client: reqwest::Client,
+    _stop: tokio_util::sync::DropGuard,
+}
+
+fn hook(id: &str, auth: HookAuth) -> Webhook {
+    Webhook {
+        id: id.into(),
+        title: format!("{id} hook"),
+        description: String::new(),
+        mode: HookMode::Wake,
+        prompt_template: "Build {{status}} on {{branch}}".into(),
+        enabled: true,
+        task_folder: id.into(),
+        auth,
+        overrides: RunOverrides::default(),
+        quiet_start: None,
+        quiet_end: None,
+        dependency: None,
+        target: None,
+        owner: None,
+        created_at: Timestamp::UNIX_EPOCH,
+        trigger_count: 0,
+        last_triggered_at: None,
+        last_error: String::new(),
+    }
+}
+
+const TOKEN: &str = "a-long-enough-bearer-token-0123456789";
+
+async fn start(settings: ServerSettings) -> Listener {
+    let hooks = Arc::new(HookRegistry::default());
+    hooks.upsert(hook("ci", HookAuth::Bearer { token: TOKEN.into() })).unwrap();
+    let mut off = hook("off", HookAuth::Bearer { token: TOKEN.into() });
+    off.enabled = false;
+    hooks.upsert(off).unwrap();
+    hooks.upsert(hook("github", HookAuth::Hmac(HmacSettings::github("gh-secret")))).unwrap();
+    hooks.upsert(hook("stripe", HookAuth::Hmac(HmacSettings::stripe("whsec_abc")))).unwrap();
+    let (router, events) = router(&settings, hooks.clone(), Arc::new(SystemClock));
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let stop = CancellationToken::new();
+    tokio::spawn(serve(listener, router, stop.clone()));
+    Listener { base, events, hooks, client: reqwest::Client::new(), _stop: stop.drop_guard() }
+}
+
+fn settings() -> ServerSettings {
+    ServerSettings { max_body_bytes: 1024, rate_limit_per_minute: 1000, queue_capacity: 16 }
+}
+
+impl Listener {
+    async fn post(&self, id: &str, content_type: Option<&str>, body: &[u8], headers: &[(String, String)]) -> (u16, Value) {
+        let mut request = self.client.post(format!("{}/hooks/{id}", self.base)).body(body.to_vec());
+        if let Some(ct) = content_type {
+            request = request.header("content-type", ct);
+        }
+        for (k, v) in headers {
+            request = request.header(k.as_str(), v.as_str());
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    async fn bearer(&self, id: &str, body: &str) -> (u16, Value) {
+        self.post(id, Some("application/json"), body.as_bytes(), &[("Authorization".into(), format!("Bearer {TOKEN}"))]).await
+    }
+}
+
+const JSON: Option<&str> = Some("application/json");
+
+#[tokio::test]
+async fn health_answers_ok() {
+    let l = start(settings()).await;
+    let body: Value = l.client.get(format!("{}/health", l.base)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(body, json!({"status": "ok"}));
+}
+
+#[tokio::test]
+async fn every_check_answers_in_order() {
+    let mut l = start(settings()).await;
+    let auth = [("Authorization".to_string(), format!("Bearer {TOKEN}"))];
+    // 415 comes before anything about the body or the hook.
+    assert_eq!(l.post("nope", Some("text/plain"), b"{", &[]).await, (415, json!({"error": "content_type_must_be_json"})));
+    assert_eq!(l.post("ci", None, b"{}", &auth).await.0, 415);
+    // 400 invalid JSON, before the unknown hook is noticed.
+    assert_eq!(l.post("nope", JSON, b"{not json", &[]).await, (400, json!({"error": "invalid_json"})));
+    assert_eq!(l.post("nope", JSON, b"[1,2]", &[]).await, (400, json!({"error": "body_must_be_object"})));
+    assert_eq!(l.post("nope", JSON, b"{}", &[]).await, (404, json!({"error": "hook_not_found"})));
+    // Disabled before auth: even a wrong token learns only that.
+    assert_eq!(l.post("off", JSON, b"{}", &[]).await, (403, json!({"error": "hook_disabled"})));
+    assert_eq!(l.post("ci", JSON, b"{}", &[]).await, (401, json!({"error": "unauthorized"})));
+    let wrong = [("Authorization".to_string(), format!("Bearer {TOKEN}x"))];
+    assert_eq!(l.post("ci", JSON, b"{}", &wrong).await.0, 401);
+    // Accepted, with a charset parameter on the content type.
+    let body = br#"{"status":"failed","branch":"main"}"#;
+    assert_eq!(
+        l.post("ci", Some("application/json; charset=utf-8"), body, &auth).await,
+        (202, json!({"accepted": true, "hook_id": "ci"}))
+    );
+    let event = l.events.recv().await.unwrap();
+    assert_eq!(event.hook.id, "ci");
+    assert!(event.prompt.contains("Build failed on main"), "{}", event.prompt);
+    assert!(event.prompt.contains(template::BEGIN_MARKER));
+    assert!(l.events.try_recv().is_err(), "refused requests must not be queued");
+}
+
+#[tokio::test]
+async fn oversize_body_is_refused() {
+    let l = start(settings()).await;
+    let big = format!("{{\"x\":\"{}\"}}", "a".repeat(2000));
+    assert_eq!(l.bearer("ci", &big).await, (413, json!({"error": "payload_too_large"})));
+    // Without a Content-Length (chunked), the limit still holds.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![Ok(b"{\"x\":\"".to_vec()), Ok(vec![b'a'; 4096]), Ok(b"\"}".to_vec())];
+    let response = l
+        .client
+        .post(format!("{}/hooks/ci", l.base))
+        .header("content-type", "application/json")
+        .header("Authorization", format!("Bearer {TOKEN}"))
+        .body(reqwest::Body::wrap_stream(futures_util_stream(chunks)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 413);
+}
+
+fn futures_util_stream(
+    chunks: Vec<Result<Vec<u8>, std::io::Error>>,
+) -> impl tokio_stream::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send + 'static {
+    tokio_stream::iter(chunks)
+}
+
+#[tokio::test]
+async fn github_signature_verified_and_forged() {
+    let mut l = start(settings()).await;
+    let body = br#"{"action":"completed","branch":"main"}"#;
+    let good = sign(&HookAuth::Hmac(HmacSettings::github("gh-secret")), body, 0);
+    assert_eq!(good[0].0, "X-Hub-Signature-256");
+    assert_eq!(l.post("github", JSON, body, &good).await.0, 202);
+    assert!(l.events.recv().await.is_some());
+    // Signed with another secret.
+    let forged = format!("sha256={}", hex::encode(mac(HmacAlgorithm::Sha256, b"guess", body)));
+    assert_eq!(l.post("github", JSON, body, &[("X-Hub-Signature-256".into(), forged)]).await.0, 401);
+    // Right signature, tampered body.
+    assert_eq!(l.post("github", JSON, br#"{"action":"deleted","branch":"main"}"#, &good).await.0, 401);
+}
+
+#[tokio::test]
+async fn stripe_signature_verified_and_forged() {
+    let mut l = start(settings()).await;
+    let body = br#"{"type":"invoice.paid"}"#;
+    let auth = HookAuth::Hmac(HmacSettings::stripe("whsec_abc"));
+    let now = Timestamp::now().as_second();
+    assert_eq!(l.post("stripe", JSON, body, &sign(&auth, body, now)).await.0, 202);
+    assert!(l.events.recv().await.is_some());
+    // A replay of an old, correctly signed request.
+    assert_eq!(l.post("stripe", JSON, body, &sign(&auth, body, now - 3600)).await.0, 401);
+    // Forged with another secret.
+    let forged = sign(&HookAuth::Hmac(HmacSettings::stripe("whsec_guess")), body, now);
+    assert_eq!(l.post("stripe", JSON, body, &forged).await.0, 401);
+}
+
+#[tokio::test]
+async fn rate_limit_comes_first() {
+    let l = start(ServerSettings { rate_limit_per_minute: 3, ..settings() }).await;
+    for _ in 0..3 {
+        assert_eq!(l.post("nope", Some("text/plain"), b"", &[]).await.0, 415);
+    }
+    assert_eq!(l.post("nope", Some("text/plain"), b"", &[]).await, (429, json!({"error": "rate_limited"})));
+    assert_eq!(l.bearer("ci", "{}").await.0, 429);
+}
+
+#[tokio::test]
+async fn flood_is_limited_and_never_loses_an_accepted_request() {
+    let mut l = start(ServerSettings { rate_limit_per_minute: 200, queue_capacity: 64, ..settings() }).await;
+    let mut tasks = Vec::new();
+    for i in 0..600 {
+        let client = l.client.clone();
+        let url = format!("{}/hooks/ci", l.base);
+        tasks.push(tokio::spawn(async move {
+            client
+                .post(url)
+                .header("content-type", "application/json")
+                .header("Authorization", format!("Bearer {TOKEN}"))
+                .body(format!("{{\"n\":{i}}}"))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        }));
+    }
+    let mut counts: HashMap<u16, usize> = HashMap::new();
+    for task in tasks {
+        *counts.entry(task.await.unwrap().unwrap()).or_default() += 1;
+    }
+    let accepted = counts.get(&202).copied().unwrap_or(0);
+    let full = counts.get(&503).copied().unwrap_or(0);
+    assert_eq!(counts.get(&429).copied(), Some(400), "{counts:?}");
+    assert_eq!(accepted + full, 200, "{counts:?}");
+    // Nobody drained the queue: it holds at most its capacity, and every 202 is in it.
+    assert!(accepted <= 64, "{counts:?}");
+    let mut queued = 0;
+    while l.events.try_recv().is_ok() {
+        queued += 1;
+    }
+    assert_eq!(queued, accepted);
+    // The registry is still usable after the flood.
+    l.hooks.remove("ci");
+}
+
+#[tokio::test]
+async fn registry_changes_take_effect_immediately() {
+    let l = start(settings()).await;
+    assert_eq!(l.bearer("ci", "{}").await.0, 202);
+    l.hooks.remove("ci");
+    assert_eq!(l.bearer("ci", "{}").await.0, 404);
+    let failed = l.hooks.replace_all(vec![hook("ci", HookAuth::Bearer { token: "short".into() })]);
+    assert_eq!(failed.len(), 1);
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(l.bearer("github", "{}").await.0, 404, "replace_all dropped the old set");
+}
