@@ -1,10 +1,173 @@
-//! The ductor telegram service (skeleton: serves Health on its socket).
+//! The ductor Telegram gateway: Bot API updates in, rendered replies out.
+//!
+//! Everything Telegram-specific lives here and nowhere else: the access gate
+//! ([`gate`]), Markdown to Telegram HTML ([`render`]) and the 4096-unit cut
+//! ([`split`]), inline keyboards ([`buttons`]), edit pacing and 429 pauses
+//! ([`api`]), the paced, retried Bot API calls ([`telegram`]), per-chat
+//! delivery lanes with streaming previews ([`deliver`], [`progress`]),
+//! update intake and media download ([`inbound`]) and the `Core.Attach`
+//! link that survives core restarts ([`attach`]). Core only ever sees
+//! transport-neutral inbound events and sends transport-neutral actions.
 
+pub mod api;
+pub mod attach;
+pub mod buttons;
+pub mod deliver;
+pub mod gate;
+pub mod inbound;
+pub mod progress;
+pub mod render;
+pub mod split;
+pub mod telegram;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use ductor_daemon::ServiceName;
+use ductor_daemon::config::TelegramConfig;
 use ductor_daemon::daemon::{ServiceContext, serve};
+use ductor_proto::transport::Backoff;
+use teloxide::Bot;
+use teloxide::prelude::Requester;
+use teloxide::types::{BotCommand, Me};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{Pacer, Scrubber};
+use crate::gate::Gate;
+use crate::inbound::{Inbound, InboundConfig};
+use crate::telegram::Telegram;
+
+/// Long-poll wait of getUpdates (below teloxide's 17 s client timeout).
+const POLL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// ductor's commands as shown in Telegram's command menu.
+const COMMANDS: &[(&str, &str)] = &[
+    ("new", "Start a fresh session"),
+    ("stop", "Stop the running turn and drop queued messages"),
+    ("interrupt", "Interrupt the running turn softly"),
+    ("model", "Pick provider and model"),
+    ("status", "Session, model and usage"),
+    ("reset", "Reset the active provider session"),
+    ("memory", "Show the main memory"),
+    ("session", "Start a named background session"),
+    ("sessions", "Manage named sessions"),
+    ("tasks", "Background tasks"),
+    ("cron", "Scheduled jobs"),
+    ("diagnose", "Versions and recent errors"),
+    ("help", "Command reference"),
+    ("info", "Version and links"),
+];
+
+/// Builds the Bot API handle from `[telegram]`.
+pub fn telegram_from_config(config: &TelegramConfig) -> anyhow::Result<Telegram> {
+    anyhow::ensure!(
+        !config.token.is_empty(),
+        "start without a bot token (set telegram.token, DUCTOR_TELEGRAM_TOKEN or telegram.token_file)"
+    );
+    let api_url = reqwest::Url::parse(&config.api_url).context("parse telegram.api_url")?;
+    let bot = Bot::new(config.token.expose()).set_api_url(api_url);
+    Ok(Telegram {
+        bot,
+        scrubber: Scrubber::new(config.token.expose()),
+        pacer: Arc::new(Pacer::new(Duration::from_millis(config.edit_interval_ms))),
+    })
+}
+
+/// Asks getMe until it answers (or shutdown); `None` on shutdown.
+pub async fn wait_for_me(telegram: &Telegram, shutdown: &CancellationToken) -> Option<Me> {
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+    loop {
+        match telegram.bot.get_me().await {
+            Ok(me) => return Some(me),
+            Err(error) => {
+                let delay = backoff.next_delay();
+                let failure = telegram.scrubber.classify(error);
+                tracing::warn!(%failure, retry_in_ms = delay.as_millis() as u64, "Telegram getMe failed");
+                tokio::select! {
+                    () = shutdown.cancelled() => return None,
+                    () = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Registers ductor's commands with `setMyCommands` (failure is logged only).
+pub async fn register_commands(telegram: &Telegram) {
+    let commands: Vec<BotCommand> =
+        COMMANDS.iter().map(|(name, description)| BotCommand::new(*name, *description)).collect();
+    if let Err(error) = telegram.bot.set_my_commands(commands).await {
+        tracing::warn!(failure = %telegram.scrubber.classify(error), "setMyCommands failed");
+    }
+}
+
+/// Everything the gateway runs besides its Health socket.
+pub struct Gateway {
+    pub telegram: Telegram,
+    pub inbound: InboundConfig,
+    pub core: ductor_proto::Channel,
+    pub version: String,
+    pub core_connected: Arc<AtomicBool>,
+    pub telegram_reachable: Arc<AtomicBool>,
+}
+
+impl Gateway {
+    /// Runs polling, delivery and the core link until shutdown.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let Some(me) = wait_for_me(&self.telegram, &shutdown).await else { return };
+        self.telegram_reachable.store(true, Ordering::Relaxed);
+        tracing::info!(bot = %me.username(), "connected to Telegram");
+        register_commands(&self.telegram).await;
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (acks_tx, acks_rx) = mpsc::unbounded_channel();
+        let (actions_tx, actions_rx) = mpsc::unbounded_channel();
+        let link = attach::Link { events: events_rx, acks: acks_rx, actions: actions_tx, connected: self.core_connected.clone() };
+        let link_task = tokio::spawn(attach::run(self.core.clone(), attach::hello(&self.version), link, shutdown.clone()));
+        let delivery = tokio::spawn(deliver::dispatch(self.telegram.clone(), actions_rx, acks_tx));
+        let inbound = Inbound::new(self.telegram.clone(), self.inbound.clone(), me, events_tx);
+        inbound.poll(self.telegram_reachable.clone(), shutdown.clone()).await;
+        let _ = link_task.await;
+        delivery.abort();
+    }
+}
 
 /// Runs the service until shutdown.
 pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
-    let router =
-        tonic::transport::Server::builder().add_service(context.health.clone().into_server());
-    serve(&context, router).await
+    let config = &context.config.telegram;
+    let telegram = telegram_from_config(config)?;
+    let core_connected = Arc::new(AtomicBool::new(false));
+    let telegram_reachable = Arc::new(AtomicBool::new(false));
+    let health = {
+        let core = core_connected.clone();
+        let reachable = telegram_reachable.clone();
+        context.health.clone().with_detail(move || {
+            format!(
+                "core {}, telegram {}",
+                if core.load(Ordering::Relaxed) { "attached" } else { "unreachable" },
+                if reachable.load(Ordering::Relaxed) { "reachable" } else { "unreachable" },
+            )
+        })
+    };
+    let gateway = Gateway {
+        telegram,
+        inbound: InboundConfig {
+            gate: Gate::new(&config.allowed_user_ids, &config.allowed_group_ids, config.group_mention_only),
+            workspace: context.home.workspace(),
+            max_download_bytes: config.max_download_bytes,
+            poll_timeout: POLL_TIMEOUT,
+        },
+        core: ductor_proto::transport::connect(context.home.socket(ServiceName::Core)),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        core_connected,
+        telegram_reachable,
+    };
+    let router = tonic::transport::Server::builder().add_service(health.into_server());
+    let (served, ()) = tokio::join!(serve(&context, router), gateway.run(context.shutdown.clone()));
+    served
 }

@@ -1,0 +1,386 @@
+//! Telegram updates in: long polling, the access gate, and conversion of
+//! messages, media and button presses into core's inbound events.
+//!
+//! Nothing reaches core before [`Gate::check`] says so. Media are downloaded
+//! (never more than `max_download_bytes`) to
+//! `workspace/telegram_files/YYYY-MM-DD/` and handed over as paths.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use ductor_proto::pb;
+use ductor_proto::transport::Backoff;
+use futures::StreamExt;
+use teloxide::net::Download;
+use teloxide::payloads::GetUpdatesSetters;
+use teloxide::prelude::Requester;
+use teloxide::types::{
+    AllowedUpdate, CallbackQuery, Chat, FileId, Me, Message, Update, UpdateKind, User,
+};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::Failure;
+use crate::buttons::{Press, classify};
+use crate::gate::{ChatKind, Gate, Verdict};
+use crate::telegram::{Target, Telegram};
+
+/// Sent to an unlisted group before the bot leaves it.
+const LEAVE_NOTICE: &str = "This bot is private and not enabled for this chat. Leaving.";
+
+/// Settings of the inbound side.
+#[derive(Debug, Clone)]
+pub struct InboundConfig {
+    pub gate: Gate,
+    pub workspace: PathBuf,
+    pub max_download_bytes: u64,
+    /// Long-poll wait of one getUpdates call.
+    pub poll_timeout: Duration,
+}
+
+/// Converts updates into inbound events for core.
+pub struct Inbound {
+    telegram: Telegram,
+    config: InboundConfig,
+    me: Me,
+    events: mpsc::UnboundedSender<pb::InboundEvent>,
+    left: HashSet<i64>,
+}
+
+/// A file attached to a message, before download.
+struct Media {
+    kind: &'static str,
+    file_id: FileId,
+    size: u64,
+    mime: String,
+    file_name: Option<String>,
+}
+
+impl Inbound {
+    /// `me` is the bot itself (from getMe), used to spot mentions and replies.
+    pub fn new(telegram: Telegram, config: InboundConfig, me: Me, events: mpsc::UnboundedSender<pb::InboundEvent>) -> Self {
+        Self { telegram, config, me, events, left: HashSet::new() }
+    }
+
+    /// Long-polls until shutdown. `reachable` follows getUpdates' success.
+    pub async fn poll(mut self, reachable: Arc<AtomicBool>, shutdown: CancellationToken) {
+        let mut offset: i32 = 0;
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+        let timeout = u32::try_from(self.config.poll_timeout.as_secs()).unwrap_or(10);
+        let allowed = vec![AllowedUpdate::Message, AllowedUpdate::CallbackQuery, AllowedUpdate::ChannelPost];
+        loop {
+            let request = self.telegram.bot.get_updates().offset(offset).timeout(timeout).allowed_updates(allowed.clone());
+            let result = tokio::select! {
+                () = shutdown.cancelled() => return,
+                result = request.into_future() => result,
+            };
+            match result {
+                Ok(updates) => {
+                    reachable.store(true, Ordering::Relaxed);
+                    backoff.reset();
+                    for update in updates {
+                        offset = offset.max(i32::try_from(update.id.0).unwrap_or(i32::MAX).saturating_add(1));
+                        self.handle(update).await;
+                    }
+                }
+                Err(error) => {
+                    let failure = self.telegram.scrubber.classify(error);
+                    let delay = match failure {
+                        Failure::RetryAfter(wait) => wait,
+                        _ => backoff.next_delay(),
+                    };
+                    reachable.store(false, Ordering::Relaxed);
+                    tracing::warn!(%failure, retry_in_ms = delay.as_millis() as u64, "getUpdates failed");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles one update.
+    pub async fn handle(&mut self, update: Update) {
+        let event_id = format!("tg:update:{}", update.id.0);
+        match update.kind {
+            UpdateKind::Message(message) => self.message(event_id, message).await,
+            UpdateKind::CallbackQuery(query) => self.callback(event_id, query).await,
+            UpdateKind::ChannelPost(post) => {
+                if self.config.gate.check(ChatKind::Channel, post.chat.id.0, None, false) == Verdict::LeaveChat {
+                    self.leave(&post.chat).await;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn is_addressed(&self, message: &Message) -> bool {
+        let mention = format!("@{}", self.me.username()).to_lowercase();
+        let text = message.text().or(message.caption()).unwrap_or("");
+        text.to_lowercase().contains(&mention)
+            || text.starts_with('/')
+            || message.reply_to_message().and_then(|reply| reply.from.as_ref()).is_some_and(|from| from.id == self.me.id)
+    }
+
+    async fn message(&mut self, event_id: String, message: Message) {
+        let sender = message.from.as_ref().map(|user| user.id.0 as i64);
+        let verdict = self.config.gate.check(chat_kind(&message.chat), message.chat.id.0, sender, self.is_addressed(&message));
+        match verdict {
+            Verdict::Allow => {}
+            Verdict::Drop => {
+                tracing::info!(chat = message.chat.id.0, sender, "ignoring a message the access gate refused");
+                return;
+            }
+            Verdict::LeaveChat => return self.leave(&message.chat).await,
+        }
+        let chat = chat_ref(&message);
+        let (sender_id, sender_name) = sender_of(message.from.as_ref());
+        let reply_quote = reply_quote(&message);
+        let kind = if let Some(media) = media_of(&message) {
+            match self.download(&message, media).await {
+                Ok(mut media) => {
+                    media.caption = self.strip_mention(message.caption().unwrap_or(""));
+                    media.reply_quote = reply_quote;
+                    pb::inbound_event::Kind::Media(media)
+                }
+                Err(reason) => {
+                    tracing::warn!(chat = message.chat.id.0, %reason, "could not take an incoming file");
+                    let target = Target { chat: message.chat.id, thread: topic_of(&message) };
+                    let notice = crate::render::escape(&format!("Could not take that file: {reason}"));
+                    let _ = self.telegram.deliver_new(target, &notice, true, None).await;
+                    return;
+                }
+            }
+        } else if let Some(text) = message.text() {
+            pb::inbound_event::Kind::Message(pb::UserMessage { text: self.strip_mention(text), reply_quote })
+        } else {
+            return;
+        };
+        self.emit(pb::InboundEvent { event_id, chat: Some(chat), sender_id, sender_name, kind: Some(kind) });
+    }
+
+    async fn callback(&mut self, event_id: String, query: CallbackQuery) {
+        let answer = self.telegram.bot.answer_callback_query(query.id.clone());
+        let Some(message) = query.message.as_ref() else {
+            let _ = answer.await;
+            return;
+        };
+        let chat = message.chat();
+        let verdict = self.config.gate.check(chat_kind(chat), chat.id.0, Some(query.from.id.0 as i64), true);
+        if let Err(error) = answer.await {
+            tracing::warn!(failure = %self.telegram.scrubber.classify(error), "answerCallbackQuery failed");
+        }
+        if verdict != Verdict::Allow {
+            tracing::info!(chat = chat.id.0, sender = query.from.id.0, "ignoring a button press the access gate refused");
+            return;
+        }
+        let topic = message.regular_message().and_then(topic_of);
+        let chat_ref = pb::ChatRef {
+            chat_id: chat.id.0.to_string(),
+            topic_id: topic.map(|thread| thread.0.0.to_string()).unwrap_or_default(),
+        };
+        let (sender_id, sender_name) = sender_of(Some(&query.from));
+        let data = query.data.unwrap_or_default();
+        let kind = match classify(&data) {
+            Press::Core(button_id) => pb::inbound_event::Kind::Button(pb::ButtonPress { button_id, message_ref: message.id().0.to_string() }),
+            Press::Say(label) => pb::inbound_event::Kind::Message(pb::UserMessage { text: label, reply_quote: String::new() }),
+        };
+        self.emit(pb::InboundEvent { event_id, chat: Some(chat_ref), sender_id, sender_name, kind: Some(kind) });
+    }
+
+    fn emit(&self, event: pb::InboundEvent) {
+        if self.events.send(event).is_err() {
+            tracing::error!("the core link is gone; dropping an inbound event");
+        }
+    }
+
+    fn strip_mention(&self, text: &str) -> String {
+        let mention = format!("@{}", self.me.username());
+        let mut out = text.to_owned();
+        while let Some(at) = out.to_lowercase().find(&mention.to_lowercase()) {
+            out.replace_range(at..at + mention.len(), "");
+        }
+        out.trim().to_owned()
+    }
+
+    async fn leave(&mut self, chat: &Chat) {
+        if !self.left.insert(chat.id.0) {
+            return;
+        }
+        tracing::warn!(chat = chat.id.0, "leaving a chat that is not in allowed_group_ids");
+        let target = Target { chat: chat.id, thread: None };
+        if !chat.is_channel() {
+            let _ = self.telegram.send(target, crate::telegram::Body::Plain(LEAVE_NOTICE), true, None).await;
+        }
+        if let Err(error) = self.telegram.bot.leave_chat(chat.id).await {
+            tracing::warn!(failure = %self.telegram.scrubber.classify(error), "could not leave the chat");
+        }
+    }
+
+    /// Downloads a message's file under the size limit.
+    async fn download(&self, message: &Message, media: Media) -> Result<pb::MediaRef, String> {
+        let limit = self.config.max_download_bytes;
+        if media.size > limit {
+            return Err(format!("it is {} bytes, more than the limit of {limit}", media.size));
+        }
+        let file = self.telegram.bot.get_file(media.file_id.clone()).await.map_err(|error| self.telegram.scrubber.classify(error).to_string())?;
+        let day = jiff::Zoned::now().strftime("%Y-%m-%d").to_string();
+        let dir = self.config.workspace.join("telegram_files").join(day);
+        tokio::fs::create_dir_all(&dir).await.map_err(|error| format!("create {}: {error}", dir.display()))?;
+        let name = media.file_name.clone().unwrap_or_else(|| default_name(media.kind, &file.path, &media.mime));
+        let path = dir.join(format!("{}_{}", message.id.0, sanitize(&name)));
+        let written = self.fetch_to(&file.path, &path, limit).await;
+        match written {
+            Ok(size) => Ok(pb::MediaRef {
+                path: path.to_string_lossy().into_owned(),
+                mime_type: media.mime,
+                caption: String::new(),
+                original_filename: media.file_name.unwrap_or_default(),
+                media_kind: media.kind.to_owned(),
+                size_bytes: size,
+                reply_quote: String::new(),
+            }),
+            Err(error) => {
+                let _ = tokio::fs::remove_file(&path).await;
+                Err(error)
+            }
+        }
+    }
+
+    async fn fetch_to(&self, remote: &str, path: &Path, limit: u64) -> Result<u64, String> {
+        let mut out = tokio::fs::File::create(path).await.map_err(|error| format!("create {}: {error}", path.display()))?;
+        let mut stream = self.telegram.bot.download_file_stream(remote);
+        let mut size: u64 = 0;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|error| {
+                let mut text = error.to_string();
+                if let Some(url) = error.url() {
+                    text = text.replace(url.as_str(), "<file url>");
+                }
+                format!("download: {}", self.telegram.scrubber.scrub(&text))
+            })?;
+            size += chunk.len() as u64;
+            if size > limit {
+                return Err(format!("it is more than the limit of {limit} bytes"));
+            }
+            out.write_all(&chunk).await.map_err(|error| format!("write {}: {error}", path.display()))?;
+        }
+        out.flush().await.map_err(|error| format!("write {}: {error}", path.display()))?;
+        Ok(size)
+    }
+}
+
+fn chat_kind(chat: &Chat) -> ChatKind {
+    if chat.is_private() {
+        ChatKind::Private
+    } else if chat.is_group() || chat.is_supergroup() {
+        ChatKind::Group
+    } else {
+        ChatKind::Channel
+    }
+}
+
+/// The forum topic of a message; plain reply threads are not topics.
+fn topic_of(message: &Message) -> Option<teloxide::types::ThreadId> {
+    message.thread_id.filter(|_| message.is_topic_message)
+}
+
+fn chat_ref(message: &Message) -> pb::ChatRef {
+    pb::ChatRef {
+        chat_id: message.chat.id.0.to_string(),
+        topic_id: topic_of(message).map(|thread| thread.0.0.to_string()).unwrap_or_default(),
+    }
+}
+
+fn sender_of(user: Option<&User>) -> (String, String) {
+    match user {
+        Some(user) => (user.id.0.to_string(), user.full_name()),
+        None => (String::new(), String::new()),
+    }
+}
+
+/// The quoted part of the replied-to message, or its whole text or caption.
+fn reply_quote(message: &Message) -> String {
+    if let Some(quote) = message.quote() {
+        return quote.text.clone();
+    }
+    message
+        .reply_to_message()
+        // In forums every message "replies" to the topic's first message.
+        .filter(|reply| !(message.is_topic_message && topic_of(message).is_some_and(|thread| thread.0 == reply.id)))
+        .and_then(|reply| reply.text().or(reply.caption()))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn media_of(message: &Message) -> Option<Media> {
+    let media = |kind, meta: &teloxide::types::FileMeta, mime: Option<String>, default: &str, file_name: Option<String>| Media {
+        kind,
+        file_id: meta.id.clone(),
+        size: u64::from(meta.size),
+        mime: mime.unwrap_or_else(|| default.to_owned()),
+        file_name,
+    };
+    if let Some(photo) = message.photo().and_then(|sizes| sizes.iter().max_by_key(|size| size.width * size.height)) {
+        return Some(media("photo", &photo.file, None, "image/jpeg", None));
+    }
+    if let Some(doc) = message.document() {
+        return Some(media("document", &doc.file, doc.mime_type.as_ref().map(ToString::to_string), "application/octet-stream", doc.file_name.clone()));
+    }
+    if let Some(voice) = message.voice() {
+        return Some(media("voice", &voice.file, voice.mime_type.as_ref().map(ToString::to_string), "audio/ogg", None));
+    }
+    if let Some(audio) = message.audio() {
+        return Some(media("audio", &audio.file, audio.mime_type.as_ref().map(ToString::to_string), "audio/mpeg", audio.file_name.clone()));
+    }
+    if let Some(video) = message.video() {
+        return Some(media("video", &video.file, video.mime_type.as_ref().map(ToString::to_string), "video/mp4", video.file_name.clone()));
+    }
+    if let Some(note) = message.video_note() {
+        return Some(media("video_note", &note.file, None, "video/mp4", None));
+    }
+    if let Some(sticker) = message.sticker() {
+        return Some(media("sticker", &sticker.file, None, "image/webp", None));
+    }
+    None
+}
+
+/// A file name for media that come without one.
+fn default_name(kind: &str, remote_path: &str, mime: &str) -> String {
+    let extension = Path::new(remote_path)
+        .extension()
+        .and_then(|ext| ext.to_str())
+        .map(str::to_owned)
+        .unwrap_or_else(|| mime.rsplit('/').next().unwrap_or("bin").to_owned());
+    format!("{kind}.{extension}")
+}
+
+/// Keeps a received file name inside its directory and printable.
+fn sanitize(name: &str) -> String {
+    let cleaned: String = name
+        .chars()
+        .map(|c| if c.is_alphanumeric() || "._-".contains(c) { c } else { '_' })
+        .take(120)
+        .collect();
+    let cleaned = cleaned.trim_start_matches('.').to_owned();
+    if cleaned.is_empty() { "file".to_owned() } else { cleaned }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_stay_in_their_directory() {
+        assert_eq!(sanitize("../../etc/passwd"), "_.._etc_passwd");
+        assert_eq!(sanitize("report 1.pdf"), "report_1.pdf");
+        assert_eq!(sanitize(".."), "file");
+        assert_eq!(default_name("voice", "voice/file_3.oga", "audio/ogg"), "voice.oga");
+        assert_eq!(default_name("photo", "photos/x", "image/jpeg"), "photo.jpeg");
+    }
+}

@@ -1,0 +1,305 @@
+//! The Bot API calls the gateway makes, with pacing and retries.
+//!
+//! Every call waits for its chat's pause (and the global one) first; edits
+//! also wait for the chat's edit budget. [`Telegram::deliver`] is the path
+//! of text that must arrive (final replies, notices): it retries after 429s
+//! and network errors and falls back to plain text when Telegram rejects
+//! the HTML. Progress calls are single attempts: a skipped progress edit is
+//! simply folded into the next one.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use teloxide::payloads::{
+    EditMessageTextSetters, SendDocumentSetters, SendMessageSetters, SendPhotoSetters,
+};
+use teloxide::prelude::Requester;
+use teloxide::types::{
+    ChatAction, ChatId, InlineKeyboardMarkup, InputFile, LinkPreviewOptions, MessageId, ParseMode,
+    ThreadId,
+};
+use teloxide::Bot;
+
+use crate::api::{Failure, Pacer, Scrubber};
+use crate::render::html_to_plain;
+
+/// Attempts of a must-deliver call before it is given up.
+const DELIVER_ATTEMPTS: u32 = 8;
+
+/// Where a message goes: a chat and, in forums, a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Target {
+    pub chat: ChatId,
+    pub thread: Option<ThreadId>,
+}
+
+/// Text in one of the two forms Telegram gets.
+#[derive(Debug, Clone, Copy)]
+pub enum Body<'a> {
+    Html(&'a str),
+    Plain(&'a str),
+}
+
+/// Whether a call is an edit (edit budget) or a send (pauses only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Edit,
+    Send,
+}
+
+/// The bot, its token scrubber and the pacer.
+#[derive(Clone)]
+pub struct Telegram {
+    pub bot: Bot,
+    pub scrubber: Scrubber,
+    pub pacer: Arc<Pacer>,
+}
+
+fn no_preview() -> LinkPreviewOptions {
+    LinkPreviewOptions {
+        is_disabled: true,
+        url: None,
+        prefer_small_media: false,
+        prefer_large_media: false,
+        show_above_text: false,
+    }
+}
+
+impl Telegram {
+    /// Sends a new message.
+    pub async fn send(
+        &self,
+        target: Target,
+        body: Body<'_>,
+        silent: bool,
+        markup: Option<InlineKeyboardMarkup>,
+    ) -> Result<MessageId, Failure> {
+        let text = match body {
+            Body::Html(text) | Body::Plain(text) => text,
+        };
+        let mut request = self
+            .bot
+            .send_message(target.chat, text)
+            .disable_notification(silent)
+            .link_preview_options(no_preview());
+        if let Body::Html(_) = body {
+            request = request.parse_mode(ParseMode::Html);
+        }
+        if let Some(thread) = target.thread {
+            request = request.message_thread_id(thread);
+        }
+        if let Some(markup) = markup {
+            request = request.reply_markup(markup);
+        }
+        request.await.map(|message| message.id).map_err(|error| self.scrubber.classify(error))
+    }
+
+    /// Replaces the text (and keyboard) of a message. Edits never notify.
+    pub async fn edit(
+        &self,
+        target: Target,
+        id: MessageId,
+        body: Body<'_>,
+        markup: Option<InlineKeyboardMarkup>,
+    ) -> Result<(), Failure> {
+        let text = match body {
+            Body::Html(text) | Body::Plain(text) => text,
+        };
+        let mut request =
+            self.bot.edit_message_text(target.chat, id, text).link_preview_options(no_preview());
+        if let Body::Html(_) = body {
+            request = request.parse_mode(ParseMode::Html);
+        }
+        if let Some(markup) = markup {
+            request = request.reply_markup(markup);
+        }
+        match request.await {
+            Ok(_) => Ok(()),
+            Err(error) => match self.scrubber.classify(error) {
+                Failure::NotModified => Ok(()),
+                failure => Err(failure),
+            },
+        }
+    }
+
+    /// Deletes a message; a message already gone counts as deleted.
+    pub async fn delete(&self, target: Target, id: MessageId) -> Result<(), Failure> {
+        match self.bot.delete_message(target.chat, id).await {
+            Ok(_) => Ok(()),
+            Err(error) => match self.scrubber.classify(error) {
+                Failure::MessageGone => Ok(()),
+                failure => Err(failure),
+            },
+        }
+    }
+
+    /// Shows "typing…" for about five seconds.
+    pub async fn typing(&self, target: Target) -> Result<(), Failure> {
+        let mut request = self.bot.send_chat_action(target.chat, ChatAction::Typing);
+        if let Some(thread) = target.thread {
+            request = teloxide::payloads::SendChatActionSetters::message_thread_id(request, thread);
+        }
+        request.await.map(|_| ()).map_err(|error| self.scrubber.classify(error))
+    }
+
+    /// Sends a file as a photo (images) or a document.
+    pub async fn send_file(
+        &self,
+        target: Target,
+        path: &Path,
+        is_image: bool,
+        silent: bool,
+    ) -> Result<MessageId, Failure> {
+        let file = InputFile::file(path.to_path_buf());
+        let result = if is_image {
+            let mut request = self.bot.send_photo(target.chat, file).disable_notification(silent);
+            if let Some(thread) = target.thread {
+                request = request.message_thread_id(thread);
+            }
+            request.await
+        } else {
+            let mut request = self.bot.send_document(target.chat, file).disable_notification(silent);
+            if let Some(thread) = target.thread {
+                request = request.message_thread_id(thread);
+            }
+            request.await
+        };
+        result.map(|message| message.id).map_err(|error| self.scrubber.classify(error))
+    }
+
+    /// Waits until `target`'s chat may make a call of this kind.
+    async fn wait_turn(&self, target: Target, kind: Kind) {
+        let chat = target.chat.0;
+        if kind == Kind::Edit {
+            tokio::time::sleep_until(self.pacer.reserve_edit(chat)).await;
+        }
+        // A 429 seen meanwhile still holds.
+        tokio::time::sleep_until(self.pacer.send_ready_at(chat)).await;
+    }
+
+    /// Runs `call` until it succeeds, honouring 429s and retrying network
+    /// errors; other failures are returned at once.
+    async fn retrying<T, F, Fut>(&self, target: Target, kind: Kind, mut call: F) -> Result<T, Failure>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, Failure>>,
+    {
+        let mut last = Failure::Other("no attempt made".to_owned());
+        for attempt in 1..=DELIVER_ATTEMPTS {
+            self.wait_turn(target, kind).await;
+            match call().await {
+                Ok(value) => return Ok(value),
+                Err(Failure::RetryAfter(wait)) => {
+                    tracing::warn!(chat = target.chat.0, wait_ms = wait.as_millis() as u64, "Telegram asked to slow down");
+                    self.pacer.note_retry_after(target.chat.0, wait);
+                    last = Failure::RetryAfter(wait);
+                }
+                Err(Failure::Network(error)) => {
+                    tracing::warn!(chat = target.chat.0, %error, attempt, "Bot API call failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(250 * u64::from(attempt))).await;
+                    last = Failure::Network(error);
+                }
+                Err(failure) => return Err(failure),
+            }
+        }
+        Err(last)
+    }
+
+    /// Sends text that must arrive: retried, with a plain-text retry when
+    /// Telegram rejects the HTML.
+    pub async fn deliver_new(
+        &self,
+        target: Target,
+        html: &str,
+        silent: bool,
+        markup: Option<InlineKeyboardMarkup>,
+    ) -> Result<MessageId, Failure> {
+        let sent = self
+            .retrying(target, Kind::Send, || self.send(target, Body::Html(html), silent, markup.clone()))
+            .await;
+        match sent {
+            Err(Failure::BadEntities(reason)) => {
+                tracing::warn!(chat = target.chat.0, %reason, "Telegram rejected the HTML; sending plain text");
+                let plain = html_to_plain(html);
+                self.retrying(target, Kind::Send, || {
+                    self.send(target, Body::Plain(&plain), silent, markup.clone())
+                })
+                .await
+            }
+            other => other,
+        }
+    }
+
+    /// Edits text that must arrive: retried, with a plain-text retry.
+    pub async fn deliver_edit(
+        &self,
+        target: Target,
+        id: MessageId,
+        html: &str,
+        markup: Option<InlineKeyboardMarkup>,
+    ) -> Result<(), Failure> {
+        let edited = self
+            .retrying(target, Kind::Edit, || self.edit(target, id, Body::Html(html), markup.clone()))
+            .await;
+        match edited {
+            Err(Failure::BadEntities(reason)) => {
+                tracing::warn!(chat = target.chat.0, %reason, "Telegram rejected the HTML; editing as plain text");
+                let plain = html_to_plain(html);
+                self.retrying(target, Kind::Edit, || {
+                    self.edit(target, id, Body::Plain(&plain), markup.clone())
+                })
+                .await
+            }
+            other => other,
+        }
+    }
+
+    /// One paced progress attempt (no retries): an edit, or a silent new message.
+    pub async fn progress(
+        &self,
+        target: Target,
+        id: Option<MessageId>,
+        html: &str,
+    ) -> Result<Option<MessageId>, Failure> {
+        self.wait_turn(target, Kind::Edit).await;
+        let result = match id {
+            Some(id) => match self.edit(target, id, Body::Html(html), None).await {
+                Err(Failure::BadEntities(_)) => {
+                    self.edit(target, id, Body::Plain(&html_to_plain(html)), None).await
+                }
+                other => other,
+            }
+            .map(|()| None),
+            None => match self.send(target, Body::Html(html), true, None).await {
+                Err(Failure::BadEntities(_)) => {
+                    self.send(target, Body::Plain(&html_to_plain(html)), true, None).await
+                }
+                other => other,
+            }
+            .map(Some),
+        };
+        if let Err(Failure::RetryAfter(wait)) = &result {
+            tracing::warn!(chat = target.chat.0, wait_ms = wait.as_millis() as u64, "Telegram asked to slow down");
+            self.pacer.note_retry_after(target.chat.0, *wait);
+        }
+        result
+    }
+
+    /// Sends an attachment, retried after 429s and network errors.
+    pub async fn deliver_file(
+        &self,
+        target: Target,
+        path: &Path,
+        is_image: bool,
+    ) -> Result<MessageId, Failure> {
+        let sent = self.retrying(target, Kind::Send, || self.send_file(target, path, is_image, true)).await;
+        match sent {
+            // Telegram refuses some images as photos (size, ratio): try as a document.
+            Err(Failure::Other(_)) if is_image => {
+                self.retrying(target, Kind::Send, || self.send_file(target, path, false, true)).await
+            }
+            other => other,
+        }
+    }
+}
