@@ -1,10 +1,64 @@
-//! The ductor runner service (skeleton: serves Health on its socket).
+//! The ductor runner: the only process that spawns agent CLIs.
+//!
+//! Core asks it (gRPC `ductor.v1.Runner` on `run/runner.sock`) to run a turn;
+//! the runner starts the provider's official CLI headless, confined and
+//! supervised, and streams its output back as one provider-neutral event
+//! model. Code map:
+//!
+//! - [`service`]: the gRPC service, the table of live runs, session locks;
+//! - [`spec`]: `RunSpec` validated from the wire;
+//! - [`provider`]: per-CLI argv/env and stdout parsers (claude, codex, gemini);
+//! - [`supervise`]: one run from spawn to reaping (timeouts, signals, events);
+//! - [`sandbox`]: environment allowlist, Landlock, rlimits, and the one spawn site;
+//! - [`lines`]: bounded line reading; [`registry`]: pid records swept at start;
+//! - [`event`]: the event model; [`probe`]: installed CLIs and versions.
 
+pub mod error;
+pub mod event;
+pub mod lines;
+pub mod probe;
+pub mod provider;
+pub mod registry;
+pub mod sandbox;
+pub mod service;
+pub mod spec;
+pub mod supervise;
+
+use anyhow::Context as _;
 use ductor_daemon::daemon::{ServiceContext, serve};
 
-/// Runs the service until shutdown.
+pub use service::{Runner, RunnerService};
+
+/// Runs the service until shutdown; stops every run before returning.
 pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
-    let router =
-        tonic::transport::Server::builder().add_service(context.health.clone().into_server());
-    serve(&context, router).await
+    let support = sandbox::detect(context.config.runner.sandbox)
+        .map_err(anyhow::Error::msg)
+        .context("set up the sandbox")?;
+    tracing::info!(sandbox = support.mode(), detail = %support.detail, "sandbox");
+    let runner = Runner::new(
+        context.config.runner.clone(),
+        context.config.providers.clone(),
+        context.home.clone(),
+        support,
+    );
+    let killed = runner.sweep();
+    if killed > 0 {
+        tracing::warn!(killed, "killed CLI process groups left by a previous runner");
+    }
+    // Runs hold their streams open; stop them when shutdown begins so serving can end.
+    let stopper = {
+        let runner = runner.clone();
+        let shutdown = context.shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            runner.shutdown().await;
+        })
+    };
+    let router = tonic::transport::Server::builder()
+        .add_service(context.health.clone().into_server())
+        .add_service(RunnerService::new(runner.clone()).into_server());
+    let served = serve(&context, router).await;
+    runner.shutdown().await;
+    stopper.abort();
+    served
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::Invalid;
+use super::agent::PermissionModeSetting;
 
 /// Sandbox for agent CLIs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -38,6 +39,16 @@ pub struct RunnerConfig {
     pub max_processes: u64,
     /// RLIMIT_FSIZE for a run's processes, in MiB.
     pub max_file_size_mb: u64,
+    /// Extra paths a sandboxed CLI may read (besides the system directories,
+    /// PATH and the CLI's install directory).
+    pub extra_readable_paths: Vec<String>,
+    /// Default total timeout of a run, in milliseconds (a RunSpec may lower it).
+    pub total_timeout_ms: u64,
+    /// Default idle timeout (no output) of a run, in milliseconds.
+    pub idle_timeout_ms: u64,
+    /// Permission mode when a RunSpec leaves it unspecified:
+    /// `default`, `accept_edits`, `bypass` or `plan`.
+    pub permission_mode: PermissionModeSetting,
 }
 
 impl Default for RunnerConfig {
@@ -50,6 +61,10 @@ impl Default for RunnerConfig {
             max_concurrent_runs: 64,
             max_processes: 4096,
             max_file_size_mb: 4096,
+            extra_readable_paths: Vec::new(),
+            total_timeout_ms: 2 * 60 * 60 * 1000,
+            idle_timeout_ms: 30 * 60 * 1000,
+            permission_mode: PermissionModeSetting::Bypass,
         }
     }
 }
@@ -58,6 +73,12 @@ impl RunnerConfig {
     pub(crate) fn validate(&self) -> Result<(), Invalid> {
         if self.max_line_bytes < 64 * 1024 {
             return Err(Invalid::new("runner.max_line_bytes", "must be at least 65536"));
+        }
+        if self.total_timeout_ms == 0 {
+            return Err(Invalid::new("runner.total_timeout_ms", "must be greater than 0"));
+        }
+        if self.idle_timeout_ms == 0 {
+            return Err(Invalid::new("runner.idle_timeout_ms", "must be greater than 0"));
         }
         if self.max_concurrent_runs == 0 {
             return Err(Invalid::new("runner.max_concurrent_runs", "must be greater than 0"));

@@ -1,0 +1,291 @@
+//! Provider adapters: argv and environment for a turn, the stdout dialect,
+//! and how a failed run is classified — one module per CLI.
+//!
+//! - [`claude`]: `claude -p … --output-format stream-json --verbose --include-partial-messages`.
+//! - [`codex`]: `codex exec --json --skip-git-repo-check` (see its module doc for why
+//!   `exec` and not `app-server`).
+//! - [`gemini`]: `gemini -p … -o stream-json`, `GEMINI_CLI_NO_RELAUNCH=true`.
+//!
+//! Every adapter is pure: it turns a validated [`RunSpec`] into an
+//! [`Invocation`] and JSON lines into [`Event`]s. Spawning is elsewhere.
+
+pub mod claude;
+pub mod codex;
+pub mod gemini;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+use crate::event::{Event, RunError};
+use crate::spec::{PermissionMode, Provider, RunSpec};
+
+/// What to run for one turn (the binary is resolved by the caller).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation {
+    /// Arguments after the binary.
+    pub args: Vec<String>,
+    /// Environment the adapter adds on top of the allowlisted one.
+    pub env: BTreeMap<String, String>,
+}
+
+/// A line the parser does not know; logged once per `kind` by the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unknown(pub String);
+
+/// How the process ended, for classification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitInfo {
+    /// Exit code when it exited normally.
+    pub code: Option<i32>,
+    /// Signal when it was killed.
+    pub signal: Option<i32>,
+}
+
+impl std::fmt::Display for ExitInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.code, self.signal) {
+            (Some(code), _) => write!(f, "exit code {code}"),
+            (None, Some(signal)) => write!(f, "signal {signal}"),
+            (None, None) => f.write_str("an unknown status"),
+        }
+    }
+}
+
+/// A writable location a provider keeps its state in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatePath {
+    /// A directory (created if missing).
+    Dir(PathBuf),
+    /// A single file (created with `initial` contents if missing).
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Contents written when it does not exist.
+        initial: &'static str,
+    },
+}
+
+/// The stdout parser of one run.
+#[derive(Debug)]
+pub enum Parser {
+    /// Claude stream-json.
+    Claude(claude::Parser),
+    /// Codex `exec --json`.
+    Codex(codex::Parser),
+    /// Gemini stream-json.
+    Gemini(gemini::Parser),
+}
+
+impl Parser {
+    /// A fresh parser for `provider`.
+    pub fn new(provider: Provider) -> Self {
+        match provider {
+            Provider::Claude => Self::Claude(claude::Parser::default()),
+            Provider::Codex => Self::Codex(codex::Parser::default()),
+            Provider::Gemini => Self::Gemini(gemini::Parser::default()),
+        }
+    }
+
+    /// Turns one JSON line into events.
+    pub fn parse(&mut self, line: &Value, out: &mut Vec<Event>) -> Result<(), Unknown> {
+        match self {
+            Self::Claude(parser) => parser.parse(line, out),
+            Self::Codex(parser) => parser.parse(line, out),
+            Self::Gemini(parser) => parser.parse(line, out),
+        }
+    }
+
+    /// The last error message the CLI printed on stdout without ending the turn.
+    pub fn pending_error(&self) -> Option<&str> {
+        match self {
+            Self::Codex(parser) => parser.pending_error(),
+            Self::Claude(_) | Self::Gemini(_) => None,
+        }
+    }
+}
+
+/// argv and adapter environment for `spec` with the effective permission mode.
+pub fn invocation(spec: &RunSpec, mode: PermissionMode, config_args: &[String]) -> Invocation {
+    match spec.provider {
+        Provider::Claude => claude::invocation(spec, mode, config_args),
+        Provider::Codex => codex::invocation(spec, mode, config_args),
+        Provider::Gemini => gemini::invocation(spec, mode, config_args),
+    }
+}
+
+/// Classifies a run that ended without a result line.
+pub fn classify_failure(
+    provider: Provider,
+    resumed: bool,
+    exit: ExitInfo,
+    stderr_tail: &str,
+    pending_error: Option<&str>,
+) -> RunError {
+    match provider {
+        Provider::Claude => claude::classify_failure(exit, stderr_tail),
+        Provider::Codex => codex::classify_failure(exit, stderr_tail, pending_error),
+        Provider::Gemini => gemini::classify_failure(resumed, exit, stderr_tail),
+    }
+}
+
+/// Environment name prefixes a provider's CLI is allowed to inherit.
+pub fn env_prefixes(provider: Provider) -> &'static [&'static str] {
+    match provider {
+        Provider::Claude => &["ANTHROPIC_", "CLAUDE_", "AWS_", "VERTEX_", "DISABLE_"],
+        Provider::Codex => &["OPENAI_", "CODEX_", "AZURE_OPENAI_"],
+        Provider::Gemini => &["GEMINI_", "GOOGLE_", "CLOUDSDK_"],
+    }
+}
+
+/// Where a provider keeps its state, given the CLI's environment.
+pub fn state_paths(provider: Provider, env: &BTreeMap<String, String>) -> Vec<StatePath> {
+    let home = env.get("HOME").map(PathBuf::from);
+    let var = |name: &str| env.get(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    match provider {
+        Provider::Claude => {
+            let mut paths = Vec::new();
+            match var("CLAUDE_CONFIG_DIR") {
+                Some(dir) => paths.push(StatePath::Dir(dir)),
+                None => {
+                    if let Some(home) = home {
+                        paths.push(StatePath::Dir(home.join(".claude")));
+                        paths.push(StatePath::File { path: home.join(".claude.json"), initial: "{}" });
+                    }
+                }
+            }
+            paths
+        }
+        Provider::Codex => var("CODEX_HOME")
+            .or_else(|| home.map(|h| h.join(".codex")))
+            .map(StatePath::Dir)
+            .into_iter()
+            .collect(),
+        Provider::Gemini => var("GEMINI_CLI_HOME")
+            .or(home)
+            .map(|h| StatePath::Dir(h.join(".gemini")))
+            .into_iter()
+            .collect(),
+    }
+}
+
+/// "authenticated", "api_key" or "unauthenticated", from files and variables.
+pub fn auth_hint(provider: Provider, env: &BTreeMap<String, String>) -> &'static str {
+    let has = |names: &[&str]| names.iter().any(|n| env.get(*n).is_some_and(|v| !v.is_empty()));
+    let exists = |path: Option<PathBuf>| path.is_some_and(|p| p.is_file());
+    let home = env.get("HOME").map(PathBuf::from);
+    let (logged_in, key) = match provider {
+        Provider::Claude => {
+            let dir = env
+                .get("CLAUDE_CONFIG_DIR")
+                .map(PathBuf::from)
+                .or_else(|| home.map(|h| h.join(".claude")));
+            (
+                exists(dir.map(|d| d.join(".credentials.json"))),
+                has(&["ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN"]),
+            )
+        }
+        Provider::Codex => {
+            let dir =
+                env.get("CODEX_HOME").map(PathBuf::from).or_else(|| home.map(|h| h.join(".codex")));
+            (exists(dir.map(|d| d.join("auth.json"))), has(&["OPENAI_API_KEY", "CODEX_API_KEY"]))
+        }
+        Provider::Gemini => {
+            let dir = env.get("GEMINI_CLI_HOME").map(PathBuf::from).or(home);
+            (
+                exists(dir.map(|d| d.join(".gemini").join("oauth_creds.json"))),
+                has(&["GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_APPLICATION_CREDENTIALS"]),
+            )
+        }
+    };
+    if logged_in {
+        "authenticated"
+    } else if key {
+        "api_key"
+    } else {
+        "unauthenticated"
+    }
+}
+
+/// Built-in model list (aliases first; the first is the default).
+pub fn builtin_models(provider: Provider) -> &'static [&'static str] {
+    match provider {
+        Provider::Claude => &["opus", "sonnet", "haiku", "opus[1m]", "sonnet[1m]"],
+        Provider::Codex => &[
+            "gpt-5.5",
+            "gpt-6-sol",
+            "gpt-6.1-sol",
+            "gpt-6-astra",
+            "gpt-6-luna",
+            "gpt-6.1-terra",
+            "gpt-5.6-sol",
+            "gpt-5.6-terra",
+            "gpt-5.6-luna",
+        ],
+        Provider::Gemini => {
+            &["gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.5-flash-lite", "auto"]
+        }
+    }
+}
+
+/// Reasoning efforts the CLI accepts (empty: no effort setting).
+pub fn efforts(provider: Provider) -> &'static [&'static str] {
+    match provider {
+        Provider::Claude => &["low", "medium", "high", "xhigh", "max"],
+        Provider::Codex => &["minimal", "low", "medium", "high", "xhigh"],
+        Provider::Gemini => &[],
+    }
+}
+
+/// The prompt with the system-prompt addition in front, for CLIs without a flag for it.
+pub fn prompt_with_instructions(spec: &RunSpec) -> String {
+    match &spec.append_system_prompt {
+        Some(extra) => format!("<instructions>\n{extra}\n</instructions>\n\n{}", spec.prompt),
+        None => spec.prompt.clone(),
+    }
+}
+
+/// A one-line summary of a tool's input: the command, path, pattern or URL.
+pub fn tool_summary(input: &Value) -> String {
+    const KEYS: &[&str] = &[
+        "command", "cmd", "file_path", "path", "pattern", "url", "query", "description", "prompt",
+    ];
+    for key in KEYS {
+        if let Some(text) = input.get(*key).and_then(Value::as_str) {
+            return crate::event::one_line(text, 200);
+        }
+        if let Some(parts) = input.get(*key).and_then(Value::as_array) {
+            let joined: Vec<&str> = parts.iter().filter_map(Value::as_str).collect();
+            if !joined.is_empty() {
+                return crate::event::one_line(&joined.join(" "), 200);
+            }
+        }
+    }
+    match input {
+        Value::Null => String::new(),
+        Value::String(text) => crate::event::one_line(text, 200),
+        other => crate::event::truncate(&other.to_string(), 200),
+    }
+}
+
+/// A string field, or "".
+pub fn str_of<'a>(value: &'a Value, key: &str) -> &'a str {
+    value.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+/// A number field, or 0.
+pub fn u64_of(value: &Value, key: &str) -> u64 {
+    value.get(key).and_then(Value::as_u64).unwrap_or(0)
+}
+
+/// Whether `prompt` could be taken for an option and must follow `--`.
+pub fn looks_like_option(prompt: &str) -> bool {
+    prompt.starts_with('-')
+}
+
+/// Lower-cased text contains any of `needles`.
+pub fn mentions(text: &str, needles: &[&str]) -> bool {
+    let lower = text.to_lowercase();
+    needles.iter().any(|n| lower.contains(n))
+}

@@ -1,0 +1,281 @@
+//! Claude Code: `claude -p PROMPT --output-format stream-json --verbose
+//! --include-partial-messages [--resume ID] …`.
+//!
+//! Text streams as `stream_event` / `content_block_delta` / `text_delta`; the
+//! complete `assistant` line of a block repeats it, so once deltas were seen
+//! assistant text blocks are not emitted again. The `result` line ends a turn
+//! (also after SIGINT, with `error_during_execution`). Bypass mode needs
+//! `IS_SANDBOX=1` when running as root.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::Value;
+
+use super::{ExitInfo, Invocation, Unknown, mentions, str_of, tool_summary, u64_of};
+use crate::event::{ErrorKind, Event, RunError, RunResult, Usage, tail};
+use crate::spec::{PermissionMode, RunSpec};
+
+/// argv and environment for one claude turn.
+pub fn invocation(spec: &RunSpec, mode: PermissionMode, config_args: &[String]) -> Invocation {
+    let mut args: Vec<String> = vec!["-p".into()];
+    let separate = super::looks_like_option(&spec.prompt);
+    if !separate {
+        args.push(spec.prompt.clone());
+    }
+    args.extend(
+        ["--output-format", "stream-json", "--verbose", "--include-partial-messages"].map(String::from),
+    );
+    let mut env = BTreeMap::new();
+    env.insert("DISABLE_AUTOUPDATER".to_owned(), "1".to_owned());
+    match mode {
+        PermissionMode::Default => {}
+        PermissionMode::AcceptEdits => args.extend(["--permission-mode".into(), "acceptEdits".into()]),
+        PermissionMode::Plan => args.extend(["--permission-mode".into(), "plan".into()]),
+        PermissionMode::Bypass => {
+            args.extend(["--permission-mode".into(), "bypassPermissions".into()]);
+            // Claude refuses bypass as root unless told it is sandboxed (it is: we are the fence).
+            env.insert("IS_SANDBOX".to_owned(), "1".to_owned());
+        }
+    }
+    if let Some(model) = &spec.model {
+        args.extend(["--model".into(), model.clone()]);
+    }
+    if let Some(effort) = &spec.effort {
+        args.extend(["--effort".into(), effort.clone()]);
+    }
+    if let Some(extra) = &spec.append_system_prompt {
+        args.extend(["--append-system-prompt".into(), extra.clone()]);
+    }
+    if let Some(session) = &spec.resume {
+        args.extend(["--resume".into(), session.clone()]);
+    }
+    args.extend(config_args.iter().cloned());
+    args.extend(spec.extra_args.iter().cloned());
+    if separate {
+        args.extend(["--".into(), spec.prompt.clone()]);
+    }
+    Invocation { args, env }
+}
+
+/// Claude stream-json parser state.
+#[derive(Debug, Default)]
+pub struct Parser {
+    session_announced: bool,
+    /// Partial messages are on: text already streamed as deltas.
+    streaming: bool,
+    tool_names: HashMap<String, String>,
+}
+
+impl Parser {
+    /// One stdout line.
+    pub fn parse(&mut self, line: &Value, out: &mut Vec<Event>) -> Result<(), Unknown> {
+        match str_of(line, "type") {
+            "system" => self.system(line, out),
+            "stream_event" => {
+                self.stream_event(line, out);
+                Ok(())
+            }
+            "assistant" => {
+                self.assistant(line, out);
+                Ok(())
+            }
+            "user" => {
+                self.user(line, out);
+                Ok(())
+            }
+            "result" => {
+                result(line, out);
+                Ok(())
+            }
+            // Replies to stdin control requests (stream-json input) carry nothing for us.
+            "control_response" | "rate_limit_event" => Ok(()),
+            other => Err(Unknown(other.to_owned())),
+        }
+    }
+
+    fn announce(&mut self, line: &Value, out: &mut Vec<Event>) {
+        let session = str_of(line, "session_id");
+        if !self.session_announced && !session.is_empty() {
+            self.session_announced = true;
+            out.push(Event::Session(session.to_owned()));
+        }
+    }
+
+    fn system(&mut self, line: &Value, out: &mut Vec<Event>) -> Result<(), Unknown> {
+        self.announce(line, out);
+        match str_of(line, "subtype") {
+            "init" => {}
+            "status" => {
+                let status = str_of(line, "status");
+                if !status.is_empty() {
+                    out.push(Event::Status { status: status.to_owned(), detail: String::new() });
+                }
+            }
+            "api_retry" => out.push(Event::Status {
+                status: "retrying".into(),
+                detail: format!(
+                    "attempt {}/{}: {}",
+                    u64_of(line, "attempt"),
+                    u64_of(line, "max_retries"),
+                    str_of(line, "error")
+                ),
+            }),
+            "compact_boundary" => out.push(Event::Status {
+                status: "compacted".into(),
+                detail: line
+                    .pointer("/compact_metadata/pre_tokens")
+                    .and_then(Value::as_u64)
+                    .map(|t| format!("{t} tokens before"))
+                    .unwrap_or_default(),
+            }),
+            "permission_denied" => out.push(Event::PermissionDenied {
+                tool: str_of(line, "tool_name").to_owned(),
+                message: str_of(line, "message").to_owned(),
+            }),
+            other => return Err(Unknown(format!("system/{other}"))),
+        }
+        Ok(())
+    }
+
+    fn stream_event(&mut self, line: &Value, out: &mut Vec<Event>) {
+        self.announce(line, out);
+        let Some(event) = line.get("event") else { return };
+        if str_of(event, "type") != "content_block_delta" {
+            return;
+        }
+        let Some(delta) = event.get("delta") else { return };
+        match str_of(delta, "type") {
+            "text_delta" => {
+                self.streaming = true;
+                let text = str_of(delta, "text");
+                if !text.is_empty() {
+                    out.push(Event::Text(text.to_owned()));
+                }
+            }
+            "thinking_delta" => {
+                self.streaming = true;
+                let text = str_of(delta, "thinking");
+                if !text.is_empty() {
+                    out.push(Event::Thinking(text.to_owned()));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn assistant(&mut self, line: &Value, out: &mut Vec<Event>) {
+        self.announce(line, out);
+        let Some(message) = line.get("message") else { return };
+        // A synthetic API-error message: the result line carries the error.
+        let synthetic = str_of(message, "model") == "<synthetic>"
+            || line.get("is_api_error_message").and_then(Value::as_bool).unwrap_or(false);
+        let blocks = message.get("content").and_then(Value::as_array).cloned().unwrap_or_default();
+        for block in &blocks {
+            match str_of(block, "type") {
+                "text" if !self.streaming && !synthetic => {
+                    let text = str_of(block, "text");
+                    if !text.is_empty() {
+                        out.push(Event::Text(text.to_owned()));
+                    }
+                }
+                "thinking" if !self.streaming => {
+                    let text = block.get("thinking").or_else(|| block.get("text"));
+                    if let Some(text) = text.and_then(Value::as_str).filter(|t| !t.is_empty()) {
+                        out.push(Event::Thinking(text.to_owned()));
+                    }
+                }
+                "tool_use" => {
+                    let id = str_of(block, "id").to_owned();
+                    let name = str_of(block, "name").to_owned();
+                    self.tool_names.insert(id.clone(), name.clone());
+                    let summary = block.get("input").map(tool_summary).unwrap_or_default();
+                    out.push(Event::ToolStarted { id, name, summary });
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn user(&mut self, line: &Value, out: &mut Vec<Event>) {
+        let Some(blocks) = line.pointer("/message/content").and_then(Value::as_array) else {
+            return;
+        };
+        for block in blocks.iter().filter(|b| str_of(b, "type") == "tool_result") {
+            let id = str_of(block, "tool_use_id").to_owned();
+            let name = self.tool_names.get(&id).cloned().unwrap_or_default();
+            let ok = !block.get("is_error").and_then(Value::as_bool).unwrap_or(false);
+            out.push(Event::ToolFinished { id, name, ok, output: tail(&content_text(block), 500) });
+        }
+    }
+}
+
+/// The text of a tool_result's `content` (a string or a list of text blocks).
+fn content_text(block: &Value) -> String {
+    match block.get("content") {
+        Some(Value::String(text)) => text.clone(),
+        Some(Value::Array(parts)) => {
+            parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("\n")
+        }
+        _ => String::new(),
+    }
+}
+
+fn result(line: &Value, out: &mut Vec<Event>) {
+    let is_error = line.get("is_error").and_then(Value::as_bool).unwrap_or(false);
+    let errors: Vec<&str> = line
+        .get("errors")
+        .and_then(Value::as_array)
+        .map(|list| list.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let mut text = str_of(line, "result").to_owned();
+    if text.is_empty() && is_error {
+        text = errors.join("\n");
+    }
+    if is_error && let Some(error) = classify_result(line, &text) {
+        out.push(Event::Error(error));
+    }
+    let usage = line.get("usage").cloned().unwrap_or(Value::Null);
+    out.push(Event::Result(RunResult {
+        text,
+        session_id: str_of(line, "session_id").to_owned(),
+        is_error,
+        usage: Usage {
+            input_tokens: u64_of(&usage, "input_tokens"),
+            output_tokens: u64_of(&usage, "output_tokens"),
+            cached_input_tokens: u64_of(&usage, "cache_read_input_tokens"),
+        },
+        cost_usd: line.get("total_cost_usd").and_then(Value::as_f64),
+        duration_ms: u64_of(line, "duration_ms"),
+        num_turns: u32::try_from(u64_of(line, "num_turns")).unwrap_or(u32::MAX),
+    }));
+}
+
+/// The error kind of an error result, if it is one callers branch on.
+fn classify_result(line: &Value, text: &str) -> Option<RunError> {
+    let status = u64_of(line, "api_error_status");
+    if mentions(text, &["no conversation found with session id"]) {
+        return Some(RunError::fatal(ErrorKind::SessionNotFound, text));
+    }
+    if status == 401
+        || status == 403
+        || mentions(text, &["invalid api key", "please run /login", "authentication_error", "oauth token"])
+    {
+        return Some(RunError::fatal(ErrorKind::Auth, text));
+    }
+    if status != 0 || str_of(line, "terminal_reason") == "api_error" || text.starts_with("API Error") {
+        return Some(RunError::fatal(ErrorKind::ModelApi, text));
+    }
+    None
+}
+
+/// A run that ended without a result line.
+pub fn classify_failure(exit: ExitInfo, stderr_tail: &str) -> RunError {
+    let kind = if mentions(stderr_tail, &["no conversation found with session id"]) {
+        ErrorKind::SessionNotFound
+    } else if mentions(stderr_tail, &["invalid api key", "please run /login", "not logged in"]) {
+        ErrorKind::Auth
+    } else {
+        ErrorKind::Crashed
+    };
+    RunError::fatal(kind, format!("claude ended with {exit} without a result"))
+}

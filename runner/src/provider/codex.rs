@@ -1,0 +1,229 @@
+//! Codex CLI: `codex [-c model_reasoning_effort="E"] exec --json
+//! --skip-git-repo-check [permission flags] [-m MODEL] [args] [resume] [--] [THREAD] PROMPT`.
+//!
+//! **Why `exec --json` and not `codex app-server`.** `app-server` streams text
+//! deltas (`item/agentMessage/delta`) and interrupts a turn without killing the
+//! process, but it is a stateful JSON-RPC peer (initialize, thread/start or
+//! thread/resume, turn/start, approvals, interrupt) that would need the
+//! runner to write to the CLI's stdin for the whole run and track protocol
+//! state; it is also marked experimental and changes between releases.
+//! `exec --json` is a one-shot process with the same lifecycle as claude and
+//! gemini (stdin = /dev/null, one result line, signals end it), so all three
+//! share one supervisor. The price: codex text arrives per completed
+//! `agent_message` item, not per token — each item is one `Text` event as soon
+//! as codex prints it. Interrupt is SIGINT (codex exits 1 and the thread stays
+//! resumable). Switching to app-server later only touches this module and a
+//! stdin writer in the supervisor.
+//!
+//! Flags go before `resume` so they parse at the `exec` level whichever of
+//! them codex marks global; `-c` overrides go before `exec` (root level).
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::Value;
+
+use super::{ExitInfo, Invocation, Unknown, mentions, str_of, tool_summary, u64_of};
+use crate::event::{ErrorKind, Event, RunError, RunResult, Usage, one_line, tail};
+use crate::spec::{PermissionMode, RunSpec};
+
+/// argv and environment for one codex turn.
+pub fn invocation(spec: &RunSpec, mode: PermissionMode, config_args: &[String]) -> Invocation {
+    let mut args: Vec<String> = Vec::new();
+    if let Some(effort) = &spec.effort {
+        args.extend(["-c".into(), format!("model_reasoning_effort=\"{effort}\"")]);
+    }
+    args.extend(["exec", "--json", "--skip-git-repo-check"].map(String::from));
+    match mode {
+        PermissionMode::Bypass => args.push("--dangerously-bypass-approvals-and-sandbox".into()),
+        PermissionMode::AcceptEdits => args.extend(["--sandbox".into(), "workspace-write".into()]),
+        PermissionMode::Plan => args.extend(["--sandbox".into(), "read-only".into()]),
+        PermissionMode::Default => {}
+    }
+    if let Some(model) = &spec.model {
+        args.extend(["-m".into(), model.clone()]);
+    }
+    args.extend(config_args.iter().cloned());
+    args.extend(spec.extra_args.iter().cloned());
+    let prompt = super::prompt_with_instructions(spec);
+    if let Some(thread) = &spec.resume {
+        args.push("resume".into());
+        if super::looks_like_option(&prompt) {
+            args.push("--".into());
+        }
+        args.push(thread.clone());
+    } else if super::looks_like_option(&prompt) {
+        args.push("--".into());
+    }
+    args.push(prompt);
+    Invocation { args, env: BTreeMap::new() }
+}
+
+/// Codex `exec --json` parser state.
+#[derive(Debug, Default)]
+pub struct Parser {
+    thread_id: String,
+    last_message: String,
+    pending_error: Option<String>,
+    tools: HashMap<String, String>,
+}
+
+impl Parser {
+    /// The last `error` line not (yet) followed by `turn.failed`.
+    pub fn pending_error(&self) -> Option<&str> {
+        self.pending_error.as_deref()
+    }
+
+    /// One stdout line.
+    pub fn parse(&mut self, line: &Value, out: &mut Vec<Event>) -> Result<(), Unknown> {
+        match str_of(line, "type") {
+            "thread.started" => {
+                self.thread_id = str_of(line, "thread_id").to_owned();
+                out.push(Event::Session(self.thread_id.clone()));
+            }
+            "turn.started" => {}
+            "item.started" => self.item(line, false, out),
+            "item.updated" => {}
+            "item.completed" => self.item(line, true, out),
+            "error" => self.error(str_of(line, "message"), out),
+            "turn.completed" => out.push(Event::Result(self.result(line, false))),
+            "turn.failed" => {
+                let message = line
+                    .pointer("/error/message")
+                    .and_then(Value::as_str)
+                    .or(self.pending_error.as_deref())
+                    .unwrap_or("turn failed")
+                    .to_owned();
+                self.pending_error = None;
+                out.push(Event::Error(classify_message(&message)));
+                let mut result = self.result(line, true);
+                result.text = message;
+                out.push(Event::Result(result));
+            }
+            other => return Err(Unknown(other.to_owned())),
+        }
+        Ok(())
+    }
+
+    fn error(&mut self, message: &str, out: &mut Vec<Event>) {
+        if message.starts_with("Reconnecting") || message.starts_with("Falling back") {
+            out.push(Event::Status { status: "retrying".into(), detail: one_line(message, 300) });
+        } else {
+            self.pending_error = Some(message.to_owned());
+        }
+    }
+
+    fn result(&self, line: &Value, is_error: bool) -> RunResult {
+        let usage = line.get("usage").cloned().unwrap_or(Value::Null);
+        RunResult {
+            text: self.last_message.clone(),
+            session_id: self.thread_id.clone(),
+            is_error,
+            usage: Usage {
+                input_tokens: u64_of(&usage, "input_tokens"),
+                output_tokens: u64_of(&usage, "output_tokens"),
+                cached_input_tokens: u64_of(&usage, "cached_input_tokens"),
+            },
+            cost_usd: None,
+            duration_ms: 0,
+            num_turns: 0,
+        }
+    }
+
+    fn item(&mut self, line: &Value, completed: bool, out: &mut Vec<Event>) {
+        let Some(item) = line.get("item") else { return };
+        let id = str_of(item, "id").to_owned();
+        let kind = str_of(item, "type");
+        match (kind, completed) {
+            ("agent_message", true) => {
+                let text = str_of(item, "text");
+                if !text.is_empty() {
+                    self.last_message = text.to_owned();
+                    out.push(Event::Text(text.to_owned()));
+                }
+            }
+            ("reasoning", true) => {
+                let text = str_of(item, "text");
+                if !text.is_empty() {
+                    out.push(Event::Thinking(text.to_owned()));
+                }
+            }
+            ("error", true) => out.push(Event::Status {
+                status: "warning".into(),
+                detail: one_line(str_of(item, "message"), 300),
+            }),
+            ("command_execution", false) => {
+                self.tools.insert(id.clone(), "shell".into());
+                out.push(Event::ToolStarted {
+                    id,
+                    name: "shell".into(),
+                    summary: one_line(str_of(item, "command"), 200),
+                });
+            }
+            ("command_execution", true) => {
+                let ok = str_of(item, "status") == "completed"
+                    && item.get("exit_code").and_then(Value::as_i64) == Some(0);
+                self.finish(id, "shell", ok, tail(str_of(item, "aggregated_output"), 500), out);
+            }
+            ("agent_message" | "reasoning" | "error", false) => {}
+            (other, false) => {
+                let name = tool_name(other, item);
+                self.tools.insert(id.clone(), name.clone());
+                out.push(Event::ToolStarted { id, name, summary: tool_summary(item) });
+            }
+            (other, true) => {
+                let ok = !matches!(str_of(item, "status"), "failed" | "declined");
+                let name = tool_name(other, item);
+                self.finish(id, &name, ok, String::new(), out);
+            }
+        }
+    }
+
+    /// A ToolFinished, preceded by a ToolStarted when codex printed only the completion.
+    fn finish(&mut self, id: String, name: &str, ok: bool, output: String, out: &mut Vec<Event>) {
+        if self.tools.remove(&id).is_none() {
+            out.push(Event::ToolStarted { id: id.clone(), name: name.to_owned(), summary: String::new() });
+        }
+        out.push(Event::ToolFinished { id, name: name.to_owned(), ok, output });
+    }
+}
+
+fn tool_name(kind: &str, item: &Value) -> String {
+    match kind {
+        "file_change" => "edit".into(),
+        "mcp_tool_call" => {
+            let tool = str_of(item, "tool");
+            if tool.is_empty() { "mcp".into() } else { format!("mcp:{tool}") }
+        }
+        other => other.to_owned(),
+    }
+}
+
+/// Classifies an error message printed by codex.
+fn classify_message(message: &str) -> RunError {
+    if mentions(message, &["401", "unauthorized", "not logged in", "invalid_api_key", "incorrect api key"]) {
+        RunError::fatal(ErrorKind::Auth, message)
+    } else {
+        RunError::fatal(ErrorKind::ModelApi, message)
+    }
+}
+
+/// A run that ended without `turn.completed` / `turn.failed`.
+pub fn classify_failure(exit: ExitInfo, stderr_tail: &str, pending: Option<&str>) -> RunError {
+    if mentions(stderr_tail, &["no rollout found for thread id", "thread not found"]) {
+        return RunError::fatal(
+            ErrorKind::SessionNotFound,
+            format!("codex could not resume the thread ({exit})"),
+        );
+    }
+    if mentions(stderr_tail, &["not logged in", "401 unauthorized", "please login"]) {
+        return RunError::fatal(ErrorKind::Auth, format!("codex is not authenticated ({exit})"));
+    }
+    match pending {
+        Some(message) => {
+            let mut error = classify_message(message);
+            error.message = format!("{} ({exit})", one_line(message, 500));
+            error
+        }
+        None => RunError::fatal(ErrorKind::Crashed, format!("codex ended with {exit} without a result")),
+    }
+}

@@ -1,0 +1,412 @@
+//! The `ductor.v1.Runner` gRPC service: the table of live runs, session
+//! locks, and the conversion between the wire and the domain.
+//!
+//! Request errors (bad spec, duplicate id, too many runs, shutting down) are
+//! `tonic::Status`es; anything that happens to an accepted run — including
+//! "session busy" and "binary missing" — is reported in its event stream,
+//! which always ends with one `exited` event.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ductor_daemon::config::{ProviderConfig, ProvidersConfig, RunnerConfig};
+use ductor_daemon::DuctorHome;
+use ductor_proto::pb;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::task::TaskTracker;
+
+use crate::error::RunnerError;
+use crate::event::{ErrorKind, Event, Outcome, RunError};
+use crate::probe;
+use crate::provider;
+use crate::registry::Registry;
+use crate::sandbox::{self, Limits, PolicyInput, Support};
+use crate::spec::{PermissionMode, Provider, RunSpec};
+use crate::supervise::{self, Control, Hooks, Prepared, Sink};
+
+type EventStream = ReceiverStream<Result<pb::RunEvent, tonic::Status>>;
+
+/// Events buffered per run between the supervisor and the gRPC stream.
+const EVENT_BUFFER: usize = 256;
+
+struct RunEntry {
+    provider: Provider,
+    model: String,
+    labels: BTreeMap<String, String>,
+    started_at_ms: u64,
+    pid: AtomicU32,
+    session: Mutex<String>,
+    control: mpsc::Sender<Control>,
+}
+
+/// Shared state of the service.
+pub struct Runner {
+    config: RunnerConfig,
+    providers: ProvidersConfig,
+    home: DuctorHome,
+    support: Support,
+    registry: Registry,
+    parent_env: BTreeMap<String, String>,
+    runs: Mutex<HashMap<String, Arc<RunEntry>>>,
+    sessions: Mutex<HashMap<(Provider, String), String>>,
+    versions: probe::VersionCache,
+    shutting_down: AtomicBool,
+    tasks: TaskTracker,
+}
+
+impl std::fmt::Debug for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner").field("sandbox", &self.support.mode()).finish_non_exhaustive()
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Runner {
+    /// A runner for `home` with the given settings.
+    pub fn new(
+        config: RunnerConfig,
+        providers: ProvidersConfig,
+        home: DuctorHome,
+        support: Support,
+    ) -> Arc<Self> {
+        let registry = Registry::new(home.run_dir());
+        Arc::new(Self {
+            config,
+            providers,
+            home,
+            support,
+            registry,
+            parent_env: sandbox::parent_env(),
+            runs: Mutex::default(),
+            sessions: Mutex::default(),
+            versions: probe::VersionCache::default(),
+            shutting_down: AtomicBool::new(false),
+            tasks: TaskTracker::new(),
+        })
+    }
+
+    /// Kills what a previous runner left behind and clears stale run TMPDIRs.
+    pub fn sweep(&self) -> usize {
+        let killed = self.registry.sweep();
+        if let Ok(entries) = std::fs::read_dir(self.tmp_root()) {
+            for entry in entries.flatten() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        killed
+    }
+
+    /// Stops every run (SIGTERM, then SIGKILL after the grace) and waits for them.
+    pub async fn shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        let controls: Vec<_> = self.lock_runs().values().map(|r| r.control.clone()).collect();
+        for control in controls {
+            let _ = control.try_send(Control::Stop);
+        }
+        self.tasks.close();
+        let wait = Duration::from_millis(self.config.stop_grace_ms) + Duration::from_secs(5);
+        if tokio::time::timeout(wait, self.tasks.wait()).await.is_err() {
+            tracing::warn!("runs did not end in time during shutdown");
+        }
+    }
+
+    fn lock_runs(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<RunEntry>>> {
+        self.runs.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn lock_sessions(&self) -> std::sync::MutexGuard<'_, HashMap<(Provider, String), String>> {
+        self.sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn tmp_root(&self) -> PathBuf {
+        self.home.root().join("tmp")
+    }
+
+    fn provider_config(&self, provider: Provider) -> &ProviderConfig {
+        match provider {
+            Provider::Claude => &self.providers.claude,
+            Provider::Codex => &self.providers.codex,
+            Provider::Gemini => &self.providers.gemini,
+        }
+    }
+
+    /// Starts a run; returns its event stream.
+    pub fn start(self: &Arc<Self>, spec: RunSpec) -> Result<EventStream, RunnerError> {
+        if self.shutting_down.load(Ordering::SeqCst) {
+            return Err(RunnerError::ShuttingDown);
+        }
+        let (control_tx, control_rx) = mpsc::channel(8);
+        let entry = Arc::new(RunEntry {
+            provider: spec.provider,
+            model: spec.model.clone().unwrap_or_default(),
+            labels: spec.labels.clone(),
+            started_at_ms: now_ms(),
+            pid: AtomicU32::new(0),
+            session: Mutex::new(spec.resume.clone().unwrap_or_default()),
+            control: control_tx,
+        });
+        {
+            let mut runs = self.lock_runs();
+            if runs.contains_key(&spec.run_id) {
+                return Err(RunnerError::DuplicateRun(spec.run_id));
+            }
+            if runs.len() >= self.config.max_concurrent_runs as usize {
+                return Err(RunnerError::TooManyRuns(self.config.max_concurrent_runs));
+            }
+            runs.insert(spec.run_id.clone(), entry);
+        }
+        if let Some(session) = &spec.resume {
+            let mut sessions = self.lock_sessions();
+            let key = (spec.provider, session.clone());
+            if let Some(holder) = sessions.get(&key).filter(|holder| **holder != spec.run_id) {
+                let message = format!("session {session} is in use by run {holder}");
+                drop(sessions);
+                self.lock_runs().remove(&spec.run_id);
+                return Ok(failed_stream(spec.run_id, RunError::fatal(ErrorKind::SessionBusy, message)));
+            }
+            sessions.insert(key, spec.run_id.clone());
+        }
+        let (tx, rx) = mpsc::channel(EVENT_BUFFER);
+        let sink = Sink::new(spec.run_id.clone(), tx);
+        let runner = self.clone();
+        self.tasks.spawn(async move { runner.execute(spec, sink, control_rx).await });
+        Ok(ReceiverStream::new(rx))
+    }
+
+    async fn execute(self: Arc<Self>, spec: RunSpec, mut sink: Sink, control: mpsc::Receiver<Control>) {
+        let run_id = spec.run_id.clone();
+        match self.prepare(spec) {
+            Ok(prepared) => {
+                let hooks = Arc::new(RunHooks { runner: self.clone(), run_id: run_id.clone() });
+                supervise::run(prepared, sink, control, self.registry.clone(), hooks).await;
+            }
+            Err(error) => {
+                sink.send(Event::Error(error)).await;
+                sink.send(Event::Exited { outcome: Outcome::Failed, exit_code: None, signal: None, duration_ms: 0 })
+                    .await;
+            }
+        }
+        self.lock_runs().remove(&run_id);
+        self.lock_sessions().retain(|_, holder| *holder != run_id);
+    }
+
+    /// Resolves binary, argv, environment and sandbox policy of a run.
+    fn prepare(&self, spec: RunSpec) -> Result<Prepared, RunError> {
+        let settings = self.provider_config(spec.provider);
+        let binary_name = settings.binary_or(spec.provider.as_str());
+        let path_var = settings.env.get("PATH").or_else(|| self.parent_env.get("PATH"));
+        let binary = sandbox::resolve_binary(&binary_name, path_var.map(String::as_str)).ok_or_else(|| {
+            RunError::fatal(ErrorKind::SpawnFailed, format!("{binary_name}: not found or not executable"))
+        })?;
+        let mode = spec.permission.unwrap_or_else(|| PermissionMode::from(self.config.permission_mode));
+        let invocation = provider::invocation(&spec, mode, &settings.args);
+        let tmpdir = self.tmp_root().join(&spec.run_id);
+        create_private_dir(&tmpdir)
+            .map_err(|e| RunError::fatal(ErrorKind::Internal, format!("create {}: {e}", tmpdir.display())))?;
+        let env = sandbox::child_env(
+            spec.provider,
+            &self.parent_env,
+            &[&invocation.env, &settings.env, &spec.extra_env],
+            Some(&tmpdir),
+        );
+        sandbox::prepare_state(spec.provider, &env);
+        let policy = self.support.landlock.then(|| {
+            sandbox::policy(&PolicyInput {
+                working_dir: &spec.working_dir,
+                binary: &binary,
+                env: &env,
+                provider: spec.provider,
+                tmpdir: &tmpdir,
+                extra_writable: &self.config.extra_writable_paths,
+                extra_readable: &self.config.extra_readable_paths,
+                excluded: &[self.home.root().to_path_buf(), self.home.run_dir().to_path_buf()],
+            })
+        });
+        let total = spec.total_timeout.unwrap_or(Duration::from_millis(self.config.total_timeout_ms));
+        let idle = spec.idle_timeout.unwrap_or(Duration::from_millis(self.config.idle_timeout_ms));
+        Ok(Prepared {
+            cli_version: self.versions.cached(&binary).unwrap_or_default(),
+            binary,
+            args: invocation.args,
+            env,
+            tmpdir,
+            policy,
+            limits: Limits {
+                max_processes: self.config.max_processes,
+                max_file_bytes: self.config.max_file_size_mb.saturating_mul(1024 * 1024),
+            },
+            max_line_bytes: self.config.max_line_bytes,
+            stop_grace: Duration::from_millis(self.config.stop_grace_ms),
+            total_timeout: total,
+            idle_timeout: idle,
+            spec,
+        })
+    }
+
+    /// Sends a signal to a run; false when there is no such run.
+    pub fn signal(&self, run_id: &str, control: Control) -> bool {
+        let entry = self.lock_runs().get(run_id).cloned();
+        match entry {
+            Some(entry) => {
+                if entry.control.try_send(control).is_err() {
+                    tracing::warn!(run_id, ?control, "signal queue full or run ending");
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The live runs whose labels contain all of `filter`.
+    pub fn list(&self, filter: &HashMap<String, String>) -> Vec<pb::RunInfo> {
+        let runs = self.lock_runs();
+        let mut list: Vec<pb::RunInfo> = runs
+            .iter()
+            .filter(|(_, e)| filter.iter().all(|(k, v)| e.labels.get(k) == Some(v)))
+            .map(|(id, e)| pb::RunInfo {
+                run_id: id.clone(),
+                provider: e.provider.as_str().to_owned(),
+                model: e.model.clone(),
+                pid: e.pid.load(Ordering::Relaxed),
+                started_at_ms: e.started_at_ms,
+                labels: e.labels.clone().into_iter().collect(),
+                session_id: e.session.lock().map(|s| s.clone()).unwrap_or_default(),
+            })
+            .collect();
+        list.sort_by_key(|info| info.started_at_ms);
+        list
+    }
+
+    /// Installed CLIs, versions, auth hints, models; and the sandbox mode.
+    pub async fn probe(&self) -> pb::ProbeResponse {
+        let mut providers = Vec::new();
+        for provider in Provider::ALL {
+            let settings = self.provider_config(provider);
+            providers.push(probe::provider_info(provider, settings, &self.parent_env, &self.versions).await);
+        }
+        pb::ProbeResponse {
+            providers,
+            sandbox: self.support.mode().to_owned(),
+            sandbox_detail: self.support.detail.clone(),
+        }
+    }
+}
+
+/// A 0700 directory (fresh).
+fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if path.exists() {
+        std::fs::remove_dir_all(path)?;
+    }
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path)
+}
+
+/// A stream holding just an error and `exited`.
+fn failed_stream(run_id: String, error: RunError) -> EventStream {
+    let (tx, rx) = mpsc::channel(2);
+    let mut sink = Sink::new(run_id, tx);
+    tokio::spawn(async move {
+        sink.send(Event::Error(error)).await;
+        sink.send(Event::Exited { outcome: Outcome::Failed, exit_code: None, signal: None, duration_ms: 0 })
+            .await;
+    });
+    ReceiverStream::new(rx)
+}
+
+struct RunHooks {
+    runner: Arc<Runner>,
+    run_id: String,
+}
+
+impl Hooks for RunHooks {
+    fn started(&self, pid: u32) {
+        if let Some(entry) = self.runner.lock_runs().get(&self.run_id) {
+            entry.pid.store(pid, Ordering::Relaxed);
+        }
+    }
+
+    fn session(&self, session_id: &str) {
+        if session_id.is_empty() {
+            return;
+        }
+        let entry = self.runner.lock_runs().get(&self.run_id).cloned();
+        if let Some(entry) = entry {
+            if let Ok(mut session) = entry.session.lock() {
+                session.clone_from(&session_id.to_owned());
+            }
+            self.runner
+                .lock_sessions()
+                .entry((entry.provider, session_id.to_owned()))
+                .or_insert_with(|| self.run_id.clone());
+        }
+    }
+}
+
+/// The tonic face of [`Runner`].
+#[derive(Debug, Clone)]
+pub struct RunnerService {
+    runner: Arc<Runner>,
+}
+
+impl RunnerService {
+    /// Wraps `runner`.
+    pub fn new(runner: Arc<Runner>) -> Self {
+        Self { runner }
+    }
+
+    /// The tonic server.
+    pub fn into_server(self) -> pb::runner_server::RunnerServer<Self> {
+        pb::runner_server::RunnerServer::new(self)
+    }
+}
+
+#[tonic::async_trait]
+impl pb::runner_server::Runner for RunnerService {
+    type StartRunStream = EventStream;
+
+    async fn start_run(
+        &self,
+        request: tonic::Request<pb::RunSpec>,
+    ) -> Result<tonic::Response<Self::StartRunStream>, tonic::Status> {
+        let spec = RunSpec::try_from(request.into_inner())?;
+        tracing::info!(run_id = %spec.run_id, provider = spec.provider.as_str(), resume = spec.resume.is_some(), "starting a run");
+        Ok(tonic::Response::new(self.runner.start(spec)?))
+    }
+
+    async fn signal(
+        &self,
+        request: tonic::Request<pb::SignalRequest>,
+    ) -> Result<tonic::Response<pb::SignalResponse>, tonic::Status> {
+        let request = request.into_inner();
+        let control = match pb::SignalKind::try_from(request.kind) {
+            Ok(pb::SignalKind::Interrupt) => Control::Interrupt,
+            Ok(pb::SignalKind::Stop) => Control::Stop,
+            Ok(pb::SignalKind::Kill) => Control::Kill,
+            _ => return Err(tonic::Status::invalid_argument(format!("unknown signal kind {}", request.kind))),
+        };
+        let found = self.runner.signal(&request.run_id, control);
+        Ok(tonic::Response::new(pb::SignalResponse { found }))
+    }
+
+    async fn list_runs(
+        &self,
+        request: tonic::Request<pb::ListRunsRequest>,
+    ) -> Result<tonic::Response<pb::ListRunsResponse>, tonic::Status> {
+        let runs = self.runner.list(&request.into_inner().label_filter);
+        Ok(tonic::Response::new(pb::ListRunsResponse { runs }))
+    }
+
+    async fn probe(
+        &self,
+        _request: tonic::Request<pb::ProbeRequest>,
+    ) -> Result<tonic::Response<pb::ProbeResponse>, tonic::Status> {
+        Ok(tonic::Response::new(self.runner.probe().await))
+    }
+}

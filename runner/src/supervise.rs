@@ -1,0 +1,519 @@
+//! One run from spawn to reaping: read stdout line by line into events,
+//! drain stderr, enforce timeouts, apply signals, and always end with exactly
+//! one `Exited` event after the process group is gone.
+//!
+//! Invariants: the CLI's whole process group is SIGKILLed once its leader
+//! has exited (no orphaned grandchildren), the child is always reaped
+//! (`wait` on every path), the pid record is removed only after that, and
+//! completion is decided by the result line, not the exit code.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ductor_proto::pb;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::AsyncReadExt;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::sleep_until;
+
+use crate::event::{ErrorKind, Event, Outcome, RunError, one_line};
+use crate::lines::{Line, LineReader};
+use crate::provider::{self, ExitInfo, Parser};
+use crate::registry::Registry;
+use crate::sandbox::{self, Limits, Policy, Spawn};
+use crate::spec::RunSpec;
+
+/// A signal requested for a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// SIGINT to the group.
+    Interrupt,
+    /// SIGTERM, then SIGKILL after the grace period.
+    Stop,
+    /// SIGKILL.
+    Kill,
+}
+
+/// Why the runner ended (or tried to end) a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reason {
+    Interrupt,
+    Stop,
+    Kill,
+    Timeout,
+    ClientGone,
+}
+
+/// Everything needed to start a prepared run.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The validated spec.
+    pub spec: RunSpec,
+    /// Resolved binary.
+    pub binary: PathBuf,
+    /// CLI version when known.
+    pub cli_version: String,
+    /// Arguments.
+    pub args: Vec<String>,
+    /// Complete environment.
+    pub env: BTreeMap<String, String>,
+    /// Private TMPDIR (removed at the end).
+    pub tmpdir: PathBuf,
+    /// Landlock policy, when sandboxed.
+    pub policy: Option<Policy>,
+    /// Resource limits.
+    pub limits: Limits,
+    /// Longest stdout line.
+    pub max_line_bytes: usize,
+    /// SIGTERM → SIGKILL grace.
+    pub stop_grace: Duration,
+    /// Total timeout.
+    pub total_timeout: Duration,
+    /// Idle timeout.
+    pub idle_timeout: Duration,
+}
+
+/// The event stream of one run, numbering events.
+#[derive(Debug)]
+pub struct Sink {
+    run_id: String,
+    seq: u64,
+    tx: mpsc::Sender<Result<pb::RunEvent, tonic::Status>>,
+}
+
+impl Sink {
+    /// A sink sending to `tx`.
+    pub fn new(run_id: String, tx: mpsc::Sender<Result<pb::RunEvent, tonic::Status>>) -> Self {
+        Self { run_id, seq: 0, tx }
+    }
+
+    /// Sends `event`; false when the caller is gone.
+    pub async fn send(&mut self, event: Event) -> bool {
+        self.seq += 1;
+        let at_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let event =
+            pb::RunEvent { run_id: self.run_id.clone(), seq: self.seq, at_ms, kind: Some(event.into_kind()) };
+        self.tx.send(Ok(event)).await.is_ok()
+    }
+
+    /// A handle that resolves when the caller dropped the stream.
+    fn watcher(&self) -> mpsc::Sender<Result<pb::RunEvent, tonic::Status>> {
+        self.tx.clone()
+    }
+}
+
+/// Hooks from a run back to the service's tables.
+pub trait Hooks: Send + Sync {
+    /// The process started with `pid`.
+    fn started(&self, pid: u32);
+    /// The provider announced the session id.
+    fn session(&self, session_id: &str);
+}
+
+/// Last bytes of stderr.
+#[derive(Debug, Default)]
+struct StderrTail {
+    bytes: Vec<u8>,
+}
+
+const STDERR_TAIL_BYTES: usize = 4096;
+/// How long to keep reading stdout after the leader exited (pipe held by stragglers).
+const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
+/// Malformed lines reported as events before going quiet.
+const MAX_PROTOCOL_REPORTS: u32 = 10;
+
+impl StderrTail {
+    fn push(&mut self, chunk: &[u8]) {
+        self.bytes.extend_from_slice(chunk);
+        if self.bytes.len() > 2 * STDERR_TAIL_BYTES {
+            let cut = self.bytes.len() - STDERR_TAIL_BYTES;
+            self.bytes.drain(..cut);
+        }
+    }
+
+    fn text(&self) -> String {
+        let start = self.bytes.len().saturating_sub(STDERR_TAIL_BYTES);
+        let text = String::from_utf8_lossy(&self.bytes[start..]);
+        text.trim().to_owned()
+    }
+}
+
+/// Runs `prepared` to the end, reporting into `sink`.
+pub async fn run(
+    prepared: Prepared,
+    mut sink: Sink,
+    control: mpsc::Receiver<Control>,
+    registry: Registry,
+    hooks: Arc<dyn Hooks>,
+) {
+    let started = Instant::now();
+    let tmpdir = prepared.tmpdir.clone();
+    match spawn(&prepared) {
+        Ok(child) => {
+            let run = Supervisor::new(prepared, child, started, registry, hooks);
+            run.drive(&mut sink, control).await;
+        }
+        Err(error) => {
+            sink.send(Event::Error(error)).await;
+            let duration_ms = started.elapsed().as_millis() as u64;
+            sink.send(Event::Exited { outcome: Outcome::Failed, exit_code: None, signal: None, duration_ms })
+                .await;
+        }
+    }
+    if let Err(error) = std::fs::remove_dir_all(&tmpdir)
+        && error.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(dir = %tmpdir.display(), %error, "failed to remove a run's TMPDIR");
+    }
+}
+
+fn spawn(prepared: &Prepared) -> Result<tokio::process::Child, RunError> {
+    let ruleset = match &prepared.policy {
+        Some(policy) => Some(
+            sandbox::landlock_ruleset(policy).map_err(|e| RunError::fatal(ErrorKind::SpawnFailed, e))?,
+        ),
+        None => None,
+    };
+    let spawn = Spawn {
+        program: &prepared.binary,
+        args: &prepared.args,
+        env: &prepared.env,
+        cwd: &prepared.spec.working_dir,
+        limits: prepared.limits,
+        ruleset,
+    };
+    sandbox::command(spawn).spawn().map_err(|error| {
+        RunError::fatal(ErrorKind::SpawnFailed, format!("spawn {}: {error}", prepared.binary.display()))
+    })
+}
+
+struct Supervisor {
+    prepared: Prepared,
+    child: Option<tokio::process::Child>,
+    pgid: Option<Pid>,
+    started: Instant,
+    registry: Registry,
+    hooks: Arc<dyn Hooks>,
+    parser: Parser,
+    activity_ms: Arc<AtomicU64>,
+    stderr: Arc<Mutex<StderrTail>>,
+    unknown: HashSet<String>,
+    protocol_errors: u32,
+    result: Option<bool>,
+    reason: Option<Reason>,
+    kill_at: Option<tokio::time::Instant>,
+    fatal_reported: bool,
+}
+
+impl Supervisor {
+    fn new(
+        prepared: Prepared,
+        child: tokio::process::Child,
+        started: Instant,
+        registry: Registry,
+        hooks: Arc<dyn Hooks>,
+    ) -> Self {
+        let pgid = child.id().map(|pid| Pid::from_raw(pid as i32));
+        let parser = Parser::new(prepared.spec.provider);
+        Self {
+            prepared,
+            child: Some(child),
+            pgid,
+            started,
+            registry,
+            hooks,
+            parser,
+            activity_ms: Arc::new(AtomicU64::new(0)),
+            stderr: Arc::default(),
+            unknown: HashSet::new(),
+            protocol_errors: 0,
+            result: None,
+            reason: None,
+            kill_at: None,
+            fatal_reported: false,
+        }
+    }
+
+    async fn drive(mut self, sink: &mut Sink, mut control: mpsc::Receiver<Control>) {
+        let pid = self.pgid.map_or(0, |p| p.as_raw() as u32);
+        if let Err(error) = self.registry.record(&self.prepared.spec.run_id, pid) {
+            tracing::warn!(%error, "failed to record the run's pid");
+        }
+        self.hooks.started(pid);
+        let started = Event::Started {
+            pid,
+            sandbox: if self.prepared.policy.is_some() { "landlock" } else { "none" }.into(),
+            binary: self.prepared.binary.display().to_string(),
+            cli_version: self.prepared.cli_version.clone(),
+        };
+        if !sink.send(started).await {
+            self.request(Reason::ClientGone);
+        }
+        let mut lines = self.spawn_readers();
+        let mut exit = self.spawn_waiter();
+        let status = self.event_loop(sink, &mut lines, &mut exit, &mut control).await;
+        self.finish(sink, status, exit).await;
+    }
+
+    /// Reaps the child in its own task (so it is reaped on every path).
+    fn spawn_waiter(&mut self) -> oneshot::Receiver<Option<std::process::ExitStatus>> {
+        let (tx, rx) = oneshot::channel();
+        if let Some(mut child) = self.child.take() {
+            tokio::spawn(async move {
+                let status = child.wait().await.ok();
+                let _ = tx.send(status);
+            });
+        }
+        rx
+    }
+
+    /// Starts the stdout and stderr readers; returns the line channel.
+    fn spawn_readers(&mut self) -> mpsc::Receiver<Line> {
+        let (tx, rx) = mpsc::channel(64);
+        let started = self.started;
+        let Some(child) = self.child.as_mut() else { return rx };
+        if let Some(stdout) = child.stdout.take() {
+            let activity = self.activity_ms.clone();
+            let max = self.prepared.max_line_bytes;
+            tokio::spawn(async move {
+                let mut reader = LineReader::new(stdout, max);
+                while let Ok(Some(line)) = reader.next_line().await {
+                    activity.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+                    if tx.send(line).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        if let Some(mut stderr) = child.stderr.take() {
+            let activity = self.activity_ms.clone();
+            let tail = self.stderr.clone();
+            tokio::spawn(async move {
+                let mut chunk = vec![0u8; 8192];
+                while let Ok(n) = stderr.read(&mut chunk).await {
+                    if n == 0 {
+                        break;
+                    }
+                    activity.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+                    if let Ok(mut tail) = tail.lock() {
+                        tail.push(&chunk[..n]);
+                    }
+                }
+            });
+        }
+        rx
+    }
+
+    async fn event_loop(
+        &mut self,
+        sink: &mut Sink,
+        lines: &mut mpsc::Receiver<Line>,
+        exit: &mut oneshot::Receiver<Option<std::process::ExitStatus>>,
+        control: &mut mpsc::Receiver<Control>,
+    ) -> Option<Option<std::process::ExitStatus>> {
+        let start = tokio::time::Instant::from_std(self.started);
+        let total_deadline = start + self.prepared.total_timeout;
+        let mut status = None;
+        let mut stdout_open = true;
+        let mut drain_deadline = None;
+        let mut client_gone = false;
+        let watcher = sink.watcher();
+        while stdout_open || status.is_none() {
+            let idle_deadline = start
+                + Duration::from_millis(self.activity_ms.load(Ordering::Relaxed))
+                + self.prepared.idle_timeout;
+            let timers_armed = self.reason != Some(Reason::Timeout);
+            tokio::select! {
+                line = lines.recv(), if stdout_open => match line {
+                    Some(line) => self.on_line(sink, line).await,
+                    None => stdout_open = false,
+                },
+                reaped = &mut *exit, if status.is_none() => {
+                    status = Some(reaped.ok().flatten());
+                    self.kill_group(Signal::SIGKILL);
+                    drain_deadline = Some(tokio::time::Instant::now() + DRAIN_AFTER_EXIT);
+                }
+                request = control.recv() => match request {
+                    Some(Control::Interrupt) => self.request(Reason::Interrupt),
+                    Some(Control::Stop) => self.request(Reason::Stop),
+                    Some(Control::Kill) => self.request(Reason::Kill),
+                    None => {}
+                },
+                () = watcher.closed(), if !client_gone => {
+                    client_gone = true;
+                    self.request(Reason::ClientGone);
+                }
+                () = sleep_until(total_deadline), if timers_armed && status.is_none() => {
+                    self.timeout(sink, ErrorKind::Timeout, self.prepared.total_timeout).await;
+                }
+                () = sleep_until(idle_deadline), if timers_armed && status.is_none() => {
+                    let now = self.started.elapsed().as_millis() as u64;
+                    let idle = now.saturating_sub(self.activity_ms.load(Ordering::Relaxed));
+                    if idle >= self.prepared.idle_timeout.as_millis() as u64 {
+                        self.timeout(sink, ErrorKind::IdleTimeout, self.prepared.idle_timeout).await;
+                    }
+                }
+                () = sleep_until(self.kill_at.unwrap_or(total_deadline)), if self.kill_at.is_some() => {
+                    self.kill_at = None;
+                    self.kill_group(Signal::SIGKILL);
+                }
+                () = sleep_until(drain_deadline.unwrap_or(total_deadline)), if drain_deadline.is_some() => {
+                    tracing::warn!(run_id = %self.prepared.spec.run_id, "stdout still open after exit; giving up on it");
+                    break;
+                }
+            }
+        }
+        status
+    }
+
+    async fn timeout(&mut self, sink: &mut Sink, kind: ErrorKind, after: Duration) {
+        let what = if kind == ErrorKind::Timeout { "total timeout" } else { "idle timeout" };
+        let mut error = RunError::fatal(kind, format!("{what} of {} s reached; stopping", after.as_secs_f64()));
+        error.stderr_tail = self.stderr_tail();
+        self.fatal_reported = true;
+        sink.send(Event::Error(error)).await;
+        self.request(Reason::Timeout);
+    }
+
+    /// Applies a stop/interrupt/kill request.
+    fn request(&mut self, reason: Reason) {
+        // A timeout or kill outranks what follows; a stop outranks an interrupt.
+        let keep = matches!(
+            (self.reason, reason),
+            (Some(Reason::Kill | Reason::Timeout), _) | (Some(Reason::Stop | Reason::ClientGone), Reason::Interrupt)
+        );
+        if !keep {
+            self.reason = Some(reason);
+        }
+        match reason {
+            Reason::Interrupt => self.kill_group(Signal::SIGINT),
+            Reason::Kill => self.kill_group(Signal::SIGKILL),
+            Reason::Stop | Reason::ClientGone | Reason::Timeout => {
+                self.kill_group(Signal::SIGTERM);
+                if self.kill_at.is_none() {
+                    self.kill_at = Some(tokio::time::Instant::now() + self.prepared.stop_grace);
+                }
+            }
+        }
+    }
+
+    fn kill_group(&self, signal: Signal) {
+        if let Some(pgid) = self.pgid
+            && let Err(error) = killpg(pgid, signal)
+            && error != nix::errno::Errno::ESRCH
+        {
+            tracing::warn!(%pgid, %signal, %error, "failed to signal a run's process group");
+        }
+    }
+
+    fn stderr_tail(&self) -> String {
+        self.stderr.lock().map(|t| t.text()).unwrap_or_default()
+    }
+
+    async fn on_line(&mut self, sink: &mut Sink, line: Line) {
+        let bytes = match line {
+            Line::Text(bytes) => bytes,
+            Line::TooLong(size) => {
+                let message = format!(
+                    "skipped a {size}-byte output line (limit {} bytes)",
+                    self.prepared.max_line_bytes
+                );
+                sink.send(Event::Error(RunError::recoverable(ErrorKind::OutputTooLarge, message))).await;
+                return;
+            }
+        };
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return;
+        }
+        let value = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+            Ok(value) if value.is_object() => value,
+            _ => return self.malformed(sink, &bytes).await,
+        };
+        let mut events = Vec::new();
+        if let Err(provider::Unknown(kind)) = self.parser.parse(&value, &mut events)
+            && self.unknown.insert(kind.clone())
+        {
+            tracing::info!(provider = self.prepared.spec.provider.as_str(), kind, "ignoring an unknown event type");
+        }
+        for mut event in events {
+            match &mut event {
+                Event::Session(id) => self.hooks.session(id),
+                Event::Result(result) => {
+                    self.result = Some(result.is_error);
+                    self.hooks.session(&result.session_id);
+                }
+                Event::Error(error) if !error.recoverable => {
+                    self.fatal_reported = true;
+                    error.stderr_tail = self.stderr_tail();
+                }
+                _ => {}
+            }
+            sink.send(event).await;
+        }
+    }
+
+    async fn malformed(&mut self, sink: &mut Sink, bytes: &[u8]) {
+        self.protocol_errors += 1;
+        let text = String::from_utf8_lossy(bytes);
+        if self.protocol_errors <= MAX_PROTOCOL_REPORTS {
+            let message = format!("skipped a line that is not a JSON object: {}", one_line(&text, 200));
+            sink.send(Event::Error(RunError::recoverable(ErrorKind::Protocol, message))).await;
+        } else if self.protocol_errors == MAX_PROTOCOL_REPORTS + 1 {
+            tracing::warn!(run_id = %self.prepared.spec.run_id, "more malformed lines; no longer reporting them");
+        }
+    }
+
+    async fn finish(
+        self,
+        sink: &mut Sink,
+        status: Option<Option<std::process::ExitStatus>>,
+        exit: oneshot::Receiver<Option<std::process::ExitStatus>>,
+    ) {
+        // Whatever is left of the group goes now; then the leader is reaped for sure.
+        self.kill_group(Signal::SIGKILL);
+        let status = match status {
+            Some(status) => status,
+            None => exit.await.ok().flatten(),
+        };
+        self.registry.forget(&self.prepared.spec.run_id);
+        let exit = exit_info(status);
+        let outcome = self.outcome();
+        if outcome == Outcome::Failed && !self.fatal_reported {
+            let mut error = provider::classify_failure(
+                self.prepared.spec.provider,
+                self.prepared.spec.resume.is_some(),
+                exit,
+                &self.stderr_tail(),
+                self.parser.pending_error(),
+            );
+            error.stderr_tail = self.stderr_tail();
+            sink.send(Event::Error(error)).await;
+        }
+        let duration_ms = self.started.elapsed().as_millis() as u64;
+        sink.send(Event::Exited { outcome, exit_code: exit.code, signal: exit.signal, duration_ms }).await;
+    }
+
+    fn outcome(&self) -> Outcome {
+        match (self.reason, self.result) {
+            (Some(Reason::Kill), _) => Outcome::Killed,
+            (Some(Reason::Timeout), _) => Outcome::TimedOut,
+            (Some(Reason::Stop | Reason::ClientGone), _) => Outcome::Stopped,
+            (Some(Reason::Interrupt), Some(false)) => Outcome::Completed,
+            (Some(Reason::Interrupt), _) => Outcome::Interrupted,
+            (None, Some(_)) => Outcome::Completed,
+            (None, None) => Outcome::Failed,
+        }
+    }
+}
+
+fn exit_info(status: Option<std::process::ExitStatus>) -> ExitInfo {
+    use std::os::unix::process::ExitStatusExt;
+    match status {
+        Some(status) => ExitInfo { code: status.code(), signal: status.signal() },
+        None => ExitInfo { code: None, signal: None },
+    }
+}
