@@ -122,6 +122,10 @@ pub struct MatrixConfig {
     pub max_edits: u32,
     /// Largest incoming file downloaded, in bytes.
     pub max_download_bytes: u64,
+    /// Post a short line when a tool starts (suppressed by default: only text reaches the room).
+    pub show_tool_markers: bool,
+    /// Display name of the bot's device, set at the first login.
+    pub device_name: String,
 }
 
 impl Default for MatrixConfig {
@@ -138,6 +142,8 @@ impl Default for MatrixConfig {
             streaming: MatrixStreaming::Segment,
             max_edits: 30,
             max_download_bytes: 50 * 1024 * 1024,
+            show_tool_markers: false,
+            device_name: "ductor".to_owned(),
         }
     }
 }
@@ -169,6 +175,24 @@ impl MatrixConfig {
         }
         if self.max_edits == 0 {
             return Err(Invalid::new("matrix.max_edits", "must be greater than 0"));
+        }
+        if let Some(bad) =
+            self.allowed_users.iter().find(|u| !(u.starts_with('@') && u.contains(':')))
+        {
+            return Err(Invalid::new(
+                "matrix.allowed_users",
+                format!("{bad:?} must look like @name:server"),
+            ));
+        }
+        if let Some(bad) = self
+            .allowed_rooms
+            .iter()
+            .find(|r| !(r.starts_with('!') || (r.starts_with('#') && r.contains(':'))))
+        {
+            return Err(Invalid::new(
+                "matrix.allowed_rooms",
+                format!("{bad:?} must be a room id (!...) or an alias (#name:server)"),
+            ));
         }
         Ok(())
     }

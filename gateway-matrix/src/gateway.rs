@@ -1,0 +1,181 @@
+//! Wiring of one gateway run: open the session, resolve the allowlists,
+//! register the event handlers, sync once, attach to core, then sync until
+//! shutdown (transient sync errors are retried; a revoked access token ends
+//! the run with an error that says how to log in again).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use ductor_daemon::config::{MatrixConfig, MatrixStreaming};
+use ductor_daemon::{DuctorHome, ServiceName};
+use ductor_proto::pb;
+use matrix_sdk::config::SyncSettings;
+use matrix_sdk::ruma::api::error::ErrorKind;
+use matrix_sdk::ruma::{MilliSecondsSinceUnixEpoch, OwnedUserId};
+use matrix_sdk::{Client, LoopCtrl};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::access::Access;
+use crate::buttons::ButtonTracker;
+use crate::core_link::Link;
+use crate::outbound::Dispatcher;
+use crate::session::Session;
+use crate::{inbound, send};
+
+/// State shared by the event handlers and the outbound workers.
+pub struct Shared {
+    /// The logged-in client.
+    pub client: Client,
+    /// The bot's own user id.
+    pub own_user: OwnedUserId,
+    /// `[matrix]`.
+    pub config: MatrixConfig,
+    /// The allowlists.
+    pub access: Access,
+    /// Reaction buttons of recent bot messages.
+    pub buttons: Mutex<ButtonTracker>,
+    /// Inbound events to the core link.
+    pub inbound: mpsc::Sender<pb::InboundEvent>,
+    /// `workspace/matrix_files`.
+    pub files_dir: PathBuf,
+    /// Events older than this are skipped (first sync of a new device only).
+    pub cutoff: Option<MilliSecondsSinceUnixEpoch>,
+}
+
+/// What Health reports.
+#[derive(Debug, Default, Clone)]
+pub struct Status {
+    /// A sync completed recently.
+    pub syncing: Arc<AtomicBool>,
+    /// Attached to core.
+    pub core: Arc<AtomicBool>,
+}
+
+impl Status {
+    /// One line for Health's detail.
+    pub fn detail(&self) -> String {
+        let word = |b: &AtomicBool| if b.load(Ordering::Relaxed) { "ok" } else { "down" };
+        format!("homeserver sync {}, core {}", word(&self.syncing), word(&self.core))
+    }
+}
+
+/// The Matrix directory under `$DUCTOR_HOME` (session, store).
+pub fn matrix_dir(home: &DuctorHome) -> PathBuf {
+    home.root().join("matrix")
+}
+
+/// The capabilities announced to core.
+fn capabilities(config: &MatrixConfig) -> pb::Capabilities {
+    pb::Capabilities {
+        max_message_len: u32::try_from(send::MAX_CHARS).unwrap_or(u32::MAX),
+        can_edit: config.streaming == MatrixStreaming::Edit,
+        buttons: pb::ButtonStyle::Reactions as i32,
+        topics: false,
+        file_upload: true,
+    }
+}
+
+/// Runs the gateway until `shutdown`.
+pub async fn run(
+    home: &DuctorHome,
+    config: MatrixConfig,
+    shutdown: CancellationToken,
+    status: Status,
+) -> anyhow::Result<()> {
+    let session = Session::open(&matrix_dir(home), &config).await?;
+    let client = session.client.clone();
+    let own_user = client.user_id().context("the session has no user id")?.to_owned();
+    let access = Access::new(&config.allowed_users, &config.allowed_rooms, config.group_mention_only);
+    access.resolve_aliases(&client).await;
+    let (inbound_tx, inbound_rx) = mpsc::channel(256);
+    let shared = Arc::new(Shared {
+        client: client.clone(),
+        own_user,
+        access,
+        buttons: Mutex::new(ButtonTracker::default()),
+        inbound: inbound_tx,
+        files_dir: home.workspace().join("matrix_files"),
+        cutoff: (!session.synced_before).then(MilliSecondsSinceUnixEpoch::now),
+        config,
+    });
+    let handlers = inbound::register(&shared);
+
+    let first = tokio::select! {
+        () = shutdown.cancelled() => None,
+        result = client.sync_once(SyncSettings::default()) => Some(result),
+    };
+    let Some(first) = first else {
+        handlers.into_iter().for_each(|h| client.remove_event_handler(h));
+        return Ok(());
+    };
+    if let Err(error) = first {
+        handlers.into_iter().for_each(|h| client.remove_event_handler(h));
+        return Err(fatal_or_context(error)).context("first sync with the homeserver");
+    }
+    session.mark_synced()?;
+    status.syncing.store(true, Ordering::Relaxed);
+    tracing::info!(user = %shared.own_user, device = ?client.device_id(), "synced with the homeserver");
+
+    let (ack_tx, ack_rx) = mpsc::channel(256);
+    let link = Link {
+        channel: ductor_proto::transport::connect(home.socket(ServiceName::Core)),
+        hello: pb::Hello {
+            transport: "matrix".to_owned(),
+            capabilities: Some(capabilities(&shared.config)),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            instance_id: uuid::Uuid::new_v4().to_string(),
+            ..Default::default()
+        },
+        inbound: inbound_rx,
+        acks: ack_rx,
+        dispatcher: Dispatcher::new(shared.clone(), ack_tx),
+        connected: status.core.clone(),
+    };
+    let link_task = tokio::spawn(link.run(shutdown.clone()));
+    let result = tokio::select! {
+        () = shutdown.cancelled() => Ok(()),
+        result = sync_forever(&client, &status) => result,
+    };
+    link_task.abort();
+    for handler in handlers {
+        client.remove_event_handler(handler);
+    }
+    result
+}
+
+fn fatal_or_context(error: matrix_sdk::Error) -> anyhow::Error {
+    if matches!(error.client_api_error_kind(), Some(ErrorKind::UnknownToken(_))) {
+        anyhow::anyhow!(
+            "the homeserver rejected the saved access token (device logged out?): delete $DUCTOR_HOME/matrix/session.json and restart to log in again"
+        )
+    } else {
+        anyhow::Error::new(error)
+    }
+}
+
+/// Syncs until a fatal error; transient errors are logged and retried.
+async fn sync_forever(client: &Client, status: &Status) -> anyhow::Result<()> {
+    let settings = SyncSettings::default().timeout(Duration::from_secs(30));
+    client
+        .sync_with_result_callback(settings, |result| async move {
+            match result {
+                Ok(_) => {
+                    status.syncing.store(true, Ordering::Relaxed);
+                    Ok(LoopCtrl::Continue)
+                }
+                Err(error) if matches!(error.client_api_error_kind(), Some(ErrorKind::UnknownToken(_))) => Err(error),
+                Err(error) => {
+                    status.syncing.store(false, Ordering::Relaxed);
+                    tracing::warn!(%error, "sync with the homeserver failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    Ok(LoopCtrl::Continue)
+                }
+            }
+        })
+        .await
+        .map_err(fatal_or_context)
+}

@@ -1,0 +1,174 @@
+//! Incoming files: `m.image`, `m.file`, `m.audio` and `m.video` (encrypted
+//! attachments in encrypted rooms too: matrix-sdk decrypts them) downloaded to
+//! `workspace/matrix_files/YYYY-MM-DD/` and described to core as a `MediaRef`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use ductor_proto::pb;
+use matrix_sdk::media::MediaEventContent;
+use matrix_sdk::ruma::events::room::message::MessageType;
+
+use crate::gateway::Shared;
+
+/// What the message says about its file.
+struct Described<'a> {
+    body: &'a str,
+    filename: Option<&'a str>,
+    mime: Option<&'a str>,
+    size: Option<u64>,
+    kind: &'static str,
+}
+
+/// Downloads the file of a media message; `None` for messages without one.
+pub async fn download(
+    shared: &Shared,
+    msgtype: &MessageType,
+) -> anyhow::Result<Option<pb::MediaRef>> {
+    let (described, data) = match msgtype {
+        MessageType::Image(c) => {
+            let info = c.info.as_deref();
+            let d = Described {
+                body: &c.body,
+                filename: c.filename.as_deref(),
+                mime: info.and_then(|i| i.mimetype.as_deref()),
+                size: info.and_then(|i| i.size).map(u64::from),
+                kind: "image",
+            };
+            (d, fetch(shared, c, info.and_then(|i| i.size).map(u64::from)).await?)
+        }
+        MessageType::File(c) => {
+            let info = c.info.as_deref();
+            let d = Described {
+                body: &c.body,
+                filename: c.filename.as_deref(),
+                mime: info.and_then(|i| i.mimetype.as_deref()),
+                size: info.and_then(|i| i.size).map(u64::from),
+                kind: "file",
+            };
+            (d, fetch(shared, c, info.and_then(|i| i.size).map(u64::from)).await?)
+        }
+        MessageType::Audio(c) => {
+            let info = c.info.as_deref();
+            let d = Described {
+                body: &c.body,
+                filename: c.filename.as_deref(),
+                mime: info.and_then(|i| i.mimetype.as_deref()),
+                size: info.and_then(|i| i.size).map(u64::from),
+                kind: "audio",
+            };
+            (d, fetch(shared, c, info.and_then(|i| i.size).map(u64::from)).await?)
+        }
+        MessageType::Video(c) => {
+            let info = c.info.as_deref();
+            let d = Described {
+                body: &c.body,
+                filename: c.filename.as_deref(),
+                mime: info.and_then(|i| i.mimetype.as_deref()),
+                size: info.and_then(|i| i.size).map(u64::from),
+                kind: "video",
+            };
+            (d, fetch(shared, c, info.and_then(|i| i.size).map(u64::from)).await?)
+        }
+        _ => return Ok(None),
+    };
+    // Matrix 1.10 captions: with a `filename` that differs, `body` is the caption.
+    let (name, caption) = match described.filename {
+        Some(filename) if filename != described.body => (filename, described.body),
+        Some(filename) => (filename, ""),
+        None => (described.body, ""),
+    };
+    let path = store(&shared.files_dir, name, &data).await?;
+    Ok(Some(pb::MediaRef {
+        path: path.to_string_lossy().into_owned(),
+        mime_type: described.mime.unwrap_or("application/octet-stream").to_owned(),
+        caption: caption.to_owned(),
+        original_filename: name.to_owned(),
+        media_kind: described.kind.to_owned(),
+        size_bytes: described.size.unwrap_or(data.len() as u64),
+        reply_quote: String::new(),
+    }))
+}
+
+async fn fetch(
+    shared: &Shared,
+    content: &impl MediaEventContent,
+    announced_size: Option<u64>,
+) -> anyhow::Result<Vec<u8>> {
+    let limit = shared.config.max_download_bytes;
+    if announced_size.is_some_and(|size| size > limit) {
+        bail!("the file is larger than matrix.max_download_bytes ({limit} bytes)");
+    }
+    let data = shared
+        .client
+        .media()
+        .get_file(content, false)
+        .await
+        .context("download the file from the homeserver")?
+        .context("the message has no file")?;
+    if data.len() as u64 > limit {
+        bail!("the file is larger than matrix.max_download_bytes ({limit} bytes)");
+    }
+    Ok(data)
+}
+
+/// Keeps letters, digits, `.`, `-` and `_`; never empty, never hidden, at most 100 chars.
+pub fn safe_name(name: &str) -> String {
+    let cleaned: String = name
+        .chars()
+        .map(|c| if c.is_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' })
+        .take(100)
+        .collect();
+    let cleaned = cleaned.trim_start_matches('.');
+    if cleaned.is_empty() { "file".to_owned() } else { cleaned.to_owned() }
+}
+
+/// Writes the file under today's directory, never overwriting an earlier one.
+async fn store(root: &Path, name: &str, data: &[u8]) -> anyhow::Result<PathBuf> {
+    let day = jiff::Zoned::now().strftime("%Y-%m-%d").to_string();
+    let dir = root.join(day);
+    tokio::fs::create_dir_all(&dir).await.with_context(|| format!("create {}", dir.display()))?;
+    let name = safe_name(name);
+    let (stem, ext) = match name.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() => (stem.to_owned(), format!(".{ext}")),
+        _ => (name.clone(), String::new()),
+    };
+    for n in 0..1000 {
+        let candidate = if n == 0 { dir.join(&name) } else { dir.join(format!("{stem}-{n}{ext}")) };
+        let file = tokio::fs::OpenOptions::new().write(true).create_new(true).open(&candidate).await;
+        match file {
+            Ok(mut file) => {
+                use tokio::io::AsyncWriteExt as _;
+                file.write_all(data).await.with_context(|| format!("write {}", candidate.display()))?;
+                file.flush().await.with_context(|| format!("write {}", candidate.display()))?;
+                return Ok(candidate);
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(error) => return Err(error).with_context(|| format!("create {}", candidate.display())),
+        }
+    }
+    bail!("too many files named {name} today")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_made_safe() {
+        assert_eq!(safe_name("../../etc/passwd"), "_.._etc_passwd");
+        assert_eq!(safe_name(".hidden"), "hidden");
+        assert_eq!(safe_name("report 2026.pdf"), "report_2026.pdf");
+        assert_eq!(safe_name(""), "file");
+    }
+
+    #[tokio::test]
+    async fn stored_files_never_overwrite() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let first = store(dir.path(), "a.txt", b"one").await.expect("first");
+        let second = store(dir.path(), "a.txt", b"two").await.expect("second");
+        assert_ne!(first, second);
+        assert!(second.to_string_lossy().ends_with("a-1.txt"));
+        assert_eq!(std::fs::read(first).expect("read"), b"one");
+    }
+}

@@ -1,0 +1,144 @@
+//! Putting things into a room: Markdown as `m.text`/`m.notice` with HTML,
+//! `m.replace` edits, messages with numbered options plus the bot's own keycap
+//! reactions (registered for button presses), and file uploads (matrix-sdk
+//! encrypts them in encrypted rooms).
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use ductor_proto::pb;
+use matrix_sdk::Room;
+use matrix_sdk::attachment::AttachmentConfig;
+use matrix_sdk::ruma::OwnedEventId;
+use matrix_sdk::ruma::events::reaction::ReactionEventContent;
+use matrix_sdk::ruma::events::relation::Annotation;
+use matrix_sdk::ruma::events::room::message::{ReplacementMetadata, RoomMessageEventContent};
+
+use crate::gateway::Shared;
+use crate::render;
+
+/// Characters per event: body + HTML stay far below Matrix's 64 KiB event limit.
+pub const MAX_CHARS: usize = 12_000;
+
+/// Most reaction buttons on one message (one per keycap).
+const MAX_BUTTONS: usize = render::KEYCAPS.len();
+
+/// Notifying text or a quiet notice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `m.text`: notifies.
+    Text,
+    /// `m.notice`: bots' usual type; push rules keep it quiet.
+    Notice,
+}
+
+fn content(text: &str, kind: Kind) -> RoomMessageEventContent {
+    let rendered = render::markdown(text);
+    match kind {
+        Kind::Text => RoomMessageEventContent::text_html(rendered.plain, rendered.html),
+        Kind::Notice => RoomMessageEventContent::notice_html(rendered.plain, rendered.html),
+    }
+}
+
+/// Sends Markdown, split into several events when long; returns the last one.
+pub async fn markdown(room: &Room, text: &str, kind: Kind) -> anyhow::Result<OwnedEventId> {
+    let chunks = render::split(text, MAX_CHARS);
+    let mut last = None;
+    for chunk in &chunks {
+        let response = room.send(content(chunk, kind)).await.context("send a message")?;
+        last = Some(response.response.event_id);
+    }
+    last.context("nothing to send: the text is empty")
+}
+
+/// Replaces the text of a message the bot sent (`m.replace`).
+pub async fn edit(room: &Room, event: &OwnedEventId, text: &str, kind: Kind) -> anyhow::Result<()> {
+    let replacement =
+        content(text, kind).make_replacement(ReplacementMetadata::new(event.clone(), None));
+    room.send(replacement).await.context("edit a message")?;
+    Ok(())
+}
+
+fn flatten(rows: &[pb::ButtonRow]) -> (Vec<String>, Vec<String>) {
+    let buttons = rows.iter().flat_map(|row| row.buttons.iter()).take(MAX_BUTTONS);
+    buttons.map(|b| (b.label.clone(), b.id.clone())).unzip()
+}
+
+/// Sends text with numbered options, adds a keycap reaction per option and
+/// remembers them as buttons; returns the message's event id.
+pub async fn with_buttons(
+    shared: &Shared,
+    room: &Room,
+    text: &str,
+    rows: &[pb::ButtonRow],
+    kind: Kind,
+) -> anyhow::Result<OwnedEventId> {
+    let (labels, ids) = flatten(rows);
+    let event = markdown(room, &render::with_options(text, &labels), kind).await?;
+    add_buttons(shared, room, &event, ids).await?;
+    Ok(event)
+}
+
+/// Edits a message into text with numbered options (edit-mode final answers).
+pub async fn edit_with_buttons(
+    shared: &Shared,
+    room: &Room,
+    event: &OwnedEventId,
+    text: &str,
+    rows: &[pb::ButtonRow],
+    kind: Kind,
+) -> anyhow::Result<()> {
+    let (labels, ids) = flatten(rows);
+    edit(room, event, &render::with_options(text, &labels), kind).await?;
+    add_buttons(shared, room, event, ids).await
+}
+
+async fn add_buttons(
+    shared: &Shared,
+    room: &Room,
+    event: &OwnedEventId,
+    ids: Vec<String>,
+) -> anyhow::Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let count = ids.len();
+    // Registered before the reactions go out, so an early press is understood.
+    shared.buttons.lock().expect("lock is never poisoned").register(room.room_id(), event.clone(), ids);
+    for key in render::KEYCAPS.iter().take(count) {
+        let reaction = ReactionEventContent::new(Annotation::new(event.clone(), (*key).to_owned()));
+        room.send(reaction).await.context("add an option reaction")?;
+    }
+    Ok(())
+}
+
+/// Uploads a file (encrypted in encrypted rooms) and posts it.
+pub async fn attachment(room: &Room, file: &pb::Attachment) -> anyhow::Result<()> {
+    let path = Path::new(&file.path);
+    let data = tokio::fs::read(path).await.with_context(|| format!("read {}", path.display()))?;
+    let name = if file.file_name.is_empty() {
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file").to_owned()
+    } else {
+        file.file_name.clone()
+    };
+    let mime: mime::Mime = file.mime_type.parse().unwrap_or_else(|_| guess_mime(&name, file.is_image));
+    room.send_attachment(name, &mime, data, AttachmentConfig::new())
+        .await
+        .context("upload and send the file")?;
+    Ok(())
+}
+
+fn guess_mime(name: &str, is_image: bool) -> mime::Mime {
+    let ext = name.rsplit_once('.').map(|(_, ext)| ext.to_ascii_lowercase()).unwrap_or_default();
+    match ext.as_str() {
+        "png" => mime::IMAGE_PNG,
+        "jpg" | "jpeg" => mime::IMAGE_JPEG,
+        "gif" => mime::IMAGE_GIF,
+        "svg" => mime::IMAGE_SVG,
+        "txt" | "md" | "log" => mime::TEXT_PLAIN,
+        "pdf" => mime::APPLICATION_PDF,
+        "json" => mime::APPLICATION_JSON,
+        _ if is_image => "image/webp".parse().unwrap_or(mime::APPLICATION_OCTET_STREAM),
+        _ => mime::APPLICATION_OCTET_STREAM,
+    }
+}
