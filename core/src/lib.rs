@@ -1,12 +1,31 @@
-//! The ductor core service (skeleton: serves Health on its socket).
+//! ductor-core: the orchestrator and the only owner of state.
+//!
+//! Gateways attach over `Core.Attach` and bring inbound events; the runner
+//! executes turns; core decides everything in between. Layers, from the edge
+//! inwards:
+//!
+//! - [`service`]: the gRPC `Core` service (Attach stream, Describe);
+//! - [`outbox`]: numbered outbound actions per transport, durable ones kept in
+//!   SQLite until acknowledged and re-sent on reconnect;
+//! - [`driver`]: the async loop executing the machine's effects (runner calls,
+//!   store writes, outbox sends), and [`driver::CoreHandle`] for automation;
+//! - [`machine`]: the sans-I/O orchestrator (sessions, queue, commands, turns);
+//! - [`store`], [`session`], [`markup`], [`commands`], [`workspace`], [`wire`].
 
 pub mod automation;
+pub mod commands;
+pub mod driver;
+pub mod machine;
+pub mod markup;
+pub mod model;
+pub mod outbox;
+pub mod runner;
+pub mod service;
+pub mod session;
+pub mod store;
+pub mod wire;
+pub mod workspace;
 
-use ductor_daemon::daemon::{ServiceContext, serve};
+mod app;
 
-/// Runs the service until shutdown.
-pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
-    let router =
-        tonic::transport::Server::builder().add_service(context.health.clone().into_server());
-    serve(&context, router).await
-}
+pub use app::run;

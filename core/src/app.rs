@@ -1,0 +1,189 @@
+//! Assembly: from a `ServiceContext` to a serving core. Seeds the workspace,
+//! opens `state.db`, reports turns the previous process left unfinished,
+//! starts the driver and the runner health loop, and serves `Core` + `Health`.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use anyhow::Context as _;
+use ductor_daemon::ServiceName;
+use ductor_daemon::config::{AgentConfig, Config, PermissionModeSetting};
+use ductor_daemon::daemon::{ServiceContext, serve};
+use ductor_proto::pb;
+use jiff::tz::TimeZone;
+use tokio::sync::Notify;
+
+use crate::driver::{Driver, DriverParts, Stats};
+use crate::machine::{Machine, MachineConfig};
+use crate::model::{OutKind, Outbound};
+use crate::outbox::Outbox;
+use crate::runner::{RunnerLink, health_loop};
+use crate::service::CoreService;
+use crate::session::Freshness;
+use crate::store::{self, Store, Unfinished};
+use crate::workspace::{self, WorkspaceEnv};
+
+/// Core's version, shown in `/info`, `/diagnose` and `Welcome`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Runs the core service until shutdown.
+pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
+    let config = &context.config;
+    let workspace = context.home.workspace();
+    workspace::seed(&workspace, &workspace::rules_text()).context("seed the workspace")?;
+    let store =
+        Store::open(&context.home.state_db(), &[]).context("open the state database")?;
+    let sessions = store.call_sync(store::load_sessions).context("load sessions")?;
+    let unfinished = store.call_sync(store::take_unfinished).context("read unfinished turns")?;
+    let outbox = Arc::new(Outbox::new(store.clone()));
+    report_unfinished(&outbox, unfinished).await.context("report interrupted turns")?;
+
+    let channel = ductor_proto::transport::connect(context.home.socket(ServiceName::Runner));
+    let runner = RunnerLink::new(
+        channel,
+        workspace.to_string_lossy().into_owned(),
+        permission(config.agent.permission_mode),
+    );
+    let home_dir = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    let env = WorkspaceEnv::new(workspace.clone(), config.agent.file_access, home_dir);
+    let machine = Machine::new(machine_config(config), env, sessions);
+    let stats = Arc::new(Stats::default());
+    let probe = Arc::new(Notify::new());
+    let (driver, inputs, handle) = Driver::new(DriverParts {
+        machine,
+        store: store.clone(),
+        outbox,
+        runner: runner.clone(),
+        probe: probe.clone(),
+        stats: stats.clone(),
+        shutdown: context.shutdown.clone(),
+        defaults: (
+            config.agent.provider.clone(),
+            config.agent.model.clone(),
+            config.agent.turn_timeout_seconds * 1000,
+        ),
+    });
+    tokio::spawn(health_loop(runner, driver.sink(), probe, context.shutdown.clone()));
+    tokio::spawn(driver.run(inputs));
+
+    let detail_stats = stats.clone();
+    let health = context.health.clone().with_detail(move || {
+        format!(
+            "{} turns running, {} queued, runner {}",
+            detail_stats.active_turns.load(Ordering::Relaxed),
+            detail_stats.queued.load(Ordering::Relaxed),
+            if detail_stats.runner_up.load(Ordering::Relaxed) { "up" } else { "down" }
+        )
+    });
+    let service = CoreService::new(handle, store, VERSION, stats);
+    let router = tonic::transport::Server::builder()
+        .add_service(health.into_server())
+        .add_service(service.into_server());
+    serve(&context, router).await
+}
+
+/// Tells each chat about the turns the previous process left behind: a
+/// running turn was interrupted, a queued message never ran. Neither is re-run.
+async fn report_unfinished(outbox: &Outbox, unfinished: Vec<Unfinished>) -> anyhow::Result<()> {
+    for item in unfinished {
+        let quote: String = item.preview.chars().take(80).collect();
+        let kind = if item.was_running {
+            tracing::warn!(chat = %item.key, event_id = item.event_id, "reporting an interrupted turn");
+            OutKind::Error {
+                message: format!(
+                    "⚠️ Your request \"{quote}\" was interrupted because ductor restarted while \
+                     it ran. It was not re-run; send it again if you still want it. The session \
+                     is kept."
+                ),
+                kind: "interrupted".to_owned(),
+            }
+        } else {
+            OutKind::Error {
+                message: format!(
+                    "⚠️ Your queued message \"{quote}\" was not run because ductor restarted. \
+                     Send it again if you still want it."
+                ),
+                kind: "dropped".to_owned(),
+            }
+        };
+        outbox
+            .send(Outbound { key: item.key, turn_id: String::new(), reply_to: item.event_id, kind })
+            .await?;
+    }
+    Ok(())
+}
+
+fn permission(mode: PermissionModeSetting) -> pb::PermissionMode {
+    match mode {
+        PermissionModeSetting::Default => pb::PermissionMode::Default,
+        PermissionModeSetting::AcceptEdits => pb::PermissionMode::AcceptEdits,
+        PermissionModeSetting::Bypass => pb::PermissionMode::Bypass,
+        PermissionModeSetting::Plan => pb::PermissionMode::Plan,
+    }
+}
+
+/// The machine's configuration from `config.toml`.
+pub fn machine_config(config: &Config) -> MachineConfig {
+    let agent = &config.agent;
+    let timezone = if agent.timezone.is_empty() {
+        TimeZone::UTC
+    } else {
+        TimeZone::get(&agent.timezone).unwrap_or_else(|error| {
+            tracing::warn!(zone = agent.timezone, %error, "unknown time zone, using UTC");
+            TimeZone::UTC
+        })
+    };
+    MachineConfig {
+        provider: agent.provider.clone(),
+        model: agent.model.clone(),
+        effort: agent.reasoning_effort.clone(),
+        freshness: Freshness {
+            idle_timeout_minutes: agent.idle_timeout_minutes,
+            daily_reset_hour: agent.daily_reset_enabled.then_some(agent.daily_reset_hour),
+            timezone,
+            max_session_messages: agent.max_session_messages,
+        },
+        turn_timeout_ms: agent.turn_timeout_seconds * 1000,
+        idle_timeout_ms: agent.idle_output_timeout_seconds * 1000,
+        version: VERSION.to_owned(),
+        summary: summary(config, agent),
+        providers: vec!["claude".into(), "codex".into(), "gemini".into()],
+    }
+}
+
+/// Effective configuration for `/diagnose`. Never includes secrets.
+fn summary(config: &Config, agent: &AgentConfig) -> Vec<String> {
+    let or_default = |s: &str| if s.is_empty() { "(default)".to_owned() } else { s.to_owned() };
+    vec![
+        format!(
+            "agent: provider {} · model {} · effort {} · permission {:?} · files {:?}",
+            agent.provider,
+            or_default(&agent.model),
+            or_default(&agent.reasoning_effort),
+            agent.permission_mode,
+            agent.file_access
+        ),
+        format!(
+            "sessions: idle reset {} min · daily reset {} · message cap {} · timezone {}",
+            agent.idle_timeout_minutes,
+            if agent.daily_reset_enabled { format!("{}:00", agent.daily_reset_hour) } else { "off".into() },
+            agent.max_session_messages,
+            or_default(&agent.timezone)
+        ),
+        format!(
+            "turns: timeout {} s · output silence {} s",
+            agent.turn_timeout_seconds, agent.idle_output_timeout_seconds
+        ),
+        format!(
+            "gateways: telegram {} · matrix {} · webhooks {}",
+            on_off(config.telegram.enabled),
+            on_off(config.matrix.enabled),
+            on_off(config.webhooks.enabled)
+        ),
+        format!("runner: sandbox {:?}", config.runner.sandbox),
+    ]
+}
+
+fn on_off(enabled: bool) -> &'static str {
+    if enabled { "on" } else { "off" }
+}

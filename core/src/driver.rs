@@ -1,0 +1,267 @@
+//! The driver: one task owns the [`Machine`], feeds it events in arrival
+//! order, and executes its effects: outbox sends, SQLite writes (awaited, so a
+//! journal or session update is durable before the next event is handled),
+//! runner calls (spawned, their results come back as events).
+//!
+//! [`CoreHandle`] is the small internal API for background work (automation):
+//!
+//! - [`CoreHandle::run_oneshot`]: a run that is not a chat session (cron,
+//!   webhook jobs); its result is returned, nothing is sent anywhere.
+//! - [`CoreHandle::deliver`]: a durable outbound action to a chat through the
+//!   outbox (kept until the gateway acknowledges it).
+//! - [`CoreHandle::inject`]: a prompt run in a chat's live session under its
+//!   lock (queued behind a running turn), answered like a user message unless
+//!   the options make it silent or quiet.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use jiff::Timestamp;
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::machine::{Effect, Env, Event, InjectOptions, Machine, TurnOutcome};
+use crate::model::{OutKind, Outbound, SessionKey};
+use crate::outbox::Outbox;
+use crate::runner::{EventSink, OneshotResult, OneshotSpec, RunnerLink};
+use crate::store::{self, Store, StoreError};
+
+/// What the driver task receives.
+#[derive(Debug)]
+pub enum Input {
+    /// An orchestrator event.
+    Event(Event),
+    /// An injected prompt with a reply channel.
+    Inject {
+        /// The chat.
+        key: SessionKey,
+        /// The prompt.
+        prompt: String,
+        /// Delivery options.
+        options: InjectOptions,
+        /// Gets the outcome when the turn ends.
+        reply: oneshot::Sender<TurnOutcome>,
+    },
+}
+
+/// Counters for `Describe`, updated after every event.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Running turns.
+    pub active_turns: AtomicUsize,
+    /// Queued messages.
+    pub queued: AtomicUsize,
+    /// The runner answered its last probe.
+    pub runner_up: std::sync::atomic::AtomicBool,
+}
+
+/// The core is shutting down.
+#[derive(Debug, thiserror::Error)]
+#[error("core is shutting down")]
+pub struct CoreGone;
+
+/// Background work's way into the orchestrator. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct CoreHandle {
+    inputs: mpsc::UnboundedSender<Input>,
+    outbox: Arc<Outbox>,
+    runner: RunnerLink,
+    default_provider: String,
+    default_model: String,
+    timeout_ms: u64,
+}
+
+impl CoreHandle {
+    /// Runs a one-shot prompt (not a chat session) and returns its outcome.
+    /// Empty provider/model/timeout take the `[agent]` defaults; the working
+    /// directory defaults to the workspace.
+    pub async fn run_oneshot(&self, mut spec: OneshotSpec) -> OneshotResult {
+        if spec.provider.is_empty() {
+            spec.provider = self.default_provider.clone();
+            if spec.model.is_empty() {
+                spec.model = self.default_model.clone();
+            }
+        }
+        if spec.timeout_ms == 0 {
+            spec.timeout_ms = self.timeout_ms;
+        }
+        self.runner.run_oneshot(spec, uuid::Uuid::now_v7().to_string()).await
+    }
+
+    /// Sends a durable action to a chat (kept until the gateway acknowledges it).
+    pub async fn deliver(&self, key: SessionKey, kind: OutKind) -> Result<u64, StoreError> {
+        self.outbox.send(Outbound { key, turn_id: String::new(), reply_to: String::new(), kind }).await
+    }
+
+    /// Runs `prompt` in the chat's session under its lock and waits for the
+    /// turn to end.
+    pub async fn inject(
+        &self,
+        key: SessionKey,
+        prompt: String,
+        options: InjectOptions,
+    ) -> Result<TurnOutcome, CoreGone> {
+        let (reply, wait) = oneshot::channel();
+        self.inputs.send(Input::Inject { key, prompt, options, reply }).map_err(|_| CoreGone)?;
+        wait.await.map_err(|_| CoreGone)
+    }
+
+    /// Feeds an event to the orchestrator (used by the gRPC service).
+    pub fn event(&self, event: Event) -> Result<(), CoreGone> {
+        self.inputs.send(Input::Event(event)).map_err(|_| CoreGone)
+    }
+
+    /// The outbox (used by the gRPC service).
+    pub fn outbox(&self) -> &Arc<Outbox> {
+        &self.outbox
+    }
+}
+
+/// The driver task's state.
+pub struct Driver<E: Env> {
+    machine: Machine<E>,
+    store: Store,
+    outbox: Arc<Outbox>,
+    runner: RunnerLink,
+    sink: EventSink,
+    probe: Arc<Notify>,
+    injects: HashMap<u64, oneshot::Sender<TurnOutcome>>,
+    next_inject: u64,
+    stats: Arc<Stats>,
+    shutdown: CancellationToken,
+}
+
+/// What [`Driver::new`] needs.
+pub struct DriverParts<E: Env> {
+    /// The orchestrator.
+    pub machine: Machine<E>,
+    /// The database.
+    pub store: Store,
+    /// The outbox.
+    pub outbox: Arc<Outbox>,
+    /// The runner.
+    pub runner: RunnerLink,
+    /// Woken to re-probe the runner.
+    pub probe: Arc<Notify>,
+    /// Shared counters.
+    pub stats: Arc<Stats>,
+    /// Stops runs and the loop.
+    pub shutdown: CancellationToken,
+    /// `[agent]` defaults for one-shot runs: provider, model, timeout.
+    pub defaults: (String, String, u64),
+}
+
+impl<E: Env + 'static> Driver<E> {
+    /// Builds the driver, its input queue and the handle.
+    pub fn new(parts: DriverParts<E>) -> (Self, mpsc::UnboundedReceiver<Input>, CoreHandle) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let events = tx.clone();
+        let sink: EventSink = Arc::new(move |event| {
+            let _ = events.send(Input::Event(event));
+        });
+        let handle = CoreHandle {
+            inputs: tx,
+            outbox: parts.outbox.clone(),
+            runner: parts.runner.clone(),
+            default_provider: parts.defaults.0,
+            default_model: parts.defaults.1,
+            timeout_ms: parts.defaults.2,
+        };
+        let driver = Self {
+            machine: parts.machine,
+            store: parts.store,
+            outbox: parts.outbox,
+            runner: parts.runner,
+            sink,
+            probe: parts.probe,
+            injects: HashMap::new(),
+            next_inject: 0,
+            stats: parts.stats,
+            shutdown: parts.shutdown,
+        };
+        (driver, rx, handle)
+    }
+
+    /// The sink runner events and health probes report to.
+    pub fn sink(&self) -> EventSink {
+        self.sink.clone()
+    }
+
+    /// Runs until shutdown or until every sender is gone.
+    pub async fn run(mut self, mut inputs: mpsc::UnboundedReceiver<Input>) {
+        loop {
+            let input = tokio::select! {
+                input = inputs.recv() => match input {
+                    Some(input) => input,
+                    None => return,
+                },
+                () = self.shutdown.cancelled() => return,
+            };
+            let event = match input {
+                Input::Event(event) => event,
+                Input::Inject { key, prompt, options, reply } => {
+                    self.next_inject += 1;
+                    self.injects.insert(self.next_inject, reply);
+                    Event::Inject { inject_id: self.next_inject, key, prompt, options }
+                }
+            };
+            if let Event::RunnerHealth(up) = &event {
+                self.stats.runner_up.store(*up, Ordering::Relaxed);
+            }
+            let effects = self.machine.handle(event, Timestamp::now());
+            for effect in effects {
+                self.execute(effect).await;
+            }
+            self.stats.active_turns.store(self.machine.active_turns(), Ordering::Relaxed);
+            self.stats.queued.store(self.machine.queued(), Ordering::Relaxed);
+        }
+    }
+
+    async fn execute(&mut self, effect: Effect) {
+        let failure = match effect {
+            Effect::Send(action) => self.outbox.send(action).await.err().map(|e| ("send an action", e)),
+            Effect::StartRun(request) => {
+                self.runner.spawn_run(request, self.sink.clone(), self.shutdown.child_token());
+                None
+            }
+            Effect::Signal { run_id, kind } => {
+                let runner = self.runner.clone();
+                let sink = self.sink.clone();
+                tokio::spawn(async move {
+                    if let Err(status) = runner.signal(&run_id, kind).await {
+                        tracing::warn!(run_id, error = status.message(), "failed to signal a run");
+                        sink(Event::Error(format!("signal {run_id}: {}", status.message())));
+                    }
+                });
+                None
+            }
+            Effect::SaveSession(record) => self
+                .store
+                .call(move |c| store::save_session(c, &record))
+                .await
+                .err()
+                .map(|e| ("save a session", e)),
+            Effect::Journal { transport, event_id, state, turn_id } => self
+                .store
+                .call(move |c| store::set_inbound_state(c, &transport, &event_id, state, &turn_id))
+                .await
+                .err()
+                .map(|e| ("update the inbound journal", e)),
+            Effect::InjectDone { inject_id, outcome } => {
+                if let Some(reply) = self.injects.remove(&inject_id) {
+                    let _ = reply.send(outcome);
+                }
+                None
+            }
+            Effect::Probe => {
+                self.probe.notify_one();
+                None
+            }
+        };
+        if let Some((action, error)) = failure {
+            tracing::error!("failed to {action}: {error}");
+            let _ = self.machine.handle(Event::Error(format!("{action}: {error}")), Timestamp::now());
+        }
+    }
+}

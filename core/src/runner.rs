@@ -1,0 +1,286 @@
+//! Core's client of the runner: starts runs and forwards their event streams
+//! into the orchestrator, signals runs, probes the provider catalog, and runs
+//! one-shot jobs for automation.
+//!
+//! The channel is `ductor_proto::transport::connect`'s lazy one: it dials on
+//! first use and again after the runner restarts. A stream that breaks before
+//! its `exited` event becomes [`Event::RunLost`] (the turn is reported as
+//! interrupted, never re-run); [`health_loop`] re-probes with backoff so
+//! `/status` and `/model` see the runner come back.
+
+use std::time::Duration;
+
+use ductor_proto::pb::runner_client::RunnerClient;
+use ductor_proto::{Channel, pb};
+use tokio_util::sync::CancellationToken;
+
+use crate::machine::Event;
+use crate::model::{ProviderInfo, RunEvent, RunRequest, RunResult, SignalKind};
+use crate::wire::{providers_from_pb, run_event_from_pb, run_spec_to_pb};
+
+/// Where runner events go (the driver's input queue).
+pub type EventSink = std::sync::Arc<dyn Fn(Event) + Send + Sync>;
+
+/// A handle on the runner service.
+#[derive(Clone)]
+pub struct RunnerLink {
+    client: RunnerClient<Channel>,
+    workspace: String,
+    permission: pb::PermissionMode,
+}
+
+impl std::fmt::Debug for RunnerLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunnerLink").field("workspace", &self.workspace).finish()
+    }
+}
+
+/// A one-shot run for automation (not a chat session).
+#[derive(Debug, Clone, Default)]
+pub struct OneshotSpec {
+    /// Provider; empty = `[agent].provider`.
+    pub provider: String,
+    /// Model; empty = provider default.
+    pub model: String,
+    /// Reasoning effort.
+    pub effort: String,
+    /// The prompt.
+    pub prompt: String,
+    /// Working directory (absolute); `None` = the workspace.
+    pub working_dir: Option<String>,
+    /// Appended to the system prompt.
+    pub append_system_prompt: String,
+    /// Resume this provider session (empty = new).
+    pub resume_session_id: String,
+    /// Labels; `kind` should say what started it ("cron", "webhook", ...).
+    pub labels: Vec<(String, String)>,
+    /// Extra environment.
+    pub extra_env: Vec<(String, String)>,
+    /// Total timeout; 0 = `[agent].turn_timeout_seconds`.
+    pub timeout_ms: u64,
+}
+
+/// How a one-shot run ended.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct OneshotResult {
+    /// A non-error result arrived.
+    pub ok: bool,
+    /// The result text (or what text streamed, when there was no result).
+    pub text: String,
+    /// The provider session id.
+    pub session_id: String,
+    /// Error kind ("timeout", "crashed", ...) when not ok.
+    pub error_kind: String,
+    /// Error message when not ok.
+    pub error_message: String,
+    /// Cost, when reported.
+    pub cost_usd: Option<f64>,
+}
+
+impl RunnerLink {
+    /// A link over `channel`; runs use `workspace` as working directory.
+    pub fn new(channel: Channel, workspace: String, permission: pb::PermissionMode) -> Self {
+        Self { client: RunnerClient::new(channel), workspace, permission }
+    }
+
+    /// The default working directory.
+    pub fn workspace(&self) -> &str {
+        &self.workspace
+    }
+
+    fn spec(&self, request: RunRequest, working_dir: Option<&str>) -> pb::RunSpec {
+        run_spec_to_pb(request, working_dir.unwrap_or(&self.workspace), self.permission)
+    }
+
+    /// Starts a run in the background and forwards its events to `sink`.
+    /// The run stops when `cancel` fires (dropping the stream stops it).
+    pub fn spawn_run(&self, request: RunRequest, sink: EventSink, cancel: CancellationToken) {
+        let mut client = self.client.clone();
+        let run_id = request.run_id.clone();
+        let spec = self.spec(request, None);
+        tokio::spawn(async move {
+            let lost = tokio::select! {
+                lost = forward(&mut client, spec, &run_id, &sink) => lost,
+                () = cancel.cancelled() => None,
+            };
+            if let Some(reason) = lost {
+                tracing::warn!(run_id, reason, "run stream lost");
+                sink(Event::RunLost { run_id, reason });
+            }
+        });
+    }
+
+    /// Signals a run; `Ok(false)` when the runner has no such run.
+    pub async fn signal(&self, run_id: &str, kind: SignalKind) -> Result<bool, tonic::Status> {
+        let kind = match kind {
+            SignalKind::Interrupt => pb::SignalKind::Interrupt,
+            SignalKind::Stop => pb::SignalKind::Stop,
+        };
+        let request = pb::SignalRequest { run_id: run_id.to_owned(), kind: kind as i32 };
+        let response = self.client.clone().signal(request).await?;
+        Ok(response.into_inner().found)
+    }
+
+    /// The provider catalog.
+    pub async fn probe(&self) -> Result<Vec<ProviderInfo>, tonic::Status> {
+        let response = self.client.clone().probe(pb::ProbeRequest {}).await?;
+        Ok(providers_from_pb(response.into_inner()))
+    }
+
+    /// Runs one prompt to completion and collects its outcome.
+    pub async fn run_oneshot(&self, spec: OneshotSpec, run_id: String) -> OneshotResult {
+        let request = RunRequest {
+            run_id: run_id.clone(),
+            provider: spec.provider,
+            model: spec.model,
+            effort: spec.effort,
+            prompt: spec.prompt,
+            resume_session_id: spec.resume_session_id,
+            append_system_prompt: spec.append_system_prompt,
+            labels: spec.labels,
+            extra_env: spec.extra_env,
+            total_timeout_ms: spec.timeout_ms,
+            idle_timeout_ms: 0,
+        };
+        let spec = self.spec(request, spec.working_dir.as_deref());
+        let mut stream = match self.client.clone().start_run(spec).await {
+            Ok(response) => response.into_inner(),
+            Err(status) => return failed("runner_unavailable", status.message()),
+        };
+        collect(&mut stream).await
+    }
+}
+
+/// Pumps one run's stream into `sink`; `Some(reason)` when it broke before
+/// the exit event.
+async fn forward(
+    client: &mut RunnerClient<Channel>,
+    spec: pb::RunSpec,
+    run_id: &str,
+    sink: &EventSink,
+) -> Option<String> {
+    let mut stream = match client.start_run(spec).await {
+        Ok(response) => response.into_inner(),
+        Err(status) => return Some(format!("the runner is unavailable: {}", status.message())),
+    };
+    loop {
+        match stream.message().await {
+            Ok(Some(event)) => match run_event_from_pb(event) {
+                Ok(Some(event)) => {
+                    let exited = matches!(event, RunEvent::Exited(_));
+                    sink(Event::Run { run_id: run_id.to_owned(), event });
+                    if exited {
+                        return None;
+                    }
+                }
+                Ok(None) => {}
+                Err(error) => tracing::warn!(run_id, %error, "skipped a malformed run event"),
+            },
+            Ok(None) => return Some("the run stream ended without an exit".to_owned()),
+            Err(status) => return Some(status.message().to_owned()),
+        }
+    }
+}
+
+async fn collect(stream: &mut tonic::Streaming<pb::RunEvent>) -> OneshotResult {
+    let mut text = String::new();
+    let mut result: Option<RunResult> = None;
+    let mut error: Option<(String, String)> = None;
+    let mut session = String::new();
+    loop {
+        let event = match stream.message().await {
+            Ok(Some(event)) => event,
+            Ok(None) => break,
+            Err(status) => {
+                error.get_or_insert(("interrupted".into(), status.message().to_owned()));
+                break;
+            }
+        };
+        match run_event_from_pb(event) {
+            Ok(Some(RunEvent::Text(delta))) => text.push_str(&delta),
+            Ok(Some(RunEvent::Session(id))) => session = id,
+            Ok(Some(RunEvent::Result(r))) => result = Some(r),
+            Ok(Some(RunEvent::Error(e))) if !e.recoverable => {
+                error.get_or_insert((e.kind.as_str().to_owned(), e.message));
+            }
+            Ok(Some(RunEvent::Exited(_))) => break,
+            _ => {}
+        }
+    }
+    match result {
+        Some(r) if !r.is_error => OneshotResult {
+            ok: true,
+            session_id: if r.session_id.is_empty() { session } else { r.session_id },
+            text: r.text,
+            cost_usd: r.cost_usd,
+            ..OneshotResult::default()
+        },
+        Some(r) => OneshotResult {
+            session_id: r.session_id,
+            error_kind: error.map_or_else(|| "model_api".to_owned(), |e| e.0),
+            error_message: r.text,
+            text,
+            ..OneshotResult::default()
+        },
+        None => {
+            let (kind, message) =
+                error.unwrap_or_else(|| ("crashed".into(), "the run ended without a result".into()));
+            OneshotResult { text, session_id: session, ..failed(&kind, &message) }
+        }
+    }
+}
+
+fn failed(kind: &str, message: &str) -> OneshotResult {
+    OneshotResult {
+        error_kind: kind.to_owned(),
+        error_message: message.to_owned(),
+        ..OneshotResult::default()
+    }
+}
+
+/// Probes the runner until shutdown: every 30 s while it answers, with a
+/// capped backoff while it does not, and at once when `wake` fires.
+pub async fn health_loop(
+    link: RunnerLink,
+    sink: EventSink,
+    wake: std::sync::Arc<tokio::sync::Notify>,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = ductor_proto::transport::Backoff::new(
+        Duration::from_millis(200),
+        Duration::from_secs(10),
+    );
+    let mut was_up: Option<bool> = None;
+    loop {
+        let delay = match tokio::time::timeout(Duration::from_secs(5), link.probe()).await {
+            Ok(Ok(catalog)) => {
+                sink(Event::Catalog(catalog));
+                sink(Event::RunnerHealth(true));
+                if was_up != Some(true) {
+                    tracing::info!("runner reachable");
+                }
+                was_up = Some(true);
+                backoff.reset();
+                Duration::from_secs(30)
+            }
+            failure => {
+                let reason = match failure {
+                    Ok(Err(status)) => status.message().to_owned(),
+                    _ => "probe timed out".to_owned(),
+                };
+                if was_up != Some(false) {
+                    tracing::warn!(reason, "runner not reachable");
+                    sink(Event::Error(format!("runner not reachable: {reason}")));
+                }
+                sink(Event::RunnerHealth(false));
+                was_up = Some(false);
+                backoff.next_delay()
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = wake.notified() => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
+}

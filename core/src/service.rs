@@ -1,0 +1,192 @@
+//! The gRPC `Core` service: `Attach` (one stream per gateway, or per
+//! terminal client) and `Describe`.
+//!
+//! An Attach stream starts with `Hello`; core answers `Welcome` and re-sends
+//! unacknowledged durable actions. Each inbound event is journaled in SQLite
+//! (deduplicated by event id) *before* it is acknowledged with
+//! `InboundAccepted` and handed to the orchestrator, so a gateway may forget
+//! an event once it sees the acceptance.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use ductor_proto::pb;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::driver::{CoreHandle, Stats};
+use crate::machine::Event;
+use crate::model::{Inbound, InboundKind};
+use crate::outbox::{ConnId, StreamItem};
+use crate::store::{self, Store};
+use crate::wire::{HelloInfo, inbound_from_pb};
+
+/// How long a new stream may take to say `Hello`.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The `Core` service.
+#[derive(Clone)]
+pub struct CoreService {
+    handle: CoreHandle,
+    store: Store,
+    version: &'static str,
+    stats: Arc<Stats>,
+}
+
+impl CoreService {
+    /// A service over the orchestrator behind `handle`.
+    pub fn new(handle: CoreHandle, store: Store, version: &'static str, stats: Arc<Stats>) -> Self {
+        Self { handle, store, version, stats }
+    }
+
+    /// The tonic server for this service.
+    pub fn into_server(self) -> pb::core_server::CoreServer<Self> {
+        pb::core_server::CoreServer::new(self)
+    }
+}
+
+#[tonic::async_trait]
+impl pb::core_server::Core for CoreService {
+    type AttachStream = UnboundedReceiverStream<StreamItem>;
+
+    async fn attach(
+        &self,
+        request: Request<Streaming<pb::GatewayMessage>>,
+    ) -> Result<Response<Self::AttachStream>, Status> {
+        let mut stream = request.into_inner();
+        let first = tokio::time::timeout(HELLO_TIMEOUT, stream.message())
+            .await
+            .map_err(|_| Status::deadline_exceeded("no hello within 10 s"))??;
+        let hello = match first.and_then(|m| m.msg) {
+            Some(pb::gateway_message::Msg::Hello(hello)) => HelloInfo::try_from(hello)?,
+            _ => return Err(Status::invalid_argument("the first message must be `hello`")),
+        };
+        tracing::info!(
+            transport = hello.transport,
+            version = hello.version,
+            scoped = !hello.scope.is_empty(),
+            "gateway attached"
+        );
+        let (tx, rx) = mpsc::unbounded_channel();
+        let conn = self
+            .handle
+            .outbox()
+            .attach(&hello, self.version, tx.clone())
+            .await
+            .map_err(|e| {
+                tracing::error!("failed to attach a gateway: {e}");
+                Status::internal("failed to read the outbox")
+            })?;
+        if hello.scope.is_empty() {
+            let event = Event::Gateway { transport: hello.transport.clone(), caps: hello.caps };
+            self.handle.event(event).map_err(|_| Status::unavailable("core is shutting down"))?;
+        }
+        let reader = Reader { handle: self.handle.clone(), store: self.store.clone(), tx, conn };
+        tokio::spawn(reader.run(hello.transport, stream));
+        Ok(Response::new(UnboundedReceiverStream::new(rx)))
+    }
+
+    async fn describe(
+        &self,
+        _request: Request<pb::DescribeRequest>,
+    ) -> Result<Response<pb::DescribeResponse>, Status> {
+        let outbox = self.handle.outbox();
+        let pending = outbox.pending().await.map_err(|e| {
+            tracing::error!("failed to count the outbox: {e}");
+            Status::internal("failed to count the outbox")
+        })?;
+        Ok(Response::new(pb::DescribeResponse {
+            version: self.version.to_owned(),
+            connected_transports: outbox.connected().await,
+            active_turns: u32::try_from(self.stats.active_turns.load(Ordering::Relaxed))
+                .unwrap_or(u32::MAX),
+            queued_messages: u32::try_from(self.stats.queued.load(Ordering::Relaxed))
+                .unwrap_or(u32::MAX),
+            outbox_pending: pending,
+            runner_reachable: self.stats.runner_up.load(Ordering::Relaxed),
+        }))
+    }
+}
+
+/// Reads one Attach stream until it ends.
+struct Reader {
+    handle: CoreHandle,
+    store: Store,
+    tx: mpsc::UnboundedSender<StreamItem>,
+    conn: ConnId,
+}
+
+impl Reader {
+    async fn run(self, transport: String, mut stream: Streaming<pb::GatewayMessage>) {
+        loop {
+            let message = match stream.message().await {
+                Ok(Some(message)) => message,
+                Ok(None) => break,
+                Err(status) => {
+                    tracing::debug!(transport, error = status.message(), "attach stream ended");
+                    break;
+                }
+            };
+            match message.msg {
+                Some(pb::gateway_message::Msg::Inbound(event)) => {
+                    if let Err(status) = self.accept(&transport, event).await {
+                        let _ = self.tx.send(Err(status));
+                        break;
+                    }
+                }
+                Some(pb::gateway_message::Msg::Ack(ack)) => {
+                    if !ack.error.is_empty() {
+                        tracing::warn!(transport, action_id = ack.action_id, error = ack.error, "gateway could not deliver an action");
+                    }
+                    if let Err(error) = self.handle.outbox().ack(&transport, ack.action_id).await {
+                        tracing::error!("failed to record an acknowledgement: {error}");
+                    }
+                }
+                Some(pb::gateway_message::Msg::Hello(_)) | None => {
+                    tracing::warn!(transport, "ignored a repeated hello or an empty message");
+                }
+            }
+        }
+        self.handle.outbox().detach(&transport, self.conn).await;
+        tracing::info!(transport, "gateway detached");
+    }
+
+    /// Journals, acknowledges and forwards one inbound event.
+    async fn accept(&self, transport: &str, event: pb::InboundEvent) -> Result<(), Status> {
+        let inbound = inbound_from_pb(transport, event)?;
+        let preview = preview(&inbound);
+        let (event_id, key) = (inbound.event_id.clone(), inbound.key.clone());
+        let fresh = self
+            .store
+            .call(move |c| store::accept_inbound(c, &event_id, &key, &preview))
+            .await
+            .map_err(|e| {
+                tracing::error!("failed to journal an inbound event: {e}");
+                Status::internal("failed to record the event")
+            })?;
+        let accepted = pb::InboundAccepted { event_id: inbound.event_id.clone() };
+        let _ = self.tx.send(Ok(pb::CoreMessage { msg: Some(pb::core_message::Msg::Accepted(accepted)) }));
+        if fresh {
+            self.handle
+                .event(Event::Inbound(inbound))
+                .map_err(|_| Status::unavailable("core is shutting down"))?;
+        } else {
+            tracing::debug!(transport, event_id = inbound.event_id, "dropped a duplicate event");
+        }
+        Ok(())
+    }
+}
+
+/// The start of an event's text, kept in the journal for recovery notices.
+fn preview(inbound: &Inbound) -> String {
+    let text = match &inbound.kind {
+        InboundKind::Message { text, .. } => text.as_str(),
+        InboundKind::Button { button_id } => button_id.as_str(),
+        InboundKind::Media(media) => {
+            if media.caption.is_empty() { media.original_filename.as_str() } else { media.caption.as_str() }
+        }
+    };
+    text.chars().take(120).collect()
+}
