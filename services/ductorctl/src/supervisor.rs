@@ -240,6 +240,8 @@ async fn supervise(
                 tracing::info!(service = service.as_str(), "{why}; restarting");
                 context.shared.update_service(service, |r| {
                     r.restarts += 1;
+                    r.state = ServiceState::Restarting;
+                    r.pid = None;
                     r.last_exit = Some(why);
                 });
             }
@@ -274,7 +276,10 @@ async fn supervise(
                     Some(Request::Stop(done)) => return stopped(&context, service, done),
                     Some(Request::Restart) => {
                         crashes.clear();
-                        context.shared.update_service(service, |r| r.restarts += 1);
+                        context.shared.update_service(service, |r| {
+                            r.restarts += 1;
+                            r.state = ServiceState::Restarting;
+                        });
                     }
                     None => return,
                 }

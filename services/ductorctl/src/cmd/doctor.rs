@@ -50,8 +50,8 @@ pub async fn run(home: &DuctorHome, _args: Args) -> anyhow::Result<ExitCode> {
     let mut report = Report { worst: Level::Ok };
     let config = check_config(&mut report, home);
     check_dirs(&mut report, home);
-    check_binaries(&mut report);
     let config = config.unwrap_or_default();
+    check_binaries(&mut report, &config);
     check_providers(&mut report, &config).await;
     check_sandbox(&mut report, &config);
     Ok(if report.worst == Level::Fail { ExitCode::FAILURE } else { ExitCode::SUCCESS })
@@ -129,15 +129,21 @@ fn check_dirs(report: &mut Report, home: &DuctorHome) {
     }
 }
 
-fn check_binaries(report: &mut Report) {
+fn check_binaries(report: &mut Report, config: &Config) {
     let Ok(bins) = BinDir::locate() else {
         report.line(Level::Fail, "binaries", "cannot find the ductorctl executable");
         return;
     };
-    let missing: Vec<String> =
-        ServiceName::ALL.iter().filter_map(|s| bins.service(*s).err().map(|e| e.binary)).collect();
+    let missing: Vec<String> = crate::cmd::up::enabled_services(config)
+        .iter()
+        .filter_map(|s| bins.service(*s).err().map(|e| e.binary))
+        .collect();
     if missing.is_empty() {
-        report.line(Level::Ok, "binaries", format!("all services in {}", bins.dir().display()));
+        report.line(
+            Level::Ok,
+            "binaries",
+            format!("every enabled service in {}", bins.dir().display()),
+        );
     } else {
         report.line(
             Level::Fail,
