@@ -405,7 +405,7 @@ pub fn take_unfinished(conn: &mut Connection) -> Result<Vec<Unfinished>, StoreEr
         let mut stmt = tx
             .prepare(
                 "SELECT event_id, transport, chat_id, topic_id, state, preview FROM inbound
-                 WHERE state != 'done' ORDER BY accepted_ms",
+                 WHERE state != 'done' ORDER BY accepted_ms, rowid",
             )
             .map_err(sql("read unfinished events"))?;
         let rows = stmt
