@@ -72,7 +72,7 @@ fn parse(text: &str) -> (String, Vec<Section>) {
 }
 
 fn escape(text: &str) -> String {
-    text.replace('|', "\\|")
+    text.replace('|', "\\|").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 /// The whole `docs/config.md`.
