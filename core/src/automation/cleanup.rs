@@ -1,1 +1,246 @@
-//! placeholder while building
+//! The daily retention sweep (`[cleanup]`): files older than
+//! `media_files_days` in `workspace/telegram_files/` and
+//! `workspace/matrix_files/`, and older than `output_to_user_days` in
+//! `workspace/output_to_user/`, are deleted (recursively), then empty
+//! subfolders (the dated ones) are pruned. The folders themselves stay.
+//! It runs once a day at `check_hour` in the user's time zone and sends no message.
+//!
+//! Symlinks are never followed: a link is judged and removed as a link, so a
+//! sweep cannot reach outside the workspace.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use ductor_daemon::config::CleanupConfig;
+use jiff::Timestamp;
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
+use tokio_util::sync::CancellationToken;
+
+use super::clock::SharedClock;
+
+/// Folders swept with `media_files_days`.
+pub const MEDIA_DIRS: [&str; 2] = ["telegram_files", "matrix_files"];
+/// Folder swept with `output_to_user_days`.
+pub const OUTPUT_DIR: &str = "output_to_user";
+
+/// What one sweep did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Files (and links) deleted.
+    pub files_deleted: u64,
+    /// Bytes freed.
+    pub bytes_freed: u64,
+    /// Empty folders removed.
+    pub dirs_removed: u64,
+    /// Entries that could not be read or removed (logged, skipped).
+    pub errors: u64,
+}
+
+/// Sweeps `workspace` as of `now`. A 0-day setting disables that part.
+pub fn sweep(workspace: &Path, config: &CleanupConfig, now: SystemTime) -> SweepReport {
+    let mut report = SweepReport::default();
+    let day = Duration::from_secs(86_400);
+    let parts = MEDIA_DIRS
+        .iter()
+        .map(|dir| (*dir, config.media_files_days))
+        .chain(std::iter::once((OUTPUT_DIR, config.output_to_user_days)));
+    for (dir, days) in parts {
+        if days == 0 {
+            continue;
+        }
+        let Some(cutoff) = now.checked_sub(day * days) else { continue };
+        let root = workspace.join(dir);
+        if root.is_dir() {
+            sweep_dir(&root, cutoff, &mut report);
+        }
+    }
+    report
+}
+
+/// Deletes old files below `dir`; returns true when `dir` ended up empty.
+fn sweep_dir(dir: &Path, cutoff: SystemTime, report: &mut SweepReport) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        report.errors += 1;
+        return false;
+    };
+    let mut empty = true;
+    for entry in entries {
+        let Ok(entry) = entry else {
+            report.errors += 1;
+            empty = false;
+            continue;
+        };
+        let path = entry.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            report.errors += 1;
+            empty = false;
+            continue;
+        };
+        if meta.is_dir() {
+            if sweep_dir(&path, cutoff, report) {
+                match std::fs::remove_dir(&path) {
+                    Ok(()) => report.dirs_removed += 1,
+                    Err(error) => {
+                        tracing::warn!(path = %path.display(), %error, "cleanup: remove folder");
+                        report.errors += 1;
+                        empty = false;
+                    }
+                }
+            } else {
+                empty = false;
+            }
+            continue;
+        }
+        let old = meta.modified().is_ok_and(|modified| modified < cutoff);
+        if !old {
+            empty = false;
+            continue;
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) => {
+                report.files_deleted += 1;
+                report.bytes_freed += meta.len();
+            }
+            Err(error) => {
+                tracing::warn!(path = %path.display(), %error, "cleanup: delete file");
+                report.errors += 1;
+                empty = false;
+            }
+        }
+    }
+    empty
+}
+
+/// True when a sweep is due at `now`: it is `check_hour` or later in `zone`
+/// and no sweep ran yet on that local day.
+pub fn due(
+    config: &CleanupConfig,
+    now: Timestamp,
+    zone: &TimeZone,
+    last_sweep_day: Option<Date>,
+) -> bool {
+    let local = now.to_zoned(zone.clone());
+    let past_hour = i16::from(local.hour() as u8) >= i16::from(config.check_hour);
+    config.enabled && past_hour && last_sweep_day != Some(local.date())
+}
+
+/// Runs the sweep daily until `shutdown`, checking every 10 minutes.
+pub async fn run(
+    config: CleanupConfig,
+    workspace: std::path::PathBuf,
+    zone: TimeZone,
+    clock: SharedClock,
+    shutdown: CancellationToken,
+) {
+    let mut last_day: Option<Date> = None;
+    // A restart after today's check hour does not sweep again today.
+    let start = clock.now().to_zoned(zone.clone());
+    if i16::from(start.hour() as u8) >= i16::from(config.check_hour) {
+        last_day = Some(start.date());
+    }
+    loop {
+        let now = clock.now();
+        if due(&config, now, &zone, last_day) {
+            last_day = Some(now.to_zoned(zone.clone()).date());
+            let (workspace, config) = (workspace.clone(), config.clone());
+            let at = SystemTime::from(now);
+            match tokio::task::spawn_blocking(move || sweep(&workspace, &config, at)).await {
+                Ok(report) => tracing::info!(?report, "cleanup sweep done"),
+                Err(error) => tracing::error!(%error, "cleanup sweep failed"),
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = clock.sleep_until(now + jiff::SignedDuration::from_mins(10)) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs::{File, FileTimes};
+
+    fn touch(path: &Path, age_days: u64, now: SystemTime) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, b"12345").unwrap();
+        let at = now - Duration::from_secs(age_days * 86_400);
+        File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_times(FileTimes::new().set_modified(at))
+            .unwrap();
+    }
+
+    #[test]
+    fn deletes_old_files_and_prunes_empty_dated_folders() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ws = tmp.path();
+        let now = SystemTime::now();
+        touch(&ws.join("telegram_files/2026-01-01/old.jpg"), 40, now);
+        touch(&ws.join("telegram_files/2026-05-01/new.jpg"), 2, now);
+        touch(&ws.join("telegram_files/2026-04-01/mixed/old.ogg"), 31, now);
+        touch(&ws.join("telegram_files/2026-04-01/keep.txt"), 29, now);
+        touch(&ws.join("matrix_files/a/b/old.png"), 100, now);
+        touch(&ws.join("output_to_user/report.pdf"), 8, now);
+        touch(&ws.join("output_to_user/old-report.pdf"), 31, now);
+        touch(&ws.join("memory_system/MAINMEMORY.md"), 400, now);
+        let config = CleanupConfig {
+            media_files_days: 30,
+            output_to_user_days: 30,
+            ..CleanupConfig::default()
+        };
+        let report = sweep(ws, &config, now);
+        assert_eq!(report.files_deleted, 4, "{report:?}");
+        assert_eq!(report.bytes_freed, 20);
+        assert!(!ws.join("telegram_files/2026-01-01").exists(), "empty dated folder pruned");
+        assert!(!ws.join("telegram_files/2026-04-01/mixed").exists());
+        assert!(ws.join("telegram_files/2026-04-01/keep.txt").exists());
+        assert!(ws.join("telegram_files/2026-05-01/new.jpg").exists());
+        assert!(!ws.join("matrix_files/a").exists());
+        assert!(ws.join("matrix_files").is_dir(), "the root folder stays");
+        assert!(ws.join("output_to_user/report.pdf").exists());
+        assert!(!ws.join("output_to_user/old-report.pdf").exists());
+        assert!(ws.join("memory_system/MAINMEMORY.md").exists(), "other folders untouched");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn never_follows_links_out_of_the_workspace() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let now = SystemTime::now();
+        touch(&outside.path().join("precious.txt"), 365, now);
+        std::fs::create_dir_all(tmp.path().join("output_to_user")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), tmp.path().join("output_to_user/link")).unwrap();
+        sweep(tmp.path(), &CleanupConfig::default(), now);
+        assert!(outside.path().join("precious.txt").exists());
+    }
+
+    #[test]
+    fn zero_days_disables_a_part() {
+        let tmp = tempfile::tempdir().unwrap();
+        let now = SystemTime::now();
+        touch(&tmp.path().join("output_to_user/x"), 90, now);
+        let config = CleanupConfig { output_to_user_days: 0, ..CleanupConfig::default() };
+        assert_eq!(sweep(tmp.path(), &config, now).files_deleted, 0);
+    }
+
+    #[test]
+    fn due_once_a_day_after_the_check_hour_in_the_user_zone() {
+        let config = CleanupConfig::default(); // 03:00
+        let berlin = TimeZone::get("Europe/Berlin").unwrap();
+        let ts = |s: &str| s.parse::<Timestamp>().unwrap();
+        // 00:30 UTC = 02:30 Berlin (CEST): not yet.
+        assert!(!due(&config, ts("2026-05-01T00:30:00Z"), &berlin, None));
+        // 01:10 UTC = 03:10 Berlin: due.
+        assert!(due(&config, ts("2026-05-01T01:10:00Z"), &berlin, None));
+        let today = ts("2026-05-01T01:10:00Z").to_zoned(berlin.clone()).date();
+        assert!(!due(&config, ts("2026-05-01T20:00:00Z"), &berlin, Some(today)), "once per day");
+        assert!(due(&config, ts("2026-05-02T01:10:00Z"), &berlin, Some(today)));
+        let off = CleanupConfig { enabled: false, ..config };
+        assert!(!due(&off, ts("2026-05-02T01:10:00Z"), &berlin, None));
+    }
+}

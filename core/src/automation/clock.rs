@@ -118,10 +118,7 @@ mod tests {
         tokio::task::yield_now().await;
         assert!(!sleeper.is_finished(), "woke before the deadline");
         clock.advance(SignedDuration::from_hours(4));
-        tokio::time::timeout(Duration::from_secs(5), sleeper)
-            .await
-            .expect("sleeper woke")
-            .unwrap();
+        tokio::time::timeout(Duration::from_secs(5), sleeper).await.expect("sleeper woke").unwrap();
     }
 
     #[test]

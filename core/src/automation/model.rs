@@ -41,7 +41,9 @@ impl std::fmt::Display for ChatTarget {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum InvalidDefinition {
     /// Ids are folder names: lowercase letters, digits, `-` and `_`.
-    #[error("invalid name {0:?}: use 1–64 lowercase letters, digits, '-' or '_', starting with a letter or digit")]
+    #[error(
+        "invalid name {0:?}: use 1–64 lowercase letters, digits, '-' or '_', starting with a letter or digit"
+    )]
     Name(String),
     /// Bad schedule or time zone.
     #[error(transparent)]
@@ -72,10 +74,15 @@ pub fn validate_name(name: &str) -> Result<(), InvalidDefinition> {
 }
 
 /// Checks an optional quiet-hours pair.
-pub fn quiet_hours(start: Option<u8>, end: Option<u8>) -> Result<Option<QuietHours>, InvalidDefinition> {
+pub fn quiet_hours(
+    start: Option<u8>,
+    end: Option<u8>,
+) -> Result<Option<QuietHours>, InvalidDefinition> {
     match (start, end) {
         (None, None) => Ok(None),
-        (Some(start), Some(end)) => QuietHours::new(start, end).map(Some).ok_or(InvalidDefinition::QuietHours),
+        (Some(start), Some(end)) => {
+            QuietHours::new(start, end).map(Some).ok_or(InvalidDefinition::QuietHours)
+        }
         _ => Err(InvalidDefinition::QuietHours),
     }
 }
@@ -134,10 +141,13 @@ impl CronJob {
     /// Checks every field; `default_zone` stands in for an empty timezone.
     pub fn validate(&self, default_zone: &str) -> Result<Schedule, InvalidDefinition> {
         validate_name(&self.id)?;
-        if let Some(key) = &self.dependency {
-            if key.is_empty() || key.len() > 64 {
-                return Err(InvalidDefinition::Field { field: "dependency", message: "1–64 characters".into() });
-            }
+        if let Some(key) = &self.dependency
+            && (key.is_empty() || key.len() > 64)
+        {
+            return Err(InvalidDefinition::Field {
+                field: "dependency",
+                message: "1–64 characters".into(),
+            });
         }
         if self.instruction.trim().is_empty() && self.description.trim().is_empty() {
             return Err(InvalidDefinition::Field {
@@ -291,7 +301,11 @@ mod tests {
 
     #[test]
     fn chat_keys() {
-        let chat = ChatTarget { transport: "telegram".into(), chat_id: "-100".into(), topic_id: String::new() };
+        let chat = ChatTarget {
+            transport: "telegram".into(),
+            chat_id: "-100".into(),
+            topic_id: String::new(),
+        };
         assert_eq!(chat.key(), "telegram:-100");
         let topic = ChatTarget { topic_id: "7".into(), ..chat };
         assert_eq!(topic.key(), "telegram:-100:7");

@@ -179,7 +179,10 @@ mod tests {
     #[test]
     fn steps_and_previous() {
         let s = Schedule::parse("*/15 * * * *", "UTC").unwrap();
-        assert_eq!(s.next_after(ts("2026-05-01T10:07:00Z")).unwrap().to_string(), "2026-05-01T10:15:00Z");
+        assert_eq!(
+            s.next_after(ts("2026-05-01T10:07:00Z")).unwrap().to_string(),
+            "2026-05-01T10:15:00Z"
+        );
         assert_eq!(
             s.previous_at_or_before(ts("2026-05-01T10:07:00Z")).unwrap().to_string(),
             "2026-05-01T10:00:00Z"
@@ -193,12 +196,21 @@ mod tests {
     #[test]
     fn rejects_bad_input() {
         assert!(matches!(Schedule::parse("0 9 * *", "UTC"), Err(ScheduleError::Expression { .. })));
-        assert!(matches!(Schedule::parse("0 0 9 * * *", "UTC"), Err(ScheduleError::Expression { .. })));
-        assert!(matches!(Schedule::parse("61 9 * * *", "UTC"), Err(ScheduleError::Expression { .. })));
+        assert!(matches!(
+            Schedule::parse("0 0 9 * * *", "UTC"),
+            Err(ScheduleError::Expression { .. })
+        ));
+        assert!(matches!(
+            Schedule::parse("61 9 * * *", "UTC"),
+            Err(ScheduleError::Expression { .. })
+        ));
         assert_eq!(
             Schedule::parse("0 9 * * *", "Mars/Olympus").unwrap_err(),
             ScheduleError::TimeZone("Mars/Olympus".into())
         );
-        assert!(matches!(Schedule::parse("0 0 31 2 *", "UTC"), Err(ScheduleError::NeverFires(_)) | Err(ScheduleError::Expression { .. })));
+        assert!(matches!(
+            Schedule::parse("0 0 31 2 *", "UTC"),
+            Err(ScheduleError::NeverFires(_)) | Err(ScheduleError::Expression { .. })
+        ));
     }
 }

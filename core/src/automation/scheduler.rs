@@ -210,7 +210,9 @@ impl Scheduler {
     /// job is unknown or still running.
     pub async fn run_now(&self, job_id: &str) -> Result<bool, SchedulerStopped> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        self.commands.send(Command::RunNow(job_id.to_owned(), reply)).map_err(|_| SchedulerStopped)?;
+        self.commands
+            .send(Command::RunNow(job_id.to_owned(), reply))
+            .map_err(|_| SchedulerStopped)?;
         answer.await.map_err(|_| SchedulerStopped)
     }
 }
@@ -236,7 +238,11 @@ impl State {
         }
     }
 
-    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>, shutdown: CancellationToken) {
+    async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        shutdown: CancellationToken,
+    ) {
         loop {
             let sleep = self.due.first().map(|(at, _)| self.clock.sleep_until(*at));
             tokio::select! {
@@ -362,7 +368,11 @@ impl State {
 const MAX_COUNTED_MISSES: u32 = 10_000;
 
 /// Fires in (`after`, `until`]: how many (capped) and the last one.
-fn count_fires_between(schedule: &Schedule, after: Timestamp, until: Timestamp) -> (u32, Option<Timestamp>) {
+fn count_fires_between(
+    schedule: &Schedule,
+    after: Timestamp,
+    until: Timestamp,
+) -> (u32, Option<Timestamp>) {
     let Some(last) = schedule.previous_at_or_before(until).filter(|last| *last > after) else {
         return (0, None);
     };

@@ -28,7 +28,12 @@ impl Recorder {
     }
 
     fn gate(&self, job: &str) -> Arc<Semaphore> {
-        self.gates.lock().unwrap().entry(job.to_owned()).or_insert_with(|| Arc::new(Semaphore::new(0))).clone()
+        self.gates
+            .lock()
+            .unwrap()
+            .entry(job.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(0)))
+            .clone()
     }
 }
 
@@ -81,7 +86,8 @@ impl Harness {
         let clock = ManualClock::new(ts(start));
         let (recorder, events) = Recorder::new();
         let shutdown = CancellationToken::new();
-        let scheduler = Scheduler::spawn(Arc::new(clock.clone()), recorder.clone(), shutdown.clone());
+        let scheduler =
+            Scheduler::spawn(Arc::new(clock.clone()), recorder.clone(), shutdown.clone());
         Self { clock, scheduler, recorder, events, _shutdown: shutdown.drop_guard() }
     }
 
@@ -127,7 +133,14 @@ async fn fires_at_each_scheduled_time_in_the_job_time_zone() {
     h.assert_quiet().await;
     h.advance_to("2026-05-02T00:00:00Z").await;
     let fire = h.started().await;
-    assert_eq!(fire, Fire { job_id: "tokyo".into(), scheduled_at: ts("2026-05-02T00:00:00Z"), trigger: Trigger::Scheduled });
+    assert_eq!(
+        fire,
+        Fire {
+            job_id: "tokyo".into(),
+            scheduled_at: ts("2026-05-02T00:00:00Z"),
+            trigger: Trigger::Scheduled
+        }
+    );
     assert_eq!(h.next().await, Event::Finished("tokyo".into()));
     h.advance_to("2026-05-03T00:00:00Z").await;
     assert_eq!(h.started().await.scheduled_at, ts("2026-05-03T00:00:00Z"));
@@ -169,7 +182,11 @@ async fn quiet_hours_skip_fires_inside_the_window() {
     h.advance_to("2026-05-01T01:00:00Z").await;
     assert_eq!(
         h.next().await,
-        Event::Skipped(Skip { job_id: "hourly".into(), scheduled_at: ts("2026-05-01T01:00:00Z"), reason: SkipReason::QuietHours })
+        Event::Skipped(Skip {
+            job_id: "hourly".into(),
+            scheduled_at: ts("2026-05-01T01:00:00Z"),
+            reason: SkipReason::QuietHours
+        })
     );
     // 06:00 UTC = 08:00 Berlin: the window is over.
     h.advance_to("2026-05-01T05:00:00Z").await;
@@ -233,7 +250,11 @@ async fn a_job_still_running_is_not_started_twice() {
     h.advance_to("2026-05-01T08:02:00Z").await;
     assert_eq!(
         h.next().await,
-        Event::Skipped(Skip { job_id: "slow".into(), scheduled_at: ts("2026-05-01T08:02:00Z"), reason: SkipReason::StillRunning })
+        Event::Skipped(Skip {
+            job_id: "slow".into(),
+            scheduled_at: ts("2026-05-01T08:02:00Z"),
+            reason: SkipReason::StillRunning
+        })
     );
     h.recorder.gate("slow").add_permits(1);
     assert_eq!(h.next().await, Event::Finished("slow".into()));
@@ -313,7 +334,12 @@ async fn ten_thousand_jobs_fire_in_time_order() {
     let mut h = Harness::new("2026-05-01T00:00:30Z");
     for i in 0..10_000 {
         let minute = i % 60;
-        h.scheduler.upsert(job(&format!("job{i:05}"), &format!("{minute} * * * *"), "UTC"), Registration::Live).unwrap();
+        h.scheduler
+            .upsert(
+                job(&format!("job{i:05}"), &format!("{minute} * * * *"), "UTC"),
+                Registration::Live,
+            )
+            .unwrap();
     }
     h.advance_to("2026-05-01T00:01:00Z").await;
     let expected = (0..10_000).filter(|i| i % 60 == 1).count();

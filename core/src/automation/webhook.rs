@@ -270,11 +270,15 @@ impl Webhook {
         if self.mode == HookMode::Wake && self.overrides != RunOverrides::default() {
             return Err(InvalidDefinition::Field {
                 field: "provider",
-                message: "wake hooks use the chat's session; provider/model/effort do not apply".into(),
+                message: "wake hooks use the chat's session; provider/model/effort do not apply"
+                    .into(),
             });
         }
         if self.prompt_template.trim().is_empty() {
-            return Err(InvalidDefinition::Field { field: "prompt_template", message: "must not be empty".into() });
+            return Err(InvalidDefinition::Field {
+                field: "prompt_template",
+                message: "must not be empty".into(),
+            });
         }
         quiet_hours(self.quiet_start, self.quiet_end)?;
         auth::validate(&self.auth)

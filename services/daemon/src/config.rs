@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use agent::{AgentConfig, FileAccess, PermissionModeSetting};
-pub use automation::{CleanupConfig, HeartbeatConfig, WebhooksConfig};
+pub use automation::{CleanupConfig, HeartbeatConfig, HeartbeatTarget, WebhooksConfig};
 pub use gateways::{MatrixConfig, MatrixStreaming, TelegramConfig};
 pub use launcher::LauncherConfig;
 pub use runner::{ProviderConfig, ProvidersConfig, RunnerConfig, SandboxMode};

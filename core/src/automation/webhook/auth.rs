@@ -51,7 +51,9 @@ impl Verifier {
     pub fn new(auth: &HookAuth) -> Result<Self, InvalidDefinition> {
         let bad = |m: &str| Err(InvalidDefinition::Auth(m.to_owned()));
         let regex = match auth {
-            HookAuth::Bearer { token } if token.len() < 16 => return bad("bearer tokens need at least 16 characters"),
+            HookAuth::Bearer { token } if token.len() < 16 => {
+                return bad("bearer tokens need at least 16 characters");
+            }
             HookAuth::Bearer { .. } => None,
             HookAuth::Hmac(settings) => {
                 if settings.secret.is_empty() {
@@ -63,10 +65,13 @@ impl Verifier {
                 if settings.signature_regex.is_empty() {
                     None
                 } else {
-                    let regex = Regex::new(&settings.signature_regex)
-                        .map_err(|e| InvalidDefinition::Auth(format!("hmac signature regex: {e}")))?;
+                    let regex = Regex::new(&settings.signature_regex).map_err(|e| {
+                        InvalidDefinition::Auth(format!("hmac signature regex: {e}"))
+                    })?;
                     if regex.captures_len() < 2 {
-                        return bad("hmac signature regex needs a capture group (group 1 is the signature)");
+                        return bad(
+                            "hmac signature regex needs a capture group (group 1 is the signature)",
+                        );
                     }
                     Some(regex)
                 }
@@ -76,7 +81,12 @@ impl Verifier {
     }
 
     /// Checks a request; `now_unix` is for timestamped schemes.
-    pub fn verify(&self, headers: &HeaderMap, body: &[u8], now_unix: i64) -> Result<(), AuthFailure> {
+    pub fn verify(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        now_unix: i64,
+    ) -> Result<(), AuthFailure> {
         match &self.auth {
             HookAuth::Bearer { token } => verify_bearer(token, headers),
             HookAuth::Hmac(settings) => self.verify_hmac(settings, headers, body, now_unix),
@@ -100,21 +110,32 @@ impl Verifier {
                     .ok_or_else(|| AuthFailure::Malformed(settings.header.clone()))?;
                 check_age(timestamp, settings.max_age_seconds, now_unix)?;
                 let sigs: Vec<&str> = match &self.regex {
-                    Some(regex) => regex.captures_iter(value).filter_map(|c| c.get(1)).map(|m| m.as_str()).collect(),
-                    None => value.split(',').filter_map(|part| part.trim().strip_prefix("v1=")).collect(),
+                    Some(regex) => regex
+                        .captures_iter(value)
+                        .filter_map(|c| c.get(1))
+                        .map(|m| m.as_str())
+                        .collect(),
+                    None => value
+                        .split(',')
+                        .filter_map(|part| part.trim().strip_prefix("v1="))
+                        .collect(),
                 };
                 (prefixed(format!("{timestamp}.").as_bytes(), body), sigs)
             }
             SignedPayload::Slack => {
                 let timestamp = header(headers, SLACK_TIMESTAMP_HEADER)?;
                 check_age(timestamp, settings.max_age_seconds, now_unix)?;
-                (prefixed(format!("v0:{timestamp}:").as_bytes(), body), self.extract(settings, value)?)
+                (
+                    prefixed(format!("v0:{timestamp}:").as_bytes(), body),
+                    self.extract(settings, value)?,
+                )
             }
         };
         if candidates.is_empty() {
             return Err(AuthFailure::Malformed(settings.header.clone()));
         }
-        let decoded: Vec<Vec<u8>> = candidates.iter().filter_map(|sig| decode(sig, settings.encoding)).collect();
+        let decoded: Vec<Vec<u8>> =
+            candidates.iter().filter_map(|sig| decode(sig, settings.encoding)).collect();
         if decoded.is_empty() {
             return Err(AuthFailure::Malformed(settings.header.clone()));
         }
@@ -127,9 +148,17 @@ impl Verifier {
     }
 
     /// The signature(s) in a header value: regex group 1, else the value minus its prefix.
-    fn extract<'a>(&self, settings: &HmacSettings, value: &'a str) -> Result<Vec<&'a str>, AuthFailure> {
+    fn extract<'a>(
+        &self,
+        settings: &HmacSettings,
+        value: &'a str,
+    ) -> Result<Vec<&'a str>, AuthFailure> {
         if let Some(regex) = &self.regex {
-            return Ok(regex.captures_iter(value).filter_map(|c| c.get(1)).map(|m| m.as_str()).collect());
+            return Ok(regex
+                .captures_iter(value)
+                .filter_map(|c| c.get(1))
+                .map(|m| m.as_str())
+                .collect());
         }
         let value = value.trim();
         match value.strip_prefix(settings.signature_prefix.as_str()) {
@@ -177,8 +206,12 @@ fn decode(signature: &str, encoding: SignatureEncoding) -> Option<Vec<u8>> {
     match encoding {
         SignatureEncoding::Hex => hex::decode(signature).ok(),
         SignatureEncoding::Base64 => {
-            use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
-            [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD].iter().find_map(|e| e.decode(signature).ok())
+            use base64::engine::general_purpose::{
+                STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD,
+            };
+            [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
+                .iter()
+                .find_map(|e| e.decode(signature).ok())
         }
     }
 }
@@ -228,11 +261,19 @@ pub fn sign(auth: &HookAuth, body: &[u8], now_unix: i64) -> Vec<(String, String)
                     vec![(s.header.clone(), format!("{}{sig}", s.signature_prefix))]
                 }
                 SignedPayload::Stripe => {
-                    let sig = encode(mac(s.algorithm, key, &prefixed(format!("{now_unix}.").as_bytes(), body)));
+                    let sig = encode(mac(
+                        s.algorithm,
+                        key,
+                        &prefixed(format!("{now_unix}.").as_bytes(), body),
+                    ));
                     vec![(s.header.clone(), format!("t={now_unix},v1={sig}"))]
                 }
                 SignedPayload::Slack => {
-                    let sig = encode(mac(s.algorithm, key, &prefixed(format!("v0:{now_unix}:").as_bytes(), body)));
+                    let sig = encode(mac(
+                        s.algorithm,
+                        key,
+                        &prefixed(format!("v0:{now_unix}:").as_bytes(), body),
+                    ));
                     vec![
                         (SLACK_TIMESTAMP_HEADER.into(), now_unix.to_string()),
                         (s.header.clone(), format!("{}{sig}", s.signature_prefix)),
@@ -256,7 +297,10 @@ mod tests {
     fn headers(pairs: &[(String, String)]) -> HeaderMap {
         let mut map = HeaderMap::new();
         for (k, v) in pairs {
-            map.insert(axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+            map.insert(
+                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
         }
         map
     }
@@ -275,7 +319,10 @@ mod tests {
         assert_eq!(v.verify(&good, b"Hello, World!", NOW), Ok(()));
         assert_eq!(v.verify(&good, b"Hello, World?", NOW), Err(AuthFailure::Mismatch));
         let no_prefix = headers(&[("X-Hub-Signature-256".into(), "757107ea".into())]);
-        assert!(matches!(v.verify(&no_prefix, b"Hello, World!", NOW), Err(AuthFailure::Malformed(_))));
+        assert!(matches!(
+            v.verify(&no_prefix, b"Hello, World!", NOW),
+            Err(AuthFailure::Malformed(_))
+        ));
         assert!(matches!(v.verify(&HeaderMap::new(), b"x", NOW), Err(AuthFailure::Missing(_))));
     }
 
@@ -292,8 +339,15 @@ mod tests {
                 });
                 let v = Verifier::new(&auth).unwrap();
                 let signed = sign(&auth, b"{\"a\":1}", NOW);
-                assert_eq!(v.verify(&headers(&signed), b"{\"a\":1}", NOW), Ok(()), "{algorithm:?} {encoding:?}");
-                assert_eq!(v.verify(&headers(&signed), b"{\"a\":2}", NOW), Err(AuthFailure::Mismatch));
+                assert_eq!(
+                    v.verify(&headers(&signed), b"{\"a\":1}", NOW),
+                    Ok(()),
+                    "{algorithm:?} {encoding:?}"
+                );
+                assert_eq!(
+                    v.verify(&headers(&signed), b"{\"a\":2}", NOW),
+                    Err(AuthFailure::Mismatch)
+                );
             }
         }
     }
@@ -322,8 +376,12 @@ mod tests {
         let v = Verifier::new(&auth).unwrap();
         let signed = sign(&auth, b"{}", NOW);
         assert_eq!(v.verify(&headers(&signed), b"{}", NOW), Ok(()));
-        let without_ts: Vec<_> = signed.iter().filter(|(k, _)| k != SLACK_TIMESTAMP_HEADER).cloned().collect();
-        assert!(matches!(v.verify(&headers(&without_ts), b"{}", NOW), Err(AuthFailure::Missing(_))));
+        let without_ts: Vec<_> =
+            signed.iter().filter(|(k, _)| k != SLACK_TIMESTAMP_HEADER).cloned().collect();
+        assert!(matches!(
+            v.verify(&headers(&without_ts), b"{}", NOW),
+            Err(AuthFailure::Missing(_))
+        ));
     }
 
     #[test]
@@ -337,7 +395,10 @@ mod tests {
         let sig = hex::encode(mac(HmacAlgorithm::Sha256, b"k", b"{}"));
         let h = headers(&[("X-Signature".into(), format!("alg=sha256; sig={sig}"))]);
         assert_eq!(v.verify(&h, b"{}", NOW), Ok(()));
-        let bad = HookAuth::Hmac(HmacSettings { signature_regex: "no-group".into(), ..HmacSettings::github("k") });
+        let bad = HookAuth::Hmac(HmacSettings {
+            signature_regex: "no-group".into(),
+            ..HmacSettings::github("k")
+        });
         assert!(Verifier::new(&bad).is_err());
     }
 

@@ -73,7 +73,8 @@ impl std::fmt::Debug for HookRegistry {
 impl HookRegistry {
     /// Adds or replaces a hook.
     pub fn upsert(&self, hook: Webhook) -> Result<(), InvalidDefinition> {
-        let loaded = Arc::new(LoadedHook { verifier: Verifier::new(&hook.auth)?, hook: Arc::new(hook) });
+        let loaded =
+            Arc::new(LoadedHook { verifier: Verifier::new(&hook.auth)?, hook: Arc::new(hook) });
         self.write().insert(loaded.hook.id.clone(), loaded);
         Ok(())
     }
@@ -90,7 +91,10 @@ impl HookRegistry {
         for hook in hooks {
             match Verifier::new(&hook.auth) {
                 Ok(verifier) => {
-                    map.insert(hook.id.clone(), Arc::new(LoadedHook { verifier, hook: Arc::new(hook) }));
+                    map.insert(
+                        hook.id.clone(),
+                        Arc::new(LoadedHook { verifier, hook: Arc::new(hook) }),
+                    );
                 }
                 Err(error) => failed.push((hook.id, error)),
             }
@@ -193,14 +197,20 @@ fn is_json(headers: &HeaderMap) -> bool {
     mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
 }
 
-async fn receive(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap, body: Body) -> Response {
+async fn receive(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     if !state.limiter.allow(Instant::now()) {
         return with_retry_after(reject(StatusCode::TOO_MANY_REQUESTS, "rate_limited"), 60);
     }
     if !is_json(&headers) {
         return reject(StatusCode::UNSUPPORTED_MEDIA_TYPE, "content_type_must_be_json");
     }
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
     if declared.is_some_and(|len| len > state.max_body_bytes) {
         return reject(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
     }
@@ -224,15 +234,21 @@ async fn receive(State(state): State<AppState>, Path(id): Path<String>, headers:
         tracing::warn!(hook = %id, reason = %failure, "webhook request refused");
         return reject(StatusCode::UNAUTHORIZED, "unauthorized");
     }
-    let prompt = template::wrap(&loaded.hook.title, &template::render(&loaded.hook.prompt_template, &payload));
+    let prompt = template::wrap(
+        &loaded.hook.title,
+        &template::render(&loaded.hook.prompt_template, &payload),
+    );
     let event = WebhookEvent { hook: loaded.hook.clone(), payload, prompt, received_at: now };
     match state.queue.try_send(event) {
-        Ok(()) => (StatusCode::ACCEPTED, axum::Json(json!({"accepted": true, "hook_id": id}))).into_response(),
+        Ok(()) => (StatusCode::ACCEPTED, axum::Json(json!({"accepted": true, "hook_id": id})))
+            .into_response(),
         Err(mpsc::error::TrySendError::Full(_)) => {
             tracing::warn!(hook = %id, "webhook queue full, asking the sender to retry");
             with_retry_after(reject(StatusCode::SERVICE_UNAVAILABLE, "queue_full"), 5)
         }
-        Err(mpsc::error::TrySendError::Closed(_)) => reject(StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+        Err(mpsc::error::TrySendError::Closed(_)) => {
+            reject(StatusCode::SERVICE_UNAVAILABLE, "shutting_down")
+        }
     }
 }
 

@@ -52,7 +52,8 @@ async fn start(settings: ServerSettings) -> Listener {
     hooks.upsert(hook("github", HookAuth::Hmac(HmacSettings::github("gh-secret")))).unwrap();
     hooks.upsert(hook("stripe", HookAuth::Hmac(HmacSettings::stripe("whsec_abc")))).unwrap();
     let (router, events) = router(&settings, hooks.clone(), Arc::new(SystemClock));
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
+    let listener =
+        tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let stop = CancellationToken::new();
     tokio::spawn(serve(listener, router, stop.clone()));
@@ -64,7 +65,13 @@ fn settings() -> ServerSettings {
 }
 
 impl Listener {
-    async fn post(&self, id: &str, content_type: Option<&str>, body: &[u8], headers: &[(String, String)]) -> (u16, Value) {
+    async fn post(
+        &self,
+        id: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+        headers: &[(String, String)],
+    ) -> (u16, Value) {
         let mut request = self.client.post(format!("{}/hooks/{id}", self.base)).body(body.to_vec());
         if let Some(ct) = content_type {
             request = request.header("content-type", ct);
@@ -79,7 +86,13 @@ impl Listener {
     }
 
     async fn bearer(&self, id: &str, body: &str) -> (u16, Value) {
-        self.post(id, Some("application/json"), body.as_bytes(), &[("Authorization".into(), format!("Bearer {TOKEN}"))]).await
+        self.post(
+            id,
+            Some("application/json"),
+            body.as_bytes(),
+            &[("Authorization".into(), format!("Bearer {TOKEN}"))],
+        )
+        .await
     }
 }
 
@@ -88,7 +101,8 @@ const JSON: Option<&str> = Some("application/json");
 #[tokio::test]
 async fn health_answers_ok() {
     let l = start(settings()).await;
-    let body: Value = l.client.get(format!("{}/health", l.base)).send().await.unwrap().json().await.unwrap();
+    let body: Value =
+        l.client.get(format!("{}/health", l.base)).send().await.unwrap().json().await.unwrap();
     assert_eq!(body, json!({"status": "ok"}));
 }
 
@@ -97,11 +111,20 @@ async fn every_check_answers_in_order() {
     let mut l = start(settings()).await;
     let auth = [("Authorization".to_string(), format!("Bearer {TOKEN}"))];
     // 415 comes before anything about the body or the hook.
-    assert_eq!(l.post("nope", Some("text/plain"), b"{", &[]).await, (415, json!({"error": "content_type_must_be_json"})));
+    assert_eq!(
+        l.post("nope", Some("text/plain"), b"{", &[]).await,
+        (415, json!({"error": "content_type_must_be_json"}))
+    );
     assert_eq!(l.post("ci", None, b"{}", &auth).await.0, 415);
     // 400 invalid JSON, before the unknown hook is noticed.
-    assert_eq!(l.post("nope", JSON, b"{not json", &[]).await, (400, json!({"error": "invalid_json"})));
-    assert_eq!(l.post("nope", JSON, b"[1,2]", &[]).await, (400, json!({"error": "body_must_be_object"})));
+    assert_eq!(
+        l.post("nope", JSON, b"{not json", &[]).await,
+        (400, json!({"error": "invalid_json"}))
+    );
+    assert_eq!(
+        l.post("nope", JSON, b"[1,2]", &[]).await,
+        (400, json!({"error": "body_must_be_object"}))
+    );
     assert_eq!(l.post("nope", JSON, b"{}", &[]).await, (404, json!({"error": "hook_not_found"})));
     // Disabled before auth: even a wrong token learns only that.
     assert_eq!(l.post("off", JSON, b"{}", &[]).await, (403, json!({"error": "hook_disabled"})));
@@ -127,7 +150,8 @@ async fn oversize_body_is_refused() {
     let big = format!("{{\"x\":\"{}\"}}", "a".repeat(2000));
     assert_eq!(l.bearer("ci", &big).await, (413, json!({"error": "payload_too_large"})));
     // Without a Content-Length (chunked), the limit still holds.
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![Ok(b"{\"x\":\"".to_vec()), Ok(vec![b'a'; 4096]), Ok(b"\"}".to_vec())];
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        vec![Ok(b"{\"x\":\"".to_vec()), Ok(vec![b'a'; 4096]), Ok(b"\"}".to_vec())];
     let response = l
         .client
         .post(format!("{}/hooks/ci", l.base))
@@ -156,9 +180,15 @@ async fn github_signature_verified_and_forged() {
     assert!(l.events.recv().await.is_some());
     // Signed with another secret.
     let forged = format!("sha256={}", hex::encode(mac(HmacAlgorithm::Sha256, b"guess", body)));
-    assert_eq!(l.post("github", JSON, body, &[("X-Hub-Signature-256".into(), forged)]).await.0, 401);
+    assert_eq!(
+        l.post("github", JSON, body, &[("X-Hub-Signature-256".into(), forged)]).await.0,
+        401
+    );
     // Right signature, tampered body.
-    assert_eq!(l.post("github", JSON, br#"{"action":"deleted","branch":"main"}"#, &good).await.0, 401);
+    assert_eq!(
+        l.post("github", JSON, br#"{"action":"deleted","branch":"main"}"#, &good).await.0,
+        401
+    );
 }
 
 #[tokio::test]
@@ -182,13 +212,18 @@ async fn rate_limit_comes_first() {
     for _ in 0..3 {
         assert_eq!(l.post("nope", Some("text/plain"), b"", &[]).await.0, 415);
     }
-    assert_eq!(l.post("nope", Some("text/plain"), b"", &[]).await, (429, json!({"error": "rate_limited"})));
+    assert_eq!(
+        l.post("nope", Some("text/plain"), b"", &[]).await,
+        (429, json!({"error": "rate_limited"}))
+    );
     assert_eq!(l.bearer("ci", "{}").await.0, 429);
 }
 
 #[tokio::test]
 async fn flood_is_limited_and_never_loses_an_accepted_request() {
-    let mut l = start(ServerSettings { rate_limit_per_minute: 200, queue_capacity: 64, ..settings() }).await;
+    let mut l =
+        start(ServerSettings { rate_limit_per_minute: 200, queue_capacity: 64, ..settings() })
+            .await;
     let mut tasks = Vec::new();
     for i in 0..600 {
         let client = l.client.clone();

@@ -68,6 +68,34 @@ pub struct HeartbeatConfig {
     pub ack_token: String,
     /// The check-in prompt; empty = built-in.
     pub prompt: String,
+    /// Per-chat overrides (`[[heartbeat.targets]]`); unset fields inherit.
+    pub targets: Vec<HeartbeatTarget>,
+}
+
+/// One `[[heartbeat.targets]]` entry: overrides for one chat (or topic).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HeartbeatTarget {
+    /// Transport name, e.g. "telegram".
+    pub transport: String,
+    /// The transport's chat id.
+    pub chat_id: String,
+    /// Topic/thread id; empty = the chat itself.
+    pub topic_id: String,
+    /// `false` opts this chat out; `true` opts it in even when `heartbeat.enabled` is off.
+    pub enabled: Option<bool>,
+    /// Minutes between check-ins.
+    pub interval_minutes: Option<u32>,
+    /// Minutes of quiet after user activity.
+    pub cooldown_minutes: Option<u32>,
+    /// Quiet hours start.
+    pub quiet_start: Option<u8>,
+    /// Quiet hours end.
+    pub quiet_end: Option<u8>,
+    /// Check-in prompt.
+    pub prompt: Option<String>,
+    /// ACK token.
+    pub ack_token: Option<String>,
 }
 
 impl Default for HeartbeatConfig {
@@ -80,6 +108,7 @@ impl Default for HeartbeatConfig {
             quiet_end: 8,
             ack_token: "HEARTBEAT_OK".to_owned(),
             prompt: String::new(),
+            targets: Vec::new(),
         }
     }
 }
@@ -94,6 +123,18 @@ impl HeartbeatConfig {
         }
         if self.interval_minutes == 0 {
             return Err(Invalid::new("heartbeat.interval_minutes", "must be greater than 0"));
+        }
+        for (i, target) in self.targets.iter().enumerate() {
+            let key = |field: &str| format!("heartbeat.targets[{i}].{field}");
+            if target.transport.is_empty() || target.chat_id.is_empty() {
+                return Err(Invalid::new(key("chat_id"), "a target needs transport and chat_id"));
+            }
+            if target.interval_minutes == Some(0) {
+                return Err(Invalid::new(key("interval_minutes"), "must be greater than 0"));
+            }
+            if target.quiet_start.is_some_and(|h| h > 23) || target.quiet_end.is_some_and(|h| h > 23) {
+                return Err(Invalid::new(key("quiet_start"), "quiet hours are hours from 0 to 23"));
+            }
         }
         Ok(())
     }
