@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-pub use script::Scenario;
+pub use script::{ERROR_MESSAGE, Scenario, TOOL_COMMAND, TOOL_DONE_TEXT};
 
 /// Which model API a request was addressed to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

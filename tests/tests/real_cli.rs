@@ -1,0 +1,258 @@
+//! The real claude, codex and gemini CLIs through the real `ductor-runner` over its
+//! socket, against the fake model API on loopback: a new turn, a resume, a shell tool
+//! call, a model error and an interrupt mid-stream, for each CLI.
+//!
+//! Needs the pinned CLIs (`tests/setup/install-clis.sh`) and the runner binary
+//! (`cargo build --bins`). Without them a test prints SKIP, or fails when
+//! `DUCTOR_REQUIRE_REAL=1`.
+
+#[path = "real_cli/support.rs"]
+mod support;
+
+use ductor_proto::pb;
+use ductor_proto::pb::run_event::Kind;
+use ductor_tests::fake_model::{ERROR_MESSAGE, Scenario, TOOL_DONE_TEXT};
+use support::{Cli, Rig, Transcript, patience};
+
+/// What the fake answers a plain prompt with.
+fn echo(prompt: &str) -> String {
+    format!("You said: {prompt}")
+}
+
+fn assert_completed(t: &Transcript) {
+    assert_eq!(t.outcome(), pb::RunOutcome::Completed, "{}", t.dump());
+}
+
+async fn new_turn(cli: Cli) {
+    let Some(mut rig) = Rig::start(cli, "new_turn").await else {
+        return;
+    };
+    let (info, sandbox) = rig.probe().await;
+    assert!(info.installed, "{info:?}");
+    assert_eq!(info.version, cli.pinned_version(), "{info:?}");
+    if cli == Cli::Codex {
+        // The key is named by `model_providers.fake.env_key` in config.toml, which the
+        // runner's hint does not read.
+        assert!(["api_key", "unauthenticated"].contains(&info.auth_hint.as_str()));
+    } else {
+        assert_eq!(info.auth_hint, "api_key", "{info:?}");
+    }
+
+    let prompt = "say hello to the banana";
+    let spec = rig.spec(prompt);
+    let t = rig.run(spec).await;
+
+    let started = t.started();
+    assert!(started.pid > 0, "{}", t.dump());
+    assert_eq!(started.sandbox, sandbox, "runs get the probed sandbox");
+    assert_eq!(started.binary, info.path);
+    assert_eq!(started.cli_version, cli.pinned_version());
+    let session = t.session().expect("a session started event").to_owned();
+    assert!(!session.is_empty());
+    let result = t.result().unwrap_or_else(|| panic!("no result\n{}", t.dump()));
+    assert!(!result.is_error, "{}", t.dump());
+    assert_eq!(result.session_id, session);
+    assert!(result.text.contains(&echo(prompt)), "{}", t.dump());
+    assert!(t.text().contains(&echo(prompt)), "{}", t.dump());
+    let min_deltas = if cli.streams_text() { 3 } else { 1 };
+    assert!(t.text_deltas() >= min_deltas, "{}", t.dump());
+    assert!(t.errors().is_empty(), "{}", t.dump());
+    assert_completed(&t);
+
+    let turns = rig.fake.generations();
+    assert_eq!(turns.len(), 1, "one model call: {turns:?}");
+    assert_eq!(turns[0].prompt.as_deref(), Some(prompt));
+    rig.assert_no_processes_left().await;
+}
+
+async fn resume(cli: Cli) {
+    let Some(mut rig) = Rig::start(cli, "resume").await else {
+        return;
+    };
+    let first_prompt = "remember the word papaya";
+    let spec = rig.spec(first_prompt);
+    let first = rig.run(spec).await;
+    assert_completed(&first);
+    let session = first.session().expect("a session id").to_owned();
+
+    let mut spec = rig.spec("which word was it");
+    spec.resume_session_id = session.clone();
+    let second = rig.run(spec).await;
+    assert_completed(&second);
+    let result = second.result().expect("a result");
+    assert!(!result.is_error, "{}", second.dump());
+    assert_eq!(result.session_id, session, "resumed in the same session");
+    assert!(result.text.contains(&echo("which word was it")));
+
+    let turns = rig.fake.generations();
+    let last = turns.last().expect("model calls");
+    assert_eq!(last.prompt.as_deref(), Some("which word was it"));
+    assert!(
+        last.body_contains(first_prompt),
+        "the resumed request carries the first prompt: {}",
+        last.body
+    );
+    assert!(
+        last.body_contains("papaya")
+            && last.body_contains("Hello")
+            && last.body_contains(" model."),
+        "the resumed request carries the first reply: {}",
+        last.body
+    );
+    rig.assert_no_processes_left().await;
+}
+
+async fn tool_call(cli: Cli) {
+    let Some(mut rig) = Rig::start(cli, "tool_call").await else {
+        return;
+    };
+    let mut spec = rig.spec("please use a tool");
+    spec.permission_mode = pb::PermissionMode::Bypass as i32;
+    let t = rig.run(spec).await;
+    assert_completed(&t);
+
+    let started = t.tools_started();
+    let shell = started
+        .iter()
+        .find(|s| s.summary.contains("echo hi"))
+        .unwrap_or_else(|| panic!("a tool started with `echo hi`\n{}", t.dump()));
+    let finished = t.tools_finished();
+    let done = finished
+        .iter()
+        .find(|f| f.tool_id == shell.tool_id)
+        .unwrap_or_else(|| panic!("the tool finished\n{}", t.dump()));
+    assert!(done.ok, "{}", t.dump());
+    assert!(done.output.contains("hi"), "{}", t.dump());
+    let result = t.result().expect("a result");
+    assert!(!result.is_error);
+    assert!(result.text.contains(TOOL_DONE_TEXT), "{}", t.dump());
+
+    let follow_up = rig
+        .fake
+        .generations()
+        .into_iter()
+        .find(|r| r.scenario == Scenario::ToolResult)
+        .expect("the CLI sent the tool result back to the model");
+    assert!(follow_up.body_contains("hi"));
+    rig.assert_no_processes_left().await;
+}
+
+async fn model_error(cli: Cli) {
+    let Some(mut rig) = Rig::start(cli, "model_error").await else {
+        return;
+    };
+    let spec = rig.spec("answer with an error");
+    let t = rig.run(spec).await;
+
+    let errors = t.errors();
+    for error in &errors {
+        assert_eq!(
+            pb::ErrorKind::try_from(error.kind),
+            Ok(pb::ErrorKind::ModelApi),
+            "{}",
+            t.dump()
+        );
+    }
+    let result_is_error = t.result().is_some_and(|r| r.is_error);
+    assert!(result_is_error || !errors.is_empty(), "a model error is reported\n{}", t.dump());
+    let says_why = t.result().is_some_and(|r| r.text.contains(ERROR_MESSAGE))
+        || errors.iter().any(|e| e.message.contains(ERROR_MESSAGE));
+    assert!(says_why, "the API's message reaches the client\n{}", t.dump());
+    assert!(
+        matches!(t.outcome(), pb::RunOutcome::Completed | pb::RunOutcome::Failed),
+        "{}",
+        t.dump()
+    );
+    assert!(rig.fake.generations().iter().all(|r| r.scenario == Scenario::Error));
+    rig.assert_no_processes_left().await;
+}
+
+async fn interrupt(cli: Cli) {
+    let Some(mut rig) = Rig::start(cli, "interrupt").await else {
+        return;
+    };
+    let spec = rig.spec("go slow please");
+    let run_id = spec.run_id.clone();
+    let mut stream = rig.start_run(spec).await;
+    let mut t = Transcript::default();
+
+    // Mid-stream: the CLI is reading the slow reply (and showing it, where it streams).
+    if cli.streams_text() {
+        let delta = rig.read_until(&mut stream, &mut t, |k| matches!(k, Kind::Text(_))).await;
+        assert!(delta.is_some(), "text before the end\n{}", t.dump());
+    } else {
+        rig.read_until(&mut stream, &mut t, |k| matches!(k, Kind::Session(_)))
+            .await
+            .expect("a session before the end");
+    }
+    assert!(
+        rig.fake.wait_until(patience(), |p| p.chunks_sent >= 3).await,
+        "the slow reply is streaming"
+    );
+    let listed =
+        rig.client.list_runs(pb::ListRunsRequest::default()).await.expect("ListRuns").into_inner();
+    assert!(listed.runs.iter().any(|r| r.run_id == run_id && r.pid > 0));
+
+    let found = rig
+        .client
+        .signal(pb::SignalRequest {
+            run_id: run_id.clone(),
+            kind: pb::SignalKind::Interrupt as i32,
+        })
+        .await
+        .expect("Signal")
+        .into_inner()
+        .found;
+    assert!(found, "the run is live when signalled");
+    rig.read_to_end(&mut stream, &mut t).await;
+
+    assert_eq!(t.outcome(), pb::RunOutcome::Interrupted, "{}", t.dump());
+    assert!(!t.text().contains("chunk49"), "the reply was cut\n{}", t.dump());
+    assert!(
+        rig.fake.wait_until(patience(), |p| p.streams_aborted >= 1).await,
+        "the CLI hung up on the model stream: {:?}",
+        rig.fake.progress()
+    );
+    rig.assert_no_processes_left().await;
+    let listed =
+        rig.client.list_runs(pb::ListRunsRequest::default()).await.expect("ListRuns").into_inner();
+    assert!(listed.runs.iter().all(|r| r.run_id != run_id), "run still listed");
+}
+
+/// The five scenarios for one CLI, as a module of tests named after it.
+macro_rules! real_cli_tests {
+    ($module:ident, $cli:expr) => {
+        mod $module {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn new_turn() {
+                super::new_turn($cli).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn resume() {
+                super::resume($cli).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn tool_call() {
+                super::tool_call($cli).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn model_error() {
+                super::model_error($cli).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn interrupt() {
+                super::interrupt($cli).await;
+            }
+        }
+    };
+}
+
+real_cli_tests!(claude, Cli::Claude);
+real_cli_tests!(codex, Cli::Codex);
+real_cli_tests!(gemini, Cli::Gemini);
