@@ -77,7 +77,9 @@ impl Scrubber {
             RequestError::Api(ApiError::Unknown(text)) if text.contains("can't parse entities") => {
                 Failure::BadEntities(self.scrub(&text))
             }
-            RequestError::Api(ApiError::Unknown(text)) if text.contains("message is not modified") => {
+            RequestError::Api(ApiError::Unknown(text))
+                if text.contains("message is not modified") =>
+            {
                 Failure::NotModified
             }
             RequestError::Network(error) => {
@@ -137,7 +139,8 @@ impl Pacer {
     pub fn edit_ready_at(&self, chat: i64) -> Instant {
         let ready = self.send_ready_at(chat);
         let chats = self.chats.lock().expect("pacer lock is never poisoned");
-        let budget = chats.get(&chat).and_then(|pace| pace.last_edit).map(|last| last + self.interval);
+        let budget =
+            chats.get(&chat).and_then(|pace| pace.last_edit).map(|last| last + self.interval);
         budget.map_or(ready, |budget| ready.max(budget))
     }
 
@@ -150,6 +153,16 @@ impl Pacer {
         let mut chats = self.chats.lock().expect("pacer lock is never poisoned");
         chats.entry(chat).or_default().last_edit = Some(ready);
         ready
+    }
+
+    /// Records that an edit call of `chat` has completed: the next slot
+    /// counts from now, so Telegram never sees two edits closer than the
+    /// interval even when one request was slow to leave.
+    pub fn edit_done(&self, chat: i64) {
+        let now = Instant::now();
+        let mut chats = self.chats.lock().expect("pacer lock is never poisoned");
+        let pace = chats.entry(chat).or_default();
+        pace.last_edit = Some(pace.last_edit.map_or(now, |last| last.max(now)));
     }
 
     /// Records a 429 for `chat`.
@@ -170,7 +183,10 @@ impl Pacer {
             let mut global = self.global_until.lock().expect("pacer lock is never poisoned");
             let until = now + longest;
             *global = Some(global.map_or(until, |old| old.max(until)));
-            tracing::warn!(wait_ms = longest.as_millis() as u64, "Telegram rate-limits the bot as a whole; pausing every chat");
+            tracing::warn!(
+                wait_ms = longest.as_millis() as u64,
+                "Telegram rate-limits the bot as a whole; pausing every chat"
+            );
         }
     }
 

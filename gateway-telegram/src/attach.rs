@@ -70,7 +70,12 @@ enum End {
 }
 
 /// Runs the link until shutdown.
-pub async fn run(channel: ductor_proto::Channel, hello: pb::Hello, mut link: Link, shutdown: CancellationToken) {
+pub async fn run(
+    channel: ductor_proto::Channel,
+    hello: pb::Hello,
+    mut link: Link,
+    shutdown: CancellationToken,
+) {
     let mut session = Session {
         hello,
         unaccepted: VecDeque::new(),
@@ -138,7 +143,7 @@ impl Session {
                 message = stream.message() => match message {
                     Ok(Some(message)) => {
                         backoff.reset();
-                        self.from_core(message, link, &send);
+                        self.on_core_message(message, link, &send);
                     }
                     Ok(None) => return End::Lost("core closed the stream".to_owned()),
                     Err(status) => return End::Lost(status.message().to_owned()),
@@ -147,7 +152,12 @@ impl Session {
         }
     }
 
-    fn from_core(&mut self, message: pb::CoreMessage, link: &Link, send: &impl Fn(Msg) -> bool) {
+    fn on_core_message(
+        &mut self,
+        message: pb::CoreMessage,
+        link: &Link,
+        send: &impl Fn(Msg) -> bool,
+    ) {
         use pb::core_message::Msg as CoreMsg;
         match message.msg {
             Some(CoreMsg::Welcome(welcome)) => {

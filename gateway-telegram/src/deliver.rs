@@ -33,11 +33,17 @@ const MAX_PROGRESS_FAILURES: u32 = 3;
 /// Parses core's chat reference into a Telegram target.
 pub fn target_of(chat: Option<&pb::ChatRef>) -> Result<Target, String> {
     let chat = chat.ok_or("the action names no chat")?;
-    let id: i64 = chat.chat_id.parse().map_err(|_| format!("chat id {:?} is not a Telegram chat id", chat.chat_id))?;
+    let id: i64 = chat
+        .chat_id
+        .parse()
+        .map_err(|_| format!("chat id {:?} is not a Telegram chat id", chat.chat_id))?;
     let thread = if chat.topic_id.is_empty() {
         None
     } else {
-        let topic: i32 = chat.topic_id.parse().map_err(|_| format!("topic id {:?} is not a Telegram topic id", chat.topic_id))?;
+        let topic: i32 = chat
+            .topic_id
+            .parse()
+            .map_err(|_| format!("topic id {:?} is not a Telegram topic id", chat.topic_id))?;
         Some(ThreadId(MessageId(topic)))
     };
     Ok(Target { chat: ChatId(id), thread })
@@ -125,8 +131,19 @@ struct Lane {
 }
 
 impl Lane {
-    fn new(telegram: Telegram, target: Target, acks: mpsc::UnboundedSender<pb::OutboundAck>) -> Self {
-        Self { telegram, target, acks, turn: None, selectors: HashMap::new(), queue_notices: HashMap::new() }
+    fn new(
+        telegram: Telegram,
+        target: Target,
+        acks: mpsc::UnboundedSender<pb::OutboundAck>,
+    ) -> Self {
+        Self {
+            telegram,
+            target,
+            acks,
+            turn: None,
+            selectors: HashMap::new(),
+            queue_notices: HashMap::new(),
+        }
     }
 
     async fn run(mut self, mut actions: mpsc::UnboundedReceiver<pb::OutboundAction>) {
@@ -161,8 +178,10 @@ impl Lane {
                 self.telegram.pacer.note_retry_after(self.target.chat.0, wait);
             }
         }
+        // `ready` first: the pacer's answer is never earlier than its own "now".
+        let ready = self.telegram.pacer.edit_ready_at(self.target.chat.0);
         if self.turn.as_ref().is_some_and(|turn| turn.dirty && !turn.progress_stopped())
-            && Instant::now() >= self.telegram.pacer.edit_ready_at(self.target.chat.0)
+            && Instant::now() >= ready
         {
             self.flush_progress().await;
         }
@@ -183,7 +202,10 @@ impl Lane {
         let existing = turn.shown.get(index).map(|shown| shown.id);
         match self.telegram.progress(self.target, existing, &chunks[index]).await {
             Ok(sent) => {
-                let shown = Shown { id: sent.or(existing).expect("an edit has an id, a send returns one"), html: chunks[index].clone() };
+                let shown = Shown {
+                    id: sent.or(existing).expect("an edit has an id, a send returns one"),
+                    html: chunks[index].clone(),
+                };
                 if index < turn.shown.len() {
                     turn.shown[index] = shown;
                 } else {
@@ -197,7 +219,10 @@ impl Lane {
                 turn.failures += 1;
                 tracing::warn!(chat = self.target.chat.0, %failure, "progress update failed");
                 if turn.progress_stopped() {
-                    tracing::warn!(chat = self.target.chat.0, "progress edits stopped for this turn; the final reply will still be sent");
+                    tracing::warn!(
+                        chat = self.target.chat.0,
+                        "progress edits stopped for this turn; the final reply will still be sent"
+                    );
                 }
             }
         }
@@ -219,7 +244,8 @@ impl Lane {
         if let Err(error) = &result {
             tracing::warn!(chat = self.target.chat.0, action_id, %error, "could not deliver an action");
         }
-        let _ = self.acks.send(pb::OutboundAck { action_id, error: result.err().unwrap_or_default() });
+        let _ =
+            self.acks.send(pb::OutboundAck { action_id, error: result.err().unwrap_or_default() });
     }
 
     async fn apply(&mut self, turn_id: &str, kind: Kind) -> Result<(), String> {
@@ -251,14 +277,23 @@ impl Lane {
                 self.deliver_final(turn_id, reply_final).await
             }
             Kind::Error(error) => {
-                let streamed = self.turn.as_ref().filter(|turn| turn.id == turn_id).map(|turn| turn.text.clone()).unwrap_or_default();
+                let streamed = self
+                    .turn
+                    .as_ref()
+                    .filter(|turn| turn.id == turn_id)
+                    .map(|turn| turn.text.clone())
+                    .unwrap_or_default();
                 let mut html = markdown_to_html(&extract_markers(&streamed).0);
                 if !html.is_empty() {
                     html.push_str("\n\n");
                 }
                 html.push_str(&format!("⚠️ {}", escape(&error.message)));
                 let chunks = split_html(&html, TELEGRAM_LIMIT);
-                self.deliver_final(turn_id, Final { chunks, markup: None, files: Vec::new(), notify: true }).await
+                self.deliver_final(
+                    turn_id,
+                    Final { chunks, markup: None, files: Vec::new(), notify: true },
+                )
+                .await
             }
             Kind::Notice(notice) => {
                 let html = markdown_to_html(&notice.text);
@@ -273,7 +308,10 @@ impl Lane {
             }
             Kind::QueueClear(clear) => {
                 if let Some(id) = self.queue_notices.remove(&clear.entry_id) {
-                    self.telegram.delete(self.target, id).await.map_err(|failure| failure.to_string())?;
+                    self.telegram
+                        .delete(self.target, id)
+                        .await
+                        .map_err(|failure| failure.to_string())?;
                 }
                 Ok(())
             }
@@ -281,13 +319,22 @@ impl Lane {
     }
 
     /// Sends `html` as new messages (split as needed); returns the last id.
-    async fn send_chunks(&self, html: &str, silent: bool, markup: Option<InlineKeyboardMarkup>) -> Result<MessageId, String> {
+    async fn send_chunks(
+        &self,
+        html: &str,
+        silent: bool,
+        markup: Option<InlineKeyboardMarkup>,
+    ) -> Result<MessageId, String> {
         let chunks = split_html(html, TELEGRAM_LIMIT);
         let count = chunks.len();
         let mut last = None;
         for (index, chunk) in chunks.iter().enumerate() {
             let markup = if index + 1 == count { markup.clone() } else { None };
-            let id = self.telegram.deliver_new(self.target, chunk, silent || index > 0, markup).await.map_err(|failure| failure.to_string())?;
+            let id = self
+                .telegram
+                .deliver_new(self.target, chunk, silent || index > 0, markup)
+                .await
+                .map_err(|failure| failure.to_string())?;
             last = Some(id);
         }
         last.ok_or_else(|| "nothing to send".to_owned())
@@ -300,7 +347,9 @@ impl Lane {
             let html = split_html(&html, TELEGRAM_LIMIT).into_iter().next().unwrap_or_default();
             match self.telegram.deliver_edit(self.target, id, &html, markup.clone()).await {
                 Ok(()) => return Ok(()),
-                Err(failure) => tracing::info!(%failure, "could not edit the earlier menu; sending a new one"),
+                Err(failure) => {
+                    tracing::info!(%failure, "could not edit the earlier menu; sending a new one")
+                }
             }
         }
         let id = self.send_chunks(&html, true, markup).await?;
@@ -328,7 +377,11 @@ impl Lane {
                 if previous.html == *chunk && markup.is_none() {
                     continue;
                 }
-                match self.telegram.deliver_edit(self.target, previous.id, chunk, markup.clone()).await {
+                match self
+                    .telegram
+                    .deliver_edit(self.target, previous.id, chunk, markup.clone())
+                    .await
+                {
                     Ok(()) => continue,
                     Err(failure) => {
                         tracing::warn!(chat = self.target.chat.0, %failure, "could not edit the preview; sending the rest as new messages");
@@ -338,7 +391,9 @@ impl Lane {
             }
             let silent = !reply.notify || notified;
             notified = true;
-            if let Err(failure) = self.telegram.deliver_new(self.target, chunk, silent, markup).await {
+            if let Err(failure) =
+                self.telegram.deliver_new(self.target, chunk, silent, markup).await
+            {
                 errors.push(format!("part {}: {failure}", index + 1));
             }
         }
@@ -351,7 +406,9 @@ impl Lane {
         }
         for file in &reply.files {
             let path = std::path::Path::new(&file.path);
-            if let Err(failure) = self.telegram.deliver_file(self.target, path, file.is_image).await {
+            if let Err(failure) =
+                self.telegram.deliver_file(self.target, path, &file.file_name, file.is_image).await
+            {
                 errors.push(format!("file {}: {failure}", file.path));
             }
         }
@@ -391,16 +448,25 @@ mod tests {
 
     #[test]
     fn targets_parse_chat_and_topic() {
-        let target = target_of(Some(&pb::ChatRef { chat_id: "-1001".into(), topic_id: "7".into() })).unwrap();
+        let target =
+            target_of(Some(&pb::ChatRef { chat_id: "-1001".into(), topic_id: "7".into() }))
+                .unwrap();
         assert_eq!(target.chat, ChatId(-1001));
         assert_eq!(target.thread, Some(ThreadId(MessageId(7))));
-        assert!(target_of(Some(&pb::ChatRef { chat_id: "!room".into(), topic_id: String::new() })).is_err());
+        assert!(
+            target_of(Some(&pb::ChatRef { chat_id: "!room".into(), topic_id: String::new() }))
+                .is_err()
+        );
         assert!(target_of(None).is_err());
     }
 
     #[test]
     fn final_uses_markers_only_without_core_buttons() {
-        let reply = pb::FinalReply { text: "Go? [button:Yes]".into(), footer: "opus · 2s".into(), ..Default::default() };
+        let reply = pb::FinalReply {
+            text: "Go? [button:Yes]".into(),
+            footer: "opus · 2s".into(),
+            ..Default::default()
+        };
         let rendered = final_of(reply);
         assert_eq!(rendered.chunks, vec!["Go?\n\n<i>opus · 2s</i>".to_owned()]);
         assert!(rendered.markup.is_some());

@@ -51,7 +51,13 @@ impl Gate {
 
     /// Decides for a sender in a chat. `addressed` says whether the message
     /// mentions or replies to the bot (button presses are always addressed).
-    pub fn check(&self, kind: ChatKind, chat_id: i64, sender: Option<i64>, addressed: bool) -> Verdict {
+    pub fn check(
+        &self,
+        kind: ChatKind,
+        chat_id: i64,
+        sender: Option<i64>,
+        addressed: bool,
+    ) -> Verdict {
         let user_ok = sender.is_some_and(|id| self.users.contains(&id));
         match kind {
             ChatKind::Private if user_ok => Verdict::Allow,

@@ -62,7 +62,12 @@ struct Media {
 
 impl Inbound {
     /// `me` is the bot itself (from getMe), used to spot mentions and replies.
-    pub fn new(telegram: Telegram, config: InboundConfig, me: Me, events: mpsc::UnboundedSender<pb::InboundEvent>) -> Self {
+    pub fn new(
+        telegram: Telegram,
+        config: InboundConfig,
+        me: Me,
+        events: mpsc::UnboundedSender<pb::InboundEvent>,
+    ) -> Self {
         Self { telegram, config, me, events, left: HashSet::new() }
     }
 
@@ -71,9 +76,16 @@ impl Inbound {
         let mut offset: i32 = 0;
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
         let timeout = u32::try_from(self.config.poll_timeout.as_secs()).unwrap_or(10);
-        let allowed = vec![AllowedUpdate::Message, AllowedUpdate::CallbackQuery, AllowedUpdate::ChannelPost];
+        let allowed =
+            vec![AllowedUpdate::Message, AllowedUpdate::CallbackQuery, AllowedUpdate::ChannelPost];
         loop {
-            let request = self.telegram.bot.get_updates().offset(offset).timeout(timeout).allowed_updates(allowed.clone());
+            let request = self
+                .telegram
+                .bot
+                .get_updates()
+                .offset(offset)
+                .timeout(timeout)
+                .allowed_updates(allowed.clone());
             let result = tokio::select! {
                 () = shutdown.cancelled() => return,
                 result = request.into_future() => result,
@@ -83,7 +95,8 @@ impl Inbound {
                     reachable.store(true, Ordering::Relaxed);
                     backoff.reset();
                     for update in updates {
-                        offset = offset.max(i32::try_from(update.id.0).unwrap_or(i32::MAX).saturating_add(1));
+                        offset = offset
+                            .max(i32::try_from(update.id.0).unwrap_or(i32::MAX).saturating_add(1));
                         self.handle(update).await;
                     }
                 }
@@ -110,10 +123,11 @@ impl Inbound {
         match update.kind {
             UpdateKind::Message(message) => self.message(event_id, message).await,
             UpdateKind::CallbackQuery(query) => self.callback(event_id, query).await,
-            UpdateKind::ChannelPost(post) => {
-                if self.config.gate.check(ChatKind::Channel, post.chat.id.0, None, false) == Verdict::LeaveChat {
-                    self.leave(&post.chat).await;
-                }
+            UpdateKind::ChannelPost(post)
+                if self.config.gate.check(ChatKind::Channel, post.chat.id.0, None, false)
+                    == Verdict::LeaveChat =>
+            {
+                self.leave(&post.chat).await;
             }
             _ => {}
         }
@@ -124,16 +138,28 @@ impl Inbound {
         let text = message.text().or(message.caption()).unwrap_or("");
         text.to_lowercase().contains(&mention)
             || text.starts_with('/')
-            || message.reply_to_message().and_then(|reply| reply.from.as_ref()).is_some_and(|from| from.id == self.me.id)
+            || message
+                .reply_to_message()
+                .and_then(|reply| reply.from.as_ref())
+                .is_some_and(|from| from.id == self.me.id)
     }
 
     async fn message(&mut self, event_id: String, message: Message) {
         let sender = message.from.as_ref().map(|user| user.id.0 as i64);
-        let verdict = self.config.gate.check(chat_kind(&message.chat), message.chat.id.0, sender, self.is_addressed(&message));
+        let verdict = self.config.gate.check(
+            chat_kind(&message.chat),
+            message.chat.id.0,
+            sender,
+            self.is_addressed(&message),
+        );
         match verdict {
             Verdict::Allow => {}
             Verdict::Drop => {
-                tracing::info!(chat = message.chat.id.0, sender, "ignoring a message the access gate refused");
+                tracing::info!(
+                    chat = message.chat.id.0,
+                    sender,
+                    "ignoring a message the access gate refused"
+                );
                 return;
             }
             Verdict::LeaveChat => return self.leave(&message.chat).await,
@@ -151,17 +177,27 @@ impl Inbound {
                 Err(reason) => {
                     tracing::warn!(chat = message.chat.id.0, %reason, "could not take an incoming file");
                     let target = Target { chat: message.chat.id, thread: topic_of(&message) };
-                    let notice = crate::render::escape(&format!("Could not take that file: {reason}"));
+                    let notice =
+                        crate::render::escape(&format!("Could not take that file: {reason}"));
                     let _ = self.telegram.deliver_new(target, &notice, true, None).await;
                     return;
                 }
             }
         } else if let Some(text) = message.text() {
-            pb::inbound_event::Kind::Message(pb::UserMessage { text: self.strip_mention(text), reply_quote })
+            pb::inbound_event::Kind::Message(pb::UserMessage {
+                text: self.strip_mention(text),
+                reply_quote,
+            })
         } else {
             return;
         };
-        self.emit(pb::InboundEvent { event_id, chat: Some(chat), sender_id, sender_name, kind: Some(kind) });
+        self.emit(pb::InboundEvent {
+            event_id,
+            chat: Some(chat),
+            sender_id,
+            sender_name,
+            kind: Some(kind),
+        });
     }
 
     async fn callback(&mut self, event_id: String, query: CallbackQuery) {
@@ -171,12 +207,17 @@ impl Inbound {
             return;
         };
         let chat = message.chat();
-        let verdict = self.config.gate.check(chat_kind(chat), chat.id.0, Some(query.from.id.0 as i64), true);
+        let verdict =
+            self.config.gate.check(chat_kind(chat), chat.id.0, Some(query.from.id.0 as i64), true);
         if let Err(error) = answer.await {
             tracing::warn!(failure = %self.telegram.scrubber.classify(error), "answerCallbackQuery failed");
         }
         if verdict != Verdict::Allow {
-            tracing::info!(chat = chat.id.0, sender = query.from.id.0, "ignoring a button press the access gate refused");
+            tracing::info!(
+                chat = chat.id.0,
+                sender = query.from.id.0,
+                "ignoring a button press the access gate refused"
+            );
             return;
         }
         let topic = message.regular_message().and_then(topic_of);
@@ -187,10 +228,22 @@ impl Inbound {
         let (sender_id, sender_name) = sender_of(Some(&query.from));
         let data = query.data.unwrap_or_default();
         let kind = match classify(&data) {
-            Press::Core(button_id) => pb::inbound_event::Kind::Button(pb::ButtonPress { button_id, message_ref: message.id().0.to_string() }),
-            Press::Say(label) => pb::inbound_event::Kind::Message(pb::UserMessage { text: label, reply_quote: String::new() }),
+            Press::Core(button_id) => pb::inbound_event::Kind::Button(pb::ButtonPress {
+                button_id,
+                message_ref: message.id().0.to_string(),
+            }),
+            Press::Say(label) => pb::inbound_event::Kind::Message(pb::UserMessage {
+                text: label,
+                reply_quote: String::new(),
+            }),
         };
-        self.emit(pb::InboundEvent { event_id, chat: Some(chat_ref), sender_id, sender_name, kind: Some(kind) });
+        self.emit(pb::InboundEvent {
+            event_id,
+            chat: Some(chat_ref),
+            sender_id,
+            sender_name,
+            kind: Some(kind),
+        });
     }
 
     fn emit(&self, event: pb::InboundEvent) {
@@ -215,7 +268,10 @@ impl Inbound {
         tracing::warn!(chat = chat.id.0, "leaving a chat that is not in allowed_group_ids");
         let target = Target { chat: chat.id, thread: None };
         if !chat.is_channel() {
-            let _ = self.telegram.send(target, crate::telegram::Body::Plain(LEAVE_NOTICE), true, None).await;
+            let _ = self
+                .telegram
+                .send(target, crate::telegram::Body::Plain(LEAVE_NOTICE), true, None)
+                .await;
         }
         if let Err(error) = self.telegram.bot.leave_chat(chat.id).await {
             tracing::warn!(failure = %self.telegram.scrubber.classify(error), "could not leave the chat");
@@ -228,11 +284,21 @@ impl Inbound {
         if media.size > limit {
             return Err(format!("it is {} bytes, more than the limit of {limit}", media.size));
         }
-        let file = self.telegram.bot.get_file(media.file_id.clone()).await.map_err(|error| self.telegram.scrubber.classify(error).to_string())?;
+        let file = self
+            .telegram
+            .bot
+            .get_file(media.file_id.clone())
+            .await
+            .map_err(|error| self.telegram.scrubber.classify(error).to_string())?;
         let day = jiff::Zoned::now().strftime("%Y-%m-%d").to_string();
         let dir = self.config.workspace.join("telegram_files").join(day);
-        tokio::fs::create_dir_all(&dir).await.map_err(|error| format!("create {}: {error}", dir.display()))?;
-        let name = media.file_name.clone().unwrap_or_else(|| default_name(media.kind, &file.path, &media.mime));
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|error| format!("create {}: {error}", dir.display()))?;
+        let name = media
+            .file_name
+            .clone()
+            .unwrap_or_else(|| default_name(media.kind, &file.path, &media.mime));
         let path = dir.join(format!("{}_{}", message.id.0, sanitize(&name)));
         let written = self.fetch_to(&file.path, &path, limit).await;
         match written {
@@ -253,7 +319,9 @@ impl Inbound {
     }
 
     async fn fetch_to(&self, remote: &str, path: &Path, limit: u64) -> Result<u64, String> {
-        let mut out = tokio::fs::File::create(path).await.map_err(|error| format!("create {}: {error}", path.display()))?;
+        let mut out = tokio::fs::File::create(path)
+            .await
+            .map_err(|error| format!("create {}: {error}", path.display()))?;
         let mut stream = self.telegram.bot.download_file_stream(remote);
         let mut size: u64 = 0;
         while let Some(chunk) = stream.next().await {
@@ -268,7 +336,9 @@ impl Inbound {
             if size > limit {
                 return Err(format!("it is more than the limit of {limit} bytes"));
             }
-            out.write_all(&chunk).await.map_err(|error| format!("write {}: {error}", path.display()))?;
+            out.write_all(&chunk)
+                .await
+                .map_err(|error| format!("write {}: {error}", path.display()))?;
         }
         out.flush().await.map_err(|error| format!("write {}: {error}", path.display()))?;
         Ok(size)
@@ -312,34 +382,67 @@ fn reply_quote(message: &Message) -> String {
     message
         .reply_to_message()
         // In forums every message "replies" to the topic's first message.
-        .filter(|reply| !(message.is_topic_message && topic_of(message).is_some_and(|thread| thread.0 == reply.id)))
+        .filter(|reply| {
+            !(message.is_topic_message
+                && topic_of(message).is_some_and(|thread| thread.0 == reply.id))
+        })
         .and_then(|reply| reply.text().or(reply.caption()))
         .unwrap_or_default()
         .to_owned()
 }
 
 fn media_of(message: &Message) -> Option<Media> {
-    let media = |kind, meta: &teloxide::types::FileMeta, mime: Option<String>, default: &str, file_name: Option<String>| Media {
+    let media = |kind,
+                 meta: &teloxide::types::FileMeta,
+                 mime: Option<String>,
+                 default: &str,
+                 file_name: Option<String>| Media {
         kind,
         file_id: meta.id.clone(),
         size: u64::from(meta.size),
         mime: mime.unwrap_or_else(|| default.to_owned()),
         file_name,
     };
-    if let Some(photo) = message.photo().and_then(|sizes| sizes.iter().max_by_key(|size| size.width * size.height)) {
+    if let Some(photo) =
+        message.photo().and_then(|sizes| sizes.iter().max_by_key(|size| size.width * size.height))
+    {
         return Some(media("photo", &photo.file, None, "image/jpeg", None));
     }
     if let Some(doc) = message.document() {
-        return Some(media("document", &doc.file, doc.mime_type.as_ref().map(ToString::to_string), "application/octet-stream", doc.file_name.clone()));
+        return Some(media(
+            "document",
+            &doc.file,
+            doc.mime_type.as_ref().map(ToString::to_string),
+            "application/octet-stream",
+            doc.file_name.clone(),
+        ));
     }
     if let Some(voice) = message.voice() {
-        return Some(media("voice", &voice.file, voice.mime_type.as_ref().map(ToString::to_string), "audio/ogg", None));
+        return Some(media(
+            "voice",
+            &voice.file,
+            voice.mime_type.as_ref().map(ToString::to_string),
+            "audio/ogg",
+            None,
+        ));
     }
     if let Some(audio) = message.audio() {
-        return Some(media("audio", &audio.file, audio.mime_type.as_ref().map(ToString::to_string), "audio/mpeg", audio.file_name.clone()));
+        return Some(media(
+            "audio",
+            &audio.file,
+            audio.mime_type.as_ref().map(ToString::to_string),
+            "audio/mpeg",
+            audio.file_name.clone(),
+        ));
     }
     if let Some(video) = message.video() {
-        return Some(media("video", &video.file, video.mime_type.as_ref().map(ToString::to_string), "video/mp4", video.file_name.clone()));
+        return Some(media(
+            "video",
+            &video.file,
+            video.mime_type.as_ref().map(ToString::to_string),
+            "video/mp4",
+            video.file_name.clone(),
+        ));
     }
     if let Some(note) = message.video_note() {
         return Some(media("video_note", &note.file, None, "video/mp4", None));

@@ -127,8 +127,18 @@ impl Gateway {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let (acks_tx, acks_rx) = mpsc::unbounded_channel();
         let (actions_tx, actions_rx) = mpsc::unbounded_channel();
-        let link = attach::Link { events: events_rx, acks: acks_rx, actions: actions_tx, connected: self.core_connected.clone() };
-        let link_task = tokio::spawn(attach::run(self.core.clone(), attach::hello(&self.version), link, shutdown.clone()));
+        let link = attach::Link {
+            events: events_rx,
+            acks: acks_rx,
+            actions: actions_tx,
+            connected: self.core_connected.clone(),
+        };
+        let link_task = tokio::spawn(attach::run(
+            self.core.clone(),
+            attach::hello(&self.version),
+            link,
+            shutdown.clone(),
+        ));
         let delivery = tokio::spawn(deliver::dispatch(self.telegram.clone(), actions_rx, acks_tx));
         let inbound = Inbound::new(self.telegram.clone(), self.inbound.clone(), me, events_tx);
         inbound.poll(self.telegram_reachable.clone(), shutdown.clone()).await;
@@ -157,7 +167,11 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
     let gateway = Gateway {
         telegram,
         inbound: InboundConfig {
-            gate: Gate::new(&config.allowed_user_ids, &config.allowed_group_ids, config.group_mention_only),
+            gate: Gate::new(
+                &config.allowed_user_ids,
+                &config.allowed_group_ids,
+                config.group_mention_only,
+            ),
             workspace: context.home.workspace(),
             max_download_bytes: config.max_download_bytes,
             poll_timeout: POLL_TIMEOUT,

@@ -66,7 +66,8 @@ impl StatusLine {
         if let Some(running) = &self.running {
             parts.push(format!("{running} …"));
         }
-        let mut line = if parts.is_empty() { String::new() } else { format!("🔧 {}", parts.join(" · ")) };
+        let mut line =
+            if parts.is_empty() { String::new() } else { format!("🔧 {}", parts.join(" · ")) };
         if let Some(status) = &self.status {
             if !line.is_empty() {
                 line.push_str(" — ");
@@ -74,7 +75,14 @@ impl StatusLine {
             line.push_str(&format!("⏳ {status}"));
         }
         if line.chars().count() > MAX_LINE {
-            let tail: String = line.chars().rev().take(MAX_LINE - 1).collect::<Vec<_>>().into_iter().rev().collect();
+            let tail: String = line
+                .chars()
+                .rev()
+                .take(MAX_LINE - 1)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
             line = format!("…{tail}");
         }
         line

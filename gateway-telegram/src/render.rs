@@ -159,7 +159,8 @@ impl HtmlWriter {
                             self.out.push_str("<pre>");
                             self.code_close = "</pre>";
                         } else {
-                            self.out.push_str(&format!("<pre><code class=\"language-{language}\">"));
+                            self.out
+                                .push_str(&format!("<pre><code class=\"language-{language}\">"));
                             self.code_close = "</code></pre>";
                         }
                     }
@@ -228,10 +229,8 @@ impl HtmlWriter {
             TagEnd::Emphasis => self.out.push_str("</i>"),
             TagEnd::Strong => self.out.push_str("</b>"),
             TagEnd::Strikethrough => self.out.push_str("</s>"),
-            TagEnd::Link | TagEnd::Image => {
-                if self.link_stack.pop().unwrap_or(false) {
-                    self.out.push_str("</a>");
-                }
+            TagEnd::Link | TagEnd::Image if self.link_stack.pop().unwrap_or(false) => {
+                self.out.push_str("</a>");
             }
             _ => {}
         }

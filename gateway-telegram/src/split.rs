@@ -99,7 +99,8 @@ pub fn split_html(html: &str, limit: usize) -> Vec<String> {
             break;
         }
         let prefix = openers(&stack);
-        let (cut, end_stack) = find_cut(&tokens, start, &stack, crate::render::utf16_len(&prefix), limit);
+        let (cut, end_stack) =
+            find_cut(&tokens, start, &stack, crate::render::utf16_len(&prefix), limit);
         let mut chunk = prefix;
         for token in &tokens[start..cut] {
             chunk.push_str(token.raw());
@@ -156,7 +157,9 @@ fn find_cut<'a>(
         index += 1;
         if let Token::Text(text) = token {
             let kind = match *text {
-                "\n" if matches!(tokens.get(index.wrapping_sub(2)), Some(Token::Text("\n"))) => Some(0),
+                "\n" if matches!(tokens.get(index.wrapping_sub(2)), Some(Token::Text("\n"))) => {
+                    Some(0)
+                }
                 "\n" => Some(1),
                 " " => Some(2),
                 _ => None,
@@ -228,7 +231,11 @@ mod tests {
             assert!(utf16_len(chunk) <= TELEGRAM_LIMIT, "{}", utf16_len(chunk));
             assert_balanced(chunk);
         }
-        assert!(chunks[1].starts_with("<pre><code class=\"language-rust\">"), "{}", &chunks[1][..60]);
+        assert!(
+            chunks[1].starts_with("<pre><code class=\"language-rust\">"),
+            "{}",
+            &chunks[1][..60]
+        );
         assert!(chunks[0].ends_with("</code></pre>"));
         // Every line of the code survives exactly once, no line is cut in half.
         let all: String = chunks.iter().map(|c| html_to_plain(c)).collect::<Vec<_>>().join("\n");

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use teloxide::Bot;
 use teloxide::payloads::{
     EditMessageTextSetters, SendDocumentSetters, SendMessageSetters, SendPhotoSetters,
 };
@@ -19,7 +20,6 @@ use teloxide::types::{
     ChatAction, ChatId, InlineKeyboardMarkup, InputFile, LinkPreviewOptions, MessageId, ParseMode,
     ThreadId,
 };
-use teloxide::Bot;
 
 use crate::api::{Failure, Pacer, Scrubber};
 use crate::render::html_to_plain;
@@ -148,10 +148,14 @@ impl Telegram {
         &self,
         target: Target,
         path: &Path,
+        file_name: &str,
         is_image: bool,
         silent: bool,
     ) -> Result<MessageId, Failure> {
-        let file = InputFile::file(path.to_path_buf());
+        let mut file = InputFile::file(path.to_path_buf());
+        if !file_name.is_empty() {
+            file = file.file_name(file_name.to_owned());
+        }
         let result = if is_image {
             let mut request = self.bot.send_photo(target.chat, file).disable_notification(silent);
             if let Some(thread) = target.thread {
@@ -159,7 +163,8 @@ impl Telegram {
             }
             request.await
         } else {
-            let mut request = self.bot.send_document(target.chat, file).disable_notification(silent);
+            let mut request =
+                self.bot.send_document(target.chat, file).disable_notification(silent);
             if let Some(thread) = target.thread {
                 request = request.message_thread_id(thread);
             }
@@ -180,7 +185,12 @@ impl Telegram {
 
     /// Runs `call` until it succeeds, honouring 429s and retrying network
     /// errors; other failures are returned at once.
-    async fn retrying<T, F, Fut>(&self, target: Target, kind: Kind, mut call: F) -> Result<T, Failure>
+    async fn retrying<T, F, Fut>(
+        &self,
+        target: Target,
+        kind: Kind,
+        mut call: F,
+    ) -> Result<T, Failure>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, Failure>>,
@@ -188,10 +198,18 @@ impl Telegram {
         let mut last = Failure::Other("no attempt made".to_owned());
         for attempt in 1..=DELIVER_ATTEMPTS {
             self.wait_turn(target, kind).await;
-            match call().await {
+            let result = call().await;
+            if kind == Kind::Edit {
+                self.pacer.edit_done(target.chat.0);
+            }
+            match result {
                 Ok(value) => return Ok(value),
                 Err(Failure::RetryAfter(wait)) => {
-                    tracing::warn!(chat = target.chat.0, wait_ms = wait.as_millis() as u64, "Telegram asked to slow down");
+                    tracing::warn!(
+                        chat = target.chat.0,
+                        wait_ms = wait.as_millis() as u64,
+                        "Telegram asked to slow down"
+                    );
                     self.pacer.note_retry_after(target.chat.0, wait);
                     last = Failure::RetryAfter(wait);
                 }
@@ -216,7 +234,9 @@ impl Telegram {
         markup: Option<InlineKeyboardMarkup>,
     ) -> Result<MessageId, Failure> {
         let sent = self
-            .retrying(target, Kind::Send, || self.send(target, Body::Html(html), silent, markup.clone()))
+            .retrying(target, Kind::Send, || {
+                self.send(target, Body::Html(html), silent, markup.clone())
+            })
             .await;
         match sent {
             Err(Failure::BadEntities(reason)) => {
@@ -240,7 +260,9 @@ impl Telegram {
         markup: Option<InlineKeyboardMarkup>,
     ) -> Result<(), Failure> {
         let edited = self
-            .retrying(target, Kind::Edit, || self.edit(target, id, Body::Html(html), markup.clone()))
+            .retrying(target, Kind::Edit, || {
+                self.edit(target, id, Body::Html(html), markup.clone())
+            })
             .await;
         match edited {
             Err(Failure::BadEntities(reason)) => {
@@ -279,8 +301,13 @@ impl Telegram {
             }
             .map(Some),
         };
+        self.pacer.edit_done(target.chat.0);
         if let Err(Failure::RetryAfter(wait)) = &result {
-            tracing::warn!(chat = target.chat.0, wait_ms = wait.as_millis() as u64, "Telegram asked to slow down");
+            tracing::warn!(
+                chat = target.chat.0,
+                wait_ms = wait.as_millis() as u64,
+                "Telegram asked to slow down"
+            );
             self.pacer.note_retry_after(target.chat.0, *wait);
         }
         result
@@ -291,13 +318,21 @@ impl Telegram {
         &self,
         target: Target,
         path: &Path,
+        file_name: &str,
         is_image: bool,
     ) -> Result<MessageId, Failure> {
-        let sent = self.retrying(target, Kind::Send, || self.send_file(target, path, is_image, true)).await;
+        let sent = self
+            .retrying(target, Kind::Send, || {
+                self.send_file(target, path, file_name, is_image, true)
+            })
+            .await;
         match sent {
             // Telegram refuses some images as photos (size, ratio): try as a document.
             Err(Failure::Other(_)) if is_image => {
-                self.retrying(target, Kind::Send, || self.send_file(target, path, false, true)).await
+                self.retrying(target, Kind::Send, || {
+                    self.send_file(target, path, file_name, false, true)
+                })
+                .await
             }
             other => other,
         }

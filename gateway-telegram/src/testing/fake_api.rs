@@ -39,12 +39,16 @@ impl Call {
 
     /// An integer parameter.
     pub fn int(&self, key: &str) -> Option<i64> {
-        self.params.get(key).and_then(|value| value.as_i64().or_else(|| value.as_str()?.parse().ok()))
+        self.params
+            .get(key)
+            .and_then(|value| value.as_i64().or_else(|| value.as_str()?.parse().ok()))
     }
 
     /// `disable_notification` as sent (false when absent).
     pub fn silent(&self) -> bool {
-        self.params.get("disable_notification").is_some_and(|value| value == &json!(true) || value == &json!("true"))
+        self.params
+            .get("disable_notification")
+            .is_some_and(|value| value == &json!(true) || value == &json!("true"))
     }
 }
 
@@ -107,14 +111,19 @@ impl FakeBotApi {
     pub async fn start(token: &str) -> Self {
         let shared = Arc::new(Shared {
             token: token.to_owned(),
-            inner: Mutex::new(Inner { next_update_id: 1, next_message_id: 1000, ..Inner::default() }),
+            inner: Mutex::new(Inner {
+                next_update_id: 1,
+                next_message_id: 1000,
+                ..Inner::default()
+            }),
             updates: tokio::sync::Notify::new(),
         });
         let router = Router::new()
             .route("/file/{bot}/{*path}", get(file))
             .route("/{bot}/{method}", any(method))
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
+        let listener =
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
         let address = listener.local_addr().expect("a bound listener has an address");
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
@@ -189,7 +198,8 @@ fn error(code: u16, description: &str, parameters: Option<Value>) -> Response {
     if let Some(parameters) = parameters {
         body["parameters"] = parameters;
     }
-    (StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST), axum::Json(body)).into_response()
+    (StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST), axum::Json(body))
+        .into_response()
 }
 
 async fn params_of(request: Request) -> Value {
@@ -215,13 +225,28 @@ async fn params_of(request: Request) -> Value {
                 fields.insert(name, value);
             }
         }
+        // `"document": "attach://<part>"` names the part holding the file.
+        let attached: Vec<(String, Value)> = fields
+            .iter()
+            .filter_map(|(key, value)| {
+                let part = value.as_str()?.strip_prefix("attach://")?;
+                Some((key.clone(), fields.get(part)?.clone()))
+            })
+            .collect();
+        for (key, value) in attached {
+            fields.insert(key, value);
+        }
         return Value::Object(fields);
     }
     let bytes = axum::body::to_bytes(request.into_body(), 64 << 20).await.unwrap_or_default();
     serde_json::from_slice(&bytes).unwrap_or_else(|_| json!({}))
 }
 
-async fn method(State(shared): State<Arc<Shared>>, Path((bot, method)): Path<(String, String)>, request: Request) -> Response {
+async fn method(
+    State(shared): State<Arc<Shared>>,
+    Path((bot, method)): Path<(String, String)>,
+    request: Request,
+) -> Response {
     if bot != format!("bot{}", shared.token) {
         return error(401, "Unauthorized", None);
     }
@@ -230,7 +255,9 @@ async fn method(State(shared): State<Arc<Shared>>, Path((bot, method)): Path<(St
     if method == "getupdates" {
         return get_updates(&shared, &params).await;
     }
-    let chat_id = params.get("chat_id").and_then(|value| value.as_i64().or_else(|| value.as_str()?.parse().ok()));
+    let chat_id = params
+        .get("chat_id")
+        .and_then(|value| value.as_i64().or_else(|| value.as_str()?.parse().ok()));
     let mut inner = shared.inner.lock().expect("fake state lock is never poisoned");
     let fault = take_fault(&mut inner, &method, chat_id, &params);
     let response = match fault {
@@ -239,8 +266,16 @@ async fn method(State(shared): State<Arc<Shared>>, Path((bot, method)): Path<(St
             &format!("Too Many Requests: retry after {seconds}"),
             Some(json!({ "retry_after": seconds })),
         ),
-        Some(FaultKind::BadEntities) => error(400, "Bad Request: can't parse entities: Can't find end tag corresponding to start tag \"b\"", None),
-        Some(FaultKind::NotModified) => error(400, "Bad Request: message is not modified: specified new message content and reply markup are exactly the same as a current content and reply markup of the message", None),
+        Some(FaultKind::BadEntities) => error(
+            400,
+            "Bad Request: can't parse entities: Can't find end tag corresponding to start tag \"b\"",
+            None,
+        ),
+        Some(FaultKind::NotModified) => error(
+            400,
+            "Bad Request: message is not modified: specified new message content and reply markup are exactly the same as a current content and reply markup of the message",
+            None,
+        ),
         None => answer(&mut inner, &method, chat_id, &params),
     };
     let ok = response.status().is_success();
@@ -248,7 +283,12 @@ async fn method(State(shared): State<Arc<Shared>>, Path((bot, method)): Path<(St
     response
 }
 
-fn take_fault(inner: &mut Inner, method: &str, chat_id: Option<i64>, params: &Value) -> Option<FaultKind> {
+fn take_fault(
+    inner: &mut Inner,
+    method: &str,
+    chat_id: Option<i64>,
+    params: &Value,
+) -> Option<FaultKind> {
     let html = params.get("parse_mode").and_then(Value::as_str) == Some("HTML");
     let index = inner.faults.iter().position(|fault| {
         fault.method == method
@@ -293,11 +333,20 @@ fn answer(inner: &mut Inner, method: &str, chat_id: Option<i64>, params: &Value)
             "can_join_groups": true, "can_read_all_group_messages": false,
             "supports_inline_queries": false, "has_main_web_app": false,
         })),
-        "getwebhookinfo" => ok(json!({ "url": "", "has_custom_certificate": false, "pending_update_count": 0 })),
-        "deletewebhook" | "setmycommands" | "deletemycommands" | "sendchataction" | "answercallbackquery"
-        | "leavechat" | "deletemessage" => ok(json!(true)),
+        "getwebhookinfo" => {
+            ok(json!({ "url": "", "has_custom_certificate": false, "pending_update_count": 0 }))
+        }
+        "deletewebhook"
+        | "setmycommands"
+        | "deletemycommands"
+        | "sendchataction"
+        | "answercallbackquery"
+        | "leavechat"
+        | "deletemessage" => ok(json!(true)),
         "sendmessage" | "sendphoto" | "senddocument" => {
-            let Some(chat_id) = chat_id else { return error(400, "Bad Request: chat_id is empty", None) };
+            let Some(chat_id) = chat_id else {
+                return error(400, "Bad Request: chat_id is empty", None);
+            };
             inner.next_message_id += 1;
             let id = inner.next_message_id;
             let text = params.get("text").and_then(Value::as_str).unwrap_or("").to_owned();
@@ -305,7 +354,9 @@ fn answer(inner: &mut Inner, method: &str, chat_id: Option<i64>, params: &Value)
             ok(sent_message(chat_id, id, params))
         }
         "editmessagetext" => {
-            let (Some(chat_id), Some(id)) = (chat_id, params.get("message_id").and_then(Value::as_i64)) else {
+            let (Some(chat_id), Some(id)) =
+                (chat_id, params.get("message_id").and_then(Value::as_i64))
+            else {
                 return error(400, "Bad Request: message to edit not found", None);
             };
             let text = params.get("text").and_then(Value::as_str).unwrap_or("").to_owned();
@@ -347,7 +398,13 @@ async fn get_updates(shared: &Shared, params: &Value) -> Response {
         {
             let mut inner = shared.inner.lock().expect("fake state lock is never poisoned");
             inner.pending.retain(|update| update["update_id"].as_i64().unwrap_or(0) >= offset);
-            inner.calls.push(Call { method: "getupdates".to_owned(), chat_id: None, params: params.clone(), at: Instant::now(), ok: true });
+            inner.calls.push(Call {
+                method: "getupdates".to_owned(),
+                chat_id: None,
+                params: params.clone(),
+                at: Instant::now(),
+                ok: true,
+            });
             if !inner.pending.is_empty() {
                 let updates: Vec<Value> = inner.pending.iter().cloned().collect();
                 return ok(Value::Array(updates));
@@ -359,7 +416,10 @@ async fn get_updates(shared: &Shared, params: &Value) -> Response {
     }
 }
 
-async fn file(State(shared): State<Arc<Shared>>, Path((bot, path)): Path<(String, String)>) -> Response {
+async fn file(
+    State(shared): State<Arc<Shared>>,
+    Path((bot, path)): Path<(String, String)>,
+) -> Response {
     if bot != format!("bot{}", shared.token) {
         return (StatusCode::UNAUTHORIZED, "Unauthorized").into_response();
     }

@@ -48,7 +48,8 @@ pub fn topic_text(chat_id: i64, user_id: i64, message_id: i64, topic: i64, text:
 /// A text message replying to `quoted` (a message of the bot, id 42).
 pub fn reply(chat_id: i64, user_id: i64, message_id: i64, text: &str, quoted: &str) -> Value {
     let mut replied = message(chat_id, 42, message_id - 1, None);
-    replied["from"] = json!({ "id": 42, "is_bot": true, "first_name": "Ductor", "username": "ductor_test_bot" });
+    replied["from"] =
+        json!({ "id": 42, "is_bot": true, "first_name": "Ductor", "username": "ductor_test_bot" });
     replied["text"] = json!(quoted);
     let mut message = message(chat_id, user_id, message_id, None);
     message["text"] = json!(text);
@@ -57,7 +58,15 @@ pub fn reply(chat_id: i64, user_id: i64, message_id: i64, text: &str, quoted: &s
 }
 
 /// A document message; register the file with [`super::FakeBotApi::add_file`].
-pub fn document(chat_id: i64, user_id: i64, message_id: i64, file_id: &str, name: &str, size: u64, caption: &str) -> Value {
+pub fn document(
+    chat_id: i64,
+    user_id: i64,
+    message_id: i64,
+    file_id: &str,
+    name: &str,
+    size: u64,
+    caption: &str,
+) -> Value {
     let mut message = message(chat_id, user_id, message_id, None);
     message["document"] = json!({
         "file_id": file_id,
@@ -73,7 +82,8 @@ pub fn document(chat_id: i64, user_id: i64, message_id: i64, file_id: &str, name
 /// A press of an inline button with `data` on the bot's message `message_id`.
 pub fn callback(chat_id: i64, user_id: i64, message_id: i64, data: &str) -> Value {
     let mut shown = message(chat_id, 42, message_id, None);
-    shown["from"] = json!({ "id": 42, "is_bot": true, "first_name": "Ductor", "username": "ductor_test_bot" });
+    shown["from"] =
+        json!({ "id": 42, "is_bot": true, "first_name": "Ductor", "username": "ductor_test_bot" });
     shown["text"] = json!("menu");
     json!({ "callback_query": {
         "id": format!("cb{message_id}{user_id}"),
