@@ -2,6 +2,8 @@
 //!
 //! Adding a subcommand is three lines here: `pub mod x;`, a variant, an arm.
 
+pub mod ask;
+pub mod chat;
 pub mod config;
 pub mod doctor;
 pub mod down;
@@ -42,6 +44,10 @@ pub enum Command {
     /// Install, remove or inspect the systemd user units.
     #[command(subcommand)]
     Service(service::Command),
+    /// Chat with the agent in this terminal (transport `cli`).
+    Chat(chat::Args),
+    /// Send one message (or command) and print the answer; non-zero exit on failure.
+    Ask(ask::Args),
 }
 
 /// Runs the parsed command line.
@@ -57,6 +63,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Init(args) => init::run(&home, args),
         Command::Doctor(args) => doctor::run(&home, args).await,
         Command::Service(command) => service::run(&home, command).await,
+        Command::Chat(args) => chat::run(&home, args).await,
+        Command::Ask(args) => ask::run(&home, args).await,
     }
 }
 
