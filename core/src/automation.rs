@@ -7,15 +7,20 @@
 //! logic with no chat of their own. [`credential`] scopes what an agent run
 //! may manage to the chat it was started for.
 //!
-//! These modules need nothing from the orchestrator: they talk to it through
-//! the small traits in [`sink`], which core implements on top of its runs,
-//! sessions and durable outbox.
+//! The logic modules need nothing from the orchestrator. [`engine`] ties them
+//! to core: one-shot runs, the durable outbox with delivery receipts, and
+//! injection into live sessions ([`crate::driver::CoreHandle`]); [`manage`]
+//! holds the caller-scoped management operations behind the `Automation` gRPC
+//! service and the `/cron` command; [`ports`] is the heartbeat's view of core.
 
 pub mod cleanup;
 pub mod clock;
 pub mod credential;
+pub mod engine;
 pub mod heartbeat;
+pub mod manage;
 pub mod model;
+pub mod ports;
 pub mod quiet;
 pub mod schedule;
 pub mod scheduler;

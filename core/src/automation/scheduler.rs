@@ -164,6 +164,7 @@ enum Command {
     Upsert(Box<JobSpec>, Registration),
     Remove(String),
     RunNow(String, tokio::sync::oneshot::Sender<bool>),
+    Submit(Fire, Option<String>),
 }
 
 /// Cheap handle to the scheduler task.
@@ -204,6 +205,12 @@ impl Scheduler {
     /// Forgets a job (a run in progress finishes).
     pub fn remove(&self, job_id: &str) -> Result<(), SchedulerStopped> {
         self.commands.send(Command::Remove(job_id.to_owned())).map_err(|_| SchedulerStopped)
+    }
+
+    /// Queues a fire that is not a registered job (a webhook `cron_task`),
+    /// so it shares the dependency keys of cron jobs.
+    pub fn submit(&self, fire: Fire, dependency: Option<String>) -> Result<(), SchedulerStopped> {
+        self.commands.send(Command::Submit(fire, dependency)).map_err(|_| SchedulerStopped)
     }
 
     /// Runs a job now (even when paused or in quiet hours). False when the
@@ -264,6 +271,9 @@ impl State {
             Command::Remove(id) => {
                 self.unschedule(&id);
                 self.jobs.remove(&id);
+            }
+            Command::Submit(fire, key) => {
+                self.queue.dispatch(fire, key.as_deref());
             }
             Command::RunNow(id, reply) => {
                 let started = self.jobs.get(&id).cloned().is_some_and(|job| {

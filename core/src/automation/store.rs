@@ -9,20 +9,19 @@
 use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+use crate::store::Migration;
+
 use super::model::{ChatTarget, CronJob, DeliveryStatus, RunKind, RunOverrides, RunRecord};
 use super::scheduler::MissedPolicy;
 use super::webhook::{
     HmacAlgorithm, HmacSettings, HookAuth, HookMode, SignatureEncoding, SignedPayload, Webhook,
 };
 
-/// One schema step: (version, name, SQL). Versions 100+ belong to automation.
-pub type AutomationMigration = (u32, &'static str, &'static str);
-
-/// Automation's migrations, in order.
-pub const MIGRATIONS: &[AutomationMigration] = &[(
-    100,
-    "automation: cron jobs, webhooks, run history",
-    "
+/// Automation's migrations (versions 100+), run by core's migration runner.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 100,
+    name: "automation: cron jobs, webhooks, run history, delivery receipts",
+    sql: "
     CREATE TABLE cron_jobs (
         id TEXT PRIMARY KEY,
         title TEXT NOT NULL,
@@ -94,13 +93,18 @@ pub const MIGRATIONS: &[AutomationMigration] = &[(
         status TEXT NOT NULL,
         delivery TEXT NOT NULL,
         delivery_error TEXT NOT NULL DEFAULT '',
-        result_text TEXT NOT NULL DEFAULT '',
-        outbox_ref TEXT NOT NULL DEFAULT ''
+        result_text TEXT NOT NULL DEFAULT ''
     );
     CREATE INDEX automation_runs_by_source ON automation_runs (kind, source_id, id);
-    CREATE INDEX automation_runs_by_outbox ON automation_runs (outbox_ref) WHERE outbox_ref != '';
+    CREATE TABLE automation_receipts (
+        transport TEXT NOT NULL,
+        action_id INTEGER NOT NULL,
+        run_id INTEGER NOT NULL REFERENCES automation_runs(id) ON DELETE CASCADE,
+        PRIMARY KEY (transport, action_id)
+    );
+    CREATE INDEX automation_receipts_by_run ON automation_receipts (run_id);
     ",
-)];
+}];
 
 /// Runs kept per job/hook; older ones are pruned.
 pub const RUNS_KEPT_PER_SOURCE: i64 = 200;
@@ -513,35 +517,13 @@ pub fn finish_run(
     Ok(())
 }
 
-/// Records where the result went (`outbox_ref` = the outbox's id for it, so the
-/// gateway's acknowledgement can be matched later) and the delivery state.
-pub fn set_delivery(
-    conn: &Connection,
-    run_id: i64,
-    delivery: DeliveryStatus,
-    error: &str,
-    outbox_ref: &str,
-) -> Result<()> {
+/// Sets a run's delivery state (`error` explains a failure).
+pub fn set_delivery(conn: &Connection, run_id: i64, delivery: DeliveryStatus, error: &str) -> Result<()> {
     conn.execute(
-        "UPDATE automation_runs SET delivery = ?2, delivery_error = ?3, \
-         outbox_ref = CASE WHEN ?4 = '' THEN outbox_ref ELSE ?4 END WHERE id = ?1",
-        params![run_id, delivery.as_str(), error, outbox_ref],
+        "UPDATE automation_runs SET delivery = ?2, delivery_error = ?3 WHERE id = ?1",
+        params![run_id, delivery.as_str(), error],
     )?;
     Ok(())
-}
-
-/// Settles the delivery of every run waiting on `outbox_ref` (a gateway ack);
-/// returns how many runs it touched.
-pub fn settle_delivery(
-    conn: &Connection,
-    outbox_ref: &str,
-    delivery: DeliveryStatus,
-    error: &str,
-) -> Result<usize> {
-    Ok(conn.execute(
-        "UPDATE automation_runs SET delivery = ?2, delivery_error = ?3 WHERE outbox_ref = ?1 AND delivery = 'pending'",
-        params![outbox_ref, delivery.as_str(), error],
-    )?)
 }
 
 /// The most recent runs, newest first; optionally of one kind and source.
@@ -582,12 +564,54 @@ pub fn latest_failures(conn: &Connection) -> Result<Vec<RunRecord>> {
     rows.map(|row| row?).collect()
 }
 
+/// Remembers that outbox action (`transport`, `action_id`) carries run `run_id`'s result.
+pub fn add_receipt(conn: &Connection, transport: &str, action_id: u64, run_id: i64) -> Result<()> {
+    conn.execute(
+        "INSERT OR REPLACE INTO automation_receipts (transport, action_id, run_id) VALUES (?1, ?2, ?3)",
+        params![transport, i64::try_from(action_id).unwrap_or(i64::MAX), run_id],
+    )?;
+    Ok(())
+}
+
+/// A gateway acknowledged an action: settles the run's delivery. A failed
+/// delivery marks the run failed at once; success marks it ok when no other
+/// receipt of that run is outstanding. Returns the run, if the action was one of ours.
+pub fn settle_receipt(conn: &Connection, transport: &str, action_id: u64, error: &str) -> Result<Option<i64>> {
+    let action_id = i64::try_from(action_id).unwrap_or(i64::MAX);
+    let run_id: Option<i64> = conn
+        .query_row(
+            "SELECT run_id FROM automation_receipts WHERE transport = ?1 AND action_id = ?2",
+            params![transport, action_id],
+            |row| row.get(0),
+        )
+        .optional()?;
+    let Some(run_id) = run_id else { return Ok(None) };
+    conn.execute(
+        "DELETE FROM automation_receipts WHERE transport = ?1 AND action_id = ?2",
+        params![transport, action_id],
+    )?;
+    if !error.is_empty() {
+        let message = format!("{transport}: {error}");
+        conn.execute(
+            "UPDATE automation_runs SET delivery = 'failed', delivery_error = ?2 WHERE id = ?1",
+            params![run_id, message],
+        )?;
+        return Ok(Some(run_id));
+    }
+    let outstanding: i64 =
+        conn.query_row("SELECT COUNT(*) FROM automation_receipts WHERE run_id = ?1", [run_id], |row| row.get(0))?;
+    if outstanding == 0 {
+        conn.execute("UPDATE automation_runs SET delivery = 'ok' WHERE id = ?1 AND delivery = 'pending'", [run_id])?;
+    }
+    Ok(Some(run_id))
+}
+
 /// Marks runs left "running" by a previous process as interrupted (startup).
 pub fn interrupt_unfinished(conn: &Connection, now: Timestamp) -> Result<usize> {
     Ok(conn.execute(
         "UPDATE automation_runs SET status = 'error:interrupted', finished_ms = ?1, \
-         delivery = CASE WHEN delivery = 'pending' AND outbox_ref = '' THEN 'skipped' ELSE delivery END \
-         WHERE status = 'running'",
+         delivery = CASE WHEN delivery = 'pending' AND id NOT IN (SELECT run_id FROM automation_receipts) \
+         THEN 'skipped' ELSE delivery END WHERE status = 'running'",
         [ms(now)],
     )?)
 }

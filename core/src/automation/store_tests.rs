@@ -4,8 +4,8 @@ use super::*;
 
 fn db() -> Connection {
     let conn = Connection::open_in_memory().unwrap();
-    for (_, _, sql) in MIGRATIONS {
-        conn.execute_batch(sql).unwrap();
+    for migration in MIGRATIONS {
+        conn.execute_batch(migration.sql).unwrap();
     }
     conn
 }
@@ -127,12 +127,12 @@ fn run_history_records_delivery_and_failures() {
     let at = ts("2026-05-01T08:00:00Z");
     let ok = start_run(&conn, RunKind::Cron, "digest", "scheduled", at, at, "running").unwrap();
     finish_run(&conn, ok, at, "success", "").unwrap();
-    set_delivery(&conn, ok, DeliveryStatus::Pending, "", "outbox:17").unwrap();
-    assert_eq!(settle_delivery(&conn, "outbox:17", DeliveryStatus::Ok, "").unwrap(), 1);
+    add_receipt(&conn, "telegram", 17, ok).unwrap();
+    assert_eq!(settle_receipt(&conn, "telegram", 17, "").unwrap(), Some(ok));
 
     let bad = start_run(&conn, RunKind::Cron, "digest", "manual", at, at, "running").unwrap();
     finish_run(&conn, bad, at, "error:timeout", "partial output").unwrap();
-    set_delivery(&conn, bad, DeliveryStatus::Failed, "chat not found", "").unwrap();
+    set_delivery(&conn, bad, DeliveryStatus::Failed, "chat not found").unwrap();
     start_run(&conn, RunKind::Webhook, "ci", "webhook", at, at, "skipped:quiet_hours").unwrap();
 
     let history = list_runs(&conn, Some((RunKind::Cron, "digest")), 10).unwrap();
@@ -179,4 +179,24 @@ fn history_is_pruned_per_source() {
     let busy = list_runs(&conn, Some((RunKind::Cron, "busy")), 1000).unwrap();
     assert_eq!(busy.len() as i64, RUNS_KEPT_PER_SOURCE);
     assert_eq!(list_runs(&conn, Some((RunKind::Cron, "quiet")), 10).unwrap().len(), 1);
+}
+
+#[test]
+fn receipts_settle_delivery() {
+    let conn = db();
+    let at = ts("2026-05-01T08:00:00Z");
+    let run = start_run(&conn, RunKind::Cron, "digest", "scheduled", at, at, "success").unwrap();
+    add_receipt(&conn, "telegram", 10, run).unwrap();
+    add_receipt(&conn, "matrix", 10, run).unwrap();
+    assert_eq!(settle_receipt(&conn, "telegram", 99, "").unwrap(), None, "not ours");
+    assert_eq!(settle_receipt(&conn, "telegram", 10, "").unwrap(), Some(run));
+    assert_eq!(list_runs(&conn, None, 1).unwrap()[0].delivery, DeliveryStatus::Pending, "one still out");
+    assert_eq!(settle_receipt(&conn, "matrix", 10, "").unwrap(), Some(run));
+    assert_eq!(list_runs(&conn, None, 1).unwrap()[0].delivery, DeliveryStatus::Ok);
+
+    let other = start_run(&conn, RunKind::Cron, "digest", "scheduled", at, at, "success").unwrap();
+    add_receipt(&conn, "telegram", 11, other).unwrap();
+    settle_receipt(&conn, "telegram", 11, "chat not found").unwrap();
+    let record = &list_runs(&conn, None, 1).unwrap()[0];
+    assert_eq!((record.delivery, record.delivery_error.as_str()), (DeliveryStatus::Failed, "telegram: chat not found"));
 }
