@@ -217,6 +217,22 @@ async fn interrupt(cli: Cli) {
     let listed =
         rig.client.list_runs(pb::ListRunsRequest::default()).await.expect("ListRuns").into_inner();
     assert!(listed.runs.iter().all(|r| r.run_id != run_id), "run still listed");
+
+    // The interrupted session goes on: the next turn resumes it.
+    let session = t.session().expect("a session id").to_owned();
+    let mut spec = rig.spec("are you still there");
+    spec.resume_session_id = session.clone();
+    let next = rig.run(spec).await;
+    assert_completed(&next);
+    let result = next.result().expect("a result");
+    assert!(!result.is_error, "{}", next.dump());
+    assert_eq!(result.session_id, session);
+    let last = rig.fake.generations().pop().expect("model calls");
+    assert!(
+        last.body_contains("go slow please"),
+        "the interrupted prompt is in the resumed history: {}",
+        last.body
+    );
 }
 
 /// The five scenarios for one CLI, as a module of tests named after it.

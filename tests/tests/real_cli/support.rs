@@ -288,6 +288,9 @@ impl Rig {
             transcript.dump(),
             self.runner_log()
         );
+        if std::env::var_os("DUCTOR_TEST_VERBOSE").is_some() {
+            eprintln!("{} run:\n{}", self.cli.name(), transcript.dump());
+        }
     }
 
     /// Waits until no process carrying this rig's marker is left (bounded by patience):
