@@ -16,9 +16,11 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::automation::engine::Automation;
+use crate::automation::wiring;
 use crate::driver::{CoreHandle, Stats};
 use crate::machine::Event;
-use crate::model::{Inbound, InboundKind};
+use crate::model::{Inbound, InboundKind, OutKind, Outbound};
 use crate::outbox::{ConnId, StreamItem};
 use crate::store::{self, Store};
 use crate::wire::{HelloInfo, inbound_from_pb};
@@ -33,12 +35,19 @@ pub struct CoreService {
     store: Store,
     version: &'static str,
     stats: Arc<Stats>,
+    automation: Option<Automation>,
 }
 
 impl CoreService {
     /// A service over the orchestrator behind `handle`.
     pub fn new(handle: CoreHandle, store: Store, version: &'static str, stats: Arc<Stats>) -> Self {
-        Self { handle, store, version, stats }
+        Self { handle, store, version, stats, automation: None }
+    }
+
+    /// Routes delivery receipts, `/cron` and `/status` additions to automation.
+    pub fn with_automation(mut self, automation: Automation) -> Self {
+        self.automation = Some(automation);
+        self
     }
 
     /// The tonic server for this service.
@@ -79,11 +88,15 @@ impl pb::core_server::Core for CoreService {
                 tracing::error!("failed to attach a gateway: {e}");
                 Status::internal("failed to read the outbox")
             })?;
-        if hello.scope.is_empty() {
-            let event = Event::Gateway { transport: hello.transport.clone(), caps: hello.caps };
-            self.handle.event(event).map_err(|_| Status::unavailable("core is shutting down"))?;
-        }
-        let reader = Reader { handle: self.handle.clone(), store: self.store.clone(), tx, conn };
+        let event = Event::Gateway { transport: hello.transport.clone(), caps: hello.caps };
+        self.handle.event(event).map_err(|_| Status::unavailable("core is shutting down"))?;
+        let reader = Reader {
+            handle: self.handle.clone(),
+            store: self.store.clone(),
+            tx,
+            conn,
+            automation: self.automation.clone(),
+        };
         tokio::spawn(reader.run(hello.transport, stream));
         Ok(Response::new(UnboundedReceiverStream::new(rx)))
     }
@@ -116,6 +129,7 @@ struct Reader {
     store: Store,
     tx: mpsc::UnboundedSender<StreamItem>,
     conn: ConnId,
+    automation: Option<Automation>,
 }
 
 impl Reader {
@@ -143,6 +157,9 @@ impl Reader {
                     if let Err(error) = self.handle.outbox().ack(&transport, ack.action_id).await {
                         tracing::error!("failed to record an acknowledgement: {error}");
                     }
+                    if let Some(automation) = &self.automation {
+                        automation.on_ack(&transport, ack.action_id, &ack.error).await;
+                    }
                 }
                 Some(pb::gateway_message::Msg::Hello(_)) | None => {
                     tracing::warn!(transport, "ignored a repeated hello or an empty message");
@@ -168,6 +185,15 @@ impl Reader {
             })?;
         let accepted = pb::InboundAccepted { event_id: inbound.event_id.clone() };
         let _ = self.tx.send(Ok(pb::CoreMessage { msg: Some(pb::core_message::Msg::Accepted(accepted)) }));
+        if fresh && let Some(automation) = &self.automation {
+            if let Some(args) = cron_command(&inbound) {
+                tokio::spawn(answer_cron(automation.clone(), self.handle.clone(), self.store.clone(), inbound, args));
+                return Ok(());
+            }
+            if is_status(&inbound) {
+                tokio::spawn(add_automation_status(automation.clone(), self.handle.clone(), inbound.key.clone()));
+            }
+        }
         if fresh {
             self.handle
                 .event(Event::Inbound(inbound))
@@ -176,6 +202,50 @@ impl Reader {
             tracing::debug!(transport, event_id = inbound.event_id, "dropped a duplicate event");
         }
         Ok(())
+    }
+}
+
+fn message_text(inbound: &Inbound) -> Option<&str> {
+    match &inbound.kind {
+        InboundKind::Message { text, .. } => Some(text),
+        _ => None,
+    }
+}
+
+fn cron_command(inbound: &Inbound) -> Option<String> {
+    message_text(inbound).and_then(wiring::parse_cron_command)
+}
+
+fn is_status(inbound: &Inbound) -> bool {
+    message_text(inbound).is_some_and(wiring::is_status_command)
+}
+
+/// Answers `/cron …` (automation's command; it needs the database, not the
+/// orchestrator) and closes the event's journal entry.
+async fn answer_cron(automation: Automation, handle: CoreHandle, store: Store, inbound: Inbound, args: String) {
+    let text = automation.chat_command(&args).await;
+    let kind = OutKind::Notice { text, notify: false };
+    let (key, event_id) = (inbound.key.clone(), inbound.event_id.clone());
+    let reply = Outbound { key: key.clone(), turn_id: String::new(), reply_to: event_id.clone(), kind };
+    if let Err(error) = handle.outbox().send(reply).await {
+        tracing::error!("failed to answer /cron: {error}");
+    }
+    let transport = key.transport.clone();
+    let closed = store.call(move |c| store::set_inbound_state(c, &transport, &event_id, store::InboundState::Done, "")).await;
+    if let Err(error) = closed {
+        tracing::error!("failed to close a /cron event: {error}");
+    }
+}
+
+/// Follows `/status` with automation failures, when there are any.
+async fn add_automation_status(automation: Automation, handle: CoreHandle, key: crate::model::SessionKey) {
+    let lines = automation.failure_lines().await;
+    if lines.is_empty() {
+        return;
+    }
+    let text = format!("⚠️ Automation failures (latest run of each):\n{}\nDetails: /cron, ductorctl cron history", lines.join("\n"));
+    if let Err(error) = handle.deliver(key, OutKind::Notice { text, notify: false }).await {
+        tracing::error!("failed to add automation status: {error}");
     }
 }
 

@@ -293,6 +293,9 @@ fn interrupt_keeps_the_queue() {
     let effects = h.say("/interrupt");
     assert_eq!(signals(&effects), [(run.as_str(), SignalKind::Interrupt)]);
     assert_eq!(h.machine.queued(), 1);
+    // claude answers SIGINT with an error result; it is still "interrupted".
+    let aborted = RunResult { is_error: true, text: "error_during_execution".into(), ..Default::default() };
+    h.run(&run, RunEvent::Result(aborted));
     let effects = h.run(&run, RunEvent::Exited(RunOutcome::Interrupted));
     assert_eq!(errors(&effects)[0].0, "interrupted");
     assert_eq!(starts(&effects)[0].prompt, "queued");

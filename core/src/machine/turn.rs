@@ -352,13 +352,10 @@ fn verdict(
     outcome: RunOutcome,
     timeout_ms: u64,
 ) -> Result<RunResult, (String, String)> {
-    if let Some(result) = &turn.result {
-        if !result.is_error {
-            return Ok(result.clone());
-        }
-        let kind = turn.error.as_ref().map_or("model_api", |e| e.kind.as_str());
-        let text = if result.text.is_empty() { "the model returned an error" } else { &result.text };
-        return Err((kind.to_owned(), format!("⚠️ {text}")));
+    if let Some(result) = &turn.result
+        && !result.is_error
+    {
+        return Ok(result.clone());
     }
     let error_kind = turn.error.as_ref().map(|e| e.kind);
     if turn.stop == Some(StopReason::Stop) || outcome == RunOutcome::Stopped {
@@ -369,6 +366,11 @@ fn verdict(
             "interrupted".into(),
             "⏸ Interrupted. The session is kept; send a message to continue.".into(),
         ));
+    }
+    if let Some(result) = &turn.result {
+        let kind = turn.error.as_ref().map_or("model_api", |e| e.kind.as_str());
+        let text = if result.text.is_empty() { "the model returned an error" } else { &result.text };
+        return Err((kind.to_owned(), format!("⚠️ {text}")));
     }
     if outcome == RunOutcome::TimedOut
         || matches!(error_kind, Some(RunErrorKind::Timeout | RunErrorKind::IdleTimeout))
