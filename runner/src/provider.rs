@@ -151,7 +151,10 @@ pub fn state_paths(provider: Provider, env: &BTreeMap<String, String>) -> Vec<St
                 None => {
                     if let Some(home) = home {
                         paths.push(StatePath::Dir(home.join(".claude")));
-                        paths.push(StatePath::File { path: home.join(".claude.json"), initial: "{}" });
+                        paths.push(StatePath::File {
+                            path: home.join(".claude.json"),
+                            initial: "{}",
+                        });
                     }
                 }
             }
@@ -203,9 +206,21 @@ pub fn auth_hint(provider: Provider, env: &BTreeMap<String, String>) -> &'static
         "authenticated"
     } else if key {
         "api_key"
+    } else if provider == Provider::Codex && codex_custom_provider(env) {
+        // A `model_provider` in config.toml brings its own key variable: can't tell.
+        "unknown"
     } else {
         "unauthenticated"
     }
+}
+
+fn codex_custom_provider(env: &BTreeMap<String, String>) -> bool {
+    let dir = env
+        .get("CODEX_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env.get("HOME").map(|h| PathBuf::from(h).join(".codex")));
+    dir.and_then(|d| std::fs::read_to_string(d.join("config.toml")).ok())
+        .is_some_and(|config| config.lines().any(|l| l.trim_start().starts_with("model_provider")))
 }
 
 /// Built-in model list (aliases first; the first is the default).
@@ -249,7 +264,15 @@ pub fn prompt_with_instructions(spec: &RunSpec) -> String {
 /// A one-line summary of a tool's input: the command, path, pattern or URL.
 pub fn tool_summary(input: &Value) -> String {
     const KEYS: &[&str] = &[
-        "command", "cmd", "file_path", "path", "pattern", "url", "query", "description", "prompt",
+        "command",
+        "cmd",
+        "file_path",
+        "path",
+        "pattern",
+        "url",
+        "query",
+        "description",
+        "prompt",
     ];
     for key in KEYS {
         if let Some(text) = input.get(*key).and_then(Value::as_str) {
@@ -288,4 +311,103 @@ pub fn looks_like_option(prompt: &str) -> bool {
 pub fn mentions(text: &str, needles: &[&str]) -> bool {
     let lower = text.to_lowercase();
     needles.iter().any(|n| lower.contains(n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(provider: Provider) -> RunSpec {
+        RunSpec {
+            run_id: "r".into(),
+            provider,
+            model: None,
+            effort: None,
+            prompt: "hi there".into(),
+            resume: None,
+            working_dir: "/tmp".into(),
+            append_system_prompt: None,
+            permission: None,
+            extra_args: Vec::new(),
+            extra_env: BTreeMap::new(),
+            total_timeout: None,
+            idle_timeout: None,
+            labels: BTreeMap::new(),
+        }
+    }
+
+    fn args(spec: &RunSpec, mode: PermissionMode) -> Vec<String> {
+        invocation(spec, mode, &["--cfg".to_owned()]).args
+    }
+
+    #[test]
+    fn claude_argv_new_resume_and_bypass() {
+        let mut s = spec(Provider::Claude);
+        s.model = Some("sonnet".into());
+        s.effort = Some("high".into());
+        s.append_system_prompt = Some("be brief".into());
+        s.resume = Some("abc".into());
+        let inv = invocation(&s, PermissionMode::Bypass, &[]);
+        let expected = "-p|hi there|--output-format|stream-json|--verbose|--include-partial-messages|\
+             --permission-mode|bypassPermissions|--model|sonnet|--effort|high|\
+             --append-system-prompt|be brief|--resume|abc";
+        assert_eq!(inv.args.join("|"), expected);
+        assert_eq!(inv.env.get("IS_SANDBOX").map(String::as_str), Some("1"));
+        s.prompt = "-rf".into();
+        let a = args(&s, PermissionMode::Default);
+        assert_eq!(&a[a.len() - 3..], ["--cfg", "--", "-rf"], "an option-like prompt follows --");
+    }
+
+    #[test]
+    fn codex_argv_new_and_resume() {
+        let mut s = spec(Provider::Codex);
+        s.effort = Some("high".into());
+        s.model = Some("gpt-5.5".into());
+        s.append_system_prompt = Some("rules".into());
+        assert_eq!(
+            args(&s, PermissionMode::Bypass).join("|"),
+            "-c|model_reasoning_effort=\"high\"|exec|--json|--skip-git-repo-check|\
+             --dangerously-bypass-approvals-and-sandbox|-m|gpt-5.5|--cfg|\
+             <instructions>\nrules\n</instructions>\n\nhi there"
+        );
+        s.append_system_prompt = None;
+        s.effort = None;
+        s.resume = Some("01a2".into());
+        assert_eq!(
+            args(&s, PermissionMode::AcceptEdits).join("|"),
+            "exec|--json|--skip-git-repo-check|--sandbox|workspace-write|-m|gpt-5.5|--cfg|resume|01a2|hi there"
+        );
+    }
+
+    #[test]
+    fn gemini_argv_and_env() {
+        let mut s = spec(Provider::Gemini);
+        s.resume = Some("sess".into());
+        s.model = Some("gemini-2.5-flash".into());
+        let inv = invocation(&s, PermissionMode::Bypass, &[]);
+        assert_eq!(
+            inv.args.join("|"),
+            "-p|hi there|-o|stream-json|-m|gemini-2.5-flash|--yolo|--resume|sess"
+        );
+        assert_eq!(inv.env.get("GEMINI_CLI_NO_RELAUNCH").map(String::as_str), Some("true"));
+        assert_eq!(inv.env.get("GEMINI_CLI_TRUST_WORKSPACE").map(String::as_str), Some("true"));
+        s.prompt = "--help me".into();
+        assert_eq!(args(&s, PermissionMode::Plan)[0], "--prompt=--help me");
+    }
+
+    #[test]
+    fn auth_hints_follow_files_then_keys() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = dir.path().display().to_string();
+        let mut env = BTreeMap::from([("HOME".to_owned(), home)]);
+        assert_eq!(auth_hint(Provider::Claude, &env), "unauthenticated");
+        env.insert("ANTHROPIC_API_KEY".into(), "k".into());
+        assert_eq!(auth_hint(Provider::Claude, &env), "api_key");
+        std::fs::create_dir_all(dir.path().join(".claude")).expect("mkdir");
+        std::fs::write(dir.path().join(".claude/.credentials.json"), "{}").expect("write");
+        assert_eq!(auth_hint(Provider::Claude, &env), "authenticated");
+        std::fs::create_dir_all(dir.path().join(".gemini")).expect("mkdir");
+        std::fs::write(dir.path().join(".gemini/oauth_creds.json"), "{}").expect("write");
+        assert_eq!(auth_hint(Provider::Gemini, &env), "authenticated");
+    }
 }

@@ -38,7 +38,10 @@ impl Registry {
     pub fn record(&self, run_id: &str, pgid: u32) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
         let started = start_time(pgid).unwrap_or(0);
-        ductor_daemon::paths::write_private(&self.file(run_id), format!("{pgid} {started}\n").as_bytes())
+        ductor_daemon::paths::write_private(
+            &self.file(run_id),
+            format!("{pgid} {started}\n").as_bytes(),
+        )
     }
 
     /// Forgets `run_id` (its group is gone).
@@ -57,7 +60,8 @@ impl Registry {
         let mut killed = 0;
         for entry in entries.flatten() {
             let path = entry.path();
-            if let Some((pgid, started)) = std::fs::read_to_string(&path).ok().and_then(|t| parse(&t))
+            if let Some((pgid, started)) =
+                std::fs::read_to_string(&path).ok().and_then(|t| parse(&t))
                 && start_time(pgid) == Some(started)
             {
                 match killpg(Pid::from_raw(pgid as i32), Signal::SIGKILL) {
@@ -65,7 +69,9 @@ impl Registry {
                         killed += 1;
                         tracing::warn!(pgid, record = %path.display(), "killed a CLI left by a previous runner");
                     }
-                    Err(error) => tracing::warn!(pgid, %error, "failed to kill a leftover CLI group"),
+                    Err(error) => {
+                        tracing::warn!(pgid, %error, "failed to kill a leftover CLI group")
+                    }
                 }
             }
             if let Err(error) = std::fs::remove_file(&path) {

@@ -67,40 +67,60 @@ pub fn kernel_landlock_abi() -> Result<i64, String> {
             LANDLOCK_CREATE_RULESET_VERSION,
         )
     };
-    if version >= 1 {
-        Ok(version)
-    } else {
-        Err(std::io::Error::last_os_error().to_string())
-    }
+    if version >= 1 { Ok(version) } else { Err(std::io::Error::last_os_error().to_string()) }
 }
 
 /// Resolves the configured mode against the kernel.
 pub fn detect(mode: SandboxMode) -> Result<Support, String> {
     let abi = kernel_landlock_abi();
     match (mode, abi) {
-        (SandboxMode::None, _) => {
-            Ok(Support { landlock: false, detail: "disabled by [runner].sandbox = \"none\"".into() })
-        }
+        (SandboxMode::None, _) => Ok(Support {
+            landlock: false,
+            detail: "disabled by [runner].sandbox = \"none\"".into(),
+        }),
         (_, Ok(version)) => Ok(Support {
             landlock: true,
             detail: format!("Landlock ABI {version} (file system rules), no_new_privs, rlimits"),
         }),
-        (SandboxMode::Landlock, Err(error)) => {
-            Err(format!("[runner].sandbox = \"landlock\" but the kernel offers no Landlock: {error}"))
-        }
+        (SandboxMode::Landlock, Err(error)) => Err(format!(
+            "[runner].sandbox = \"landlock\" but the kernel offers no Landlock: {error}"
+        )),
         (SandboxMode::Auto, Err(error)) => Ok(Support {
             landlock: false,
-            detail: format!("Landlock unavailable ({error}); environment allowlist and rlimits only"),
+            detail: format!(
+                "Landlock unavailable ({error}); environment allowlist and rlimits only"
+            ),
         }),
     }
 }
 
 /// Plain variables every CLI may inherit.
 const BASE_ENV: &[&str] = &[
-    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TERM", "TZ", "COLORTERM",
-    "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "HTTP_PROXY",
-    "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "no_proxy", "all_proxy",
-    "SSL_CERT_FILE", "SSL_CERT_DIR", "NODE_EXTRA_CA_CERTS",
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "LANG",
+    "LANGUAGE",
+    "TERM",
+    "TZ",
+    "COLORTERM",
+    "XDG_CONFIG_HOME",
+    "XDG_CACHE_HOME",
+    "XDG_DATA_HOME",
+    "XDG_STATE_HOME",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "all_proxy",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "NODE_EXTRA_CA_CERTS",
 ];
 
 /// The environment of a CLI: allowlisted parent variables, then the
@@ -144,9 +164,8 @@ pub fn parent_env() -> BTreeMap<String, String> {
 /// Finds `binary` (a name or a path) using `path_var`.
 pub fn resolve_binary(binary: &str, path_var: Option<&str>) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
-    let executable = |p: &Path| {
-        p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
+    let executable =
+        |p: &Path| p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
     if binary.contains('/') {
         let path = PathBuf::from(binary);
         return executable(&path).then_some(path);
@@ -168,8 +187,22 @@ pub struct Policy {
 
 /// System directories every CLI may read.
 const SYSTEM_READ: &[&str] = &[
-    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt", "/proc",
-    "/sys", "/run", "/snap", "/nix", "/var/lib", "/var/cache",
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/etc",
+    "/opt",
+    "/proc",
+    "/sys",
+    "/run",
+    "/snap",
+    "/nix",
+    "/var/lib",
+    "/var/cache",
 ];
 
 /// Inputs of [`policy`].
@@ -271,7 +304,8 @@ pub fn landlock_ruleset(policy: &Policy) -> Result<OwnedFd, String> {
     rules.push((PathBuf::from("/dev"), read | dev_write));
     for root in &policy.writable {
         // Explicit writable paths may lie inside $DUCTOR_HOME (the workspace, the run's TMPDIR).
-        let carve: Vec<PathBuf> = excluded.iter().filter(|e| !root.starts_with(e)).cloned().collect();
+        let carve: Vec<PathBuf> =
+            excluded.iter().filter(|e| !root.starts_with(e)).cloned().collect();
         expand_excluding(root, &carve, all, &mut rules, 0);
     }
     let mut ruleset = Ruleset::default()
@@ -285,7 +319,8 @@ pub fn landlock_ruleset(policy: &Policy) -> Result<OwnedFd, String> {
             .add_rule(PathBeneath::new(fd, access))
             .map_err(|e| format!("add a Landlock rule for {}: {e}", path.display()))?;
     }
-    Option::<OwnedFd>::from(ruleset).ok_or_else(|| "the kernel refused a Landlock ruleset".to_owned())
+    Option::<OwnedFd>::from(ruleset)
+        .ok_or_else(|| "the kernel refused a Landlock ruleset".to_owned())
 }
 
 /// Adds `root` with `access`, or — when an excluded path lies inside it — its
@@ -380,7 +415,9 @@ pub fn command(spawn: Spawn<'_>) -> tokio::process::Command {
     // SAFETY: the closure only makes async-signal-safe system calls (setsid,
     // prctl, setrlimit, getppid, syscall) on values prepared before fork.
     unsafe {
-        command.pre_exec(move || confine_child(parent, limits, ruleset.as_ref().map(|fd| fd.as_raw_fd())));
+        command.pre_exec(move || {
+            confine_child(parent, limits, ruleset.as_ref().map(|fd| fd.as_raw_fd()))
+        });
     }
     command
 }
@@ -404,7 +441,8 @@ fn confine_child(
         }
         let nproc = libc::rlimit { rlim_cur: limits.max_processes, rlim_max: limits.max_processes };
         check(libc::setrlimit(libc::RLIMIT_NPROC, &nproc) as libc::c_long)?;
-        let fsize = libc::rlimit { rlim_cur: limits.max_file_bytes, rlim_max: limits.max_file_bytes };
+        let fsize =
+            libc::rlimit { rlim_cur: limits.max_file_bytes, rlim_max: limits.max_file_bytes };
         check(libc::setrlimit(libc::RLIMIT_FSIZE, &fsize) as libc::c_long)?;
         check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) as libc::c_long)?;
         if let Some(fd) = ruleset {

@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ductor_daemon::config::{ProviderConfig, ProvidersConfig, RunnerConfig};
 use ductor_daemon::DuctorHome;
+use ductor_daemon::config::{ProviderConfig, ProvidersConfig, RunnerConfig};
 use ductor_proto::pb;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -169,7 +169,10 @@ impl Runner {
                 let message = format!("session {session} is in use by run {holder}");
                 drop(sessions);
                 self.lock_runs().remove(&spec.run_id);
-                return Ok(failed_stream(spec.run_id, RunError::fatal(ErrorKind::SessionBusy, message)));
+                return Ok(failed_stream(
+                    spec.run_id,
+                    RunError::fatal(ErrorKind::SessionBusy, message),
+                ));
             }
             sessions.insert(key, spec.run_id.clone());
         }
@@ -180,7 +183,12 @@ impl Runner {
         Ok(ReceiverStream::new(rx))
     }
 
-    async fn execute(self: Arc<Self>, spec: RunSpec, mut sink: Sink, control: mpsc::Receiver<Control>) {
+    async fn execute(
+        self: Arc<Self>,
+        spec: RunSpec,
+        mut sink: Sink,
+        control: mpsc::Receiver<Control>,
+    ) {
         let run_id = spec.run_id.clone();
         match self.prepare(spec) {
             Ok(prepared) => {
@@ -189,8 +197,13 @@ impl Runner {
             }
             Err(error) => {
                 sink.send(Event::Error(error)).await;
-                sink.send(Event::Exited { outcome: Outcome::Failed, exit_code: None, signal: None, duration_ms: 0 })
-                    .await;
+                sink.send(Event::Exited {
+                    outcome: Outcome::Failed,
+                    exit_code: None,
+                    signal: None,
+                    duration_ms: 0,
+                })
+                .await;
             }
         }
         self.lock_runs().remove(&run_id);
@@ -202,14 +215,20 @@ impl Runner {
         let settings = self.provider_config(spec.provider);
         let binary_name = settings.binary_or(spec.provider.as_str());
         let path_var = settings.env.get("PATH").or_else(|| self.parent_env.get("PATH"));
-        let binary = sandbox::resolve_binary(&binary_name, path_var.map(String::as_str)).ok_or_else(|| {
-            RunError::fatal(ErrorKind::SpawnFailed, format!("{binary_name}: not found or not executable"))
-        })?;
-        let mode = spec.permission.unwrap_or_else(|| PermissionMode::from(self.config.permission_mode));
+        let binary = sandbox::resolve_binary(&binary_name, path_var.map(String::as_str))
+            .ok_or_else(|| {
+                RunError::fatal(
+                    ErrorKind::SpawnFailed,
+                    format!("{binary_name}: not found or not executable"),
+                )
+            })?;
+        let mode =
+            spec.permission.unwrap_or_else(|| PermissionMode::from(self.config.permission_mode));
         let invocation = provider::invocation(&spec, mode, &settings.args);
         let tmpdir = self.tmp_root().join(&spec.run_id);
-        create_private_dir(&tmpdir)
-            .map_err(|e| RunError::fatal(ErrorKind::Internal, format!("create {}: {e}", tmpdir.display())))?;
+        create_private_dir(&tmpdir).map_err(|e| {
+            RunError::fatal(ErrorKind::Internal, format!("create {}: {e}", tmpdir.display()))
+        })?;
         let env = sandbox::child_env(
             spec.provider,
             &self.parent_env,
@@ -229,7 +248,8 @@ impl Runner {
                 excluded: &[self.home.root().to_path_buf(), self.home.run_dir().to_path_buf()],
             })
         });
-        let total = spec.total_timeout.unwrap_or(Duration::from_millis(self.config.total_timeout_ms));
+        let total =
+            spec.total_timeout.unwrap_or(Duration::from_millis(self.config.total_timeout_ms));
         let idle = spec.idle_timeout.unwrap_or(Duration::from_millis(self.config.idle_timeout_ms));
         Ok(Prepared {
             cli_version: self.versions.cached(&binary).unwrap_or_default(),
@@ -289,7 +309,9 @@ impl Runner {
         let mut providers = Vec::new();
         for provider in Provider::ALL {
             let settings = self.provider_config(provider);
-            providers.push(probe::provider_info(provider, settings, &self.parent_env, &self.versions).await);
+            providers.push(
+                probe::provider_info(provider, settings, &self.parent_env, &self.versions).await,
+            );
         }
         pb::ProbeResponse {
             providers,
@@ -314,8 +336,13 @@ fn failed_stream(run_id: String, error: RunError) -> EventStream {
     let mut sink = Sink::new(run_id, tx);
     tokio::spawn(async move {
         sink.send(Event::Error(error)).await;
-        sink.send(Event::Exited { outcome: Outcome::Failed, exit_code: None, signal: None, duration_ms: 0 })
-            .await;
+        sink.send(Event::Exited {
+            outcome: Outcome::Failed,
+            exit_code: None,
+            signal: None,
+            duration_ms: 0,
+        })
+        .await;
     });
     ReceiverStream::new(rx)
 }
@@ -389,7 +416,12 @@ impl pb::runner_server::Runner for RunnerService {
             Ok(pb::SignalKind::Interrupt) => Control::Interrupt,
             Ok(pb::SignalKind::Stop) => Control::Stop,
             Ok(pb::SignalKind::Kill) => Control::Kill,
-            _ => return Err(tonic::Status::invalid_argument(format!("unknown signal kind {}", request.kind))),
+            _ => {
+                return Err(tonic::Status::invalid_argument(format!(
+                    "unknown signal kind {}",
+                    request.kind
+                )));
+            }
         };
         let found = self.runner.signal(&request.run_id, control);
         Ok(tonic::Response::new(pb::SignalResponse { found }))

@@ -116,7 +116,9 @@ fn check_id(field: &str, value: &str, max: usize) -> Result<(), RunnerError> {
     if ok {
         Ok(())
     } else {
-        Err(invalid(format!("{field} {value:?} must be 1-{max} of [A-Za-z0-9._:-], not starting with - or .")))
+        Err(invalid(format!(
+            "{field} {value:?} must be 1-{max} of [A-Za-z0-9._:-], not starting with - or ."
+        )))
     }
 }
 

@@ -94,9 +94,14 @@ impl Sink {
     /// Sends `event`; false when the caller is gone.
     pub async fn send(&mut self, event: Event) -> bool {
         self.seq += 1;
-        let at_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-        let event =
-            pb::RunEvent { run_id: self.run_id.clone(), seq: self.seq, at_ms, kind: Some(event.into_kind()) };
+        let at_ms =
+            SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let event = pb::RunEvent {
+            run_id: self.run_id.clone(),
+            seq: self.seq,
+            at_ms,
+            kind: Some(event.into_kind()),
+        };
         self.tx.send(Ok(event)).await.is_ok()
     }
 
@@ -160,8 +165,13 @@ pub async fn run(
         Err(error) => {
             sink.send(Event::Error(error)).await;
             let duration_ms = started.elapsed().as_millis() as u64;
-            sink.send(Event::Exited { outcome: Outcome::Failed, exit_code: None, signal: None, duration_ms })
-                .await;
+            sink.send(Event::Exited {
+                outcome: Outcome::Failed,
+                exit_code: None,
+                signal: None,
+                duration_ms,
+            })
+            .await;
         }
     }
     if let Err(error) = std::fs::remove_dir_all(&tmpdir)
@@ -174,7 +184,8 @@ pub async fn run(
 fn spawn(prepared: &Prepared) -> Result<tokio::process::Child, RunError> {
     let ruleset = match &prepared.policy {
         Some(policy) => Some(
-            sandbox::landlock_ruleset(policy).map_err(|e| RunError::fatal(ErrorKind::SpawnFailed, e))?,
+            sandbox::landlock_ruleset(policy)
+                .map_err(|e| RunError::fatal(ErrorKind::SpawnFailed, e))?,
         ),
         None => None,
     };
@@ -187,7 +198,10 @@ fn spawn(prepared: &Prepared) -> Result<tokio::process::Child, RunError> {
         ruleset,
     };
     sandbox::command(spawn).spawn().map_err(|error| {
-        RunError::fatal(ErrorKind::SpawnFailed, format!("spawn {}: {error}", prepared.binary.display()))
+        RunError::fatal(
+            ErrorKind::SpawnFailed,
+            format!("spawn {}: {error}", prepared.binary.display()),
+        )
     })
 }
 
@@ -372,7 +386,8 @@ impl Supervisor {
 
     async fn timeout(&mut self, sink: &mut Sink, kind: ErrorKind, after: Duration) {
         let what = if kind == ErrorKind::Timeout { "total timeout" } else { "idle timeout" };
-        let mut error = RunError::fatal(kind, format!("{what} of {} s reached; stopping", after.as_secs_f64()));
+        let mut error =
+            RunError::fatal(kind, format!("{what} of {} s reached; stopping", after.as_secs_f64()));
         error.stderr_tail = self.stderr_tail();
         self.fatal_reported = true;
         sink.send(Event::Error(error)).await;
@@ -384,7 +399,8 @@ impl Supervisor {
         // A timeout or kill outranks what follows; a stop outranks an interrupt.
         let keep = matches!(
             (self.reason, reason),
-            (Some(Reason::Kill | Reason::Timeout), _) | (Some(Reason::Stop | Reason::ClientGone), Reason::Interrupt)
+            (Some(Reason::Kill | Reason::Timeout), _)
+                | (Some(Reason::Stop | Reason::ClientGone), Reason::Interrupt)
         );
         if !keep {
             self.reason = Some(reason);
@@ -422,7 +438,8 @@ impl Supervisor {
                     "skipped a {size}-byte output line (limit {} bytes)",
                     self.prepared.max_line_bytes
                 );
-                sink.send(Event::Error(RunError::recoverable(ErrorKind::OutputTooLarge, message))).await;
+                sink.send(Event::Error(RunError::recoverable(ErrorKind::OutputTooLarge, message)))
+                    .await;
                 return;
             }
         };
@@ -437,7 +454,11 @@ impl Supervisor {
         if let Err(provider::Unknown(kind)) = self.parser.parse(&value, &mut events)
             && self.unknown.insert(kind.clone())
         {
-            tracing::info!(provider = self.prepared.spec.provider.as_str(), kind, "ignoring an unknown event type");
+            tracing::info!(
+                provider = self.prepared.spec.provider.as_str(),
+                kind,
+                "ignoring an unknown event type"
+            );
         }
         for mut event in events {
             match &mut event {
@@ -460,7 +481,8 @@ impl Supervisor {
         self.protocol_errors += 1;
         let text = String::from_utf8_lossy(bytes);
         if self.protocol_errors <= MAX_PROTOCOL_REPORTS {
-            let message = format!("skipped a line that is not a JSON object: {}", one_line(&text, 200));
+            let message =
+                format!("skipped a line that is not a JSON object: {}", one_line(&text, 200));
             sink.send(Event::Error(RunError::recoverable(ErrorKind::Protocol, message))).await;
         } else if self.protocol_errors == MAX_PROTOCOL_REPORTS + 1 {
             tracing::warn!(run_id = %self.prepared.spec.run_id, "more malformed lines; no longer reporting them");
@@ -494,7 +516,13 @@ impl Supervisor {
             sink.send(Event::Error(error)).await;
         }
         let duration_ms = self.started.elapsed().as_millis() as u64;
-        sink.send(Event::Exited { outcome, exit_code: exit.code, signal: exit.signal, duration_ms }).await;
+        sink.send(Event::Exited {
+            outcome,
+            exit_code: exit.code,
+            signal: exit.signal,
+            duration_ms,
+        })
+        .await;
     }
 
     fn outcome(&self) -> Outcome {

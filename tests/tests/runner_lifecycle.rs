@@ -71,7 +71,9 @@ impl Fixture {
         }
         std::fs::write(home.join("config.toml"), config(&root, extra_runner)).expect("config");
         let mut fixture = Self {
-            client: RunnerClient::new(ductor_proto::transport::connect(home.join("run/runner.sock"))),
+            client: RunnerClient::new(ductor_proto::transport::connect(
+                home.join("run/runner.sock"),
+            )),
             _dir: dir,
             root,
             home,
@@ -151,7 +153,10 @@ async fn collect(mut stream: tonic::Streaming<pb::RunEvent>) -> Vec<Kind> {
 }
 
 /// Reads events until `pred` matches one; returns everything seen.
-async fn until(stream: &mut tonic::Streaming<pb::RunEvent>, pred: impl Fn(&Kind) -> bool) -> Vec<Kind> {
+async fn until(
+    stream: &mut tonic::Streaming<pb::RunEvent>,
+    pred: impl Fn(&Kind) -> bool,
+) -> Vec<Kind> {
     let mut seen = Vec::new();
     while let Some(kind) = next(stream).await {
         let hit = pred(&kind);
@@ -185,7 +190,10 @@ fn errors(events: &[Kind]) -> Vec<(pb::ErrorKind, bool)> {
 }
 
 fn text(events: &[Kind]) -> String {
-    events.iter().filter_map(|k| if let Kind::Text(t) = k { Some(t.text.as_str()) } else { None }).collect()
+    events
+        .iter()
+        .filter_map(|k| if let Kind::Text(t) = k { Some(t.text.as_str()) } else { None })
+        .collect()
 }
 
 fn result(events: &[Kind]) -> pb::RunResult {
@@ -196,7 +204,10 @@ fn result(events: &[Kind]) -> pb::RunResult {
 }
 
 fn pid(events: &[Kind]) -> u32 {
-    events.iter().find_map(|k| if let Kind::Started(s) = k { Some(s.pid) } else { None }).expect("started")
+    events
+        .iter()
+        .find_map(|k| if let Kind::Started(s) = k { Some(s.pid) } else { None })
+        .expect("started")
 }
 
 /// True once `pid` is gone or a zombie (waits up to 10 s).
@@ -317,8 +328,14 @@ async fn a_crash_mid_stream_is_crashed_and_no_result_is_failed() {
 async fn tools_model_errors_and_interrupts_map_to_events() {
     let fx = Fixture::start("").await;
     let tool = fx.run(fx.spec("tool")).await;
-    assert!(tool.iter().any(|k| matches!(k, Kind::ToolStarted(t) if t.name == "Bash" && t.summary == "echo hi")));
-    assert!(tool.iter().any(|k| matches!(k, Kind::ToolFinished(t) if t.ok && t.output == "hi" && t.name == "Bash")));
+    assert!(
+        tool.iter().any(
+            |k| matches!(k, Kind::ToolStarted(t) if t.name == "Bash" && t.summary == "echo hi")
+        )
+    );
+    assert!(tool.iter().any(
+        |k| matches!(k, Kind::ToolFinished(t) if t.ok && t.output == "hi" && t.name == "Bash")
+    ));
 
     let error = fx.run(fx.spec("error")).await;
     assert!(errors(&error).contains(&(pb::ErrorKind::ModelApi, false)), "{error:?}");
@@ -379,10 +396,13 @@ async fn a_killed_runner_takes_its_clis_along_and_the_next_one_sweeps() {
     let mut orphan = orphan.arg("sleep").arg("600").spawn().expect("spawn an orphan group");
     let orphan_pid = orphan.id().expect("orphan pid");
     let stat = std::fs::read_to_string(format!("/proc/{orphan_pid}/stat")).expect("stat");
-    let start_time = stat.rsplit(')').next().and_then(|r| r.split_whitespace().nth(19)).expect("starttime");
-    std::fs::write(records.join("orphan.pid"), format!("{orphan_pid} {start_time}\n")).expect("record");
+    let start_time =
+        stat.rsplit(')').next().and_then(|r| r.split_whitespace().nth(19)).expect("starttime");
+    std::fs::write(records.join("orphan.pid"), format!("{orphan_pid} {start_time}\n"))
+        .expect("record");
     fx.spawn_runner().await;
-    let status = tokio::time::timeout(Duration::from_secs(10), orphan.wait()).await.expect("orphan killed");
+    let status =
+        tokio::time::timeout(Duration::from_secs(10), orphan.wait()).await.expect("orphan killed");
     assert!(!status.expect("status").success());
     assert_eq!(std::fs::read_dir(&records).map(|d| d.count()).unwrap_or(0), 0, "records swept");
 }
@@ -390,7 +410,8 @@ async fn a_killed_runner_takes_its_clis_along_and_the_next_one_sweeps() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probe_reports_the_fake_cli_and_the_sandbox() {
     let fx = Fixture::start("").await;
-    let probe = fx.client.clone().probe(pb::ProbeRequest::default()).await.expect("probe").into_inner();
+    let probe =
+        fx.client.clone().probe(pb::ProbeRequest::default()).await.expect("probe").into_inner();
     let claude = probe.providers.iter().find(|p| p.name == "claude").expect("claude listed");
     assert!(claude.installed);
     assert_eq!(claude.version, "9.9.9");
@@ -403,7 +424,8 @@ async fn probe_reports_the_fake_cli_and_the_sandbox() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sandboxed_run_is_fenced() {
     let fx = Fixture::start("").await;
-    let probe = fx.client.clone().probe(pb::ProbeRequest::default()).await.expect("probe").into_inner();
+    let probe =
+        fx.client.clone().probe(pb::ProbeRequest::default()).await.expect("probe").into_inner();
     let outside = fx.root.join("outside");
     std::fs::create_dir_all(&outside).expect("mkdir outside");
     let config = fx.home.join("config.toml");

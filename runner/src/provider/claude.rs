@@ -23,13 +23,16 @@ pub fn invocation(spec: &RunSpec, mode: PermissionMode, config_args: &[String]) 
         args.push(spec.prompt.clone());
     }
     args.extend(
-        ["--output-format", "stream-json", "--verbose", "--include-partial-messages"].map(String::from),
+        ["--output-format", "stream-json", "--verbose", "--include-partial-messages"]
+            .map(String::from),
     );
     let mut env = BTreeMap::new();
     env.insert("DISABLE_AUTOUPDATER".to_owned(), "1".to_owned());
     match mode {
         PermissionMode::Default => {}
-        PermissionMode::AcceptEdits => args.extend(["--permission-mode".into(), "acceptEdits".into()]),
+        PermissionMode::AcceptEdits => {
+            args.extend(["--permission-mode".into(), "acceptEdits".into()])
+        }
         PermissionMode::Plan => args.extend(["--permission-mode".into(), "plan".into()]),
         PermissionMode::Bypass => {
             args.extend(["--permission-mode".into(), "bypassPermissions".into()]);
@@ -213,9 +216,11 @@ impl Parser {
 fn content_text(block: &Value) -> String {
     match block.get("content") {
         Some(Value::String(text)) => text.clone(),
-        Some(Value::Array(parts)) => {
-            parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("\n")
-        }
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join("\n"),
         _ => String::new(),
     }
 }
@@ -258,11 +263,17 @@ fn classify_result(line: &Value, text: &str) -> Option<RunError> {
     }
     if status == 401
         || status == 403
-        || mentions(text, &["invalid api key", "please run /login", "authentication_error", "oauth token"])
+        || mentions(
+            text,
+            &["invalid api key", "please run /login", "authentication_error", "oauth token"],
+        )
     {
         return Some(RunError::fatal(ErrorKind::Auth, text));
     }
-    if status != 0 || str_of(line, "terminal_reason") == "api_error" || text.starts_with("API Error") {
+    if status != 0
+        || str_of(line, "terminal_reason") == "api_error"
+        || text.starts_with("API Error")
+    {
         return Some(RunError::fatal(ErrorKind::ModelApi, text));
     }
     None

@@ -181,7 +181,11 @@ impl Parser {
     /// A ToolFinished, preceded by a ToolStarted when codex printed only the completion.
     fn finish(&mut self, id: String, name: &str, ok: bool, output: String, out: &mut Vec<Event>) {
         if self.tools.remove(&id).is_none() {
-            out.push(Event::ToolStarted { id: id.clone(), name: name.to_owned(), summary: String::new() });
+            out.push(Event::ToolStarted {
+                id: id.clone(),
+                name: name.to_owned(),
+                summary: String::new(),
+            });
         }
         out.push(Event::ToolFinished { id, name: name.to_owned(), ok, output });
     }
@@ -200,7 +204,10 @@ fn tool_name(kind: &str, item: &Value) -> String {
 
 /// Classifies an error message printed by codex.
 fn classify_message(message: &str) -> RunError {
-    if mentions(message, &["401", "unauthorized", "not logged in", "invalid_api_key", "incorrect api key"]) {
+    if mentions(
+        message,
+        &["401", "unauthorized", "not logged in", "invalid_api_key", "incorrect api key"],
+    ) {
         RunError::fatal(ErrorKind::Auth, message)
     } else {
         RunError::fatal(ErrorKind::ModelApi, message)
@@ -224,6 +231,8 @@ pub fn classify_failure(exit: ExitInfo, stderr_tail: &str, pending: Option<&str>
             error.message = format!("{} ({exit})", one_line(message, 500));
             error
         }
-        None => RunError::fatal(ErrorKind::Crashed, format!("codex ended with {exit} without a result")),
+        None => {
+            RunError::fatal(ErrorKind::Crashed, format!("codex ended with {exit} without a result"))
+        }
     }
 }

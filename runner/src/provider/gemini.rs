@@ -88,9 +88,17 @@ impl Parser {
                 let name = self.tools.get(&id).cloned().unwrap_or_default();
                 let output = match line.get("output") {
                     Some(Value::String(text)) => tail(text, 500),
-                    _ => tail(&line.pointer("/error/message").and_then(Value::as_str).unwrap_or(""), 500),
+                    _ => tail(
+                        line.pointer("/error/message").and_then(Value::as_str).unwrap_or(""),
+                        500,
+                    ),
                 };
-                out.push(Event::ToolFinished { id, name, ok: str_of(line, "status") == "success", output });
+                out.push(Event::ToolFinished {
+                    id,
+                    name,
+                    ok: str_of(line, "status") == "success",
+                    output,
+                });
             }
             "error" => out.push(Event::Status {
                 status: "warning".into(),
@@ -112,7 +120,10 @@ impl Parser {
                 .and_then(Value::as_str)
                 .unwrap_or("gemini reported an error")
                 .to_owned();
-            let kind = if mentions(&message, &["api key not valid", "401", "403", "permission_denied", "unauthenticated"]) {
+            let kind = if mentions(
+                &message,
+                &["api key not valid", "401", "403", "permission_denied", "unauthenticated"],
+            ) {
                 ErrorKind::Auth
             } else {
                 ErrorKind::ModelApi
@@ -140,13 +151,17 @@ impl Parser {
 pub fn classify_failure(resumed: bool, exit: ExitInfo, stderr_tail: &str) -> RunError {
     let session_error =
         mentions(stderr_tail, &["invalid session identifier", "no previous sessions found"]);
-    if session_error || (resumed && exit.code == Some(EXIT_INPUT) && mentions(stderr_tail, &["resum"])) {
+    if session_error
+        || (resumed && exit.code == Some(EXIT_INPUT) && mentions(stderr_tail, &["resum"]))
+    {
         return RunError::fatal(
             ErrorKind::SessionNotFound,
             format!("gemini could not resume the session ({exit})"),
         );
     }
-    if exit.code == Some(EXIT_AUTH) || mentions(stderr_tail, &["invalid auth method", "api key not valid"]) {
+    if exit.code == Some(EXIT_AUTH)
+        || mentions(stderr_tail, &["invalid auth method", "api key not valid"])
+    {
         return RunError::fatal(ErrorKind::Auth, format!("gemini is not authenticated ({exit})"));
     }
     RunError::fatal(ErrorKind::Crashed, format!("gemini ended with {exit} without a result"))

@@ -68,9 +68,18 @@ struct Args {
 
 fn parse_args() -> Args {
     const WITH_VALUE: &[&str] = &[
-        "--output-format", "--input-format", "--model", "--resume", "--permission-mode", "--effort",
-        "--append-system-prompt", "--session-id", "--max-turns", "--allowedTools",
-        "--disallowedTools", "--system-prompt",
+        "--output-format",
+        "--input-format",
+        "--model",
+        "--resume",
+        "--permission-mode",
+        "--effort",
+        "--append-system-prompt",
+        "--session-id",
+        "--max-turns",
+        "--allowedTools",
+        "--disallowedTools",
+        "--system-prompt",
     ];
     let raw: Vec<String> = std::env::args().skip(1).collect();
     let mut args = Args { raw: raw.clone(), permission_mode: "default".into(), ..Args::default() };
@@ -199,20 +208,15 @@ fn shell(command: &str) -> std::io::Result<std::process::Output> {
 #[allow(clippy::disallowed_methods)]
 fn fork_grandchildren(state: &std::path::Path) -> Vec<String> {
     let file = state.join(format!("grandchildren-{}.pids", std::process::id()));
-    let script = format!(
-        "sleep 600 & echo $! >> '{0}'; sleep 600 & echo $! >> '{0}'; wait",
-        file.display()
-    );
+    let script =
+        format!("sleep 600 & echo $! >> '{0}'; sleep 600 & echo $! >> '{0}'; wait", file.display());
     let spawned = std::process::Command::new("sh").arg("-c").arg(script).spawn();
     if spawned.is_err() {
         return Vec::new();
     }
     for _ in 0..200 {
-        let pids: Vec<String> = std::fs::read_to_string(&file)
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_owned)
-            .collect();
+        let pids: Vec<String> =
+            std::fs::read_to_string(&file).unwrap_or_default().lines().map(str::to_owned).collect();
         if pids.len() >= 2 {
             return pids;
         }
@@ -273,7 +277,9 @@ fn script(prompt: &str, turn: &Turn, state: &std::path::Path) {
     if has(prompt, "hang") {
         hang();
     }
-    emit(&json!({"type":"system","subtype":"status","status":"requesting","session_id":turn.session}));
+    emit(
+        &json!({"type":"system","subtype":"status","status":"requesting","session_id":turn.session}),
+    );
     if has(prompt, "garbage") {
         println!("this is not json {{{{");
         println!("[1,2,3]");
@@ -291,8 +297,10 @@ fn script(prompt: &str, turn: &Turn, state: &std::path::Path) {
     }
     if has(prompt, "fork-grandchildren") {
         let pids = fork_grandchildren(state);
-        emit(&json!({"type":"system","subtype":"status","status":format!("grandchildren {}", pids.join(" ")),
-            "session_id":turn.session}));
+        emit(
+            &json!({"type":"system","subtype":"status","status":format!("grandchildren {}", pids.join(" ")),
+            "session_id":turn.session}),
+        );
     }
     if has(prompt, "error") {
         let text = "API Error: 400 fake_cli: bad request requested by prompt";
