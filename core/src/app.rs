@@ -13,6 +13,10 @@ use ductor_proto::pb;
 use jiff::tz::TimeZone;
 use tokio::sync::Notify;
 
+use crate::automation::{
+    self, clock::SystemClock, credential::Credentials, engine::Automation,
+    grpc::AutomationService,
+};
 use crate::driver::{Driver, DriverParts, Stats};
 use crate::machine::{Machine, MachineConfig};
 use crate::model::{OutKind, Outbound};
@@ -31,8 +35,10 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
     let config = &context.config;
     let workspace = context.home.workspace();
     workspace::seed(&workspace, &workspace::rules_text()).context("seed the workspace")?;
-    let store =
-        Store::open(&context.home.state_db(), &[]).context("open the state database")?;
+    let store = Store::open(&context.home.state_db(), automation::store::MIGRATIONS)
+        .context("open the state database")?;
+    let credentials = Credentials::load_or_create(&context.home.secrets_dir())
+        .context("load the automation credentials")?;
     let sessions = store.call_sync(store::load_sessions).context("load sessions")?;
     let unfinished = store.call_sync(store::take_unfinished).context("read unfinished turns")?;
     let outbox = Arc::new(Outbox::new(store.clone()));
@@ -43,7 +49,8 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
         channel,
         workspace.to_string_lossy().into_owned(),
         permission(config.agent.permission_mode),
-    );
+    )
+    .with_agent_env(automation::wiring::agent_env(credentials.clone(), &context.home));
     let home_dir = std::env::var_os("HOME").map(std::path::PathBuf::from);
     let env = WorkspaceEnv::new(workspace.clone(), config.agent.file_access, home_dir);
     let machine = Machine::new(machine_config(config), env, sessions);
@@ -75,10 +82,23 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
             if detail_stats.runner_up.load(Ordering::Relaxed) { "up" } else { "down" }
         )
     });
-    let service = CoreService::new(handle, store, VERSION, stats);
+    let automation = Automation::start(automation::engine::Parts {
+        store: store.clone(),
+        core: handle.clone(),
+        credentials,
+        clock: Arc::new(SystemClock),
+        workspace: workspace.clone(),
+        config: config.clone(),
+        shutdown: context.shutdown.clone(),
+    })
+    .await
+    .context("start automation")?;
+    let service =
+        CoreService::new(handle, store, VERSION, stats).with_automation(automation.clone());
     let router = tonic::transport::Server::builder()
         .add_service(health.into_server())
-        .add_service(service.into_server());
+        .add_service(service.into_server())
+        .add_service(AutomationService::new(automation).into_server());
     serve(&context, router).await
 }
 

@@ -27,6 +27,8 @@ pub struct RunnerLink {
     client: RunnerClient<Channel>,
     workspace: String,
     permission: pb::PermissionMode,
+    /// Automation: the agent credential (and core's location) for chat runs.
+    agent_env: Option<crate::automation::wiring::AgentEnv>,
 }
 
 impl std::fmt::Debug for RunnerLink {
@@ -80,7 +82,13 @@ pub struct OneshotResult {
 impl RunnerLink {
     /// A link over `channel`; runs use `workspace` as working directory.
     pub fn new(channel: Channel, workspace: String, permission: pb::PermissionMode) -> Self {
-        Self { client: RunnerClient::new(channel), workspace, permission }
+        Self { client: RunnerClient::new(channel), workspace, permission, agent_env: None }
+    }
+
+    /// Adds automation's per-chat environment (the agent credential) to runs.
+    pub fn with_agent_env(mut self, agent_env: crate::automation::wiring::AgentEnv) -> Self {
+        self.agent_env = Some(agent_env);
+        self
     }
 
     /// The default working directory.
@@ -88,7 +96,11 @@ impl RunnerLink {
         &self.workspace
     }
 
-    fn spec(&self, request: RunRequest, working_dir: Option<&str>) -> pb::RunSpec {
+    fn spec(&self, mut request: RunRequest, working_dir: Option<&str>) -> pb::RunSpec {
+        if let Some(agent_env) = &self.agent_env {
+            let extra = agent_env(&request.extra_env);
+            request.extra_env.extend(extra);
+        }
         run_spec_to_pb(request, working_dir.unwrap_or(&self.workspace), self.permission)
     }
 

@@ -1,0 +1,79 @@
+//! The few helpers core's own files call to plug automation in: recognising
+//! `/cron` in chat, and the agent-credential environment added to chat runs.
+
+use std::sync::Arc;
+
+use ductor_daemon::DuctorHome;
+
+use super::credential::{AGENT_TOKEN_ENV, Credentials};
+use super::model::ChatTarget;
+
+/// The arguments of a `/cron …` (or `!cron`, `/cron@bot`) message, or `None`.
+pub fn parse_cron_command(text: &str) -> Option<String> {
+    let text = text.trim();
+    let body = text.strip_prefix('/').or_else(|| text.strip_prefix('!'))?;
+    let (word, rest) = body.split_once(char::is_whitespace).unwrap_or((body, ""));
+    let word = word.split_once('@').map_or(word, |(w, _)| w);
+    word.eq_ignore_ascii_case("cron").then(|| rest.trim().to_owned())
+}
+
+/// True for a `/status` message (automation adds its failures to the answer).
+pub fn is_status_command(text: &str) -> bool {
+    let text = text.trim();
+    let Some(body) = text.strip_prefix('/').or_else(|| text.strip_prefix('!')) else { return false };
+    let word = body.split_whitespace().next().unwrap_or("");
+    word.split_once('@').map_or(word, |(w, _)| w).eq_ignore_ascii_case("status")
+}
+
+/// Extra environment for a run, computed from the environment it already has.
+pub type AgentEnv = Arc<dyn Fn(&[(String, String)]) -> Vec<(String, String)> + Send + Sync>;
+
+/// For runs that belong to a chat (their env names `DUCTOR_CHAT_ID`): the
+/// chat's agent credential, and where `ductorctl` finds core.
+pub fn agent_env(credentials: Credentials, home: &DuctorHome) -> AgentEnv {
+    let root = home.root().to_string_lossy().into_owned();
+    let run_dir = home.run_dir().to_string_lossy().into_owned();
+    Arc::new(move |env: &[(String, String)]| {
+        let get = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let mut extra = vec![("DUCTOR_HOME".to_owned(), root.clone()), ("DUCTOR_RUN_DIR".to_owned(), run_dir.clone())];
+        if get(AGENT_TOKEN_ENV).is_none()
+            && let (Some(transport), Some(chat_id)) = (get("DUCTOR_TRANSPORT"), get("DUCTOR_CHAT_ID"))
+        {
+            let chat = ChatTarget { transport, chat_id, topic_id: get("DUCTOR_TOPIC_ID").unwrap_or_default() };
+            extra.push((AGENT_TOKEN_ENV.to_owned(), credentials.issue(&chat)));
+        }
+        extra.retain(|(k, _)| get(k).is_none());
+        extra
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cron_command_parsing() {
+        assert_eq!(parse_cron_command("/cron"), Some(String::new()));
+        assert_eq!(parse_cron_command("/cron run daily"), Some("run daily".into()));
+        assert_eq!(parse_cron_command("!cron@ductor_bot list"), Some("list".into()));
+        assert_eq!(parse_cron_command("/cronjob"), None);
+        assert_eq!(parse_cron_command("please /cron"), None);
+        assert!(is_status_command("/status"));
+        assert!(is_status_command("/status@bot"));
+        assert!(!is_status_command("/statusx"));
+    }
+
+    #[test]
+    fn chat_runs_get_their_credential() {
+        let creds = Credentials::from_secrets("k", "a");
+        let env = agent_env(creds.clone(), &DuctorHome::at("/h"));
+        let chat_env = vec![("DUCTOR_TRANSPORT".to_owned(), "telegram".to_owned()), ("DUCTOR_CHAT_ID".to_owned(), "5".to_owned())];
+        let extra = env(&chat_env);
+        let token = extra.iter().find(|(k, _)| k == AGENT_TOKEN_ENV).unwrap().1.clone();
+        let chat = ChatTarget { transport: "telegram".into(), chat_id: "5".into(), topic_id: String::new() };
+        assert_eq!(token, creds.issue(&chat));
+        assert!(extra.contains(&("DUCTOR_HOME".into(), "/h".into())));
+        // Runs without a chat get no credential.
+        assert!(env(&[]).iter().all(|(k, _)| k != AGENT_TOKEN_ENV));
+    }
+}
