@@ -5,6 +5,7 @@
 pub mod ask;
 pub mod chat;
 pub mod config;
+pub mod cron;
 pub mod doctor;
 pub mod down;
 pub mod init;
@@ -13,6 +14,7 @@ pub mod restart;
 pub mod service;
 pub mod status;
 pub mod up;
+pub mod webhook;
 
 use std::process::ExitCode;
 
@@ -48,6 +50,12 @@ pub enum Command {
     Chat(chat::Args),
     /// Send one message (or command) and print the answer; non-zero exit on failure.
     Ask(ask::Args),
+    /// Manage cron jobs (scheduled one-shot runs whose results go to a chat).
+    #[command(subcommand)]
+    Cron(cron::Command),
+    /// Manage webhooks (HTTP triggers that wake a chat or run a task).
+    #[command(subcommand)]
+    Webhook(webhook::Command),
 }
 
 /// Runs the parsed command line.
@@ -65,6 +73,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Service(command) => service::run(&home, command).await,
         Command::Chat(args) => chat::run(&home, args).await,
         Command::Ask(args) => ask::run(&home, args).await,
+        Command::Cron(command) => cron::run(&home, command).await,
+        Command::Webhook(command) => webhook::run(&home, command).await,
     }
 }
 
