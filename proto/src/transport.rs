@@ -7,9 +7,11 @@
 //! pause, not a manual step. Long-lived streams re-establish themselves with a
 //! [`Backoff`].
 //!
-//! Access control on Unix is threefold: the socket directory is 0700, the
-//! socket file 0600, and every accepted connection's peer credentials
-//! (`SO_PEERCRED`) must carry our own uid, or the connection is dropped.
+//! Access control on Unix is fourfold: the socket directory is 0700, the
+//! socket file 0600, every accepted connection's peer credentials
+//! (`SO_PEERCRED`) must carry our own uid, and the client must open with the
+//! local token kept in the socket directory (see `transport/unix.rs` for why);
+//! services learn who called from the [`PeerInfo`] in the request extensions.
 
 use std::time::Duration;
 
@@ -18,12 +20,12 @@ use tonic::transport::{Channel, Endpoint};
 #[cfg(unix)]
 mod unix;
 #[cfg(unix)]
-pub use unix::{Incoming, bind, connect_io, prepare_socket_dir};
+pub use unix::{Connection, Incoming, bind, bind_with, connect_io, prepare_socket_dir};
 
 #[cfg(windows)]
 mod windows;
 #[cfg(windows)]
-pub use windows::{Incoming, bind, connect_io, prepare_socket_dir};
+pub use windows::{Connection, Incoming, bind, bind_with, connect_io, prepare_socket_dir};
 
 /// Errors binding or preparing a local socket.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +55,35 @@ pub enum TransportError {
 impl TransportError {
     pub(crate) fn io(action: impl Into<String>, source: std::io::Error) -> Self {
         Self::Io { action: action.into(), source }
+    }
+}
+
+/// Options for [`bind_with`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BindOptions {
+    /// Admit clients that cannot present the local token (agent CLIs calling
+    /// `ductorctl` from inside the sandbox). Their [`PeerInfo::privileged`]
+    /// is false, and services must only let them do what an agent may.
+    pub allow_unprivileged: bool,
+}
+
+/// Who is on the other end of a server-side connection; tonic puts it in
+/// every request's extensions (`request.extensions().get::<PeerInfo>()`).
+/// In-memory test connections carry none: treat absence as privileged.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// The peer's uid (always ours: others are refused).
+    pub uid: u32,
+    /// The peer's pid, when the kernel reports it.
+    pub pid: Option<i32>,
+    /// The peer presented the local token: a ductor process or the operator.
+    pub privileged: bool,
+}
+
+impl PeerInfo {
+    /// True unless the request came over a local socket without the token.
+    pub fn is_privileged<T>(request: &tonic::Request<T>) -> bool {
+        request.extensions().get::<PeerInfo>().is_none_or(|peer| peer.privileged)
     }
 }
 

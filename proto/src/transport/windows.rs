@@ -18,7 +18,7 @@ use interprocess::local_socket::{GenericNamespaced, ListenerOptions, Name, ToNsN
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc;
 
-use super::TransportError;
+use super::{BindOptions, PeerInfo, TransportError};
 
 fn pipe_name(path: &Path) -> io::Result<Name<'static>> {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
@@ -37,6 +37,12 @@ pub fn prepare_socket_dir(dir: &Path) -> Result<(), TransportError> {
 
 /// Creates the named pipe listener for `path`.
 pub async fn bind(path: &Path) -> Result<Incoming, TransportError> {
+    bind_with(path, BindOptions::default()).await
+}
+
+/// Like [`bind`]. Pipes are private to the current user, and Windows runs get
+/// no agent sandbox, so every client is privileged and the options are moot.
+pub async fn bind_with(path: &Path, _options: BindOptions) -> Result<Incoming, TransportError> {
     let name = pipe_name(path).map_err(|e| TransportError::io("name pipe", e))?;
     let listener: Listener = ListenerOptions::new()
         .name(name)
@@ -84,9 +90,11 @@ impl Stream for Incoming {
 pub struct Connection(PipeStream);
 
 impl tonic::transport::server::Connected for Connection {
-    type ConnectInfo = ();
+    type ConnectInfo = PeerInfo;
 
-    fn connect_info(&self) -> Self::ConnectInfo {}
+    fn connect_info(&self) -> Self::ConnectInfo {
+        PeerInfo { uid: 0, pid: None, privileged: true }
+    }
 }
 
 impl AsyncRead for Connection {

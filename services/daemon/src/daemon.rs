@@ -147,7 +147,14 @@ pub async fn serve(
     let path = context.home.socket(context.service);
     ductor_proto::transport::prepare_socket_dir(context.home.run_dir())
         .context("prepare the socket directory")?;
-    let incoming = ductor_proto::transport::bind(&path).await.context("bind the service socket")?;
+    // Core alone admits tokenless clients (agents running `ductorctl cron add`
+    // from the sandbox); its services check `PeerInfo` before doing anything.
+    let options = ductor_proto::transport::BindOptions {
+        allow_unprivileged: context.service == crate::ServiceName::Core,
+    };
+    let incoming = ductor_proto::transport::bind_with(&path, options)
+        .await
+        .context("bind the service socket")?;
     tracing::info!(socket = %path.display(), "listening");
     notify::ready();
     let shutdown = context.shutdown.clone();
