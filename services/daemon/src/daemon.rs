@@ -150,7 +150,7 @@ pub async fn serve(
     // Core alone admits tokenless clients (agents running `ductorctl cron add`
     // from the sandbox); its services check `PeerInfo` before doing anything.
     let options = ductor_proto::transport::BindOptions {
-        allow_unprivileged: context.service == crate::ServiceName::Core,
+        allow_unprivileged: context.service == ServiceName::Core,
     };
     let incoming = ductor_proto::transport::bind_with(&path, options)
         .await
