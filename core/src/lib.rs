@@ -28,4 +28,4 @@ pub mod workspace;
 
 mod app;
 
-pub use app::run;
+pub use app::{machine_config, run};
