@@ -68,11 +68,8 @@ path, type and caption follow. Read it from that path.
 current turn belongs to.
 
 {AUTOMATION_MARKER}
-## Scheduled tasks
-
-(Filled in by ductor's automation: how to add, list and remove scheduled
-tasks with `ductorctl cron add`.)
-"
+{automation}",
+        automation = crate::automation::wiring::AGENT_RULES
     )
 }
 
