@@ -45,6 +45,13 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
     if killed > 0 {
         tracing::warn!(killed, "killed CLI process groups left by a previous runner");
     }
+    // Warm the version cache so `RunStarted.cli_version` is known from the first run.
+    {
+        let runner = runner.clone();
+        tokio::spawn(async move {
+            runner.probe().await;
+        });
+    }
     // Runs hold their streams open; stop them when shutdown begins so serving can end.
     let stopper = {
         let runner = runner.clone();

@@ -83,16 +83,25 @@ pub struct Sink {
     run_id: String,
     seq: u64,
     tx: mpsc::Sender<Result<pb::RunEvent, tonic::Status>>,
+    /// The caller went away or stopped reading; events are dropped.
+    gone: bool,
 }
+
+/// A caller that reads nothing for this long is treated as gone (so a stuck
+/// client cannot keep a run, its timers and its signals hostage).
+const SEND_PATIENCE: Duration = Duration::from_secs(30);
 
 impl Sink {
     /// A sink sending to `tx`.
     pub fn new(run_id: String, tx: mpsc::Sender<Result<pb::RunEvent, tonic::Status>>) -> Self {
-        Self { run_id, seq: 0, tx }
+        Self { run_id, seq: 0, tx, gone: false }
     }
 
     /// Sends `event`; false when the caller is gone.
     pub async fn send(&mut self, event: Event) -> bool {
+        if self.gone {
+            return false;
+        }
         self.seq += 1;
         let at_ms =
             SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
@@ -102,7 +111,23 @@ impl Sink {
             at_ms,
             kind: Some(event.into_kind()),
         };
-        self.tx.send(Ok(event)).await.is_ok()
+        match tokio::time::timeout(SEND_PATIENCE, self.tx.send(Ok(event))).await {
+            Ok(Ok(())) => true,
+            Ok(Err(_)) => {
+                self.gone = true;
+                false
+            }
+            Err(_) => {
+                tracing::warn!(run_id = %self.run_id, "the caller stopped reading events; treating it as gone");
+                self.gone = true;
+                false
+            }
+        }
+    }
+
+    /// The caller is gone (dropped the stream or stopped reading).
+    pub fn is_gone(&self) -> bool {
+        self.gone
     }
 
     /// A handle that resolves when the caller dropped the stream.
@@ -343,7 +368,13 @@ impl Supervisor {
             let timers_armed = self.reason != Some(Reason::Timeout);
             tokio::select! {
                 line = lines.recv(), if stdout_open => match line {
-                    Some(line) => self.on_line(sink, line).await,
+                    Some(line) => {
+                        self.on_line(sink, line).await;
+                        if sink.is_gone() && !client_gone {
+                            client_gone = true;
+                            self.request(Reason::ClientGone);
+                        }
+                    }
                     None => stdout_open = false,
                 },
                 reaped = &mut *exit, if status.is_none() => {

@@ -454,3 +454,22 @@ async fn a_sandboxed_run_is_fenced() {
     assert!(!outside.join("escaped").exists(), "wrote outside the workspace: {reply}");
     assert!(reply.contains("Permission denied"), "{reply}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_to_the_runner_stops_every_run_first() {
+    let mut fx = Fixture::start("").await;
+    let mut stream = fx.stream(fx.spec("hang")).await;
+    let cli = pid(&until(&mut stream, |k| matches!(k, Kind::Session(_))).await);
+    let runner = fx.process.as_mut().expect("runner");
+    let runner_pid = nix::unistd::Pid::from_raw(runner.id().expect("runner pid") as i32);
+    nix::sys::signal::kill(runner_pid, nix::sys::signal::Signal::SIGTERM)
+        .expect("SIGTERM the runner");
+    let rest = collect(stream).await;
+    assert_eq!(outcome(&rest), pb::RunOutcome::Stopped, "{rest:?}");
+    let status = tokio::time::timeout(Duration::from_secs(20), runner.wait())
+        .await
+        .expect("runner exits after its runs")
+        .expect("status");
+    assert!(status.success(), "runner exit status {status:?}");
+    assert!(dies(cli).await);
+}
