@@ -257,6 +257,7 @@ impl Lane {
             Kind::TextDelta(delta) => {
                 let turn = self.turn_for(turn_id);
                 turn.text.push_str(&delta.text);
+                turn.status.clear_status();
                 turn.dirty = true;
                 Ok(())
             }

@@ -53,6 +53,12 @@ impl StatusLine {
         };
     }
 
+    /// Forgets the status: text arriving means "requesting", "thinking" and
+    /// the like are over.
+    pub fn clear_status(&mut self) {
+        self.status = None;
+    }
+
     /// The line as plain text; empty when nothing happened.
     pub fn render(&self) -> String {
         let mut parts: Vec<String> = self

@@ -1,0 +1,81 @@
+//! Issue 5, end to end: `ductorctl up` with the real runner, core and
+//! Telegram gateway, the fake CLI as `claude`, and the gateway's fake Bot
+//! API (in this test process) as Telegram. A user's message must come back
+//! as one streamed preview, edited in place within the edit budget, ending
+//! in the final reply. Needs `cargo build --bins` first.
+
+use std::time::Duration;
+
+use ductor_gateway_telegram::testing::{Call, FakeBotApi, updates};
+use ductor_tests::harness::{TestEnv, binary, wait_for};
+
+const TOKEN: &str = "123456:E2E-SECRET-token-xyz";
+const EDIT_INTERVAL: Duration = Duration::from_millis(250);
+
+fn config(api_url: &str, state: &std::path::Path) -> String {
+    format!(
+        "[launcher]\nrestart_backoff_ms = 20\nrestart_backoff_max_ms = 200\n\n\
+         [runner]\nextra_writable_paths = [\"{state}\"]\n\n\
+         [providers.claude]\nbinary = \"{fake}\"\nenv = {{ DUCTOR_FAKE_CLI_STATE = \"{state}\" }}\n\n\
+         [telegram]\nenabled = true\ntoken = \"{TOKEN}\"\napi_url = \"{api_url}\"\n\
+         allowed_user_ids = [1]\nedit_interval_ms = {interval}\n",
+        state = state.display(),
+        fake = binary("ductor-fake-cli").display(),
+        interval = EDIT_INTERVAL.as_millis(),
+    )
+}
+
+fn chat_calls(api: &FakeBotApi, chat: i64) -> Vec<Call> {
+    api.calls().into_iter().filter(|call| call.chat_id == Some(chat) && call.ok).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_message_becomes_a_streamed_edited_final_reply() {
+    let api = FakeBotApi::start(TOKEN).await;
+    let state = tempfile::tempdir().expect("state dir");
+    let state_path = state.path().canonicalize().expect("canonical state dir");
+    let env = TestEnv::with_config(&config(&api.url, &state_path));
+    let up = env.ductorctl(&["up", "--detach"]).await;
+    assert!(up.status.success(), "up failed: {}", String::from_utf8_lossy(&up.stderr));
+    env.wait_healthy(&["runner", "core", "telegram"]).await;
+
+    // A stranger first: never answered, never run.
+    api.push_update(updates::text(2, 2, 9, "stranger says hi"));
+    api.push_update(updates::text(1, 1, 10, "slow:12 hello from telegram"));
+    let final_text = wait_for("the whole reply in chat 1", async || {
+        let calls = chat_calls(&api, 1);
+        let id = calls.iter().find(|c| c.method == "editmessagetext")?.int("message_id")?;
+        let text = api.text_of(1, id)?;
+        text.contains("echo: slow:12 hello from telegram").then_some(text)
+    })
+    .await;
+    // Let the final reply land (it may differ from the last preview only by its footer).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!final_text.contains("🔧"), "no status line left in the final: {final_text}");
+
+    let calls = chat_calls(&api, 1);
+    let sends: Vec<&Call> = calls.iter().filter(|c| c.method == "sendmessage").collect();
+    assert_eq!(sends.len(), 1, "one message per reply, edited in place: {sends:#?}");
+    assert!(sends[0].silent(), "the streamed preview does not notify");
+    let edits: Vec<&Call> = calls.iter().filter(|c| c.method == "editmessagetext").collect();
+    assert!(edits.len() >= 2, "the reply was streamed in several edits, got {}", edits.len());
+    let paced: Vec<&Call> = calls
+        .iter()
+        .filter(|c| c.method == "sendmessage" || c.method == "editmessagetext")
+        .collect();
+    for pair in paced.windows(2) {
+        assert!(
+            pair[1].at.duration_since(pair[0].at) >= EDIT_INTERVAL,
+            "edits closer than the budget"
+        );
+    }
+    assert!(calls.iter().any(|c| c.method == "sendchataction"), "typing was shown");
+    assert!(chat_calls(&api, 2).is_empty(), "the stranger got nothing");
+    let logs = std::fs::read_dir(env.home().join("logs")).expect("logs").flatten();
+    for log in logs {
+        let text = std::fs::read_to_string(log.path()).unwrap_or_default();
+        assert!(!text.contains("E2E-SECRET"), "{} leaks the token", log.path().display());
+    }
+    let down = env.ductorctl(&["down"]).await;
+    assert!(down.status.success());
+}
