@@ -106,11 +106,17 @@ impl Parser {
     }
 }
 
-/// argv and adapter environment for `spec` with the effective permission mode.
-pub fn invocation(spec: &RunSpec, mode: PermissionMode, config_args: &[String]) -> Invocation {
+/// argv and adapter environment for `spec` with the effective permission
+/// mode; `confined` tells whether the runner's own Landlock fence applies.
+pub fn invocation(
+    spec: &RunSpec,
+    mode: PermissionMode,
+    config_args: &[String],
+    confined: bool,
+) -> Invocation {
     match spec.provider {
         Provider::Claude => claude::invocation(spec, mode, config_args),
-        Provider::Codex => codex::invocation(spec, mode, config_args),
+        Provider::Codex => codex::invocation(spec, mode, config_args, confined),
         Provider::Gemini => gemini::invocation(spec, mode, config_args),
     }
 }
@@ -337,7 +343,7 @@ mod tests {
     }
 
     fn args(spec: &RunSpec, mode: PermissionMode) -> Vec<String> {
-        invocation(spec, mode, &["--cfg".to_owned()]).args
+        invocation(spec, mode, &["--cfg".to_owned()], false).args
     }
 
     #[test]
@@ -347,7 +353,7 @@ mod tests {
         s.effort = Some("high".into());
         s.append_system_prompt = Some("be brief".into());
         s.resume = Some("abc".into());
-        let inv = invocation(&s, PermissionMode::Bypass, &[]);
+        let inv = invocation(&s, PermissionMode::Bypass, &[], false);
         let expected = "-p|hi there|--output-format|stream-json|--verbose|--include-partial-messages|\
              --permission-mode|bypassPermissions|--model|sonnet|--effort|high|\
              --append-system-prompt|be brief|--resume|abc";
@@ -377,6 +383,9 @@ mod tests {
             args(&s, PermissionMode::AcceptEdits).join("|"),
             "exec|--json|--skip-git-repo-check|--sandbox|workspace-write|-m|gpt-5.5|--cfg|resume|01a2|hi there"
         );
+        // Inside the runner's Landlock, codex's own sandbox cannot start (no mounts).
+        let confined = invocation(&s, PermissionMode::AcceptEdits, &[], true).args;
+        assert!(confined.contains(&"--dangerously-bypass-approvals-and-sandbox".to_owned()));
     }
 
     #[test]
@@ -384,7 +393,7 @@ mod tests {
         let mut s = spec(Provider::Gemini);
         s.resume = Some("sess".into());
         s.model = Some("gemini-2.5-flash".into());
-        let inv = invocation(&s, PermissionMode::Bypass, &[]);
+        let inv = invocation(&s, PermissionMode::Bypass, &[], false);
         assert_eq!(
             inv.args.join("|"),
             "-p|hi there|-o|stream-json|-m|gemini-2.5-flash|--yolo|--resume|sess"

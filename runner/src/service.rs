@@ -224,7 +224,7 @@ impl Runner {
             })?;
         let mode =
             spec.permission.unwrap_or_else(|| PermissionMode::from(self.config.permission_mode));
-        let invocation = provider::invocation(&spec, mode, &settings.args);
+        let invocation = provider::invocation(&spec, mode, &settings.args, self.support.landlock);
         let tmpdir = self.tmp_root().join(&spec.run_id);
         create_private_dir(&tmpdir).map_err(|e| {
             RunError::fatal(ErrorKind::Internal, format!("create {}: {e}", tmpdir.display()))

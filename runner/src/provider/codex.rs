@@ -27,7 +27,18 @@ use crate::event::{ErrorKind, Event, RunError, RunResult, Usage, one_line, tail}
 use crate::spec::{PermissionMode, RunSpec};
 
 /// argv and environment for one codex turn.
-pub fn invocation(spec: &RunSpec, mode: PermissionMode, config_args: &[String]) -> Invocation {
+///
+/// Codex's own sandbox (bubblewrap) needs mounts, which Landlock forbids, so
+/// inside the runner's fence (`confined`) "accept edits" runs codex without
+/// its sandbox: the runner's Landlock already limits writes to the working
+/// directory and state dirs. Default and plan keep codex's read-only sandbox,
+/// which then fails closed (commands do not run).
+pub fn invocation(
+    spec: &RunSpec,
+    mode: PermissionMode,
+    config_args: &[String],
+    confined: bool,
+) -> Invocation {
     let mut args: Vec<String> = Vec::new();
     if let Some(effort) = &spec.effort {
         args.extend(["-c".into(), format!("model_reasoning_effort=\"{effort}\"")]);
@@ -35,6 +46,9 @@ pub fn invocation(spec: &RunSpec, mode: PermissionMode, config_args: &[String]) 
     args.extend(["exec", "--json", "--skip-git-repo-check"].map(String::from));
     match mode {
         PermissionMode::Bypass => args.push("--dangerously-bypass-approvals-and-sandbox".into()),
+        PermissionMode::AcceptEdits if confined => {
+            args.push("--dangerously-bypass-approvals-and-sandbox".into());
+        }
         PermissionMode::AcceptEdits => args.extend(["--sandbox".into(), "workspace-write".into()]),
         PermissionMode::Plan => args.extend(["--sandbox".into(), "read-only".into()]),
         PermissionMode::Default => {}
