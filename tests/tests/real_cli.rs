@@ -1,6 +1,7 @@
 //! The real claude, codex and gemini CLIs through the real `ductor-runner` over its
 //! socket, against the fake model API on loopback: a new turn, a resume, a shell tool
-//! call, a model error and an interrupt mid-stream, for each CLI.
+//! call, a model error, an interrupt mid-stream, and a SIGKILLed runner (nothing of the
+//! run may survive), for each CLI.
 //!
 //! Needs the pinned CLIs (`tests/setup/install-clis.sh`) and the runner binary
 //! (`cargo build --bins`). Without them a test prints SKIP, or fails when
@@ -11,7 +12,9 @@ mod support;
 
 use ductor_proto::pb;
 use ductor_proto::pb::run_event::Kind;
-use ductor_tests::fake_model::{ERROR_MESSAGE, Scenario, TOOL_DONE_TEXT};
+use std::time::Duration;
+
+use ductor_tests::fake_model::{ERROR_MESSAGE, Scenario, SlowPace, TOOL_DONE_TEXT};
 use support::{Cli, Rig, Transcript, patience};
 
 /// What the fake answers a plain prompt with.
@@ -31,9 +34,9 @@ async fn new_turn(cli: Cli) {
     assert!(info.installed, "{info:?}");
     assert_eq!(info.version, cli.pinned_version(), "{info:?}");
     if cli == Cli::Codex {
-        // The key is named by `model_providers.fake.env_key` in config.toml, which the
-        // runner's hint does not read.
-        assert!(["api_key", "unauthenticated"].contains(&info.auth_hint.as_str()));
+        // The key variable is named by `model_providers.fake.env_key` in config.toml:
+        // "unknown" (can't tell) or "api_key", never "unauthenticated" (it works).
+        assert!(["api_key", "unknown"].contains(&info.auth_hint.as_str()), "{info:?}");
     } else {
         assert_eq!(info.auth_hint, "api_key", "{info:?}");
     }
@@ -235,7 +238,32 @@ async fn interrupt(cli: Cli) {
     );
 }
 
-/// The five scenarios for one CLI, as a module of tests named after it.
+/// A SIGKILLed runner leaves no CLI behind: the parent-death signal ends the CLI, and
+/// the next runner start sweeps whatever of its process group survived.
+async fn runner_killed(cli: Cli) {
+    // A reply that outlasts the test, so a surviving CLI cannot end on its own.
+    let pace = SlowPace { chunks: 3000, delay: Duration::from_millis(100) };
+    let Some(mut rig) = Rig::start_paced(cli, "runner_killed", pace).await else {
+        return;
+    };
+    let spec = rig.spec("go slow please");
+    let mut stream = rig.start_run(spec).await;
+    let mut t = Transcript::default();
+    rig.read_until(&mut stream, &mut t, |k| matches!(k, Kind::Session(_)))
+        .await
+        .expect("a session before the end");
+    assert!(
+        rig.fake.wait_until(patience(), |p| p.chunks_sent >= 3).await,
+        "the slow reply is streaming"
+    );
+    assert!(!rig.leftovers().is_empty(), "the CLI is running");
+
+    rig.kill_runner().await;
+    rig.restart_runner().await;
+    rig.assert_no_processes_left().await;
+}
+
+/// The scenarios for one CLI, as a module of tests named after it.
 macro_rules! real_cli_tests {
     ($module:ident, $cli:expr) => {
         mod $module {
@@ -264,6 +292,11 @@ macro_rules! real_cli_tests {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn interrupt() {
                 super::interrupt($cli).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn runner_killed() {
+                super::runner_killed($cli).await;
             }
         }
     };

@@ -9,7 +9,7 @@ use std::time::Duration;
 use ductor_proto::pb;
 use ductor_proto::pb::run_event::Kind;
 use ductor_proto::pb::runner_client::RunnerClient;
-use ductor_tests::fake_model::FakeModel;
+use ductor_tests::fake_model::{FakeModel, SlowPace};
 use tonic::transport::Channel;
 
 /// The three CLIs under test.
@@ -121,6 +121,8 @@ pub struct Rig {
     marker: String,
     log: PathBuf,
     runner: tokio::process::Child,
+    runner_binary: PathBuf,
+    home: PathBuf,
     // Last: removed after the runner is gone.
     dir: tempfile::TempDir,
     next_run: u32,
@@ -130,6 +132,11 @@ impl Rig {
     /// Everything up and serving, or `None` (after a SKIP line) when the CLI or the
     /// runner binary is missing and real parts are not required.
     pub async fn start(cli: Cli, test: &str) -> Option<Rig> {
+        Rig::start_paced(cli, test, SlowPace::default()).await
+    }
+
+    /// [`Rig::start`] with the fake's `slow` script at `pace`.
+    pub async fn start_paced(cli: Cli, test: &str, pace: SlowPace) -> Option<Rig> {
         let test = format!("{}::{test}", cli.name());
         let Some(binary) = installed_cli(cli) else {
             missing(
@@ -153,7 +160,7 @@ impl Rig {
             );
             return None;
         }
-        let fake = FakeModel::start().await.expect("start the fake model API");
+        let fake = FakeModel::start_on(0, pace).await.expect("start the fake model API");
         let dir = tempfile::Builder::new()
             .prefix("ductor-real-cli-")
             .tempdir()
@@ -167,33 +174,48 @@ impl Rig {
         std::fs::write(home.join("config.toml"), runner_config(cli, &binary, &env))
             .expect("write config.toml");
         let log = root.join("runner.log");
-        let log_file = std::fs::File::create(&log).expect("create the runner log");
-        let runner = command(&runner_binary)
-            .env("DUCTOR_HOME", &home)
-            .stdout(log_file.try_clone().expect("clone the log handle"))
-            .stderr(log_file)
-            .spawn()
-            .expect("spawn ductor-runner");
+        let runner = spawn_runner(&runner_binary, &home, &log);
         let channel = ductor_proto::transport::connect(home.join("run").join("runner.sock"));
         let mut rig = Rig {
             cli,
             fake,
-            client: RunnerClient::new(channel.clone()),
+            client: RunnerClient::new(channel),
             work,
             marker: format!("{}-{}", std::process::id(), root.display()),
             log,
             runner,
+            runner_binary,
+            home,
             dir,
             next_run: 0,
         };
-        if ductor_proto::health::wait_serving(channel, patience()).await.is_none() {
-            let status = rig.runner.try_wait();
-            panic!(
-                "{test}: the runner did not serve (status {status:?}); log:\n{}",
-                rig.runner_log()
-            );
-        }
+        rig.wait_serving().await;
         Some(rig)
+    }
+
+    async fn wait_serving(&mut self) {
+        let channel = ductor_proto::transport::connect(self.home.join("run").join("runner.sock"));
+        if ductor_proto::health::wait_serving(channel.clone(), patience()).await.is_none() {
+            let status = self.runner.try_wait();
+            panic!("the runner did not serve (status {status:?}); log:\n{}", self.runner_log());
+        }
+        self.client = RunnerClient::new(channel);
+    }
+
+    /// SIGKILLs the runner (no chance to clean up) and waits for it.
+    pub async fn kill_runner(&mut self) {
+        self.runner.kill().await.expect("kill the runner");
+    }
+
+    /// Starts a new runner on the same home (after [`Rig::kill_runner`]).
+    pub async fn restart_runner(&mut self) {
+        self.runner = spawn_runner(&self.runner_binary, &self.home, &self.log);
+        self.wait_serving().await;
+    }
+
+    /// Live processes carrying this rig's marker: `(pid, command line)`.
+    pub fn leftovers(&self) -> Vec<(u32, String)> {
+        processes_with_marker(&self.marker)
     }
 
     pub fn runner_log(&self) -> String {
@@ -298,7 +320,7 @@ impl Rig {
     pub async fn assert_no_processes_left(&self) {
         let deadline = tokio::time::Instant::now() + patience();
         loop {
-            let left = processes_with_marker(&self.marker);
+            let left = self.leftovers();
             if left.is_empty() {
                 return;
             }
@@ -330,6 +352,21 @@ impl Drop for Rig {
         // kill_on_drop ends the runner; its runs die with it (parent-death signal).
         let _ = self.runner.start_kill();
     }
+}
+
+/// Starts `ductor-runner` on `home`, appending its output to `log`.
+fn spawn_runner(binary: &Path, home: &Path, log: &Path) -> tokio::process::Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("open the runner log");
+    command(binary)
+        .env("DUCTOR_HOME", home)
+        .stdout(log.try_clone().expect("clone the log handle"))
+        .stderr(log)
+        .spawn()
+        .expect("spawn ductor-runner")
 }
 
 /// `(pid, command line)` of every live process whose environment has the marker.
