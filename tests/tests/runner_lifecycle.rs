@@ -429,9 +429,11 @@ async fn a_sandboxed_run_is_fenced() {
     let outside = fx.root.join("outside");
     std::fs::create_dir_all(&outside).expect("mkdir outside");
     let config = fx.home.join("config.toml");
+    let token_file = fx.home.join("run/.local-token");
     let script = format!(
-        "sh:env; cat {config}; touch {out}/escaped; touch {ws}/inside && echo WROTE-INSIDE",
+        "sh:env; cat {config}; cat {token}; touch {out}/escaped; touch {ws}/inside && echo WROTE-INSIDE",
         config = config.display(),
+        token = token_file.display(),
         out = outside.display(),
         ws = fx.workspace.display()
     );
@@ -451,6 +453,9 @@ async fn a_sandboxed_run_is_fenced() {
     }
     assert!(events.iter().any(|k| matches!(k, Kind::Started(s) if s.sandbox == "landlock")));
     assert!(!reply.contains("stop_grace_ms"), "config.toml was readable: {reply}");
+    if let Ok(token) = std::fs::read_to_string(&token_file) {
+        assert!(!reply.contains(token.trim()), "the socket token was readable: {reply}");
+    }
     assert!(!outside.join("escaped").exists(), "wrote outside the workspace: {reply}");
     assert!(reply.contains("Permission denied"), "{reply}");
 }
