@@ -1,0 +1,261 @@
+//! Issue 7, end to end with the real runner, core and `ductorctl`, the fake
+//! claude CLI, and a test gateway speaking `Core.Attach`: a cron job that
+//! fires delivers to its chat with a delivery receipt; a result produced while
+//! the gateway is away arrives when it attaches again; webhooks in both modes
+//! over real HTTP; an agent run manages its own chat's jobs through
+//! `ductorctl` and is refused another chat's. Needs `cargo build --bins`.
+
+use std::time::{Duration, Instant};
+
+use ductor_proto::pb;
+use ductor_proto::pb::core_client::CoreClient;
+use ductor_tests::harness::{self, TestEnv, wait_for};
+use tokio::sync::mpsc;
+use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
+
+const TRANSPORT: &str = "testgw";
+const CHAT: &str = "room";
+
+/// A home whose `claude` is the fake CLI; `extra` is appended to the config.
+fn fake_claude_env(extra: &str) -> TestEnv {
+    let env = TestEnv::new();
+    let state = env.home().join("fake-state");
+    std::fs::create_dir_all(&state).expect("create the fake CLI state dir");
+    env.write_config(&format!(
+        "[runner]\nextra_writable_paths = [\"{state}\"]\n\n\
+         [providers.claude]\nbinary = \"{bin}\"\nenv = {{ DUCTOR_FAKE_CLI_STATE = \"{state}\" }}\n\n\
+         [launcher]\nrestart_backoff_ms = 20\nrestart_backoff_max_ms = 200\n\n{extra}",
+        state = state.display(),
+        bin = harness::binary("ductor-fake-cli").display(),
+    ));
+    env
+}
+
+async fn up(env: &TestEnv) {
+    let up = env.ductorctl(&["up", "--detach"]).await;
+    assert!(up.status.success(), "up failed: {}", text(&up.stderr));
+    env.wait_healthy(&["runner", "core"]).await;
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `ductorctl ARGS` as the operator; asserts success, returns stdout.
+async fn ctl(env: &TestEnv, args: &[&str]) -> String {
+    let output = env.ductorctl(args).await;
+    assert!(output.status.success(), "ductorctl {args:?} failed: {}", text(&output.stderr));
+    text(&output.stdout)
+}
+
+/// A test gateway: an unscoped Attach stream for [`TRANSPORT`] that
+/// acknowledges every action it reads.
+struct Gateway {
+    tx: mpsc::Sender<pb::GatewayMessage>,
+    rx: tonic::Streaming<pb::CoreMessage>,
+    welcome: pb::Welcome,
+    events: u32,
+}
+
+impl Gateway {
+    async fn connect(env: &TestEnv) -> Self {
+        let (tx, rx) = mpsc::channel(64);
+        let hello = pb::Hello {
+            transport: TRANSPORT.into(),
+            capabilities: Some(pb::Capabilities { max_message_len: 4096, ..Default::default() }),
+            version: "test".into(),
+            instance_id: format!("gw-{}", std::process::id()),
+            ..Default::default()
+        };
+        tx.send(pb::GatewayMessage { msg: Some(pb::gateway_message::Msg::Hello(hello)) }).await.expect("queue hello");
+        let mut client = CoreClient::new(env.channel("core"));
+        let mut rx = client.attach(ReceiverStream::new(rx)).await.expect("attach").into_inner();
+        let welcome = match rx.message().await.expect("welcome arrives") {
+            Some(pb::CoreMessage { msg: Some(pb::core_message::Msg::Welcome(w)) }) => w,
+            other => panic!("expected a welcome, got {other:?}"),
+        };
+        Self { tx, rx, welcome, events: 0 }
+    }
+
+    async fn say(&mut self, words: &str) {
+        self.events += 1;
+        let event = pb::InboundEvent {
+            event_id: format!("auto:{}:{}", std::process::id(), self.events),
+            chat: Some(pb::ChatRef { chat_id: CHAT.into(), topic_id: String::new() }),
+            sender_id: "u1".into(),
+            sender_name: "User".into(),
+            kind: Some(pb::inbound_event::Kind::Message(pb::UserMessage { text: words.into(), ..Default::default() })),
+        };
+        self.tx.send(pb::GatewayMessage { msg: Some(pb::gateway_message::Msg::Inbound(event)) }).await.expect("send");
+    }
+
+    /// Reads (and acknowledges) actions until a final reply containing `needle`, within `limit`.
+    async fn final_containing(&mut self, needle: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let message = tokio::time::timeout(left, self.rx.message())
+                .await
+                .unwrap_or_else(|_| panic!("no final reply containing {needle:?} within {limit:?}"))
+                .expect("the stream is healthy")
+                .expect("the stream is open");
+            let Some(pb::core_message::Msg::Action(action)) = message.msg else { continue };
+            let ack = pb::OutboundAck { action_id: action.action_id, error: String::new() };
+            let _ = self.tx.send(pb::GatewayMessage { msg: Some(pb::gateway_message::Msg::Ack(ack)) }).await;
+            if let Some(pb::outbound_action::Kind::FinalReply(reply)) = action.kind
+                && reply.text.contains(needle)
+            {
+                return reply.text;
+            }
+        }
+    }
+}
+
+/// The latest history line of job `name` once `pick` accepts it.
+async fn history_until(env: &TestEnv, args: &[&str], what: &str, pick: impl Fn(&str) -> bool) -> String {
+    wait_for(what, async || {
+        let output = env.ductorctl(args).await;
+        let out = text(&output.stdout);
+        let first = out.lines().next().unwrap_or("").to_owned();
+        pick(&first).then_some(first)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_fires_delivers_to_its_chat_with_a_receipt() {
+    let env = fake_claude_env("");
+    up(&env).await;
+    let mut gateway = Gateway::connect(&env).await;
+    let added = ctl(
+        &env,
+        &["cron", "add", "tick", "--schedule", "* * * * *", "--title", "Tick", "--description", "say tick",
+          "--instruction", "tick-job-says-hi", "--transport", TRANSPORT, "--chat", CHAT],
+    )
+    .await;
+    assert!(added.contains("tick") && added.contains("next"), "{added}");
+    assert!(env.home().join("workspace/cron_tasks/tick/TASK_DESCRIPTION.md").is_file());
+    // The schedule fires at the next minute boundary.
+    let reply = gateway.final_containing("tick-job-says-hi", Duration::from_secs(100)).await;
+    assert!(reply.contains("Tick"), "titled: {reply}");
+    assert!(reply.contains("tick_MEMORY.md"), "the instruction is enriched: {reply}");
+    let line = history_until(&env, &["cron", "history", "tick"], "delivery ok", |l| l.contains("delivery ok")).await;
+    assert!(line.contains("scheduled") && line.contains("success"), "{line}");
+    ctl(&env, &["cron", "remove", "tick"]).await;
+    assert!(env.ductorctl(&["down"]).await.status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_made_while_the_gateway_is_away_arrive_when_it_returns() {
+    let env = fake_claude_env("");
+    up(&env).await;
+    // Never fires on its own; run by hand.
+    ctl(&env, &["cron", "add", "report", "--schedule", "0 0 1 1 *", "--description", "d",
+                "--instruction", "report-while-away", "--transport", TRANSPORT, "--chat", CHAT]).await;
+    ctl(&env, &["cron", "add", "broken", "--schedule", "0 0 1 1 *", "--description", "d",
+                "--instruction", "error", "--transport", TRANSPORT, "--chat", CHAT]).await;
+    ctl(&env, &["cron", "run", "report"]).await;
+    ctl(&env, &["cron", "run", "broken"]).await;
+    let line = history_until(&env, &["cron", "history", "report"], "a finished run", |l| l.contains("success")).await;
+    assert!(line.contains("delivery pending"), "no gateway yet: {line}");
+    let failed =
+        history_until(&env, &["cron", "history", "broken"], "a failed run", |l| l.contains("error")).await;
+    assert!(failed.contains("manual"), "{failed}");
+
+    let mut gateway = Gateway::connect(&env).await;
+    assert!(gateway.welcome.pending >= 2, "both results wait in the outbox: {:?}", gateway.welcome);
+    gateway.final_containing("report-while-away", harness::patience()).await;
+    history_until(&env, &["cron", "history", "report"], "delivery ok", |l| l.contains("delivery ok")).await;
+    // The failure is visible in /cron too.
+    let cron = env.ductorctl(&["ask", "--chat", "ops", "/cron"]).await;
+    let listing = text(&cron.stdout);
+    assert!(listing.contains("broken") && listing.contains("error"), "{listing}");
+    assert!(env.ductorctl(&["down"]).await.status.success());
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local address").port()
+}
+
+fn bearer(added: &str) -> String {
+    added
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Authorization: Bearer "))
+        .unwrap_or_else(|| panic!("no token printed: {added}"))
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_in_both_modes() {
+    let port = free_port();
+    let env = fake_claude_env(&format!("[webhooks]\nenabled = true\nport = {port}\n"));
+    up(&env).await;
+    let mut gateway = Gateway::connect(&env).await;
+    gateway.say("hello").await;
+    gateway.final_containing("echo: hello", harness::patience()).await;
+
+    let task = ctl(&env, &["webhook", "add", "ci", "--mode", "cron_task", "--prompt-template", "CI {{status}} on {{branch}}",
+                           "--transport", TRANSPORT, "--chat", CHAT]).await;
+    let wake = ctl(&env, &["webhook", "add", "nudge", "--mode", "wake", "--prompt-template", "nudge {{n}}",
+                           "--transport", TRANSPORT, "--chat", CHAT]).await;
+    let client = reqwest::Client::new();
+    let url = |id: &str| format!("http://127.0.0.1:{port}/hooks/{id}");
+    let post = |id: &str, token: String, body: &'static str| {
+        client.post(url(id)).header("content-type", "application/json").bearer_auth(token).body(body).send()
+    };
+    let health = client.get(format!("http://127.0.0.1:{port}/health")).send().await.expect("health");
+    assert_eq!(health.status().as_u16(), 200);
+    let refused = post("ci", "wrong-token-wrong-token".into(), "{}").await.expect("post");
+    assert_eq!(refused.status().as_u16(), 401);
+
+    let accepted = post("ci", bearer(&task), r#"{"status":"failed","branch":"main"}"#).await.expect("post");
+    assert_eq!(accepted.status().as_u16(), 202);
+    let reply = gateway.final_containing("CI failed on main", harness::patience()).await;
+    assert!(reply.contains("untrusted"), "the payload is fenced: {reply}");
+
+    let accepted = post("nudge", bearer(&wake), r#"{"n":7}"#).await.expect("post");
+    assert_eq!(accepted.status().as_u16(), 202);
+    gateway.final_containing("nudge 7", harness::patience()).await;
+
+    let listing = ctl(&env, &["webhook", "list"]).await;
+    assert!(listing.contains("ci") && listing.contains("triggers 1"), "{listing}");
+    history_until(&env, &["webhook", "history", "ci"], "a delivered run", |l| l.contains("delivery ok")).await;
+    history_until(&env, &["webhook", "history", "nudge"], "a woken session", |l| l.contains("success")).await;
+    assert!(env.ductorctl(&["down"]).await.status.success());
+}
+
+/// What the fake CLI prints for `sh:<ductorctl ARGS>` run inside an agent turn of `chat`.
+async fn as_agent(env: &TestEnv, chat: &str, args: &str) -> String {
+    let ductorctl = harness::binary("ductorctl");
+    let prompt = format!("sh:{} {args}", ductorctl.display());
+    let output = env.ductorctl(&["ask", "--chat", chat, &prompt]).await;
+    text(&output.stdout)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_manages_only_its_own_chats_jobs() {
+    let env = fake_claude_env("");
+    up(&env).await;
+    let added = as_agent(&env, "c1", "cron add mine --schedule '0 9 * * *' --description 'from the agent'").await;
+    assert!(added.contains("added") && added.contains("cli:c1"), "the job reports to the agent's chat: {added}");
+    let other = as_agent(&env, "c2", "cron add theirs --schedule '0 10 * * *' --description 'other chat'").await;
+    assert!(other.contains("added"), "{other}");
+
+    let seen = as_agent(&env, "c1", "cron list").await;
+    assert!(seen.contains("mine") && !seen.contains("theirs"), "an agent sees its own jobs only: {seen}");
+    let refused = as_agent(&env, "c1", "cron pause theirs").await;
+    assert!(refused.contains("belongs to another chat"), "{refused}");
+    let refused = as_agent(&env, "c1", "cron remove theirs").await;
+    assert!(refused.contains("belongs to another chat"), "{refused}");
+    let redirected = as_agent(&env, "c1", "cron edit mine --transport cli --chat c2").await;
+    assert!(redirected.contains("its own chat"), "{redirected}");
+    let forged = as_agent(&env, "c1", "cron list").await;
+    assert!(!forged.contains("theirs"));
+
+    // The operator sees both, untouched.
+    let all = ctl(&env, &["cron", "list"]).await;
+    assert!(all.contains("mine") && all.contains("theirs"), "{all}");
+    assert!(all.lines().any(|l| l.contains("theirs") && l.starts_with('▶')), "not paused: {all}");
+    assert!(env.ductorctl(&["down"]).await.status.success());
+}
