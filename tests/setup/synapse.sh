@@ -166,7 +166,8 @@ start() {
     stop
   fi
   log "starting on $(url)"
-  (cd "$data" && "$venv/bin/python" -m synapse.app.homeserver -c "$config" --daemonize >&2)
+  # Close the lock descriptor: the daemon must not hold the lock for its lifetime.
+  (cd "$data" && "$venv/bin/python" -m synapse.app.homeserver -c "$config" --daemonize >&2 9>&-)
   for _ in $(seq 1 300); do
     if answers; then print_env; return; fi
     sleep 0.1

@@ -1,0 +1,327 @@
+//! The Matrix gateway against a real Synapse (installed and started by
+//! `tests/setup/synapse.sh`, shared by all tests of this binary), with a
+//! matrix-sdk client playing the user and a scripted fake core on the real
+//! core socket of a temporary `$DUCTOR_HOME`. Without Synapse the tests print
+//! SKIP, or fail when `DUCTOR_REQUIRE_REAL=1`.
+
+#![recursion_limit = "256"]
+
+#[path = "synapse/fake_core.rs"]
+mod fake_core;
+#[path = "synapse/support.rs"]
+mod support;
+#[path = "synapse/user.rs"]
+mod user;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ductor_daemon::DuctorHome;
+use ductor_proto::pb;
+use fake_core::{FakeCore, Script, default_script};
+use matrix_sdk::attachment::AttachmentConfig;
+use matrix_sdk::ruma::api::client::room::create_room::v3::Request as CreateRoom;
+use matrix_sdk::ruma::events::reaction::ReactionEventContent;
+use matrix_sdk::ruma::events::relation::Annotation;
+use matrix_sdk::ruma::events::room::member::MembershipState;
+use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
+use matrix_sdk::ruma::{OwnedRoomId, OwnedUserId, UserId};
+use support::{Gateway, Synapse, matrix_config, synapse, unique};
+use user::{Seen, TestUser};
+
+const WAIT: Duration = Duration::from_secs(30);
+const BOT_PASSWORD: &str = "bot-password";
+
+/// A bot account, a temporary home with a fake core, and the allowed user.
+struct World {
+    synapse: Synapse,
+    _dir: tempfile::TempDir,
+    home: DuctorHome,
+    core: FakeCore,
+    bot: OwnedUserId,
+    alice: TestUser,
+}
+
+impl World {
+    async fn new(synapse: Synapse, script: Script) -> Self {
+        let bot = synapse.register(&unique("ductor"), BOT_PASSWORD).await;
+        let bot = UserId::parse(bot.as_str()).expect("bot id");
+        let alice = TestUser::new(&synapse, &unique("alice")).await;
+        let dir = tempfile::tempdir().expect("temp home");
+        let home = DuctorHome::at(dir.path());
+        let core = FakeCore::start(&home, script).await;
+        Self { synapse, _dir: dir, home, core, bot, alice }
+    }
+
+    fn config(&self) -> ductor_daemon::Config {
+        matrix_config(&self.synapse, self.bot.as_str(), BOT_PASSWORD, &[self.alice.user_id.as_str()])
+    }
+
+    fn start_gateway(&self) -> Gateway {
+        Gateway::start(&self.home, self.config())
+    }
+
+    /// Alice creates an unencrypted room, invites the bot (and `others`) and
+    /// waits until the bot has joined.
+    async fn plain_room(&self, others: &[&UserId]) -> OwnedRoomId {
+        let mut request = CreateRoom::new();
+        request.name = Some("ductor test".to_owned());
+        request.invite = std::iter::once(self.bot.clone()).chain(others.iter().map(|u| (*u).to_owned())).collect();
+        let room = self.alice.client.create_room(request).await.expect("create a room");
+        self.alice.wait_joined(room.room_id(), &self.bot).await;
+        room.room_id().to_owned()
+    }
+
+    async fn say(&self, room: &OwnedRoomId, text: &str) {
+        self.alice.room(room).send(RoomMessageEventContent::text_plain(text)).await.expect("send a message");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_room_round_trip_with_segment_streaming() {
+    let Some(synapse) = synapse("plain_room_round_trip_with_segment_streaming") else { return };
+    let world = World::new(synapse, default_script()).await;
+    let gateway = world.start_gateway();
+    let room = world.plain_room(&[]).await;
+
+    world.say(&room, "hello bot").await;
+    world.alice.wait_message(&room, &world.bot, "echo: hello bot").await;
+    let event = world
+        .core
+        .wait_for("the inbound message", WAIT, |r| r.inbound.iter().find(|e| matches!(&e.kind, Some(pb::inbound_event::Kind::Message(m)) if m.text == "hello bot")).cloned())
+        .await;
+    assert_eq!(event.chat.as_ref().map(|c| c.chat_id.as_str()), Some(room.as_str()), "chat id = room id");
+    assert_eq!(event.sender_id, world.alice.user_id.as_str());
+    assert!(event.event_id.starts_with("mx:$"), "event id {}", event.event_id);
+    let hello = world.core.recorded.lock().expect("not poisoned").hellos[0].clone();
+    assert_eq!(hello.transport, "matrix");
+    let caps = hello.capabilities.expect("capabilities");
+    assert_eq!(caps.buttons, pb::ButtonStyle::Reactions as i32);
+    assert!(caps.file_upload);
+
+    // A streamed turn: the text before the tool call is its own quiet notice,
+    // the final answer comes last as m.text with HTML; no tool marker.
+    world.say(&room, "stream").await;
+    world.alice.wait_message(&room, &world.bot, "All **done**.").await;
+    let from_bot = world.alice.messages_from(&room, &world.bot);
+    let segment = from_bot.iter().find(|(_, body, _)| body == "Looking around.").expect("the segment was sent");
+    assert_eq!(segment.0, "m.notice");
+    let last = from_bot.last().expect("a final message");
+    assert_eq!(last.0, "m.text");
+    assert!(last.1.starts_with("All **done**."), "final body: {:?}", last.1);
+    assert!(!last.1.contains("Looking"), "the final answer does not repeat the segment: {:?}", last.1);
+    assert!(last.2.as_deref().is_some_and(|h| h.contains("<strong>done</strong>")), "html: {:?}", last.2);
+    assert!(!from_bot.iter().any(|(_, body, _)| body.contains("Bash")), "tool markers are suppressed");
+
+    // Every action was acknowledged without error.
+    world
+        .core
+        .wait_for("acks of all 8 actions", WAIT, |r| (r.acks.len() >= 8).then_some(()))
+        .await;
+    let acks = world.core.recorded.lock().expect("not poisoned").acks.clone();
+    assert!(acks.iter().all(|a| a.error.is_empty()), "acks: {acks:?}");
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encrypted_dm_round_trip_with_files() {
+    let Some(synapse) = synapse("encrypted_dm_round_trip_with_files") else { return };
+    let outgoing = tempfile::tempdir().expect("temp dir");
+    let report = outgoing.path().join("report.txt");
+    std::fs::write(&report, "the report").expect("write the report");
+    let report_path = report.to_string_lossy().into_owned();
+    let base = default_script();
+    let script: Script = Arc::new(move |event| match &event.kind {
+        Some(pb::inbound_event::Kind::Message(m)) if m.text == "send the report" => {
+            vec![pb::outbound_action::Kind::FinalReply(pb::FinalReply {
+                text: "here it is".into(),
+                files: vec![pb::Attachment { path: report_path.clone(), mime_type: "text/plain".into(), is_image: false, file_name: "report.txt".into() }],
+                notify: true,
+                ..Default::default()
+            })]
+        }
+        _ => base(event),
+    });
+    let world = World::new(synapse, script).await;
+    let gateway = world.start_gateway();
+    let room = world.alice.client.create_dm(&world.bot).await.expect("create an encrypted DM");
+    let room_id = room.room_id().to_owned();
+    world.alice.wait_joined(&room_id, &world.bot).await;
+    assert!(room.latest_encryption_state().await.expect("encryption state").is_encrypted());
+
+    world.say(&room_id, "secret hello").await;
+    let reply = world.alice.wait_message(&room_id, &world.bot, "echo: secret hello").await;
+    assert!(matches!(reply, Seen::Message { encrypted: true, .. }), "the answer was encrypted: {reply:?}");
+
+    // An encrypted attachment in: downloaded, decrypted, handed to core.
+    let config = AttachmentConfig::new();
+    room.send_attachment("notes.txt", &mime::TEXT_PLAIN, b"file body".to_vec(), config).await.expect("send a file");
+    let media = world
+        .core
+        .wait_for("the media event", WAIT, |r| {
+            r.inbound.iter().find_map(|e| match &e.kind {
+                Some(pb::inbound_event::Kind::Media(m)) => Some(m.clone()),
+                _ => None,
+            })
+        })
+        .await;
+    assert_eq!(std::fs::read(&media.path).expect("the downloaded file"), b"file body");
+    assert!(media.path.starts_with(&world.home.workspace().join("matrix_files").to_string_lossy().into_owned()), "{}", media.path);
+    assert_eq!((media.media_kind.as_str(), media.original_filename.as_str()), ("file", "notes.txt"));
+    world.alice.wait_message(&room_id, &world.bot, "got notes.txt").await;
+
+    // A file out: uploaded encrypted, readable by the user.
+    world.say(&room_id, "send the report").await;
+    let file = world
+        .alice
+        .wait_seen("the report file", WAIT, |s| match s {
+            Seen::Message { sender, file: Some(file), encrypted, .. } if *sender == world.bot => Some((file.clone(), *encrypted)),
+            _ => None,
+        })
+        .await;
+    assert!(file.1, "the file message was encrypted");
+    let data = world.alice.client.media().get_file(&file.0, false).await.expect("download").expect("has a file");
+    assert_eq!(data, b"the report");
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reaction_chooses_a_model_option() {
+    let Some(synapse) = synapse("reaction_chooses_a_model_option") else { return };
+    let world = World::new(synapse, default_script()).await;
+    let gateway = world.start_gateway();
+    let room = world.plain_room(&[]).await;
+
+    world.say(&room, "!model").await;
+    let menu = world.alice.wait_message(&room, &world.bot, "sonnet").await;
+    let Seen::Message { event_id: menu_id, body, .. } = menu else { unreachable!("wait_message returns messages") };
+    assert!(body.contains("1\u{fe0f}\u{20e3} opus") && body.contains("2\u{fe0f}\u{20e3} sonnet"), "{body}");
+    assert!(world.core.texts().contains(&"/model".to_owned()), "!model reached core as /model");
+    for key in ["1\u{fe0f}\u{20e3}", "2\u{fe0f}\u{20e3}"] {
+        world
+            .alice
+            .wait_seen(&format!("the bot's {key} reaction"), WAIT, |s| match s {
+                Seen::Reaction { room: r, sender, target, key: k } if *r == room && *sender == world.bot && *target == menu_id && k == key => Some(()),
+                _ => None,
+            })
+            .await;
+    }
+
+    let reaction = ReactionEventContent::new(Annotation::new(menu_id.clone(), "2\u{fe0f}\u{20e3}".to_owned()));
+    world.alice.room(&room).send(reaction).await.expect("react");
+    let press = world
+        .core
+        .wait_for("the button press", WAIT, |r| {
+            r.inbound.iter().find_map(|e| match &e.kind {
+                Some(pb::inbound_event::Kind::Button(b)) => Some(b.clone()),
+                _ => None,
+            })
+        })
+        .await;
+    assert_eq!(press.button_id, "ms:sonnet");
+    assert_eq!(press.message_ref, menu_id.as_str());
+    world.alice.wait_message(&room, &world.bot, "pressed ms:sonnet").await;
+
+    // Typing the option's number works too.
+    world.say(&room, "1").await;
+    world.alice.wait_message(&room, &world.bot, "pressed ms:opus").await;
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_keeps_the_device_and_does_not_answer_old_messages() {
+    let Some(synapse) = synapse("restart_keeps_the_device_and_does_not_answer_old_messages") else { return };
+    let world = World::new(synapse, default_script()).await;
+    let gateway = world.start_gateway();
+    let room = world.plain_room(&[]).await;
+    world.say(&room, "before restart").await;
+    world.alice.wait_message(&room, &world.bot, "echo: before restart").await;
+    let device = gateway.device_id();
+    gateway.stop().await;
+
+    world.say(&room, "while down").await;
+    let gateway = world.start_gateway();
+    world.alice.wait_message(&room, &world.bot, "echo: while down").await;
+    world.say(&room, "after restart").await;
+    world.alice.wait_message(&room, &world.bot, "echo: after restart").await;
+    assert_eq!(gateway.device_id(), device, "the session was restored, not a new login");
+
+    let texts = world.core.texts();
+    assert_eq!(texts.iter().filter(|t| *t == "before restart").count(), 1, "old message replayed: {texts:?}");
+    let hellos = world.core.recorded.lock().expect("not poisoned").hellos.clone();
+    assert_eq!(hellos.len(), 2);
+    assert_ne!(hellos[0].instance_id, hellos[1].instance_id);
+    let devices = bot_devices(&world).await;
+    assert_eq!(devices, vec![device], "the bot has exactly one device");
+    gateway.stop().await;
+}
+
+/// The bot's devices as the homeserver lists them (with the bot's own token).
+async fn bot_devices(world: &World) -> Vec<String> {
+    let session: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(world.home.root().join("matrix/session.json")).expect("session.json"),
+    )
+    .expect("session json");
+    let token = session["access_token"].as_str().expect("token");
+    let answer: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/_matrix/client/v3/devices", world.synapse.url))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("list devices")
+        .json()
+        .await
+        .expect("devices json");
+    answer["devices"]
+        .as_array()
+        .expect("devices array")
+        .iter()
+        .map(|d| d["device_id"].as_str().expect("device_id").to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthorized_user_never_reaches_core() {
+    let Some(synapse) = synapse("unauthorized_user_never_reaches_core") else { return };
+    let world = World::new(synapse.clone(), default_script()).await;
+    let mallory = TestUser::new(&synapse, &unique("mallory")).await;
+    let gateway = world.start_gateway();
+    let room = world.plain_room(&[&mallory.user_id]).await;
+    mallory.client.join_room_by_id(&room).await.expect("mallory joins");
+    world.alice.wait_joined(&room, &mallory.user_id).await;
+
+    let mallory_room = mallory.room(&room);
+    mallory_room.send(RoomMessageEventContent::text_plain("from mallory")).await.expect("mallory speaks");
+    mallory_room.send(RoomMessageEventContent::text_plain("!model")).await.expect("mallory commands");
+    world.say(&room, "from alice").await;
+    world.alice.wait_message(&room, &world.bot, "echo: from alice").await;
+    // Give a straggler a moment to show up before asserting it never did.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let recorded = world.core.recorded.lock().expect("not poisoned");
+    assert!(
+        recorded.inbound.iter().all(|e| e.sender_id == world.alice.user_id.as_str()),
+        "only alice reached core: {:?}",
+        recorded.inbound
+    );
+    drop(recorded);
+    let from_bot = world.alice.messages_from(&room, &world.bot);
+    assert!(!from_bot.iter().any(|(_, body, _)| body.contains("mallory") || body.contains("opus")), "{from_bot:?}");
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invite_from_a_stranger_is_rejected() {
+    let Some(synapse) = synapse("invite_from_a_stranger_is_rejected") else { return };
+    let world = World::new(synapse.clone(), default_script()).await;
+    let mallory = TestUser::new(&synapse, &unique("mallory")).await;
+    let gateway = world.start_gateway();
+    let mut request = CreateRoom::new();
+    request.invite = vec![world.bot.clone()];
+    let room = mallory.client.create_room(request).await.expect("mallory creates a room");
+    mallory.wait_membership(room.room_id(), &world.bot, MembershipState::Leave).await;
+    // The allowed user's invite, sent after, is accepted.
+    let allowed = world.plain_room(&[]).await;
+    world.say(&allowed, "still here").await;
+    world.alice.wait_message(&allowed, &world.bot, "echo: still here").await;
+    gateway.stop().await;
+}
