@@ -1,7 +1,7 @@
 //! The real claude, codex and gemini CLIs through the real `ductor-runner` over its
 //! socket, against the fake model API on loopback: a new turn, a resume, a shell tool
-//! call, a model error, an interrupt mid-stream, and a SIGKILLed runner (nothing of the
-//! run may survive), for each CLI.
+//! call, a model error, an interrupt mid-stream, model/effort/system-prompt/permission
+//! options, and a SIGKILLed runner (nothing of the run may survive), for each CLI.
 //!
 //! Needs the pinned CLIs (`tests/setup/install-clis.sh`) and the runner binary
 //! (`cargo build --bins`). Without them a test prints SKIP, or fails when
@@ -238,6 +238,48 @@ async fn interrupt(cli: Cli) {
     );
 }
 
+/// Model, reasoning effort, system-prompt addition and permission mode become flags the
+/// CLI accepts, and reach the model API.
+async fn options(cli: Cli) {
+    let Some(mut rig) = Rig::start(cli, "options").await else {
+        return;
+    };
+    let (model, effort) = match cli {
+        Cli::Claude => ("claude-opus-5-5", "low"),
+        Cli::Codex => ("gpt-5.5", "high"),
+        // Gemini CLI has no effort setting; the runner ignores it.
+        Cli::Gemini => ("gemini-2.5-flash", "high"),
+    };
+    let mut spec = rig.spec("hello with options");
+    spec.model = model.to_owned();
+    spec.reasoning_effort = effort.to_owned();
+    spec.append_system_prompt = "Answer tersely. Marker kiwi-7.".to_owned();
+    spec.permission_mode = pb::PermissionMode::AcceptEdits as i32;
+    let t = rig.run(spec).await;
+    assert_completed(&t);
+    assert!(!t.result().expect("a result").is_error, "{}", t.dump());
+
+    let turns = rig.fake.generations();
+    assert_eq!(turns.len(), 1, "{turns:?}");
+    let request = &turns[0];
+    assert!(request.body_contains("Marker kiwi-7"), "system prompt addition: {}", request.body);
+    match cli {
+        Cli::Claude => {
+            assert_eq!(request.body["model"], model);
+            assert_eq!(request.body["output_config"]["effort"], effort, "{}", request.body);
+        }
+        Cli::Codex => {
+            assert_eq!(request.body["model"], model);
+            assert_eq!(request.body["reasoning"]["effort"], effort, "{}", request.body);
+        }
+        Cli::Gemini => {
+            assert!(request.path.contains(&format!("/models/{model}:")), "{}", request.path);
+            assert_eq!(rig.fake.requests().len(), 1, "no model router call with a fixed model");
+        }
+    }
+    rig.assert_no_processes_left().await;
+}
+
 /// A SIGKILLed runner leaves no CLI behind: the parent-death signal ends the CLI, and
 /// the next runner start sweeps whatever of its process group survived.
 async fn runner_killed(cli: Cli) {
@@ -292,6 +334,11 @@ macro_rules! real_cli_tests {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn interrupt() {
                 super::interrupt($cli).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn options() {
+                super::options($cli).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,6 @@
 //! Runs the fake model API by hand, for trying a real CLI against it from a shell:
-//! `ductor-fake-model [PORT]` prints the base URL and one line per request until Ctrl-C.
+//! `ductor-fake-model [--bodies] [PORT]` prints the base URL and one line per request
+//! (with `--bodies`, also each request's JSON body) until Ctrl-C.
 
 use std::time::Duration;
 
@@ -8,10 +9,15 @@ use ductor_tests::fake_model::{FakeModel, SlowPace};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let port = match std::env::args().nth(1) {
-        Some(arg) => arg.parse::<u16>().context("parse PORT argument")?,
-        None => 0,
-    };
+    let mut port = 0;
+    let mut bodies = false;
+    for arg in std::env::args().skip(1) {
+        if arg == "--bodies" {
+            bodies = true;
+        } else {
+            port = arg.parse::<u16>().context("parse PORT argument")?;
+        }
+    }
     let fake =
         FakeModel::start_on(port, SlowPace::default()).await.context("start fake model server")?;
     let base = fake.base_url();
@@ -38,6 +44,9 @@ async fn main() -> anyhow::Result<()> {
                 "{} {} api={:?} scenario={:?} prompt={:?}",
                 request.method, request.path, request.api, request.scenario, request.prompt
             );
+            if bodies {
+                println!("{}", request.body);
+            }
         }
         shown = requests.len();
         // Coalesce bursts of chunk notifications.
