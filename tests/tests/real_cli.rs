@@ -1,6 +1,6 @@
 //! The real claude, codex and gemini CLIs through the real `ductor-runner` over its
 //! socket, against the fake model API on loopback: a new turn, a resume, a shell tool
-//! call, a model error, an interrupt mid-stream, model/effort/system-prompt/permission
+//! call, a model error, an interrupt and a stop mid-stream, model/effort/system-prompt/permission
 //! options, and a SIGKILLed runner (nothing of the run may survive), for each CLI.
 //!
 //! Needs the pinned CLIs (`tests/setup/install-clis.sh`) and the runner binary
@@ -170,10 +170,10 @@ async fn model_error(cli: Cli) {
     rig.assert_no_processes_left().await;
 }
 
-async fn interrupt(cli: Cli) {
-    let Some(mut rig) = Rig::start(cli, "interrupt").await else {
-        return;
-    };
+/// Starts a `slow` run and returns once the CLI is mid-stream (reading the slow reply,
+/// and showing it where it streams text).
+async fn start_slow_run(rig: &mut Rig) -> (String, tonic::Streaming<pb::RunEvent>, Transcript) {
+    let cli = rig.cli;
     let spec = rig.spec("go slow please");
     let run_id = spec.run_id.clone();
     let mut stream = rig.start_run(spec).await;
@@ -192,21 +192,25 @@ async fn interrupt(cli: Cli) {
         rig.fake.wait_until(patience(), |p| p.chunks_sent >= 3).await,
         "the slow reply is streaming"
     );
+    (run_id, stream, t)
+}
+
+async fn signal(rig: &mut Rig, run_id: &str, kind: pb::SignalKind) {
+    let request = pb::SignalRequest { run_id: run_id.to_owned(), kind: kind as i32 };
+    let found = rig.client.signal(request).await.expect("Signal").into_inner().found;
+    assert!(found, "the run is live when signalled");
+}
+
+async fn interrupt(cli: Cli) {
+    let Some(mut rig) = Rig::start(cli, "interrupt").await else {
+        return;
+    };
+    let (run_id, mut stream, mut t) = start_slow_run(&mut rig).await;
     let listed =
         rig.client.list_runs(pb::ListRunsRequest::default()).await.expect("ListRuns").into_inner();
     assert!(listed.runs.iter().any(|r| r.run_id == run_id && r.pid > 0));
 
-    let found = rig
-        .client
-        .signal(pb::SignalRequest {
-            run_id: run_id.clone(),
-            kind: pb::SignalKind::Interrupt as i32,
-        })
-        .await
-        .expect("Signal")
-        .into_inner()
-        .found;
-    assert!(found, "the run is live when signalled");
+    signal(&mut rig, &run_id, pb::SignalKind::Interrupt).await;
     rig.read_to_end(&mut stream, &mut t).await;
 
     assert_eq!(t.outcome(), pb::RunOutcome::Interrupted, "{}", t.dump());
@@ -236,6 +240,26 @@ async fn interrupt(cli: Cli) {
         "the interrupted prompt is in the resumed history: {}",
         last.body
     );
+}
+
+/// Stop mid-stream: SIGTERM to the group (SIGKILL after the grace); whatever the CLI
+/// does with SIGTERM (claude exits 143, codex dies of it, gemini exits 0 without a
+/// result), the run ends as stopped and nothing of it is left.
+async fn stop(cli: Cli) {
+    let Some(mut rig) = Rig::start(cli, "stop").await else {
+        return;
+    };
+    let (run_id, mut stream, mut t) = start_slow_run(&mut rig).await;
+    signal(&mut rig, &run_id, pb::SignalKind::Stop).await;
+    rig.read_to_end(&mut stream, &mut t).await;
+    assert_eq!(t.outcome(), pb::RunOutcome::Stopped, "{}", t.dump());
+    assert!(t.result().is_none_or(|r| r.is_error), "{}", t.dump());
+    assert!(
+        rig.fake.wait_until(patience(), |p| p.streams_aborted >= 1).await,
+        "the CLI hung up on the model stream: {:?}",
+        rig.fake.progress()
+    );
+    rig.assert_no_processes_left().await;
 }
 
 /// Model, reasoning effort, system-prompt addition and permission mode become flags the
@@ -334,6 +358,11 @@ macro_rules! real_cli_tests {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn interrupt() {
                 super::interrupt($cli).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn stop() {
+                super::stop($cli).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
