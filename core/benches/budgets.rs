@@ -145,7 +145,11 @@ struct ChatLog {
 }
 
 /// Runs `prompt` in every chat at once; returns per-chat logs and latencies (ms).
-async fn stream(gw: &mut Gateway, chats: &[String], prompt: &str) -> (HashMap<String, ChatLog>, Vec<f64>) {
+async fn stream(
+    gw: &mut Gateway,
+    chats: &[String],
+    prompt: &str,
+) -> (HashMap<String, ChatLog>, Vec<f64>) {
     for chat in chats {
         gw.say(chat, prompt).await;
     }
@@ -170,7 +174,9 @@ async fn stream(gw: &mut Gateway, chats: &[String], prompt: &str) -> (HashMap<St
                     log.stamps.push(sent);
                 }
             }
-            Some(pb::outbound_action::Kind::FinalReply(_) | pb::outbound_action::Kind::Error(_)) => {
+            Some(
+                pb::outbound_action::Kind::FinalReply(_) | pb::outbound_action::Kind::Error(_),
+            ) => {
                 log.finished = true;
                 done += 1;
             }

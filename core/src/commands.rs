@@ -110,7 +110,10 @@ mod tests {
 
     #[test]
     fn only_leading_directives_count() {
-        assert_eq!(leading_directives("@opus @codex fix it"), (vec!["opus".into(), "codex".into()], "fix it"));
+        assert_eq!(
+            leading_directives("@opus @codex fix it"),
+            (vec!["opus".into(), "codex".into()], "fix it")
+        );
         assert_eq!(leading_directives("mail @opus"), (vec![], "mail @opus"));
         assert_eq!(leading_directives("@gpt-5.1"), (vec!["gpt-5.1".into()], ""));
         assert_eq!(leading_directives("@1abc x"), (vec![], "@1abc x"));

@@ -91,7 +91,9 @@ impl CoreHandle {
 
     /// Sends a durable action to a chat (kept until the gateway acknowledges it).
     pub async fn deliver(&self, key: SessionKey, kind: OutKind) -> Result<u64, StoreError> {
-        self.outbox.send(Outbound { key, turn_id: String::new(), reply_to: String::new(), kind }).await
+        self.outbox
+            .send(Outbound { key, turn_id: String::new(), reply_to: String::new(), kind })
+            .await
     }
 
     /// Runs `prompt` in the chat's session under its lock and waits for the
@@ -220,7 +222,9 @@ impl<E: Env + 'static> Driver<E> {
 
     async fn execute(&mut self, effect: Effect) {
         let failure = match effect {
-            Effect::Send(action) => self.outbox.send(action).await.err().map(|e| ("send an action", e)),
+            Effect::Send(action) => {
+                self.outbox.send(action).await.err().map(|e| ("send an action", e))
+            }
             Effect::StartRun(request) => {
                 self.runner.spawn_run(request, self.sink.clone(), self.shutdown.child_token());
                 None
@@ -261,7 +265,8 @@ impl<E: Env + 'static> Driver<E> {
         };
         if let Some((action, error)) = failure {
             tracing::error!("failed to {action}: {error}");
-            let _ = self.machine.handle(Event::Error(format!("{action}: {error}")), Timestamp::now());
+            let _ =
+                self.machine.handle(Event::Error(format!("{action}: {error}")), Timestamp::now());
         }
     }
 }

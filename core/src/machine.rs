@@ -298,10 +298,8 @@ impl<E: Env> Machine<E> {
     /// On transports without buttons, appends numbered options to the text
     /// and remembers them so a reply of just the number presses the button.
     fn decorate(&mut self, key: &SessionKey, kind: OutKind) -> OutKind {
-        let numbered = self
-            .caps
-            .get(&key.transport)
-            .is_some_and(|caps| caps.buttons == ButtonStyle::None);
+        let numbered =
+            self.caps.get(&key.transport).is_some_and(|caps| caps.buttons == ButtonStyle::None);
         let grid: Option<&ButtonGrid> = match &kind {
             OutKind::Final(reply) => Some(&reply.buttons),
             OutKind::Selector { buttons, .. } | OutKind::Queued { buttons, .. } => Some(buttons),
@@ -318,11 +316,8 @@ impl<E: Env> Machine<E> {
             }
             return kind;
         }
-        let options: String = flat
-            .iter()
-            .enumerate()
-            .map(|(i, b)| format!("\n  {}. {}", i + 1, b.label))
-            .collect();
+        let options: String =
+            flat.iter().enumerate().map(|(i, b)| format!("\n  {}. {}", i + 1, b.label)).collect();
         let suffix = format!("\n\nReply with a number:{options}");
         self.numbered.insert(key.clone(), flat);
         match kind {
@@ -411,8 +406,13 @@ impl<E: Env> Machine<E> {
         provider: Option<String>,
         model: Option<String>,
     ) {
-        let input =
-            TurnInput { event_id: event_id.to_owned(), prompt, provider, model, origin: Origin::User };
+        let input = TurnInput {
+            event_id: event_id.to_owned(),
+            prompt,
+            provider,
+            model,
+            origin: Origin::User,
+        };
         self.submit(key, input);
     }
 

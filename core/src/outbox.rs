@@ -169,10 +169,15 @@ impl Outbox {
                 }
             })
             .collect();
-        let welcome = pb::Welcome { core_version: version.to_owned(), pending: replay.len() as u64 };
-        let _ = conn.tx.send(Ok(pb::CoreMessage { msg: Some(pb::core_message::Msg::Welcome(welcome)) }));
+        let welcome =
+            pb::Welcome { core_version: version.to_owned(), pending: replay.len() as u64 };
+        let _ = conn
+            .tx
+            .send(Ok(pb::CoreMessage { msg: Some(pb::core_message::Msg::Welcome(welcome)) }));
         for action in replay {
-            let _ = conn.tx.send(Ok(pb::CoreMessage { msg: Some(pb::core_message::Msg::Action(action)) }));
+            let _ = conn
+                .tx
+                .send(Ok(pb::CoreMessage { msg: Some(pb::core_message::Msg::Action(action)) }));
         }
         transport.conns.push(conn);
         Ok(ConnId(conn_id))

@@ -494,7 +494,11 @@ pub fn outbox_put(
 }
 
 /// Forgets an acknowledged action.
-pub fn outbox_ack(conn: &mut Connection, transport: &str, action_id: u64) -> Result<(), StoreError> {
+pub fn outbox_ack(
+    conn: &mut Connection,
+    transport: &str,
+    action_id: u64,
+) -> Result<(), StoreError> {
     let tx = conn.transaction().map_err(sql("begin an acknowledgement"))?;
     tx.execute(
         "DELETE FROM outbox WHERE transport = ?1 AND action_id = ?2",
@@ -567,9 +571,7 @@ mod tests {
         assert!(!store.call_sync(|c| accept_inbound(c, "e1", &key(), "hello")).unwrap());
         store.call_sync(|c| accept_inbound(c, "e2", &key(), "queued")).unwrap();
         store.call_sync(|c| accept_inbound(c, "e3", &key(), "answered")).unwrap();
-        store
-            .call_sync(|c| set_inbound_state(c, "tg", "e1", InboundState::Running, "t1"))
-            .unwrap();
+        store.call_sync(|c| set_inbound_state(c, "tg", "e1", InboundState::Running, "t1")).unwrap();
         store.call_sync(|c| set_inbound_state(c, "tg", "e3", InboundState::Done, "t0")).unwrap();
         let unfinished = store.call_sync(take_unfinished).unwrap();
         let summary: Vec<_> =

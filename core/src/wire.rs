@@ -67,9 +67,9 @@ pub fn inbound_from_pb(transport: &str, event: pb::InboundEvent) -> Result<Inbou
         pb::inbound_event::Kind::Message(message) => {
             InboundKind::Message { text: message.text, reply_quote: message.reply_quote }
         }
-        pb::inbound_event::Kind::Button(press) => {
-            InboundKind::Button { button_id: required("inbound.button.button_id", press.button_id)? }
-        }
+        pb::inbound_event::Kind::Button(press) => InboundKind::Button {
+            button_id: required("inbound.button.button_id", press.button_id)?,
+        },
         pb::inbound_event::Kind::Media(media) => {
             let path = required("inbound.media.path", media.path)?;
             if !std::path::Path::new(&path).is_absolute() {
@@ -163,9 +163,7 @@ pub fn run_event_from_pb(event: pb::RunEvent) -> Result<Option<RunEvent>, Protoc
         Kind::Thinking(_) => return Ok(None),
         Kind::ToolStarted(tool) => RunEvent::ToolStarted { name: tool.name, summary: tool.summary },
         Kind::ToolFinished(tool) => RunEvent::ToolFinished { name: tool.name, ok: tool.ok },
-        Kind::Status(status) => {
-            RunEvent::Status { status: status.status, detail: status.detail }
-        }
+        Kind::Status(status) => RunEvent::Status { status: status.status, detail: status.detail },
         Kind::PermissionDenied(denied) => RunEvent::Status {
             status: "permission_denied".to_owned(),
             detail: format!("{}: {}", denied.tool_name, denied.message),

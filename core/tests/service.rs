@@ -58,7 +58,9 @@ async fn script(spec: pb::RunSpec, tx: Events, mut signals: mpsc::Receiver<i32>)
         let _ = tx.send(event(&id, 3, Kind::Exited(exited))).await;
         return;
     }
-    let _ = tx.send(event(&id, 2, Kind::Session(pb::SessionStarted { session_id: session.clone() }))).await;
+    let _ = tx
+        .send(event(&id, 2, Kind::Session(pb::SessionStarted { session_id: session.clone() })))
+        .await;
     if spec.prompt.contains("wait") {
         let signal = signals.recv().await.unwrap_or(pb::SignalKind::Kill as i32);
         let outcome = if signal == pb::SignalKind::Interrupt as i32 {
@@ -205,8 +207,10 @@ impl Gateway {
     async fn attach(core: &Core, transport: &str, scope: Vec<pb::ChatRef>) -> Self {
         let (tx, rx) = mpsc::channel(64);
         tx.send(hello(transport, scope)).await.unwrap();
-        let mut rx = core.client.clone().attach(ReceiverStream::new(rx)).await.unwrap().into_inner();
-        let Some(pb::core_message::Msg::Welcome(welcome)) = rx.message().await.unwrap().unwrap().msg
+        let mut rx =
+            core.client.clone().attach(ReceiverStream::new(rx)).await.unwrap().into_inner();
+        let Some(pb::core_message::Msg::Welcome(welcome)) =
+            rx.message().await.unwrap().unwrap().msg
         else {
             panic!("welcome first")
         };
@@ -224,7 +228,10 @@ impl Gateway {
                 reply_quote: String::new(),
             })),
         };
-        self.tx.send(pb::GatewayMessage { msg: Some(pb::gateway_message::Msg::Inbound(event)) }).await.unwrap();
+        self.tx
+            .send(pb::GatewayMessage { msg: Some(pb::gateway_message::Msg::Inbound(event)) })
+            .await
+            .unwrap();
     }
 
     async fn next(&mut self, ack: bool) -> pb::core_message::Msg {
@@ -236,7 +243,10 @@ impl Gateway {
         let msg = message.msg.expect("a message body");
         if let (true, pb::core_message::Msg::Action(action)) = (ack, &msg) {
             let ack = pb::OutboundAck { action_id: action.action_id, error: String::new() };
-            self.tx.send(pb::GatewayMessage { msg: Some(pb::gateway_message::Msg::Ack(ack)) }).await.unwrap();
+            self.tx
+                .send(pb::GatewayMessage { msg: Some(pb::gateway_message::Msg::Ack(ack)) })
+                .await
+                .unwrap();
         }
         msg
     }
@@ -249,7 +259,10 @@ impl Gateway {
                 let end = action.reply_to_event == event
                     && matches!(
                         action.kind,
-                        Some(pb::outbound_action::Kind::FinalReply(_) | pb::outbound_action::Kind::Error(_))
+                        Some(
+                            pb::outbound_action::Kind::FinalReply(_)
+                                | pb::outbound_action::Kind::Error(_)
+                        )
                     );
                 seen.push(action);
                 if end {
@@ -272,7 +285,9 @@ async fn a_message_streams_to_a_final_reply_and_duplicates_are_dropped() {
     let core = start_core().await;
     let mut gw = Gateway::attach(&core, "tg", Vec::new()).await;
     gw.say("e1", "42", "hello").await;
-    assert!(matches!(gw.next(true).await, pb::core_message::Msg::Accepted(a) if a.event_id == "e1"));
+    assert!(
+        matches!(gw.next(true).await, pb::core_message::Msg::Accepted(a) if a.event_id == "e1")
+    );
     let actions = gw.turn("e1", true).await;
     assert!(matches!(actions[0].kind, Some(pb::outbound_action::Kind::TurnStarted(_))));
     assert!(actions.iter().any(|a| matches!(&a.kind, Some(pb::outbound_action::Kind::TextDelta(d)) if d.text == "echo: hello")));
@@ -338,7 +353,10 @@ async fn the_first_message_must_be_hello() {
     let core = start_core().await;
     let (tx, rx) = mpsc::channel(4);
     tx.send(pb::GatewayMessage {
-        msg: Some(pb::gateway_message::Msg::Ack(pb::OutboundAck { action_id: 1, error: String::new() })),
+        msg: Some(pb::gateway_message::Msg::Ack(pb::OutboundAck {
+            action_id: 1,
+            error: String::new(),
+        })),
     })
     .await
     .unwrap();
@@ -367,7 +385,9 @@ async fn core_handle_runs_oneshots_delivers_and_injects_under_the_lock() {
         .await
         .unwrap();
     let msg = gw.next(true).await;
-    assert!(matches!(&msg, pb::core_message::Msg::Action(a) if a.durable && matches!(&a.kind, Some(pb::outbound_action::Kind::Notice(n)) if n.text == "from cron")));
+    assert!(
+        matches!(&msg, pb::core_message::Msg::Action(a) if a.durable && matches!(&a.kind, Some(pb::outbound_action::Kind::Notice(n)) if n.text == "from cron"))
+    );
 
     // A user turn is running; the injected prompt waits for it.
     gw.say("w", "5", "wait here").await;
@@ -386,10 +406,12 @@ async fn core_handle_runs_oneshots_delivers_and_injects_under_the_lock() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(core.runner.specs.lock().unwrap().len(), 2, "inject queued behind the turn");
     gw.say("s", "5", "/stop").await;
-    let outcome = tokio::time::timeout(Duration::from_secs(10), injected).await.unwrap().unwrap().unwrap();
+    let outcome =
+        tokio::time::timeout(Duration::from_secs(10), injected).await.unwrap().unwrap().unwrap();
     assert!(!outcome.ok, "/stop drops the queued inject too: {outcome:?}");
 
-    let outcome = core.handle.inject(key, "hello again".into(), InjectOptions::default()).await.unwrap();
+    let outcome =
+        core.handle.inject(key, "hello again".into(), InjectOptions::default()).await.unwrap();
     assert!(outcome.ok);
     assert_eq!(outcome.text, "echo: hello again");
 }

@@ -209,7 +209,11 @@ impl Gateway {
     }
 
     /// Reads actions until `pick` accepts one; returns it.
-    async fn until<T>(&mut self, what: &str, mut pick: impl FnMut(&pb::OutboundAction) -> Option<T>) -> T {
+    async fn until<T>(
+        &mut self,
+        what: &str,
+        mut pick: impl FnMut(&pb::OutboundAction) -> Option<T>,
+    ) -> T {
         for _ in 0..10_000 {
             let action = self.next().await;
             if let Some(found) = pick(&action) {
@@ -247,7 +251,9 @@ async fn queue_cancel_interrupt_and_stop() {
     let second = gw.say("second").await;
     let cancel = gw
         .until("queue notice", |a| match &a.kind {
-            Some(Kind::QueueNotice(q)) if a.reply_to_event == second => Some(q.buttons[0].buttons[0].id.clone()),
+            Some(Kind::QueueNotice(q)) if a.reply_to_event == second => {
+                Some(q.buttons[0].buttons[0].id.clone())
+            }
             _ => None,
         })
         .await;
@@ -287,7 +293,10 @@ async fn queue_cancel_interrupt_and_stop() {
     let long = gw.say("slow:60 fourth").await;
     gw.until("turn started", |a| matches!(a.kind, Some(Kind::TurnStarted(_))).then_some(())).await;
     let fifth = gw.say("fifth").await;
-    gw.until("queued", |a| matches!(&a.kind, Some(Kind::QueueNotice(_)) if a.reply_to_event == fifth).then_some(())).await;
+    gw.until("queued", |a| {
+        matches!(&a.kind, Some(Kind::QueueNotice(_)) if a.reply_to_event == fifth).then_some(())
+    })
+    .await;
     gw.say("/stop").await;
     let mut dropped = false;
     let mut stopped = false;
@@ -359,7 +368,10 @@ async fn core_killed_mid_turn_reports_interrupted_and_keeps_the_session() {
         .expect("ask ran");
     assert!(!output.status.success(), "an interrupted turn is a failure");
     assert!(stderr(&output).contains("interrupted"), "{}", stderr(&output));
-    wait_for("the runner stopped the orphaned run", async || runs(&env).await.is_empty().then_some(())).await;
+    wait_for("the runner stopped the orphaned run", async || {
+        runs(&env).await.is_empty().then_some(())
+    })
+    .await;
 
     let after = ask(&env, &["--chat", "k", "after the crash"]).await;
     assert!(after.status.success(), "{}", stderr(&after));

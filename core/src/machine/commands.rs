@@ -79,24 +79,28 @@ impl<E: Env> Machine<E> {
                 self.notice(
                     key,
                     event_id,
-                    format!("Stopping {turns} running turn(s); dropped {dropped} queued message(s)."),
+                    format!(
+                        "Stopping {turns} running turn(s); dropped {dropped} queued message(s)."
+                    ),
                 );
             }
             Command::Model(None) => self.model_menu(key, event_id),
-            Command::Model(Some(name)) => match self.resolve_name(&name) {
-                Some((provider, model)) => self.switch_model(key, event_id, &provider, &model),
-                None => {
-                    if self.catalog.is_empty() {
-                        self.out.push(Effect::Probe);
-                    }
-                    let known = self.provider_names().join(", ");
-                    self.notice(
+            Command::Model(Some(name)) => {
+                match self.resolve_name(&name) {
+                    Some((provider, model)) => self.switch_model(key, event_id, &provider, &model),
+                    None => {
+                        if self.catalog.is_empty() {
+                            self.out.push(Effect::Probe);
+                        }
+                        let known = self.provider_names().join(", ");
+                        self.notice(
                         key,
                         event_id,
                         format!("Unknown provider or model {name:?}. Providers: {known}. Try /model."),
                     );
+                    }
                 }
-            },
+            }
             Command::Effort(level) => self.cmd_effort(key, event_id, level),
             Command::Status => {
                 let text = self.status_text(key);
@@ -126,7 +130,8 @@ impl<E: Env> Machine<E> {
         let provider = self.record_mut(key).provider.clone();
         self.record_mut(key).bucket_mut(&provider).reset();
         self.save(key);
-        let mut text = format!("✨ Fresh {provider} session. Sessions with other providers are kept.");
+        let mut text =
+            format!("✨ Fresh {provider} session. Sessions with other providers are kept.");
         if running || dropped > 0 {
             text.push_str(&format!(" (Stopped the running turn; dropped {dropped} queued.)"));
         }
@@ -187,8 +192,7 @@ impl<E: Env> Machine<E> {
                 .collect(),
             3,
         );
-        let text =
-            format!("Current: {} / {current}. Choose a provider:", record.provider);
+        let text = format!("Current: {} / {current}. Choose a provider:", record.provider);
         let menu = OutKind::Selector { selector_id: MODEL_SELECTOR.into(), text, buttons };
         self.send(key, "", event_id, menu);
     }
@@ -198,8 +202,7 @@ impl<E: Env> Machine<E> {
             return self.model_menu(key, event_id);
         }
         if let Some(provider) = rest.strip_prefix("p:") {
-            let models =
-                self.provider_info(provider).map(|p| p.models.clone()).unwrap_or_default();
+            let models = self.provider_info(provider).map(|p| p.models.clone()).unwrap_or_default();
             let mut buttons: Vec<Button> = models
                 .iter()
                 .enumerate()
@@ -211,7 +214,8 @@ impl<E: Env> Machine<E> {
             let mut rows = grid(buttons, 2);
             rows.push(vec![Button { id: "ms:back".into(), label: "« Back".into() }]);
             let text = format!("{provider}: choose a model:");
-            let menu = OutKind::Selector { selector_id: MODEL_SELECTOR.into(), text, buttons: rows };
+            let menu =
+                OutKind::Selector { selector_id: MODEL_SELECTOR.into(), text, buttons: rows };
             return self.send(key, "", event_id, menu);
         }
         if let Some((provider, index)) = rest.strip_prefix("m:").and_then(|r| r.rsplit_once(':')) {
@@ -235,7 +239,8 @@ impl<E: Env> Machine<E> {
             return self.set_effort(key, event_id, &level);
         }
         let record = self.record_mut(key).clone();
-        let efforts = self.provider_info(&record.provider).map(|p| p.efforts.clone()).unwrap_or_default();
+        let efforts =
+            self.provider_info(&record.provider).map(|p| p.efforts.clone()).unwrap_or_default();
         if efforts.is_empty() {
             return self.notice(
                 key,
@@ -248,7 +253,11 @@ impl<E: Env> Machine<E> {
         buttons.push(Button { id: "ef:default".into(), label: "default".into() });
         let current = if record.effort.is_empty() { "default" } else { &record.effort };
         let text = format!("Reasoning effort for {} (now: {current}):", record.provider);
-        let menu = OutKind::Selector { selector_id: EFFORT_SELECTOR.into(), text, buttons: grid(buttons, 4) };
+        let menu = OutKind::Selector {
+            selector_id: EFFORT_SELECTOR.into(),
+            text,
+            buttons: grid(buttons, 4),
+        };
         self.send(key, "", event_id, menu);
     }
 
@@ -337,13 +346,14 @@ impl<E: Env> Machine<E> {
         let mut lines = vec![format!("ductor core {}", self.cfg.version), self.runner_line()];
         for p in &self.catalog {
             let state = if p.installed { p.version.as_str() } else { "not installed" };
-            lines.push(format!("  {}: {state} · auth {} · {} models", p.name, p.auth_hint, p.models.len()));
+            lines.push(format!(
+                "  {}: {state} · auth {} · {} models",
+                p.name,
+                p.auth_hint,
+                p.models.len()
+            ));
         }
-        lines.push(format!(
-            "Turns running: {} · queued: {}",
-            self.active_turns(),
-            self.queued()
-        ));
+        lines.push(format!("Turns running: {} · queued: {}", self.active_turns(), self.queued()));
         lines.push("Configuration:".to_owned());
         lines.extend(self.cfg.summary.iter().map(|l| format!("  {l}")));
         if self.errors.is_empty() {

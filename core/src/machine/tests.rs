@@ -5,9 +5,7 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
 use super::*;
-use crate::model::{
-    FinalReply, RunError, RunErrorKind, RunOutcome, RunResult, SignalKind,
-};
+use crate::model::{FinalReply, RunError, RunErrorKind, RunOutcome, RunResult, SignalKind};
 
 struct FakeEnv {
     next: u32,
@@ -65,7 +63,11 @@ struct Harness {
 
 fn harness() -> Harness {
     let env = FakeEnv { next: 0, memory: Some("MEMORY".into()) };
-    let mut h = Harness { machine: Machine::new(config(), env, Vec::new()), clock: 1_700_000_000, events: 0 };
+    let mut h = Harness {
+        machine: Machine::new(config(), env, Vec::new()),
+        clock: 1_700_000_000,
+        events: 0,
+    };
     h.handle(Event::Catalog(vec![
         ProviderInfo {
             name: "claude".into(),
@@ -221,14 +223,20 @@ fn a_message_runs_a_turn_and_its_result_becomes_a_final_reply() {
     assert!(run.labels.contains(&("kind".into(), "chat".into())));
     assert!(run.extra_env.contains(&("DUCTOR_CHAT_ID".into(), "100".into())));
     assert!(matches!(sent(&effects)[0], OutKind::TurnStarted { .. }));
-    assert!(effects.iter().any(|e| matches!(e, Effect::Journal { state: InboundState::Running, .. })));
+    assert!(
+        effects.iter().any(|e| matches!(e, Effect::Journal { state: InboundState::Running, .. }))
+    );
 
     let run_id = run.run_id.clone();
     let effects = h.complete(&run_id, "sess-1", "Hi there");
     assert!(sent(&effects).contains(&&OutKind::Delta("Hi there".into())));
     let [reply] = finals(&effects)[..] else { panic!("one final reply: {effects:?}") };
     assert_eq!(reply.text, "Hi there");
-    assert!(reply.footer.contains("claude") && reply.footer.contains("120 tok"), "{}", reply.footer);
+    assert!(
+        reply.footer.contains("claude") && reply.footer.contains("120 tok"),
+        "{}",
+        reply.footer
+    );
     let bucket = saved_bucket(&effects, "claude").expect("bucket saved");
     assert_eq!(bucket.session_id.as_deref(), Some("sess-1"));
     assert_eq!(bucket.message_count, 1);
@@ -262,11 +270,19 @@ fn messages_queue_behind_a_running_turn_and_can_be_cancelled() {
     assert_eq!(h.machine.queued(), 2);
 
     let cancelled = h.press(&cancel_id);
-    assert!(sent(&cancelled).iter().any(|k| matches!(k, OutKind::QueueClear { reason, .. } if reason == "cancelled")));
+    assert!(
+        sent(&cancelled)
+            .iter()
+            .any(|k| matches!(k, OutKind::QueueClear { reason, .. } if reason == "cancelled"))
+    );
     assert_eq!(h.machine.queued(), 1);
 
     let effects = h.complete(&first, "s", "done");
-    assert!(sent(&effects).iter().any(|k| matches!(k, OutKind::QueueClear { reason, .. } if reason == "started")));
+    assert!(
+        sent(&effects)
+            .iter()
+            .any(|k| matches!(k, OutKind::QueueClear { reason, .. } if reason == "started"))
+    );
     let [next] = starts(&effects)[..] else { panic!("the next queued message runs") };
     assert_eq!(next.prompt, "three");
 }
@@ -278,7 +294,11 @@ fn stop_signals_the_run_and_drains_the_queue() {
     h.say("queued");
     let effects = h.say("/stop");
     assert_eq!(signals(&effects), [(run.as_str(), SignalKind::Stop)]);
-    assert!(sent(&effects).iter().any(|k| matches!(k, OutKind::QueueClear { reason, .. } if reason == "dropped")));
+    assert!(
+        sent(&effects)
+            .iter()
+            .any(|k| matches!(k, OutKind::QueueClear { reason, .. } if reason == "dropped"))
+    );
     assert_eq!(h.machine.queued(), 0);
     let effects = h.run(&run, RunEvent::Exited(RunOutcome::Stopped));
     assert_eq!(errors(&effects)[0].0, "stopped");
@@ -294,7 +314,8 @@ fn interrupt_keeps_the_queue() {
     assert_eq!(signals(&effects), [(run.as_str(), SignalKind::Interrupt)]);
     assert_eq!(h.machine.queued(), 1);
     // claude answers SIGINT with an error result; it is still "interrupted".
-    let aborted = RunResult { is_error: true, text: "error_during_execution".into(), ..Default::default() };
+    let aborted =
+        RunResult { is_error: true, text: "error_during_execution".into(), ..Default::default() };
     h.run(&run, RunEvent::Result(aborted));
     let effects = h.run(&run, RunEvent::Exited(RunOutcome::Interrupted));
     assert_eq!(errors(&effects)[0].0, "interrupted");
@@ -339,14 +360,19 @@ fn model_names_resolve_to_their_provider_and_the_selector_walks_provider_then_mo
     let Some(OutKind::Selector { buttons, .. }) = sent(&effects).first().copied() else {
         panic!("selector expected")
     };
-    assert_eq!(buttons[0].iter().map(|b| b.id.as_str()).collect::<Vec<_>>(), ["ms:p:claude", "ms:p:codex"]);
+    assert_eq!(
+        buttons[0].iter().map(|b| b.id.as_str()).collect::<Vec<_>>(),
+        ["ms:p:claude", "ms:p:codex"]
+    );
     let effects = h.press("ms:p:claude");
     let Some(OutKind::Selector { buttons, .. }) = sent(&effects).first().copied() else {
         panic!("model list expected")
     };
     assert_eq!(buttons[0][1].label, "opus");
     let effects = h.press(&buttons[0][1].id.clone());
-    assert!(matches!(sent(&effects)[0], OutKind::Selector { text, buttons, .. } if text.contains("claude / opus") && buttons.is_empty()));
+    assert!(
+        matches!(sent(&effects)[0], OutKind::Selector { text, buttons, .. } if text.contains("claude / opus") && buttons.is_empty())
+    );
     assert_eq!(starts(&h.say("x"))[0].model, "opus");
     h.say("/model gpt-5");
     assert_eq!(starts(&h.say("/model nonsense"))[..], [] as [&RunRequest; 0]);
@@ -453,7 +479,9 @@ fn transports_without_buttons_get_numbered_options() {
     };
     assert!(text.contains("1. claude") && text.contains("2. codex"), "{text}");
     let effects = h.say("2");
-    assert!(matches!(sent(&effects)[0], OutKind::Selector { text, .. } if text.starts_with("codex")));
+    assert!(
+        matches!(sent(&effects)[0], OutKind::Selector { text, .. } if text.starts_with("codex"))
+    );
 }
 
 #[test]
@@ -479,8 +507,13 @@ fn new_resets_only_the_current_provider_and_stops_work() {
 fn injected_prompts_queue_behind_users_and_report_their_outcome() {
     let mut h = harness();
     let run = starts(&h.say("user turn"))[0].run_id.clone();
-    let options = InjectOptions { kind: "heartbeat".into(), quiet_token: Some("HEARTBEAT_OK".into()), silent: true };
-    let effects = h.handle(Event::Inject { inject_id: 7, key: key(), prompt: "check in".into(), options });
+    let options = InjectOptions {
+        kind: "heartbeat".into(),
+        quiet_token: Some("HEARTBEAT_OK".into()),
+        silent: true,
+    };
+    let effects =
+        h.handle(Event::Inject { inject_id: 7, key: key(), prompt: "check in".into(), options });
     assert!(starts(&effects).is_empty());
     let effects = h.complete(&run, "s", "ok");
     let inject = starts(&effects)[0].clone();
@@ -488,7 +521,11 @@ fn injected_prompts_queue_behind_users_and_report_their_outcome() {
     let effects = h.complete(&inject.run_id, "s", "HEARTBEAT_OK");
     assert!(finals(&effects).is_empty(), "the quiet token is not delivered");
     assert!(sent(&effects).is_empty(), "silent: no deltas either");
-    assert!(effects.iter().any(|e| matches!(e, Effect::InjectDone { inject_id: 7, outcome } if outcome.ok)));
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::InjectDone { inject_id: 7, outcome } if outcome.ok))
+    );
 }
 
 #[test]
@@ -527,7 +564,10 @@ fn reply_quotes_and_media_become_prompts() {
     }));
     let prompt = &starts(&effects)[0].prompt;
     assert!(prompt.starts_with("[INCOMING FILE]"));
-    assert!(prompt.contains("Path: /ws/telegram_files/v.ogg") && prompt.contains("User message: summarise"));
+    assert!(
+        prompt.contains("Path: /ws/telegram_files/v.ogg")
+            && prompt.contains("User message: summarise")
+    );
 }
 
 #[test]

@@ -115,8 +115,11 @@ impl<E: Env> Machine<E> {
     }
 
     fn launch(&mut self, key: &SessionKey, turn: &Turn, effort: &str, resume: String) {
-        let append_system_prompt =
-            if resume.is_empty() { self.env.read_memory().unwrap_or_default() } else { String::new() };
+        let append_system_prompt = if resume.is_empty() {
+            self.env.read_memory().unwrap_or_default()
+        } else {
+            String::new()
+        };
         let kind = match &turn.input.origin {
             Origin::User => "chat".to_owned(),
             Origin::Inject { options, .. } if !options.kind.is_empty() => options.kind.clone(),
@@ -313,7 +316,12 @@ impl<E: Env> Machine<E> {
                  ([agent].file_access):\n{}",
                 refused.join("\n")
             );
-            self.send(key, &turn.turn_id, &turn.input.event_id, OutKind::Notice { text, notify: false });
+            self.send(
+                key,
+                &turn.turn_id,
+                &turn.input.event_id,
+                OutKind::Notice { text, notify: false },
+            );
         }
         outcome
     }
@@ -369,7 +377,8 @@ fn verdict(
     }
     if let Some(result) = &turn.result {
         let kind = turn.error.as_ref().map_or("model_api", |e| e.kind.as_str());
-        let text = if result.text.is_empty() { "the model returned an error" } else { &result.text };
+        let text =
+            if result.text.is_empty() { "the model returned an error" } else { &result.text };
         return Err((kind.to_owned(), format!("⚠️ {text}")));
     }
     if outcome == RunOutcome::TimedOut
@@ -383,7 +392,9 @@ fn verdict(
         };
         return Err((
             "timeout".into(),
-            format!("⏱ The turn {what} and was stopped. The session is kept; send a message to continue."),
+            format!(
+                "⏱ The turn {what} and was stopped. The session is kept; send a message to continue."
+            ),
         ));
     }
     let (kind, message, tail) = match &turn.error {

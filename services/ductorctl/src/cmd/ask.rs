@@ -118,12 +118,18 @@ impl Client {
             .attach(ReceiverStream::new(rx))
             .await
             .context("open the Attach stream")?;
-        Ok(Self { home: home.clone(), chat: chat.clone(), outgoing, incoming: response.into_inner() })
+        Ok(Self {
+            home: home.clone(),
+            chat: chat.clone(),
+            outgoing,
+            incoming: response.into_inner(),
+        })
     }
 
     /// Attaches again after the stream broke (core restarted).
     pub async fn reconnect(&mut self, patience: Duration) -> anyhow::Result<()> {
-        *self = Self::connect(&self.home, &self.chat.chat_id, &self.chat.topic_id, patience).await?;
+        *self =
+            Self::connect(&self.home, &self.chat.chat_id, &self.chat.topic_id, patience).await?;
         Ok(())
     }
 
