@@ -1,8 +1,8 @@
 //! One bot device for life: password login on the first start only; the
-//! access token, device id and store passphrase are kept in
+//! access token, device id and store key are kept in
 //! `$DUCTOR_HOME/matrix/session.json` (0600) and the session is restored on
 //! every later start, so the device and its E2EE keys (in the SQLite store
-//! beside it, encrypted with that passphrase) survive restarts. The sync token
+//! beside it, encrypted with that key) survive restarts. The sync token
 //! lives in the same store, so a restart continues where the last sync ended.
 
 use std::path::{Path, PathBuf};
@@ -12,7 +12,7 @@ use ductor_daemon::config::MatrixConfig;
 use matrix_sdk::authentication::matrix::MatrixSession;
 use matrix_sdk::ruma::UserId;
 use matrix_sdk::store::RoomLoadSettings;
-use matrix_sdk::{Client, SessionMeta, SessionTokens};
+use matrix_sdk::{Client, SessionMeta, SessionTokens, SqliteStoreConfig};
 use serde::{Deserialize, Serialize};
 
 /// What `session.json` holds.
@@ -22,7 +22,9 @@ struct SessionFile {
     user_id: String,
     device_id: String,
     access_token: String,
-    store_passphrase: String,
+    /// Hex of the 32-byte key encrypting the SQLite store (a raw key, not a
+    /// passphrase: no key derivation on every start).
+    store_key: String,
     /// True once a sync completed with this session (the store then has a sync token).
     #[serde(default)]
     synced: bool,
@@ -85,10 +87,15 @@ fn write_session(file: &Path, session: &SessionFile) -> anyhow::Result<()> {
         .with_context(|| format!("write {}", file.display()))
 }
 
-async fn build_client(store: &Path, homeserver: &str, passphrase: &str) -> anyhow::Result<Client> {
+async fn build_client(store: &Path, homeserver: &str, key_hex: &str) -> anyhow::Result<Client> {
+    let key: [u8; 32] = hex::decode(key_hex)
+        .ok()
+        .and_then(|bytes| bytes.try_into().ok())
+        .context("the saved store key is not 32 bytes of hex (delete session.json to log in again)")?;
+    let store_config = SqliteStoreConfig::new(store).key(Some(&key));
     Client::builder()
         .homeserver_url(homeserver)
-        .sqlite_store(store, Some(passphrase))
+        .sqlite_store_with_config_and_cache_path(store_config, None::<&Path>)
         .build()
         .await
         .context("open the Matrix client and its store")
@@ -100,7 +107,7 @@ async fn restore(
     config: &MatrixConfig,
     saved: SessionFile,
 ) -> anyhow::Result<Session> {
-    let client = build_client(store, &config.homeserver, &saved.store_passphrase).await?;
+    let client = build_client(store, &config.homeserver, &saved.store_key).await?;
     let session = MatrixSession {
         meta: SessionMeta {
             user_id: UserId::parse(saved.user_id.as_str()).context("parse the saved user id")?,
@@ -123,14 +130,15 @@ async fn login(file: PathBuf, store: &Path, config: &MatrixConfig) -> anyhow::Re
             "log in to Matrix: no saved session and no password (set matrix.password, DUCTOR_MATRIX_PASSWORD or matrix.password_file)"
         );
     }
-    // A store without its session cannot be opened (its passphrase is gone) and
+    // A store without its session cannot be opened (its key is gone) and
     // would belong to another device anyway.
     if store.exists() {
         tracing::warn!(store = %store.display(), "removing a Matrix store left without its session");
         std::fs::remove_dir_all(store).with_context(|| format!("remove {}", store.display()))?;
     }
-    let passphrase = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
-    let client = build_client(store, &config.homeserver, &passphrase).await?;
+    let key: Vec<u8> = [uuid::Uuid::new_v4(), uuid::Uuid::new_v4()].iter().flat_map(|u| *u.as_bytes()).collect();
+    let key = hex::encode(key);
+    let client = build_client(store, &config.homeserver, &key).await?;
     let response = client
         .matrix_auth()
         .login_username(config.user_id.as_str(), config.password.expose())
@@ -145,7 +153,7 @@ async fn login(file: PathBuf, store: &Path, config: &MatrixConfig) -> anyhow::Re
         user_id: response.user_id.to_string(),
         device_id: response.device_id.to_string(),
         access_token: response.access_token.clone(),
-        store_passphrase: passphrase,
+        store_key: key,
         synced: false,
     };
     write_session(&file, &saved)?;

@@ -80,6 +80,7 @@ impl World {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_room_round_trip_with_segment_streaming() {
     let Some(synapse) = synapse("plain_room_round_trip_with_segment_streaming") else { return };
+    let _ = tracing_subscriber::fmt().with_env_filter(std::env::var("DUCTOR_TEST_LOG").unwrap_or("warn".into())).with_test_writer().try_init();
     let world = World::new(synapse, default_script()).await;
     let gateway = world.start_gateway();
     let room = world.plain_room(&[]).await;

@@ -57,14 +57,18 @@ random_token() {
   "$venv/bin/python" -c 'import secrets; print(secrets.token_hex(24))'
 }
 
+# The config is rewritten on every call (so edits here take effect); the port, the
+# secrets and the signing key are generated once and kept.
 write_config() {
-  [[ -f "$config" ]] && return
   mkdir -p "$data/media_store"
+  [[ -f "$data/port" ]] || echo "${DUCTOR_SYNAPSE_PORT:-$(free_port)}" >"$data/port"
+  local name
+  for name in secret macaroon form; do
+    [[ -f "$data/$name" ]] || (umask 077 && random_token >"$data/$name")
+  done
   local port secret
-  port="${DUCTOR_SYNAPSE_PORT:-$(free_port)}"
-  secret="$(random_token)"
-  echo "$port" >"$data/port"
-  (umask 077 && echo "$secret" >"$data/secret")
+  port="$(cat "$data/port")"
+  secret="$(cat "$data/secret")"
   cat >"$data/log.config" <<EOF
 version: 1
 formatters:
@@ -102,8 +106,10 @@ log_config: "$data/log.config"
 media_store_path: "$data/media_store"
 signing_key_path: "$data/localhost.signing.key"
 registration_shared_secret: "$secret"
-macaroon_secret_key: "$(random_token)"
-form_secret: "$(random_token)"
+macaroon_secret_key: "$(cat "$data/macaroon")"
+form_secret: "$(cat "$data/form")"
+# Test accounts only: cheap password hashing keeps logins fast.
+bcrypt_rounds: 4
 enable_registration: false
 report_stats: false
 enable_metrics: false
@@ -140,7 +146,8 @@ rc_delayed_event_mgmt: $rate
 rc_presence:
   per_user: $rate
 EOF
-  (cd "$data" && "$venv/bin/python" -m synapse.app.homeserver -c "$config" --generate-keys >&2)
+  [[ -f "$data/localhost.signing.key" ]] ||
+    (cd "$data" && "$venv/bin/python" -m synapse.app.homeserver -c "$config" --generate-keys >&2)
 }
 
 url() { echo "http://127.0.0.1:$(cat "$data/port")"; }
@@ -159,8 +166,15 @@ print_env() {
 
 start() {
   install_venv
+  local before after
+  before="$(md5sum "$config" 2>/dev/null || true)"
   write_config
-  if answers; then print_env; return; fi
+  after="$(md5sum "$config")"
+  if answers; then
+    if [[ "$before" == "$after" ]]; then print_env; return; fi
+    log "the config changed; restarting"
+    stop
+  fi
   if [[ -f "$data/homeserver.pid" ]] && kill -0 "$(cat "$data/homeserver.pid")" 2>/dev/null; then
     log "a stale server (pid $(cat "$data/homeserver.pid")) does not answer; stopping it"
     stop
