@@ -397,6 +397,10 @@ pub struct Spawn<'a> {
 
 /// The runner's only spawn site: a command in its own process group, dying
 /// with the runner, stdin from /dev/null, confined as described above.
+///
+/// Spawn only from async tasks (runtime worker threads live as long as the
+/// runner), never from `spawn_blocking`: the parent-death signal fires when
+/// the *thread* that forked exits, and idle blocking threads do exit.
 #[allow(clippy::disallowed_methods)]
 pub fn command(spawn: Spawn<'_>) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(spawn.program);
