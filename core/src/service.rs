@@ -64,6 +64,7 @@ impl pb::core_server::Core for CoreService {
         &self,
         request: Request<Streaming<pb::GatewayMessage>>,
     ) -> Result<Response<Self::AttachStream>, Status> {
+        require_privileged(&request)?;
         let mut stream = request.into_inner();
         let first = tokio::time::timeout(HELLO_TIMEOUT, stream.message())
             .await
@@ -79,12 +80,8 @@ impl pb::core_server::Core for CoreService {
             "gateway attached"
         );
         let (tx, rx) = mpsc::unbounded_channel();
-        let conn = self
-            .handle
-            .outbox()
-            .attach(&hello, self.version, tx.clone())
-            .await
-            .map_err(|e| {
+        let conn =
+            self.handle.outbox().attach(&hello, self.version, tx.clone()).await.map_err(|e| {
                 tracing::error!("failed to attach a gateway: {e}");
                 Status::internal("failed to read the outbox")
             })?;
@@ -103,8 +100,9 @@ impl pb::core_server::Core for CoreService {
 
     async fn describe(
         &self,
-        _request: Request<pb::DescribeRequest>,
+        request: Request<pb::DescribeRequest>,
     ) -> Result<Response<pb::DescribeResponse>, Status> {
+        require_privileged(&request)?;
         let outbox = self.handle.outbox();
         let pending = outbox.pending().await.map_err(|e| {
             tracing::error!("failed to count the outbox: {e}");
@@ -120,6 +118,19 @@ impl pb::core_server::Core for CoreService {
             outbox_pending: pending,
             runner_reachable: self.stats.runner_up.load(Ordering::Relaxed),
         }))
+    }
+}
+
+/// Gateways and the operator's `ductorctl` hold the local socket token; an
+/// agent CLI calling from inside the sandbox does not, and may only use the
+/// Automation service (which scopes it to its own chat).
+fn require_privileged<T>(request: &Request<T>) -> Result<(), Status> {
+    if ductor_proto::transport::PeerInfo::is_privileged(request) {
+        Ok(())
+    } else {
+        Err(Status::permission_denied(
+            "this connection has no local token: agents may only use the Automation service",
+        ))
     }
 }
 
@@ -152,7 +163,12 @@ impl Reader {
                 }
                 Some(pb::gateway_message::Msg::Ack(ack)) => {
                     if !ack.error.is_empty() {
-                        tracing::warn!(transport, action_id = ack.action_id, error = ack.error, "gateway could not deliver an action");
+                        tracing::warn!(
+                            transport,
+                            action_id = ack.action_id,
+                            error = ack.error,
+                            "gateway could not deliver an action"
+                        );
                     }
                     if let Err(error) = self.handle.outbox().ack(&transport, ack.action_id).await {
                         tracing::error!("failed to record an acknowledgement: {error}");
@@ -184,14 +200,26 @@ impl Reader {
                 Status::internal("failed to record the event")
             })?;
         let accepted = pb::InboundAccepted { event_id: inbound.event_id.clone() };
-        let _ = self.tx.send(Ok(pb::CoreMessage { msg: Some(pb::core_message::Msg::Accepted(accepted)) }));
+        let _ = self
+            .tx
+            .send(Ok(pb::CoreMessage { msg: Some(pb::core_message::Msg::Accepted(accepted)) }));
         if fresh && let Some(automation) = &self.automation {
             if let Some(args) = cron_command(&inbound) {
-                tokio::spawn(answer_cron(automation.clone(), self.handle.clone(), self.store.clone(), inbound, args));
+                tokio::spawn(answer_cron(
+                    automation.clone(),
+                    self.handle.clone(),
+                    self.store.clone(),
+                    inbound,
+                    args,
+                ));
                 return Ok(());
             }
             if is_status(&inbound) {
-                tokio::spawn(add_automation_status(automation.clone(), self.handle.clone(), inbound.key.clone()));
+                tokio::spawn(add_automation_status(
+                    automation.clone(),
+                    self.handle.clone(),
+                    inbound.key.clone(),
+                ));
             }
         }
         if fresh {
@@ -222,28 +250,46 @@ fn is_status(inbound: &Inbound) -> bool {
 
 /// Answers `/cron …` (automation's command; it needs the database, not the
 /// orchestrator) and closes the event's journal entry.
-async fn answer_cron(automation: Automation, handle: CoreHandle, store: Store, inbound: Inbound, args: String) {
+async fn answer_cron(
+    automation: Automation,
+    handle: CoreHandle,
+    store: Store,
+    inbound: Inbound,
+    args: String,
+) {
     let text = automation.chat_command(&args).await;
     let kind = OutKind::Notice { text, notify: false };
     let (key, event_id) = (inbound.key.clone(), inbound.event_id.clone());
-    let reply = Outbound { key: key.clone(), turn_id: String::new(), reply_to: event_id.clone(), kind };
+    let reply =
+        Outbound { key: key.clone(), turn_id: String::new(), reply_to: event_id.clone(), kind };
     if let Err(error) = handle.outbox().send(reply).await {
         tracing::error!("failed to answer /cron: {error}");
     }
     let transport = key.transport.clone();
-    let closed = store.call(move |c| store::set_inbound_state(c, &transport, &event_id, store::InboundState::Done, "")).await;
+    let closed = store
+        .call(move |c| {
+            store::set_inbound_state(c, &transport, &event_id, store::InboundState::Done, "")
+        })
+        .await;
     if let Err(error) = closed {
         tracing::error!("failed to close a /cron event: {error}");
     }
 }
 
 /// Follows `/status` with automation failures, when there are any.
-async fn add_automation_status(automation: Automation, handle: CoreHandle, key: crate::model::SessionKey) {
+async fn add_automation_status(
+    automation: Automation,
+    handle: CoreHandle,
+    key: crate::model::SessionKey,
+) {
     let lines = automation.failure_lines().await;
     if lines.is_empty() {
         return;
     }
-    let text = format!("⚠️ Automation failures (latest run of each):\n{}\nDetails: /cron, ductorctl cron history", lines.join("\n"));
+    let text = format!(
+        "⚠️ Automation failures (latest run of each):\n{}\nDetails: /cron, ductorctl cron history",
+        lines.join("\n")
+    );
     if let Err(error) = handle.deliver(key, OutKind::Notice { text, notify: false }).await {
         tracing::error!("failed to add automation status: {error}");
     }
@@ -255,7 +301,11 @@ fn preview(inbound: &Inbound) -> String {
         InboundKind::Message { text, .. } => text.as_str(),
         InboundKind::Button { button_id } => button_id.as_str(),
         InboundKind::Media(media) => {
-            if media.caption.is_empty() { media.original_filename.as_str() } else { media.caption.as_str() }
+            if media.caption.is_empty() {
+                media.original_filename.as_str()
+            } else {
+                media.caption.as_str()
+            }
         }
     };
     text.chars().take(120).collect()
