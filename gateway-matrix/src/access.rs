@@ -72,9 +72,13 @@ impl Access {
             return true;
         }
         let canonical = room.canonical_alias();
-        let matched = canonical.iter().chain(room.alt_aliases().iter()).any(|a| self.aliases.contains(a));
+        let matched =
+            canonical.iter().chain(room.alt_aliases().iter()).any(|a| self.aliases.contains(a));
         if matched {
-            self.room_ids.write().expect("lock is never poisoned").insert(room.room_id().to_owned());
+            self.room_ids
+                .write()
+                .expect("lock is never poisoned")
+                .insert(room.room_id().to_owned());
         }
         matched
     }
@@ -114,7 +118,13 @@ pub fn mentions_bot(
     if mentioned_ids.iter().any(|id| id == bot) {
         return true;
     }
-    if html.is_some_and(|html| html.contains(&format!("matrix.to/#/{bot}")) || html.contains(&format!("matrix.to/#/{}", bot.as_str().replace('@', "%40").replace(':', "%3A")))) {
+    if html.is_some_and(|html| {
+        html.contains(&format!("matrix.to/#/{bot}"))
+            || html.contains(&format!(
+                "matrix.to/#/{}",
+                bot.as_str().replace('@', "%40").replace(':', "%3A")
+            ))
+    }) {
         return true;
     }
     let lower = body.to_lowercase();
@@ -142,7 +152,8 @@ mod tests {
 
     #[test]
     fn only_listed_users_are_allowed() {
-        let access = Access::new(&["@alice:localhost".to_owned(), "not a user".to_owned()], &[], false);
+        let access =
+            Access::new(&["@alice:localhost".to_owned(), "not a user".to_owned()], &[], false);
         assert!(access.user_allowed(&user("@alice:localhost")));
         assert!(!access.user_allowed(&user("@mallory:localhost")));
         let nobody = Access::new(&[], &[], false);
@@ -152,8 +163,14 @@ mod tests {
     #[test]
     fn mentions_are_found_as_pills_ids_and_names() {
         let bot = user("@ductor:localhost");
-        assert!(mentions_bot(&bot, None, "hey", None, &[bot.clone()]));
-        assert!(mentions_bot(&bot, None, "hey", Some(r#"<a href="https://matrix.to/#/@ductor:localhost">d</a>"#), &[]));
+        assert!(mentions_bot(&bot, None, "hey", None, std::slice::from_ref(&bot)));
+        assert!(mentions_bot(
+            &bot,
+            None,
+            "hey",
+            Some(r#"<a href="https://matrix.to/#/@ductor:localhost">d</a>"#),
+            &[]
+        ));
         assert!(mentions_bot(&bot, None, "@ductor:localhost hi", None, &[]));
         assert!(mentions_bot(&bot, None, "ductor: do it", None, &[]));
         assert!(mentions_bot(&bot, Some("Robo Helper"), "robo helper, do it", None, &[]));

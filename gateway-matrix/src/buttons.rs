@@ -66,7 +66,10 @@ mod tests {
         let room = room_id!("!r:localhost");
         tracker.register(room, event_id!("$menu1").to_owned(), vec!["ms:a".into(), "ms:b".into()]);
         tracker.register(room, event_id!("$menu2").to_owned(), vec!["q:cancel".into()]);
-        assert_eq!(tracker.by_reaction(event_id!("$menu1"), "2\u{fe0f}\u{20e3}").as_deref(), Some("ms:b"));
+        assert_eq!(
+            tracker.by_reaction(event_id!("$menu1"), "2\u{fe0f}\u{20e3}").as_deref(),
+            Some("ms:b")
+        );
         assert_eq!(tracker.by_reaction(event_id!("$menu1"), "3\u{fe0f}\u{20e3}"), None);
         assert_eq!(tracker.by_reaction(event_id!("$other"), "1\u{fe0f}\u{20e3}"), None);
         let (id, event) = tracker.by_typed(room, "1").expect("newest menu has one option");

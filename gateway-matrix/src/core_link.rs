@@ -56,7 +56,9 @@ impl Link {
         while !shutdown.is_cancelled() {
             match self.attach_once(&mut pending, &mut outcomes, &mut backoff, &shutdown).await {
                 Ok(()) => tracing::info!("core closed the attach stream; reconnecting"),
-                Err(status) => tracing::warn!(code = ?status.code(), message = status.message(), "attach to core"),
+                Err(status) => {
+                    tracing::warn!(code = ?status.code(), message = status.message(), "attach to core")
+                }
             }
             self.connected.store(false, std::sync::atomic::Ordering::Relaxed);
             tokio::select! {

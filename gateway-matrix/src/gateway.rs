@@ -89,7 +89,8 @@ pub async fn run(
     let session = Session::open(&matrix_dir(home), &config).await?;
     let client = session.client.clone();
     let own_user = client.user_id().context("the session has no user id")?.to_owned();
-    let access = Access::new(&config.allowed_users, &config.allowed_rooms, config.group_mention_only);
+    let access =
+        Access::new(&config.allowed_users, &config.allowed_rooms, config.group_mention_only);
     access.resolve_aliases(&client).await;
     let (inbound_tx, inbound_rx) = mpsc::channel(256);
     let shared = Arc::new(Shared {
@@ -167,7 +168,14 @@ async fn sync_forever(client: &Client, status: &Status) -> anyhow::Result<()> {
                     status.syncing.store(true, Ordering::Relaxed);
                     Ok(LoopCtrl::Continue)
                 }
-                Err(error) if matches!(error.client_api_error_kind(), Some(ErrorKind::UnknownToken(_))) => Err(error),
+                Err(error)
+                    if matches!(
+                        error.client_api_error_kind(),
+                        Some(ErrorKind::UnknownToken(_))
+                    ) =>
+                {
+                    Err(error)
+                }
                 Err(error) => {
                     status.syncing.store(false, Ordering::Relaxed);
                     tracing::warn!(%error, "sync with the homeserver failed; retrying");

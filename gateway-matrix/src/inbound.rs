@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use ductor_proto::pb;
+use matrix_sdk::event_handler::EventHandlerHandle;
 use matrix_sdk::ruma::events::AnySyncMessageLikeEvent;
 use matrix_sdk::ruma::events::AnySyncTimelineEvent;
 use matrix_sdk::ruma::events::SyncMessageLikeEvent;
@@ -18,7 +19,6 @@ use matrix_sdk::ruma::events::room::message::{
     MessageType, OriginalSyncRoomMessageEvent, Relation,
 };
 use matrix_sdk::ruma::{EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, UserId};
-use matrix_sdk::event_handler::EventHandlerHandle;
 use matrix_sdk::{Client, Room, RoomState};
 
 use crate::gateway::Shared;
@@ -29,20 +29,24 @@ use crate::{access, media, render};
 pub fn register(shared: &Arc<Shared>) -> Vec<EventHandlerHandle> {
     let client = &shared.client;
     let s = shared.clone();
-    let messages = client.add_event_handler(move |event: OriginalSyncRoomMessageEvent, room: Room| {
-        let shared = s.clone();
-        async move { on_message(&shared, event, room).await }
-    });
+    let messages =
+        client.add_event_handler(move |event: OriginalSyncRoomMessageEvent, room: Room| {
+            let shared = s.clone();
+            async move { on_message(&shared, event, room).await }
+        });
     let s = shared.clone();
-    let reactions = client.add_event_handler(move |event: OriginalSyncReactionEvent, room: Room| {
-        let shared = s.clone();
-        async move { on_reaction(&shared, event, room).await }
-    });
+    let reactions =
+        client.add_event_handler(move |event: OriginalSyncReactionEvent, room: Room| {
+            let shared = s.clone();
+            async move { on_reaction(&shared, event, room).await }
+        });
     let s = shared.clone();
-    let invites = client.add_event_handler(move |event: StrippedRoomMemberEvent, room: Room, client: Client| {
-        let shared = s.clone();
-        async move { on_invite(&shared, event, room, client).await }
-    });
+    let invites = client.add_event_handler(
+        move |event: StrippedRoomMemberEvent, room: Room, client: Client| {
+            let shared = s.clone();
+            async move { on_invite(&shared, event, room, client).await }
+        },
+    );
     vec![messages, reactions, invites]
 }
 
@@ -96,7 +100,10 @@ async fn forward(shared: &Shared, event: pb::InboundEvent) {
 }
 
 /// The replied-to event's sender and text, when the message is a reply.
-async fn replied_to(room: &Room, relation: Option<&Relation<impl Sized>>) -> Option<(OwnedEventId, String, String)> {
+async fn replied_to(
+    room: &Room,
+    relation: Option<&Relation<impl Sized>>,
+) -> Option<(OwnedEventId, String, String)> {
     let reply_id = match relation? {
         Relation::Reply(reply) => reply.in_reply_to.event_id.clone(),
         Relation::Thread(thread) => thread.in_reply_to.as_ref()?.event_id.clone(),
@@ -130,10 +137,16 @@ async fn on_message(shared: &Shared, ev: OriginalSyncRoomMessageEvent, room: Roo
     let text = if reply.is_some() { render::strip_reply_fallback(text) } else { text };
     let is_command = text.starts_with('!') || text.starts_with('/');
     if shared.access.mention_only() && !is_command && !access::is_direct(&room).await {
-        let mentioned = ev.content.mentions.as_ref().map(|m| m.user_ids.iter().cloned().collect::<Vec<_>>()).unwrap_or_default();
+        let mentioned = ev
+            .content
+            .mentions
+            .as_ref()
+            .map(|m| m.user_ids.iter().cloned().collect::<Vec<_>>())
+            .unwrap_or_default();
         let own_name = room.get_member_no_sync(&shared.own_user).await.ok().flatten();
         let display = own_name.as_ref().and_then(|m| m.display_name());
-        let to_bot = reply.as_ref().is_some_and(|(_, sender, _)| *sender == shared.own_user.as_str());
+        let to_bot =
+            reply.as_ref().is_some_and(|(_, sender, _)| *sender == shared.own_user.as_str());
         if !to_bot && !access::mentions_bot(&shared.own_user, display, text, html, &mentioned) {
             tracing::debug!(room = %room.room_id(), "group_mention_only: not addressed to the bot");
             return;
@@ -142,7 +155,11 @@ async fn on_message(shared: &Shared, ev: OriginalSyncRoomMessageEvent, room: Roo
     let name = sender_name(&room, &ev.sender).await;
     let kind = match &ev.content.msgtype {
         MessageType::Text(_) | MessageType::Notice(_) | MessageType::Emote(_) => {
-            let pressed = shared.buttons.lock().expect("lock is never poisoned").by_typed(room.room_id(), text);
+            let pressed = shared
+                .buttons
+                .lock()
+                .expect("lock is never poisoned")
+                .by_typed(room.room_id(), text);
             match pressed {
                 Some((button_id, message)) => pb::inbound_event::Kind::Button(pb::ButtonPress {
                     button_id,

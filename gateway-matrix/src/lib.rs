@@ -36,7 +36,12 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
     let detail = status.clone();
     let health = context.health.clone().with_detail(move || detail.detail());
     let router = tonic::transport::Server::builder().add_service(health.into_server());
-    let bot = gateway::run(&context.home, context.config.matrix.clone(), context.shutdown.clone(), status);
+    let bot = gateway::run(
+        &context.home,
+        context.config.matrix.clone(),
+        context.shutdown.clone(),
+        status,
+    );
     let bot = async {
         let result = bot.await;
         if result.is_err() {

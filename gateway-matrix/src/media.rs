@@ -135,16 +135,21 @@ async fn store(root: &Path, name: &str, data: &[u8]) -> anyhow::Result<PathBuf> 
     };
     for n in 0..1000 {
         let candidate = if n == 0 { dir.join(&name) } else { dir.join(format!("{stem}-{n}{ext}")) };
-        let file = tokio::fs::OpenOptions::new().write(true).create_new(true).open(&candidate).await;
+        let file =
+            tokio::fs::OpenOptions::new().write(true).create_new(true).open(&candidate).await;
         match file {
             Ok(mut file) => {
                 use tokio::io::AsyncWriteExt as _;
-                file.write_all(data).await.with_context(|| format!("write {}", candidate.display()))?;
+                file.write_all(data)
+                    .await
+                    .with_context(|| format!("write {}", candidate.display()))?;
                 file.flush().await.with_context(|| format!("write {}", candidate.display()))?;
                 return Ok(candidate);
             }
             Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(error) => return Err(error).with_context(|| format!("create {}", candidate.display())),
+            Err(error) => {
+                return Err(error).with_context(|| format!("create {}", candidate.display()));
+            }
         }
     }
     bail!("too many files named {name} today")

@@ -125,7 +125,8 @@ impl ChatWorker {
     }
 
     fn room(&self) -> anyhow::Result<Room> {
-        let room_id = RoomId::parse(self.chat.as_str()).context("parse the chat id as a room id")?;
+        let room_id =
+            RoomId::parse(self.chat.as_str()).context("parse the chat id as a room id")?;
         let room: OwnedRoomId = room_id;
         let room = self.shared.client.get_room(&room).context("the bot is not in this room")?;
         anyhow::ensure!(
@@ -177,11 +178,25 @@ impl ChatWorker {
                 if let Some(old) = self.selectors.remove(&menu.selector_id) {
                     self.retract(&room, &old).await;
                 }
-                let event = send::with_buttons(&self.shared, &room, &menu.text, &menu.buttons, send::Kind::Text).await?;
+                let event = send::with_buttons(
+                    &self.shared,
+                    &room,
+                    &menu.text,
+                    &menu.buttons,
+                    send::Kind::Text,
+                )
+                .await?;
                 self.selectors.insert(menu.selector_id, event);
             }
             Kind::QueueNotice(notice) => {
-                let event = send::with_buttons(&self.shared, &room, &notice.text, &notice.buttons, send::Kind::Notice).await?;
+                let event = send::with_buttons(
+                    &self.shared,
+                    &room,
+                    &notice.text,
+                    &notice.buttons,
+                    send::Kind::Notice,
+                )
+                .await?;
                 if let Some(old) = self.queue_notices.insert(notice.entry_id, event) {
                     self.retract(&room, &old).await;
                 }

@@ -22,7 +22,9 @@ pub const KEYCAPS: [&str; 10] = [
 pub fn keycap_index(key: &str) -> Option<usize> {
     // Some clients send the keycap without the variation selector.
     let normalized: String = key.chars().filter(|c| *c != '\u{fe0f}').collect();
-    KEYCAPS.iter().position(|cap| cap.chars().filter(|c| *c != '\u{fe0f}').collect::<String>() == normalized)
+    KEYCAPS
+        .iter()
+        .position(|cap| cap.chars().filter(|c| *c != '\u{fe0f}').collect::<String>() == normalized)
 }
 
 /// A message ready to send: plain `body` and HTML `formatted_body`.
@@ -63,7 +65,8 @@ pub fn with_options(text: &str, labels: &[String]) -> String {
         out.push_str("\n\n");
     }
     for (index, label) in labels.iter().enumerate() {
-        let marker = KEYCAPS.get(index).map(|cap| (*cap).to_owned()).unwrap_or(format!("{}.", index + 1));
+        let marker =
+            KEYCAPS.get(index).map(|cap| (*cap).to_owned()).unwrap_or(format!("{}.", index + 1));
         out.push_str(&format!("{marker} {label}\n"));
     }
     out.trim_end().to_owned()

@@ -104,7 +104,11 @@ async fn add_buttons(
     }
     let count = ids.len();
     // Registered before the reactions go out, so an early press is understood.
-    shared.buttons.lock().expect("lock is never poisoned").register(room.room_id(), event.clone(), ids);
+    shared.buttons.lock().expect("lock is never poisoned").register(
+        room.room_id(),
+        event.clone(),
+        ids,
+    );
     for key in render::KEYCAPS.iter().take(count) {
         let reaction = ReactionEventContent::new(Annotation::new(event.clone(), (*key).to_owned()));
         room.send(reaction).await.context("add an option reaction")?;
@@ -121,7 +125,8 @@ pub async fn attachment(room: &Room, file: &pb::Attachment) -> anyhow::Result<()
     } else {
         file.file_name.clone()
     };
-    let mime: mime::Mime = file.mime_type.parse().unwrap_or_else(|_| guess_mime(&name, file.is_image));
+    let mime: mime::Mime =
+        file.mime_type.parse().unwrap_or_else(|_| guess_mime(&name, file.is_image));
     room.send_attachment(name, &mime, data, AttachmentConfig::new())
         .await
         .context("upload and send the file")?;

@@ -50,7 +50,9 @@ impl Session {
         let saved = read_session(&file)?.filter(|saved| {
             let same = saved.homeserver == config.homeserver && saved.user_id == config.user_id;
             if !same {
-                tracing::warn!("matrix.homeserver or matrix.user_id changed: logging in again as a new device");
+                tracing::warn!(
+                    "matrix.homeserver or matrix.user_id changed: logging in again as a new device"
+                );
             }
             same
         });
@@ -88,10 +90,9 @@ fn write_session(file: &Path, session: &SessionFile) -> anyhow::Result<()> {
 }
 
 async fn build_client(store: &Path, homeserver: &str, key_hex: &str) -> anyhow::Result<Client> {
-    let key: [u8; 32] = hex::decode(key_hex)
-        .ok()
-        .and_then(|bytes| bytes.try_into().ok())
-        .context("the saved store key is not 32 bytes of hex (delete session.json to log in again)")?;
+    let key: [u8; 32] = hex::decode(key_hex).ok().and_then(|bytes| bytes.try_into().ok()).context(
+        "the saved store key is not 32 bytes of hex (delete session.json to log in again)",
+    )?;
     let store_config = SqliteStoreConfig::new(store).key(Some(&key));
     Client::builder()
         .homeserver_url(homeserver)
@@ -136,7 +137,8 @@ async fn login(file: PathBuf, store: &Path, config: &MatrixConfig) -> anyhow::Re
         tracing::warn!(store = %store.display(), "removing a Matrix store left without its session");
         std::fs::remove_dir_all(store).with_context(|| format!("remove {}", store.display()))?;
     }
-    let key: Vec<u8> = [uuid::Uuid::new_v4(), uuid::Uuid::new_v4()].iter().flat_map(|u| *u.as_bytes()).collect();
+    let key: Vec<u8> =
+        [uuid::Uuid::new_v4(), uuid::Uuid::new_v4()].iter().flat_map(|u| *u.as_bytes()).collect();
     let key = hex::encode(key);
     let client = build_client(store, &config.homeserver, &key).await?;
     let response = client

@@ -62,7 +62,9 @@ async fn keep_typing(
     last_touch_ms: Arc<AtomicU64>,
 ) {
     loop {
-        let idle = started.elapsed().saturating_sub(Duration::from_millis(last_touch_ms.load(Ordering::Relaxed)));
+        let idle = started
+            .elapsed()
+            .saturating_sub(Duration::from_millis(last_touch_ms.load(Ordering::Relaxed)));
         if idle > IDLE_LIMIT {
             break;
         }

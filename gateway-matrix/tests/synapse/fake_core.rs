@@ -131,12 +131,14 @@ impl pb::core_server::Core for Service {
                     Some(pb::gateway_message::Msg::Hello(hello)) => {
                         recorded.lock().expect("not poisoned").hellos.push(hello);
                         let welcome = pb::Welcome { core_version: "fake".into(), pending: 0 };
-                        let _ = tx.send(core_message(pb::core_message::Msg::Welcome(welcome))).await;
+                        let _ =
+                            tx.send(core_message(pb::core_message::Msg::Welcome(welcome))).await;
                     }
                     Some(pb::gateway_message::Msg::Inbound(event)) => {
                         recorded.lock().expect("not poisoned").inbound.push(event.clone());
                         let accepted = pb::InboundAccepted { event_id: event.event_id.clone() };
-                        let _ = tx.send(core_message(pb::core_message::Msg::Accepted(accepted))).await;
+                        let _ =
+                            tx.send(core_message(pb::core_message::Msg::Accepted(accepted))).await;
                         for kind in script(&event) {
                             let action = pb::OutboundAction {
                                 action_id: next_action.fetch_add(1, Ordering::Relaxed),
@@ -146,7 +148,8 @@ impl pb::core_server::Core for Service {
                                 reply_to_event: event.event_id.clone(),
                                 kind: Some(kind),
                             };
-                            let _ = tx.send(core_message(pb::core_message::Msg::Action(action))).await;
+                            let _ =
+                                tx.send(core_message(pb::core_message::Msg::Action(action))).await;
                         }
                     }
                     Some(pb::gateway_message::Msg::Ack(ack)) => {
@@ -183,8 +186,15 @@ pub fn default_script() -> Script {
                 selector_id: "model".into(),
                 text: "Pick a **model**".into(),
                 buttons: vec![
-                    pb::ButtonRow { buttons: vec![pb::Button { id: "ms:opus".into(), label: "opus".into() }] },
-                    pb::ButtonRow { buttons: vec![pb::Button { id: "ms:sonnet".into(), label: "sonnet".into() }] },
+                    pb::ButtonRow {
+                        buttons: vec![pb::Button { id: "ms:opus".into(), label: "opus".into() }],
+                    },
+                    pb::ButtonRow {
+                        buttons: vec![pb::Button {
+                            id: "ms:sonnet".into(),
+                            label: "sonnet".into(),
+                        }],
+                    },
                 ],
             })]
         }
@@ -192,8 +202,18 @@ pub fn default_script() -> Script {
             Kind::TurnStarted(pb::TurnStarted { provider: "claude".into(), model: "opus".into() }),
             Kind::TextDelta(pb::TextDeltaAction { text: "Looking ".into() }),
             Kind::TextDelta(pb::TextDeltaAction { text: "around.".into() }),
-            Kind::Tool(pb::ToolActivity { name: "Bash".into(), summary: "ls".into(), finished: false, ok: false }),
-            Kind::Tool(pb::ToolActivity { name: "Bash".into(), summary: "ls".into(), finished: true, ok: true }),
+            Kind::Tool(pb::ToolActivity {
+                name: "Bash".into(),
+                summary: "ls".into(),
+                finished: false,
+                ok: false,
+            }),
+            Kind::Tool(pb::ToolActivity {
+                name: "Bash".into(),
+                summary: "ls".into(),
+                finished: true,
+                ok: true,
+            }),
             Kind::TextDelta(pb::TextDeltaAction { text: "All **done**.".into() }),
             Kind::FinalReply(pb::FinalReply {
                 text: "All **done**.".into(),
@@ -202,10 +222,17 @@ pub fn default_script() -> Script {
                 ..Default::default()
             }),
         ],
-        Some(pb::inbound_event::Kind::Message(m)) => vec![final_reply(&format!("echo: {}", m.text))],
-        Some(pb::inbound_event::Kind::Button(b)) => vec![final_reply(&format!("pressed {}", b.button_id))],
+        Some(pb::inbound_event::Kind::Message(m)) => {
+            vec![final_reply(&format!("echo: {}", m.text))]
+        }
+        Some(pb::inbound_event::Kind::Button(b)) => {
+            vec![final_reply(&format!("pressed {}", b.button_id))]
+        }
         Some(pb::inbound_event::Kind::Media(media)) => {
-            vec![final_reply(&format!("got {} ({} bytes)", media.original_filename, media.size_bytes))]
+            vec![final_reply(&format!(
+                "got {} ({} bytes)",
+                media.original_filename, media.size_bytes
+            ))]
         }
         None => Vec::new(),
     })

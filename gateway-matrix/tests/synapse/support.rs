@@ -39,7 +39,11 @@ fn start_synapse() -> Result<Synapse, String> {
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
     let value = |key: &str| {
-        stdout.lines().find_map(|l| l.strip_prefix(key)).map(str::to_owned).ok_or(format!("no {key} in the script output"))
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(str::to_owned)
+            .ok_or(format!("no {key} in the script output"))
     };
     Ok(Synapse { url: value("SYNAPSE_URL=")?, secret: value("SYNAPSE_SECRET=")? })
 }
@@ -58,7 +62,9 @@ pub fn synapse(test: &str) -> Option<Synapse> {
         }
     });
     if synapse.is_none() {
-        eprintln!("SKIP {test}: no Synapse (run tests/setup/synapse.sh start; needs python3 and PyPI)");
+        eprintln!(
+            "SKIP {test}: no Synapse (run tests/setup/synapse.sh start; needs python3 and PyPI)"
+        );
     }
     synapse.clone()
 }
@@ -73,10 +79,17 @@ impl Synapse {
     pub async fn register(&self, name: &str, password: &str) -> String {
         let http = reqwest::Client::new();
         let endpoint = format!("{}/_synapse/admin/v1/register", self.url);
-        let nonce: serde_json::Value =
-            http.get(&endpoint).send().await.expect("get a nonce").json().await.expect("nonce json");
+        let nonce: serde_json::Value = http
+            .get(&endpoint)
+            .send()
+            .await
+            .expect("get a nonce")
+            .json()
+            .await
+            .expect("nonce json");
         let nonce = nonce["nonce"].as_str().expect("nonce field").to_owned();
-        let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(self.secret.as_bytes()).expect("any key length");
+        let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(self.secret.as_bytes())
+            .expect("any key length");
         mac.update(format!("{nonce}\0{name}\0{password}\0notadmin").as_bytes());
         let mac = hex::encode(mac.finalize().into_bytes());
         let body = serde_json::json!({
@@ -89,7 +102,13 @@ impl Synapse {
         // Registration logs in a device; log it out so the account starts with none.
         let token = answer["access_token"].as_str().expect("access_token");
         let logout = format!("{}/_matrix/client/v3/logout", self.url);
-        let out = http.post(logout).bearer_auth(token).json(&serde_json::json!({})).send().await.expect("logout");
+        let out = http
+            .post(logout)
+            .bearer_auth(token)
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .expect("logout");
         assert!(out.status().is_success(), "log out the registration device: {}", out.status());
         answer["user_id"].as_str().expect("user_id").to_owned()
     }
@@ -143,7 +162,8 @@ impl Gateway {
     pub fn device_id(&self) -> String {
         let path = self.home.root().join("matrix/session.json");
         let json: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&path).expect("session.json exists")).expect("session json");
+            serde_json::from_slice(&std::fs::read(&path).expect("session.json exists"))
+                .expect("session json");
         json["device_id"].as_str().expect("device_id").to_owned()
     }
 }

@@ -69,31 +69,39 @@ impl TestUser {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let changed = Arc::new(Notify::new());
         let (s, c) = (seen.clone(), changed.clone());
-        client.add_event_handler(move |ev: OriginalSyncRoomMessageEvent, room: Room, enc: Option<matrix_sdk::deserialized_responses::EncryptionInfo>| {
-            let (seen, changed) = (s.clone(), c.clone());
-            async move {
-                let file = match &ev.content.msgtype {
-                    MessageType::File(f) => Some(f.clone()),
-                    _ => None,
-                };
-                let (body, html) = match &ev.content.msgtype {
-                    MessageType::Text(t) => (t.body.clone(), t.formatted.as_ref().map(|f| f.body.clone())),
-                    MessageType::Notice(t) => (t.body.clone(), t.formatted.as_ref().map(|f| f.body.clone())),
-                    other => (other.body().to_owned(), None),
-                };
-                seen.lock().expect("not poisoned").push(Seen::Message {
-                    room: room.room_id().to_owned(),
-                    sender: ev.sender,
-                    event_id: ev.event_id,
-                    msgtype: ev.content.msgtype().to_owned(),
-                    body,
-                    html,
-                    encrypted: enc.is_some(),
-                    file,
-                });
-                changed.notify_waiters();
-            }
-        });
+        client.add_event_handler(
+            move |ev: OriginalSyncRoomMessageEvent,
+                  room: Room,
+                  enc: Option<matrix_sdk::deserialized_responses::EncryptionInfo>| {
+                let (seen, changed) = (s.clone(), c.clone());
+                async move {
+                    let file = match &ev.content.msgtype {
+                        MessageType::File(f) => Some(f.clone()),
+                        _ => None,
+                    };
+                    let (body, html) = match &ev.content.msgtype {
+                        MessageType::Text(t) => {
+                            (t.body.clone(), t.formatted.as_ref().map(|f| f.body.clone()))
+                        }
+                        MessageType::Notice(t) => {
+                            (t.body.clone(), t.formatted.as_ref().map(|f| f.body.clone()))
+                        }
+                        other => (other.body().to_owned(), None),
+                    };
+                    seen.lock().expect("not poisoned").push(Seen::Message {
+                        room: room.room_id().to_owned(),
+                        sender: ev.sender,
+                        event_id: ev.event_id,
+                        msgtype: ev.content.msgtype().to_owned(),
+                        body,
+                        html,
+                        encrypted: enc.is_some(),
+                        file,
+                    });
+                    changed.notify_waiters();
+                }
+            },
+        );
         let (s, c) = (seen.clone(), changed.clone());
         client.add_event_handler(move |ev: OriginalSyncReactionEvent, room: Room| {
             let (seen, changed) = (s.clone(), c.clone());
@@ -118,7 +126,12 @@ impl TestUser {
     }
 
     /// Waits for something matching `pick` (panics after `timeout`).
-    pub async fn wait_seen<T>(&self, what: &str, timeout: Duration, pick: impl Fn(&Seen) -> Option<T>) -> T {
+    pub async fn wait_seen<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pick: impl Fn(&Seen) -> Option<T>,
+    ) -> T {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let notified = self.changed.notified();
@@ -133,11 +146,17 @@ impl TestUser {
     }
 
     /// Messages from `sender` in `room`: (msgtype, body, html).
-    pub fn messages_from(&self, room: &RoomId, sender: &UserId) -> Vec<(String, String, Option<String>)> {
+    pub fn messages_from(
+        &self,
+        room: &RoomId,
+        sender: &UserId,
+    ) -> Vec<(String, String, Option<String>)> {
         let seen = self.seen.lock().expect("not poisoned");
         seen.iter()
             .filter_map(|s| match s {
-                Seen::Message { room: r, sender: f, msgtype, body, html, .. } if r == room && f == sender => {
+                Seen::Message { room: r, sender: f, msgtype, body, html, .. }
+                    if r == room && f == sender =>
+                {
                     Some((msgtype.clone(), body.clone(), html.clone()))
                 }
                 _ => None,
@@ -147,11 +166,15 @@ impl TestUser {
 
     /// Waits for a message from `sender` in `room` whose body contains `needle`.
     pub async fn wait_message(&self, room: &RoomId, sender: &UserId, needle: &str) -> Seen {
-        self.wait_seen(&format!("a message containing {needle:?}"), Duration::from_secs(30), |s| match s {
-            Seen::Message { room: r, sender: f, body, .. } if r == room && f == sender && body.contains(needle) => {
-                Some(s.clone())
+        self.wait_seen(&format!("a message containing {needle:?}"), Duration::from_secs(30), |s| {
+            match s {
+                Seen::Message { room: r, sender: f, body, .. }
+                    if r == room && f == sender && body.contains(needle) =>
+                {
+                    Some(s.clone())
+                }
+                _ => None,
             }
-            _ => None,
         })
         .await
     }
@@ -171,7 +194,10 @@ impl TestUser {
             {
                 return;
             }
-            assert!(tokio::time::Instant::now() < deadline, "{user} never reached {state} in {room}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{user} never reached {state} in {room}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
