@@ -96,10 +96,11 @@ pub fn prepare_dirs(home: &DuctorHome) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// SIGTERM or SIGINT: stop everything.
+/// SIGTERM, SIGINT (Ctrl-C) or SIGHUP (the terminal went away): stop everything.
 struct StopSignals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
 }
 
 impl StopSignals {
@@ -107,14 +108,16 @@ impl StopSignals {
         Ok(Self {
             term: signal(SignalKind::terminate()).context("install the SIGTERM handler")?,
             int: signal(SignalKind::interrupt()).context("install the SIGINT handler")?,
+            hup: signal(SignalKind::hangup()).context("install the SIGHUP handler")?,
         })
     }
 
-    /// Resolves on SIGTERM or SIGINT.
+    /// Resolves on SIGTERM, SIGINT or SIGHUP.
     async fn recv(&mut self) {
         tokio::select! {
             _ = self.term.recv() => {}
             _ = self.int.recv() => {}
+            _ = self.hup.recv() => {}
         }
     }
 }
