@@ -328,3 +328,72 @@ async fn doctor_reports_ok_warn_fail_lines() {
     assert!(!broken.status.success());
     assert!(String::from_utf8_lossy(&broken.stdout).contains("FAIL config:"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn down_stops_services_whose_launcher_was_killed() {
+    let env = TestEnv::with_config(FAST_LAUNCHER);
+    let up = env.ductorctl(&["up", "--detach"]).await;
+    assert!(up.status.success(), "{}", stderr(&up));
+    let status = env.status().await;
+    let launcher = status["launcher_pid"].as_u64().expect("launcher pid") as u32;
+    let services: Vec<u32> =
+        status["services"].as_array().expect("services").iter().map(pid_of).collect();
+    harness::signal(launcher, Signal::SIGKILL);
+    wait_for("the launcher gone", async || (!harness::alive(launcher)).then_some(())).await;
+
+    // Orphans keep serving; status finds them through their sockets.
+    let status = env.status().await;
+    assert_eq!(status["managed_by"], "none");
+    assert!(status["launcher_pid"].is_null());
+    for row in status["services"].as_array().expect("services") {
+        assert_eq!(row["state"], "healthy", "{row}");
+    }
+    let down = env.ductorctl(&["down"]).await;
+    assert!(down.status.success(), "{}", stderr(&down));
+    assert!(String::from_utf8_lossy(&down.stdout).contains("launcher gone"));
+    for pid in services {
+        assert!(!harness::alive(pid), "orphan {pid} survived down");
+    }
+    assert_down(&env).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_service_turns_unhealthy_and_back() {
+    let env = TestEnv::with_config(FAST_LAUNCHER);
+    let up = env.ductorctl(&["up", "--detach"]).await;
+    assert!(up.status.success(), "{}", stderr(&up));
+    let runner = env.service_status("runner").await.expect("runner");
+    let pid = pid_of(&runner);
+    harness::signal(pid, Signal::SIGSTOP);
+    let frozen = wait_for("runner unhealthy", async || {
+        let row = env.service_status("runner").await?;
+        (row["state"] == "unhealthy").then_some(row)
+    })
+    .await;
+    assert_eq!(pid_of(&frozen), pid, "a live but silent process is not restarted");
+    harness::signal(pid, Signal::SIGCONT);
+    let thawed = wait_for("runner healthy again", async || {
+        let row = env.service_status("runner").await?;
+        (row["state"] == "healthy").then_some(row)
+    })
+    .await;
+    assert_eq!(pid_of(&thawed), pid);
+    assert_eq!(thawed["restarts"], 0);
+    assert_down(&env).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_install_renders_units_with_real_paths() {
+    let env = TestEnv::with_config("[telegram]\nenabled = true\ntoken = \"1:x\"\n");
+    let units = env.home().join("units");
+    let install =
+        env.ductorctl(&["service", "install", "--unit-dir", &units.display().to_string()]).await;
+    assert!(install.status.success(), "{}", stderr(&install));
+    let core = std::fs::read_to_string(units.join("ductor-core.service")).expect("core unit");
+    let bin = harness::bin_dir();
+    assert!(core.contains(&format!("ExecStart={}/ductor-core\n", bin.display())), "{core}");
+    assert!(core.contains(&format!("Environment=DUCTOR_HOME={}\n", env.home().display())));
+    assert!(core.contains(&format!("Environment=DUCTOR_RUN_DIR={}\n", env.run_dir().display())));
+    assert!(units.join("ductor.target").is_file());
+    assert!(units.join("ductor-gateway-telegram.service").is_file());
+}
