@@ -76,21 +76,44 @@ fn spec(workspace: &Path, prompt: &str) -> pb::RunSpec {
     }
 }
 
-/// One run; returns stamp→arrival latencies in µs.
-async fn stamped_run(client: RunnerClient<Channel>, workspace: PathBuf) -> Vec<u64> {
+/// One run; returns when its `started` event arrived and (send time, latency µs) per delta.
+async fn stamped_run(
+    client: RunnerClient<Channel>,
+    workspace: PathBuf,
+) -> (u128, Vec<(u128, u64)>) {
     let prompt = format!("stamp:{DELTAS_PER_RUN}");
     let mut stream =
         client.clone().start_run(spec(&workspace, &prompt)).await.expect("start").into_inner();
-    let mut latencies = Vec::new();
+    let mut started = 0;
+    let mut samples = Vec::new();
     while let Some(event) = stream.message().await.expect("stream") {
-        if let Some(Kind::Text(delta)) = event.kind {
-            let arrived = now_ns();
-            if let Ok(sent) = delta.text.parse::<u128>() {
-                latencies.push((arrived.saturating_sub(sent) / 1000) as u64);
+        let arrived = now_ns();
+        match event.kind {
+            Some(Kind::Started(_)) => started = arrived,
+            Some(Kind::Text(delta)) => {
+                if let Ok(sent) = delta.text.parse::<u128>() {
+                    samples.push((sent, (arrived.saturating_sub(sent) / 1000) as u64));
+                }
             }
+            _ => {}
         }
     }
-    latencies
+    (started, samples)
+}
+
+fn report(label: &str, mut latencies: Vec<u64>) {
+    latencies.sort_unstable();
+    if latencies.is_empty() {
+        println!("{label}: no samples");
+        return;
+    }
+    println!(
+        "{label} ({} samples): p50 {} us, p99 {} us, max {} us",
+        latencies.len(),
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.99),
+        latencies.last().copied().unwrap_or(0)
+    );
 }
 
 fn percentile(sorted: &[u64], p: f64) -> u64 {
@@ -132,20 +155,23 @@ async fn main() {
     let tasks: Vec<_> = (0..CONCURRENT)
         .map(|_| tokio::spawn(stamped_run(client.clone(), workspace.clone())))
         .collect();
-    let mut all = Vec::new();
+    let mut runs = Vec::new();
     for task in tasks {
-        all.extend(task.await.expect("run task"));
+        runs.push(task.await.expect("run task"));
     }
-    all.sort_unstable();
     println!(
-        "stdout line -> gRPC client, {CONCURRENT} concurrent runs x {DELTAS_PER_RUN} deltas ({} samples, {:.1} s): \
-         p50 {} us, p99 {} us, max {} us",
-        all.len(),
+        "{CONCURRENT} concurrent runs x {DELTAS_PER_RUN} deltas in {:.1} s (load average {})",
         started.elapsed().as_secs_f64(),
-        percentile(&all, 0.50),
-        percentile(&all, 0.99),
-        all.last().copied().unwrap_or(0)
+        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
     );
+    let all_started = runs.iter().map(|(s, _)| *s).max().unwrap_or(0);
+    let all: Vec<u64> = runs.iter().flat_map(|(_, v)| v.iter().map(|(_, l)| *l)).collect();
+    let steady: Vec<u64> = runs
+        .iter()
+        .flat_map(|(_, v)| v.iter().filter(|(sent, _)| *sent > all_started).map(|(_, l)| *l))
+        .collect();
+    report("stdout line -> gRPC client, all samples (incl. the 50-spawn burst)", all);
+    report("stdout line -> gRPC client, steady state (all 50 running)", steady);
 
     // Warm up once, then measure growth over sequential runs.
     stamped_run(client.clone(), workspace.clone()).await;

@@ -358,14 +358,26 @@ pub fn prepare_state(provider: Provider, env: &BTreeMap<String, String>) {
     for state in provider::state_paths(provider, env) {
         let outcome = match &state {
             StatePath::Dir(dir) => std::fs::create_dir_all(dir),
-            StatePath::File { path, initial } if !path.exists() => {
-                ductor_daemon::paths::write_private(path, initial.as_bytes())
-            }
+            StatePath::File { path, initial } if !path.exists() => create_new(path, initial),
             StatePath::File { .. } => Ok(()),
         };
         if let Err(error) = outcome {
             tracing::warn!(?state, %error, "failed to create a provider state path");
         }
+    }
+}
+
+/// Creates `path` (0600) with `contents` unless it exists (concurrent runs race here).
+fn create_new(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(mut file) => file.write_all(contents.as_bytes()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) => Err(error),
     }
 }
 

@@ -190,7 +190,15 @@ impl Runner {
         control: mpsc::Receiver<Control>,
     ) {
         let run_id = spec.run_id.clone();
-        match self.prepare(spec) {
+        // File system work (TMPDIR, state dirs, the Landlock ruleset) stays off the
+        // async workers; the fork itself happens on a worker (see `sandbox::command`).
+        let preparer = self.clone();
+        let prepared = tokio::task::spawn_blocking(move || preparer.prepare(spec))
+            .await
+            .unwrap_or_else(|error| {
+                Err(RunError::fatal(ErrorKind::Internal, format!("prepare the run: {error}")))
+            });
+        match prepared {
             Ok(prepared) => {
                 let hooks = Arc::new(RunHooks { runner: self.clone(), run_id: run_id.clone() });
                 supervise::run(prepared, sink, control, self.registry.clone(), hooks).await;
@@ -236,8 +244,8 @@ impl Runner {
             Some(&tmpdir),
         );
         sandbox::prepare_state(spec.provider, &env);
-        let policy = self.support.landlock.then(|| {
-            sandbox::policy(&PolicyInput {
+        let ruleset = if self.support.landlock {
+            let policy = sandbox::policy(&PolicyInput {
                 working_dir: &spec.working_dir,
                 binary: &binary,
                 env: &env,
@@ -246,8 +254,13 @@ impl Runner {
                 extra_writable: &self.config.extra_writable_paths,
                 extra_readable: &self.config.extra_readable_paths,
                 excluded: &[self.home.root().to_path_buf(), self.home.run_dir().to_path_buf()],
-            })
-        });
+            });
+            let fd = sandbox::landlock_ruleset(&policy)
+                .map_err(|e| RunError::fatal(ErrorKind::SpawnFailed, e))?;
+            Some(fd)
+        } else {
+            None
+        };
         let total =
             spec.total_timeout.unwrap_or(Duration::from_millis(self.config.total_timeout_ms));
         let idle = spec.idle_timeout.unwrap_or(Duration::from_millis(self.config.idle_timeout_ms));
@@ -257,7 +270,8 @@ impl Runner {
             args: invocation.args,
             env,
             tmpdir,
-            policy,
+            ruleset,
+            sandboxed: self.support.landlock,
             limits: Limits {
                 max_processes: self.config.max_processes,
                 max_file_bytes: self.config.max_file_size_mb.saturating_mul(1024 * 1024),

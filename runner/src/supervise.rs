@@ -8,6 +8,7 @@
 //! completion is decided by the result line, not the exit code.
 
 use std::collections::{BTreeMap, HashSet};
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,7 +25,7 @@ use crate::event::{ErrorKind, Event, Outcome, RunError, one_line};
 use crate::lines::{Line, LineReader};
 use crate::provider::{self, ExitInfo, Parser};
 use crate::registry::Registry;
-use crate::sandbox::{self, Limits, Policy, Spawn};
+use crate::sandbox::{self, Limits, Spawn};
 use crate::spec::RunSpec;
 
 /// A signal requested for a run.
@@ -63,8 +64,10 @@ pub struct Prepared {
     pub env: BTreeMap<String, String>,
     /// Private TMPDIR (removed at the end).
     pub tmpdir: PathBuf,
-    /// Landlock policy, when sandboxed.
-    pub policy: Option<Policy>,
+    /// Landlock ruleset built in the parent, applied in the child (when sandboxed).
+    pub ruleset: Option<OwnedFd>,
+    /// Landlock applies (reported in `RunStarted.sandbox`).
+    pub sandboxed: bool,
     /// Resource limits.
     pub limits: Limits,
     /// Longest stdout line.
@@ -174,7 +177,7 @@ impl StderrTail {
 
 /// Runs `prepared` to the end, reporting into `sink`.
 pub async fn run(
-    prepared: Prepared,
+    mut prepared: Prepared,
     mut sink: Sink,
     control: mpsc::Receiver<Control>,
     registry: Registry,
@@ -182,7 +185,7 @@ pub async fn run(
 ) {
     let started = Instant::now();
     let tmpdir = prepared.tmpdir.clone();
-    match spawn(&prepared) {
+    match spawn(&mut prepared) {
         Ok(child) => {
             let run = Supervisor::new(prepared, child, started, registry, hooks);
             run.drive(&mut sink, control).await;
@@ -206,14 +209,8 @@ pub async fn run(
     }
 }
 
-fn spawn(prepared: &Prepared) -> Result<tokio::process::Child, RunError> {
-    let ruleset = match &prepared.policy {
-        Some(policy) => Some(
-            sandbox::landlock_ruleset(policy)
-                .map_err(|e| RunError::fatal(ErrorKind::SpawnFailed, e))?,
-        ),
-        None => None,
-    };
+fn spawn(prepared: &mut Prepared) -> Result<tokio::process::Child, RunError> {
+    let ruleset = prepared.ruleset.take();
     let spawn = Spawn {
         program: &prepared.binary,
         args: &prepared.args,
@@ -285,7 +282,7 @@ impl Supervisor {
         self.hooks.started(pid);
         let started = Event::Started {
             pid,
-            sandbox: if self.prepared.policy.is_some() { "landlock" } else { "none" }.into(),
+            sandbox: if self.prepared.sandboxed { "landlock" } else { "none" }.into(),
             binary: self.prepared.binary.display().to_string(),
             cli_version: self.prepared.cli_version.clone(),
         };
