@@ -94,6 +94,7 @@ fn event(
 }
 
 async fn forward(shared: &Shared, event: pb::InboundEvent) {
+    tracing::debug!(event_id = %event.event_id, "forwarding an inbound event to core");
     if shared.inbound.send(event).await.is_err() {
         tracing::warn!("dropped an inbound event: the core link is gone");
     }
@@ -120,6 +121,7 @@ async fn replied_to(
 }
 
 async fn on_message(shared: &Shared, ev: OriginalSyncRoomMessageEvent, room: Room) {
+    tracing::debug!(event_id = %ev.event_id, room = %room.room_id(), "message event");
     if !admitted(shared, &room, &ev.sender, ev.origin_server_ts) {
         return;
     }

@@ -110,8 +110,13 @@ impl ChatWorker {
         acks: mpsc::Sender<pb::OutboundAck>,
     ) {
         while let Some(action) = actions.recv().await {
+            let action_id = action.action_id;
+            tracing::debug!(chat = %self.chat, action_id, "delivering an action");
             let error = match self.handle(action.kind).await {
-                Ok(()) => String::new(),
+                Ok(()) => {
+                    tracing::debug!(chat = %self.chat, action_id, "delivered an action");
+                    String::new()
+                }
                 Err(error) => {
                     tracing::warn!(chat = %self.chat, action_id = action.action_id, "failed to deliver an action: {error:#}");
                     format!("{error:#}")

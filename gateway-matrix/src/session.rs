@@ -93,7 +93,8 @@ async fn build_client(store: &Path, homeserver: &str, key_hex: &str) -> anyhow::
     let key: [u8; 32] = hex::decode(key_hex).ok().and_then(|bytes| bytes.try_into().ok()).context(
         "the saved store key is not 32 bytes of hex (delete session.json to log in again)",
     )?;
-    let store_config = SqliteStoreConfig::new(store).key(Some(&key));
+    // A bot needs few connections and small caches: keeps idle memory low.
+    let store_config = SqliteStoreConfig::with_low_memory_config(store).key(Some(&key));
     Client::builder()
         .homeserver_url(homeserver)
         .sqlite_store_with_config_and_cache_path(store_config, None::<&Path>)

@@ -98,8 +98,11 @@ async fn plain_room_round_trip_with_segment_streaming() {
     let gateway = world.start_gateway();
     let room = world.plain_room(&[]).await;
 
+    tracing::debug!("alice says hello bot");
     world.say(&room, "hello bot").await;
+    tracing::debug!("alice said hello bot");
     world.alice.wait_message(&room, &world.bot, "echo: hello bot").await;
+    tracing::debug!("alice saw the echo");
     let event = world
         .core
         .wait_for("the inbound message", WAIT, |r| r.inbound.iter().find(|e| matches!(&e.kind, Some(pb::inbound_event::Kind::Message(m)) if m.text == "hello bot")).cloned())

@@ -26,9 +26,14 @@ fn setup_script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/setup/synapse.sh")
 }
 
-#[allow(clippy::disallowed_methods)] // The one place these tests start a process.
+/// A command for `program`: the one place the test crates start processes.
+#[allow(clippy::disallowed_methods)]
+pub fn command(program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+    std::process::Command::new(program)
+}
+
 fn start_synapse() -> Result<Synapse, String> {
-    let output = std::process::Command::new("bash")
+    let output = command("bash")
         .arg(setup_script())
         .arg("start")
         .stderr(std::process::Stdio::inherit())

@@ -117,9 +117,14 @@ impl TestUser {
         });
         client.sync_once(SyncSettings::default()).await.expect("first user sync");
         let syncing = client.clone();
+        // sync_once in a loop: Client::sync pauses a second between quick syncs.
         let sync = tokio::spawn(async move {
             let settings = SyncSettings::default().timeout(Duration::from_secs(10));
-            let _ = syncing.sync(settings).await;
+            loop {
+                if syncing.sync_once(settings.clone()).await.is_err() {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
         });
         let user_id = UserId::parse(user_id.as_str()).expect("user id");
         Self { client, user_id, seen, changed, _store: store, sync }

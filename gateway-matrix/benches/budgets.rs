@@ -1,0 +1,141 @@
+//! Prints the Matrix gateway's budget figures against the local Synapse
+//! (`tests/setup/synapse.sh`): idle RSS of the real `ductor-gateway-matrix`
+//! process (target < 40 MB), restart to first answered message (< 3 s), and
+//! an encrypted round trip after the first key exchange (< 1 s). Core is the
+//! scripted fake core on the real socket; the user is a matrix-sdk client.
+//!
+//! Run: `cargo bench -p ductor-gateway-matrix --bench budgets` (release), or
+//! add `--profile dev` for a quick debug-build figure.
+
+#![recursion_limit = "256"]
+
+#[path = "../tests/synapse/fake_core.rs"]
+#[allow(dead_code)]
+mod fake_core;
+#[path = "../tests/synapse/support.rs"]
+#[allow(dead_code)]
+mod support;
+#[path = "../tests/synapse/user.rs"]
+#[allow(dead_code)]
+mod user;
+
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use ductor_daemon::DuctorHome;
+use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
+use matrix_sdk::ruma::{RoomId, UserId};
+use user::TestUser;
+
+const BOT_PASSWORD: &str = "bot-password";
+
+fn spawn_gateway(home: &DuctorHome) -> Child {
+    support::command(env!("CARGO_BIN_EXE_ductor-gateway-matrix"))
+        .arg("--home")
+        .arg(home.root())
+        .env("DUCTOR_LOG", "warn")
+        .spawn()
+        .expect("start ductor-gateway-matrix")
+}
+
+fn stop_gateway(mut child: Child) {
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid fits"));
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    let _ = child.wait();
+}
+
+/// Resident memory of `pid` in KiB: total, anonymous (heap, stacks), file-backed (code).
+fn rss_kib(pid: u32) -> (u64, u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("RssAnon:"), field("RssFile:"))
+}
+
+async fn round_trip(alice: &TestUser, room: &RoomId, bot: &UserId, text: &str) -> Duration {
+    let started = Instant::now();
+    alice.room(room).send(RoomMessageEventContent::text_plain(text)).await.expect("send");
+    alice.wait_message(room, bot, &format!("echo: {text}")).await;
+    started.elapsed()
+}
+
+fn write_config(home: &DuctorHome, url: &str, bot: &str, alice: &str) {
+    let toml = format!(
+        "[matrix]\nenabled = true\nhomeserver = \"{url}\"\nuser_id = \"{bot}\"\npassword = \"{BOT_PASSWORD}\"\nallowed_users = [\"{alice}\"]\n"
+    );
+    std::fs::create_dir_all(home.root()).expect("home");
+    std::fs::write(home.config_file(), toml).expect("write config.toml");
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let Some(synapse) = support::synapse("budgets") else { return };
+    let bot = synapse.register(&support::unique("ductor"), BOT_PASSWORD).await;
+    let bot = UserId::parse(bot.as_str()).expect("bot id");
+    let alice = TestUser::new(&synapse, &support::unique("alice")).await;
+    let dir = tempfile::tempdir().expect("temp home");
+    let home = DuctorHome::at(dir.path());
+    write_config(&home, &synapse.url, bot.as_str(), alice.user_id.as_str());
+    let core = fake_core::FakeCore::start(&home, fake_core::default_script()).await;
+
+    let started = Instant::now();
+    let gateway = spawn_gateway(&home);
+    let hello = |n: usize| move |r: &fake_core::Recorded| (r.hellos.len() >= n).then_some(());
+    core.wait_for("the gateway's hello", Duration::from_secs(60), hello(1)).await;
+    let first_start = started.elapsed();
+
+    let room = alice.client.create_dm(&bot).await.expect("create an encrypted DM");
+    let room_id = room.room_id().to_owned();
+    alice.wait_joined(&room_id, &bot).await;
+    let first = round_trip(&alice, &room_id, &bot, "warm up").await;
+    let mut trips = Vec::new();
+    for i in 0..5 {
+        trips.push(round_trip(&alice, &room_id, &bot, &format!("ping {i}")).await);
+    }
+    trips.sort();
+
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let idle_rss = rss_kib(gateway.id());
+    stop_gateway(gateway);
+
+    // Restart: the message is sent right after the process starts; the
+    // clock stops when the user sees the answer.
+    let started = Instant::now();
+    let gateway = spawn_gateway(&home);
+    let restart = {
+        room.send(RoomMessageEventContent::text_plain("after restart")).await.expect("send");
+        alice.wait_message(&room_id, &bot, "echo: after restart").await;
+        started.elapsed()
+    };
+    let after_restart = round_trip(&alice, &room_id, &bot, "ping after restart").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let idle_rss_restarted = rss_kib(gateway.id());
+    stop_gateway(gateway);
+
+    let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
+    println!("matrix gateway budgets ({profile} build, local Synapse):");
+    println!("  first start (login + first sync + attach): {first_start:?}");
+    let show = |(total, anon, file): (u64, u64, u64)| {
+        format!(
+            "{:.1} MiB (anonymous {:.1}, file-backed {:.1})",
+            total as f64 / 1024.0,
+            anon as f64 / 1024.0,
+            file as f64 / 1024.0
+        )
+    };
+    println!("  idle RSS after 6 encrypted round trips:    {} (target < 40 MB)", show(idle_rss));
+    println!("  idle RSS after a restart:                  {}", show(idle_rss_restarted));
+    println!("  restart to first answered message:         {restart:?} (target < 3 s)");
+    println!("  encrypted round trip, first (key exchange): {first:?}");
+    println!(
+        "  encrypted round trip after key exchange:   median {:?}, max {:?} (target < 1 s)",
+        trips[trips.len() / 2],
+        trips[trips.len() - 1]
+    );
+    println!("  encrypted round trip after the restart:    {after_restart:?}");
+}
