@@ -408,3 +408,46 @@ async fn invite_from_a_stranger_is_rejected() {
     world.alice.wait_message(&allowed, &world.bot, "echo: still here").await;
     gateway.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_mention_only_needs_a_mention_or_a_reply() {
+    let Some(synapse) = synapse("group_mention_only_needs_a_mention_or_a_reply") else { return };
+    let world = World::new(synapse.clone(), default_script()).await;
+    let carol = TestUser::new(&synapse, &unique("carol")).await;
+    let mut config = world.config();
+    config.matrix.group_mention_only = true;
+    config.matrix.allowed_users.push(carol.user_id.to_string());
+    let gateway = Gateway::start(&world.home, config);
+    let room = world.plain_room(&[&carol.user_id]).await;
+    carol.client.join_room_by_id(&room).await.expect("carol joins");
+    world.alice.wait_joined(&room, &carol.user_id).await;
+
+    world.say(&room, "hello everyone").await;
+    let mention = format!("{} what is up", world.bot.localpart());
+    world.say(&room, &mention).await;
+    let answer = world.alice.wait_message(&room, &world.bot, "echo: ").await;
+    let Seen::Message { event_id, body, .. } = answer else { unreachable!("a message") };
+    assert_eq!(body, format!("echo: {mention}"), "the unaddressed message was not answered first");
+
+    // A reply to the bot counts as addressing it.
+    let reply = serde_json::json!({
+        "msgtype": "m.text",
+        "body": "thanks",
+        "m.relates_to": { "m.in_reply_to": { "event_id": event_id } },
+    });
+    world.alice.room(&room).send_raw("m.room.message", reply).await.expect("reply");
+    world.alice.wait_message(&room, &world.bot, "echo: thanks").await;
+    let texts = world.core.texts();
+    assert!(!texts.contains(&"hello everyone".to_owned()), "{texts:?}");
+    let event = world
+        .core
+        .wait_for("the reply", WAIT, |r| {
+            r.inbound.iter().find_map(|e| match &e.kind {
+                Some(pb::inbound_event::Kind::Message(m)) if m.text == "thanks" => Some(m.clone()),
+                _ => None,
+            })
+        })
+        .await;
+    assert_eq!(event.reply_quote, format!("echo: {mention}"), "the replied-to text is quoted");
+    gateway.stop().await;
+}
