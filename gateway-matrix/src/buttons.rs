@@ -1,10 +1,13 @@
 //! Reactions as buttons: which bot message carries which button ids, so a
 //! keycap reaction on it (or the option's number typed in the room) becomes a
-//! `ButtonPress` for core.
+//! `ButtonPress` for core. Kept in `matrix/buttons.json`, so a menu sent
+//! before a restart still works after it.
 
 use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
 
 use matrix_sdk::ruma::{EventId, OwnedEventId, OwnedRoomId, RoomId};
+use serde::{Deserialize, Serialize};
 
 use crate::render;
 
@@ -15,20 +18,65 @@ const CAPACITY: usize = 512;
 #[derive(Debug, Default)]
 pub struct ButtonTracker {
     by_event: HashMap<OwnedEventId, Vec<String>>,
-    order: VecDeque<OwnedEventId>,
+    order: VecDeque<(OwnedRoomId, OwnedEventId)>,
     latest: HashMap<OwnedRoomId, OwnedEventId>,
+    file: Option<PathBuf>,
+}
+
+/// One remembered button message, as saved.
+#[derive(Serialize, Deserialize)]
+struct Saved {
+    room: OwnedRoomId,
+    event: OwnedEventId,
+    ids: Vec<String>,
 }
 
 impl ButtonTracker {
+    /// Loads the tracker saved at `file` (empty when missing or unreadable)
+    /// and keeps saving there.
+    pub fn load(file: PathBuf) -> Self {
+        let saved: Vec<Saved> = std::fs::read(&file)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        let mut tracker = Self::default();
+        for entry in saved {
+            tracker.insert(&entry.room, entry.event, entry.ids);
+        }
+        tracker.file = Some(file);
+        tracker
+    }
+
+    fn save(&self) {
+        let Some(file) = &self.file else { return };
+        let saved: Vec<Saved> = self
+            .order
+            .iter()
+            .filter_map(|(room, event)| {
+                let ids = self.by_event.get(event)?.clone();
+                Some(Saved { room: room.clone(), event: event.clone(), ids })
+            })
+            .collect();
+        let json = serde_json::to_vec(&saved).expect("button entries always serialize");
+        if let Err(error) = ductor_daemon::paths::write_private(file, &json) {
+            tracing::warn!(%error, file = %file.display(), "save the reaction buttons");
+        }
+    }
+
     /// Remembers the buttons of a message the bot sent.
     pub fn register(&mut self, room: &RoomId, event: OwnedEventId, button_ids: Vec<String>) {
+        self.insert(room, event, button_ids);
+        self.save();
+    }
+
+    fn insert(&mut self, room: &RoomId, event: OwnedEventId, button_ids: Vec<String>) {
         if self.order.len() >= CAPACITY
-            && let Some(old) = self.order.pop_front()
+            && let Some((_, old)) = self.order.pop_front()
         {
             self.by_event.remove(&old);
             self.latest.retain(|_, latest| *latest != old);
         }
-        self.order.push_back(event.clone());
+        self.order.push_back((room.to_owned(), event.clone()));
         self.latest.insert(room.to_owned(), event.clone());
         self.by_event.insert(event, button_ids);
     }
@@ -36,8 +84,9 @@ impl ButtonTracker {
     /// Forgets a message (it was redacted or replaced).
     pub fn forget(&mut self, event: &EventId) {
         self.by_event.remove(event);
-        self.order.retain(|e| e != event);
+        self.order.retain(|(_, e)| e != event);
         self.latest.retain(|_, latest| latest != event);
+        self.save();
     }
 
     /// The button a reaction key on `event` stands for.
@@ -78,5 +127,20 @@ mod tests {
         tracker.forget(event_id!("$menu2"));
         assert_eq!(tracker.by_typed(room, "1"), None);
         assert!(tracker.by_reaction(event_id!("$menu1"), "1\u{fe0f}\u{20e3}").is_some());
+    }
+
+    #[test]
+    fn buttons_survive_a_reload() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("buttons.json");
+        let room = room_id!("!r:localhost");
+        let mut tracker = ButtonTracker::load(file.clone());
+        tracker.register(room, event_id!("$menu").to_owned(), vec!["ms:a".into(), "ms:b".into()]);
+        let reloaded = ButtonTracker::load(file);
+        assert_eq!(
+            reloaded.by_reaction(event_id!("$menu"), "2\u{fe0f}\u{20e3}").as_deref(),
+            Some("ms:b")
+        );
+        assert_eq!(reloaded.by_typed(room, "1").map(|(id, _)| id).as_deref(), Some("ms:a"));
     }
 }

@@ -97,7 +97,7 @@ pub async fn run(
         client: client.clone(),
         own_user,
         access,
-        buttons: Mutex::new(ButtonTracker::default()),
+        buttons: Mutex::new(ButtonTracker::load(matrix_dir(home).join("buttons.json"))),
         inbound: inbound_tx,
         files_dir: home.workspace().join("matrix_files"),
         cutoff: (!session.synced_before).then(MilliSecondsSinceUnixEpoch::now),

@@ -308,6 +308,9 @@ async fn restart_keeps_the_device_and_does_not_answer_old_messages() {
     let room = world.plain_room(&[]).await;
     world.say(&room, "before restart").await;
     world.alice.wait_message(&room, &world.bot, "echo: before restart").await;
+    world.say(&room, "/model").await;
+    let menu = world.alice.wait_message(&room, &world.bot, "sonnet").await;
+    let Seen::Message { event_id: menu_id, .. } = menu else { unreachable!("a message") };
     let device = gateway.device_id();
     gateway.stop().await;
 
@@ -317,6 +320,11 @@ async fn restart_keeps_the_device_and_does_not_answer_old_messages() {
     world.say(&room, "after restart").await;
     world.alice.wait_message(&room, &world.bot, "echo: after restart").await;
     assert_eq!(gateway.device_id(), device, "the session was restored, not a new login");
+    // A menu sent before the restart still answers to its reactions.
+    let reaction =
+        ReactionEventContent::new(Annotation::new(menu_id, "2\u{fe0f}\u{20e3}".to_owned()));
+    world.alice.room(&room).send(reaction).await.expect("react");
+    world.alice.wait_message(&room, &world.bot, "pressed ms:sonnet").await;
 
     let texts = world.core.texts();
     assert_eq!(
