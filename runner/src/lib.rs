@@ -40,7 +40,8 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
         context.config.providers.clone(),
         context.home.clone(),
         support,
-    );
+    )
+    .context("start the spawner thread")?;
     let killed = runner.sweep();
     if killed > 0 {
         tracing::warn!(killed, "killed CLI process groups left by a previous runner");

@@ -410,8 +410,8 @@ pub struct Spawn<'a> {
 /// The runner's only spawn site: a command in its own process group, dying
 /// with the runner, stdin from /dev/null, confined as described above.
 ///
-/// Spawn only from async tasks (runtime worker threads live as long as the
-/// runner), never from `spawn_blocking`: the parent-death signal fires when
+/// Spawn runs through [`Spawner`] (or from an async task for short helper
+/// commands), never from `spawn_blocking`: the parent-death signal fires when
 /// the *thread* that forked exits, and idle blocking threads do exit.
 #[allow(clippy::disallowed_methods)]
 pub fn command(spawn: Spawn<'_>) -> tokio::process::Command {
@@ -436,6 +436,45 @@ pub fn command(spawn: Spawn<'_>) -> tokio::process::Command {
         });
     }
     command
+}
+
+/// A long-lived thread that forks the CLIs.
+///
+/// `fork` + `exec` blocks the calling thread until the child has exec'd;
+/// doing that on the two async workers would stall every other run's events
+/// during a burst of starts. The thread also gives `PR_SET_PDEATHSIG` a parent
+/// thread that lives exactly as long as the runner.
+#[derive(Debug, Clone)]
+pub struct Spawner {
+    jobs: std::sync::mpsc::Sender<SpawnJob>,
+}
+
+type SpawnJob =
+    (tokio::process::Command, tokio::sync::oneshot::Sender<std::io::Result<tokio::process::Child>>);
+
+impl Spawner {
+    /// Starts the spawner thread inside `runtime` (children register with its reactor).
+    pub fn start(runtime: tokio::runtime::Handle) -> std::io::Result<Self> {
+        let (jobs, queue) = std::sync::mpsc::channel::<SpawnJob>();
+        std::thread::Builder::new().name("ductor-spawner".into()).spawn(move || {
+            let _runtime = runtime.enter();
+            while let Ok((mut command, reply)) = queue.recv() {
+                let _ = reply.send(command.spawn());
+            }
+        })?;
+        Ok(Self { jobs })
+    }
+
+    /// Spawns `command` on the spawner thread.
+    pub async fn spawn(
+        &self,
+        command: tokio::process::Command,
+    ) -> std::io::Result<tokio::process::Child> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let gone = || std::io::Error::other("the spawner thread is gone");
+        self.jobs.send((command, reply)).map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
 }
 
 /// Runs in the forked child before exec.

@@ -56,6 +56,7 @@ pub struct Runner {
     versions: probe::VersionCache,
     shutting_down: AtomicBool,
     tasks: TaskTracker,
+    spawner: sandbox::Spawner,
 }
 
 impl std::fmt::Debug for Runner {
@@ -70,14 +71,17 @@ fn now_ms() -> u64 {
 
 impl Runner {
     /// A runner for `home` with the given settings.
+    ///
+    /// Must be called inside the Tokio runtime (it starts the spawner thread there).
     pub fn new(
         config: RunnerConfig,
         providers: ProvidersConfig,
         home: DuctorHome,
         support: Support,
-    ) -> Arc<Self> {
+    ) -> std::io::Result<Arc<Self>> {
         let registry = Registry::new(home.run_dir());
-        Arc::new(Self {
+        let spawner = sandbox::Spawner::start(tokio::runtime::Handle::current())?;
+        Ok(Arc::new(Self {
             config,
             providers,
             home,
@@ -89,7 +93,8 @@ impl Runner {
             versions: probe::VersionCache::default(),
             shutting_down: AtomicBool::new(false),
             tasks: TaskTracker::new(),
-        })
+            spawner,
+        }))
     }
 
     /// Kills what a previous runner left behind and clears stale run TMPDIRs.
@@ -201,7 +206,15 @@ impl Runner {
         match prepared {
             Ok(prepared) => {
                 let hooks = Arc::new(RunHooks { runner: self.clone(), run_id: run_id.clone() });
-                supervise::run(prepared, sink, control, self.registry.clone(), hooks).await;
+                supervise::run(
+                    prepared,
+                    self.spawner.clone(),
+                    sink,
+                    control,
+                    self.registry.clone(),
+                    hooks,
+                )
+                .await;
             }
             Err(error) => {
                 sink.send(Event::Error(error)).await;

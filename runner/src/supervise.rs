@@ -25,7 +25,7 @@ use crate::event::{ErrorKind, Event, Outcome, RunError, one_line};
 use crate::lines::{Line, LineReader};
 use crate::provider::{self, ExitInfo, Parser};
 use crate::registry::Registry;
-use crate::sandbox::{self, Limits, Spawn};
+use crate::sandbox::{self, Limits, Spawn, Spawner};
 use crate::spec::RunSpec;
 
 /// A signal requested for a run.
@@ -178,6 +178,7 @@ impl StderrTail {
 /// Runs `prepared` to the end, reporting into `sink`.
 pub async fn run(
     mut prepared: Prepared,
+    spawner: Spawner,
     mut sink: Sink,
     control: mpsc::Receiver<Control>,
     registry: Registry,
@@ -185,7 +186,7 @@ pub async fn run(
 ) {
     let started = Instant::now();
     let tmpdir = prepared.tmpdir.clone();
-    match spawn(&mut prepared) {
+    match spawn(&mut prepared, &spawner).await {
         Ok(child) => {
             let run = Supervisor::new(prepared, child, started, registry, hooks);
             run.drive(&mut sink, control).await;
@@ -209,7 +210,10 @@ pub async fn run(
     }
 }
 
-fn spawn(prepared: &mut Prepared) -> Result<tokio::process::Child, RunError> {
+async fn spawn(
+    prepared: &mut Prepared,
+    spawner: &Spawner,
+) -> Result<tokio::process::Child, RunError> {
     let ruleset = prepared.ruleset.take();
     let spawn = Spawn {
         program: &prepared.binary,
@@ -219,7 +223,7 @@ fn spawn(prepared: &mut Prepared) -> Result<tokio::process::Child, RunError> {
         limits: prepared.limits,
         ruleset,
     };
-    sandbox::command(spawn).spawn().map_err(|error| {
+    spawner.spawn(sandbox::command(spawn)).await.map_err(|error| {
         RunError::fatal(
             ErrorKind::SpawnFailed,
             format!("spawn {}: {error}", prepared.binary.display()),
