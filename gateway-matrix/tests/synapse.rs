@@ -459,3 +459,55 @@ async fn group_mention_only_needs_a_mention_or_a_reply() {
     assert_eq!(event.reply_quote, format!("echo: {mention}"), "the replied-to text is quoted");
     gateway.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edit_streaming_turns_the_streamed_message_into_the_answer() {
+    let Some(synapse) = synapse("edit_streaming_turns_the_streamed_message_into_the_answer") else {
+        return;
+    };
+    let base = default_script();
+    let script: Script = Arc::new(move |event| match &event.kind {
+        Some(pb::inbound_event::Kind::Message(m)) if m.text == "edit me" => vec![
+            pb::outbound_action::Kind::TurnStarted(pb::TurnStarted::default()),
+            pb::outbound_action::Kind::TextDelta(pb::TextDeltaAction { text: "part one".into() }),
+            pb::outbound_action::Kind::TextDelta(pb::TextDeltaAction { text: " part two".into() }),
+            pb::outbound_action::Kind::FinalReply(pb::FinalReply {
+                text: "part one part two".into(),
+                notify: true,
+                ..Default::default()
+            }),
+        ],
+        _ => base(event),
+    });
+    let world = World::new(synapse, script).await;
+    let mut config = world.config();
+    config.matrix.streaming = ductor_daemon::config::MatrixStreaming::Edit;
+    let gateway = Gateway::start(&world.home, config);
+    let room = world.plain_room(&[]).await;
+    world.say(&room, "edit me").await;
+    let (edited, body) = world
+        .alice
+        .wait_seen("the edit into the final answer", WAIT, |s| match s {
+            Seen::Message { sender, replaces: Some(target), body, .. }
+                if *sender == world.bot && body.contains("part two") =>
+            {
+                Some((target.clone(), body.clone()))
+            }
+            _ => None,
+        })
+        .await;
+    assert_eq!(body, "part one part two");
+    let original = world
+        .alice
+        .wait_seen("the streamed message", WAIT, |s| match s {
+            Seen::Message { event_id, body, replaces: None, .. } if *event_id == edited => {
+                Some(body.clone())
+            }
+            _ => None,
+        })
+        .await;
+    assert_eq!(original, "part one", "the first delta was sent, the rest arrived as an edit");
+    let hello = world.core.recorded.lock().expect("not poisoned").hellos[0].clone();
+    assert!(hello.capabilities.expect("capabilities").can_edit);
+    gateway.stop().await;
+}

@@ -8,7 +8,7 @@ use matrix_sdk::config::SyncSettings;
 use matrix_sdk::ruma::events::reaction::OriginalSyncReactionEvent;
 use matrix_sdk::ruma::events::room::member::MembershipState;
 use matrix_sdk::ruma::events::room::message::{
-    FileMessageEventContent, MessageType, OriginalSyncRoomMessageEvent,
+    FileMessageEventContent, MessageType, OriginalSyncRoomMessageEvent, Relation,
 };
 use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 use matrix_sdk::{Client, Room};
@@ -28,6 +28,8 @@ pub enum Seen {
         html: Option<String>,
         encrypted: bool,
         file: Option<FileMessageEventContent>,
+        /// The event this one edits (`m.replace`); `body` is then the new text.
+        replaces: Option<OwnedEventId>,
     },
     Reaction {
         room: OwnedRoomId,
@@ -79,7 +81,13 @@ impl TestUser {
                         MessageType::File(f) => Some(f.clone()),
                         _ => None,
                     };
-                    let (body, html) = match &ev.content.msgtype {
+                    let (replaces, msgtype) = match &ev.content.relates_to {
+                        Some(Relation::Replacement(r)) => {
+                            (Some(r.event_id.clone()), &r.new_content.msgtype)
+                        }
+                        _ => (None, &ev.content.msgtype),
+                    };
+                    let (body, html) = match msgtype {
                         MessageType::Text(t) => {
                             (t.body.clone(), t.formatted.as_ref().map(|f| f.body.clone()))
                         }
@@ -97,6 +105,7 @@ impl TestUser {
                         html,
                         encrypted: enc.is_some(),
                         file,
+                        replaces,
                     });
                     changed.notify_waiters();
                 }
