@@ -67,7 +67,9 @@ impl Gateway {
             instance_id: format!("gw-{}", std::process::id()),
             ..Default::default()
         };
-        tx.send(pb::GatewayMessage { msg: Some(pb::gateway_message::Msg::Hello(hello)) }).await.expect("queue hello");
+        tx.send(pb::GatewayMessage { msg: Some(pb::gateway_message::Msg::Hello(hello)) })
+            .await
+            .expect("queue hello");
         let mut client = CoreClient::new(env.channel("core"));
         let mut rx = client.attach(ReceiverStream::new(rx)).await.expect("attach").into_inner();
         let welcome = match rx.message().await.expect("welcome arrives") {
@@ -84,9 +86,15 @@ impl Gateway {
             chat: Some(pb::ChatRef { chat_id: CHAT.into(), topic_id: String::new() }),
             sender_id: "u1".into(),
             sender_name: "User".into(),
-            kind: Some(pb::inbound_event::Kind::Message(pb::UserMessage { text: words.into(), ..Default::default() })),
+            kind: Some(pb::inbound_event::Kind::Message(pb::UserMessage {
+                text: words.into(),
+                ..Default::default()
+            })),
         };
-        self.tx.send(pb::GatewayMessage { msg: Some(pb::gateway_message::Msg::Inbound(event)) }).await.expect("send");
+        self.tx
+            .send(pb::GatewayMessage { msg: Some(pb::gateway_message::Msg::Inbound(event)) })
+            .await
+            .expect("send");
     }
 
     /// Reads (and acknowledges) actions until a final reply containing `needle`, within `limit`.
@@ -101,7 +109,10 @@ impl Gateway {
                 .expect("the stream is open");
             let Some(pb::core_message::Msg::Action(action)) = message.msg else { continue };
             let ack = pb::OutboundAck { action_id: action.action_id, error: String::new() };
-            let _ = self.tx.send(pb::GatewayMessage { msg: Some(pb::gateway_message::Msg::Ack(ack)) }).await;
+            let _ = self
+                .tx
+                .send(pb::GatewayMessage { msg: Some(pb::gateway_message::Msg::Ack(ack)) })
+                .await;
             if let Some(pb::outbound_action::Kind::FinalReply(reply)) = action.kind
                 && reply.text.contains(needle)
             {
@@ -112,7 +123,12 @@ impl Gateway {
 }
 
 /// The latest history line of job `name` once `pick` accepts it.
-async fn history_until(env: &TestEnv, args: &[&str], what: &str, pick: impl Fn(&str) -> bool) -> String {
+async fn history_until(
+    env: &TestEnv,
+    args: &[&str],
+    what: &str,
+    pick: impl Fn(&str) -> bool,
+) -> String {
     wait_for(what, async || {
         let output = env.ductorctl(args).await;
         let out = text(&output.stdout);
@@ -129,8 +145,23 @@ async fn a_job_that_fires_delivers_to_its_chat_with_a_receipt() {
     let mut gateway = Gateway::connect(&env).await;
     let added = ctl(
         &env,
-        &["cron", "add", "tick", "--schedule", "* * * * *", "--title", "Tick", "--description", "say tick",
-          "--instruction", "tick-job-says-hi", "--transport", TRANSPORT, "--chat", CHAT],
+        &[
+            "cron",
+            "add",
+            "tick",
+            "--schedule",
+            "* * * * *",
+            "--title",
+            "Tick",
+            "--description",
+            "say tick",
+            "--instruction",
+            "tick-job-says-hi",
+            "--transport",
+            TRANSPORT,
+            "--chat",
+            CHAT,
+        ],
     )
     .await;
     assert!(added.contains("tick") && added.contains("next"), "{added}");
@@ -139,7 +170,10 @@ async fn a_job_that_fires_delivers_to_its_chat_with_a_receipt() {
     let reply = gateway.final_containing("tick-job-says-hi", Duration::from_secs(100)).await;
     assert!(reply.contains("Tick"), "titled: {reply}");
     assert!(reply.contains("tick_MEMORY.md"), "the instruction is enriched: {reply}");
-    let line = history_until(&env, &["cron", "history", "tick"], "delivery ok", |l| l.contains("delivery ok")).await;
+    let line = history_until(&env, &["cron", "history", "tick"], "delivery ok", |l| {
+        l.contains("delivery ok")
+    })
+    .await;
     assert!(line.contains("scheduled") && line.contains("success"), "{line}");
     ctl(&env, &["cron", "remove", "tick"]).await;
     assert!(env.ductorctl(&["down"]).await.status.success());
@@ -150,22 +184,64 @@ async fn results_made_while_the_gateway_is_away_arrive_when_it_returns() {
     let env = fake_claude_env("");
     up(&env).await;
     // Never fires on its own; run by hand.
-    ctl(&env, &["cron", "add", "report", "--schedule", "0 0 1 1 *", "--description", "d",
-                "--instruction", "report-while-away", "--transport", TRANSPORT, "--chat", CHAT]).await;
-    ctl(&env, &["cron", "add", "broken", "--schedule", "0 0 1 1 *", "--description", "d",
-                "--instruction", "error", "--transport", TRANSPORT, "--chat", CHAT]).await;
+    ctl(
+        &env,
+        &[
+            "cron",
+            "add",
+            "report",
+            "--schedule",
+            "0 0 1 1 *",
+            "--description",
+            "d",
+            "--instruction",
+            "report-while-away",
+            "--transport",
+            TRANSPORT,
+            "--chat",
+            CHAT,
+        ],
+    )
+    .await;
+    ctl(
+        &env,
+        &[
+            "cron",
+            "add",
+            "broken",
+            "--schedule",
+            "0 0 1 1 *",
+            "--description",
+            "d",
+            "--instruction",
+            "error",
+            "--transport",
+            TRANSPORT,
+            "--chat",
+            CHAT,
+        ],
+    )
+    .await;
     ctl(&env, &["cron", "run", "report"]).await;
     ctl(&env, &["cron", "run", "broken"]).await;
-    let line = history_until(&env, &["cron", "history", "report"], "a finished run", |l| l.contains("success")).await;
+    let line = history_until(&env, &["cron", "history", "report"], "a finished run", |l| {
+        l.contains("success")
+    })
+    .await;
     assert!(line.contains("delivery pending"), "no gateway yet: {line}");
-    let failed =
-        history_until(&env, &["cron", "history", "broken"], "a failed run", |l| l.contains("error")).await;
+    let failed = history_until(&env, &["cron", "history", "broken"], "a failed run", |l| {
+        l.contains("error")
+    })
+    .await;
     assert!(failed.contains("manual"), "{failed}");
 
     let mut gateway = Gateway::connect(&env).await;
     assert!(gateway.welcome.pending >= 2, "both results wait in the outbox: {:?}", gateway.welcome);
     gateway.final_containing("report-while-away", harness::patience()).await;
-    history_until(&env, &["cron", "history", "report"], "delivery ok", |l| l.contains("delivery ok")).await;
+    history_until(&env, &["cron", "history", "report"], "delivery ok", |l| {
+        l.contains("delivery ok")
+    })
+    .await;
     // The failure is visible in /cron too.
     let cron = env.ductorctl(&["ask", "--chat", "ops", "/cron"]).await;
     let listing = text(&cron.stdout);
@@ -195,21 +271,58 @@ async fn webhooks_in_both_modes() {
     gateway.say("hello").await;
     gateway.final_containing("echo: hello", harness::patience()).await;
 
-    let task = ctl(&env, &["webhook", "add", "ci", "--mode", "cron_task", "--prompt-template", "CI {{status}} on {{branch}}",
-                           "--transport", TRANSPORT, "--chat", CHAT]).await;
-    let wake = ctl(&env, &["webhook", "add", "nudge", "--mode", "wake", "--prompt-template", "nudge {{n}}",
-                           "--transport", TRANSPORT, "--chat", CHAT]).await;
+    let task = ctl(
+        &env,
+        &[
+            "webhook",
+            "add",
+            "ci",
+            "--mode",
+            "cron_task",
+            "--prompt-template",
+            "CI {{status}} on {{branch}}",
+            "--transport",
+            TRANSPORT,
+            "--chat",
+            CHAT,
+        ],
+    )
+    .await;
+    let wake = ctl(
+        &env,
+        &[
+            "webhook",
+            "add",
+            "nudge",
+            "--mode",
+            "wake",
+            "--prompt-template",
+            "nudge {{n}}",
+            "--transport",
+            TRANSPORT,
+            "--chat",
+            CHAT,
+        ],
+    )
+    .await;
     let client = reqwest::Client::new();
     let url = |id: &str| format!("http://127.0.0.1:{port}/hooks/{id}");
     let post = |id: &str, token: String, body: &'static str| {
-        client.post(url(id)).header("content-type", "application/json").bearer_auth(token).body(body).send()
+        client
+            .post(url(id))
+            .header("content-type", "application/json")
+            .bearer_auth(token)
+            .body(body)
+            .send()
     };
-    let health = client.get(format!("http://127.0.0.1:{port}/health")).send().await.expect("health");
+    let health =
+        client.get(format!("http://127.0.0.1:{port}/health")).send().await.expect("health");
     assert_eq!(health.status().as_u16(), 200);
     let refused = post("ci", "wrong-token-wrong-token".into(), "{}").await.expect("post");
     assert_eq!(refused.status().as_u16(), 401);
 
-    let accepted = post("ci", bearer(&task), r#"{"status":"failed","branch":"main"}"#).await.expect("post");
+    let accepted =
+        post("ci", bearer(&task), r#"{"status":"failed","branch":"main"}"#).await.expect("post");
     assert_eq!(accepted.status().as_u16(), 202);
     let reply = gateway.final_containing("CI failed on main", harness::patience()).await;
     assert!(reply.contains("untrusted"), "the payload is fenced: {reply}");
@@ -220,8 +333,14 @@ async fn webhooks_in_both_modes() {
 
     let listing = ctl(&env, &["webhook", "list"]).await;
     assert!(listing.contains("ci") && listing.contains("triggers 1"), "{listing}");
-    history_until(&env, &["webhook", "history", "ci"], "a delivered run", |l| l.contains("delivery ok")).await;
-    history_until(&env, &["webhook", "history", "nudge"], "a woken session", |l| l.contains("success")).await;
+    history_until(&env, &["webhook", "history", "ci"], "a delivered run", |l| {
+        l.contains("delivery ok")
+    })
+    .await;
+    history_until(&env, &["webhook", "history", "nudge"], "a woken session", |l| {
+        l.contains("success")
+    })
+    .await;
     assert!(env.ductorctl(&["down"]).await.status.success());
 }
 
@@ -237,13 +356,23 @@ async fn as_agent(env: &TestEnv, chat: &str, args: &str) -> String {
 async fn an_agent_manages_only_its_own_chats_jobs() {
     let env = fake_claude_env("");
     up(&env).await;
-    let added = as_agent(&env, "c1", "cron add mine --schedule '0 9 * * *' --description 'from the agent'").await;
-    assert!(added.contains("added") && added.contains("cli:c1"), "the job reports to the agent's chat: {added}");
-    let other = as_agent(&env, "c2", "cron add theirs --schedule '0 10 * * *' --description 'other chat'").await;
+    let added =
+        as_agent(&env, "c1", "cron add mine --schedule '0 9 * * *' --description 'from the agent'")
+            .await;
+    assert!(
+        added.contains("added") && added.contains("cli:c1"),
+        "the job reports to the agent's chat: {added}"
+    );
+    let other =
+        as_agent(&env, "c2", "cron add theirs --schedule '0 10 * * *' --description 'other chat'")
+            .await;
     assert!(other.contains("added"), "{other}");
 
     let seen = as_agent(&env, "c1", "cron list").await;
-    assert!(seen.contains("mine") && !seen.contains("theirs"), "an agent sees its own jobs only: {seen}");
+    assert!(
+        seen.contains("mine") && !seen.contains("theirs"),
+        "an agent sees its own jobs only: {seen}"
+    );
     let refused = as_agent(&env, "c1", "cron pause theirs").await;
     assert!(refused.contains("belongs to another chat"), "{refused}");
     let refused = as_agent(&env, "c1", "cron remove theirs").await;

@@ -25,7 +25,9 @@ use tokio_util::sync::CancellationToken;
 use super::clock::SharedClock;
 use super::credential::Credentials;
 use super::model::{ChatTarget, CronJob, DeliveryStatus, InvalidDefinition, RunKind};
-use super::scheduler::{BoxFuture, Fire, JobHandler, Registration, Scheduler, Skip, SkipReason, Trigger};
+use super::scheduler::{
+    BoxFuture, Fire, JobHandler, Registration, Scheduler, Skip, SkipReason, Trigger,
+};
 use super::store::{self as db, AutomationStoreError};
 use super::task_folder::{self, TaskFolderError};
 use super::webhook::server::{HookRegistry, WebhookEvent};
@@ -145,11 +147,17 @@ impl Automation {
         if interrupted > 0 {
             tracing::warn!(interrupted, "closed automation runs interrupted by a restart");
         }
-        let scheduler = Scheduler::spawn(this.inner.clock.clone(), Arc::new(this.clone()), parts.shutdown.clone());
+        let scheduler = Scheduler::spawn(
+            this.inner.clock.clone(),
+            Arc::new(this.clone()),
+            parts.shutdown.clone(),
+        );
         let _ = this.inner.scheduler.set(scheduler.clone());
         for job in this.db(db::list_jobs).await? {
             match job.spec(&this.inner.default_zone) {
-                Ok(spec) => scheduler.upsert(spec, Registration::Startup).map_err(|_| AutomationError::Stopped)?,
+                Ok(spec) => scheduler
+                    .upsert(spec, Registration::Startup)
+                    .map_err(|_| AutomationError::Stopped)?,
                 Err(error) => tracing::error!(job = job.id, %error, "cron job not scheduled"),
             }
         }
@@ -158,9 +166,13 @@ impl Automation {
         }
         let config = &parts.config;
         if config.webhooks.enabled {
-            this.start_listener(config, parts.shutdown.clone()).await.context("start the webhook listener")?;
+            this.start_listener(config, parts.shutdown.clone())
+                .await
+                .context("start the webhook listener")?;
         }
-        if config.heartbeat.enabled || config.heartbeat.targets.iter().any(|t| t.enabled == Some(true)) {
+        if config.heartbeat.enabled
+            || config.heartbeat.targets.iter().any(|t| t.enabled == Some(true))
+        {
             let port = Arc::new(super::ports::CorePort::new(this.clone()));
             tokio::spawn(heartbeat::run(
                 config.heartbeat.clone(),
@@ -182,10 +194,15 @@ impl Automation {
         Ok(this)
     }
 
-    async fn start_listener(&self, config: &Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    async fn start_listener(
+        &self,
+        config: &Config,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
         use super::webhook::server::{ServerSettings, router, serve};
         let settings = ServerSettings::from_config(&config.webhooks);
-        let (router, events) = router(&settings, self.inner.hooks.clone(), self.inner.clock.clone());
+        let (router, events) =
+            router(&settings, self.inner.hooks.clone(), self.inner.clock.clone());
         let address = format!("{}:{}", config.webhooks.host, config.webhooks.port);
         let listener = tokio::net::TcpListener::bind(&address).await?;
         tracing::info!(%address, "webhook listener started");
@@ -217,7 +234,8 @@ impl Automation {
         match self.db(move |c| db::settle_receipt(c, &owned, action_id, &err)).await {
             Ok(Some(_)) => {}
             Ok(None) => {
-                let mut recent = self.inner.early_acks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut recent =
+                    self.inner.early_acks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 if recent.len() == EARLY_ACKS {
                     recent.pop_front();
                 }
@@ -242,35 +260,60 @@ impl Automation {
 
     /// Sends `text` for run `run_id` to `target` (or every known chat) as a
     /// durable reply and records receipts; failures are recorded on the run.
-    async fn deliver(&self, run_id: i64, target: Option<&ChatTarget>, text: String, footer: String) {
+    async fn deliver(
+        &self,
+        run_id: i64,
+        target: Option<&ChatTarget>,
+        text: String,
+        footer: String,
+    ) {
         let targets = match target {
             Some(t) => vec![SessionKey::new(&t.transport, &t.chat_id, &t.topic_id)],
             None => match self.broadcast_targets().await {
                 Ok(targets) => targets,
                 Err(error) => {
-                    self.record_delivery(run_id, DeliveryStatus::Failed, &format!("find chats: {error}")).await;
+                    self.record_delivery(
+                        run_id,
+                        DeliveryStatus::Failed,
+                        &format!("find chats: {error}"),
+                    )
+                    .await;
                     return;
                 }
             },
         };
         if targets.is_empty() {
-            let why = "no chat to deliver to: nobody has talked to the bot yet, and the job has no chat";
+            let why =
+                "no chat to deliver to: nobody has talked to the bot yet, and the job has no chat";
             self.record_delivery(run_id, DeliveryStatus::Failed, why).await;
             return;
         }
         for key in targets {
-            let reply = FinalReply { text: text.clone(), buttons: Vec::new(), files: Vec::new(), footer: footer.clone(), notify: true };
+            let reply = FinalReply {
+                text: text.clone(),
+                buttons: Vec::new(),
+                files: Vec::new(),
+                footer: footer.clone(),
+                notify: true,
+            };
             let transport = key.transport.clone();
             match self.inner.core.deliver(key, OutKind::Final(reply)).await {
                 Ok(action_id) => {
                     let owned = transport.clone();
-                    if let Err(error) = self.db(move |c| db::add_receipt(c, &owned, action_id, run_id)).await {
+                    if let Err(error) =
+                        self.db(move |c| db::add_receipt(c, &owned, action_id, run_id)).await
+                    {
                         tracing::error!(%error, "failed to record a receipt");
                     }
                     self.replay_early_ack(&transport, action_id).await;
                 }
                 Err(error) => {
-                    self.record_delivery(run_id, DeliveryStatus::Failed, &format!("{transport}: outbox: {error}")).await;
+                    self.record_delivery(
+                        run_id,
+                        DeliveryStatus::Failed,
+                        &format!("{transport}: outbox: {error}"),
+                    )
+                    .await;
                 }
             }
         }
@@ -278,7 +321,8 @@ impl Automation {
 
     async fn replay_early_ack(&self, transport: &str, action_id: u64) {
         let early = {
-            let mut recent = self.inner.early_acks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut recent =
+                self.inner.early_acks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             let found = recent.iter().position(|(t, id, _)| t == transport && *id == action_id);
             found.and_then(|i| recent.remove(i))
         };
@@ -298,9 +342,14 @@ impl Automation {
     }
 
     fn local_now(&self, zone_name: &str) -> String {
-        let zone = super::schedule::resolve_zone(zone_name).unwrap_or_else(|_| self.inner.zone.clone());
+        let zone =
+            super::schedule::resolve_zone(zone_name).unwrap_or_else(|_| self.inner.zone.clone());
         let now = self.inner.clock.now().to_zoned(zone);
-        format!("{} ({})", now.strftime("%Y-%m-%d %H:%M"), now.time_zone().iana_name().unwrap_or("UTC"))
+        format!(
+            "{} ({})",
+            now.strftime("%Y-%m-%d %H:%M"),
+            now.time_zone().iana_name().unwrap_or("UTC")
+        )
     }
 
     /// Runs one fire of a cron job, start to receipt.
@@ -319,7 +368,11 @@ impl Automation {
             Trigger::Manual => "manual",
             Trigger::CatchUp { .. } => "catch_up",
         };
-        let prompt = task_folder::enrich_instruction(&job.id, &job.instruction, &self.local_now(job.zone_or(&self.inner.default_zone)));
+        let prompt = task_folder::enrich_instruction(
+            &job.id,
+            &job.instruction,
+            &self.local_now(job.zone_or(&self.inner.default_zone)),
+        );
         let note = match fire.trigger {
             Trigger::CatchUp { missed, .. } => format!(
                 "\n\n_(Catch-up: {missed} scheduled run{} missed while ductor was down; ran once now.)_",
@@ -332,7 +385,6 @@ impl Automation {
             source: job.id.clone(),
             folder: job.id.clone(),
             title: job.title.clone(),
-            description: job.description.clone(),
             overrides: job.overrides.clone(),
             env_chat: job.target.clone().or(job.owner.clone()),
             target: job.target.clone(),
@@ -348,8 +400,12 @@ impl Automation {
     /// Runs a one-shot job in its folder, records it and delivers the result.
     async fn execute(&self, job: Job) {
         let now = self.inner.clock.now();
-        let (kind, source, trigger, scheduled) = (job.kind, job.source.clone(), job.trigger.clone(), job.scheduled_at);
-        let run_id = match self.db(move |c| db::start_run(c, kind, &source, &trigger, scheduled, now, "running")).await {
+        let (kind, source, trigger, scheduled) =
+            (job.kind, job.source.clone(), job.trigger.clone(), job.scheduled_at);
+        let run_id = match self
+            .db(move |c| db::start_run(c, kind, &source, &trigger, scheduled, now, "running"))
+            .await
+        {
             Ok(id) => id,
             Err(error) => {
                 tracing::error!(%error, source = job.source, "failed to record a run; not running it");
@@ -357,35 +413,58 @@ impl Automation {
             }
         };
         let label = if job.kind == RunKind::Cron { "Cron job" } else { "Webhook" };
-        let (status, text, ok) = match task_folder::ensure(&self.inner.workspace, &job.folder, &job.title, None) {
-            Err(error) => ("error:folder".to_owned(), error.to_string(), false),
-            Ok(dir) => {
-                let mut extra_env = job.env_chat.as_ref().map(|c| self.inner.credentials.env_for(c)).unwrap_or_default();
-                extra_env.push(("DUCTOR_AUTOMATION".into(), format!("{}:{}", job.kind.as_str(), job.source)));
-                let spec = OneshotSpec {
-                    provider: job.overrides.provider.clone(),
-                    model: job.overrides.model.clone(),
-                    effort: job.overrides.effort.clone(),
-                    prompt: job.prompt.clone(),
-                    working_dir: Some(dir.to_string_lossy().into_owned()),
-                    labels: vec![("kind".into(), job.kind.as_str().into()), ("job".into(), job.source.clone())],
-                    extra_env,
-                    ..OneshotSpec::default()
-                };
-                let result = self.inner.core.run_oneshot(spec).await;
-                if result.ok {
-                    ("success".to_owned(), result.text, true)
-                } else {
-                    let kind = if result.error_kind.is_empty() { "failed".to_owned() } else { result.error_kind.clone() };
-                    let why = if result.error_message.is_empty() { result.text } else { result.error_message };
-                    (format!("error:{kind}"), why, false)
+        let (status, text, ok) =
+            match task_folder::ensure(&self.inner.workspace, &job.folder, &job.title, None) {
+                Err(error) => ("error:folder".to_owned(), error.to_string(), false),
+                Ok(dir) => {
+                    let mut extra_env = job
+                        .env_chat
+                        .as_ref()
+                        .map(|c| self.inner.credentials.env_for(c))
+                        .unwrap_or_default();
+                    extra_env.push((
+                        "DUCTOR_AUTOMATION".into(),
+                        format!("{}:{}", job.kind.as_str(), job.source),
+                    ));
+                    let spec = OneshotSpec {
+                        provider: job.overrides.provider.clone(),
+                        model: job.overrides.model.clone(),
+                        effort: job.overrides.effort.clone(),
+                        prompt: job.prompt.clone(),
+                        working_dir: Some(dir.to_string_lossy().into_owned()),
+                        labels: vec![
+                            ("kind".into(), job.kind.as_str().into()),
+                            ("job".into(), job.source.clone()),
+                        ],
+                        extra_env,
+                        ..OneshotSpec::default()
+                    };
+                    let result = self.inner.core.run_oneshot(spec).await;
+                    if result.ok {
+                        ("success".to_owned(), result.text, true)
+                    } else {
+                        let kind = if result.error_kind.is_empty() {
+                            "failed".to_owned()
+                        } else {
+                            result.error_kind.clone()
+                        };
+                        let why = if result.error_message.is_empty() {
+                            result.text
+                        } else {
+                            result.error_message
+                        };
+                        (format!("error:{kind}"), why, false)
+                    }
                 }
-            }
-        };
+            };
         let finished = self.inner.clock.now();
-        let failure_text: String = if ok { String::new() } else { text.chars().take(FAILURE_TEXT_MAX).collect() };
+        let failure_text: String =
+            if ok { String::new() } else { text.chars().take(FAILURE_TEXT_MAX).collect() };
         let owned_status = status.clone();
-        if let Err(error) = self.db(move |c| db::finish_run(c, run_id, finished, &owned_status, &failure_text)).await {
+        if let Err(error) = self
+            .db(move |c| db::finish_run(c, run_id, finished, &owned_status, &failure_text))
+            .await
+        {
             tracing::error!(%error, "failed to record a run's end");
         }
         if ok && job.silent_on_success {
@@ -395,7 +474,12 @@ impl Automation {
         let body = if ok {
             format!("⏰ **{}**\n\n{}{}", job.title_or_source(), text.trim(), job.note)
         } else {
-            format!("❌ {label} **{}** failed ({status}): {}{}", job.title_or_source(), text.trim(), job.note)
+            format!(
+                "❌ {label} **{}** failed ({status}): {}{}",
+                job.title_or_source(),
+                text.trim(),
+                job.note
+            )
         };
         let footer = format!("{} · {}", job.kind.as_str(), job.source);
         self.deliver(run_id, job.target.as_ref(), body, footer).await;
@@ -424,9 +508,22 @@ impl Automation {
         let quiet = super::model::quiet_hours(hook.quiet_start, hook.quiet_end).ok().flatten();
         if quiet.is_some_and(|q| q.contains(event.received_at, &self.inner.zone)) {
             let (id, now) = (hook.id.clone(), self.inner.clock.now());
-            let _ = self
-                .db(move |c| db::start_run(c, RunKind::Webhook, &id, "webhook", at, now, "skipped:quiet_hours"))
+            let run = self
+                .db(move |c| {
+                    db::start_run(
+                        c,
+                        RunKind::Webhook,
+                        &id,
+                        "webhook",
+                        at,
+                        now,
+                        "skipped:quiet_hours",
+                    )
+                })
                 .await;
+            if let Ok(run_id) = run {
+                self.record_delivery(run_id, DeliveryStatus::Skipped, "").await;
+            }
             return;
         }
         match hook.mode {
@@ -434,14 +531,26 @@ impl Automation {
             HookMode::CronTask => {
                 let n = self.inner.next_hook_fire.fetch_add(1, Ordering::Relaxed);
                 let fire_id = format!("{HOOK_FIRE_PREFIX}{}#{n}", hook.id);
-                self.inner.hook_events.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(fire_id.clone(), event.clone());
-                let fire = Fire { job_id: fire_id.clone(), scheduled_at: event.received_at, trigger: Trigger::Manual };
+                self.inner
+                    .hook_events
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(fire_id.clone(), event.clone());
+                let fire = Fire {
+                    job_id: fire_id.clone(),
+                    scheduled_at: event.received_at,
+                    trigger: Trigger::Manual,
+                };
                 let submitted = match self.scheduler() {
                     Ok(scheduler) => scheduler.submit(fire, hook.dependency.clone()).is_ok(),
                     Err(_) => false,
                 };
                 if !submitted {
-                    self.inner.hook_events.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&fire_id);
+                    self.inner
+                        .hook_events
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .remove(&fire_id);
                     self.set_hook_error(&hook.id, "error:shutting_down").await;
                 }
             }
@@ -456,7 +565,10 @@ impl Automation {
         };
         let now = self.inner.clock.now();
         let id = hook.id.clone();
-        let Ok(run_id) = self.db(move |c| db::start_run(c, RunKind::Webhook, &id, "wake", now, now, "running")).await else {
+        let Ok(run_id) = self
+            .db(move |c| db::start_run(c, RunKind::Webhook, &id, "wake", now, now, "running"))
+            .await
+        else {
             return;
         };
         if targets.is_empty() {
@@ -466,10 +578,16 @@ impl Automation {
         }
         let mut errors = Vec::new();
         for key in targets {
-            let options = InjectOptions { kind: "webhook".into(), quiet_token: None, silent: false };
+            let options =
+                InjectOptions { kind: "webhook".into(), quiet_token: None, silent: false };
             match self.inner.core.inject(key.clone(), prompt.clone(), options).await {
                 Ok(outcome) if outcome.ok => {}
-                Ok(outcome) => errors.push(format!("{}: {} {}", key.storage_key(), outcome.error_kind, outcome.text)),
+                Ok(outcome) => errors.push(format!(
+                    "{}: {} {}",
+                    key.storage_key(),
+                    outcome.error_kind,
+                    outcome.text
+                )),
                 Err(gone) => errors.push(format!("{}: {gone}", key.storage_key())),
             }
         }
@@ -485,7 +603,8 @@ impl Automation {
     }
 
     async fn finish_hook_run(&self, run_id: i64, hook_id: &str, status: &str, text: &str) {
-        let (status_owned, text_owned, now) = (status.to_owned(), text.to_owned(), self.inner.clock.now());
+        let (status_owned, text_owned, now) =
+            (status.to_owned(), text.to_owned(), self.inner.clock.now());
         let _ = self.db(move |c| db::finish_run(c, run_id, now, &status_owned, &text_owned)).await;
         let error = if status == "success" { String::new() } else { format!("{status}: {text}") };
         self.set_hook_error(hook_id, &error).await;
@@ -500,16 +619,21 @@ impl Automation {
 
     /// A `cron_task` webhook's turn in the dependency queue.
     async fn run_hook_task(self, fire: Fire) {
-        let event = self.inner.hook_events.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&fire.job_id);
+        let event = self
+            .inner
+            .hook_events
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&fire.job_id);
         let Some(event) = event else { return };
         let hook = event.hook.clone();
-        let prompt = task_folder::enrich_instruction(&hook.task_folder, &event.prompt, &self.local_now(""));
+        let now_local = self.local_now(&self.inner.default_zone);
+        let prompt = task_folder::enrich_instruction(&hook.task_folder, &event.prompt, &now_local);
         let job = Job {
             kind: RunKind::Webhook,
             source: hook.id.clone(),
             folder: hook.task_folder.clone(),
             title: hook.title.clone(),
-            description: hook.description.clone(),
             overrides: hook.overrides.clone(),
             env_chat: hook.target.clone().or(hook.owner.clone()),
             target: hook.target.clone(),
@@ -523,7 +647,11 @@ impl Automation {
         let id = hook.id.clone();
         let last = self.db(move |c| db::list_runs(c, Some((RunKind::Webhook, &id)), 1)).await;
         if let Ok(Some(run)) = last.map(|runs| runs.into_iter().next()) {
-            let error = if run.status == "success" { String::new() } else { format!("{}: {}", run.status, run.result_text) };
+            let error = if run.status == "success" {
+                String::new()
+            } else {
+                format!("{}: {}", run.status, run.result_text)
+            };
             self.set_hook_error(&hook.id, &error).await;
         }
     }
@@ -538,8 +666,15 @@ impl Automation {
         let (id, at, now) = (job.id.clone(), skip.scheduled_at, self.inner.clock.now());
         let status = skip.reason.status();
         let _ = self.db(move |c| db::set_last_fire(c, &id, at)).await;
+        // Quiet hours are quiet: no history row (it would push real runs out), no message.
+        if skip.reason == SkipReason::QuietHours {
+            return;
+        }
         let id = job.id.clone();
-        let Ok(run_id) = self.db(move |c| db::start_run(c, RunKind::Cron, &id, "scheduled", at, now, status)).await else {
+        let Ok(run_id) = self
+            .db(move |c| db::start_run(c, RunKind::Cron, &id, "scheduled", at, now, status))
+            .await
+        else {
             return;
         };
         let text = match skip.reason {
@@ -550,12 +685,8 @@ impl Automation {
                 if missed == 1 { " was" } else { "s were" },
                 if missed == 1 { "was" } else { "were" },
             ),
-            SkipReason::StillRunning => format!(
-                "⏭ Cron job **{}** was due but its previous run is still going; this run was skipped.",
-                job.title_or_id()
-            ),
-            // Quiet hours are quiet: recorded, not announced.
-            SkipReason::QuietHours => {
+            // In the history, not announced: it would repeat at every fire.
+            SkipReason::StillRunning | SkipReason::QuietHours => {
                 self.record_delivery(run_id, DeliveryStatus::Skipped, "").await;
                 return;
             }
@@ -570,8 +701,6 @@ struct Job {
     source: String,
     folder: String,
     title: String,
-    #[allow(dead_code)]
-    description: String,
     overrides: super::model::RunOverrides,
     /// Whose agent credential the run gets.
     env_chat: Option<ChatTarget>,

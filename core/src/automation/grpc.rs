@@ -2,8 +2,8 @@
 //! domain types here, the caller is authenticated from `auth`, and one error
 //! type maps to `tonic::Status`.
 
-use jiff::Timestamp;
 use ductor_proto::pb;
+use jiff::Timestamp;
 use tonic::{Request, Response, Status};
 
 use super::credential::{Caller, Presented};
@@ -35,9 +35,18 @@ impl AutomationService {
 
     fn caller(&self, auth: Option<pb::AutomationAuth>) -> Result<Caller, Status> {
         let auth = auth.unwrap_or_default();
-        let chat = auth.chat.map(|c| ChatTarget { transport: auth.transport.clone(), chat_id: c.chat_id, topic_id: c.topic_id });
-        let presented = Presented { admin_token: auth.admin_token, agent_token: auth.agent_token, chat };
-        self.automation.inner.credentials.authorize(&presented).map_err(|e| Status::unauthenticated(e.to_string()))
+        let chat = auth.chat.map(|c| ChatTarget {
+            transport: auth.transport.clone(),
+            chat_id: c.chat_id,
+            topic_id: c.topic_id,
+        });
+        let presented =
+            Presented { admin_token: auth.admin_token, agent_token: auth.agent_token, chat };
+        self.automation
+            .inner
+            .credentials
+            .authorize(&presented)
+            .map_err(|e| Status::unauthenticated(e.to_string()))
     }
 }
 
@@ -46,13 +55,16 @@ impl From<AutomationError> for Status {
         let message = error.to_string();
         match error {
             AutomationError::Invalid(_) => Status::invalid_argument(message),
-            AutomationError::Store(AutomationStoreError::Exists { .. }) => Status::already_exists(message),
-            AutomationError::Store(AutomationStoreError::NotFound { .. }) | AutomationError::NotFound(_) => {
-                Status::not_found(message)
+            AutomationError::Store(AutomationStoreError::Exists { .. }) => {
+                Status::already_exists(message)
             }
+            AutomationError::Store(AutomationStoreError::NotFound { .. })
+            | AutomationError::NotFound(_) => Status::not_found(message),
             AutomationError::Forbidden(_) => Status::permission_denied(message),
             AutomationError::Stopped => Status::unavailable(message),
-            AutomationError::Store(_) | AutomationError::Database(_) | AutomationError::Folder(_) => {
+            AutomationError::Store(_)
+            | AutomationError::Database(_)
+            | AutomationError::Folder(_) => {
                 tracing::error!(%error, "automation request failed");
                 Status::internal(message)
             }
@@ -65,7 +77,13 @@ fn invalid(message: impl Into<String>) -> Status {
 }
 
 fn hour(value: Option<u32>, field: &str) -> Result<Option<u8>, Status> {
-    value.map(|h| u8::try_from(h).ok().filter(|h| *h < 24).ok_or_else(|| invalid(format!("{field}: expected an hour 0–23"))))
+    value
+        .map(|h| {
+            u8::try_from(h)
+                .ok()
+                .filter(|h| *h < 24)
+                .ok_or_else(|| invalid(format!("{field}: expected an hour 0–23")))
+        })
         .transpose()
 }
 
@@ -93,7 +111,8 @@ fn missed(text: &str) -> Result<MissedPolicy, Status> {
     if text.is_empty() {
         return Ok(MissedPolicy::default());
     }
-    MissedPolicy::parse(text).ok_or_else(|| invalid(format!("missed_policy: expected run_once or skip, got {text:?}")))
+    MissedPolicy::parse(text)
+        .ok_or_else(|| invalid(format!("missed_policy: expected run_once or skip, got {text:?}")))
 }
 
 impl TryFrom<pb::CronJobSpec> for CronJob {
@@ -107,7 +126,11 @@ impl TryFrom<pb::CronJobSpec> for CronJob {
             timezone: spec.timezone,
             instruction: spec.instruction,
             enabled: spec.enabled,
-            overrides: RunOverrides { provider: spec.provider, model: spec.model, effort: spec.effort },
+            overrides: RunOverrides {
+                provider: spec.provider,
+                model: spec.model,
+                effort: spec.effort,
+            },
             quiet_start: hour(spec.quiet_start, "quiet_start")?,
             quiet_end: hour(spec.quiet_end, "quiet_end")?,
             dependency: dependency(spec.dependency),
@@ -158,7 +181,11 @@ fn run_to(run: &RunRecord) -> pb::AutomationRun {
     }
 }
 
-fn job_info(job: &CronJob, next_fire: Option<Timestamp>, last_run: Option<&RunRecord>) -> pb::CronJobInfo {
+fn job_info(
+    job: &CronJob,
+    next_fire: Option<Timestamp>,
+    last_run: Option<&RunRecord>,
+) -> pb::CronJobInfo {
     pb::CronJobInfo {
         spec: Some(job_spec(job)),
         owner: job.owner.as_ref().map(ChatTarget::key).unwrap_or_default(),
@@ -214,8 +241,17 @@ fn apply_patch(job: &mut CronJob, patch: pb::CronJobPatch) -> Result<(), Status>
     Ok(())
 }
 
-fn parse_or<T>(text: &str, default: T, parse: fn(&str) -> Option<T>, field: &str) -> Result<T, Status> {
-    if text.is_empty() { Ok(default) } else { parse(text).ok_or_else(|| invalid(format!("{field}: unknown value {text:?}"))) }
+fn parse_or<T>(
+    text: &str,
+    default: T,
+    parse: fn(&str) -> Option<T>,
+    field: &str,
+) -> Result<T, Status> {
+    if text.is_empty() {
+        Ok(default)
+    } else {
+        parse(text).ok_or_else(|| invalid(format!("{field}: unknown value {text:?}")))
+    }
 }
 
 impl TryFrom<pb::WebhookSpec> for Webhook {
@@ -225,24 +261,47 @@ impl TryFrom<pb::WebhookSpec> for Webhook {
         let auth = match spec.auth_mode.as_str() {
             "" | "bearer" => HookAuth::Bearer { token: spec.token },
             "hmac" => {
-                let signed = parse_or(&spec.hmac_signed_payload, SignedPayload::Body, SignedPayload::parse, "hmac_signed_payload")?;
+                let signed = parse_or(
+                    &spec.hmac_signed_payload,
+                    SignedPayload::Body,
+                    SignedPayload::parse,
+                    "hmac_signed_payload",
+                )?;
                 let base = match signed {
                     SignedPayload::Body => HmacSettings::github(spec.hmac_secret),
                     SignedPayload::Stripe => HmacSettings::stripe(spec.hmac_secret),
                     SignedPayload::Slack => HmacSettings::slack(spec.hmac_secret),
                 };
                 HmacSettings {
-                    header: if spec.hmac_header.is_empty() { base.header.clone() } else { spec.hmac_header },
-                    algorithm: parse_or(&spec.hmac_algorithm, base.algorithm, HmacAlgorithm::parse, "hmac_algorithm")?,
-                    encoding: parse_or(&spec.hmac_encoding, base.encoding, SignatureEncoding::parse, "hmac_encoding")?,
-                    signature_prefix: spec.hmac_sig_prefix.unwrap_or_else(|| base.signature_prefix.clone()),
+                    header: if spec.hmac_header.is_empty() {
+                        base.header.clone()
+                    } else {
+                        spec.hmac_header
+                    },
+                    algorithm: parse_or(
+                        &spec.hmac_algorithm,
+                        base.algorithm,
+                        HmacAlgorithm::parse,
+                        "hmac_algorithm",
+                    )?,
+                    encoding: parse_or(
+                        &spec.hmac_encoding,
+                        base.encoding,
+                        SignatureEncoding::parse,
+                        "hmac_encoding",
+                    )?,
+                    signature_prefix: spec
+                        .hmac_sig_prefix
+                        .unwrap_or_else(|| base.signature_prefix.clone()),
                     signature_regex: spec.hmac_sig_regex,
                     max_age_seconds: spec.hmac_max_age_seconds.unwrap_or(base.max_age_seconds),
                     ..base
                 }
                 .into()
             }
-            other => return Err(invalid(format!("auth_mode: expected bearer or hmac, got {other:?}"))),
+            other => {
+                return Err(invalid(format!("auth_mode: expected bearer or hmac, got {other:?}")));
+            }
         };
         Ok(Webhook {
             task_folder: spec.task_folder,
@@ -253,7 +312,11 @@ impl TryFrom<pb::WebhookSpec> for Webhook {
             prompt_template: spec.prompt_template,
             enabled: spec.enabled,
             auth,
-            overrides: RunOverrides { provider: spec.provider, model: spec.model, effort: spec.effort },
+            overrides: RunOverrides {
+                provider: spec.provider,
+                model: spec.model,
+                effort: spec.effort,
+            },
             quiet_start: hour(spec.quiet_start, "quiet_start")?,
             quiet_end: hour(spec.quiet_end, "quiet_end")?,
             dependency: dependency(spec.dependency),
@@ -321,7 +384,10 @@ fn ack(message: impl Into<String>) -> Response<pb::AutomationAck> {
 
 #[tonic::async_trait]
 impl pb::automation_server::Automation for AutomationService {
-    async fn who_am_i(&self, request: Request<pb::WhoAmIRequest>) -> Result<Response<pb::WhoAmIResponse>, Status> {
+    async fn who_am_i(
+        &self,
+        request: Request<pb::WhoAmIRequest>,
+    ) -> Result<Response<pb::WhoAmIResponse>, Status> {
         let caller = self.caller(request.into_inner().auth)?;
         Ok(Response::new(match caller {
             Caller::Admin => pb::WhoAmIResponse { admin: true, ..Default::default() },
@@ -333,29 +399,42 @@ impl pb::automation_server::Automation for AutomationService {
         }))
     }
 
-    async fn list_cron_jobs(&self, request: Request<pb::ListCronJobsRequest>) -> Result<Response<pb::ListCronJobsResponse>, Status> {
+    async fn list_cron_jobs(
+        &self,
+        request: Request<pb::ListCronJobsRequest>,
+    ) -> Result<Response<pb::ListCronJobsResponse>, Status> {
         let caller = self.caller(request.into_inner().auth)?;
         let views = self.automation.list_jobs(&caller).await?;
         Ok(Response::new(pb::ListCronJobsResponse { jobs: views.iter().map(view_info).collect() }))
     }
 
-    async fn add_cron_job(&self, request: Request<pb::AddCronJobRequest>) -> Result<Response<pb::CronJobInfo>, Status> {
+    async fn add_cron_job(
+        &self,
+        request: Request<pb::AddCronJobRequest>,
+    ) -> Result<Response<pb::CronJobInfo>, Status> {
         let request = request.into_inner();
         let caller = self.caller(request.auth)?;
         let job = CronJob::try_from(request.spec.ok_or_else(|| invalid("spec is required"))?)?;
         let job = self.automation.add_job(&caller, job).await?;
-        let next = super::schedule::Schedule::parse(&job.schedule, job.zone_or(&self.automation.inner.default_zone))
-            .ok()
-            .and_then(|s| s.next_after(Timestamp::now()));
+        let next = super::schedule::Schedule::parse(
+            &job.schedule,
+            job.zone_or(&self.automation.inner.default_zone),
+        )
+        .ok()
+        .and_then(|s| s.next_after(Timestamp::now()));
         Ok(Response::new(job_info(&job, next.filter(|_| job.enabled), None)))
     }
 
-    async fn edit_cron_job(&self, request: Request<pb::EditCronJobRequest>) -> Result<Response<pb::CronJobInfo>, Status> {
+    async fn edit_cron_job(
+        &self,
+        request: Request<pb::EditCronJobRequest>,
+    ) -> Result<Response<pb::CronJobInfo>, Status> {
         let request = request.into_inner();
         let caller = self.caller(request.auth)?;
         let patch = request.patch.unwrap_or_default();
         // Validate the patch's shape before touching the job.
-        let mut probe = CronJob::try_from(pb::CronJobSpec { id: request.id.clone(), ..Default::default() })?;
+        let mut probe =
+            CronJob::try_from(pb::CronJobSpec { id: request.id.clone(), ..Default::default() })?;
         apply_patch(&mut probe, patch.clone())?;
         let job = self
             .automation
@@ -366,21 +445,30 @@ impl pb::automation_server::Automation for AutomationService {
         Ok(Response::new(job_info(&job, None, None)))
     }
 
-    async fn remove_cron_job(&self, request: Request<pb::CronJobRequest>) -> Result<Response<pb::AutomationAck>, Status> {
+    async fn remove_cron_job(
+        &self,
+        request: Request<pb::CronJobRequest>,
+    ) -> Result<Response<pb::AutomationAck>, Status> {
         let request = request.into_inner();
         let caller = self.caller(request.auth)?;
         self.automation.remove_job(&caller, &request.id).await?;
         Ok(ack(format!("removed cron job {}", request.id)))
     }
 
-    async fn set_cron_job_enabled(&self, request: Request<pb::SetCronJobEnabledRequest>) -> Result<Response<pb::CronJobInfo>, Status> {
+    async fn set_cron_job_enabled(
+        &self,
+        request: Request<pb::SetCronJobEnabledRequest>,
+    ) -> Result<Response<pb::CronJobInfo>, Status> {
         let request = request.into_inner();
         let caller = self.caller(request.auth)?;
         let job = self.automation.set_job_enabled(&caller, &request.id, request.enabled).await?;
         Ok(Response::new(job_info(&job, None, None)))
     }
 
-    async fn run_cron_job(&self, request: Request<pb::CronJobRequest>) -> Result<Response<pb::AutomationAck>, Status> {
+    async fn run_cron_job(
+        &self,
+        request: Request<pb::CronJobRequest>,
+    ) -> Result<Response<pb::AutomationAck>, Status> {
         let request = request.into_inner();
         let caller = self.caller(request.auth)?;
         self.automation.run_job_now(&caller, &request.id).await?;
@@ -397,7 +485,9 @@ impl pb::automation_server::Automation for AutomationService {
             (_, "") => None,
             ("" | "cron", id) => Some((RunKind::Cron, id)),
             ("webhook", id) => Some((RunKind::Webhook, id)),
-            (other, _) => return Err(invalid(format!("kind: expected cron or webhook, got {other:?}"))),
+            (other, _) => {
+                return Err(invalid(format!("kind: expected cron or webhook, got {other:?}")));
+            }
         };
         let limit = if request.limit == 0 { 20 } else { request.limit.min(1000) };
         let runs = self.automation.history(&caller, source, limit).await?;
@@ -409,13 +499,19 @@ impl pb::automation_server::Automation for AutomationService {
         Ok(Response::new(pb::AutomationHistoryResponse { runs }))
     }
 
-    async fn list_webhooks(&self, request: Request<pb::ListWebhooksRequest>) -> Result<Response<pb::ListWebhooksResponse>, Status> {
+    async fn list_webhooks(
+        &self,
+        request: Request<pb::ListWebhooksRequest>,
+    ) -> Result<Response<pb::ListWebhooksResponse>, Status> {
         let caller = self.caller(request.into_inner().auth)?;
         let hooks = self.automation.list_hooks(&caller).await?;
         Ok(Response::new(pb::ListWebhooksResponse { hooks: hooks.iter().map(hook_info).collect() }))
     }
 
-    async fn add_webhook(&self, request: Request<pb::AddWebhookRequest>) -> Result<Response<pb::WebhookInfo>, Status> {
+    async fn add_webhook(
+        &self,
+        request: Request<pb::AddWebhookRequest>,
+    ) -> Result<Response<pb::WebhookInfo>, Status> {
         let request = request.into_inner();
         let caller = self.caller(request.auth)?;
         let hook = Webhook::try_from(request.spec.ok_or_else(|| invalid("spec is required"))?)?;
@@ -423,24 +519,37 @@ impl pb::automation_server::Automation for AutomationService {
         Ok(Response::new(hook_info(&hook)))
     }
 
-    async fn remove_webhook(&self, request: Request<pb::WebhookRequest>) -> Result<Response<pb::AutomationAck>, Status> {
+    async fn remove_webhook(
+        &self,
+        request: Request<pb::WebhookRequest>,
+    ) -> Result<Response<pb::AutomationAck>, Status> {
         let request = request.into_inner();
         let caller = self.caller(request.auth)?;
         self.automation.remove_hook(&caller, &request.id).await?;
         Ok(ack(format!("removed webhook {}", request.id)))
     }
 
-    async fn rotate_webhook_token(&self, request: Request<pb::WebhookRequest>) -> Result<Response<pb::WebhookInfo>, Status> {
+    async fn rotate_webhook_token(
+        &self,
+        request: Request<pb::WebhookRequest>,
+    ) -> Result<Response<pb::WebhookInfo>, Status> {
         let request = request.into_inner();
         let caller = self.caller(request.auth)?;
         let hook = self.automation.rotate_hook_token(&caller, &request.id).await?;
         Ok(Response::new(hook_info(&hook)))
     }
 
-    async fn test_webhook(&self, request: Request<pb::TestWebhookRequest>) -> Result<Response<pb::AutomationAck>, Status> {
+    async fn test_webhook(
+        &self,
+        request: Request<pb::TestWebhookRequest>,
+    ) -> Result<Response<pb::AutomationAck>, Status> {
         let request = request.into_inner();
         let caller = self.caller(request.auth)?;
-        let text = if request.payload_json.trim().is_empty() { "{}" } else { request.payload_json.as_str() };
+        let text = if request.payload_json.trim().is_empty() {
+            "{}"
+        } else {
+            request.payload_json.as_str()
+        };
         let payload = match serde_json::from_str::<serde_json::Value>(text) {
             Ok(serde_json::Value::Object(map)) => map,
             Ok(_) => return Err(invalid("payload_json must be a JSON object")),

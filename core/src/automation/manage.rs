@@ -30,14 +30,22 @@ pub struct JobView {
 
 impl Automation {
     fn forbidden(what: &str, id: &str) -> AutomationError {
-        AutomationError::Forbidden(format!("{what} {id:?} belongs to another chat; an agent may only manage its own chat's {what}s"))
+        AutomationError::Forbidden(format!(
+            "{what} {id:?} belongs to another chat; an agent may only manage its own chat's {what}s"
+        ))
     }
 
     /// Scopes a new item to an agent's chat, or keeps the operator's choice.
-    fn scope_new(caller: &Caller, target: &mut Option<ChatTarget>, owner: &mut Option<ChatTarget>) -> Result<(), AutomationError> {
+    fn scope_new(
+        caller: &Caller,
+        target: &mut Option<ChatTarget>,
+        owner: &mut Option<ChatTarget>,
+    ) -> Result<(), AutomationError> {
         if let Caller::Agent(chat) = caller {
             if target.as_ref().is_some_and(|t| t != chat) {
-                return Err(AutomationError::Forbidden("an agent can only deliver to its own chat".into()));
+                return Err(AutomationError::Forbidden(
+                    "an agent can only deliver to its own chat".into(),
+                ));
             }
             *target = Some(chat.clone());
             *owner = Some(chat.clone());
@@ -49,7 +57,10 @@ impl Automation {
 
     async fn job_for(&self, caller: &Caller, id: &str) -> Result<CronJob, AutomationError> {
         let owned = id.to_owned();
-        let job = self.db(move |c| db::get_job(c, &owned)).await?.ok_or_else(|| AutomationError::NotFound(format!("cron job {id:?}")))?;
+        let job = self
+            .db(move |c| db::get_job(c, &owned))
+            .await?
+            .ok_or_else(|| AutomationError::NotFound(format!("cron job {id:?}")))?;
         if !caller.may_manage(job.owner.as_ref()) {
             return Err(Self::forbidden("cron job", id));
         }
@@ -58,7 +69,10 @@ impl Automation {
 
     async fn hook_for(&self, caller: &Caller, id: &str) -> Result<Webhook, AutomationError> {
         let owned = id.to_owned();
-        let hook = self.db(move |c| db::get_hook(c, &owned)).await?.ok_or_else(|| AutomationError::NotFound(format!("webhook {id:?}")))?;
+        let hook = self
+            .db(move |c| db::get_hook(c, &owned))
+            .await?
+            .ok_or_else(|| AutomationError::NotFound(format!("webhook {id:?}")))?;
         if !caller.may_manage(hook.owner.as_ref()) {
             return Err(Self::forbidden("webhook", id));
         }
@@ -77,9 +91,15 @@ impl Automation {
         let mut views = Vec::new();
         for job in jobs.into_iter().filter(|j| caller.may_manage(j.owner.as_ref())) {
             let id = job.id.clone();
-            let last_run = self.db(move |c| db::list_runs(c, Some((RunKind::Cron, &id)), 1)).await?.into_iter().next();
+            let last_run = self
+                .db(move |c| db::list_runs(c, Some((RunKind::Cron, &id)), 1))
+                .await?
+                .into_iter()
+                .next();
             let next_fire = if job.enabled {
-                Schedule::parse(&job.schedule, job.zone_or(&self.inner.default_zone)).ok().and_then(|s| s.next_after(now))
+                Schedule::parse(&job.schedule, job.zone_or(&self.inner.default_zone))
+                    .ok()
+                    .and_then(|s| s.next_after(now))
             } else {
                 None
             };
@@ -89,7 +109,11 @@ impl Automation {
     }
 
     /// Creates a job (scoped to the agent's chat when an agent asks).
-    pub async fn add_job(&self, caller: &Caller, mut job: CronJob) -> Result<CronJob, AutomationError> {
+    pub async fn add_job(
+        &self,
+        caller: &Caller,
+        mut job: CronJob,
+    ) -> Result<CronJob, AutomationError> {
         Self::scope_new(caller, &mut job.target, &mut job.owner)?;
         job.created_at = self.inner.clock.now();
         job.last_fire_at = None;
@@ -118,10 +142,13 @@ impl Automation {
         if let Caller::Agent(chat) = caller
             && job.target.as_ref() != Some(chat)
         {
-            return Err(AutomationError::Forbidden("an agent can only deliver to its own chat".into()));
+            return Err(AutomationError::Forbidden(
+                "an agent can only deliver to its own chat".into(),
+            ));
         }
         job.validate(&self.inner.default_zone)?;
-        let description = (job.description != before.description).then_some(job.description.as_str());
+        let description =
+            (job.description != before.description).then_some(job.description.as_str());
         task_folder::ensure(&self.inner.workspace, &job.id, &job.title, description)?;
         let stored = job.clone();
         self.db(move |c| db::update_job(c, &stored)).await?;
@@ -138,7 +165,12 @@ impl Automation {
     }
 
     /// Pauses or resumes a job.
-    pub async fn set_job_enabled(&self, caller: &Caller, id: &str, enabled: bool) -> Result<CronJob, AutomationError> {
+    pub async fn set_job_enabled(
+        &self,
+        caller: &Caller,
+        id: &str,
+        enabled: bool,
+    ) -> Result<CronJob, AutomationError> {
         self.edit_job(caller, id, move |job| job.enabled = enabled).await
     }
 
@@ -153,14 +185,23 @@ impl Automation {
     }
 
     /// Run history, newest first: of one job/hook, or of everything the caller may see.
-    pub async fn history(&self, caller: &Caller, source: Option<(RunKind, &str)>, limit: u32) -> Result<Vec<RunRecord>, AutomationError> {
+    pub async fn history(
+        &self,
+        caller: &Caller,
+        source: Option<(RunKind, &str)>,
+        limit: u32,
+    ) -> Result<Vec<RunRecord>, AutomationError> {
         match source {
             Some((RunKind::Cron, id)) => drop(self.job_for(caller, id).await?),
             Some((RunKind::Webhook, id)) => drop(self.hook_for(caller, id).await?),
             None => {}
         }
         let filter = source.map(|(k, id)| (k, id.to_owned()));
-        let runs = self.db(move |c| db::list_runs(c, filter.as_ref().map(|(k, id)| (*k, id.as_str())), limit.max(1))).await?;
+        let runs = self
+            .db(move |c| {
+                db::list_runs(c, filter.as_ref().map(|(k, id)| (*k, id.as_str())), limit.max(1))
+            })
+            .await?;
         if matches!(caller, Caller::Admin) || source.is_some() {
             return Ok(runs);
         }
@@ -182,7 +223,11 @@ impl Automation {
     }
 
     /// Creates a hook; an empty bearer token is generated.
-    pub async fn add_hook(&self, caller: &Caller, mut hook: Webhook) -> Result<Webhook, AutomationError> {
+    pub async fn add_hook(
+        &self,
+        caller: &Caller,
+        mut hook: Webhook,
+    ) -> Result<Webhook, AutomationError> {
         Self::scope_new(caller, &mut hook.target, &mut hook.owner)?;
         if let HookAuth::Bearer { token } = &mut hook.auth
             && token.is_empty()
@@ -198,7 +243,12 @@ impl Automation {
         hook.last_error.clear();
         hook.validate()?;
         if hook.mode == super::webhook::HookMode::CronTask {
-            task_folder::ensure(&self.inner.workspace, &hook.task_folder, &hook.title, Some(&hook.description))?;
+            task_folder::ensure(
+                &self.inner.workspace,
+                &hook.task_folder,
+                &hook.title,
+                Some(&hook.description),
+            )?;
         }
         let stored = hook.clone();
         self.db(move |c| db::insert_hook(c, &stored)).await?;
@@ -216,7 +266,12 @@ impl Automation {
     }
 
     /// Pauses or resumes a hook.
-    pub async fn set_hook_enabled(&self, caller: &Caller, id: &str, enabled: bool) -> Result<Webhook, AutomationError> {
+    pub async fn set_hook_enabled(
+        &self,
+        caller: &Caller,
+        id: &str,
+        enabled: bool,
+    ) -> Result<Webhook, AutomationError> {
         let mut hook = self.hook_for(caller, id).await?;
         hook.enabled = enabled;
         let stored = hook.clone();
@@ -226,7 +281,11 @@ impl Automation {
     }
 
     /// Replaces a hook's bearer token (or HMAC secret) with a fresh one.
-    pub async fn rotate_hook_token(&self, caller: &Caller, id: &str) -> Result<Webhook, AutomationError> {
+    pub async fn rotate_hook_token(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<Webhook, AutomationError> {
         let mut hook = self.hook_for(caller, id).await?;
         match &mut hook.auth {
             HookAuth::Bearer { token } => *token = generate_token(),
@@ -239,10 +298,21 @@ impl Automation {
     }
 
     /// Handles `payload` as if the hook had received it (auth skipped).
-    pub async fn test_hook(&self, caller: &Caller, id: &str, payload: Map<String, Value>) -> Result<(), AutomationError> {
+    pub async fn test_hook(
+        &self,
+        caller: &Caller,
+        id: &str,
+        payload: Map<String, Value>,
+    ) -> Result<(), AutomationError> {
         let hook = self.hook_for(caller, id).await?;
-        let prompt = template::wrap(&hook.title, &template::render(&hook.prompt_template, &payload));
-        let event = WebhookEvent { hook: std::sync::Arc::new(hook), payload, prompt, received_at: self.inner.clock.now() };
+        let prompt =
+            template::wrap(&hook.title, &template::render(&hook.prompt_template, &payload));
+        let event = WebhookEvent {
+            hook: std::sync::Arc::new(hook),
+            payload,
+            prompt,
+            received_at: self.inner.clock.now(),
+        };
         let this = self.clone();
         tokio::spawn(async move { this.handle_webhook(event).await });
         Ok(())
@@ -294,14 +364,20 @@ impl Automation {
             Err(error) => return format!("⚠️ {error}"),
         };
         if views.is_empty() {
-            return "No cron jobs. Ask the agent to schedule one, or use `ductorctl cron add`.".to_owned();
+            return "No cron jobs. Ask the agent to schedule one, or use `ductorctl cron add`."
+                .to_owned();
         }
         let mut text = format!("Cron jobs ({}):", views.len());
         for view in &views {
             let job = &view.job;
             let state = if job.enabled { "▶️" } else { "⏸" };
             let zone = job.zone_or(&self.inner.default_zone);
-            text.push_str(&format!("\n{state} {} `{}` {}", job.id, job.schedule, if zone.is_empty() { "UTC" } else { zone }));
+            text.push_str(&format!(
+                "\n{state} {} `{}` {}",
+                job.id,
+                job.schedule,
+                if zone.is_empty() { "UTC" } else { zone }
+            ));
             if let Some(next) = view.next_fire {
                 text.push_str(&format!(" · next {}", local(next, zone)));
             }

@@ -64,7 +64,11 @@ impl HeartbeatPort for CorePort {
         let core = self.automation.inner.core.clone();
         Box::pin(async move {
             let key = SessionKey::new(&chat.transport, &chat.chat_id, &chat.topic_id);
-            let options = InjectOptions { kind: "heartbeat".into(), quiet_token: Some(ack_token), silent: true };
+            let options = InjectOptions {
+                kind: "heartbeat".into(),
+                quiet_token: Some(ack_token),
+                silent: true,
+            };
             match core.inject(key, prompt, options).await {
                 Ok(outcome) if !outcome.ok => {
                     tracing::warn!(chat = %chat, kind = outcome.error_kind, "heartbeat check-in failed");

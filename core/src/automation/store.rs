@@ -518,7 +518,12 @@ pub fn finish_run(
 }
 
 /// Sets a run's delivery state (`error` explains a failure).
-pub fn set_delivery(conn: &Connection, run_id: i64, delivery: DeliveryStatus, error: &str) -> Result<()> {
+pub fn set_delivery(
+    conn: &Connection,
+    run_id: i64,
+    delivery: DeliveryStatus,
+    error: &str,
+) -> Result<()> {
     conn.execute(
         "UPDATE automation_runs SET delivery = ?2, delivery_error = ?3 WHERE id = ?1",
         params![run_id, delivery.as_str(), error],
@@ -576,7 +581,12 @@ pub fn add_receipt(conn: &Connection, transport: &str, action_id: u64, run_id: i
 /// A gateway acknowledged an action: settles the run's delivery. A failed
 /// delivery marks the run failed at once; success marks it ok when no other
 /// receipt of that run is outstanding. Returns the run, if the action was one of ours.
-pub fn settle_receipt(conn: &Connection, transport: &str, action_id: u64, error: &str) -> Result<Option<i64>> {
+pub fn settle_receipt(
+    conn: &Connection,
+    transport: &str,
+    action_id: u64,
+    error: &str,
+) -> Result<Option<i64>> {
     let action_id = i64::try_from(action_id).unwrap_or(i64::MAX);
     let run_id: Option<i64> = conn
         .query_row(
@@ -598,10 +608,16 @@ pub fn settle_receipt(conn: &Connection, transport: &str, action_id: u64, error:
         )?;
         return Ok(Some(run_id));
     }
-    let outstanding: i64 =
-        conn.query_row("SELECT COUNT(*) FROM automation_receipts WHERE run_id = ?1", [run_id], |row| row.get(0))?;
+    let outstanding: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM automation_receipts WHERE run_id = ?1",
+        [run_id],
+        |row| row.get(0),
+    )?;
     if outstanding == 0 {
-        conn.execute("UPDATE automation_runs SET delivery = 'ok' WHERE id = ?1 AND delivery = 'pending'", [run_id])?;
+        conn.execute(
+            "UPDATE automation_runs SET delivery = 'ok' WHERE id = ?1 AND delivery = 'pending'",
+            [run_id],
+        )?;
     }
     Ok(Some(run_id))
 }

@@ -190,7 +190,11 @@ fn receipts_settle_delivery() {
     add_receipt(&conn, "matrix", 10, run).unwrap();
     assert_eq!(settle_receipt(&conn, "telegram", 99, "").unwrap(), None, "not ours");
     assert_eq!(settle_receipt(&conn, "telegram", 10, "").unwrap(), Some(run));
-    assert_eq!(list_runs(&conn, None, 1).unwrap()[0].delivery, DeliveryStatus::Pending, "one still out");
+    assert_eq!(
+        list_runs(&conn, None, 1).unwrap()[0].delivery,
+        DeliveryStatus::Pending,
+        "one still out"
+    );
     assert_eq!(settle_receipt(&conn, "matrix", 10, "").unwrap(), Some(run));
     assert_eq!(list_runs(&conn, None, 1).unwrap()[0].delivery, DeliveryStatus::Ok);
 
@@ -198,5 +202,8 @@ fn receipts_settle_delivery() {
     add_receipt(&conn, "telegram", 11, other).unwrap();
     settle_receipt(&conn, "telegram", 11, "chat not found").unwrap();
     let record = &list_runs(&conn, None, 1).unwrap()[0];
-    assert_eq!((record.delivery, record.delivery_error.as_str()), (DeliveryStatus::Failed, "telegram: chat not found"));
+    assert_eq!(
+        (record.delivery, record.delivery_error.as_str()),
+        (DeliveryStatus::Failed, "telegram: chat not found")
+    );
 }

@@ -49,7 +49,9 @@ pub fn parse_cron_command(text: &str) -> Option<String> {
 /// True for a `/status` message (automation adds its failures to the answer).
 pub fn is_status_command(text: &str) -> bool {
     let text = text.trim();
-    let Some(body) = text.strip_prefix('/').or_else(|| text.strip_prefix('!')) else { return false };
+    let Some(body) = text.strip_prefix('/').or_else(|| text.strip_prefix('!')) else {
+        return false;
+    };
     let word = body.split_whitespace().next().unwrap_or("");
     word.split_once('@').map_or(word, |(w, _)| w).eq_ignore_ascii_case("status")
 }
@@ -64,11 +66,19 @@ pub fn agent_env(credentials: Credentials, home: &DuctorHome) -> AgentEnv {
     let run_dir = home.run_dir().to_string_lossy().into_owned();
     Arc::new(move |env: &[(String, String)]| {
         let get = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-        let mut extra = vec![("DUCTOR_HOME".to_owned(), root.clone()), ("DUCTOR_RUN_DIR".to_owned(), run_dir.clone())];
+        let mut extra = vec![
+            ("DUCTOR_HOME".to_owned(), root.clone()),
+            ("DUCTOR_RUN_DIR".to_owned(), run_dir.clone()),
+        ];
         if get(AGENT_TOKEN_ENV).is_none()
-            && let (Some(transport), Some(chat_id)) = (get("DUCTOR_TRANSPORT"), get("DUCTOR_CHAT_ID"))
+            && let (Some(transport), Some(chat_id)) =
+                (get("DUCTOR_TRANSPORT"), get("DUCTOR_CHAT_ID"))
         {
-            let chat = ChatTarget { transport, chat_id, topic_id: get("DUCTOR_TOPIC_ID").unwrap_or_default() };
+            let chat = ChatTarget {
+                transport,
+                chat_id,
+                topic_id: get("DUCTOR_TOPIC_ID").unwrap_or_default(),
+            };
             extra.push((AGENT_TOKEN_ENV.to_owned(), credentials.issue(&chat)));
         }
         extra.retain(|(k, _)| get(k).is_none());
@@ -96,10 +106,17 @@ mod tests {
     fn chat_runs_get_their_credential() {
         let creds = Credentials::from_secrets("k", "a");
         let env = agent_env(creds.clone(), &DuctorHome::at("/h"));
-        let chat_env = vec![("DUCTOR_TRANSPORT".to_owned(), "telegram".to_owned()), ("DUCTOR_CHAT_ID".to_owned(), "5".to_owned())];
+        let chat_env = vec![
+            ("DUCTOR_TRANSPORT".to_owned(), "telegram".to_owned()),
+            ("DUCTOR_CHAT_ID".to_owned(), "5".to_owned()),
+        ];
         let extra = env(&chat_env);
         let token = extra.iter().find(|(k, _)| k == AGENT_TOKEN_ENV).unwrap().1.clone();
-        let chat = ChatTarget { transport: "telegram".into(), chat_id: "5".into(), topic_id: String::new() };
+        let chat = ChatTarget {
+            transport: "telegram".into(),
+            chat_id: "5".into(),
+            topic_id: String::new(),
+        };
         assert_eq!(token, creds.issue(&chat));
         assert!(extra.contains(&("DUCTOR_HOME".into(), "/h".into())));
         // Runs without a chat get no credential.

@@ -69,7 +69,10 @@ impl TargetArgs {
     pub(crate) fn to_pb(&self) -> Option<pb::AutomationTarget> {
         Some(pb::AutomationTarget {
             transport: self.transport.clone()?,
-            chat: Some(pb::ChatRef { chat_id: self.chat.clone()?, topic_id: self.topic.clone().unwrap_or_default() }),
+            chat: Some(pb::ChatRef {
+                chat_id: self.chat.clone()?,
+                topic_id: self.topic.clone().unwrap_or_default(),
+            }),
         })
     }
 }
@@ -183,13 +186,18 @@ pub(crate) fn auth(home: &DuctorHome) -> anyhow::Result<pb::AutomationAuth> {
         return Ok(pb::AutomationAuth {
             agent_token,
             transport,
-            chat: Some(pb::ChatRef { chat_id, topic_id: env("DUCTOR_TOPIC_ID").unwrap_or_default() }),
+            chat: Some(pb::ChatRef {
+                chat_id,
+                topic_id: env("DUCTOR_TOPIC_ID").unwrap_or_default(),
+            }),
             ..Default::default()
         });
     }
     let path = home.secrets_dir().join("admin.token");
     let admin_token = std::fs::read_to_string(&path)
-        .with_context(|| format!("read the admin token {} (is core started with this home?)", path.display()))?
+        .with_context(|| {
+            format!("read the admin token {} (is core started with this home?)", path.display())
+        })?
         .trim()
         .to_owned();
     Ok(pb::AutomationAuth { admin_token, ..Default::default() })
@@ -229,7 +237,11 @@ pub(crate) fn print_run(run: &pb::AutomationRun) {
         run.trigger,
         run.status,
         run.delivery,
-        if run.delivery_error.is_empty() { String::new() } else { format!(" ({})", run.delivery_error) }
+        if run.delivery_error.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", run.delivery_error)
+        }
     );
     if !run.result_text.is_empty() {
         let preview: String = run.result_text.chars().take(300).collect();
@@ -240,7 +252,9 @@ pub(crate) fn print_run(run: &pb::AutomationRun) {
 fn print_job(info: &pb::CronJobInfo) {
     let Some(spec) = &info.spec else { return };
     let target = match &spec.target {
-        Some(t) => format!("{}:{}", t.transport, t.chat.as_ref().map(|c| c.chat_id.as_str()).unwrap_or("")),
+        Some(t) => {
+            format!("{}:{}", t.transport, t.chat.as_ref().map(|c| c.chat_id.as_str()).unwrap_or(""))
+        }
         None => "all chats".into(),
     };
     println!(
@@ -259,7 +273,11 @@ fn print_job(info: &pb::CronJobInfo) {
             when(run.started_ms),
             run.status,
             run.delivery,
-            if run.delivery_error.is_empty() { String::new() } else { format!(" ({})", run.delivery_error) }
+            if run.delivery_error.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", run.delivery_error)
+            }
         ),
         None => println!("    never ran"),
     }
@@ -271,7 +289,12 @@ pub async fn run(home: &DuctorHome, command: Command) -> anyhow::Result<ExitCode
     let auth = Some(auth);
     match command {
         Command::List => {
-            let jobs = client.list_cron_jobs(pb::ListCronJobsRequest { auth }).await.map_err(status_error)?.into_inner().jobs;
+            let jobs = client
+                .list_cron_jobs(pb::ListCronJobsRequest { auth })
+                .await
+                .map_err(status_error)?
+                .into_inner()
+                .jobs;
             if jobs.is_empty() {
                 println!("No cron jobs.");
             }
@@ -296,7 +319,11 @@ pub async fn run(home: &DuctorHome, command: Command) -> anyhow::Result<ExitCode
                 silent_on_success: args.silent_on_success,
                 missed_policy: args.missed,
             };
-            let info = client.add_cron_job(pb::AddCronJobRequest { auth, spec: Some(spec) }).await.map_err(status_error)?.into_inner();
+            let info = client
+                .add_cron_job(pb::AddCronJobRequest { auth, spec: Some(spec) })
+                .await
+                .map_err(status_error)?
+                .into_inner();
             print!("added: ");
             print_job(&info);
         }
@@ -325,13 +352,19 @@ pub async fn run(home: &DuctorHome, command: Command) -> anyhow::Result<ExitCode
             print_job(&info);
         }
         Command::Remove(NameArg { name }) => {
-            let ack = client.remove_cron_job(pb::CronJobRequest { auth, id: name }).await.map_err(status_error)?;
+            let ack = client
+                .remove_cron_job(pb::CronJobRequest { auth, id: name })
+                .await
+                .map_err(status_error)?;
             println!("{}", ack.into_inner().message);
         }
         Command::Pause(NameArg { name }) => set_enabled(&mut client, auth, name, false).await?,
         Command::Resume(NameArg { name }) => set_enabled(&mut client, auth, name, true).await?,
         Command::Run(NameArg { name }) => {
-            let ack = client.run_cron_job(pb::CronJobRequest { auth, id: name }).await.map_err(status_error)?;
+            let ack = client
+                .run_cron_job(pb::CronJobRequest { auth, id: name })
+                .await
+                .map_err(status_error)?;
             println!("{}", ack.into_inner().message);
         }
         Command::History(args) => {
@@ -341,7 +374,8 @@ pub async fn run(home: &DuctorHome, command: Command) -> anyhow::Result<ExitCode
                 id: args.name.unwrap_or_default(),
                 limit: args.limit,
             };
-            let runs = client.automation_history(request).await.map_err(status_error)?.into_inner().runs;
+            let runs =
+                client.automation_history(request).await.map_err(status_error)?.into_inner().runs;
             if runs.is_empty() {
                 println!("No runs yet.");
             }

@@ -120,7 +120,11 @@ fn print_hook(info: &pb::WebhookInfo, secrets: bool) {
         spec.auth_mode,
         info.trigger_count,
         when(info.last_triggered_ms),
-        if info.last_error.is_empty() { String::new() } else { format!("  last error: {}", info.last_error) }
+        if info.last_error.is_empty() {
+            String::new()
+        } else {
+            format!("  last error: {}", info.last_error)
+        }
     );
     if secrets {
         if spec.auth_mode == "bearer" {
@@ -128,7 +132,11 @@ fn print_hook(info: &pb::WebhookInfo, secrets: bool) {
         } else {
             println!(
                 "    {} ({} {}, payload {}) secret: {}",
-                spec.hmac_header, spec.hmac_algorithm, spec.hmac_encoding, spec.hmac_signed_payload, spec.hmac_secret
+                spec.hmac_header,
+                spec.hmac_algorithm,
+                spec.hmac_encoding,
+                spec.hmac_signed_payload,
+                spec.hmac_secret
             );
         }
     }
@@ -165,7 +173,11 @@ pub async fn run(home: &DuctorHome, command: Command) -> anyhow::Result<ExitCode
                 task_folder: args.task_folder,
                 auth_mode: args.auth,
                 token: args.token,
-                hmac_secret: if hmac && args.hmac_secret.is_empty() { random_secret() } else { args.hmac_secret },
+                hmac_secret: if hmac && args.hmac_secret.is_empty() {
+                    random_secret()
+                } else {
+                    args.hmac_secret
+                },
                 hmac_header: args.hmac_header,
                 hmac_algorithm: args.hmac_algorithm,
                 hmac_encoding: args.hmac_encoding,
@@ -181,34 +193,51 @@ pub async fn run(home: &DuctorHome, command: Command) -> anyhow::Result<ExitCode
                 dependency: args.dependency,
                 target: args.target.to_pb(),
             };
-            let info = client.add_webhook(pb::AddWebhookRequest { auth, spec: Some(spec) }).await.map_err(status_error)?;
+            let info = client
+                .add_webhook(pb::AddWebhookRequest { auth, spec: Some(spec) })
+                .await
+                .map_err(status_error)?;
             print!("added: ");
             print_hook(&info.into_inner(), true);
         }
         Command::List => {
-            let hooks = client.list_webhooks(pb::ListWebhooksRequest { auth }).await.map_err(status_error)?.into_inner().hooks;
+            let hooks = client
+                .list_webhooks(pb::ListWebhooksRequest { auth })
+                .await
+                .map_err(status_error)?
+                .into_inner()
+                .hooks;
             if hooks.is_empty() {
                 println!("No webhooks.");
             }
             hooks.iter().for_each(|h| print_hook(h, false));
         }
         Command::Remove(NameArg { name }) => {
-            let ack = client.remove_webhook(pb::WebhookRequest { auth, id: name }).await.map_err(status_error)?;
+            let ack = client
+                .remove_webhook(pb::WebhookRequest { auth, id: name })
+                .await
+                .map_err(status_error)?;
             println!("{}", ack.into_inner().message);
         }
         Command::RotateToken(NameArg { name }) => {
-            let info = client.rotate_webhook_token(pb::WebhookRequest { auth, id: name }).await.map_err(status_error)?;
+            let info = client
+                .rotate_webhook_token(pb::WebhookRequest { auth, id: name })
+                .await
+                .map_err(status_error)?;
             print!("rotated: ");
             print_hook(&info.into_inner(), true);
         }
         Command::Test(args) => {
-            let request = pb::TestWebhookRequest { auth, id: args.name, payload_json: args.payload };
+            let request =
+                pb::TestWebhookRequest { auth, id: args.name, payload_json: args.payload };
             let ack = client.test_webhook(request).await.map_err(status_error)?;
             println!("{}", ack.into_inner().message);
         }
         Command::History(NameArg { name }) => {
-            let request = pb::AutomationHistoryRequest { auth, kind: "webhook".into(), id: name, limit: 20 };
-            let runs = client.automation_history(request).await.map_err(status_error)?.into_inner().runs;
+            let request =
+                pb::AutomationHistoryRequest { auth, kind: "webhook".into(), id: name, limit: 20 };
+            let runs =
+                client.automation_history(request).await.map_err(status_error)?.into_inner().runs;
             if runs.is_empty() {
                 println!("No runs yet.");
             }
