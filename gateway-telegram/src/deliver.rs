@@ -27,6 +27,8 @@ use crate::telegram::{Target, Telegram};
 
 /// How often "typing…" is renewed while a turn runs (Telegram shows it ~5 s).
 const TYPING_EVERY: Duration = Duration::from_secs(4);
+/// "typing…" stops when a turn has been silent this long (core may be gone).
+const TYPING_SILENCE: Duration = Duration::from_secs(300);
 /// Progress failures (other than 429) after which a turn stops editing.
 const MAX_PROGRESS_FAILURES: u32 = 3;
 
@@ -93,6 +95,8 @@ struct Turn {
     dirty: bool,
     failures: u32,
     next_typing: Instant,
+    /// When core last sent anything for this turn.
+    last_action: Instant,
 }
 
 impl Turn {
@@ -105,11 +109,17 @@ impl Turn {
             dirty: false,
             failures: 0,
             next_typing: Instant::now(),
+            last_action: Instant::now(),
         }
     }
 
     fn progress_stopped(&self) -> bool {
         self.failures >= MAX_PROGRESS_FAILURES
+    }
+
+    /// When "typing…" is due next, unless the turn went silent.
+    fn typing_due(&self) -> Option<Instant> {
+        (self.last_action.elapsed() < TYPING_SILENCE).then_some(self.next_typing)
     }
 }
 
@@ -162,17 +172,18 @@ impl Lane {
     /// When the lane has something to do without a new action.
     fn next_wake(&self) -> Option<Instant> {
         let turn = self.turn.as_ref()?;
-        let mut wake = turn.next_typing;
-        if turn.dirty && !turn.progress_stopped() {
-            wake = wake.min(self.telegram.pacer.edit_ready_at(self.target.chat.0));
+        let edit = (turn.dirty && !turn.progress_stopped())
+            .then(|| self.telegram.pacer.edit_ready_at(self.target.chat.0));
+        match (turn.typing_due(), edit) {
+            (Some(typing), Some(edit)) => Some(typing.min(edit)),
+            (typing, edit) => typing.or(edit),
         }
-        Some(wake)
     }
 
     async fn tick(&mut self) {
         let now = Instant::now();
         let Some(turn) = self.turn.as_mut() else { return };
-        if now >= turn.next_typing {
+        if turn.typing_due().is_some_and(|due| now >= due) {
             turn.next_typing = now + TYPING_EVERY;
             if let Err(Failure::RetryAfter(wait)) = self.telegram.typing(self.target).await {
                 self.telegram.pacer.note_retry_after(self.target.chat.0, wait);
@@ -232,7 +243,9 @@ impl Lane {
         if self.turn.as_ref().is_none_or(|turn| turn.id != turn_id) {
             self.turn = Some(Turn::new(turn_id));
         }
-        self.turn.as_mut().expect("just set")
+        let turn = self.turn.as_mut().expect("just set");
+        turn.last_action = Instant::now();
+        turn
     }
 
     async fn handle(&mut self, action: pb::OutboundAction) {

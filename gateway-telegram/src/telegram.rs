@@ -177,10 +177,10 @@ impl Telegram {
     async fn wait_turn(&self, target: Target, kind: Kind) {
         let chat = target.chat.0;
         if kind == Kind::Edit {
-            tokio::time::sleep_until(self.pacer.reserve_edit(chat)).await;
+            sleep_if_future(self.pacer.reserve_edit(chat)).await;
         }
         // A 429 seen meanwhile still holds.
-        tokio::time::sleep_until(self.pacer.send_ready_at(chat)).await;
+        sleep_if_future(self.pacer.send_ready_at(chat)).await;
     }
 
     /// Runs `call` until it succeeds, honouring 429s and retrying network
@@ -336,5 +336,14 @@ impl Telegram {
             }
             other => other,
         }
+    }
+}
+
+/// Sleeps until `deadline` only when it is ahead: tokio rounds timers up to
+/// the next millisecond tick, so even a past deadline would cost up to 1 ms
+/// on the path of every final reply.
+async fn sleep_if_future(deadline: tokio::time::Instant) {
+    if deadline > tokio::time::Instant::now() {
+        tokio::time::sleep_until(deadline).await;
     }
 }

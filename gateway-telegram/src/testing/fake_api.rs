@@ -125,6 +125,11 @@ impl FakeBotApi {
         let listener =
             tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
         let address = listener.local_addr().expect("a bound listener has an address");
+        // Like Telegram's servers, answer without Nagle delays.
+        let listener =
+            axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+                let _ = tcp.set_nodelay(true);
+            });
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
         });
