@@ -475,3 +475,42 @@ async fn commands_are_registered_and_the_token_is_never_in_errors() {
     let text = format!("{failure} {failure:?}");
     assert!(!text.contains("TEST-SECRET"), "{text}");
 }
+
+#[tokio::test]
+async fn the_core_link_survives_a_core_restart_without_losing_or_repeating_anything() {
+    let harness = Harness::start(Options::default()).await;
+    // Core receives an event but goes away before confirming it.
+    harness.core.set_accepting(false);
+    harness.api.push_update(updates::text(1, 1, 50, "do not lose me"));
+    assert!(harness.core.wait_received(1, WAIT).await);
+    harness.core.set_accepting(true);
+    harness.core.disconnect();
+    assert!(harness.core.wait_hellos(2, WAIT).await, "the gateway reattached");
+    assert!(harness.core.wait_received(2, WAIT).await, "the unconfirmed event was sent again");
+    assert_eq!(harness.core.events().len(), 1);
+
+    // An action delivered before a restart and re-sent after it is acked, not re-delivered.
+    let id = harness.act(1, "", "t", final_reply("exactly once"));
+    harness.core.wait_ack(id, WAIT).await.expect("acknowledged");
+    harness.core.disconnect();
+    assert!(harness.core.wait_hellos(3, WAIT).await);
+    assert!(harness.core.wait_attached(WAIT).await);
+    let again = pb::OutboundAction {
+        action_id: id,
+        chat: Some(pb::ChatRef { chat_id: "1".into(), topic_id: String::new() }),
+        turn_id: "t".into(),
+        durable: true,
+        kind: Some(final_reply("exactly once")),
+        ..Default::default()
+    };
+    assert!(harness.core.send(again));
+    let acked_twice = async {
+        while harness.core.acks().iter().filter(|ack| ack.action_id == id).count() < 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(WAIT, acked_twice).await.expect("the re-sent action is acked");
+    let sends = sends_to(&harness.api.calls(), 1);
+    assert_eq!(sends.iter().filter(|s| s.str("text") == Some("exactly once")).count(), 1);
+    assert_eq!(harness.core.received(), 2, "the confirmed event is not sent a third time");
+}

@@ -13,12 +13,28 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 
 type Outgoing = mpsc::UnboundedSender<Result<pb::CoreMessage, tonic::Status>>;
 
-#[derive(Default)]
 struct Recorded {
     hellos: Vec<pb::Hello>,
     events: Vec<pb::InboundEvent>,
+    /// Inbound events as received, duplicates included.
+    received: usize,
+    /// Whether events are confirmed with `InboundAccepted`.
+    accepting: bool,
     acks: Vec<pb::OutboundAck>,
     current: Option<Outgoing>,
+}
+
+impl Default for Recorded {
+    fn default() -> Self {
+        Self {
+            hellos: Vec::new(),
+            events: Vec::new(),
+            received: 0,
+            accepting: true,
+            acks: Vec::new(),
+            current: None,
+        }
+    }
 }
 
 /// The fake core; clone it freely (all clones share state).
@@ -51,6 +67,31 @@ impl FakeCore {
     /// Acks received so far.
     pub fn acks(&self) -> Vec<pb::OutboundAck> {
         self.lock().acks.clone()
+    }
+
+    /// Inbound events received, counting re-sent duplicates.
+    pub fn received(&self) -> usize {
+        self.lock().received
+    }
+
+    /// Stops (or resumes) confirming inbound events.
+    pub fn set_accepting(&self, accepting: bool) {
+        self.lock().accepting = accepting;
+    }
+
+    /// Ends the current Attach stream, as a core restart would.
+    pub fn disconnect(&self) {
+        self.lock().current = None;
+    }
+
+    /// Waits until `count` hellos (connections) have arrived.
+    pub async fn wait_hellos(&self, count: usize, timeout: Duration) -> bool {
+        self.wait(timeout, |recorded| recorded.hellos.len() >= count).await
+    }
+
+    /// Waits until `count` raw inbound events have arrived.
+    pub async fn wait_received(&self, count: usize, timeout: Duration) -> bool {
+        self.wait(timeout, |recorded| recorded.received >= count).await
     }
 
     /// Hellos received so far (one per connection).
@@ -109,7 +150,9 @@ impl Core for FakeCore {
         let welcome = pb::Welcome { core_version: "fake".to_owned(), pending: 0 };
         let _ =
             out.send(Ok(pb::CoreMessage { msg: Some(pb::core_message::Msg::Welcome(welcome)) }));
-        self.lock().current = Some(out.clone());
+        // Only `current` holds the sender strongly: dropping it ends the stream.
+        let weak = out.downgrade();
+        self.lock().current = Some(out);
         let core = self.clone();
         tokio::spawn(async move {
             use pb::gateway_message::Msg;
@@ -119,12 +162,16 @@ impl Core for FakeCore {
                     Some(Msg::Inbound(event)) => {
                         let accepted = pb::InboundAccepted { event_id: event.event_id.clone() };
                         let mut recorded = core.lock();
+                        recorded.received += 1;
                         if !recorded.events.iter().any(|seen| seen.event_id == event.event_id) {
                             recorded.events.push(event);
                         }
-                        let _ = out.send(Ok(pb::CoreMessage {
-                            msg: Some(pb::core_message::Msg::Accepted(accepted)),
-                        }));
+                        if recorded.accepting
+                            && let Some(out) = weak.upgrade()
+                        {
+                            let accepted = pb::core_message::Msg::Accepted(accepted);
+                            let _ = out.send(Ok(pb::CoreMessage { msg: Some(accepted) }));
+                        }
                     }
                     Some(Msg::Ack(ack)) => core.lock().acks.push(ack),
                     None => {}
