@@ -76,8 +76,12 @@ impl Inbound {
         let mut offset: i32 = 0;
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
         let timeout = u32::try_from(self.config.poll_timeout.as_secs()).unwrap_or(10);
-        let allowed =
-            vec![AllowedUpdate::Message, AllowedUpdate::CallbackQuery, AllowedUpdate::ChannelPost];
+        let allowed = vec![
+            AllowedUpdate::Message,
+            AllowedUpdate::CallbackQuery,
+            AllowedUpdate::ChannelPost,
+            AllowedUpdate::MyChatMember,
+        ];
         loop {
             let request = self
                 .telegram
@@ -128,6 +132,19 @@ impl Inbound {
                     == Verdict::LeaveChat =>
             {
                 self.leave(&post.chat).await;
+            }
+            // Added to a group: leave at once when it is not listed (with
+            // privacy mode on, the bot might never see a message there).
+            UpdateKind::MyChatMember(change)
+                if change.new_chat_member.kind.is_present()
+                    && self.config.gate.check(
+                        chat_kind(&change.chat),
+                        change.chat.id.0,
+                        None,
+                        true,
+                    ) == Verdict::LeaveChat =>
+            {
+                self.leave(&change.chat).await;
             }
             _ => {}
         }

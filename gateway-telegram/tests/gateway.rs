@@ -47,6 +47,23 @@ async fn unauthorized_senders_never_reach_core() {
     );
     // The refused button press was still answered (no spinning button), but not forwarded.
     assert_eq!(harness.api.calls_of("answercallbackquery").len(), 1);
+
+    // Added to an unlisted group: the bot leaves before anyone writes there.
+    harness.api.push_update(updates::bot_added(-300, 1));
+    harness.api.push_update(updates::bot_added(-100, 1));
+    assert!(
+        harness
+            .api
+            .wait_until(WAIT, |calls| calls
+                .iter()
+                .any(|c| c.method == "leavechat" && c.chat_id == Some(-300)))
+            .await
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !harness.api.calls_of("leavechat").iter().any(|c| c.chat_id == Some(-100)),
+        "listed groups stay"
+    );
 }
 
 #[tokio::test]

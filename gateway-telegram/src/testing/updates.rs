@@ -93,3 +93,14 @@ pub fn callback(chat_id: i64, user_id: i64, message_id: i64, data: &str) -> Valu
         "data": data,
     }})
 }
+
+/// The bot was added to `chat_id` by `user_id`.
+pub fn bot_added(chat_id: i64, user_id: i64) -> Value {
+    json!({ "my_chat_member": {
+        "chat": chat(chat_id),
+        "from": user(user_id),
+        "date": 1_700_000_000,
+        "old_chat_member": { "user": { "id": 42, "is_bot": true, "first_name": "Ductor" }, "status": "left" },
+        "new_chat_member": { "user": { "id": 42, "is_bot": true, "first_name": "Ductor" }, "status": "member" },
+    }})
+}
