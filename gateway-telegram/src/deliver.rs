@@ -291,23 +291,8 @@ impl Lane {
                 self.deliver_final(turn_id, reply_final).await
             }
             Kind::Error(error) => {
-                let streamed = self
-                    .turn
-                    .as_ref()
-                    .filter(|turn| turn.id == turn_id)
-                    .map(|turn| turn.text.clone())
-                    .unwrap_or_default();
-                let mut html = markdown_to_html(&extract_markers(&streamed).0);
-                if !html.is_empty() {
-                    html.push_str("\n\n");
-                }
-                html.push_str(&format!("⚠️ {}", escape(&error.message)));
-                let chunks = split_html(&html, TELEGRAM_LIMIT);
-                self.deliver_final(
-                    turn_id,
-                    Final { chunks, markup: None, files: Vec::new(), notify: true },
-                )
-                .await
+                let reply = self.error_final(turn_id, &error.message);
+                self.deliver_final(turn_id, reply).await
             }
             Kind::Notice(notice) => {
                 let html = markdown_to_html(&notice.text);
@@ -330,6 +315,24 @@ impl Lane {
                 Ok(())
             }
         }
+    }
+
+    /// An error ends the turn: the text streamed so far stays, the error
+    /// follows it, and the user is notified.
+    fn error_final(&self, turn_id: &str, message: &str) -> Final {
+        let streamed = self
+            .turn
+            .as_ref()
+            .filter(|turn| turn.id == turn_id)
+            .map(|turn| turn.text.clone())
+            .unwrap_or_default();
+        let mut html = markdown_to_html(&extract_markers(&streamed).0);
+        if !html.is_empty() {
+            html.push_str("\n\n");
+        }
+        html.push_str(&format!("⚠️ {}", escape(message)));
+        let chunks = split_html(&html, TELEGRAM_LIMIT);
+        Final { chunks, markup: None, files: Vec::new(), notify: true }
     }
 
     /// Sends `html` as new messages (split as needed); returns the last id.

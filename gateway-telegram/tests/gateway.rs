@@ -531,3 +531,29 @@ async fn the_core_link_survives_a_core_restart_without_losing_or_repeating_anyth
     assert_eq!(sends.iter().filter(|s| s.str("text") == Some("exactly once")).count(), 1);
     assert_eq!(harness.core.received(), 2, "the confirmed event is not sent a third time");
 }
+
+#[tokio::test]
+async fn an_error_ends_the_turn_below_the_streamed_text() {
+    let harness = Harness::start(Options::default()).await;
+    harness.act(1, "", "t", Out::TurnStarted(pb::TurnStarted::default()));
+    harness.act(1, "", "t", delta("Half an answer"));
+    assert!(
+        harness
+            .api
+            .wait_until(WAIT, |calls| calls.iter().any(|c| c.str("text") == Some("Half an answer")))
+            .await
+    );
+    let error = pb::ErrorReply {
+        message: "the run timed out <after 10 min>".into(),
+        kind: "timeout".into(),
+    };
+    let id = harness.act(1, "", "t", Out::Error(error));
+    assert_eq!(harness.core.wait_ack(id, WAIT).await.map(|ack| ack.error), Some(String::new()));
+    let preview = sends_to(&harness.api.calls(), 1)[0].clone();
+    assert!(preview.silent());
+    let edit = harness.api.calls_of("editmessagetext").pop().expect("the preview became the error");
+    assert_eq!(
+        edit.str("text"),
+        Some("Half an answer\n\n⚠️ the run timed out &lt;after 10 min&gt;")
+    );
+}
