@@ -132,7 +132,9 @@ impl HeartbeatConfig {
             if target.interval_minutes == Some(0) {
                 return Err(Invalid::new(key("interval_minutes"), "must be greater than 0"));
             }
-            if target.quiet_start.is_some_and(|h| h > 23) || target.quiet_end.is_some_and(|h| h > 23) {
+            if target.quiet_start.is_some_and(|h| h > 23)
+                || target.quiet_end.is_some_and(|h| h > 23)
+            {
                 return Err(Invalid::new(key("quiet_start"), "quiet hours are hours from 0 to 23"));
             }
         }
