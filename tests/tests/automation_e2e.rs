@@ -99,6 +99,11 @@ impl Gateway {
 
     /// Reads (and acknowledges) actions until a final reply containing `needle`, within `limit`.
     async fn final_containing(&mut self, needle: &str, limit: Duration) -> String {
+        self.text_containing(needle, limit, false).await
+    }
+
+    /// Like [`Gateway::final_containing`], also matching notices when `notices`.
+    async fn text_containing(&mut self, needle: &str, limit: Duration, notices: bool) -> String {
         let deadline = Instant::now() + limit;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -113,10 +118,13 @@ impl Gateway {
                 .tx
                 .send(pb::GatewayMessage { msg: Some(pb::gateway_message::Msg::Ack(ack)) })
                 .await;
-            if let Some(pb::outbound_action::Kind::FinalReply(reply)) = action.kind
-                && reply.text.contains(needle)
-            {
-                return reply.text;
+            let text = match action.kind {
+                Some(pb::outbound_action::Kind::FinalReply(reply)) => reply.text,
+                Some(pb::outbound_action::Kind::Notice(notice)) if notices => notice.text,
+                _ => continue,
+            };
+            if text.contains(needle) {
+                return text;
             }
         }
     }
@@ -242,7 +250,11 @@ async fn results_made_while_the_gateway_is_away_arrive_when_it_returns() {
         l.contains("delivery ok")
     })
     .await;
-    // The failure is visible in /cron too.
+    // The failure follows /status in the chat…
+    gateway.say("/status").await;
+    let status = gateway.text_containing("Automation failures", harness::patience(), true).await;
+    assert!(status.contains("broken") && !status.contains("report"), "{status}");
+    // …and is visible in /cron.
     let cron = env.ductorctl(&["ask", "--chat", "ops", "/cron"]).await;
     let listing = text(&cron.stdout);
     assert!(listing.contains("broken") && listing.contains("error"), "{listing}");
@@ -381,6 +393,11 @@ async fn an_agent_manages_only_its_own_chats_jobs() {
     assert!(redirected.contains("its own chat"), "{redirected}");
     let forged = as_agent(&env, "c1", "cron list").await;
     assert!(!forged.contains("theirs"));
+
+    // The sandbox keeps the operator's token out of the agent's reach.
+    let admin = std::fs::read_to_string(env.home().join("secrets/admin.token")).expect("admin token");
+    let peek = as_agent(&env, "c1", "cat \"$DUCTOR_HOME/secrets/admin.token\"").await;
+    assert!(!peek.contains(admin.trim()), "the agent read the admin token: {peek}");
 
     // The operator sees both, untouched.
     let all = ctl(&env, &["cron", "list"]).await;
