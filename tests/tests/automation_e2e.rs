@@ -359,8 +359,12 @@ async fn webhooks_in_both_modes() {
 /// What the fake CLI prints for `sh:<ductorctl ARGS>` run inside an agent turn of `chat`.
 async fn as_agent(env: &TestEnv, chat: &str, args: &str) -> String {
     let ductorctl = harness::binary("ductorctl");
-    let prompt = format!("sh:{} {args}", ductorctl.display());
-    let output = env.ductorctl(&["ask", "--chat", chat, &prompt]).await;
+    shell_as_agent(env, chat, &format!("{} {args}", ductorctl.display())).await
+}
+
+/// What the fake CLI prints for `sh:<command>` run inside an agent turn of `chat`.
+async fn shell_as_agent(env: &TestEnv, chat: &str, command: &str) -> String {
+    let output = env.ductorctl(&["ask", "--chat", chat, &format!("sh:{command}")]).await;
     text(&output.stdout)
 }
 
@@ -395,9 +399,13 @@ async fn an_agent_manages_only_its_own_chats_jobs() {
     assert!(!forged.contains("theirs"));
 
     // The sandbox keeps the operator's token out of the agent's reach.
-    let admin = std::fs::read_to_string(env.home().join("secrets/admin.token")).expect("admin token");
-    let peek = as_agent(&env, "c1", "cat \"$DUCTOR_HOME/secrets/admin.token\"").await;
+    let admin =
+        std::fs::read_to_string(env.home().join("secrets/admin.token")).expect("admin token");
+    let home = shell_as_agent(&env, "c1", "echo \"home=$DUCTOR_HOME\"").await;
+    assert!(home.contains(&format!("home={}", env.home().display())), "{home}");
+    let peek = shell_as_agent(&env, "c1", "cat \"$DUCTOR_HOME/secrets/admin.token\"").await;
     assert!(!peek.contains(admin.trim()), "the agent read the admin token: {peek}");
+    assert!(peek.contains("ermission denied"), "refused by the sandbox: {peek}");
 
     // The operator sees both, untouched.
     let all = ctl(&env, &["cron", "list"]).await;
