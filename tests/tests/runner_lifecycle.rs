@@ -267,10 +267,22 @@ async fn stop_escalates_to_sigkill_when_sigterm_is_ignored() {
     let fx = Fixture::start("").await;
     let mut spec = fx.spec("ignore-sigterm");
     spec.run_id = "stubborn".into();
+    spec.labels = HashMap::from([("chat_id".to_owned(), "7".to_owned())]);
     let mut stream = fx.stream(spec).await;
     let seen = until(&mut stream, |k| matches!(k, Kind::Session(_))).await;
-    let listed = fx.client.clone().list_runs(pb::ListRunsRequest::default()).await.expect("list");
-    assert!(listed.into_inner().runs.iter().any(|r| r.run_id == "stubborn" && r.pid == pid(&seen)));
+    let list = |chat: &str| {
+        let filter = HashMap::from([("chat_id".to_owned(), chat.to_owned())]);
+        let mut client = fx.client.clone();
+        async move {
+            let request = pb::ListRunsRequest { label_filter: filter };
+            client.list_runs(request).await.expect("list").into_inner().runs
+        }
+    };
+    let mine = list("7").await;
+    assert_eq!(mine.len(), 1, "{mine:?}");
+    assert_eq!((mine[0].run_id.as_str(), mine[0].pid), ("stubborn", pid(&seen)));
+    assert!(!mine[0].session_id.is_empty());
+    assert!(list("8").await.is_empty());
     assert!(fx.signal("stubborn", pb::SignalKind::Stop).await);
     let rest = collect(stream).await;
     assert_eq!(outcome(&rest), pb::RunOutcome::Stopped);
