@@ -217,6 +217,7 @@ impl Runner {
                 .await;
             }
             Err(error) => {
+                self.release(&run_id);
                 sink.send(Event::Error(error)).await;
                 sink.send(Event::Exited {
                     outcome: Outcome::Failed,
@@ -227,8 +228,13 @@ impl Runner {
                 .await;
             }
         }
-        self.lock_runs().remove(&run_id);
-        self.lock_sessions().retain(|_, holder| *holder != run_id);
+        self.release(&run_id);
+    }
+
+    /// Forgets a run and its session locks (idempotent).
+    fn release(&self, run_id: &str) {
+        self.lock_runs().remove(run_id);
+        self.lock_sessions().retain(|_, holder| holder != run_id);
     }
 
     /// Resolves binary, argv, environment and sandbox policy of a run.
@@ -380,6 +386,10 @@ struct RunHooks {
 }
 
 impl Hooks for RunHooks {
+    fn finished(&self) {
+        self.runner.release(&self.run_id);
+    }
+
     fn started(&self, pid: u32) {
         if let Some(entry) = self.runner.lock_runs().get(&self.run_id) {
             entry.pid.store(pid, Ordering::Relaxed);

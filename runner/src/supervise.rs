@@ -145,6 +145,9 @@ pub trait Hooks: Send + Sync {
     fn started(&self, pid: u32);
     /// The provider announced the session id.
     fn session(&self, session_id: &str);
+    /// The process group is gone; called before `Exited` is sent, so a caller
+    /// that reacts to `Exited` by resuming the session never finds it busy.
+    fn finished(&self);
 }
 
 /// Last bytes of stderr.
@@ -193,6 +196,7 @@ pub async fn run(
         }
         Err(error) => {
             sink.send(Event::Error(error)).await;
+            hooks.finished();
             let duration_ms = started.elapsed().as_millis() as u64;
             sink.send(Event::Exited {
                 outcome: Outcome::Failed,
@@ -547,6 +551,7 @@ impl Supervisor {
             error.stderr_tail = self.stderr_tail();
             sink.send(Event::Error(error)).await;
         }
+        self.hooks.finished();
         let duration_ms = self.started.elapsed().as_millis() as u64;
         sink.send(Event::Exited {
             outcome,
