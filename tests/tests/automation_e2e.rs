@@ -413,3 +413,55 @@ async fn an_agent_manages_only_its_own_chats_jobs() {
     assert!(all.lines().any(|l| l.contains("theirs") && l.starts_with('▶')), "not paused: {all}");
     assert!(env.ductorctl(&["down"]).await.status.success());
 }
+
+/// Seconds into the current minute (wall clock).
+fn second_of_minute() -> u64 {
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970");
+    now.as_secs() % 60
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missed_runs_follow_each_jobs_policy_across_a_restart() {
+    let env = fake_claude_env("");
+    up(&env).await;
+    let target = ["--transport", TRANSPORT, "--chat", CHAT];
+    for (name, policy) in [("catchup", "run_once"), ("skipper", "skip")] {
+        let mut args = vec![
+            "cron",
+            "add",
+            name,
+            "--schedule",
+            "* * * * *",
+            "--description",
+            "d",
+            "--instruction",
+            name,
+            "--missed",
+            policy,
+        ];
+        args.extend_from_slice(&target);
+        ctl(&env, &args).await;
+    }
+    assert!(env.ductorctl(&["down"]).await.status.success());
+    // Stay down across a minute boundary: both jobs miss at least one fire.
+    tokio::time::sleep(Duration::from_secs(60 - second_of_minute() + 2)).await;
+    up(&env).await;
+    let mut gateway = Gateway::connect(&env).await;
+    // Both arrive, in either order (among the jobs' regular fires).
+    let (mut caught, mut skipped) = (None, None);
+    while caught.is_none() || skipped.is_none() {
+        let text = gateway.final_containing("", Duration::from_secs(60)).await;
+        if text.contains("Catch-up") {
+            caught = Some(text);
+        } else if text.contains("missed-run policy: skip") {
+            skipped = Some(text);
+        }
+    }
+    let (caught, skipped) = (caught.unwrap_or_default(), skipped.unwrap_or_default());
+    assert!(caught.contains("catchup") && caught.contains("ran once now"), "{caught}");
+    assert!(skipped.contains("skipper"), "{skipped}");
+    let history = ctl(&env, &["cron", "history", "skipper"]).await;
+    assert!(history.contains("skipped:missed"), "{history}");
+    assert!(env.ductorctl(&["down"]).await.status.success());
+}
