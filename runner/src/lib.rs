@@ -35,6 +35,7 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)
         .context("set up the sandbox")?;
     tracing::info!(sandbox = support.mode(), detail = %support.detail, "sandbox");
+    sandbox::harden_self();
     let runner = Runner::new(
         context.config.runner.clone(),
         context.config.providers.clone(),

@@ -477,6 +477,20 @@ impl Spawner {
     }
 }
 
+/// Makes the runner itself non-dumpable, so a CLI running as the same user
+/// cannot read `/proc/<runner>/environ` or its memory (which may hold
+/// secrets the runner was started with). Landlock does not fence that.
+pub fn harden_self() {
+    // SAFETY: prctl with integer arguments only.
+    let rc = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    if rc != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "failed to make the runner non-dumpable");
+    }
+}
+
+/// `CAP_SYS_PTRACE` from `linux/capability.h`.
+const CAP_SYS_PTRACE: libc::c_ulong = 19;
+
 /// Runs in the forked child before exec.
 fn confine_child(
     parent: libc::pid_t,
@@ -499,6 +513,11 @@ fn confine_child(
         let fsize =
             libc::rlimit { rlim_cur: limits.max_file_bytes, rlim_max: limits.max_file_bytes };
         check(libc::setrlimit(libc::RLIMIT_FSIZE, &fsize) as libc::c_long)?;
+        // A CLI running as root would keep CAP_SYS_PTRACE and could read the
+        // non-dumpable runner anyway: drop it from the bounding set (best effort).
+        if libc::geteuid() == 0 {
+            libc::prctl(libc::PR_CAPBSET_DROP, CAP_SYS_PTRACE, 0, 0, 0);
+        }
         check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) as libc::c_long)?;
         if let Some(fd) = ruleset {
             check(libc::syscall(libc::SYS_landlock_restrict_self, fd, 0))?;

@@ -470,6 +470,18 @@ async fn a_sandboxed_run_is_fenced() {
     }
     assert!(!outside.join("escaped").exists(), "wrote outside the workspace: {reply}");
     assert!(reply.contains("Permission denied"), "{reply}");
+    // Nor through /proc: the runner is non-dumpable, so a CLI of the same (non-root)
+    // user cannot open /proc/<runner>/environ. Root keeps that power (caps), so the
+    // check only means something for a non-root runner.
+    if nix::unistd::geteuid().is_root() {
+        eprintln!("SKIP /proc/<runner>/environ check: running as root");
+        return;
+    }
+    let runner_pid = fx.process.as_ref().and_then(|p| p.id()).expect("runner pid");
+    let peek = fx.run(fx.spec(&format!("sh:tr '\\0' '\\n' < /proc/{runner_pid}/environ"))).await;
+    let peeked = text(&peek);
+    assert!(!peeked.contains(SECRET), "read the runner's environment via /proc: {peeked}");
+    assert!(peeked.contains("Permission denied"), "{peeked}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
