@@ -124,7 +124,6 @@ impl Automation {
     /// starts the scheduler, the webhook listener (when enabled), the
     /// heartbeat and the sweep.
     pub async fn start(parts: Parts) -> anyhow::Result<Self> {
-        use anyhow::Context as _;
         let default_zone = parts.config.agent.timezone.clone();
         let zone = super::schedule::resolve_zone(&default_zone).unwrap_or(TimeZone::UTC);
         let inner = Arc::new(Inner {
@@ -165,10 +164,15 @@ impl Automation {
             tracing::error!(hook = id, %error, "webhook not loaded");
         }
         let config = &parts.config;
-        if config.webhooks.enabled {
-            this.start_listener(config, parts.shutdown.clone())
-                .await
-                .context("start the webhook listener")?;
+        // A taken port must not take the chats down with it: logged, and the
+        // rest of core (and automation) runs without the listener.
+        if config.webhooks.enabled
+            && let Err(error) = this.start_listener(config, parts.shutdown.clone()).await
+        {
+            tracing::error!(
+                error = format!("{error:#}"),
+                "webhook listener not started; webhooks are unavailable until core restarts"
+            );
         }
         if config.heartbeat.enabled
             || config.heartbeat.targets.iter().any(|t| t.enabled == Some(true))
@@ -200,11 +204,14 @@ impl Automation {
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
         use super::webhook::server::{ServerSettings, router, serve};
+        use anyhow::Context as _;
         let settings = ServerSettings::from_config(&config.webhooks);
         let (router, events) =
             router(&settings, self.inner.hooks.clone(), self.inner.clock.clone());
         let address = format!("{}:{}", config.webhooks.host, config.webhooks.port);
-        let listener = tokio::net::TcpListener::bind(&address).await?;
+        let listener = tokio::net::TcpListener::bind(&address)
+            .await
+            .with_context(|| format!("bind the webhook listener to {address}"))?;
         tracing::info!(%address, "webhook listener started");
         tokio::spawn(async move {
             if let Err(error) = serve(listener, router, shutdown).await {
