@@ -183,6 +183,12 @@ impl ServiceHandle {
 enum Ended {
     /// The launcher asked it to stop.
     Stop(oneshot::Sender<()>),
+    /// It ended otherwise; supervision goes on.
+    Outcome(Outcome),
+}
+
+/// A run that ended without a stop request.
+enum Outcome {
     /// The launcher asked for a restart.
     Restart,
     /// It exited by itself.
@@ -193,11 +199,19 @@ enum Ended {
     SpawnFailed(String),
 }
 
-/// What to do after a run ended by itself.
+/// What to do after a run ended.
 enum Verdict {
     RestartNow(String),
     RestartAfter(Duration, String),
     GiveUp(String),
+}
+
+/// What the supervision loop does next.
+enum Next {
+    Start,
+    StartAfresh,
+    Stop(oneshot::Sender<()>),
+    Quit,
 }
 
 async fn supervise(
@@ -207,35 +221,11 @@ async fn supervise(
 ) {
     let mut crashes: VecDeque<Instant> = VecDeque::new();
     loop {
-        let ended = run_once(&context, service, &mut requests).await;
-        let verdict = match ended {
-            Ended::Stop(done) => {
-                context.shared.update_service(service, |r| {
-                    r.state = ServiceState::Stopped;
-                    r.pid = None;
-                    r.started_at_ms = None;
-                });
-                let _ = done.send(());
-                return;
-            }
-            Ended::Restart => Verdict::RestartNow("restart requested".to_owned()),
-            Ended::Exited(status) if status.code() == Some(exit::RESTART) => {
-                Verdict::RestartNow("asked to be restarted (exit status 42)".to_owned())
-            }
-            Ended::Exited(status) if status.code() == Some(exit::CONFIG) => {
-                Verdict::GiveUp("invalid configuration (exit status 64)".to_owned())
-            }
-            Ended::SpawnFailed(error) => Verdict::GiveUp(format!("could not be started: {error}")),
-            Ended::Exited(status) => {
-                crash_verdict(&context.policy, &mut crashes, describe_exit(status))
-            }
-            Ended::HealthTimeout => crash_verdict(
-                &context.policy,
-                &mut crashes,
-                format!("did not answer Health within {} ms", context.policy.health_timeout_ms),
-            ),
+        let verdict = match run_once(&context, service, &mut requests).await {
+            Ended::Stop(done) => return stopped(&context, service, done),
+            Ended::Outcome(outcome) => judge(&context.policy, &mut crashes, outcome),
         };
-        match verdict {
+        let next = match verdict {
             Verdict::RestartNow(why) => {
                 tracing::info!(service = service.as_str(), "{why}; restarting");
                 context.shared.update_service(service, |r| {
@@ -244,48 +234,87 @@ async fn supervise(
                     r.pid = None;
                     r.last_exit = Some(why);
                 });
+                Next::Start
             }
             Verdict::RestartAfter(delay, why) => {
-                tracing::warn!(
-                    service = service.as_str(),
-                    "{why}; restarting in {} ms (crash {} of {} within {} s)",
-                    delay.as_millis(),
-                    crashes.len(),
-                    context.policy.max_crashes,
-                    context.policy.crash_window_seconds
-                );
-                context.shared.update_service(service, |r| {
-                    r.state = ServiceState::Restarting;
-                    r.pid = None;
-                    r.last_exit = Some(why);
-                });
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    request = requests.recv() => match request {
-                        Some(Request::Stop(done)) => return stopped(&context, service, done),
-                        Some(Request::Restart) => {}
-                        None => return,
-                    },
-                }
-                context.shared.update_service(service, |r| r.restarts += 1);
+                back_off(&context, service, &mut requests, delay, why, crashes.len()).await
             }
             Verdict::GiveUp(why) => {
                 give_up(&context, service, &why);
                 // Wait for someone to fix things and ask again, or to stop us.
                 match requests.recv().await {
-                    Some(Request::Stop(done)) => return stopped(&context, service, done),
-                    Some(Request::Restart) => {
-                        crashes.clear();
-                        context.shared.update_service(service, |r| {
-                            r.restarts += 1;
-                            r.state = ServiceState::Restarting;
-                        });
-                    }
-                    None => return,
+                    Some(Request::Stop(done)) => Next::Stop(done),
+                    Some(Request::Restart) => Next::StartAfresh,
+                    None => Next::Quit,
                 }
             }
+        };
+        match next {
+            Next::Start => {}
+            Next::StartAfresh => {
+                crashes.clear();
+                context.shared.update_service(service, |r| {
+                    r.restarts += 1;
+                    r.state = ServiceState::Restarting;
+                });
+            }
+            Next::Stop(done) => return stopped(&context, service, done),
+            Next::Quit => return,
         }
     }
+}
+
+/// Maps how a run ended to what to do about it.
+fn judge(policy: &LauncherConfig, crashes: &mut VecDeque<Instant>, outcome: Outcome) -> Verdict {
+    match outcome {
+        Outcome::Restart => Verdict::RestartNow("restart requested".to_owned()),
+        Outcome::Exited(status) if status.code() == Some(exit::RESTART) => {
+            Verdict::RestartNow("asked to be restarted (exit status 42)".to_owned())
+        }
+        Outcome::Exited(status) if status.code() == Some(exit::CONFIG) => {
+            Verdict::GiveUp("invalid configuration (exit status 64)".to_owned())
+        }
+        Outcome::SpawnFailed(error) => Verdict::GiveUp(format!("could not be started: {error}")),
+        Outcome::Exited(status) => crash_verdict(policy, crashes, describe_exit(status)),
+        Outcome::HealthTimeout => crash_verdict(
+            policy,
+            crashes,
+            format!("did not answer Health within {} ms", policy.health_timeout_ms),
+        ),
+    }
+}
+
+/// Marks the service restarting and waits out the backoff (a restart request cuts it short).
+async fn back_off(
+    context: &Context,
+    service: ServiceName,
+    requests: &mut mpsc::UnboundedReceiver<Request>,
+    delay: Duration,
+    why: String,
+    crashes: usize,
+) -> Next {
+    tracing::warn!(
+        service = service.as_str(),
+        "{why}; restarting in {} ms (crash {crashes} of {} within {} s)",
+        delay.as_millis(),
+        context.policy.max_crashes,
+        context.policy.crash_window_seconds
+    );
+    context.shared.update_service(service, |r| {
+        r.state = ServiceState::Restarting;
+        r.pid = None;
+        r.last_exit = Some(why);
+    });
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => {}
+        request = requests.recv() => match request {
+            Some(Request::Stop(done)) => return Next::Stop(done),
+            Some(Request::Restart) => {}
+            None => return Next::Quit,
+        },
+    }
+    context.shared.update_service(service, |r| r.restarts += 1);
+    Next::Start
 }
 
 fn stopped(context: &Context, service: ServiceName, done: oneshot::Sender<()>) {
@@ -379,7 +408,7 @@ async fn run_once(
     let started = Instant::now();
     let mut child = match spawn_service(context, service) {
         Ok(child) => child,
-        Err(error) => return Ended::SpawnFailed(format!("{error:#}")),
+        Err(error) => return Ended::Outcome(Outcome::SpawnFailed(format!("{error:#}"))),
     };
     let pid = child.id().unwrap_or(0);
     let pid_file = procs::pid_file(&context.home, service);
@@ -421,7 +450,7 @@ async fn watch_child(
             }
             None => {
                 stop_child(child, grace).await;
-                return Ended::HealthTimeout;
+                return Ended::Outcome(Outcome::HealthTimeout);
             }
         },
         status = child.wait() => return exited(status),
@@ -451,16 +480,18 @@ async fn watch_child(
 
 fn exited(status: std::io::Result<ExitStatus>) -> Ended {
     match status {
-        Ok(status) => Ended::Exited(status),
+        Ok(status) => Ended::Outcome(Outcome::Exited(status)),
         // Waiting failed: we can no longer tell; treat as a crash of unknown cause.
-        Err(error) => Ended::SpawnFailed(format!("wait for the process: {error}")),
+        Err(error) => {
+            Ended::Outcome(Outcome::SpawnFailed(format!("wait for the process: {error}")))
+        }
     }
 }
 
 async fn on_request(child: &mut Child, request: Option<Request>, grace: Duration) -> Ended {
     stop_child(child, grace).await;
     match request {
-        Some(Request::Restart) => Ended::Restart,
+        Some(Request::Restart) => Ended::Outcome(Outcome::Restart),
         Some(Request::Stop(done)) => Ended::Stop(done),
         // The launcher dropped us: stop quietly.
         None => Ended::Stop(oneshot::channel().0),
