@@ -95,6 +95,12 @@ async fn kill_9_of_each_service_is_restarted_and_clients_reconnect() {
     let up = env.ductorctl(&["up", "--detach"]).await;
     assert!(up.status.success(), "up --detach failed: {}", stderr(&up));
 
+    let gateway = wait_for("telegram attached to core", async || {
+        let detail = harness::health(&env.channel("telegram")).await?.detail;
+        detail.contains("core attached").then_some(detail)
+    })
+    .await;
+    eprintln!("telegram: {gateway}");
     for service in ["runner", "core", "telegram"] {
         // One long-lived client per service, made before the kill.
         let channel = env.channel(service);
@@ -119,6 +125,14 @@ async fn kill_9_of_each_service_is_restarted_and_clients_reconnect() {
         .await;
         assert_eq!(answer.pid, pid_of(&after), "the same client reached the new {service}");
         assert!(!harness::alive(old_pid));
+        if service == "core" {
+            // The gateway is core's client: it must attach to the new core by itself.
+            wait_for("telegram attached to the new core", async || {
+                let detail = harness::health(&env.channel("telegram")).await?.detail;
+                detail.contains("core attached").then_some(())
+            })
+            .await;
+        }
     }
     assert_down(&env).await;
 }

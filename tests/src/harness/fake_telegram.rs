@@ -37,9 +37,10 @@ impl FakeTelegram {
         &self.url
     }
 
-    /// How often `method` was called.
+    /// How often `method` was called (case-insensitive).
     pub fn calls(&self, method: &str) -> u32 {
-        self.calls.lock().map(|c| c.get(method).copied().unwrap_or(0)).unwrap_or(0)
+        let method = method.to_ascii_lowercase();
+        self.calls.lock().map(|c| c.get(&method).copied().unwrap_or(0)).unwrap_or(0)
     }
 }
 
@@ -77,15 +78,20 @@ async fn serve(stream: TcpStream, calls: Arc<Mutex<HashMap<String, u32>>>) {
             return;
         }
         let path = request_line.split_whitespace().nth(1).unwrap_or("/");
+        // Bot API method names are case-insensitive (teloxide sends `GetMe`).
         let method = path.rsplit('/').next().unwrap_or("").split('?').next().unwrap_or("");
+        let method = method.to_ascii_lowercase();
         if let Ok(mut calls) = calls.lock() {
-            *calls.entry(method.to_owned()).or_default() += 1;
+            *calls.entry(method.clone()).or_default() += 1;
         }
-        let result = match method {
-            "getMe" => {
-                r#"{"id":1,"is_bot":true,"first_name":"ductor","username":"ductor_test_bot","can_join_groups":true,"can_read_all_group_messages":false,"supports_inline_queries":false}"#
+        let result = match method.as_str() {
+            "getme" => {
+                r#"{"id":1,"is_bot":true,"first_name":"ductor","username":"ductor_test_bot","can_join_groups":true,"can_read_all_group_messages":false,"supports_inline_queries":false,"has_main_web_app":false}"#
             }
-            "getUpdates" => {
+            "getwebhookinfo" => {
+                r#"{"url":"","has_custom_certificate":false,"pending_update_count":0}"#
+            }
+            "getupdates" => {
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 "[]"
             }
