@@ -2,7 +2,7 @@
 //! `$DUCTOR_HOME` and looks at them only from outside (exit codes, output,
 //! sockets, Health, files).
 //!
-//! The binaries must be built first (`cargo build --bins`; `tests/run.sh`
+//! The binaries must be built first (`cargo build --workspace --bins`; `tests/run.sh`
 //! does). They are found in `DUCTOR_BIN_DIR`, else in `target/<profile>/`
 //! next to the test executable. Waits are bounded by
 //! `DUCTOR_TEST_PATIENCE_MS` (default 30 s). On a failing test every log of
@@ -42,7 +42,7 @@ pub fn binary(name: &str) -> PathBuf {
     let path = bin_dir().join(name);
     assert!(
         path.is_file(),
-        "{} is missing: build the binaries first (`cargo build --bins`), or set DUCTOR_BIN_DIR",
+        "{} is missing: build the binaries first (`cargo build --workspace --bins`), or set DUCTOR_BIN_DIR",
         path.display()
     );
     path

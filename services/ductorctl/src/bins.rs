@@ -13,7 +13,7 @@ pub struct BinDir(PathBuf);
 /// A service binary is not where it should be.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "{binary} not found in {dir} (build it with `cargo build --bins`, install it next to \
+    "{binary} not found in {dir} (build it with `cargo build --workspace --bins`, install it next to \
      ductorctl, or point DUCTOR_BIN_DIR at it)"
 )]
 pub struct MissingBinary {
