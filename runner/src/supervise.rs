@@ -365,6 +365,7 @@ impl Supervisor {
         let mut stdout_open = true;
         let mut drain_deadline = None;
         let mut client_gone = false;
+        let mut control_open = true;
         let watcher = sink.watcher();
         while stdout_open || status.is_none() {
             let idle_deadline = start
@@ -387,11 +388,11 @@ impl Supervisor {
                     self.kill_group(Signal::SIGKILL);
                     drain_deadline = Some(tokio::time::Instant::now() + DRAIN_AFTER_EXIT);
                 }
-                request = control.recv() => match request {
+                request = control.recv(), if control_open => match request {
                     Some(Control::Interrupt) => self.request(Reason::Interrupt),
                     Some(Control::Stop) => self.request(Reason::Stop),
                     Some(Control::Kill) => self.request(Reason::Kill),
-                    None => {}
+                    None => control_open = false,
                 },
                 () = watcher.closed(), if !client_gone => {
                     client_gone = true;
