@@ -50,6 +50,12 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
         }
         result
     };
-    let (served, ran) = tokio::join!(serve(&context, router), bot);
+    let served = async {
+        let result = serve(&context, router).await;
+        // Serving only ends early on failure (socket in use): stop the bot too.
+        context.shutdown.cancel();
+        result
+    };
+    let (served, ran) = tokio::join!(served, bot);
     ran.and(served)
 }

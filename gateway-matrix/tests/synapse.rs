@@ -511,3 +511,89 @@ async fn edit_streaming_turns_the_streamed_message_into_the_answer() {
     assert!(hello.capabilities.expect("capabilities").can_edit);
     gateway.stop().await;
 }
+
+/// The ductor binaries for the end-to-end test: `DUCTOR_BIN_DIR`, else the
+/// directory of this test's build (`cargo build --bins` puts them there).
+fn bin_dir() -> std::path::PathBuf {
+    if let Some(dir) = std::env::var_os("DUCTOR_BIN_DIR").filter(|d| !d.is_empty()) {
+        return dir.into();
+    }
+    let exe = std::env::current_exe().expect("the test has a path");
+    let deps = exe.parent().expect("the test is in a directory");
+    deps.parent().unwrap_or(deps).to_path_buf()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_to_end_with_real_core_runner_and_fake_cli() {
+    let test = "end_to_end_with_real_core_runner_and_fake_cli";
+    let Some(synapse) = synapse(test) else { return };
+    let bins = bin_dir();
+    let needed =
+        ["ductorctl", "ductor-core", "ductor-runner", "ductor-gateway-matrix", "ductor-fake-cli"];
+    if let Some(missing) = needed.iter().find(|b| !bins.join(b).is_file()) {
+        assert!(
+            std::env::var("DUCTOR_REQUIRE_REAL").as_deref() != Ok("1"),
+            "{missing} is missing in {}: run `cargo build --workspace --bins` first",
+            bins.display()
+        );
+        eprintln!("SKIP {test}: {missing} is not built (cargo build --workspace --bins)");
+        return;
+    }
+    let bot = synapse.register(&unique("ductor"), BOT_PASSWORD).await;
+    let bot = UserId::parse(bot.as_str()).expect("bot id");
+    let alice = TestUser::new(&synapse, &unique("alice")).await;
+    let home = tempfile::Builder::new().prefix("dm").tempdir_in("/tmp").expect("temp home");
+    let state = tempfile::tempdir().expect("fake CLI state");
+    let state = state.path().canonicalize().expect("canonical state dir");
+    let config = format!(
+        "[launcher]\nrestart_backoff_ms = 20\nrestart_backoff_max_ms = 200\n\n\
+         [runner]\nextra_writable_paths = [\"{state}\"]\n\n\
+         [providers.claude]\nbinary = \"{fake}\"\nenv = {{ DUCTOR_FAKE_CLI_STATE = \"{state}\" }}\n\n\
+         [matrix]\nenabled = true\nhomeserver = \"{url}\"\nuser_id = \"{bot}\"\npassword = \"{BOT_PASSWORD}\"\n\
+         allowed_users = [\"{alice}\"]\n",
+        state = state.display(),
+        fake = bins.join("ductor-fake-cli").display(),
+        url = synapse.url,
+        alice = alice.user_id,
+    );
+    std::fs::write(home.path().join("config.toml"), config).expect("write config.toml");
+    let ductorctl = |args: &[&str]| {
+        let mut command = support::command(bins.join("ductorctl"));
+        command.args(args).env("DUCTOR_HOME", home.path()).env("DUCTOR_BIN_DIR", &bins);
+        for name in ["DUCTOR_RUN_DIR", "DUCTOR_MATRIX_PASSWORD", "XDG_RUNTIME_DIR", "NOTIFY_SOCKET"]
+        {
+            command.env_remove(name);
+        }
+        command.output().expect("run ductorctl")
+    };
+    let up = ductorctl(&["up", "--detach"]);
+    assert!(up.status.success(), "up failed: {}", String::from_utf8_lossy(&up.stderr));
+    // Whatever happens below, the services go down with the test.
+    struct Down<F: Fn(&[&str]) -> std::process::Output>(F);
+    impl<F: Fn(&[&str]) -> std::process::Output> Drop for Down<F> {
+        fn drop(&mut self) {
+            let _ = (self.0)(&["down"]);
+        }
+    }
+    let guard = Down(&ductorctl);
+
+    let room = alice.client.create_dm(&bot).await.expect("create an encrypted DM");
+    let room_id = room.room_id().to_owned();
+    alice.wait_joined(&room_id, &bot).await;
+    room.send(RoomMessageEventContent::text_plain("hello from matrix")).await.expect("send");
+    let reply = alice.wait_message(&room_id, &bot, "echo: hello from matrix").await;
+    assert!(matches!(reply, Seen::Message { encrypted: true, .. }), "{reply:?}");
+
+    let down = ductorctl(&["down"]);
+    std::mem::forget(guard);
+    if !down.status.success() || std::env::var_os("DUCTOR_E2E_LOGS").is_some() {
+        for log in std::fs::read_dir(home.path().join("logs")).into_iter().flatten().flatten() {
+            eprintln!(
+                "== {}\n{}",
+                log.path().display(),
+                std::fs::read_to_string(log.path()).unwrap_or_default()
+            );
+        }
+    }
+    assert!(down.status.success(), "down failed: {}", String::from_utf8_lossy(&down.stderr));
+}
