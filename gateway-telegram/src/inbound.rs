@@ -151,10 +151,17 @@ impl Inbound {
     }
 
     fn is_addressed(&self, message: &Message) -> bool {
-        let mention = format!("@{}", self.me.username()).to_lowercase();
+        let mention = format!("@{}", self.me.username());
         let text = message.text().or(message.caption()).unwrap_or("");
-        text.to_lowercase().contains(&mention)
-            || text.starts_with('/')
+        // `/cmd` is for every bot in the group, `/cmd@other_bot` is not for us.
+        let command_for_us = text.starts_with('/')
+            && text
+                .split_whitespace()
+                .next()
+                .and_then(|command| command.split_once('@'))
+                .is_none_or(|(_, bot)| bot.eq_ignore_ascii_case(self.me.username()));
+        find_ascii_ci(text, &mention).is_some()
+            || command_for_us
             || message
                 .reply_to_message()
                 .and_then(|reply| reply.from.as_ref())
@@ -272,7 +279,7 @@ impl Inbound {
     fn strip_mention(&self, text: &str) -> String {
         let mention = format!("@{}", self.me.username());
         let mut out = text.to_owned();
-        while let Some(at) = out.to_lowercase().find(&mention.to_lowercase()) {
+        while let Some(at) = find_ascii_ci(&out, &mention) {
             out.replace_range(at..at + mention.len(), "");
         }
         out.trim().to_owned()
@@ -360,6 +367,17 @@ impl Inbound {
         out.flush().await.map_err(|error| format!("write {}: {error}", path.display()))?;
         Ok(size)
     }
+}
+
+/// Byte offset of `needle` (ASCII, like bot usernames) in `haystack`,
+/// ignoring ASCII case; never splits a multi-byte character.
+fn find_ascii_ci(haystack: &str, needle: &str) -> Option<usize> {
+    haystack.char_indices().map(|(index, _)| index).find(|&index| {
+        haystack
+            .as_bytes()
+            .get(index..index + needle.len())
+            .is_some_and(|window| window.eq_ignore_ascii_case(needle.as_bytes()))
+    })
 }
 
 fn chat_kind(chat: &Chat) -> ChatKind {
@@ -494,6 +512,13 @@ fn sanitize(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mentions_are_found_ignoring_case_without_splitting_characters() {
+        assert_eq!(find_ascii_ci("İİ hey @Ductor_Bot x", "@ductor_bot"), Some(9));
+        assert_eq!(find_ascii_ci("😀@ductor_bo", "@ductor_bot"), None);
+        assert_eq!(find_ascii_ci("", "@a"), None);
+    }
 
     #[test]
     fn file_names_stay_in_their_directory() {

@@ -70,11 +70,14 @@ async fn unauthorized_senders_never_reach_core() {
 async fn mention_only_groups_need_a_mention_or_reply() {
     let harness = Harness::start(Options { group_mention_only: true, ..Options::default() }).await;
     harness.api.push_update(updates::text(-100, 1, 10, "chatter between humans"));
-    harness.api.push_update(updates::text(-100, 1, 11, "@ductor_test_bot what is up"));
-    let events = harness.core.wait_events(1, WAIT).await;
+    harness.api.push_update(updates::text(-100, 1, 11, "/status@other_bot"));
+    harness.api.push_update(updates::text(-100, 1, 12, "@ductor_test_bot what is up"));
+    harness.api.push_update(updates::text(-100, 1, 13, "/new@Ductor_Test_Bot"));
+    let events = harness.core.wait_events(2, WAIT).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(harness.core.events().len(), 1);
+    assert_eq!(harness.core.events().len(), 2);
     assert!(matches!(&events[0].kind, Some(In::Message(m)) if m.text == "what is up"));
+    assert!(matches!(&events[1].kind, Some(In::Message(m)) if m.text == "/new"));
 }
 
 #[tokio::test]
