@@ -154,6 +154,7 @@ impl HtmlWriter {
                             .unwrap_or("")
                             .chars()
                             .filter(|c| c.is_ascii_alphanumeric() || "_+-#.".contains(*c))
+                            .take(32)
                             .collect();
                         if language.is_empty() {
                             self.out.push_str("<pre>");
@@ -191,9 +192,11 @@ impl HtmlWriter {
             Tag::Strong => self.inline("<b>"),
             Tag::Strikethrough => self.inline("<s>"),
             Tag::Link { dest_url, .. } | Tag::Image { dest_url, .. } => {
-                let allowed = ["http://", "https://", "tg://", "mailto:"]
-                    .iter()
-                    .any(|scheme| dest_url.starts_with(scheme));
+                // Long URLs would make one tag longer than a whole message.
+                let allowed = dest_url.len() <= 1024
+                    && ["http://", "https://", "tg://", "mailto:"]
+                        .iter()
+                        .any(|scheme| dest_url.starts_with(scheme));
                 if allowed {
                     self.inline(&format!("<a href=\"{}\">", escape(&dest_url)));
                 }
