@@ -411,3 +411,32 @@ async fn service_install_renders_units_with_real_paths() {
     assert!(units.join("ductor.target").is_file());
     assert!(units.join("ductor-gateway-telegram.service").is_file());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_follow_prints_appended_lines() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let env = TestEnv::new();
+    let logs = env.home().join("logs");
+    std::fs::create_dir_all(&logs).expect("logs dir");
+    std::fs::write(logs.join("core.log"), "first line\n").expect("write log");
+    let mut follower = env
+        .command("ductorctl")
+        .args(["logs", "core", "-f", "-n", "1"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn logs -f");
+    let mut lines = BufReader::new(follower.stdout.take().expect("stdout")).lines();
+    let next = async |lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>| {
+        tokio::time::timeout(harness::patience(), lines.next_line())
+            .await
+            .expect("a line in time")
+            .expect("read")
+            .expect("not closed")
+    };
+    assert_eq!(next(&mut lines).await, "first line");
+    let mut file =
+        std::fs::OpenOptions::new().append(true).open(logs.join("core.log")).expect("open log");
+    std::io::Write::write_all(&mut file, b"appended later\n").expect("append");
+    assert_eq!(next(&mut lines).await, "appended later");
+    follower.kill().await.expect("stop the follower");
+}

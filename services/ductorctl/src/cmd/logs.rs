@@ -10,7 +10,7 @@ use std::time::Duration;
 use ductor_daemon::{DuctorHome, ServiceName};
 
 use crate::cli::ServiceArg;
-use crate::supervisor::{log_path, tail};
+use crate::supervisor::log_path;
 
 /// `ductorctl logs`.
 #[derive(Debug, clap::Args)]
@@ -48,25 +48,34 @@ pub async fn run(home: &DuctorHome, args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     let several = files.len() > 1;
+    // Read each file once: its tail is printed, and following starts exactly
+    // where that read ended, so no line is lost or printed twice.
+    let mut offsets = Vec::with_capacity(files.len());
     for (name, path) in &files {
+        let bytes = std::fs::read(path).unwrap_or_default();
+        offsets.push(bytes.len() as u64);
         if several {
             println!("==> {name} ({}) <==", path.display());
         }
-        for line in tail(path, args.lines) {
+        let text = String::from_utf8_lossy(&bytes);
+        let lines: Vec<&str> = text.lines().collect();
+        for line in &lines[lines.len().saturating_sub(args.lines)..] {
             println!("{line}");
         }
     }
     if args.follow {
-        follow(&files, several).await?;
+        follow(&files, offsets, several).await?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// Prints what is appended to `files` until interrupted; a truncated file is
 /// read again from its start.
-async fn follow(files: &[(String, PathBuf)], prefix: bool) -> anyhow::Result<()> {
-    let mut offsets: Vec<u64> =
-        files.iter().map(|(_, p)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).collect();
+async fn follow(
+    files: &[(String, PathBuf)],
+    mut offsets: Vec<u64>,
+    prefix: bool,
+) -> anyhow::Result<()> {
     let mut pending: Vec<String> = vec![String::new(); files.len()];
     let stdout = std::io::stdout();
     loop {
