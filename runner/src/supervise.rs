@@ -235,6 +235,29 @@ async fn spawn(
     })
 }
 
+/// Loop bookkeeping of [`Supervisor::event_loop`].
+struct LoopState {
+    /// `Some` once the leader was reaped (inner `None`: status unknown).
+    status: Option<Option<std::process::ExitStatus>>,
+    stdout_open: bool,
+    /// Stop reading stdout at this instant (stragglers holding the pipe).
+    drain_deadline: Option<tokio::time::Instant>,
+    client_gone: bool,
+    control_open: bool,
+}
+
+/// What woke the supervisor.
+enum Wake {
+    Line(Option<Line>),
+    Exited(Option<std::process::ExitStatus>),
+    Control(Option<Control>),
+    ClientGone,
+    TotalTimeout,
+    IdleCheck,
+    KillNow,
+    DrainOver,
+}
+
 struct Supervisor {
     prepared: Prepared,
     child: Option<tokio::process::Child>,
@@ -359,66 +382,97 @@ impl Supervisor {
         exit: &mut oneshot::Receiver<Option<std::process::ExitStatus>>,
         control: &mut mpsc::Receiver<Control>,
     ) -> Option<Option<std::process::ExitStatus>> {
-        let start = tokio::time::Instant::from_std(self.started);
-        let total_deadline = start + self.prepared.total_timeout;
-        let mut status = None;
-        let mut stdout_open = true;
-        let mut drain_deadline = None;
-        let mut client_gone = false;
-        let mut control_open = true;
+        let mut state = LoopState {
+            status: None,
+            stdout_open: true,
+            drain_deadline: None,
+            client_gone: false,
+            control_open: true,
+        };
         let watcher = sink.watcher();
-        while stdout_open || status.is_none() {
-            let idle_deadline = start
-                + Duration::from_millis(self.activity_ms.load(Ordering::Relaxed))
-                + self.prepared.idle_timeout;
-            let timers_armed = self.reason != Some(Reason::Timeout);
-            tokio::select! {
-                line = lines.recv(), if stdout_open => match line {
-                    Some(line) => {
-                        self.on_line(sink, line).await;
-                        if sink.is_gone() && !client_gone {
-                            client_gone = true;
-                            self.request(Reason::ClientGone);
-                        }
-                    }
-                    None => stdout_open = false,
-                },
-                reaped = &mut *exit, if status.is_none() => {
-                    status = Some(reaped.ok().flatten());
-                    self.kill_group(Signal::SIGKILL);
-                    drain_deadline = Some(tokio::time::Instant::now() + DRAIN_AFTER_EXIT);
-                }
-                request = control.recv(), if control_open => match request {
-                    Some(Control::Interrupt) => self.request(Reason::Interrupt),
-                    Some(Control::Stop) => self.request(Reason::Stop),
-                    Some(Control::Kill) => self.request(Reason::Kill),
-                    None => control_open = false,
-                },
-                () = watcher.closed(), if !client_gone => {
-                    client_gone = true;
-                    self.request(Reason::ClientGone);
-                }
-                () = sleep_until(total_deadline), if timers_armed && status.is_none() => {
-                    self.timeout(sink, ErrorKind::Timeout, self.prepared.total_timeout).await;
-                }
-                () = sleep_until(idle_deadline), if timers_armed && status.is_none() => {
-                    let now = self.started.elapsed().as_millis() as u64;
-                    let idle = now.saturating_sub(self.activity_ms.load(Ordering::Relaxed));
-                    if idle >= self.prepared.idle_timeout.as_millis() as u64 {
-                        self.timeout(sink, ErrorKind::IdleTimeout, self.prepared.idle_timeout).await;
-                    }
-                }
-                () = sleep_until(self.kill_at.unwrap_or(total_deadline)), if self.kill_at.is_some() => {
-                    self.kill_at = None;
-                    self.kill_group(Signal::SIGKILL);
-                }
-                () = sleep_until(drain_deadline.unwrap_or(total_deadline)), if drain_deadline.is_some() => {
-                    tracing::warn!(run_id = %self.prepared.spec.run_id, "stdout still open after exit; giving up on it");
-                    break;
-                }
+        while state.stdout_open || state.status.is_none() {
+            let wake = self.wait(&state, lines, exit, control, &watcher).await;
+            if !self.handle(wake, &mut state, sink).await {
+                break;
             }
         }
-        status
+        state.status
+    }
+
+    /// Waits for the next thing that needs attention.
+    async fn wait(
+        &self,
+        state: &LoopState,
+        lines: &mut mpsc::Receiver<Line>,
+        exit: &mut oneshot::Receiver<Option<std::process::ExitStatus>>,
+        control: &mut mpsc::Receiver<Control>,
+        watcher: &mpsc::Sender<Result<pb::RunEvent, tonic::Status>>,
+    ) -> Wake {
+        let start = tokio::time::Instant::from_std(self.started);
+        let total_deadline = start + self.prepared.total_timeout;
+        let idle_deadline = start
+            + Duration::from_millis(self.activity_ms.load(Ordering::Relaxed))
+            + self.prepared.idle_timeout;
+        let timers = self.reason != Some(Reason::Timeout) && state.status.is_none();
+        let far = total_deadline + self.prepared.idle_timeout;
+        tokio::select! {
+            line = lines.recv(), if state.stdout_open => Wake::Line(line),
+            reaped = &mut *exit, if state.status.is_none() => Wake::Exited(reaped.ok().flatten()),
+            request = control.recv(), if state.control_open => Wake::Control(request),
+            () = watcher.closed(), if !state.client_gone => Wake::ClientGone,
+            () = sleep_until(total_deadline), if timers => Wake::TotalTimeout,
+            () = sleep_until(idle_deadline), if timers => Wake::IdleCheck,
+            () = sleep_until(self.kill_at.unwrap_or(far)), if self.kill_at.is_some() => Wake::KillNow,
+            () = sleep_until(state.drain_deadline.unwrap_or(far)), if state.drain_deadline.is_some() => {
+                Wake::DrainOver
+            }
+        }
+    }
+
+    /// Acts on `wake`; false ends the loop.
+    async fn handle(&mut self, wake: Wake, state: &mut LoopState, sink: &mut Sink) -> bool {
+        match wake {
+            Wake::Line(Some(line)) => {
+                self.on_line(sink, line).await;
+                if sink.is_gone() && !state.client_gone {
+                    state.client_gone = true;
+                    self.request(Reason::ClientGone);
+                }
+            }
+            Wake::Line(None) => state.stdout_open = false,
+            Wake::Exited(status) => {
+                state.status = Some(status);
+                self.kill_group(Signal::SIGKILL);
+                state.drain_deadline = Some(tokio::time::Instant::now() + DRAIN_AFTER_EXIT);
+            }
+            Wake::Control(Some(Control::Interrupt)) => self.request(Reason::Interrupt),
+            Wake::Control(Some(Control::Stop)) => self.request(Reason::Stop),
+            Wake::Control(Some(Control::Kill)) => self.request(Reason::Kill),
+            Wake::Control(None) => state.control_open = false,
+            Wake::ClientGone => {
+                state.client_gone = true;
+                self.request(Reason::ClientGone);
+            }
+            Wake::TotalTimeout => {
+                self.timeout(sink, ErrorKind::Timeout, self.prepared.total_timeout).await;
+            }
+            Wake::IdleCheck => {
+                let now = self.started.elapsed().as_millis() as u64;
+                let idle = now.saturating_sub(self.activity_ms.load(Ordering::Relaxed));
+                if idle >= self.prepared.idle_timeout.as_millis() as u64 {
+                    self.timeout(sink, ErrorKind::IdleTimeout, self.prepared.idle_timeout).await;
+                }
+            }
+            Wake::KillNow => {
+                self.kill_at = None;
+                self.kill_group(Signal::SIGKILL);
+            }
+            Wake::DrainOver => {
+                tracing::warn!(run_id = %self.prepared.spec.run_id, "stdout still open after exit; giving up on it");
+                return false;
+            }
+        }
+        true
     }
 
     async fn timeout(&mut self, sink: &mut Sink, kind: ErrorKind, after: Duration) {
