@@ -80,6 +80,8 @@ fn stdin_lines() -> tokio::sync::mpsc::UnboundedReceiver<String> {
 #[derive(Debug, Default)]
 struct View {
     streamed: String,
+    /// The last delta did not end a line.
+    mid_line: bool,
 }
 
 impl View {
@@ -87,6 +89,12 @@ impl View {
         use pb::outbound_action::Kind;
         let mut out = std::io::stdout().lock();
         let Some(kind) = action.kind.as_ref() else { return };
+        let is_delta = matches!(kind, Kind::TextDelta(_) | Kind::FinalReply(_));
+        if !is_delta && self.mid_line {
+            // Something else arrived mid-stream: start it on its own line.
+            let _ = writeln!(out);
+            self.mid_line = false;
+        }
         match kind {
             Kind::TurnStarted(started) => {
                 self.streamed.clear();
@@ -95,14 +103,15 @@ impl View {
             }
             Kind::TextDelta(delta) => {
                 self.streamed.push_str(&delta.text);
+                self.mid_line = !delta.text.ends_with('\n');
                 let _ = write!(out, "{}", delta.text);
             }
             Kind::Tool(tool) if !tool.finished => {
-                let _ = writeln!(out, "\n  [{}] {}", tool.name, tool.summary);
+                let _ = writeln!(out, "  [{}] {}", tool.name, tool.summary);
             }
             Kind::Tool(_) => {}
             Kind::Status(status) => {
-                let _ = writeln!(out, "\n  ({}{})", status.status, detail(&status.detail));
+                let _ = writeln!(out, "  ({}{})", status.status, detail(&status.detail));
             }
             Kind::FinalReply(reply) => {
                 match reply.text.strip_prefix(self.streamed.as_str()) {
@@ -118,9 +127,10 @@ impl View {
                 }
                 print_extras(&mut out, reply);
                 self.streamed.clear();
+                self.mid_line = false;
             }
             Kind::Error(error) => {
-                let _ = writeln!(out, "\n✗ {}", error.message);
+                let _ = writeln!(out, "✗ {}", error.message);
                 self.streamed.clear();
             }
             Kind::Notice(notice) => {
