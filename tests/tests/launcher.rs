@@ -440,3 +440,29 @@ async fn logs_follow_prints_appended_lines() {
     assert_eq!(next(&mut lines).await, "appended later");
     follower.kill().await.expect("stop the follower");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_asks_questions_only_on_a_terminal() {
+    let env = TestEnv::new();
+    let pty = nix::pty::openpty(None, None).expect("open a pseudo-terminal");
+    // Answers typed ahead: provider, no Telegram, no Matrix.
+    nix::unistd::write(&pty.master, b"codex\nn\nn\n").expect("type the answers");
+    let output = env
+        .command("ductorctl")
+        .arg("init")
+        .stdin(std::process::Stdio::from(pty.slave))
+        .stdout(std::process::Stdio::piped())
+        .output()
+        .await
+        .expect("run init on a terminal");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("Default provider"), "asked on a terminal: {stdout}");
+    let text = std::fs::read_to_string(env.home().join("config.toml")).expect("config");
+    assert!(text.contains("provider = \"codex\""), "the answer was applied");
+    assert!(text.contains("enabled = false"));
+
+    // Without a terminal (the harness gives /dev/null) nothing is asked.
+    let quiet = env.ductorctl(&["init", "--force"]).await;
+    assert!(!String::from_utf8_lossy(&quiet.stdout).contains("Default provider"));
+}
