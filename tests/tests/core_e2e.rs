@@ -378,3 +378,35 @@ async fn core_killed_mid_turn_reports_interrupted_and_keeps_the_session() {
     assert_eq!(last_resume(&env).as_deref(), Some(session.as_str()), "the session survived");
     assert!(env.ductorctl(&["down"]).await.status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runner_killed_mid_turn_is_reported_and_the_next_turn_resumes() {
+    let env = fake_claude_env();
+    up(&env).await;
+    assert!(ask(&env, &["--chat", "r", "first"]).await.status.success());
+    assert!(ask(&env, &["--chat", "r", "second"]).await.status.success());
+    let session = last_resume(&env).expect("resumed");
+
+    let mut waiting = env.command("ductorctl");
+    waiting
+        .args(["ask", "--chat", "r", "slow:100 long job"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let waiting = waiting.spawn().expect("spawn ductorctl ask");
+    wait_for("the long turn runs", async || (!runs(&env).await.is_empty()).then_some(())).await;
+    let runner = env.service_status("runner").await.expect("runner row");
+    let pid = runner["pid"].as_u64().and_then(|p| u32::try_from(p).ok()).expect("runner pid");
+    harness::signal(pid, Signal::SIGKILL);
+
+    let output = tokio::time::timeout(harness::patience(), waiting.wait_with_output())
+        .await
+        .expect("ask ends")
+        .expect("ask ran");
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("interrupted"), "{}", stderr(&output));
+    env.wait_healthy(&["runner", "core"]).await;
+    let after = ask(&env, &["--chat", "r", "after the runner crash"]).await;
+    assert!(after.status.success(), "{}", stderr(&after));
+    assert_eq!(last_resume(&env).as_deref(), Some(session.as_str()), "the session survived");
+    assert!(env.ductorctl(&["down"]).await.status.success());
+}
