@@ -202,23 +202,57 @@ pub async fn target_active() -> bool {
     systemctl_available() && systemctl(&["is-active", "--quiet", "ductor.target"]).await.is_ok()
 }
 
-/// `NRestarts` and `MainPID` of a unit, when systemd knows it.
-pub async fn unit_restarts(service: ServiceName) -> Option<(u32, u32)> {
+/// What systemd says about a service's unit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnitInfo {
+    /// `NRestarts`: automatic restarts since the unit was started.
+    pub restarts: u32,
+    /// `MainPID` (0 when not running).
+    pub main_pid: u32,
+    /// `ActiveState`, e.g. `active`, `activating`, `failed`, `inactive`.
+    pub active_state: String,
+    /// `SubState`, e.g. `running`, `auto-restart`, `start`.
+    pub sub_state: String,
+}
+
+/// Parses `systemctl show -p ...` output.
+pub fn parse_show(text: &str) -> UnitInfo {
+    let mut info = UnitInfo::default();
+    for line in text.lines() {
+        let Some((key, value)) = line.split_once('=') else { continue };
+        let value = value.trim();
+        match key {
+            "NRestarts" => info.restarts = value.parse().unwrap_or(0),
+            "MainPID" => info.main_pid = value.parse().unwrap_or(0),
+            "ActiveState" => info.active_state = value.to_owned(),
+            "SubState" => info.sub_state = value.to_owned(),
+            _ => {}
+        }
+    }
+    info
+}
+
+/// The unit of `service` as systemd sees it, when it knows it.
+pub async fn unit_info(service: ServiceName) -> Option<UnitInfo> {
     if !systemctl_available() {
         return None;
     }
-    let text =
-        systemctl(&["show", "-p", "NRestarts", "-p", "MainPID", unit_name(service)]).await.ok()?;
-    let mut restarts = None;
-    let mut pid = None;
-    for line in text.lines() {
-        if let Some(v) = line.strip_prefix("NRestarts=") {
-            restarts = v.trim().parse().ok();
-        } else if let Some(v) = line.strip_prefix("MainPID=") {
-            pid = v.trim().parse().ok();
-        }
-    }
-    Some((restarts?, pid?))
+    let text = systemctl(&[
+        "show",
+        "-p",
+        "NRestarts",
+        "-p",
+        "MainPID",
+        "-p",
+        "ActiveState",
+        "-p",
+        "SubState",
+        unit_name(service),
+    ])
+    .await
+    .ok()?;
+    let info = parse_show(&text);
+    (!info.active_state.is_empty()).then_some(info)
 }
 
 #[cfg(test)]
@@ -284,6 +318,14 @@ mod tests {
         for gateway in &UNITS[2..4] {
             assert!(gateway.template.contains("After=ductor-core.service"), "{}", gateway.name);
         }
+    }
+
+    #[test]
+    fn systemctl_show_output_is_parsed() {
+        let info = parse_show("NRestarts=3\nMainPID=412\nActiveState=active\nSubState=running\n");
+        assert_eq!(info.restarts, 3);
+        assert_eq!(info.main_pid, 412);
+        assert_eq!((info.active_state.as_str(), info.sub_state.as_str()), ("active", "running"));
     }
 
     #[test]

@@ -107,7 +107,9 @@ pub async fn collect(home: &DuctorHome) -> Report {
         };
     }
     let config = config_or_default(home);
-    let under_systemd = units::installed_for(home) && units::target_active().await;
+    // Units installed for this home: systemd may be running (some of) the services.
+    let units_installed = units::installed_for(home) && units::systemctl_available();
+    let mut under_systemd = false;
     let mut services = Vec::new();
     for service in ServiceName::ALL {
         let enabled = match service {
@@ -115,7 +117,8 @@ pub async fn collect(home: &DuctorHome) -> Report {
             ServiceName::Matrix => config.matrix.enabled,
             _ => true,
         };
-        let row = probe(home, service, under_systemd).await;
+        let (row, by_systemd) = probe(home, service, units_installed).await;
+        under_systemd |= by_systemd;
         if enabled || row.state != ServiceState::Stopped {
             services.push(row);
         }
@@ -141,7 +144,8 @@ fn stopped_row(home: &DuctorHome, service: ServiceName) -> Row {
 }
 
 /// Asks Health on the socket (and systemd for the restart count).
-async fn probe(home: &DuctorHome, service: ServiceName, under_systemd: bool) -> Row {
+/// Returns the row and whether systemd runs this process (its unit's `MainPID`).
+async fn probe(home: &DuctorHome, service: ServiceName, units_installed: bool) -> (Row, bool) {
     let mut row = stopped_row(home, service);
     let socket = home.socket(service);
     if socket.exists() {
@@ -160,10 +164,20 @@ async fn probe(home: &DuctorHome, service: ServiceName, under_systemd: bool) -> 
             None => row.state = ServiceState::Stopped,
         }
     }
-    if under_systemd && let Some((restarts, _)) = units::unit_restarts(service).await {
-        row.restarts = restarts;
+    let mut by_systemd = false;
+    if units_installed && let Some(unit) = units::unit_info(service).await {
+        by_systemd = unit.active_state != "inactive";
+        row.restarts = unit.restarts;
+        match (unit.active_state.as_str(), unit.sub_state.as_str()) {
+            ("failed", _) => row.state = ServiceState::Failed,
+            (_, "auto-restart") => row.state = ServiceState::Restarting,
+            ("activating", _) if row.state == ServiceState::Stopped => {
+                row.state = ServiceState::Starting;
+            }
+            _ => {}
+        }
     }
-    row
+    (row, by_systemd)
 }
 
 /// "3d4h", "5m12s", "840ms".
