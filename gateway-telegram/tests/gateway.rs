@@ -414,6 +414,15 @@ async fn documents_are_downloaded_into_the_workspace() {
     assert!(path.starts_with(harness.workspace.path().join("telegram_files")));
     assert_eq!(std::fs::read(path).expect("the file was written"), b"hello from a file");
 
+    // Photos: the largest size, named after the remote file.
+    harness.api.add_file("ph1", "photos/file_9.jpg", vec![0xff; 64]);
+    harness.api.push_update(updates::photo(1, 1, 42, "ph1", 64));
+    let events = harness.core.wait_events(2, WAIT).await;
+    let Some(In::Media(photo)) = &events[1].kind else { panic!("a photo event: {events:?}") };
+    assert_eq!((photo.media_kind.as_str(), photo.mime_type.as_str()), ("photo", "image/jpeg"));
+    assert!(photo.path.ends_with("42_photo.jpg"), "{}", photo.path);
+    assert_eq!(std::fs::read(&photo.path).expect("written").len(), 64);
+
     // Too big: not downloaded, not forwarded, the user is told.
     harness.api.add_file("big", "documents/big.bin", vec![0; 5000]);
     harness.api.push_update(updates::document(1, 1, 41, "big", "big.bin", 5000, ""));
@@ -425,7 +434,7 @@ async fn documents_are_downloaded_into_the_workspace() {
                 .any(|c| c.str("text").is_some_and(|t| t.contains("limit"))))
             .await
     );
-    assert_eq!(harness.core.events().len(), 1);
+    assert_eq!(harness.core.events().len(), 2);
 }
 
 #[tokio::test]

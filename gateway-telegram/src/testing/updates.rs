@@ -104,3 +104,13 @@ pub fn bot_added(chat_id: i64, user_id: i64) -> Value {
         "new_chat_member": { "user": { "id": 42, "is_bot": true, "first_name": "Ductor" }, "status": "member" },
     }})
 }
+
+/// A photo message (two sizes; the larger one should be taken).
+pub fn photo(chat_id: i64, user_id: i64, message_id: i64, file_id: &str, size: u64) -> Value {
+    let mut message = message(chat_id, user_id, message_id, None);
+    message["photo"] = json!([
+        { "file_id": "thumb", "file_unique_id": "uthumb", "file_size": 10, "width": 90, "height": 90 },
+        { "file_id": file_id, "file_unique_id": format!("u{file_id}"), "file_size": size, "width": 1280, "height": 960 },
+    ]);
+    json!({ "message": message })
+}
