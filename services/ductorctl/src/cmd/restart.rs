@@ -17,7 +17,7 @@ use nix::sys::signal::Signal;
 use crate::cli::ServiceArg;
 use crate::cmd::config_or_default;
 use crate::state::{LauncherState, ServiceState};
-use crate::{lock, procs};
+use crate::{lock, procs, units};
 
 /// `ductorctl restart`.
 #[derive(Debug, clap::Args)]
@@ -51,10 +51,16 @@ pub fn take_requests(home: &DuctorHome) -> Vec<ServiceName> {
 pub async fn run(home: &DuctorHome, args: Args) -> anyhow::Result<ExitCode> {
     let service = ServiceName::from(args.service);
     let Some(launcher) = lock::holder(home) else {
+        if units::installed_for(home) && units::systemctl_available() {
+            let unit = units::unit_name(service);
+            units::systemctl(&["restart", unit]).await?;
+            println!("{service} restarted ({unit})");
+            return Ok(ExitCode::SUCCESS);
+        }
         anyhow::bail!(
-            "no `ductorctl up` is running for {} (under systemd: `systemctl --user restart ductor-{}.service`)",
+            "no `ductorctl up` is running for {} (under systemd: `systemctl --user restart {}`)",
             home.root().display(),
-            unit_suffix(service)
+            units::unit_name(service)
         );
     };
     let state_path = LauncherState::path(home);
@@ -93,14 +99,4 @@ pub async fn run(home: &DuctorHome, args: Args) -> anyhow::Result<ExitCode> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     anyhow::bail!("{service} was not healthy again within {} s", patience.as_secs())
-}
-
-/// The systemd unit name part of a service (`runner`, `core`, `gateway-telegram`, ...).
-pub fn unit_suffix(service: ServiceName) -> &'static str {
-    match service {
-        ServiceName::Runner => "runner",
-        ServiceName::Core => "core",
-        ServiceName::Telegram => "gateway-telegram",
-        ServiceName::Matrix => "gateway-matrix",
-    }
 }
