@@ -1,7 +1,7 @@
 //! The Bot API calls the gateway makes, with pacing and retries.
 //!
 //! Every call waits for its chat's pause (and the global one) first; edits
-//! also wait for the chat's edit budget. [`Telegram::deliver`] is the path
+//! also wait for the chat's edit budget. [`Telegram::deliver_new`] and [`Telegram::deliver_edit`] are the path
 //! of text that must arrive (final replies, notices): it retries after 429s
 //! and network errors and falls back to plain text when Telegram rejects
 //! the HTML. Progress calls are single attempts: a skipped progress edit is
