@@ -1,11 +1,11 @@
 //! The Bot API calls the gateway makes, with pacing and retries.
 //!
 //! Every call waits for its chat's pause (and the global one) first; edits
-//! also wait for the chat's edit budget. [`Telegram::deliver_new`] and [`Telegram::deliver_edit`] are the path
-//! of text that must arrive (final replies, notices): it retries after 429s
-//! and network errors and falls back to plain text when Telegram rejects
-//! the HTML. Progress calls are single attempts: a skipped progress edit is
-//! simply folded into the next one.
+//! also wait for the chat's edit budget. [`Telegram::deliver_new`] and
+//! [`Telegram::deliver_edit`] carry text that must arrive (final replies,
+//! notices, menus): they retry after 429s and network errors and fall back
+//! to plain text when Telegram rejects the HTML. Progress calls are single
+//! attempts: a skipped progress edit is simply folded into the next one.
 
 use std::path::Path;
 use std::sync::Arc;
