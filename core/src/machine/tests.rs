@@ -534,7 +534,14 @@ fn stale_buckets_start_fresh() {
     h.machine.cfg.freshness.max_session_messages = 1;
     let run = starts(&h.say("one"))[0].run_id.clone();
     h.complete(&run, "s1", "ok");
-    assert_eq!(starts(&h.say("two"))[0].resume_session_id, "");
+    let effects = h.say("two");
+    assert_eq!(starts(&effects)[0].resume_session_id, "");
+    assert!(
+        sent(&effects)
+            .iter()
+            .any(|k| matches!(k, OutKind::Status { status, .. } if status == "fresh_session")),
+        "the user sees why the session started over: {effects:?}"
+    );
 }
 
 #[test]

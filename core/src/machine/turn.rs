@@ -11,6 +11,7 @@ use crate::model::{
     FinalReply, OutKind, RunError, RunErrorKind, RunEvent, RunOutcome, RunRequest, RunResult,
     SessionKey, SignalKind,
 };
+use crate::session::Stale;
 use crate::store::InboundState;
 
 /// Why the user (or core) asked a turn to end early.
@@ -69,7 +70,8 @@ impl<E: Env> Machine<E> {
         let freshness = self.cfg.freshness.clone();
         let now = self.now;
         let bucket = self.record_mut(key).bucket_mut(&provider);
-        if let Some(reason) = freshness.check(bucket, now) {
+        let stale = freshness.check(bucket, now);
+        if let Some(reason) = stale {
             tracing::info!(session = %key, provider, ?reason, "session is stale, starting fresh");
             bucket.reset();
         }
@@ -96,6 +98,9 @@ impl<E: Env> Machine<E> {
             let started =
                 OutKind::TurnStarted { provider: turn.provider.clone(), model: turn.model.clone() };
             self.send(key, &turn_id, &turn.input.event_id, started);
+        }
+        if let Some(reason) = stale.filter(|_| !turn.silent()) {
+            self.send(key, &turn_id, &turn.input.event_id, fresh_status(reason));
         }
         self.launch(key, &turn, &effort, resume);
         self.chats.entry(key.clone()).or_default().active = Some(turn);
@@ -139,6 +144,9 @@ impl<E: Env> Machine<E> {
                 ("topic_id".into(), key.topic_id.clone()),
                 ("kind".into(), kind),
                 ("session_key".into(), key.storage_key()),
+                // Trace ids: the gateway's event and core's turn, in runner logs too.
+                ("turn_id".into(), turn.turn_id.clone()),
+                ("event_id".into(), turn.input.event_id.clone()),
             ],
             extra_env: vec![
                 ("DUCTOR_TRANSPORT".into(), key.transport.clone()),
@@ -352,6 +360,16 @@ impl<E: Env> Machine<E> {
         self.out.push(Effect::Signal { run_id, kind });
         true
     }
+}
+
+/// Tells the user why this turn starts a new session.
+fn fresh_status(reason: Stale) -> OutKind {
+    let detail = match reason {
+        Stale::Idle => "the last session was idle too long",
+        Stale::DailyReset => "the daily reset hour passed",
+        Stale::MessageCap => "the last session reached the message cap",
+    };
+    OutKind::Status { status: "fresh_session".into(), detail: detail.into() }
 }
 
 /// Decides a finished run's reply: the result, or `(kind, message)`.
