@@ -308,6 +308,12 @@ async fn a_message_streams_to_a_final_reply_and_duplicates_are_dropped() {
     let specs = core.runner.specs.lock().unwrap().clone();
     assert_eq!(specs.len(), 2, "the duplicate did not run");
     assert_eq!(specs[1].resume_session_id, format!("sess-{}", specs[0].run_id));
+
+    let described =
+        core.client.clone().describe(pb::DescribeRequest {}).await.unwrap().into_inner();
+    assert_eq!(described.connected_transports, ["tg"]);
+    assert_eq!((described.active_turns, described.queued_messages), (0, 0));
+    assert_eq!(described.outbox_pending, 0, "everything was acknowledged");
 }
 
 #[tokio::test]
