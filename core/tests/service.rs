@@ -309,11 +309,19 @@ async fn a_message_streams_to_a_final_reply_and_duplicates_are_dropped() {
     assert_eq!(specs.len(), 2, "the duplicate did not run");
     assert_eq!(specs[1].resume_session_id, format!("sess-{}", specs[0].run_id));
 
-    let described =
-        core.client.clone().describe(pb::DescribeRequest {}).await.unwrap().into_inner();
+    // Acknowledgements travel on the Attach stream: poll until they landed.
+    let mut described = pb::DescribeResponse::default();
+    for _ in 0..100 {
+        described =
+            core.client.clone().describe(pb::DescribeRequest {}).await.unwrap().into_inner();
+        if described.outbox_pending == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(described.outbox_pending, 0, "everything was acknowledged");
     assert_eq!(described.connected_transports, ["tg"]);
     assert_eq!((described.active_turns, described.queued_messages), (0, 0));
-    assert_eq!(described.outbox_pending, 0, "everything was acknowledged");
 }
 
 #[tokio::test]
