@@ -502,3 +502,15 @@ async fn sigterm_to_the_runner_stops_every_run_first() {
     assert!(status.success(), "runner exit status {status:?}");
     assert!(dies(cli).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mode_none_is_reported_and_still_filters_the_environment() {
+    let fx = Fixture::start("sandbox = \"none\"").await;
+    let probe = fx.client.clone().probe(pb::ProbeRequest::default()).await.expect("probe");
+    assert_eq!(probe.into_inner().sandbox, "none");
+    let events = fx.run(fx.spec("sh:env")).await;
+    assert!(events.iter().any(|k| matches!(k, Kind::Started(s) if s.sandbox == "none")));
+    let reply = text(&events);
+    assert!(reply.contains("PATH="), "{reply}");
+    assert!(!reply.contains(SECRET), "{reply}");
+}
