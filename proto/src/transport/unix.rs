@@ -203,7 +203,9 @@ impl Acceptor {
             }
         };
         let privileged = match line.strip_prefix("DUCTOR1 ") {
-            Some(rest) if rest.starts_with("L ") => same_token(rest[2..].as_bytes(), &self.token),
+            Some(rest) if let Some(token) = rest.strip_prefix("L ") => {
+                same_token(token.as_bytes(), &self.token)
+            }
             Some("A") => false,
             _ => {
                 tracing::warn!(peer_pid = ?cred.pid(), socket = %self.socket, "refused connection with a bad preamble");
