@@ -309,12 +309,13 @@ async fn a_message_streams_to_a_final_reply_and_duplicates_are_dropped() {
     assert_eq!(specs.len(), 2, "the duplicate did not run");
     assert_eq!(specs[1].resume_session_id, format!("sess-{}", specs[0].run_id));
 
-    // Acknowledgements travel on the Attach stream: poll until they landed.
+    // Acknowledgements travel on the Attach stream and counters are updated
+    // after the turn's last effect: poll until both settled.
     let mut described = pb::DescribeResponse::default();
     for _ in 0..100 {
         described =
             core.client.clone().describe(pb::DescribeRequest {}).await.unwrap().into_inner();
-        if described.outbox_pending == 0 {
+        if described.outbox_pending == 0 && described.active_turns == 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
