@@ -74,7 +74,7 @@ fn capabilities(config: &MatrixConfig) -> pb::Capabilities {
         max_message_len: u32::try_from(send::MAX_CHARS).unwrap_or(u32::MAX),
         can_edit: config.streaming == MatrixStreaming::Edit,
         buttons: pb::ButtonStyle::Reactions as i32,
-        topics: false,
+        topics: true,
         file_upload: true,
     }
 }

@@ -77,8 +77,14 @@ async fn sender_name(room: &Room, sender: &UserId) -> String {
     }
 }
 
+/// Where an event belongs: the room, and the thread root as topic (if any).
+struct Origin<'a> {
+    room: &'a Room,
+    topic: String,
+}
+
 fn event(
-    room: &Room,
+    origin: &Origin<'_>,
     event_id: &EventId,
     sender: &UserId,
     name: String,
@@ -86,7 +92,10 @@ fn event(
 ) -> pb::InboundEvent {
     pb::InboundEvent {
         event_id: format!("mx:{event_id}"),
-        chat: Some(pb::ChatRef { chat_id: room.room_id().to_string(), topic_id: String::new() }),
+        chat: Some(pb::ChatRef {
+            chat_id: origin.room.room_id().to_string(),
+            topic_id: origin.topic.clone(),
+        }),
         sender_id: sender.to_string(),
         sender_name: name,
         kind: Some(kind),
@@ -107,7 +116,10 @@ async fn replied_to(
 ) -> Option<(OwnedEventId, String, String)> {
     let reply_id = match relation? {
         Relation::Reply(reply) => reply.in_reply_to.event_id.clone(),
-        Relation::Thread(thread) => thread.in_reply_to.as_ref()?.event_id.clone(),
+        // A thread's fallback reply points at its latest event, not a real reply.
+        Relation::Thread(thread) if !thread.is_falling_back => {
+            thread.in_reply_to.as_ref()?.event_id.clone()
+        }
         _ => return None,
     };
     let timeline = room.event(&reply_id, None).await.ok()?;
@@ -155,6 +167,11 @@ async fn on_message(shared: &Shared, ev: OriginalSyncRoomMessageEvent, room: Roo
         }
     }
     let name = sender_name(&room, &ev.sender).await;
+    // A thread is a topic: its root event id.
+    let mut origin = Origin { room: &room, topic: String::new() };
+    if let Some(Relation::Thread(thread)) = &ev.content.relates_to {
+        origin.topic = thread.event_id.to_string();
+    }
     let kind = match &ev.content.msgtype {
         MessageType::Text(_) | MessageType::Notice(_) | MessageType::Emote(_) => {
             let pressed = shared
@@ -163,10 +180,13 @@ async fn on_message(shared: &Shared, ev: OriginalSyncRoomMessageEvent, room: Roo
                 .expect("lock is never poisoned")
                 .by_typed(room.room_id(), text);
             match pressed {
-                Some((button_id, message)) => pb::inbound_event::Kind::Button(pb::ButtonPress {
-                    button_id,
-                    message_ref: message.to_string(),
-                }),
+                Some(pressed) => {
+                    origin.topic = pressed.topic;
+                    pb::inbound_event::Kind::Button(pb::ButtonPress {
+                        button_id: pressed.button_id,
+                        message_ref: pressed.message.to_string(),
+                    })
+                }
                 None => pb::inbound_event::Kind::Message(pb::UserMessage {
                     text: render::command_to_core(text),
                     reply_quote,
@@ -182,12 +202,14 @@ async fn on_message(shared: &Shared, ev: OriginalSyncRoomMessageEvent, room: Roo
             Err(error) => {
                 tracing::warn!(room = %room.room_id(), "failed to receive a file: {error:#}");
                 let note = format!("⚠️ Could not receive that file: {error:#}");
-                let _ = crate::send::markdown(&room, &note, crate::send::Kind::Notice).await;
+                let thread = EventId::parse(origin.topic.as_str()).ok();
+                let kind = crate::send::Kind::Notice;
+                let _ = crate::send::markdown(&room, &note, kind, thread.as_deref()).await;
                 return;
             }
         },
     };
-    forward(shared, event(&room, &ev.event_id, &ev.sender, name, kind)).await;
+    forward(shared, event(&origin, &ev.event_id, &ev.sender, name, kind)).await;
 }
 
 async fn on_reaction(shared: &Shared, ev: OriginalSyncReactionEvent, room: Room) {
@@ -197,11 +219,12 @@ async fn on_reaction(shared: &Shared, ev: OriginalSyncReactionEvent, room: Room)
     let target = &ev.content.relates_to.event_id;
     let key = &ev.content.relates_to.key;
     let button = shared.buttons.lock().expect("lock is never poisoned").by_reaction(target, key);
-    let Some(button_id) = button else { return };
+    let Some(pressed) = button else { return };
     let name = sender_name(&room, &ev.sender).await;
-    let press = pb::ButtonPress { button_id, message_ref: target.to_string() };
+    let press = pb::ButtonPress { button_id: pressed.button_id, message_ref: target.to_string() };
     let kind = pb::inbound_event::Kind::Button(press);
-    forward(shared, event(&room, &ev.event_id, &ev.sender, name, kind)).await;
+    let origin = Origin { room: &room, topic: pressed.topic };
+    forward(shared, event(&origin, &ev.event_id, &ev.sender, name, kind)).await;
 }
 
 async fn on_invite(shared: &Shared, ev: StrippedRoomMemberEvent, room: Room, client: Client) {

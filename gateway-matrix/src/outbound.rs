@@ -19,7 +19,7 @@ use ductor_daemon::config::MatrixStreaming;
 use ductor_proto::pb;
 use ductor_proto::pb::outbound_action::Kind;
 use matrix_sdk::Room;
-use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId, RoomId};
+use matrix_sdk::ruma::{EventId, OwnedEventId, OwnedRoomId, RoomId};
 use tokio::sync::mpsc;
 
 use crate::gateway::Shared;
@@ -42,24 +42,25 @@ impl Dispatcher {
         Self { shared, acks, workers: HashMap::new() }
     }
 
-    /// Queues an action on its chat's worker (started on first use).
+    /// Queues an action on its chat's (and topic's) worker, started on first use.
     pub fn dispatch(&mut self, action: pb::OutboundAction) {
-        let chat = action.chat.as_ref().map(|c| c.chat_id.clone()).unwrap_or_default();
-        if let Some(worker) = self.workers.get(&chat) {
+        let chat = action.chat.clone().unwrap_or_default();
+        let key = format!("{}\n{}", chat.chat_id, chat.topic_id);
+        if let Some(worker) = self.workers.get(&key) {
             match worker.send(action) {
                 Ok(()) => return,
-                Err(mpsc::error::SendError(returned)) => return self.spawn(chat, returned),
+                Err(mpsc::error::SendError(returned)) => return self.spawn(key, &chat, returned),
             }
         }
-        self.spawn(chat, action);
+        self.spawn(key, &chat, action);
     }
 
-    fn spawn(&mut self, chat: String, first: pb::OutboundAction) {
+    fn spawn(&mut self, key: String, chat: &pb::ChatRef, first: pb::OutboundAction) {
         let (tx, rx) = mpsc::unbounded_channel();
         tx.send(first).expect("the receiver is alive until the worker starts");
-        let worker = ChatWorker::new(self.shared.clone(), &chat);
+        let worker = ChatWorker::new(self.shared.clone(), chat);
         tokio::spawn(worker.run(rx, self.acks.clone()));
-        self.workers.insert(chat, tx);
+        self.workers.insert(key, tx);
     }
 }
 
@@ -82,10 +83,12 @@ struct Turn {
     last_edit: Option<Instant>,
 }
 
-/// Delivers one chat's actions in order.
+/// Delivers one chat's (or one thread's) actions in order.
 struct ChatWorker {
     shared: Arc<Shared>,
     chat: String,
+    /// The thread root when the topic is a thread.
+    thread: Option<OwnedEventId>,
     turn: Turn,
     typing: Option<Typing>,
     selectors: HashMap<String, OwnedEventId>,
@@ -93,10 +96,11 @@ struct ChatWorker {
 }
 
 impl ChatWorker {
-    fn new(shared: Arc<Shared>, chat: &str) -> Self {
+    fn new(shared: Arc<Shared>, chat: &pb::ChatRef) -> Self {
         Self {
             shared,
-            chat: chat.to_owned(),
+            chat: chat.chat_id.clone(),
+            thread: EventId::parse(chat.topic_id.as_str()).ok(),
             turn: Turn::default(),
             typing: None,
             selectors: HashMap::new(),
@@ -159,7 +163,8 @@ impl ChatWorker {
                     self.flush_segment(&room).await?;
                     if self.shared.config.show_tool_markers {
                         let marker = tool_marker(&tool);
-                        send::markdown(&room, &marker, send::Kind::Notice).await?;
+                        send::markdown(&room, &marker, send::Kind::Notice, self.thread.as_deref())
+                            .await?;
                     }
                 }
             }
@@ -173,11 +178,12 @@ impl ChatWorker {
             Kind::Error(error) => {
                 self.stop_typing().await;
                 self.turn = Turn::default();
-                send::markdown(&room, &format!("⚠️ {}", error.message), send::Kind::Text).await?;
+                let text = format!("⚠️ {}", error.message);
+                send::markdown(&room, &text, send::Kind::Text, self.thread.as_deref()).await?;
             }
             Kind::Notice(notice) => {
                 let kind = if notice.notify { send::Kind::Text } else { send::Kind::Notice };
-                send::markdown(&room, &notice.text, kind).await?;
+                send::markdown(&room, &notice.text, kind, self.thread.as_deref()).await?;
             }
             Kind::Selector(menu) => {
                 if let Some(old) = self.selectors.remove(&menu.selector_id) {
@@ -189,6 +195,7 @@ impl ChatWorker {
                     &menu.text,
                     &menu.buttons,
                     send::Kind::Text,
+                    self.thread.as_deref(),
                 )
                 .await?;
                 self.selectors.insert(menu.selector_id, event);
@@ -200,6 +207,7 @@ impl ChatWorker {
                     &notice.text,
                     &notice.buttons,
                     send::Kind::Notice,
+                    self.thread.as_deref(),
                 )
                 .await?;
                 if let Some(old) = self.queue_notices.insert(notice.entry_id, event) {
@@ -256,7 +264,7 @@ impl ChatWorker {
         if segment.is_empty() || self.shared.config.streaming != MatrixStreaming::Segment {
             return Ok(());
         }
-        send::markdown(room, segment, send::Kind::Notice).await?;
+        send::markdown(room, segment, send::Kind::Notice, self.thread.as_deref()).await?;
         self.turn.segments.push(segment.to_owned());
         Ok(())
     }
@@ -264,6 +272,7 @@ impl ChatWorker {
     /// Edit mode: shows the streamed text, editing at most once per interval
     /// and rolling over to a new message after `max_edits` edits.
     async fn edit_stream(&mut self, room: &Room, force: bool) -> anyhow::Result<()> {
+        let thread = self.thread.as_deref();
         let turn = &mut self.turn;
         let due = turn.last_edit.is_none_or(|at| at.elapsed() >= EDIT_INTERVAL);
         if !(due || force) {
@@ -280,7 +289,7 @@ impl ChatWorker {
         }
         match &turn.current {
             None => {
-                turn.current = Some(send::markdown(room, text, send::Kind::Notice).await?);
+                turn.current = Some(send::markdown(room, text, send::Kind::Notice, thread).await?);
                 turn.edits = 0;
             }
             Some(event) => {
@@ -313,17 +322,33 @@ impl ChatWorker {
             // The streamed message becomes the final answer (an edit does not
             // notify; edit mode trades that for a quiet room).
             Some(event) => {
-                send::edit_with_buttons(&self.shared, room, &event, &text, &reply.buttons, kind)
-                    .await?;
+                send::edit_with_buttons(
+                    &self.shared,
+                    room,
+                    &event,
+                    &text,
+                    &reply.buttons,
+                    kind,
+                    self.thread.as_deref(),
+                )
+                .await?;
             }
             None if !text.is_empty() || has_buttons => {
-                send::with_buttons(&self.shared, room, &text, &reply.buttons, kind).await?;
+                send::with_buttons(
+                    &self.shared,
+                    room,
+                    &text,
+                    &reply.buttons,
+                    kind,
+                    self.thread.as_deref(),
+                )
+                .await?;
             }
             None => {}
         }
         let mut failures = Vec::new();
         for file in &reply.files {
-            if let Err(error) = send::attachment(room, file).await {
+            if let Err(error) = send::attachment(room, file, self.thread.as_deref()).await {
                 tracing::warn!(path = %file.path, "failed to upload a file: {error:#}");
                 failures.push(format!("{}: {error:#}", file.path));
             }

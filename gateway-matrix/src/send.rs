@@ -9,10 +9,13 @@ use anyhow::Context as _;
 use ductor_proto::pb;
 use matrix_sdk::Room;
 use matrix_sdk::attachment::AttachmentConfig;
-use matrix_sdk::ruma::OwnedEventId;
+use matrix_sdk::room::reply::{EnforceThread, Reply};
 use matrix_sdk::ruma::events::reaction::ReactionEventContent;
 use matrix_sdk::ruma::events::relation::Annotation;
+use matrix_sdk::ruma::events::relation::Thread;
+use matrix_sdk::ruma::events::room::message::{AddMentions, Relation, ReplyWithinThread};
 use matrix_sdk::ruma::events::room::message::{ReplacementMetadata, RoomMessageEventContent};
+use matrix_sdk::ruma::{EventId, OwnedEventId};
 
 use crate::gateway::Shared;
 use crate::render;
@@ -32,20 +35,30 @@ pub enum Kind {
     Notice,
 }
 
-fn content(text: &str, kind: Kind) -> RoomMessageEventContent {
+fn content(text: &str, kind: Kind, thread: Option<&EventId>) -> RoomMessageEventContent {
     let rendered = render::markdown(text);
-    match kind {
+    let mut content = match kind {
         Kind::Text => RoomMessageEventContent::text_html(rendered.plain, rendered.html),
         Kind::Notice => RoomMessageEventContent::notice_html(rendered.plain, rendered.html),
+    };
+    if let Some(root) = thread {
+        content.relates_to = Some(Relation::Thread(Thread::without_fallback(root.to_owned())));
     }
+    content
 }
 
-/// Sends Markdown, split into several events when long; returns the last one.
-pub async fn markdown(room: &Room, text: &str, kind: Kind) -> anyhow::Result<OwnedEventId> {
+/// Sends Markdown (into `thread` when set), split into several events when
+/// long; returns the last one.
+pub async fn markdown(
+    room: &Room,
+    text: &str,
+    kind: Kind,
+    thread: Option<&EventId>,
+) -> anyhow::Result<OwnedEventId> {
     let chunks = render::split(text, MAX_CHARS);
     let mut last = None;
     for chunk in &chunks {
-        let response = room.send(content(chunk, kind)).await.context("send a message")?;
+        let response = room.send(content(chunk, kind, thread)).await.context("send a message")?;
         last = Some(response.response.event_id);
     }
     last.context("nothing to send: the text is empty")
@@ -54,7 +67,7 @@ pub async fn markdown(room: &Room, text: &str, kind: Kind) -> anyhow::Result<Own
 /// Replaces the text of a message the bot sent (`m.replace`).
 pub async fn edit(room: &Room, event: &OwnedEventId, text: &str, kind: Kind) -> anyhow::Result<()> {
     let replacement =
-        content(text, kind).make_replacement(ReplacementMetadata::new(event.clone(), None));
+        content(text, kind, None).make_replacement(ReplacementMetadata::new(event.clone(), None));
     room.send(replacement).await.context("edit a message")?;
     Ok(())
 }
@@ -72,10 +85,11 @@ pub async fn with_buttons(
     text: &str,
     rows: &[pb::ButtonRow],
     kind: Kind,
+    thread: Option<&EventId>,
 ) -> anyhow::Result<OwnedEventId> {
     let (labels, ids) = flatten(rows);
-    let event = markdown(room, &render::with_options(text, &labels), kind).await?;
-    add_buttons(shared, room, &event, ids).await?;
+    let event = markdown(room, &render::with_options(text, &labels), kind, thread).await?;
+    add_buttons(shared, room, &event, ids, thread).await?;
     Ok(event)
 }
 
@@ -87,10 +101,11 @@ pub async fn edit_with_buttons(
     text: &str,
     rows: &[pb::ButtonRow],
     kind: Kind,
+    thread: Option<&EventId>,
 ) -> anyhow::Result<()> {
     let (labels, ids) = flatten(rows);
     edit(room, event, &render::with_options(text, &labels), kind).await?;
-    add_buttons(shared, room, event, ids).await
+    add_buttons(shared, room, event, ids, thread).await
 }
 
 async fn add_buttons(
@@ -98,16 +113,19 @@ async fn add_buttons(
     room: &Room,
     event: &OwnedEventId,
     ids: Vec<String>,
+    thread: Option<&EventId>,
 ) -> anyhow::Result<()> {
     if ids.is_empty() {
         return Ok(());
     }
     let count = ids.len();
     // Registered before the reactions go out, so an early press is understood.
+    let topic = thread.map(ToString::to_string).unwrap_or_default();
     shared.buttons.lock().expect("lock is never poisoned").register(
         room.room_id(),
         event.clone(),
         ids,
+        topic,
     );
     for key in render::KEYCAPS.iter().take(count) {
         let reaction = ReactionEventContent::new(Annotation::new(event.clone(), (*key).to_owned()));
@@ -117,7 +135,11 @@ async fn add_buttons(
 }
 
 /// Uploads a file (encrypted in encrypted rooms) and posts it.
-pub async fn attachment(room: &Room, file: &pb::Attachment) -> anyhow::Result<()> {
+pub async fn attachment(
+    room: &Room,
+    file: &pb::Attachment,
+    thread: Option<&EventId>,
+) -> anyhow::Result<()> {
     let path = Path::new(&file.path);
     let data = tokio::fs::read(path).await.with_context(|| format!("read {}", path.display()))?;
     let name = if file.file_name.is_empty() {
@@ -127,9 +149,13 @@ pub async fn attachment(room: &Room, file: &pb::Attachment) -> anyhow::Result<()
     };
     let mime: mime::Mime =
         file.mime_type.parse().unwrap_or_else(|_| guess_mime(&name, file.is_image));
-    room.send_attachment(name, &mime, data, AttachmentConfig::new())
-        .await
-        .context("upload and send the file")?;
+    let mut config = AttachmentConfig::new();
+    config.reply = thread.map(|root| Reply {
+        event_id: root.to_owned(),
+        enforce_thread: EnforceThread::Threaded(ReplyWithinThread::No),
+        add_mentions: AddMentions::No,
+    });
+    room.send_attachment(name, &mime, data, config).await.context("upload and send the file")?;
     Ok(())
 }
 

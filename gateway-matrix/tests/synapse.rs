@@ -597,3 +597,53 @@ async fn end_to_end_with_real_core_runner_and_fake_cli() {
     }
     assert!(down.status.success(), "down failed: {}", String::from_utf8_lossy(&down.stderr));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thread_is_a_topic_and_is_answered_in_the_thread() {
+    let Some(synapse) = synapse("a_thread_is_a_topic_and_is_answered_in_the_thread") else {
+        return;
+    };
+    let world = World::new(synapse, default_script()).await;
+    let gateway = world.start_gateway();
+    let room = world.plain_room(&[]).await;
+    let root = world.alice.room(&room).send(RoomMessageEventContent::text_plain("root")).await;
+    let root = root.expect("send the root").response.event_id;
+    world.alice.wait_message(&room, &world.bot, "echo: root").await;
+    let in_thread = serde_json::json!({
+        "msgtype": "m.text",
+        "body": "in thread",
+        "m.relates_to": {
+            "rel_type": "m.thread",
+            "event_id": root,
+            "is_falling_back": true,
+            "m.in_reply_to": { "event_id": root },
+        },
+    });
+    world.alice.room(&room).send_raw("m.room.message", in_thread).await.expect("thread message");
+    let answer = world.alice.wait_message(&room, &world.bot, "echo: in thread").await;
+    let Seen::Message { thread, .. } = answer else { unreachable!("a message") };
+    assert_eq!(thread.as_ref(), Some(&root), "answered inside the thread");
+    let inbound = world.core.recorded.lock().expect("not poisoned").inbound.clone();
+    let topics: Vec<(String, String)> = inbound
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Some(pb::inbound_event::Kind::Message(m)) => {
+                Some((m.text.clone(), e.chat.clone().unwrap_or_default().topic_id))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        topics,
+        vec![("root".to_owned(), String::new()), ("in thread".to_owned(), root.to_string())],
+        "a thread's messages carry its root as topic; the thread fallback is not a reply quote"
+    );
+    assert!(
+        inbound.iter().all(|e| match &e.kind {
+            Some(pb::inbound_event::Kind::Message(m)) => m.reply_quote.is_empty(),
+            _ => true,
+        }),
+        "{inbound:?}"
+    );
+    gateway.stop().await;
+}

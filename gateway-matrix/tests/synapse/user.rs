@@ -30,6 +30,8 @@ pub enum Seen {
         file: Option<FileMessageEventContent>,
         /// The event this one edits (`m.replace`); `body` is then the new text.
         replaces: Option<OwnedEventId>,
+        /// The thread root, for messages in a thread.
+        thread: Option<OwnedEventId>,
     },
     Reaction {
         room: OwnedRoomId,
@@ -81,6 +83,10 @@ impl TestUser {
                         MessageType::File(f) => Some(f.clone()),
                         _ => None,
                     };
+                    let thread = match &ev.content.relates_to {
+                        Some(Relation::Thread(t)) => Some(t.event_id.clone()),
+                        _ => None,
+                    };
                     let (replaces, msgtype) = match &ev.content.relates_to {
                         Some(Relation::Replacement(r)) => {
                             (Some(r.event_id.clone()), &r.new_content.msgtype)
@@ -106,6 +112,7 @@ impl TestUser {
                         encrypted: enc.is_some(),
                         file,
                         replaces,
+                        thread,
                     });
                     changed.notify_waiters();
                 }
