@@ -1,16 +1,27 @@
 //! Repository hygiene that review would otherwise have to catch by eye:
-//! every Rust file says why it exists (`//!` first), nothing is left as
-//! `todo!()`, and the crate graph keeps its invariants (process crates never
+//! every Rust file says why it exists (`//!` first), no placeholder macro is
+//! left behind, and the crate graph keeps its invariants (process crates never
 //! depend on one another).
 
 use std::path::{Path, PathBuf};
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ lives in the repository root").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ lives in the repository root")
+        .to_path_buf()
 }
 
-const CRATE_DIRS: [&str; 8] =
-    ["proto", "services/daemon", "services/ductorctl", "core", "runner", "gateway-telegram", "gateway-matrix", "tests"];
+const CRATE_DIRS: [&str; 8] = [
+    "proto",
+    "services/daemon",
+    "services/ductorctl",
+    "core",
+    "runner",
+    "gateway-telegram",
+    "gateway-matrix",
+    "tests",
+];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
@@ -19,7 +30,8 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
         let name = entry.file_name();
         let name = name.to_string_lossy();
         if path.is_dir() {
-            if name != "target" && name != ".cache" && name != "fixtures" && !name.starts_with('.') {
+            if name != "target" && name != ".cache" && name != "fixtures" && !name.starts_with('.')
+            {
                 rust_files(&path, out);
             }
         } else if name.ends_with(".rs") {
@@ -48,7 +60,10 @@ fn every_rust_file_opens_with_a_module_doc() {
             !first.starts_with("//!")
         })
         .collect();
-    assert!(missing.is_empty(), "files without a leading `//!` doc saying why they exist: {missing:#?}");
+    assert!(
+        missing.is_empty(),
+        "files without a leading `//!` doc saying why they exist: {missing:#?}"
+    );
 }
 
 #[test]
@@ -66,15 +81,31 @@ fn nothing_is_left_as_todo() {
 
 #[test]
 fn process_crates_never_depend_on_each_other() {
-    let process_crates =
-        ["ductor-core", "ductor-runner", "ductor-gateway-telegram", "ductor-gateway-matrix", "ductorctl"];
+    let process_crates = [
+        "ductor-core",
+        "ductor-runner",
+        "ductor-gateway-telegram",
+        "ductor-gateway-matrix",
+        "ductorctl",
+    ];
     let root = repo_root();
-    for dir in ["core", "runner", "gateway-telegram", "gateway-matrix", "services/ductorctl", "services/daemon", "proto"] {
-        let manifest = std::fs::read_to_string(root.join(dir).join("Cargo.toml")).expect("read manifest");
+    for dir in [
+        "core",
+        "runner",
+        "gateway-telegram",
+        "gateway-matrix",
+        "services/ductorctl",
+        "services/daemon",
+        "proto",
+    ] {
+        let manifest =
+            std::fs::read_to_string(root.join(dir).join("Cargo.toml")).expect("read manifest");
         for line in manifest.lines() {
             let key = line.split('=').next().unwrap_or("").trim();
             if process_crates.contains(&key) {
-                panic!("{dir}/Cargo.toml depends on process crate `{key}`: process crates talk only over gRPC");
+                panic!(
+                    "{dir}/Cargo.toml depends on process crate `{key}`: process crates talk only over gRPC"
+                );
             }
         }
     }
