@@ -14,8 +14,7 @@ use jiff::tz::TimeZone;
 use tokio::sync::Notify;
 
 use crate::automation::{
-    self, clock::SystemClock, credential::Credentials, engine::Automation,
-    grpc::AutomationService,
+    self, clock::SystemClock, credential::Credentials, engine::Automation, grpc::AutomationService,
 };
 use crate::driver::{Driver, DriverParts, Stats};
 use crate::machine::{Machine, MachineConfig};
@@ -186,7 +185,11 @@ fn summary(config: &Config, agent: &AgentConfig) -> Vec<String> {
         format!(
             "sessions: idle reset {} min · daily reset {} · message cap {} · timezone {}",
             agent.idle_timeout_minutes,
-            if agent.daily_reset_enabled { format!("{}:00", agent.daily_reset_hour) } else { "off".into() },
+            if agent.daily_reset_enabled {
+                format!("{}:00", agent.daily_reset_hour)
+            } else {
+                "off".into()
+            },
             agent.max_session_messages,
             or_default(&agent.timezone)
         ),

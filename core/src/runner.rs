@@ -155,8 +155,8 @@ impl RunnerLink {
             idle_timeout_ms: 0,
         };
         let spec = self.spec(request, spec.working_dir.as_deref());
-        let mut stream = match self.client.clone().start_run(spec).await {
-            Ok(response) => response.into_inner(),
+        let mut stream = match start_with_retry(&mut self.client.clone(), spec).await {
+            Ok(stream) => stream,
             Err(status) => return failed("runner_unavailable", status.message()),
         };
         collect(&mut stream).await
@@ -171,8 +171,8 @@ async fn forward(
     run_id: &str,
     sink: &EventSink,
 ) -> Option<String> {
-    let mut stream = match client.start_run(spec).await {
-        Ok(response) => response.into_inner(),
+    let mut stream = match start_with_retry(client, spec).await {
+        Ok(stream) => stream,
         Err(status) => return Some(format!("the runner is unavailable: {}", status.message())),
     };
     loop {
@@ -190,6 +190,37 @@ async fn forward(
             },
             Ok(None) => return Some("the run stream ended without an exit".to_owned()),
             Err(status) => return Some(status.message().to_owned()),
+        }
+    }
+}
+
+/// How long a turn waits for a restarting runner before it fails.
+const RUNNER_RESTART_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Starts a run; while the runner is unreachable (restarting after a crash),
+/// tries again with backoff for up to [`RUNNER_RESTART_PATIENCE`], so a
+/// message sent in that window waits instead of failing.
+async fn start_with_retry(
+    client: &mut RunnerClient<Channel>,
+    spec: pb::RunSpec,
+) -> Result<tonic::Streaming<pb::RunEvent>, tonic::Status> {
+    let started = tokio::time::Instant::now();
+    let mut backoff = ductor_proto::transport::Backoff::default();
+    loop {
+        match client.start_run(spec.clone()).await {
+            Ok(response) => return Ok(response.into_inner()),
+            Err(status)
+                if status.code() == tonic::Code::Unavailable
+                    && started.elapsed() < RUNNER_RESTART_PATIENCE =>
+            {
+                tracing::debug!(
+                    run_id = spec.run_id,
+                    error = status.message(),
+                    "runner unavailable, retrying"
+                );
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+            Err(status) => return Err(status),
         }
     }
 }
@@ -235,8 +266,8 @@ async fn collect(stream: &mut tonic::Streaming<pb::RunEvent>) -> OneshotResult {
             ..OneshotResult::default()
         },
         None => {
-            let (kind, message) =
-                error.unwrap_or_else(|| ("crashed".into(), "the run ended without a result".into()));
+            let (kind, message) = error
+                .unwrap_or_else(|| ("crashed".into(), "the run ended without a result".into()));
             OneshotResult { text, session_id: session, ..failed(&kind, &message) }
         }
     }
@@ -258,10 +289,8 @@ pub async fn health_loop(
     wake: std::sync::Arc<tokio::sync::Notify>,
     shutdown: CancellationToken,
 ) {
-    let mut backoff = ductor_proto::transport::Backoff::new(
-        Duration::from_millis(200),
-        Duration::from_secs(10),
-    );
+    let mut backoff =
+        ductor_proto::transport::Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     let mut was_up: Option<bool> = None;
     loop {
         let delay = match tokio::time::timeout(Duration::from_secs(5), link.probe()).await {

@@ -327,8 +327,13 @@ async fn a_gateway_killed_mid_stream_still_gets_the_final_reply() {
     let event = gw.say("slow:15 streamed").await;
     gw.until("a delta", |a| matches!(a.kind, Some(Kind::TextDelta(_))).then_some(())).await;
     drop(gw);
-    // The turn finishes while no gateway is attached.
-    wait_for("the run ends", async || runs(&env).await.is_empty().then_some(())).await;
+    // The turn finishes while no gateway is attached: its reply waits in the outbox.
+    wait_for("the reply waits in the outbox", async || {
+        let mut core = CoreClient::new(env.channel("core"));
+        let described = core.describe(pb::DescribeRequest {}).await.ok()?.into_inner();
+        (described.active_turns == 0 && described.outbox_pending >= 1).then_some(())
+    })
+    .await;
     let mut gw = Gateway::connect(&env).await;
     assert!(gw.welcome.pending >= 1, "the final reply waits in the outbox: {:?}", gw.welcome);
     let text = gw.until("the final reply", |a| final_text(a, &event)).await;
