@@ -419,6 +419,55 @@ async fn a_killed_runner_takes_its_clis_along_and_the_next_one_sweeps() {
     assert_eq!(std::fs::read_dir(&records).map(|d| d.count()).unwrap_or(0), 0, "records swept");
 }
 
+/// Reaps `pid` (a child of this process) within 10 s; true when it was reaped.
+async fn reap(pid: u32) -> bool {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let pid = nix::unistd::Pid::from_raw(pid as i32);
+    loop {
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) => return true,
+            Ok(_) if Instant::now() < deadline => {}
+            _ => return false,
+        }
+    }
+}
+
+/// The native codex under its npm wrapper: the wrapper (group leader) dies
+/// with the runner and a reaping init removes it at once, while the native
+/// child, without a parent-death signal, lives on in the recorded group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweep_kills_a_group_whose_leader_is_already_reaped() {
+    // Orphans come to this process, which reaps the dead CLI as an init would.
+    nix::sys::prctl::set_child_subreaper(true).expect("become a child subreaper");
+    let mut fx = Fixture::start("").await;
+    let mut stream = fx.stream(fx.spec("leave-member")).await;
+    let seen =
+        until(&mut stream, |k| matches!(k, Kind::Status(s) if s.status.starts_with("member ")))
+            .await;
+    let cli = pid(&seen);
+    let member: u32 = seen
+        .iter()
+        .find_map(|k| match k {
+            Kind::Status(s) => s.status.strip_prefix("member ").and_then(|p| p.parse().ok()),
+            _ => None,
+        })
+        .expect("member pid");
+    let runner = fx.process.as_mut().expect("runner");
+    runner.start_kill().expect("SIGKILL the runner");
+    runner.wait().await.expect("reap the runner");
+    assert!(reap(cli).await, "the CLI (group leader) did not die with the runner");
+    let stat = std::fs::read_to_string(format!("/proc/{member}/stat")).expect("member alive");
+    let pgid = stat.rsplit(')').next().and_then(|r| r.split_whitespace().nth(2));
+    assert_eq!(pgid, Some(cli.to_string().as_str()), "the member is in the CLI's group");
+    fx.spawn_runner().await;
+    assert!(dies(member).await, "the next runner did not sweep the leaderless group");
+    assert!(reap(member).await, "reap the swept member");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probe_reports_the_fake_cli_and_the_sandbox() {
     let fx = Fixture::start("").await;

@@ -22,6 +22,7 @@
 //! | `hang` | after `system/init`, print nothing and sleep forever |
 //! | `ignore-sigterm` | ignore SIGTERM, then hang (only SIGKILL ends it) |
 //! | `fork-grandchildren` | start `sh` with two background `sleep 600`, print their pids in a `system/status` (`grandchildren <pid> <pid>`), reply, exit 0 leaving them behind |
+//! | `leave-member` | start `sleep 600` in its own process group (no parent-death signal, like the native codex under its npm wrapper), print `member <pid>` in a `system/status`, then hang |
 //! | `garbage` | print non-JSON lines and a JSON array before the reply |
 //! | `huge-line` | print one 20 MiB line before the reply |
 //! | `crash-mid-stream` | two deltas, then abort (SIGABRT) |
@@ -225,6 +226,13 @@ fn fork_grandchildren(state: &std::path::Path) -> Vec<String> {
     Vec::new()
 }
 
+/// A `sleep 600` in our process group. Forked children do not inherit the
+/// parent-death signal: it outlives us when the runner (and so we) are SIGKILLed.
+#[allow(clippy::disallowed_methods)]
+fn spawn_member() -> Option<u32> {
+    std::process::Command::new("sleep").arg("600").spawn().ok().map(|m| m.id())
+}
+
 fn keyword_value<'a>(prompt: &'a str, key: &str) -> Option<&'a str> {
     prompt.split_whitespace().find_map(|w| w.strip_prefix(key))
 }
@@ -272,6 +280,12 @@ fn main() {
 fn script(prompt: &str, turn: &Turn, state: &std::path::Path) {
     if has(prompt, "ignore-sigterm") {
         set_handler(Signal::SIGTERM, SigHandler::SigIgn);
+        hang();
+    }
+    if has(prompt, "leave-member") {
+        let pid = spawn_member().map(|p| p.to_string()).unwrap_or_default();
+        emit(&json!({"type":"system","subtype":"status","status":format!("member {pid}"),
+            "session_id":turn.session}));
         hang();
     }
     if has(prompt, "hang") {
