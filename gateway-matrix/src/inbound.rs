@@ -132,6 +132,44 @@ async fn replied_to(
     Some((reply_id, sender, body))
 }
 
+/// The text and HTML of a text-like message; empty for media.
+fn text_of(msgtype: &MessageType) -> (&str, Option<&str>) {
+    match msgtype {
+        MessageType::Text(t) => (t.body.as_str(), t.formatted.as_ref().map(|f| f.body.as_str())),
+        MessageType::Notice(t) => (t.body.as_str(), t.formatted.as_ref().map(|f| f.body.as_str())),
+        MessageType::Emote(t) => (t.body.as_str(), t.formatted.as_ref().map(|f| f.body.as_str())),
+        _ => ("", None),
+    }
+}
+
+/// `group_mention_only`: in a room that is not a DM, a message must mention
+/// the bot or reply to it (commands always pass).
+async fn addressed(
+    shared: &Shared,
+    room: &Room,
+    ev: &OriginalSyncRoomMessageEvent,
+    text: &str,
+    html: Option<&str>,
+    reply_sender: Option<&str>,
+) -> bool {
+    let is_command = text.starts_with('!') || text.starts_with('/');
+    if !shared.access.mention_only() || is_command || access::is_direct(room).await {
+        return true;
+    }
+    if reply_sender == Some(shared.own_user.as_str()) {
+        return true;
+    }
+    let mentioned: Vec<_> = ev
+        .content
+        .mentions
+        .as_ref()
+        .map(|m| m.user_ids.iter().cloned().collect())
+        .unwrap_or_default();
+    let own = room.get_member_no_sync(&shared.own_user).await.ok().flatten();
+    let display = own.as_ref().and_then(|m| m.display_name());
+    access::mentions_bot(&shared.own_user, display, text, html, &mentioned)
+}
+
 async fn on_message(shared: &Shared, ev: OriginalSyncRoomMessageEvent, room: Room) {
     tracing::debug!(event_id = %ev.event_id, room = %room.room_id(), "message event");
     if !admitted(shared, &room, &ev.sender, ev.origin_server_ts) {
@@ -141,32 +179,16 @@ async fn on_message(shared: &Shared, ev: OriginalSyncRoomMessageEvent, room: Roo
         return; // Edits of earlier messages are not new input.
     }
     let reply = replied_to(&room, ev.content.relates_to.as_ref()).await;
-    let reply_quote = reply.as_ref().map(|(_, _, body)| body.clone()).unwrap_or_default();
-    let (text, html) = match &ev.content.msgtype {
-        MessageType::Text(t) => (t.body.as_str(), t.formatted.as_ref().map(|f| f.body.as_str())),
-        MessageType::Notice(t) => (t.body.as_str(), t.formatted.as_ref().map(|f| f.body.as_str())),
-        MessageType::Emote(t) => (t.body.as_str(), t.formatted.as_ref().map(|f| f.body.as_str())),
-        _ => ("", None),
+    let (reply_sender, reply_quote) = match &reply {
+        Some((_, sender, body)) => (Some(sender.as_str()), body.clone()),
+        None => (None, String::new()),
     };
+    let (text, html) = text_of(&ev.content.msgtype);
     let text = if reply.is_some() { render::strip_reply_fallback(text) } else { text };
-    let is_command = text.starts_with('!') || text.starts_with('/');
-    if shared.access.mention_only() && !is_command && !access::is_direct(&room).await {
-        let mentioned = ev
-            .content
-            .mentions
-            .as_ref()
-            .map(|m| m.user_ids.iter().cloned().collect::<Vec<_>>())
-            .unwrap_or_default();
-        let own_name = room.get_member_no_sync(&shared.own_user).await.ok().flatten();
-        let display = own_name.as_ref().and_then(|m| m.display_name());
-        let to_bot =
-            reply.as_ref().is_some_and(|(_, sender, _)| *sender == shared.own_user.as_str());
-        if !to_bot && !access::mentions_bot(&shared.own_user, display, text, html, &mentioned) {
-            tracing::debug!(room = %room.room_id(), "group_mention_only: not addressed to the bot");
-            return;
-        }
+    if !addressed(shared, &room, &ev, text, html, reply_sender).await {
+        tracing::debug!(room = %room.room_id(), "group_mention_only: not addressed to the bot");
+        return;
     }
-    let name = sender_name(&room, &ev.sender).await;
     // A thread is a topic: its root event id.
     let mut origin = Origin { room: &room, topic: String::new() };
     if let Some(Relation::Thread(thread)) = &ev.content.relates_to {
@@ -174,24 +196,7 @@ async fn on_message(shared: &Shared, ev: OriginalSyncRoomMessageEvent, room: Roo
     }
     let kind = match &ev.content.msgtype {
         MessageType::Text(_) | MessageType::Notice(_) | MessageType::Emote(_) => {
-            let pressed = shared
-                .buttons
-                .lock()
-                .expect("lock is never poisoned")
-                .by_typed(room.room_id(), text);
-            match pressed {
-                Some(pressed) => {
-                    origin.topic = pressed.topic;
-                    pb::inbound_event::Kind::Button(pb::ButtonPress {
-                        button_id: pressed.button_id,
-                        message_ref: pressed.message.to_string(),
-                    })
-                }
-                None => pb::inbound_event::Kind::Message(pb::UserMessage {
-                    text: render::command_to_core(text),
-                    reply_quote,
-                }),
-            }
+            text_event(shared, &mut origin, text, reply_quote)
         }
         other => match media::download(shared, other).await {
             Ok(Some(mut media)) => {
@@ -209,7 +214,33 @@ async fn on_message(shared: &Shared, ev: OriginalSyncRoomMessageEvent, room: Roo
             }
         },
     };
+    let name = sender_name(&room, &ev.sender).await;
     forward(shared, event(&origin, &ev.event_id, &ev.sender, name, kind)).await;
+}
+
+/// A typed option number is a button press (in the menu's topic); anything
+/// else is a message, `!cmd` becoming `/cmd`.
+fn text_event(
+    shared: &Shared,
+    origin: &mut Origin<'_>,
+    text: &str,
+    reply_quote: String,
+) -> pb::inbound_event::Kind {
+    let room_id = origin.room.room_id();
+    let pressed = shared.buttons.lock().expect("lock is never poisoned").by_typed(room_id, text);
+    match pressed {
+        Some(pressed) => {
+            origin.topic = pressed.topic;
+            pb::inbound_event::Kind::Button(pb::ButtonPress {
+                button_id: pressed.button_id,
+                message_ref: pressed.message.to_string(),
+            })
+        }
+        None => pb::inbound_event::Kind::Message(pb::UserMessage {
+            text: render::command_to_core(text),
+            reply_quote,
+        }),
+    }
 }
 
 async fn on_reaction(shared: &Shared, ev: OriginalSyncReactionEvent, room: Room) {

@@ -25,51 +25,26 @@ pub async fn download(
     shared: &Shared,
     msgtype: &MessageType,
 ) -> anyhow::Result<Option<pb::MediaRef>> {
+    // The four media contents share field names but not a trait for them.
+    macro_rules! described {
+        ($content:expr, $kind:literal) => {{
+            let info = $content.info.as_deref();
+            let size = info.and_then(|i| i.size).map(u64::from);
+            let described = Described {
+                body: &$content.body,
+                filename: $content.filename.as_deref(),
+                mime: info.and_then(|i| i.mimetype.as_deref()),
+                size,
+                kind: $kind,
+            };
+            (described, fetch(shared, $content, size).await?)
+        }};
+    }
     let (described, data) = match msgtype {
-        MessageType::Image(c) => {
-            let info = c.info.as_deref();
-            let d = Described {
-                body: &c.body,
-                filename: c.filename.as_deref(),
-                mime: info.and_then(|i| i.mimetype.as_deref()),
-                size: info.and_then(|i| i.size).map(u64::from),
-                kind: "image",
-            };
-            (d, fetch(shared, c, info.and_then(|i| i.size).map(u64::from)).await?)
-        }
-        MessageType::File(c) => {
-            let info = c.info.as_deref();
-            let d = Described {
-                body: &c.body,
-                filename: c.filename.as_deref(),
-                mime: info.and_then(|i| i.mimetype.as_deref()),
-                size: info.and_then(|i| i.size).map(u64::from),
-                kind: "file",
-            };
-            (d, fetch(shared, c, info.and_then(|i| i.size).map(u64::from)).await?)
-        }
-        MessageType::Audio(c) => {
-            let info = c.info.as_deref();
-            let d = Described {
-                body: &c.body,
-                filename: c.filename.as_deref(),
-                mime: info.and_then(|i| i.mimetype.as_deref()),
-                size: info.and_then(|i| i.size).map(u64::from),
-                kind: "audio",
-            };
-            (d, fetch(shared, c, info.and_then(|i| i.size).map(u64::from)).await?)
-        }
-        MessageType::Video(c) => {
-            let info = c.info.as_deref();
-            let d = Described {
-                body: &c.body,
-                filename: c.filename.as_deref(),
-                mime: info.and_then(|i| i.mimetype.as_deref()),
-                size: info.and_then(|i| i.size).map(u64::from),
-                kind: "video",
-            };
-            (d, fetch(shared, c, info.and_then(|i| i.size).map(u64::from)).await?)
-        }
+        MessageType::Image(content) => described!(content, "image"),
+        MessageType::File(content) => described!(content, "file"),
+        MessageType::Audio(content) => described!(content, "audio"),
+        MessageType::Video(content) => described!(content, "video"),
         _ => return Ok(None),
     };
     // Matrix 1.10 captions: with a `filename` that differs, `body` is the caption.

@@ -185,40 +185,41 @@ impl ChatWorker {
                 let kind = if notice.notify { send::Kind::Text } else { send::Kind::Notice };
                 send::markdown(&room, &notice.text, kind, self.thread.as_deref()).await?;
             }
-            Kind::Selector(menu) => {
-                if let Some(old) = self.selectors.remove(&menu.selector_id) {
-                    self.retract(&room, &old).await;
-                }
-                let event = send::with_buttons(
-                    &self.shared,
-                    &room,
-                    &menu.text,
-                    &menu.buttons,
-                    send::Kind::Text,
-                    self.thread.as_deref(),
-                )
-                .await?;
-                self.selectors.insert(menu.selector_id, event);
-            }
-            Kind::QueueNotice(notice) => {
-                let event = send::with_buttons(
-                    &self.shared,
-                    &room,
-                    &notice.text,
-                    &notice.buttons,
-                    send::Kind::Notice,
-                    self.thread.as_deref(),
-                )
-                .await?;
-                if let Some(old) = self.queue_notices.insert(notice.entry_id, event) {
-                    self.retract(&room, &old).await;
-                }
-            }
+            Kind::Selector(menu) => self.on_selector(&room, menu).await?,
+            Kind::QueueNotice(notice) => self.on_queue_notice(&room, notice).await?,
             Kind::QueueClear(clear) => {
                 if let Some(old) = self.queue_notices.remove(&clear.entry_id) {
                     self.retract(&room, &old).await;
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// A menu with reaction buttons; one with the same id replaces the old one.
+    async fn on_selector(&mut self, room: &Room, menu: pb::SelectorMenu) -> anyhow::Result<()> {
+        if let Some(old) = self.selectors.remove(&menu.selector_id) {
+            self.retract(room, &old).await;
+        }
+        let thread = self.thread.as_deref();
+        let kind = send::Kind::Text;
+        let event =
+            send::with_buttons(&self.shared, room, &menu.text, &menu.buttons, kind, thread).await?;
+        self.selectors.insert(menu.selector_id, event);
+        Ok(())
+    }
+
+    /// A "queued" notice with its cancel button, replacing an older one for the entry.
+    async fn on_queue_notice(
+        &mut self,
+        room: &Room,
+        notice: pb::QueueNotice,
+    ) -> anyhow::Result<()> {
+        let thread = self.thread.as_deref();
+        let (text, buttons, kind) = (&notice.text, &notice.buttons, send::Kind::Notice);
+        let event = send::with_buttons(&self.shared, room, text, buttons, kind, thread).await?;
+        if let Some(old) = self.queue_notices.insert(notice.entry_id, event) {
+            self.retract(room, &old).await;
         }
         Ok(())
     }
