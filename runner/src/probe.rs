@@ -12,6 +12,8 @@ use std::time::{Duration, SystemTime};
 
 use ductor_daemon::config::ProviderConfig;
 use ductor_proto::pb;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
 
 use crate::provider;
 use crate::sandbox::{self, Limits, Spawn};
@@ -55,10 +57,17 @@ pub fn parse_version(output: &str) -> String {
         .to_owned()
 }
 
-async fn run_version(binary: &Path, env: &BTreeMap<String, String>) -> Option<String> {
+/// Runs `<binary> --version` in its own process group (the spawn site's
+/// `setsid`) and SIGKILLs that group once the leader has exited or the
+/// timeout fired, so nothing a version check starts outlives it.
+async fn run_version(
+    binary: &Path,
+    env: &BTreeMap<String, String>,
+    timeout: Duration,
+) -> Option<String> {
     let args = ["--version".to_owned()];
     let cwd = std::env::temp_dir();
-    let command = sandbox::command(Spawn {
+    let mut command = sandbox::command(Spawn {
         program: binary,
         args: &args,
         env,
@@ -66,9 +75,34 @@ async fn run_version(binary: &Path, env: &BTreeMap<String, String>) -> Option<St
         limits: Limits { max_processes: 4096, max_file_bytes: 64 * 1024 * 1024 },
         ruleset: None,
     });
-    let mut command = command;
-    let output = tokio::time::timeout(VERSION_TIMEOUT, command.output()).await.ok()?.ok()?;
-    let text = String::from_utf8_lossy(&output.stdout);
+    let child = match command.spawn() {
+        Ok(child) => child,
+        Err(error) => {
+            tracing::warn!(binary = %binary.display(), %error, "failed to run --version");
+            return None;
+        }
+    };
+    let group = child.id().map(|pid| Pid::from_raw(pid as i32));
+    let waiting = child.wait_with_output();
+    tokio::pin!(waiting);
+    let output = tokio::select! {
+        output = &mut waiting => output.ok(),
+        () = tokio::time::sleep(timeout) => {
+            tracing::warn!(binary = %binary.display(), ?timeout, "--version timed out");
+            None
+        }
+    };
+    // On timeout the leader is not reaped yet (the pinned future owns it), so
+    // the group id cannot have been reused; after an exit it is held by any
+    // member still alive.
+    if let Some(group) = group
+        && let Err(error) = killpg(group, Signal::SIGKILL)
+        && error != nix::errno::Errno::ESRCH
+    {
+        tracing::warn!(%group, %error, "failed to kill a version check's process group");
+    }
+    drop(waiting);
+    let text = String::from_utf8_lossy(&output?.stdout).into_owned();
     let version = parse_version(&text);
     (!version.is_empty()).then_some(version)
 }
@@ -80,7 +114,8 @@ pub async fn provider_info(
     parent_env: &BTreeMap<String, String>,
     versions: &VersionCache,
 ) -> pb::ProviderInfo {
-    let env = sandbox::child_env(provider, parent_env, &[&settings.env], None);
+    let adapter = provider::adapter_env(provider);
+    let env = sandbox::child_env(provider, parent_env, &[&settings.env, &adapter], None);
     let binary_name = settings.binary_or(provider.as_str());
     let binary = sandbox::resolve_binary(&binary_name, env.get("PATH").map(String::as_str));
     let models: Vec<String> = if settings.models.is_empty() {
@@ -92,7 +127,7 @@ pub async fn provider_info(
     if let Some(binary) = &binary {
         version = match versions.cached(binary) {
             Some(version) => version,
-            None => match run_version(binary, &env).await {
+            None => match run_version(binary, &env, VERSION_TIMEOUT).await {
                 Some(found) => {
                     versions.store(binary, &found);
                     found
@@ -116,6 +151,68 @@ pub async fn provider_info(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An executable `sh` script in `dir`.
+    fn script(dir: &Path, body: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join("fake-cli");
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write script");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        path
+    }
+
+    /// True once the pid written to `file` is gone or a zombie (waits up to 10 s).
+    async fn dies(file: &Path) -> bool {
+        let pid = std::fs::read_to_string(file).expect("pid file").trim().to_owned();
+        for _ in 0..200 {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let state = stat.rsplit(')').next().and_then(|r| r.split_whitespace().next());
+            if stat.is_empty() || state == Some("Z") {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    #[tokio::test]
+    async fn a_version_check_gets_the_adapter_env_and_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path().display();
+        // Like gemini without NO_RELAUNCH: a child that outlives the leader.
+        let binary = script(
+            dir.path(),
+            &format!(
+                "echo \"$GEMINI_CLI_NO_RELAUNCH\" > {d}/env\n\
+                 sleep 600 >/dev/null 2>&1 &\necho $! > {d}/child\necho 0.61.0"
+            ),
+        );
+        let settings =
+            ProviderConfig { binary: binary.display().to_string(), ..ProviderConfig::default() };
+        let versions = VersionCache::default();
+        let info =
+            provider_info(Provider::Gemini, &settings, &sandbox::parent_env(), &versions).await;
+        assert_eq!(info.version, "0.61.0");
+        let seen = std::fs::read_to_string(dir.path().join("env")).expect("env written");
+        assert_eq!(seen.trim(), "true", "gemini's --version must not relaunch itself");
+        assert!(dies(&dir.path().join("child")).await, "the version check's child outlived it");
+    }
+
+    #[tokio::test]
+    async fn a_hanging_version_check_is_killed_with_its_group() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path().display();
+        let binary = script(
+            dir.path(),
+            &format!(
+                "sleep 600 >/dev/null 2>&1 &\necho $! > {d}/child\necho $$ > {d}/leader\nwait"
+            ),
+        );
+        let env = sandbox::parent_env();
+        assert_eq!(run_version(&binary, &env, Duration::from_millis(500)).await, None);
+        assert!(dies(&dir.path().join("leader")).await, "the hanging leader survived");
+        assert!(dies(&dir.path().join("child")).await, "the hanging leader's child survived");
+    }
 
     #[test]
     fn versions_are_found_in_each_cli_format() {

@@ -121,6 +121,20 @@ pub fn invocation(
     }
 }
 
+/// Environment every process of this CLI gets, turns and `--version` alike
+/// (gemini relaunches itself as a child node process without
+/// `GEMINI_CLI_NO_RELAUNCH`, and that child would escape signals to the leader).
+pub fn adapter_env(provider: Provider) -> BTreeMap<String, String> {
+    let pairs: &[(&str, &str)] = match provider {
+        Provider::Claude => &[("DISABLE_AUTOUPDATER", "1")],
+        Provider::Codex => &[],
+        Provider::Gemini => {
+            &[("GEMINI_CLI_NO_RELAUNCH", "true"), ("GEMINI_CLI_TRUST_WORKSPACE", "true")]
+        }
+    };
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+}
+
 /// Classifies a run that ended without a result line.
 pub fn classify_failure(
     provider: Provider,

@@ -7,7 +7,7 @@
 //! (also after SIGINT, with `error_during_execution`). Bypass mode needs
 //! `IS_SANDBOX=1` when running as root.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use serde_json::Value;
 
@@ -26,8 +26,7 @@ pub fn invocation(spec: &RunSpec, mode: PermissionMode, config_args: &[String]) 
         ["--output-format", "stream-json", "--verbose", "--include-partial-messages"]
             .map(String::from),
     );
-    let mut env = BTreeMap::new();
-    env.insert("DISABLE_AUTOUPDATER".to_owned(), "1".to_owned());
+    let mut env = super::adapter_env(crate::spec::Provider::Claude);
     match mode {
         PermissionMode::Default => {}
         PermissionMode::AcceptEdits => {

@@ -18,7 +18,7 @@
 //! Flags go before `resume` so they parse at the `exec` level whichever of
 //! them codex marks global; `-c` overrides go before `exec` (root level).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use serde_json::Value;
 
@@ -69,7 +69,7 @@ pub fn invocation(
         args.push("--".into());
     }
     args.push(prompt);
-    Invocation { args, env: BTreeMap::new() }
+    Invocation { args, env: super::adapter_env(crate::spec::Provider::Codex) }
 }
 
 /// Codex `exec --json` parser state.

@@ -6,7 +6,7 @@
 //! (`GEMINI_SYSTEM_MD` replaces it), so the addition is put in front of the
 //! prompt. Interrupted runs exit 0 without a `result` line.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use serde_json::Value;
 
@@ -42,11 +42,7 @@ pub fn invocation(spec: &RunSpec, mode: PermissionMode, config_args: &[String]) 
     }
     args.extend(config_args.iter().cloned());
     args.extend(spec.extra_args.iter().cloned());
-    let env = BTreeMap::from([
-        ("GEMINI_CLI_NO_RELAUNCH".to_owned(), "true".to_owned()),
-        ("GEMINI_CLI_TRUST_WORKSPACE".to_owned(), "true".to_owned()),
-    ]);
-    Invocation { args, env }
+    Invocation { args, env: super::adapter_env(crate::spec::Provider::Gemini) }
 }
 
 /// Gemini stream-json parser state.
