@@ -42,8 +42,10 @@ pub struct Shared {
     pub inbound: mpsc::Sender<pb::InboundEvent>,
     /// `workspace/matrix_files`.
     pub files_dir: PathBuf,
-    /// Events older than this are skipped (first sync of a new device only).
-    pub cutoff: Option<MilliSecondsSinceUnixEpoch>,
+    /// Events older than this are skipped, during the first sync of a new
+    /// device only (afterwards the sync token says what is new, and a
+    /// homeserver clock behind ours must not drop fresh messages).
+    pub cutoff: Mutex<Option<MilliSecondsSinceUnixEpoch>>,
 }
 
 /// What Health reports.
@@ -100,7 +102,7 @@ pub async fn run(
         buttons: Mutex::new(ButtonTracker::load(matrix_dir(home).join("buttons.json"))),
         inbound: inbound_tx,
         files_dir: home.workspace().join("matrix_files"),
-        cutoff: (!session.synced_before).then(MilliSecondsSinceUnixEpoch::now),
+        cutoff: Mutex::new((!session.synced_before).then(MilliSecondsSinceUnixEpoch::now)),
         config,
     });
     let handlers = inbound::register(&shared);
@@ -117,6 +119,7 @@ pub async fn run(
         handlers.into_iter().for_each(|h| client.remove_event_handler(h));
         return Err(fatal_or_context(error)).context("first sync with the homeserver");
     }
+    *shared.cutoff.lock().expect("lock is never poisoned") = None;
     session.mark_synced()?;
     status.syncing.store(true, Ordering::Relaxed);
     tracing::info!(user = %shared.own_user, device = ?client.device_id(), "synced with the homeserver");

@@ -51,7 +51,7 @@ pub fn register(shared: &Arc<Shared>) -> Vec<EventHandlerHandle> {
 }
 
 fn is_old(shared: &Shared, ts: MilliSecondsSinceUnixEpoch) -> bool {
-    shared.cutoff.is_some_and(|cutoff| ts < cutoff)
+    shared.cutoff.lock().expect("lock is never poisoned").is_some_and(|cutoff| ts < cutoff)
 }
 
 /// Common checks: not our own event, joined, new enough, sender and room allowed.
