@@ -101,7 +101,8 @@ async fn run_version(
     {
         tracing::warn!(%group, %error, "failed to kill a version check's process group");
     }
-    drop(waiting);
+    // `waiting` (and with it an unreaped leader) is dropped on return; the
+    // child was started with `kill_on_drop`, so tokio reaps it in the background.
     let text = String::from_utf8_lossy(&output?.stdout).into_owned();
     let version = parse_version(&text);
     (!version.is_empty()).then_some(version)
