@@ -647,3 +647,33 @@ async fn a_thread_is_a_topic_and_is_answered_in_the_thread() {
     );
     gateway.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_device_does_not_answer_history() {
+    let Some(synapse) = synapse("a_new_device_does_not_answer_history") else { return };
+    let world = World::new(synapse, default_script()).await;
+    let gateway = world.start_gateway();
+    let room = world.plain_room(&[]).await;
+    world.say(&room, "old message").await;
+    world.alice.wait_message(&room, &world.bot, "echo: old message").await;
+    gateway.stop().await;
+
+    // A fresh home: a new login, a first sync that carries the room's history.
+    let dir = tempfile::tempdir().expect("second home");
+    let home = DuctorHome::at(dir.path());
+    let core = FakeCore::start(&home, default_script()).await;
+    let second = Gateway::start(&home, world.config());
+    core.wait_for("the new gateway's hello", WAIT, |r| (!r.hellos.is_empty()).then_some(())).await;
+    world.say(&room, "new message").await;
+    world.alice.wait_message(&room, &world.bot, "echo: new message").await;
+    assert_eq!(core.texts(), vec!["new message".to_owned()], "history was not forwarded");
+    assert_ne!(second.device_id(), gateway_device(&world.home));
+    second.stop().await;
+}
+
+fn gateway_device(home: &DuctorHome) -> String {
+    let path = home.root().join("matrix/session.json");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(path).expect("session.json")).expect("json");
+    json["device_id"].as_str().expect("device_id").to_owned()
+}
