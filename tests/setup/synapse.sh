@@ -12,6 +12,9 @@
 #   SYNAPSE_URL=http://127.0.0.1:<port>
 #   SYNAPSE_SECRET=<registration shared secret>
 # Everything lives in tests/.cache/synapse/ (git-ignored); DUCTOR_SYNAPSE_CACHE moves it.
+# The port is chosen free once and kept (DUCTOR_SYNAPSE_PORT fixes it). A started server
+# keeps running after the tests (the next run reuses it in well under a second); `stop` ends it.
+# Test accounts use bcrypt_rounds 4, so password logins take milliseconds.
 # The server: server_name `localhost`, sqlite, client API only (no federation listener,
 # empty key-server and federation whitelists), `enable_registration: false` (tests register
 # with the shared secret), every rc_* rate limit very high, presence/URL previews/metrics off.
