@@ -132,6 +132,8 @@ fn claude_interrupts() {
     assert!(r.is_error, "SIGINT still prints a result, marked as error");
     assert!(error_kinds(&sigint).is_empty(), "an interrupt is not a model error");
     assert!(text(&sigint).starts_with("chunk00"));
+    assert_eq!(r.text, text(&sigint), "an interrupted reply is the partial text seen so far");
+    assert!(!r.text.contains("ede_diagnostic"), "diagnostics go to the log only: {:?}", r.text);
     let sigterm = parse(Provider::Claude, "claude-sigterm.jsonl");
     assert!(!sigterm.iter().any(|e| matches!(e, Event::Result(_))), "SIGTERM: no result line");
     let error = provider::classify_failure(

@@ -357,11 +357,14 @@ async fn tools_model_errors_and_interrupts_map_to_events() {
     let mut spec = fx.spec("slow:40");
     spec.run_id = "to-interrupt".into();
     let mut stream = fx.stream(spec).await;
-    until(&mut stream, |k| matches!(k, Kind::Text(_))).await;
+    let first = until(&mut stream, |k| matches!(k, Kind::Text(_))).await;
     assert!(fx.signal("to-interrupt", pb::SignalKind::Interrupt).await);
     let rest = collect(stream).await;
     assert_eq!(outcome(&rest), pb::RunOutcome::Interrupted, "{rest:?}");
-    assert!(result(&rest).is_error);
+    let interrupted = result(&rest);
+    assert!(interrupted.is_error);
+    let streamed = text(&first) + &text(&rest);
+    assert_eq!(interrupted.text, streamed, "the partial reply, never claude's diagnostic");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

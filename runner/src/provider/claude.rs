@@ -66,6 +66,8 @@ pub struct Parser {
     /// Partial messages are on: text already streamed as deltas.
     streaming: bool,
     tool_names: HashMap<String, String>,
+    /// Assistant text since the last tool call: the reply of an interrupted turn.
+    reply: String,
 }
 
 impl Parser {
@@ -86,7 +88,8 @@ impl Parser {
                 Ok(())
             }
             "result" => {
-                result(line, out);
+                let partial = std::mem::take(&mut self.reply);
+                result(line, partial, out);
                 Ok(())
             }
             // Replies to stdin control requests (stream-json input) carry nothing for us.
@@ -151,6 +154,7 @@ impl Parser {
                 self.streaming = true;
                 let text = str_of(delta, "text");
                 if !text.is_empty() {
+                    self.reply.push_str(text);
                     out.push(Event::Text(text.to_owned()));
                 }
             }
@@ -177,6 +181,7 @@ impl Parser {
                 "text" if !self.streaming && !synthetic => {
                     let text = str_of(block, "text");
                     if !text.is_empty() {
+                        self.reply.push_str(text);
                         out.push(Event::Text(text.to_owned()));
                     }
                 }
@@ -187,6 +192,7 @@ impl Parser {
                     }
                 }
                 "tool_use" => {
+                    self.reply.clear();
                     let id = str_of(block, "id").to_owned();
                     let name = str_of(block, "name").to_owned();
                     self.tool_names.insert(id.clone(), name.clone());
@@ -224,15 +230,34 @@ fn content_text(block: &Value) -> String {
     }
 }
 
-fn result(line: &Value, out: &mut Vec<Event>) {
+/// Prefix of claude's internal diagnostics in `errors` (log only, never reply text).
+const DIAGNOSTIC: &str = "[ede_diagnostic]";
+
+/// The result line. An interrupted turn (`terminal_reason` `aborted_*`)
+/// answers with the partial reply seen so far, never with the `errors`
+/// array, which then holds only claude's internal diagnostics.
+fn result(line: &Value, partial: String, out: &mut Vec<Event>) {
     let is_error = line.get("is_error").and_then(Value::as_bool).unwrap_or(false);
-    let errors: Vec<&str> = line
+    let (diagnostics, errors): (Vec<&str>, Vec<&str>) = line
         .get("errors")
         .and_then(Value::as_array)
-        .map(|list| list.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
+        .map(|list| list.iter().filter_map(Value::as_str).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .partition(|e| e.starts_with(DIAGNOSTIC));
+    if !diagnostics.is_empty() {
+        tracing::info!(
+            session_id = str_of(line, "session_id"),
+            terminal_reason = str_of(line, "terminal_reason"),
+            diagnostics = %diagnostics.join("; "),
+            "claude reported diagnostics"
+        );
+    }
+    let aborted = str_of(line, "terminal_reason").starts_with("aborted");
     let mut text = str_of(line, "result").to_owned();
-    if text.is_empty() && is_error {
+    if aborted {
+        text = partial;
+    } else if text.is_empty() && is_error {
         text = errors.join("\n");
     }
     if is_error && let Some(error) = classify_result(line, &text) {

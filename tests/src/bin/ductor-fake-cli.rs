@@ -168,7 +168,7 @@ impl Turn {
             "message":{"role":"user","content":[{"type":"text","text":"[Request interrupted by user]"}]}}));
         emit(&json!({"type":"result","subtype":"error_during_execution","is_error":true,
             "session_id":self.session,"num_turns":self.turns,"terminal_reason":"aborted_streaming",
-            "errors":["interrupted"],"duration_ms":self.started.elapsed().as_millis() as u64,
+            "errors":["[ede_diagnostic] result_type=user last_content_type=n/a stop_reason=null"],"duration_ms":self.started.elapsed().as_millis() as u64,
             "usage":{"input_tokens":0,"output_tokens":0}}));
         std::process::exit(0)
     }
