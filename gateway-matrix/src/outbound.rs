@@ -169,17 +169,20 @@ impl ChatWorker {
                 }
             }
             Kind::Status(_) => self.start_typing(&room),
+            // The answer goes out first; clearing "typing" can wait a moment.
             Kind::FinalReply(reply) => {
-                self.stop_typing().await;
                 let result = self.on_final(&room, reply).await;
                 self.turn = Turn::default();
+                self.stop_typing().await;
                 result?;
             }
             Kind::Error(error) => {
-                self.stop_typing().await;
                 self.turn = Turn::default();
                 let text = format!("⚠️ {}", error.message);
-                send::markdown(&room, &text, send::Kind::Text, self.thread.as_deref()).await?;
+                let result =
+                    send::markdown(&room, &text, send::Kind::Text, self.thread.as_deref()).await;
+                self.stop_typing().await;
+                result?;
             }
             Kind::Notice(notice) => {
                 let kind = if notice.notify { send::Kind::Text } else { send::Kind::Notice };
