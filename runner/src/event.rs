@@ -76,9 +76,12 @@ pub struct RunResult {
     pub usage: Usage,
     /// Cost in USD when the provider reports one.
     pub cost_usd: Option<f64>,
-    /// Duration reported by the CLI, in milliseconds (0 when unknown).
+    /// Duration of the turn in milliseconds: the CLI's figure, or (codex,
+    /// or a CLI that gives none) the runner's clock from spawn to the result line.
     pub duration_ms: u64,
-    /// Model turns reported by the CLI (0 when unknown).
+    /// Model turns (model requests) of this run: claude's `num_turns`; for
+    /// codex and gemini, tool batches + 1, where a batch is a run of tool
+    /// calls without assistant text between them. 0 means unknown.
     pub num_turns: u32,
 }
 

@@ -106,6 +106,35 @@ impl Parser {
     }
 }
 
+/// Counts model turns for CLIs that do not report them: tool batches + 1,
+/// where a batch is a run of tool calls without assistant text between them
+/// (each batch ends one model request; the final answer is one more).
+#[derive(Debug, Default)]
+pub struct Turns {
+    batches: u32,
+    in_batch: bool,
+}
+
+impl Turns {
+    /// A tool call started.
+    pub fn tool(&mut self) {
+        if !self.in_batch {
+            self.in_batch = true;
+            self.batches += 1;
+        }
+    }
+
+    /// Assistant text arrived (ends a batch).
+    pub fn text(&mut self) {
+        self.in_batch = false;
+    }
+
+    /// Model turns so far.
+    pub fn count(&self) -> u32 {
+        self.batches + 1
+    }
+}
+
 /// argv and adapter environment for `spec` with the effective permission
 /// mode; `confined` tells whether the runner's own Landlock fence applies.
 pub fn invocation(

@@ -555,6 +555,10 @@ impl Supervisor {
             match &mut event {
                 Event::Session(id) => self.hooks.session(id),
                 Event::Result(result) => {
+                    if result.duration_ms == 0 {
+                        // The CLI gave none (codex): the runner's own clock since spawn.
+                        result.duration_ms = self.started.elapsed().as_millis() as u64;
+                    }
                     self.result = Some(result.is_error);
                     self.hooks.session(&result.session_id);
                 }

@@ -156,7 +156,9 @@ fn codex_turns_tools_and_usage() {
     assert!(r.usage.input_tokens > 0);
     let resumed = parse(Provider::Codex, "codex-resume.jsonl");
     assert!(!result(&resumed).is_error);
+    assert_eq!(r.num_turns, 1, "no tools: one model turn");
     let tool = parse(Provider::Codex, "codex-tool.jsonl");
+    assert_eq!(result(&tool).num_turns, 2, "one tool round trip + the answer");
     assert_eq!(
         tools(&tool),
         vec![
@@ -210,7 +212,9 @@ fn gemini_deltas_tools_and_results() {
         assert_eq!(text(&events), r.text, "{name}");
         assert!(!r.is_error && r.usage.input_tokens > 0, "{name}");
     }
+    assert_eq!(result(&parse(Provider::Gemini, "gemini-simple.jsonl")).num_turns, 1);
     let tool = parse(Provider::Gemini, "gemini-tool.jsonl");
+    assert_eq!(result(&tool).num_turns, 2, "one tool round trip + the answer");
     assert_eq!(
         tools(&tool),
         vec![

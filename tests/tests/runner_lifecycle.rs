@@ -349,6 +349,9 @@ async fn tools_model_errors_and_interrupts_map_to_events() {
         |k| matches!(k, Kind::ToolFinished(t) if t.ok && t.output == "hi" && t.name == "Bash")
     ));
 
+    let timed = result(&fx.run(fx.spec("no-duration")).await);
+    assert!(timed.duration_ms > 0, "the runner's clock fills a missing duration: {timed:?}");
+
     let error = fx.run(fx.spec("error")).await;
     assert!(errors(&error).contains(&(pb::ErrorKind::ModelApi, false)), "{error:?}");
     assert!(result(&error).is_error);

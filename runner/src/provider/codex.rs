@@ -22,7 +22,7 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use super::{ExitInfo, Invocation, Unknown, mentions, str_of, tool_summary, u64_of};
+use super::{ExitInfo, Invocation, Turns, Unknown, mentions, str_of, tool_summary, u64_of};
 use crate::event::{ErrorKind, Event, RunError, RunResult, Usage, one_line, tail};
 use crate::spec::{PermissionMode, RunSpec};
 
@@ -79,6 +79,7 @@ pub struct Parser {
     last_message: String,
     pending_error: Option<String>,
     tools: HashMap<String, String>,
+    turns: Turns,
 }
 
 impl Parser {
@@ -139,7 +140,7 @@ impl Parser {
             },
             cost_usd: None,
             duration_ms: 0,
-            num_turns: 0,
+            num_turns: self.turns.count(),
         }
     }
 
@@ -149,6 +150,7 @@ impl Parser {
         let kind = str_of(item, "type");
         match (kind, completed) {
             ("agent_message", true) => {
+                self.turns.text();
                 let text = str_of(item, "text");
                 if !text.is_empty() {
                     self.last_message = text.to_owned();
@@ -166,6 +168,7 @@ impl Parser {
                 detail: one_line(str_of(item, "message"), 300),
             }),
             ("command_execution", false) => {
+                self.turns.tool();
                 self.tools.insert(id.clone(), "shell".into());
                 out.push(Event::ToolStarted {
                     id,
@@ -180,6 +183,7 @@ impl Parser {
             }
             ("agent_message" | "reasoning" | "error", false) => {}
             (other, false) => {
+                self.turns.tool();
                 let name = tool_name(other, item);
                 self.tools.insert(id.clone(), name.clone());
                 out.push(Event::ToolStarted { id, name, summary: tool_summary(item) });
@@ -195,6 +199,7 @@ impl Parser {
     /// A ToolFinished, preceded by a ToolStarted when codex printed only the completion.
     fn finish(&mut self, id: String, name: &str, ok: bool, output: String, out: &mut Vec<Event>) {
         if self.tools.remove(&id).is_none() {
+            self.turns.tool();
             out.push(Event::ToolStarted {
                 id: id.clone(),
                 name: name.to_owned(),

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use super::{ExitInfo, Invocation, Unknown, mentions, str_of, tool_summary, u64_of};
+use super::{ExitInfo, Invocation, Turns, Unknown, mentions, str_of, tool_summary, u64_of};
 use crate::event::{ErrorKind, Event, RunError, RunResult, Usage, one_line, tail};
 use crate::spec::{PermissionMode, RunSpec};
 
@@ -52,6 +52,7 @@ pub struct Parser {
     /// Assistant text since the last tool call (the reply).
     reply: String,
     tools: HashMap<String, String>,
+    turns: Turns,
 }
 
 impl Parser {
@@ -66,12 +67,14 @@ impl Parser {
                 if str_of(line, "role") == "assistant" {
                     let text = str_of(line, "content");
                     if !text.is_empty() {
+                        self.turns.text();
                         self.reply.push_str(text);
                         out.push(Event::Text(text.to_owned()));
                     }
                 }
             }
             "tool_use" => {
+                self.turns.tool();
                 self.reply.clear();
                 let id = str_of(line, "tool_id").to_owned();
                 let name = str_of(line, "tool_name").to_owned();
@@ -138,7 +141,7 @@ impl Parser {
             },
             cost_usd: None,
             duration_ms: u64_of(&stats, "duration_ms"),
-            num_turns: 0,
+            num_turns: self.turns.count(),
         }));
     }
 }

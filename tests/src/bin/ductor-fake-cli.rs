@@ -23,6 +23,7 @@
 //! | `ignore-sigterm` | ignore SIGTERM, then hang (only SIGKILL ends it) |
 //! | `fork-grandchildren` | start `sh` with two background `sleep 600`, print their pids in a `system/status` (`grandchildren <pid> <pid>`), reply, exit 0 leaving them behind |
 //! | `leave-member` | start `sleep 600` in its own process group (no parent-death signal, like the native codex under its npm wrapper), print `member <pid>` in a `system/status`, then hang |
+//! | `no-duration` | the reply's `result` line has no `duration_ms` and no `num_turns` |
 //! | `garbage` | print non-JSON lines and a JSON array before the reply |
 //! | `huge-line` | print one 20 MiB line before the reply |
 //! | `crash-mid-stream` | two deltas, then abort (SIGABRT) |
@@ -248,6 +249,10 @@ fn main() {
         return;
     }
     set_handler(Signal::SIGINT, SigHandler::Handler(on_sigint));
+    if has(&args.prompt, "ignore-sigterm") {
+        // Before `system/init`: callers send SIGTERM as soon as they see the session.
+        set_handler(Signal::SIGTERM, SigHandler::SigIgn);
+    }
     let state = state_dir();
     let _ = std::fs::create_dir_all(state.join("sessions"));
     let _ = std::fs::write(state.join("last-argv.json"), json!(args.raw).to_string());
@@ -364,6 +369,11 @@ fn reply(prompt: &str, turn: &Turn) {
     turn.stream(&text, n, gap);
     turn.assistant(json!({"type":"text","text":text}));
     if has(prompt, "no-result") {
+        return;
+    }
+    if has(prompt, "no-duration") {
+        // Like codex and gemini without stats: the runner's clock must fill it.
+        turn.result(&text, false, json!({"duration_ms": null, "num_turns": null}));
         return;
     }
     turn.result(&text, false, json!({}));
