@@ -45,6 +45,13 @@ impl Session {
     /// Restores the saved session, or logs in with the password the first time.
     pub async fn open(dir: &Path, config: &MatrixConfig) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+        // The store and session are the bot's identity: private to this user.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("make {} private", dir.display()))?;
+        }
         let file = dir.join("session.json");
         let store = dir.join("store");
         let saved = read_session(&file)?.filter(|saved| {

@@ -312,6 +312,9 @@ async fn restart_keeps_the_device_and_does_not_answer_old_messages() {
     let menu = world.alice.wait_message(&room, &world.bot, "sonnet").await;
     let Seen::Message { event_id: menu_id, .. } = menu else { unreachable!("a message") };
     let device = gateway.device_id();
+    let matrix_dir = world.home.root().join("matrix");
+    assert_eq!(mode(&matrix_dir), 0o700, "the store and session are private");
+    assert_eq!(mode(&matrix_dir.join("session.json")), 0o600);
     gateway.stop().await;
 
     world.say(&room, "while down").await;
@@ -676,4 +679,9 @@ fn gateway_device(home: &DuctorHome) -> String {
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(path).expect("session.json")).expect("json");
     json["device_id"].as_str().expect("device_id").to_owned()
+}
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).expect("metadata").permissions().mode() & 0o777
 }
