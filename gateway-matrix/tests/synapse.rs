@@ -589,6 +589,16 @@ async fn end_to_end_with_real_core_runner_and_fake_cli() {
 
     let down = ductorctl(&["down"]);
     std::mem::forget(guard);
+    let session: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(home.path().join("matrix/session.json")).expect("session.json"),
+    )
+    .expect("session json");
+    let token = session["access_token"].as_str().expect("token").to_owned();
+    for log in std::fs::read_dir(home.path().join("logs")).into_iter().flatten().flatten() {
+        let text = std::fs::read_to_string(log.path()).unwrap_or_default();
+        assert!(!text.contains(&token), "{} leaks the access token", log.path().display());
+        assert!(!text.contains(BOT_PASSWORD), "{} leaks the password", log.path().display());
+    }
     if !down.status.success() || std::env::var_os("DUCTOR_E2E_LOGS").is_some() {
         for log in std::fs::read_dir(home.path().join("logs")).into_iter().flatten().flatten() {
             eprintln!(
