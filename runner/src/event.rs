@@ -53,14 +53,24 @@ impl ErrorKind {
 }
 
 /// Token counts of a result.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {
-    /// Prompt tokens (including cached ones where the provider counts them so).
+    /// Every prompt token, cached ones included (claude's figures are summed up to this).
     pub input_tokens: u64,
     /// Completion tokens.
     pub output_tokens: u64,
     /// Prompt tokens served from a cache.
     pub cached_input_tokens: u64,
+}
+
+impl Usage {
+    fn into_pb(self) -> pb::Usage {
+        pb::Usage {
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            cached_input_tokens: self.cached_input_tokens,
+        }
+    }
 }
 
 /// The final result line of a turn.
@@ -72,10 +82,15 @@ pub struct RunResult {
     pub session_id: String,
     /// The CLI reported the turn as failed.
     pub is_error: bool,
-    /// Token usage, as the provider reports it.
-    pub usage: Usage,
-    /// Cost in USD when the provider reports one.
+    /// Tokens of this run only; `None` when the CLI reports only running
+    /// totals (codex).
+    pub usage: Option<Usage>,
+    /// Cost of this run only, in USD, when derivable.
     pub cost_usd: Option<f64>,
+    /// The CLI's running token totals for the whole provider session (claude, codex).
+    pub session_usage: Option<Usage>,
+    /// The CLI's running cost total for the session (claude).
+    pub session_cost_usd: Option<f64>,
     /// Duration of the turn in milliseconds: the CLI's figure, or (codex,
     /// or a CLI that gives none) the runner's clock from spawn to the result line.
     pub duration_ms: u64,
@@ -236,14 +251,12 @@ impl Event {
                 text: result.text,
                 session_id: result.session_id,
                 is_error: result.is_error,
-                usage: Some(pb::Usage {
-                    input_tokens: result.usage.input_tokens,
-                    output_tokens: result.usage.output_tokens,
-                    cached_input_tokens: result.usage.cached_input_tokens,
-                }),
+                usage: result.usage.map(Usage::into_pb),
                 cost_usd: result.cost_usd,
                 duration_ms: result.duration_ms,
                 num_turns: result.num_turns,
+                session_usage: result.session_usage.map(Usage::into_pb),
+                session_cost_usd: result.session_cost_usd,
             }),
             Self::Error(error) => Kind::Error(pb::RunError {
                 kind: error.kind.to_pb() as i32,

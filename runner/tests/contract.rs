@@ -77,9 +77,20 @@ fn claude_simple_and_resume_keep_the_session() {
     assert_eq!(text(&first), r.text, "without partial messages the assistant block is the text");
     assert!(r.cost_usd.is_some_and(|c| c > 0.0));
     assert_eq!(r.num_turns, 1);
-    assert!(r.usage.input_tokens > 0 && r.usage.output_tokens > 0);
+    assert_eq!(r.usage.map(|u| (u.input_tokens, u.output_tokens)), Some((2563, 14)));
+    assert_eq!(r.session_usage, r.usage, "the first turn is the whole session");
+    assert_eq!(r.session_cost_usd, r.cost_usd);
     let resumed = parse(Provider::Claude, "claude-resume.jsonl");
-    assert_eq!(result(&resumed).session_id, "35b004d7-0575-47f9-b609-b25c6f670fec");
+    let second = result(&resumed);
+    assert_eq!(second.session_id, "35b004d7-0575-47f9-b609-b25c6f670fec");
+    // Per run: this turn only; session: the CLI's running totals.
+    assert_eq!(second.usage.map(|u| (u.input_tokens, u.output_tokens)), Some((2601, 13)));
+    assert!(second.cost_usd.is_some_and(|c| (c - 0.010664).abs() < 1e-9), "{second:?}");
+    assert_eq!(
+        second.session_usage.map(|u| (u.input_tokens, u.output_tokens)),
+        Some((2563 + 2601, 14 + 13))
+    );
+    assert!(second.session_cost_usd.is_some_and(|c| (c - 0.021196).abs() < 1e-9));
 }
 
 #[test]
@@ -133,6 +144,12 @@ fn claude_interrupts() {
     assert!(error_kinds(&sigint).is_empty(), "an interrupt is not a model error");
     assert!(text(&sigint).starts_with("chunk00"));
     assert_eq!(r.text, text(&sigint), "an interrupted reply is the partial text seen so far");
+    assert_eq!(
+        r.usage.map(|u| (u.input_tokens, u.output_tokens)),
+        Some((2563, 11)),
+        "the aborted request counts (`usage` itself is zero)"
+    );
+    assert!(r.cost_usd.is_some_and(|c| (c - 0.010472).abs() < 1e-9));
     assert!(!r.text.contains("ede_diagnostic"), "diagnostics go to the log only: {:?}", r.text);
     let sigterm = parse(Provider::Claude, "claude-sigterm.jsonl");
     assert!(!sigterm.iter().any(|e| matches!(e, Event::Result(_))), "SIGTERM: no result line");
@@ -152,10 +169,17 @@ fn codex_turns_tools_and_usage() {
     let r = result(&simple);
     assert_eq!(session(&simple), r.session_id);
     assert_eq!(text(&simple), r.text);
-    assert!(r.cost_usd.is_none());
-    assert!(r.usage.input_tokens > 0);
-    let resumed = parse(Provider::Codex, "codex-resume.jsonl");
-    assert!(!result(&resumed).is_error);
+    assert!(r.cost_usd.is_none() && r.session_cost_usd.is_none());
+    assert_eq!(r.usage, None, "codex reports only thread totals: per-run usage is unknown");
+    assert_eq!(r.session_usage.map(|u| (u.input_tokens, u.output_tokens)), Some((6941, 50)));
+    let resumed = result(&parse(Provider::Codex, "codex-resume.jsonl"));
+    assert!(!resumed.is_error);
+    assert_eq!(resumed.usage, None);
+    assert_eq!(
+        resumed.session_usage.map(|u| (u.input_tokens, u.output_tokens)),
+        Some((13974, 99)),
+        "thread totals keep growing on resume"
+    );
     assert_eq!(r.num_turns, 1, "no tools: one model turn");
     let tool = parse(Provider::Codex, "codex-tool.jsonl");
     assert_eq!(result(&tool).num_turns, 2, "one tool round trip + the answer");
@@ -210,7 +234,8 @@ fn gemini_deltas_tools_and_results() {
         let r = result(&events);
         assert_eq!(session(&events), r.session_id, "{name}");
         assert_eq!(text(&events), r.text, "{name}");
-        assert!(!r.is_error && r.usage.input_tokens > 0, "{name}");
+        assert!(!r.is_error && r.usage.is_some_and(|u| u.input_tokens > 0), "{name}");
+        assert_eq!((r.session_usage, r.session_cost_usd), (None, None), "gemini: per run only");
     }
     assert_eq!(result(&parse(Provider::Gemini, "gemini-simple.jsonl")).num_turns, 1);
     let tool = parse(Provider::Gemini, "gemini-tool.jsonl");

@@ -263,20 +263,55 @@ fn result(line: &Value, partial: String, out: &mut Vec<Event>) {
     if is_error && let Some(error) = classify_result(line, &text) {
         out.push(Event::Error(error));
     }
-    let usage = line.get("usage").cloned().unwrap_or(Value::Null);
+    // Per run: `model_usage_since_last_result` (also counts an aborted
+    // request, where `usage` is zero), else `usage`; `total_cost_usd` and
+    // `modelUsage` are running totals for the session.
+    let (usage, cost_usd) = match model_usage(line.get("model_usage_since_last_result")) {
+        Some((usage, cost)) => (Some(usage), cost),
+        None => (line.get("usage").filter(|u| u.is_object()).map(api_usage), None),
+    };
     out.push(Event::Result(RunResult {
         text,
         session_id: str_of(line, "session_id").to_owned(),
         is_error,
-        usage: Usage {
-            input_tokens: u64_of(&usage, "input_tokens"),
-            output_tokens: u64_of(&usage, "output_tokens"),
-            cached_input_tokens: u64_of(&usage, "cache_read_input_tokens"),
-        },
-        cost_usd: line.get("total_cost_usd").and_then(Value::as_f64),
+        usage,
+        cost_usd,
+        session_usage: model_usage(line.get("modelUsage")).map(|(usage, _)| usage),
+        session_cost_usd: line.get("total_cost_usd").and_then(Value::as_f64),
         duration_ms: u64_of(line, "duration_ms"),
         num_turns: u32::try_from(u64_of(line, "num_turns")).unwrap_or(u32::MAX),
     }));
+}
+
+/// The API's `usage` block: input excludes cache reads and writes, which are added.
+fn api_usage(usage: &Value) -> Usage {
+    let cached = u64_of(usage, "cache_read_input_tokens");
+    Usage {
+        input_tokens: u64_of(usage, "input_tokens")
+            + cached
+            + u64_of(usage, "cache_creation_input_tokens"),
+        output_tokens: u64_of(usage, "output_tokens"),
+        cached_input_tokens: cached,
+    }
+}
+
+/// Tokens and cost summed over a per-model map (`modelUsage`,
+/// `model_usage_since_last_result`); `None` when the map is missing.
+fn model_usage(models: Option<&Value>) -> Option<(Usage, Option<f64>)> {
+    let models = models?.as_object()?;
+    let mut usage = Usage::default();
+    let mut cost: Option<f64> = None;
+    for model in models.values() {
+        let cached = u64_of(model, "cacheReadInputTokens");
+        usage.input_tokens +=
+            u64_of(model, "inputTokens") + cached + u64_of(model, "cacheCreationInputTokens");
+        usage.output_tokens += u64_of(model, "outputTokens");
+        usage.cached_input_tokens += cached;
+        if let Some(c) = model.get("costUSD").and_then(Value::as_f64) {
+            cost = Some(cost.unwrap_or(0.0) + c);
+        }
+    }
+    Some((usage, cost))
 }
 
 /// The error kind of an error result, if it is one callers branch on.

@@ -133,12 +133,16 @@ impl Parser {
             text: self.last_message.clone(),
             session_id: self.thread_id.clone(),
             is_error,
-            usage: Usage {
+            // `turn.completed.usage` is cumulative for the thread and the
+            // previous total is unknown here: per-run usage stays empty.
+            usage: None,
+            cost_usd: None,
+            session_usage: usage.is_object().then(|| Usage {
                 input_tokens: u64_of(&usage, "input_tokens"),
                 output_tokens: u64_of(&usage, "output_tokens"),
                 cached_input_tokens: u64_of(&usage, "cached_input_tokens"),
-            },
-            cost_usd: None,
+            }),
+            session_cost_usd: None,
             duration_ms: 0,
             num_turns: self.turns.count(),
         }

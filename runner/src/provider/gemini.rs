@@ -134,12 +134,15 @@ impl Parser {
             text,
             session_id: self.session_id.clone(),
             is_error,
-            usage: Usage {
+            // Gemini's stats are per run (`input_tokens` counts cached ones).
+            usage: stats.is_object().then(|| Usage {
                 input_tokens: u64_of(&stats, "input_tokens"),
                 output_tokens: u64_of(&stats, "output_tokens"),
                 cached_input_tokens: u64_of(&stats, "cached"),
-            },
+            }),
             cost_usd: None,
+            session_usage: None,
+            session_cost_usd: None,
             duration_ms: u64_of(&stats, "duration_ms"),
             num_turns: self.turns.count(),
         }));
