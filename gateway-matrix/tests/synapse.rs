@@ -695,3 +695,24 @@ fn mode(path: &std::path::Path) -> u32 {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::metadata(path).expect("metadata").permissions().mode() & 0o777
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_wait_for_core_to_come_back() {
+    let Some(synapse) = synapse("messages_wait_for_core_to_come_back") else { return };
+    let mut world = World::new(synapse, default_script()).await;
+    let gateway = world.start_gateway();
+    let room = world.plain_room(&[]).await;
+    world.say(&room, "core is up").await;
+    world.alice.wait_message(&room, &world.bot, "echo: core is up").await;
+
+    // Core goes away; a message sent meanwhile is delivered once it is back.
+    let core = std::mem::replace(&mut world.core, FakeCore::start_later());
+    core.stop().await;
+    world.say(&room, "while core is down").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    world.core = FakeCore::start(&world.home, default_script()).await;
+    world.alice.wait_message(&room, &world.bot, "echo: while core is down").await;
+    let hellos = world.core.recorded.lock().expect("not poisoned").hellos.len();
+    assert_eq!(hellos, 1, "the gateway attached again to the new core");
+    gateway.stop().await;
+}

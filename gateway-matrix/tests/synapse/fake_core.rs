@@ -32,6 +32,7 @@ pub struct FakeCore {
     pub recorded: Arc<Mutex<Recorded>>,
     changed: Arc<Notify>,
     stop: CancellationToken,
+    server: Option<tokio::task::JoinHandle<()>>,
 }
 
 struct Service {
@@ -39,6 +40,7 @@ struct Service {
     recorded: Arc<Mutex<Recorded>>,
     changed: Arc<Notify>,
     next_action: Arc<AtomicU64>,
+    stop: CancellationToken,
 }
 
 impl FakeCore {
@@ -51,7 +53,10 @@ impl FakeCore {
             script,
             recorded: recorded.clone(),
             changed: changed.clone(),
-            next_action: Arc::new(AtomicU64::new(1)),
+            // Action ids keep increasing across fake-core restarts, as a real
+            // core's outbox ids do (the gateway skips ids it already delivered).
+            next_action: Arc::new(AtomicU64::new(first_action_id())),
+            stop: stop.clone(),
         };
         ductor_proto::transport::prepare_socket_dir(home.run_dir()).expect("prepare the run dir");
         let incoming = ductor_proto::transport::bind(&home.socket(ServiceName::Core))
@@ -60,10 +65,25 @@ impl FakeCore {
         let router = tonic::transport::Server::builder()
             .add_service(pb::core_server::CoreServer::new(service));
         let token = stop.clone();
-        tokio::spawn(async move {
+        let server = tokio::spawn(async move {
             let _ = router.serve_with_incoming_shutdown(incoming, token.cancelled_owned()).await;
         });
-        Self { recorded, changed, stop }
+        Self { recorded, changed, stop, server: Some(server) }
+    }
+
+    /// A placeholder that serves nothing (to be replaced by [`FakeCore::start`]).
+    pub fn start_later() -> Self {
+        let stop = CancellationToken::new();
+        stop.cancel();
+        Self { recorded: Arc::default(), changed: Arc::default(), stop, server: None }
+    }
+
+    /// Stops serving and waits until the socket is gone (a core going down).
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
     }
 
     /// Waits until `check` holds for the recording (panics after `timeout`).
@@ -105,6 +125,11 @@ impl Drop for FakeCore {
     }
 }
 
+fn first_action_id() -> u64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    now.map(|d| d.as_micros() as u64).unwrap_or(1)
+}
+
 type AttachStream = Pin<Box<dyn Stream<Item = Result<pb::CoreMessage, tonic::Status>> + Send>>;
 
 fn core_message(msg: pb::core_message::Msg) -> Result<pb::CoreMessage, tonic::Status> {
@@ -125,8 +150,14 @@ impl pb::core_server::Core for Service {
         let recorded = self.recorded.clone();
         let changed = self.changed.clone();
         let next_action = self.next_action.clone();
+        let stop = self.stop.clone();
         tokio::spawn(async move {
-            while let Ok(Some(message)) = incoming.message().await {
+            loop {
+                let message = tokio::select! {
+                    () = stop.cancelled() => break,
+                    message = incoming.message() => message,
+                };
+                let Ok(Some(message)) = message else { break };
                 match message.msg {
                     Some(pb::gateway_message::Msg::Hello(hello)) => {
                         recorded.lock().expect("not poisoned").hellos.push(hello);
