@@ -337,10 +337,15 @@ pub struct RunResult {
     pub input_tokens: u64,
     /// Output tokens.
     pub output_tokens: u64,
-    /// Cost, when the provider reports one.
+    /// Cost of this run, when the provider reports one.
     pub cost_usd: Option<f64>,
     /// Wall time reported by the provider.
     pub duration_ms: u64,
+    /// The provider session's running token totals (input, output) when the
+    /// CLI reports them: they replace the bucket's counters instead of adding.
+    pub session_tokens: Option<(u64, u64)>,
+    /// The provider session's running cost when the CLI reports it.
+    pub session_cost_usd: Option<f64>,
 }
 
 /// Why a run failed, as the runner classified it.

@@ -169,15 +169,18 @@ pub fn run_event_from_pb(event: pb::RunEvent) -> Result<Option<RunEvent>, Protoc
             detail: format!("{}: {}", denied.tool_name, denied.message),
         },
         Kind::Result(result) => {
+            // `usage` is this run only; its input_tokens already count cached ones.
             let usage = result.usage.unwrap_or_default();
             RunEvent::Result(RunResult {
                 text: result.text,
                 session_id: result.session_id,
                 is_error: result.is_error,
-                input_tokens: usage.input_tokens + usage.cached_input_tokens,
+                input_tokens: usage.input_tokens,
                 output_tokens: usage.output_tokens,
                 cost_usd: result.cost_usd,
                 duration_ms: result.duration_ms,
+                session_tokens: result.session_usage.map(|u| (u.input_tokens, u.output_tokens)),
+                session_cost_usd: result.session_cost_usd,
             })
         }
         Kind::Error(error) => RunEvent::Error(RunError {

@@ -587,3 +587,45 @@ fn diagnose_lists_recent_errors() {
     assert!(text.contains("0.0.0-test") && text.contains("agent: test"), "{text}");
     assert!(text.contains("crashed"), "{text}");
 }
+
+#[test]
+fn session_totals_reported_by_the_cli_replace_the_bucket_counters() {
+    let mut h = harness();
+    let turn = |h: &mut Harness, prompt: &str, result: RunResult| {
+        let run_id = starts(&h.say(prompt))[0].run_id.clone();
+        h.run(&run_id, RunEvent::Session("sess-1".into()));
+        let mut effects = h.run(&run_id, RunEvent::Result(result));
+        effects.extend(h.run(&run_id, RunEvent::Exited(RunOutcome::Completed)));
+        saved_bucket(&effects, "claude").expect("bucket saved")
+    };
+    let first = RunResult {
+        session_id: "sess-1".into(),
+        input_tokens: 100,
+        output_tokens: 20,
+        cost_usd: Some(0.01),
+        session_tokens: Some((100, 20)),
+        session_cost_usd: Some(0.01),
+        ..Default::default()
+    };
+    let bucket = turn(&mut h, "one", first);
+    assert_eq!((bucket.input_tokens, bucket.output_tokens), (100, 20));
+    // Codex-like: no per-run usage, only the thread's running totals.
+    let second = RunResult {
+        session_id: "sess-1".into(),
+        session_tokens: Some((250, 45)),
+        session_cost_usd: Some(0.03),
+        ..Default::default()
+    };
+    let bucket = turn(&mut h, "two", second);
+    assert_eq!((bucket.input_tokens, bucket.output_tokens), (250, 45), "not 350/65");
+    assert!((bucket.cost_usd - 0.03).abs() < 1e-9, "{}", bucket.cost_usd);
+    // Per-run figures only (gemini): added to the running total.
+    let third = RunResult {
+        session_id: "sess-1".into(),
+        input_tokens: 10,
+        output_tokens: 5,
+        ..Default::default()
+    };
+    let bucket = turn(&mut h, "three", third);
+    assert_eq!((bucket.input_tokens, bucket.output_tokens), (260, 50));
+}

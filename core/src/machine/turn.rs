@@ -290,9 +290,21 @@ impl<E: Env> Machine<E> {
                 bucket.session_id = Some(result.session_id.clone());
             }
             bucket.message_count += 1;
-            bucket.input_tokens += result.input_tokens;
-            bucket.output_tokens += result.output_tokens;
-            bucket.cost_usd += result.cost_usd.unwrap_or(0.0);
+            // The CLI's running totals, when reported, are the session's; else add this run.
+            match result.session_tokens {
+                Some((input, output)) => {
+                    bucket.input_tokens = input;
+                    bucket.output_tokens = output;
+                }
+                None => {
+                    bucket.input_tokens += result.input_tokens;
+                    bucket.output_tokens += result.output_tokens;
+                }
+            }
+            match result.session_cost_usd {
+                Some(total) => bucket.cost_usd = total,
+                None => bucket.cost_usd += result.cost_usd.unwrap_or(0.0),
+            }
             bucket.last_active = Some(now);
             self.save(key);
         }
