@@ -88,6 +88,50 @@ async fn up_brings_every_configured_service_to_healthy_and_down_leaves_nothing()
     assert_down(&env).await;
 }
 
+/// The variables of a running process, or `None` when this user may not read
+/// them (the runner is non-dumpable: only a privileged user can).
+fn environ(pid: u32) -> Option<Vec<String>> {
+    match std::fs::read(format!("/proc/{pid}/environ")) {
+        Ok(bytes) => Some(
+            bytes.split(|b| *b == 0).map(|v| String::from_utf8_lossy(v).into_owned()).collect(),
+        ),
+        Err(error) if error.kind() == std::io::ErrorKind::PermissionDenied => None,
+        Err(error) => panic!("read /proc/{pid}/environ: {error}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_secrets_reach_only_their_gateway() {
+    const TOKEN: &str = "123456:TEST-token-from-the-environment";
+    const PASSWORD: &str = "matrix-password-from-the-environment";
+    let telegram = FakeTelegram::start().await;
+    let config = format!(
+        "{FAST_LAUNCHER}\n[telegram]\nenabled = true\napi_url = \"{}\"\nallowed_user_ids = [1]\n",
+        telegram.url()
+    );
+    let mut env = TestEnv::with_config(&config);
+    env.set_env("DUCTOR_TELEGRAM_TOKEN", TOKEN);
+    env.set_env("DUCTOR_MATRIX_PASSWORD", PASSWORD);
+    let up = env.ductorctl(&["up", "--detach"]).await;
+    assert!(up.status.success(), "up --detach failed: {}", stderr(&up));
+    let status = env.status().await;
+    let mut read = 0;
+    for row in status["services"].as_array().expect("services") {
+        assert_eq!(row["state"], "healthy", "runner and core start without the token: {row}");
+        let service = row["service"].as_str().expect("name");
+        let Some(vars) = environ(pid_of(row)) else {
+            println!("{service}: environment unreadable for this user (non-dumpable)");
+            continue;
+        };
+        read += 1;
+        assert!(!vars.iter().any(|v| v.contains(PASSWORD)), "{service} got the Matrix password");
+        let has_token = vars.iter().any(|v| v.contains(TOKEN));
+        assert_eq!(has_token, service == "telegram", "{service}: token present = {has_token}");
+    }
+    assert!(read >= 2, "core's and the gateway's environments are readable");
+    assert_down(&env).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_each_service_is_restarted_and_clients_reconnect() {
     let telegram = FakeTelegram::start().await;

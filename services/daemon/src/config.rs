@@ -22,6 +22,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::paths::ServiceName;
+
 pub use agent::{AgentConfig, FileAccess, PermissionModeSetting};
 pub use automation::{CleanupConfig, HeartbeatConfig, HeartbeatTarget, WebhooksConfig};
 pub use gateways::{MatrixConfig, MatrixStreaming, TelegramConfig};
@@ -116,12 +118,7 @@ impl Config {
     /// Loads `path` (a missing file means all defaults), resolves secrets from
     /// `env` and secret files, and validates.
     pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(source) => return Err(ConfigError::Read { path: path.to_path_buf(), source }),
-        };
-        Self::parse(&text, path, env)
+        Self::load_with(path, env, true)
     }
 
     /// Like [`Config::load`] on the process environment.
@@ -129,11 +126,41 @@ impl Config {
         Self::load(path, &|name| std::env::var(name).ok())
     }
 
+    /// Like [`Config::load_from_env`] in `service`: a gateway's secret is
+    /// required only by that gateway, since the launcher withholds secrets
+    /// from the services that do not use them.
+    pub fn load_for_service(path: &Path, service: ServiceName) -> Result<Self, ConfigError> {
+        let gateway_secrets = service == ServiceName::Telegram;
+        Self::load_with(path, &|name| std::env::var(name).ok(), gateway_secrets)
+    }
+
+    fn load_with(
+        path: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+        gateway_secrets: bool,
+    ) -> Result<Self, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(source) => return Err(ConfigError::Read { path: path.to_path_buf(), source }),
+        };
+        Self::parse_with(&text, path, env, gateway_secrets)
+    }
+
     /// Parses TOML text; `path` is only used in messages.
     pub fn parse(
         text: &str,
         path: &Path,
         env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        Self::parse_with(text, path, env, true)
+    }
+
+    fn parse_with(
+        text: &str,
+        path: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+        gateway_secrets: bool,
     ) -> Result<Self, ConfigError> {
         let parse_error = |key: String, message: String| ConfigError::Parse {
             path: path.to_path_buf(),
@@ -153,7 +180,7 @@ impl Config {
             message: i.message,
         };
         config.resolve_secrets(env).map_err(invalid)?;
-        config.validate().map_err(invalid)?;
+        config.validate_with(gateway_secrets).map_err(invalid)?;
         Ok(config)
     }
 
@@ -165,10 +192,15 @@ impl Config {
 
     /// Cross-field checks; the first problem found is returned.
     pub fn validate(&self) -> Result<(), Invalid> {
+        self.validate_with(true)
+    }
+
+    /// [`Config::validate`]; `gateway_secrets` = an enabled gateway must have its secret.
+    fn validate_with(&self, gateway_secrets: bool) -> Result<(), Invalid> {
         self.agent.validate()?;
         self.runner.validate()?;
         self.providers.validate()?;
-        self.telegram.validate()?;
+        self.telegram.validate(gateway_secrets)?;
         self.matrix.validate()?;
         self.webhooks.validate()?;
         self.heartbeat.validate()?;

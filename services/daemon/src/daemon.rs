@@ -81,7 +81,7 @@ where
         Ok(home) => home.unwrap_or_else(DuctorHome::from_env),
         Err(code) => return code,
     };
-    let config = match Config::load_from_env(&home.config_file()) {
+    let config = match Config::load_for_service(&home.config_file(), service) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("{}: invalid configuration: {error}", service.binary());

@@ -396,7 +396,38 @@ fn spawn_service(context: &Context, service: ServiceName) -> anyhow::Result<Chil
         .stdout(log)
         .stderr(stderr)
         .process_group(0);
+    for name in withheld_secrets(service, std::env::vars_os().map(|(name, _)| name)) {
+        command.env_remove(name);
+    }
     command.spawn().with_context(|| format!("spawn {}", binary.display()))
+}
+
+/// The secret variable a service itself needs (a gateway's credential).
+fn own_secret(service: ServiceName) -> Option<&'static str> {
+    match service {
+        ServiceName::Telegram => Some("DUCTOR_TELEGRAM_TOKEN"),
+        ServiceName::Matrix => Some("DUCTOR_MATRIX_PASSWORD"),
+        ServiceName::Runner | ServiceName::Core => None,
+    }
+}
+
+/// Variables of the launcher's environment that `service` must not inherit:
+/// every `DUCTOR_*_TOKEN`, `DUCTOR_*_PASSWORD` and `DUCTOR_*_SECRET` except
+/// the service's own. Only the gateway that uses a secret gets it; the runner
+/// (whose children are agent CLIs) and core get none.
+fn withheld_secrets(
+    service: ServiceName,
+    names: impl Iterator<Item = std::ffi::OsString>,
+) -> Vec<std::ffi::OsString> {
+    let own = own_secret(service);
+    names
+        .filter(|name| {
+            let Some(name) = name.to_str() else { return false };
+            name.starts_with("DUCTOR_")
+                && ["_TOKEN", "_PASSWORD", "_SECRET"].iter().any(|s| name.ends_with(s))
+                && Some(name) != own
+        })
+        .collect()
 }
 
 /// Starts the service once and runs it until it exits or a request ends it.
@@ -513,6 +544,36 @@ pub async fn stop_child(child: &mut Child, grace: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_gateway_that_uses_a_secret_inherits_it() {
+        let names = || {
+            [
+                "DUCTOR_TELEGRAM_TOKEN",
+                "DUCTOR_MATRIX_PASSWORD",
+                "DUCTOR_AGENT_TOKEN",
+                "DUCTOR_HOME",
+                "PATH",
+                "ANTHROPIC_API_KEY",
+            ]
+            .into_iter()
+            .map(std::ffi::OsString::from)
+        };
+        let withheld = |service| -> Vec<String> {
+            withheld_secrets(service, names())
+                .into_iter()
+                .filter_map(|n| n.into_string().ok())
+                .collect()
+        };
+        let all = ["DUCTOR_TELEGRAM_TOKEN", "DUCTOR_MATRIX_PASSWORD", "DUCTOR_AGENT_TOKEN"];
+        assert_eq!(withheld(ServiceName::Runner), all);
+        assert_eq!(withheld(ServiceName::Core), all);
+        assert_eq!(
+            withheld(ServiceName::Telegram),
+            ["DUCTOR_MATRIX_PASSWORD", "DUCTOR_AGENT_TOKEN"]
+        );
+        assert_eq!(withheld(ServiceName::Matrix), ["DUCTOR_TELEGRAM_TOKEN", "DUCTOR_AGENT_TOKEN"]);
+    }
 
     fn policy() -> LauncherConfig {
         LauncherConfig {

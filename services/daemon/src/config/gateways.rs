@@ -62,8 +62,9 @@ impl TelegramConfig {
         Ok(())
     }
 
-    pub(crate) fn validate(&self) -> Result<(), Invalid> {
-        if self.enabled && self.token.is_empty() {
+    /// `require_token`: false in services that never use the token.
+    pub(crate) fn validate(&self, require_token: bool) -> Result<(), Invalid> {
+        if require_token && self.enabled && self.token.is_empty() {
             return Err(Invalid::new(
                 "telegram.token",
                 "the Telegram gateway is enabled but has no token (set it, DUCTOR_TELEGRAM_TOKEN, or token_file)",
