@@ -86,6 +86,28 @@ async fn resume(cli: Cli) {
     assert!(!result.is_error, "{}", second.dump());
     assert_eq!(result.session_id, session, "resumed in the same session");
     assert!(result.text.contains(&echo("which word was it")));
+    assert!(result.duration_ms > 0 && result.num_turns >= 1, "{result:?}");
+    // `usage`/`cost_usd` are this run's; `session_*` are the CLI's running totals.
+    let earlier = first.result().expect("a first result");
+    match cli {
+        Cli::Claude => {
+            let (cost, total) =
+                (result.cost_usd.expect("cost"), result.session_cost_usd.expect("total"));
+            assert!(total > cost && cost > 0.0, "{result:?}");
+            let (run, session) =
+                (result.usage.expect("usage"), result.session_usage.expect("totals"));
+            assert!(session.input_tokens > run.input_tokens, "{result:?}");
+        }
+        Cli::Codex => {
+            assert_eq!(result.usage, None, "codex reports thread totals only: {result:?}");
+            let before = earlier.session_usage.expect("thread totals").input_tokens;
+            assert!(result.session_usage.expect("thread totals").input_tokens > before);
+        }
+        Cli::Gemini => {
+            assert!(result.usage.is_some_and(|u| u.input_tokens > 0), "{result:?}");
+            assert_eq!((result.session_usage, result.session_cost_usd), (None, None));
+        }
+    }
 
     let turns = rig.fake.generations();
     let last = turns.last().expect("model calls");
@@ -215,6 +237,11 @@ async fn interrupt(cli: Cli) {
 
     assert_eq!(t.outcome(), pb::RunOutcome::Interrupted, "{}", t.dump());
     assert!(!t.text().contains("chunk49"), "the reply was cut\n{}", t.dump());
+    if let Some(result) = t.result() {
+        // Claude prints a result after SIGINT: its text is the partial reply, not a diagnostic.
+        assert!(!result.text.contains("ede_diagnostic"), "{}", t.dump());
+        assert!(t.text().starts_with(&result.text), "{}", t.dump());
+    }
     assert!(
         rig.fake.wait_until(patience(), |p| p.streams_aborted >= 1).await,
         "the CLI hung up on the model stream: {:?}",
