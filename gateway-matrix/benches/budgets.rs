@@ -57,6 +57,33 @@ fn rss_kib(pid: u32) -> (u64, u64, u64) {
     (field("VmRSS:"), field("RssAnon:"), field("RssFile:"))
 }
 
+/// The five mappings with the most resident memory, as "name KiB" pairs.
+fn largest_mappings(pid: u32) -> String {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let mut current = String::new();
+    let mut sizes: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    for line in smaps.lines() {
+        if let Some(kib) = line.strip_prefix("Rss:") {
+            let kib: u64 = kib.trim().trim_end_matches("kB").trim().parse().unwrap_or(0);
+            *sizes.entry(current.clone()).or_default() += kib;
+        } else if line
+            .split_whitespace()
+            .next()
+            .is_some_and(|f| f.contains('-') && !f.ends_with(':'))
+        {
+            current = line.split_whitespace().nth(5).unwrap_or("[anonymous]").to_owned();
+        }
+    }
+    let mut sizes: Vec<_> = sizes.into_iter().collect();
+    sizes.sort_by(|a, b| b.1.cmp(&a.1));
+    sizes
+        .iter()
+        .take(5)
+        .map(|(name, kib)| format!("{name} {kib} KiB"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 async fn round_trip(alice: &TestUser, room: &RoomId, bot: &UserId, text: &str) -> Duration {
     let started = Instant::now();
     alice.room(room).send(RoomMessageEventContent::text_plain(text)).await.expect("send");
@@ -101,6 +128,7 @@ async fn main() {
 
     tokio::time::sleep(Duration::from_secs(3)).await;
     let idle_rss = rss_kib(gateway.id());
+    let mappings = largest_mappings(gateway.id());
     stop_gateway(gateway);
 
     // Restart: the message is sent right after the process starts; the
@@ -130,6 +158,7 @@ async fn main() {
     };
     println!("  idle RSS after 6 encrypted round trips:    {} (target < 40 MB)", show(idle_rss));
     println!("  idle RSS after a restart:                  {}", show(idle_rss_restarted));
+    println!("  largest resident mappings: {mappings}");
     println!("  restart to first answered message:         {restart:?} (target < 3 s)");
     println!("  encrypted round trip, first (key exchange): {first:?}");
     println!(
