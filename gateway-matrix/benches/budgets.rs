@@ -75,7 +75,7 @@ fn largest_mappings(pid: u32) -> String {
         }
     }
     let mut sizes: Vec<_> = sizes.into_iter().collect();
-    sizes.sort_by(|a, b| b.1.cmp(&a.1));
+    sizes.sort_by_key(|entry| std::cmp::Reverse(entry.1));
     sizes
         .iter()
         .take(5)
