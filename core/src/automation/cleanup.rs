@@ -125,6 +125,23 @@ pub fn due(
     config.enabled && past_hour && last_sweep_day != Some(local.date())
 }
 
+/// Where the day of the last sweep is kept: beside the workspace (in
+/// `$DUCTOR_HOME`), not inside it, where the agent could write it.
+fn marker_path(workspace: &Path) -> std::path::PathBuf {
+    workspace.parent().unwrap_or(workspace).join("cleanup-last-sweep")
+}
+
+/// The day of the last sweep, if one was recorded.
+fn read_last_sweep(marker: &Path) -> Option<Date> {
+    std::fs::read_to_string(marker).ok()?.trim().parse().ok()
+}
+
+fn write_last_sweep(marker: &Path, day: Date) {
+    if let Err(error) = std::fs::write(marker, day.to_string()) {
+        tracing::warn!(path = %marker.display(), %error, "cleanup: record the sweep day");
+    }
+}
+
 /// Runs the sweep daily until `shutdown`, checking every 10 minutes.
 pub async fn run(
     config: CleanupConfig,
@@ -133,16 +150,16 @@ pub async fn run(
     clock: SharedClock,
     shutdown: CancellationToken,
 ) {
-    let mut last_day: Option<Date> = None;
-    // A restart after today's check hour does not sweep again today.
-    let start = clock.now().to_zoned(zone.clone());
-    if i16::from(start.hour() as u8) >= i16::from(config.check_hour) {
-        last_day = Some(start.date());
-    }
+    // The day of the last sweep survives restarts, so a core restarted every
+    // day after `check_hour` still sweeps once a day, and never twice.
+    let marker = marker_path(&workspace);
+    let mut last_day = read_last_sweep(&marker);
     loop {
         let now = clock.now();
         if due(&config, now, &zone, last_day) {
-            last_day = Some(now.to_zoned(zone.clone()).date());
+            let today = now.to_zoned(zone.clone()).date();
+            last_day = Some(today);
+            write_last_sweep(&marker, today);
             let (workspace, config) = (workspace.clone(), config.clone());
             let at = SystemTime::from(now);
             match tokio::task::spawn_blocking(move || sweep(&workspace, &config, at)).await {
@@ -242,5 +259,52 @@ mod tests {
         assert!(due(&config, ts("2026-05-02T01:10:00Z"), &berlin, Some(today)));
         let off = CleanupConfig { enabled: false, ..config };
         assert!(!due(&off, ts("2026-05-02T01:10:00Z"), &berlin, None));
+    }
+    /// Waits (bounded) until `path` is gone; false when it stays.
+    async fn gone(path: &Path) -> bool {
+        for _ in 0..200 {
+            if !path.exists() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    }
+
+    #[tokio::test]
+    async fn a_restart_after_the_check_hour_sweeps_once_per_day_not_never() {
+        use crate::automation::clock::{Clock, ManualClock};
+        let home = tempfile::tempdir().unwrap();
+        let workspace = home.path().join("workspace");
+        let clock = ManualClock::new("2026-05-01T10:00:00Z".parse().unwrap());
+        let start = |clock: &ManualClock| {
+            let shutdown = CancellationToken::new();
+            tokio::spawn(run(
+                CleanupConfig::default(),
+                workspace.clone(),
+                TimeZone::UTC,
+                std::sync::Arc::new(clock.clone()),
+                shutdown.clone(),
+            ));
+            shutdown
+        };
+        let stale = workspace.join("output_to_user/stale.txt");
+        // First start, after today's check hour, with no sweep recorded: it sweeps.
+        // File ages are judged against the (manual) clock, not the wall clock.
+        let clock_now = SystemTime::from(clock.now());
+        touch(&stale, 90, clock_now);
+        let first = start(&clock);
+        assert!(gone(&stale).await, "a start after the check hour with no sweep today must sweep");
+        first.cancel();
+        let recorded = std::fs::read_to_string(home.path().join("cleanup-last-sweep")).unwrap();
+        assert_eq!(recorded, "2026-05-01");
+        // A restart the same day does not sweep again.
+        touch(&stale, 90, clock_now);
+        let second = start(&clock);
+        assert!(!gone(&stale).await, "a restart on a day already swept must not sweep again");
+        // The next day it does, without any further restart.
+        clock.advance(jiff::SignedDuration::from_hours(24));
+        assert!(gone(&stale).await, "the next day's sweep must run");
+        second.cancel();
     }
 }
