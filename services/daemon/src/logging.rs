@@ -1,5 +1,5 @@
 //! The one tracing setup. `DUCTOR_LOG` takes an `EnvFilter` directive (default
-//! `info`); `DUCTOR_LOG_FORMAT` is `plain` (default) or `json`. Output goes to
+//! [`DEFAULT_FILTER`]); `DUCTOR_LOG_FORMAT` is `plain` (default) or `json`. Output goes to
 //! stderr: the launcher redirects it to `$DUCTOR_HOME/logs/<service>.log`,
 //! systemd to the journal, docker to its log driver.
 
@@ -24,13 +24,19 @@ pub fn format_from_env() -> Result<LogFormat, String> {
     }
 }
 
+/// The filter used when `DUCTOR_LOG` is unset or empty: `info`, except that
+/// matrix-sdk's key-backup module is limited to errors, because without a
+/// server-side key backup (the bot never sets one up) it warns "no backup key
+/// was found" for every room key it receives.
+pub const DEFAULT_FILTER: &str = "info,matrix_sdk_crypto::backups=error";
+
 /// Reads `DUCTOR_LOG`; an invalid directive is an error naming it.
 pub fn filter_from_env() -> Result<EnvFilter, String> {
     match std::env::var("DUCTOR_LOG") {
         Ok(directives) if !directives.is_empty() => {
             EnvFilter::try_new(&directives).map_err(|e| format!("DUCTOR_LOG: {e}"))
         }
-        _ => Ok(EnvFilter::new("info")),
+        _ => Ok(EnvFilter::new(DEFAULT_FILTER)),
     }
 }
 
@@ -47,5 +53,18 @@ pub fn init(service: &str, format: LogFormat, filter: EnvFilter) {
     };
     if result.is_ok() {
         tracing::debug!(service, "tracing initialised");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_filter_parses_and_quiets_key_backup_warnings() {
+        let filter = EnvFilter::try_new(DEFAULT_FILTER).expect("the default filter parses");
+        let shown = filter.to_string();
+        assert!(shown.contains("matrix_sdk_crypto::backups=error"), "{shown}");
+        assert!(shown.split(',').any(|d| d == "info"), "{shown}");
     }
 }
