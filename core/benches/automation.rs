@@ -14,8 +14,10 @@ use ductor_core::automation::schedule::Schedule;
 use ductor_core::automation::scheduler::{
     BoxFuture, Fire, JobHandler, JobSpec, MissedPolicy, Registration, Scheduler, Skip,
 };
+use ductor_core::automation::store as db;
 use ductor_core::automation::webhook::server::{HookRegistry, ServerSettings, router, serve};
 use ductor_core::automation::webhook::{HookAuth, HookMode, Webhook};
+use ductor_core::store::Store;
 use jiff::{SignedDuration, Timestamp};
 use tokio_util::sync::CancellationToken;
 
@@ -67,6 +69,7 @@ struct Listener {
     url: String,
     accepted: Arc<AtomicU64>,
     _stop: tokio_util::sync::DropGuard,
+    _dir: tempfile::TempDir,
 }
 
 async fn listener(rate_limit_per_minute: u32) -> Listener {
@@ -74,20 +77,28 @@ async fn listener(rate_limit_per_minute: u32) -> Listener {
     hooks.upsert(hook()).expect("valid hook");
     let settings =
         ServerSettings { max_body_bytes: 262_144, rate_limit_per_minute, queue_capacity: 256 };
-    let (router, mut events) = router(&settings, hooks, Arc::new(SystemClock));
+    // The journal on disk, as in core: every 202 is one WAL commit.
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let journal =
+        Store::open(&dir.path().join("state.db"), db::MIGRATIONS).expect("open the journal");
+    let (router, mut events) = router(&settings, hooks, Arc::new(SystemClock), journal.clone());
     let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
     let url = format!("http://{}/hooks/bench", tcp.local_addr().expect("address"));
     let stop = CancellationToken::new();
     tokio::spawn(serve(tcp, router, stop.clone()));
     let accepted = Arc::new(AtomicU64::new(0));
     let counter = accepted.clone();
-    // The consumer stands in for the engine: it takes events as fast as they come.
+    // The consumer stands in for the engine: it takes events as fast as they
+    // come and, like a run entering the history, clears their journal rows.
     tokio::spawn(async move {
-        while events.recv().await.is_some() {
+        while let Some(event) = events.recv().await {
+            if let Some(id) = event.inbox {
+                let _ = journal.call(move |c| Ok(db::drop_event(c, id))).await;
+            }
             counter.fetch_add(1, Ordering::Relaxed);
         }
     });
-    Listener { url, accepted, _stop: stop.drop_guard() }
+    Listener { url, accepted, _stop: stop.drop_guard(), _dir: dir }
 }
 
 async fn post(client: &reqwest::Client, url: &str) -> u16 {

@@ -19,6 +19,7 @@ pub mod credential;
 pub mod engine;
 pub mod grpc;
 pub mod heartbeat;
+mod inbox;
 pub mod manage;
 pub mod model;
 pub mod ports;

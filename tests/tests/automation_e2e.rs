@@ -356,6 +356,89 @@ async fn webhooks_in_both_modes() {
     assert!(env.ductorctl(&["down"]).await.status.success());
 }
 
+/// A 202 is a promise: a request accepted just before core is killed is
+/// handled by the next core. The request waits in its dependency lane behind
+/// a run that hangs, so it is accepted (journaled) but not yet started when
+/// core gets SIGKILL; the restarted core runs and delivers it, marked replayed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_accepted_before_core_is_killed_is_handled_after_the_restart() {
+    let port = free_port();
+    let env = fake_claude_env(&format!("[webhooks]\nenabled = true\nport = {port}\n"));
+    up(&env).await;
+    let hook = |name: &'static str, template: &'static str| {
+        let env = &env;
+        async move {
+            let args = [
+                "webhook",
+                "add",
+                name,
+                "--mode",
+                "cron_task",
+                "--prompt-template",
+                template,
+                "--dependency",
+                "lane",
+                "--transport",
+                TRANSPORT,
+                "--chat",
+                CHAT,
+            ];
+            bearer(&ctl(env, &args).await)
+        }
+    };
+    let blocker = hook("blocker", "hang {{x}}").await;
+    let ci = hook("ci", "after-crash {{status}}").await;
+    let gone = hook("gone", "never-runs {{x}}").await;
+    let client = reqwest::Client::new();
+    let post = |id: &str, token: &str, body: &'static str| {
+        client
+            .post(format!("http://127.0.0.1:{port}/hooks/{id}"))
+            .header("content-type", "application/json")
+            .bearer_auth(token)
+            .body(body)
+            .send()
+    };
+    let status = |r: reqwest::Response| r.status().as_u16();
+    assert_eq!(post("blocker", &blocker, r#"{"x":1}"#).await.map(status).expect("post"), 202);
+    history_until(&env, &["webhook", "history", "blocker"], "the blocker running", |l| {
+        l.contains("running")
+    })
+    .await;
+    assert_eq!(post("ci", &ci, r#"{"status":"red"}"#).await.map(status).expect("post"), 202);
+    let waiting = ctl(&env, &["webhook", "history", "ci"]).await;
+    assert!(waiting.contains("No runs yet"), "queued behind the blocker: {waiting}");
+    // Accepted, then its hook removed: after the restart it cannot run, and says so.
+    assert_eq!(post("gone", &gone, r#"{"x":2}"#).await.map(status).expect("post"), 202);
+    ctl(&env, &["webhook", "remove", "gone"]).await;
+
+    let core = env.service_status("core").await.expect("core row");
+    let old_pid = core["pid"].as_u64().expect("core pid") as u32;
+    harness::signal(old_pid, nix::sys::signal::Signal::SIGKILL);
+    wait_for("core restarted", async || {
+        let row = env.service_status("core").await?;
+        (row["state"] == "healthy" && row["pid"].as_u64() != Some(u64::from(old_pid))).then_some(())
+    })
+    .await;
+
+    let mut gateway = Gateway::connect(&env).await;
+    let reply = gateway.final_containing("after-crash red", harness::patience()).await;
+    assert!(reply.contains("untrusted"), "the same fenced prompt: {reply}");
+    let line = history_until(&env, &["webhook", "history", "ci"], "the replayed run", |l| {
+        l.contains("delivery ok")
+    })
+    .await;
+    assert!(line.contains("replayed") && line.contains("success"), "{line}");
+    // The run core was killed in is closed honestly, not replayed.
+    let blocked = ctl(&env, &["webhook", "history", "blocker"]).await;
+    assert!(blocked.contains("interrupted") && !blocked.contains("replayed"), "{blocked}");
+    assert_eq!(blocked.lines().count(), 1, "{blocked}");
+    gateway.say("/status").await;
+    let status = gateway.text_containing("Automation failures", harness::patience(), true).await;
+    assert!(status.contains("gone") && status.contains("hook_removed"), "{status}");
+    assert!(!status.contains("never-runs"), "{status}");
+    assert!(env.ductorctl(&["down"]).await.status.success());
+}
+
 /// What the fake CLI prints for `sh:<ductorctl ARGS>` run inside an agent turn of `chat`.
 async fn as_agent(env: &TestEnv, chat: &str, args: &str) -> String {
     let ductorctl = harness::binary("ductorctl");

@@ -68,7 +68,7 @@ pub enum AutomationError {
 /// Prefix of the fire ids of webhook `cron_task` runs in the dependency queue.
 const HOOK_FIRE_PREFIX: &str = "hook:";
 /// Webhook events handled at once.
-const WEBHOOK_CONCURRENCY: usize = 16;
+pub(super) const WEBHOOK_CONCURRENCY: usize = 16;
 /// Recent acknowledgements remembered for receipts recorded after the ack.
 const EARLY_ACKS: usize = 4096;
 /// Longest result text kept in the history of a failed run.
@@ -163,6 +163,8 @@ impl Automation {
         for (id, error) in this.inner.hooks.replace_all(this.db(db::list_hooks).await?) {
             tracing::error!(hook = id, %error, "webhook not loaded");
         }
+        // Before the listener: the journal then holds only what the last process left.
+        this.replay_journal().await?;
         let config = &parts.config;
         // A taken port must not take the chats down with it: logged, and the
         // rest of core (and automation) runs without the listener.
@@ -206,8 +208,12 @@ impl Automation {
         use super::webhook::server::{ServerSettings, router, serve};
         use anyhow::Context as _;
         let settings = ServerSettings::from_config(&config.webhooks);
-        let (router, events) =
-            router(&settings, self.inner.hooks.clone(), self.inner.clock.clone());
+        let (router, events) = router(
+            &settings,
+            self.inner.hooks.clone(),
+            self.inner.clock.clone(),
+            self.inner.store.clone(),
+        );
         let address = format!("{}:{}", config.webhooks.host, config.webhooks.port);
         let listener = tokio::net::TcpListener::bind(&address)
             .await
@@ -400,6 +406,7 @@ impl Automation {
             scheduled_at: fire.scheduled_at,
             prompt,
             note,
+            inbox: None,
         };
         self.execute(run).await;
     }
@@ -407,10 +414,14 @@ impl Automation {
     /// Runs a one-shot job in its folder, records it and delivers the result.
     async fn execute(&self, job: Job) {
         let now = self.inner.clock.now();
-        let (kind, source, trigger, scheduled) =
-            (job.kind, job.source.clone(), job.trigger.clone(), job.scheduled_at);
+        let (kind, source, trigger, scheduled, inbox) =
+            (job.kind, job.source.clone(), job.trigger.clone(), job.scheduled_at, job.inbox);
         let run_id = match self
-            .db(move |c| db::start_run(c, kind, &source, &trigger, scheduled, now, "running"))
+            .db(move |c| {
+                db::claiming(c, inbox, |c| {
+                    db::start_run(c, kind, &source, &trigger, scheduled, now, "running")
+                })
+            })
             .await
         {
             Ok(id) => id,
@@ -515,17 +526,13 @@ impl Automation {
         let quiet = super::model::quiet_hours(hook.quiet_start, hook.quiet_end).ok().flatten();
         if quiet.is_some_and(|q| q.contains(event.received_at, &self.inner.zone)) {
             let (id, now) = (hook.id.clone(), self.inner.clock.now());
+            let (inbox, trigger) = (event.inbox, event.trigger("webhook"));
             let run = self
                 .db(move |c| {
-                    db::start_run(
-                        c,
-                        RunKind::Webhook,
-                        &id,
-                        "webhook",
-                        at,
-                        now,
-                        "skipped:quiet_hours",
-                    )
+                    db::claiming(c, inbox, |c| {
+                        let status = "skipped:quiet_hours";
+                        db::start_run(c, RunKind::Webhook, &id, &trigger, at, now, status)
+                    })
                 })
                 .await;
             if let Ok(run_id) = run {
@@ -534,7 +541,7 @@ impl Automation {
             return;
         }
         match hook.mode {
-            HookMode::Wake => self.wake(&hook, event.prompt).await,
+            HookMode::Wake => self.wake(&hook, event).await,
             HookMode::CronTask => {
                 let n = self.inner.next_hook_fire.fetch_add(1, Ordering::Relaxed);
                 let fire_id = format!("{HOOK_FIRE_PREFIX}{}#{n}", hook.id);
@@ -565,19 +572,25 @@ impl Automation {
     }
 
     /// `wake`: runs the prompt in each target chat's live session, under its lock.
-    async fn wake(&self, hook: &Webhook, prompt: String) {
+    async fn wake(&self, hook: &Webhook, event: WebhookEvent) {
         let targets = match &hook.target {
             Some(t) => vec![SessionKey::new(&t.transport, &t.chat_id, &t.topic_id)],
             None => self.broadcast_targets().await.unwrap_or_default(),
         };
         let now = self.inner.clock.now();
-        let id = hook.id.clone();
+        let (id, inbox, trigger, at) =
+            (hook.id.clone(), event.inbox, event.trigger("wake"), event.received_at);
         let Ok(run_id) = self
-            .db(move |c| db::start_run(c, RunKind::Webhook, &id, "wake", now, now, "running"))
+            .db(move |c| {
+                db::claiming(c, inbox, |c| {
+                    db::start_run(c, RunKind::Webhook, &id, &trigger, at, now, "running")
+                })
+            })
             .await
         else {
             return;
         };
+        let prompt = event.prompt;
         if targets.is_empty() {
             self.finish_hook_run(run_id, &hook.id, "error:no_chat", "no chat to wake").await;
             self.record_delivery(run_id, DeliveryStatus::Failed, "no chat to wake").await;
@@ -645,10 +658,11 @@ impl Automation {
             env_chat: hook.target.clone().or(hook.owner.clone()),
             target: hook.target.clone(),
             silent_on_success: false,
-            trigger: "webhook".into(),
+            trigger: event.trigger("webhook"),
             scheduled_at: event.received_at,
             prompt,
             note: String::new(),
+            inbox: event.inbox,
         };
         self.execute(job).await;
         let id = hook.id.clone();
@@ -717,6 +731,8 @@ struct Job {
     scheduled_at: Timestamp,
     prompt: String,
     note: String,
+    /// The journaled webhook request this run handles.
+    inbox: Option<i64>,
 }
 
 impl Job {

@@ -309,9 +309,10 @@ impl Automation {
             template::wrap(&hook.title, &template::render(&hook.prompt_template, &payload));
         let event = WebhookEvent {
             hook: std::sync::Arc::new(hook),
-            payload,
             prompt,
             received_at: self.inner.clock.now(),
+            inbox: None,
+            replayed: false,
         };
         let this = self.clone();
         tokio::spawn(async move { this.handle_webhook(event).await });

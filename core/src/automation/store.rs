@@ -18,10 +18,11 @@ use super::webhook::{
 };
 
 /// Automation's migrations (versions 100+), run by core's migration runner.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 100,
-    name: "automation: cron jobs, webhooks, run history, delivery receipts",
-    sql: "
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 100,
+        name: "automation: cron jobs, webhooks, run history, delivery receipts",
+        sql: "
     CREATE TABLE cron_jobs (
         id TEXT PRIMARY KEY,
         title TEXT NOT NULL,
@@ -104,7 +105,20 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
     );
     CREATE INDEX automation_receipts_by_run ON automation_receipts (run_id);
     ",
-}];
+    },
+    Migration {
+        version: 101,
+        name: "automation: journal of accepted webhook requests not yet handled",
+        sql: "
+    CREATE TABLE webhook_inbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        hook_id TEXT NOT NULL,
+        received_ms INTEGER NOT NULL,
+        prompt TEXT NOT NULL
+    );
+    ",
+    },
+];
 
 /// Runs kept per job/hook; older ones are pruned.
 pub const RUNS_KEPT_PER_SOURCE: i64 = 200;
@@ -620,6 +634,72 @@ pub fn settle_receipt(
         )?;
     }
     Ok(Some(run_id))
+}
+
+/// An accepted webhook request in the journal: written before the sender is
+/// answered 202, removed when its run enters the history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxEntry {
+    /// Journal row.
+    pub id: i64,
+    /// The hook it was sent to.
+    pub hook_id: String,
+    /// When it was accepted.
+    pub received_at: Timestamp,
+    /// The rendered, fenced prompt.
+    pub prompt: String,
+}
+
+/// Journals an accepted webhook request; returns its row.
+pub fn journal_event(
+    conn: &Connection,
+    hook_id: &str,
+    received_at: Timestamp,
+    prompt: &str,
+) -> Result<i64> {
+    conn.execute(
+        "INSERT INTO webhook_inbox (hook_id, received_ms, prompt) VALUES (?1, ?2, ?3)",
+        params![hook_id, ms(received_at), prompt],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Removes a journaled request: handled (its run is in the history) or refused.
+pub fn drop_event(conn: &Connection, id: i64) -> Result<()> {
+    conn.execute("DELETE FROM webhook_inbox WHERE id = ?1", [id])?;
+    Ok(())
+}
+
+/// Journaled requests not yet handled, oldest first (startup).
+pub fn pending_events(conn: &Connection) -> Result<Vec<InboxEntry>> {
+    let mut statement =
+        conn.prepare("SELECT id, hook_id, received_ms, prompt FROM webhook_inbox ORDER BY id")?;
+    let rows = statement.query_map([], |row| {
+        Ok(InboxEntry {
+            id: row.get(0)?,
+            hook_id: row.get(1)?,
+            received_at: from_ms(row.get(2)?),
+            prompt: row.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// Runs `work` (which writes the request's history entry) and removes the
+/// journal row `inbox` in one transaction, so a crash leaves the request
+/// either still journaled (handled again at startup) or in the history
+/// (closed as interrupted at startup), never neither or both.
+pub fn claiming<T>(
+    conn: &Connection,
+    inbox: Option<i64>,
+    work: impl FnOnce(&Connection) -> Result<T>,
+) -> Result<T> {
+    let Some(inbox) = inbox else { return work(conn) };
+    let tx = conn.unchecked_transaction()?;
+    let value = work(&tx)?;
+    drop_event(&tx, inbox)?;
+    tx.commit()?;
+    Ok(value)
 }
 
 /// Marks runs left "running" by a previous process as interrupted (startup).

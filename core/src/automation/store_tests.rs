@@ -207,3 +207,31 @@ fn receipts_settle_delivery() {
         (DeliveryStatus::Failed, "telegram: chat not found")
     );
 }
+
+#[test]
+fn a_journaled_request_leaves_the_journal_only_with_its_run() {
+    let conn = db();
+    let at = ts("2026-03-01T08:00:00Z");
+    let first = journal_event(&conn, "ci", at, "prompt one").unwrap();
+    let second = journal_event(&conn, "ci", at, "prompt two").unwrap();
+    // A failing history write keeps the request journaled (it is retried at startup).
+    let failed: Result<()> = claiming(&conn, Some(first), |c| {
+        start_run(c, RunKind::Webhook, "ci", "webhook", at, at, "running")?;
+        Err(AutomationStoreError::Sql(rusqlite::Error::InvalidQuery))
+    });
+    assert!(failed.is_err());
+    assert_eq!(pending_events(&conn).unwrap().len(), 2);
+    assert!(list_runs(&conn, None, 10).unwrap().is_empty(), "rolled back with it");
+    // A written run removes exactly its own request.
+    let run = claiming(&conn, Some(first), |c| {
+        start_run(c, RunKind::Webhook, "ci", "webhook", at, at, "running")
+    })
+    .unwrap();
+    let left = pending_events(&conn).unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(
+        (left[0].id, left[0].prompt.as_str(), left[0].received_at),
+        (second, "prompt two", at)
+    );
+    assert_eq!(list_runs(&conn, None, 10).unwrap()[0].id, run);
+}

@@ -11,13 +11,18 @@
 //! | hook exists | 404 `hook_not_found` |
 //! | hook enabled | 403 `hook_disabled` |
 //! | auth | 401 `unauthorized` |
-//! | queued | 202 `{"accepted":true,"hook_id":…}` |
+//! | journaled and queued | 202 `{"accepted":true,"hook_id":…}` |
 //!
-//! Accepted requests go into a bounded queue and are handled asynchronously.
-//! When the queue is full the request is **not** accepted: it gets 503
-//! `queue_full` with `Retry-After`, so a sender (GitHub, Stripe, … all retry
-//! on 5xx) never sees 202 for work that is then dropped. Memory is bounded by
-//! the queue capacity times `max_body_bytes` plus the rate-limit window.
+//! An accepted request is first written to the journal (`webhook_inbox` in
+//! core's database), then put in a bounded queue and handled asynchronously;
+//! the journal row goes when its run enters the history, in the same
+//! transaction. A core that dies in between handles the request again at its
+//! next start, so a 202 is never lost without a trace. When the journal
+//! cannot be written or the queue is full the request is **not** accepted: it
+//! gets 503 (`journal_unavailable`, `queue_full`) with `Retry-After`, so a
+//! sender (GitHub, Stripe, … all retry on 5xx) never sees 202 for work that
+//! is then dropped. Memory is bounded by the queue capacity times
+//! `max_body_bytes` plus the rate-limit window.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -30,7 +35,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use jiff::Timestamp;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -39,18 +44,30 @@ use super::ratelimit::SlidingWindow;
 use super::{Webhook, template};
 use crate::automation::clock::SharedClock;
 use crate::automation::model::InvalidDefinition;
+use crate::automation::store as db;
+use crate::store::Store;
 
 /// An accepted request, waiting to be handled.
 #[derive(Debug, Clone)]
 pub struct WebhookEvent {
     /// The hook as it was when the request was accepted.
     pub hook: Arc<Webhook>,
-    /// The JSON object received.
-    pub payload: Map<String, Value>,
     /// The rendered, fenced prompt.
     pub prompt: String,
     /// When it was accepted.
     pub received_at: Timestamp,
+    /// Its journal row, removed when its run enters the history (`None`:
+    /// not journaled, e.g. `ductorctl webhook test`).
+    pub inbox: Option<i64>,
+    /// Accepted by an earlier core process and handled after a restart.
+    pub replayed: bool,
+}
+
+impl WebhookEvent {
+    /// Its trigger in the run history: `base`, marked when it was replayed.
+    pub fn trigger(&self, base: &str) -> String {
+        if self.replayed { format!("{base}:replayed") } else { base.to_owned() }
+    }
 }
 
 struct LoadedHook {
@@ -103,6 +120,11 @@ impl HookRegistry {
         failed
     }
 
+    /// The hook `id` as currently loaded.
+    pub fn hook(&self, id: &str) -> Option<Arc<Webhook>> {
+        self.get(id).map(|loaded| loaded.hook.clone())
+    }
+
     fn get(&self, id: &str) -> Option<Arc<LoadedHook>> {
         self.hooks.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(id).cloned()
     }
@@ -142,21 +164,25 @@ struct AppState {
     hooks: Arc<HookRegistry>,
     limiter: Arc<SlidingWindow>,
     queue: mpsc::Sender<WebhookEvent>,
+    journal: Store,
     clock: SharedClock,
     max_body_bytes: usize,
 }
 
-/// The router, and the receiving end of its queue.
+/// The router, and the receiving end of its queue. Accepted requests are
+/// journaled in `journal` (core's database, automation's migrations applied).
 pub fn router(
     settings: &ServerSettings,
     hooks: Arc<HookRegistry>,
     clock: SharedClock,
+    journal: Store,
 ) -> (Router, mpsc::Receiver<WebhookEvent>) {
     let (queue, receiver) = mpsc::channel(settings.queue_capacity.max(1));
     let state = AppState {
         hooks,
         limiter: Arc::new(SlidingWindow::new(settings.rate_limit_per_minute)),
         queue,
+        journal,
         clock,
         max_body_bytes: settings.max_body_bytes,
     };
@@ -238,10 +264,22 @@ async fn receive(
         &loaded.hook.title,
         &template::render(&loaded.hook.prompt_template, &payload),
     );
-    let event = WebhookEvent { hook: loaded.hook.clone(), payload, prompt, received_at: now };
-    match state.queue.try_send(event) {
-        Ok(()) => (StatusCode::ACCEPTED, axum::Json(json!({"accepted": true, "hook_id": id})))
-            .into_response(),
+    drop(payload);
+    let Some((inbox, prompt)) = journal(&state.journal, &id, now, prompt).await else {
+        return with_retry_after(reject(StatusCode::SERVICE_UNAVAILABLE, "journal_unavailable"), 5);
+    };
+    let event = WebhookEvent {
+        hook: loaded.hook.clone(),
+        prompt,
+        received_at: now,
+        inbox: Some(inbox),
+        replayed: false,
+    };
+    let refusal = match state.queue.try_send(event) {
+        Ok(()) => {
+            return (StatusCode::ACCEPTED, axum::Json(json!({"accepted": true, "hook_id": id})))
+                .into_response();
+        }
         Err(mpsc::error::TrySendError::Full(_)) => {
             tracing::warn!(hook = %id, "webhook queue full, asking the sender to retry");
             with_retry_after(reject(StatusCode::SERVICE_UNAVAILABLE, "queue_full"), 5)
@@ -249,6 +287,40 @@ async fn receive(
         Err(mpsc::error::TrySendError::Closed(_)) => {
             reject(StatusCode::SERVICE_UNAVAILABLE, "shutting_down")
         }
+    };
+    // Not accepted after all: the sender retries, so the journal must not replay it.
+    if let Err(error) = on_journal(&state.journal, move |c| db::drop_event(c, inbox)).await {
+        tracing::error!(%error, hook = %id, "failed to drop a refused webhook request from the journal");
+    }
+    refusal
+}
+
+/// Writes an accepted request to the journal; `None` (logged) when it cannot.
+async fn journal(
+    store: &Store,
+    hook_id: &str,
+    received_at: Timestamp,
+    prompt: String,
+) -> Option<(i64, String)> {
+    let hook = hook_id.to_owned();
+    on_journal(store, move |c| {
+        db::journal_event(c, &hook, received_at, &prompt).map(|id| (id, prompt))
+    })
+    .await
+    .inspect_err(|error| {
+        tracing::error!(%error, hook = %hook_id, "failed to journal a webhook request");
+    })
+    .ok()
+}
+
+/// Runs `work` on the journal's connection; either layer's failure as text.
+async fn on_journal<T: Send + 'static>(
+    store: &Store,
+    work: impl FnOnce(&rusqlite::Connection) -> Result<T, db::AutomationStoreError> + Send + 'static,
+) -> Result<T, String> {
+    match store.call(move |c| Ok(work(c))).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(error) => Err(error.to_string()),
     }
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::*;
 use crate::automation::clock::SystemClock;
 use crate::automation::model::RunOverrides;
+use crate::automation::store as db;
 use crate::automation::webhook::auth::{mac, sign};
 use crate::automation::webhook::{HmacAlgorithm, HmacSettings, HookAuth, HookMode};
 
@@ -14,6 +15,7 @@ struct Listener {
     base: String,
     events: mpsc::Receiver<WebhookEvent>,
     hooks: Arc<HookRegistry>,
+    journal: Store,
     client: reqwest::Client,
     _stop: tokio_util::sync::DropGuard,
 }
@@ -51,13 +53,21 @@ async fn start(settings: ServerSettings) -> Listener {
     hooks.upsert(off).unwrap();
     hooks.upsert(hook("github", HookAuth::Hmac(HmacSettings::github("gh-secret")))).unwrap();
     hooks.upsert(hook("stripe", HookAuth::Hmac(HmacSettings::stripe("whsec_abc")))).unwrap();
-    let (router, events) = router(&settings, hooks.clone(), Arc::new(SystemClock));
+    let journal = Store::open_in_memory(db::MIGRATIONS).unwrap();
+    let (router, events) = router(&settings, hooks.clone(), Arc::new(SystemClock), journal.clone());
     let listener =
         tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let stop = CancellationToken::new();
     tokio::spawn(serve(listener, router, stop.clone()));
-    Listener { base, events, hooks, client: reqwest::Client::new(), _stop: stop.drop_guard() }
+    Listener {
+        base,
+        events,
+        hooks,
+        journal,
+        client: reqwest::Client::new(),
+        _stop: stop.drop_guard(),
+    }
 }
 
 fn settings() -> ServerSettings {
@@ -65,6 +75,10 @@ fn settings() -> ServerSettings {
 }
 
 impl Listener {
+    async fn journaled(&self) -> Vec<db::InboxEntry> {
+        self.journal.call(|c| Ok(db::pending_events(c))).await.unwrap().unwrap()
+    }
+
     async fn post(
         &self,
         id: &str,
@@ -142,6 +156,12 @@ async fn every_check_answers_in_order() {
     assert!(event.prompt.contains("Build failed on main"), "{}", event.prompt);
     assert!(event.prompt.contains(template::BEGIN_MARKER));
     assert!(l.events.try_recv().is_err(), "refused requests must not be queued");
+    // The 202 was journaled first, and only it: the refusals left nothing behind.
+    let journaled = l.journaled().await;
+    assert_eq!(journaled.len(), 1, "{journaled:?}");
+    assert_eq!((journaled[0].hook_id.as_str(), Some(journaled[0].id)), ("ci", event.inbox));
+    assert_eq!(journaled[0].prompt, event.prompt);
+    assert!(!event.replayed);
 }
 
 #[tokio::test]
@@ -254,6 +274,8 @@ async fn flood_is_limited_and_never_loses_an_accepted_request() {
         queued += 1;
     }
     assert_eq!(queued, accepted);
+    // Every 202 is journaled; every 503 was taken back out of the journal.
+    assert_eq!(l.journaled().await.len(), accepted);
     // The registry is still usable after the flood.
     l.hooks.remove("ci");
 }
