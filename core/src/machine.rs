@@ -73,6 +73,9 @@ pub struct InjectOptions {
     pub quiet_token: Option<String>,
     /// No turn-started, deltas, tool or status actions.
     pub silent: bool,
+    /// When a turn is running or queued in the chat, do not queue behind it:
+    /// report `busy` at once (the heartbeat: a check-in is pointless then).
+    pub skip_if_busy: bool,
 }
 
 /// Everything that can happen to the orchestrator.
@@ -229,6 +232,13 @@ impl<E: Env> Machine<E> {
         match event {
             Event::Inbound(inbound) => self.on_inbound(inbound),
             Event::Inject { inject_id, key, prompt, options } => {
+                let busy =
+                    self.chats.get(&key).is_some_and(|c| c.active.is_some() || !c.queue.is_empty());
+                if options.skip_if_busy && busy {
+                    let outcome = TurnOutcome::failed("busy", "a turn is running in this chat");
+                    self.out.push(Effect::InjectDone { inject_id, outcome });
+                    return std::mem::take(&mut self.out);
+                }
                 let input = TurnInput {
                     event_id: String::new(),
                     prompt,

@@ -80,10 +80,14 @@ impl Gateway {
     }
 
     async fn say(&mut self, words: &str) {
+        self.say_in(CHAT, words).await;
+    }
+
+    async fn say_in(&mut self, chat: &str, words: &str) {
         self.events += 1;
         let event = pb::InboundEvent {
             event_id: format!("auto:{}:{}", std::process::id(), self.events),
-            chat: Some(pb::ChatRef { chat_id: CHAT.into(), topic_id: String::new() }),
+            chat: Some(pb::ChatRef { chat_id: chat.into(), topic_id: String::new() }),
             sender_id: "u1".into(),
             sender_name: "User".into(),
             kind: Some(pb::inbound_event::Kind::Message(pb::UserMessage {
@@ -95,6 +99,39 @@ impl Gateway {
             .send(pb::GatewayMessage { msg: Some(pb::gateway_message::Msg::Inbound(event)) })
             .await
             .expect("send");
+    }
+
+    /// Reads (and acknowledges) actions until a final reply containing
+    /// `needle`; returns every action read, in order.
+    async fn actions_until_final(
+        &mut self,
+        needle: &str,
+        limit: Duration,
+    ) -> Vec<pb::OutboundAction> {
+        let deadline = Instant::now() + limit;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let message = tokio::time::timeout(left, self.rx.message())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!("no final reply containing {needle:?} within {limit:?}: {seen:?}")
+                })
+                .expect("the stream is healthy")
+                .expect("the stream is open");
+            let Some(pb::core_message::Msg::Action(action)) = message.msg else { continue };
+            let ack = pb::OutboundAck { action_id: action.action_id, error: String::new() };
+            let _ = self
+                .tx
+                .send(pb::GatewayMessage { msg: Some(pb::gateway_message::Msg::Ack(ack)) })
+                .await;
+            let done = matches!(&action.kind,
+                Some(pb::outbound_action::Kind::FinalReply(reply)) if reply.text.contains(needle));
+            seen.push(action);
+            if done {
+                return seen;
+            }
+        }
     }
 
     /// Reads (and acknowledges) actions until a final reply containing `needle`, within `limit`.
@@ -436,6 +473,58 @@ async fn a_webhook_accepted_before_core_is_killed_is_handled_after_the_restart()
     let status = gateway.text_containing("Automation failures", harness::patience(), true).await;
     assert!(status.contains("gone") && status.contains("hook_removed"), "{status}");
     assert!(!status.contains("never-runs"), "{status}");
+    assert!(env.ductorctl(&["down"]).await.status.success());
+}
+
+/// The heartbeat with the real binaries: one tick after start it checks in
+/// the idle chat (reply delivered), runs the ACK chat's check-in without
+/// delivering the ACK reply, and skips the chat whose turn is running without
+/// queuing behind it. One tick is a minute: this test takes about 70 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_heartbeat_checks_in_idle_chats_quietly_and_skips_busy_ones() {
+    let marker_dir = tempfile::tempdir().expect("marker dir");
+    let marker = marker_dir.path().join("quiet-check-in-ran");
+    let env = fake_claude_env(&format!(
+        "[heartbeat]\nenabled = true\ninterval_minutes = 1\ncooldown_minutes = 0\n\
+         quiet_start = 0\nquiet_end = 0\nprompt = \"heartbeat-ping\"\n\n\
+         [[heartbeat.targets]]\ntransport = \"{TRANSPORT}\"\nchat_id = \"quiet\"\n\
+         prompt = \"sh:touch {marker} && echo all-quiet\"\nack_token = \"all-quiet\"\n",
+        marker = marker.display(),
+    ));
+    // The marker lives outside the workspace: let the sandboxed fake CLI write it.
+    let config = std::fs::read_to_string(env.home().join("config.toml")).expect("config");
+    env.write_config(&config.replacen(
+        "extra_writable_paths = [",
+        &format!("extra_writable_paths = [\"{}\", ", marker_dir.path().display()),
+        1,
+    ));
+    up(&env).await;
+    let mut gateway = Gateway::connect(&env).await;
+    // Three chats with sessions; "busy" then starts a turn that never ends.
+    for chat in [CHAT, "quiet", "busy"] {
+        gateway.say_in(chat, &format!("hello-{chat}")).await;
+        gateway.final_containing(&format!("echo: hello-{chat}"), harness::patience()).await;
+    }
+    gateway.say_in("busy", "hang").await;
+    let seen = gateway.actions_until_final("echo: heartbeat-ping", Duration::from_secs(150)).await;
+    let ping = seen.last().expect("the ping");
+    assert_eq!(ping.chat.as_ref().map(|c| c.chat_id.as_str()), Some(CHAT), "{ping:?}");
+    wait_for("the quiet chat's check-in", async || marker.exists().then_some(())).await;
+    // Let the quiet check-in's reply reach the outbox, if it (wrongly) would.
+    gateway.say_in("quiet", "after-check-in").await;
+    let later = gateway.actions_until_final("echo: after-check-in", harness::patience()).await;
+    let of_chat = |chat: &str| {
+        seen.iter()
+            .chain(&later)
+            .filter(|a| a.chat.as_ref().is_some_and(|c| c.chat_id == chat))
+            .map(|a| format!("{:?}", a.kind))
+            .collect::<Vec<_>>()
+    };
+    let quiet = of_chat("quiet");
+    assert!(!quiet.iter().any(|k| k.contains("all-quiet")), "the ACK reply is kept: {quiet:?}");
+    let busy = of_chat("busy");
+    assert!(!busy.iter().any(|k| k.contains("QueueNotice")), "queued behind the turn: {busy:?}");
+    assert!(!busy.iter().any(|k| k.contains("heartbeat-ping")), "{busy:?}");
     assert!(env.ductorctl(&["down"]).await.status.success());
 }
 

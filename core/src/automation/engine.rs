@@ -598,8 +598,7 @@ impl Automation {
         }
         let mut errors = Vec::new();
         for key in targets {
-            let options =
-                InjectOptions { kind: "webhook".into(), quiet_token: None, silent: false };
+            let options = InjectOptions { kind: "webhook".into(), ..InjectOptions::default() };
             match self.inner.core.inject(key.clone(), prompt.clone(), options).await {
                 Ok(outcome) if outcome.ok => {}
                 Ok(outcome) => errors.push(format!(

@@ -1,9 +1,10 @@
 //! The heartbeat's view of core: chats with a session (read from the session
 //! tables, never creating one) and check-ins through [`CoreHandle::inject`].
 //!
-//! A chat's "user activity" is its session's last activity; "busy" is not
-//! visible from here, and needs not be: an injected check-in waits behind a
-//! running turn under the chat's lock instead of interrupting it.
+//! A chat's "user activity" is its session's last activity. "Busy" is decided
+//! where the turns are, atomically: the check-in is injected with
+//! `skip_if_busy`, and core's state machine answers `busy` instead of queuing
+//! it behind a running or queued turn.
 //!
 //! [`CoreHandle::inject`]: crate::driver::CoreHandle::inject
 
@@ -68,8 +69,12 @@ impl HeartbeatPort for CorePort {
                 kind: "heartbeat".into(),
                 quiet_token: Some(ack_token),
                 silent: true,
+                skip_if_busy: true,
             };
             match core.inject(key, prompt, options).await {
+                Ok(outcome) if outcome.error_kind == "busy" => {
+                    tracing::debug!(chat = %chat, "heartbeat skipped: a turn is running");
+                }
                 Ok(outcome) if !outcome.ok => {
                     tracing::warn!(chat = %chat, kind = outcome.error_kind, "heartbeat check-in failed");
                 }

@@ -511,6 +511,7 @@ fn injected_prompts_queue_behind_users_and_report_their_outcome() {
         kind: "heartbeat".into(),
         quiet_token: Some("HEARTBEAT_OK".into()),
         silent: true,
+        skip_if_busy: false,
     };
     let effects =
         h.handle(Event::Inject { inject_id: 7, key: key(), prompt: "check in".into(), options });
@@ -526,6 +527,45 @@ fn injected_prompts_queue_behind_users_and_report_their_outcome() {
             .iter()
             .any(|e| matches!(e, Effect::InjectDone { inject_id: 7, outcome } if outcome.ok))
     );
+}
+
+#[test]
+fn a_check_in_is_skipped_while_a_turn_runs_or_waits_never_queued() {
+    let mut h = harness();
+    let options = InjectOptions {
+        kind: "heartbeat".into(),
+        quiet_token: Some("HEARTBEAT_OK".into()),
+        silent: true,
+        skip_if_busy: true,
+    };
+    let inject = |h: &mut Harness, id: u64| {
+        h.handle(Event::Inject {
+            inject_id: id,
+            key: key(),
+            prompt: "check in".into(),
+            options: options.clone(),
+        })
+    };
+    let busy = |effects: &[Effect], id: u64| {
+        effects.iter().any(|e| {
+            matches!(e, Effect::InjectDone { inject_id, outcome }
+                if *inject_id == id && !outcome.ok && outcome.error_kind == "busy")
+        })
+    };
+    let run = starts(&h.say("user turn"))[0].run_id.clone();
+    let effects = inject(&mut h, 1);
+    assert!(busy(&effects, 1), "{effects:?}");
+    assert!(sent(&effects).is_empty(), "no queue notice for a skipped check-in: {effects:?}");
+    // A queued user message keeps the chat busy after the turn ends.
+    let queued_effects = h.say("second");
+    assert!(starts(&queued_effects).is_empty());
+    assert!(busy(&inject(&mut h, 2), 2));
+    let next = starts(&h.complete(&run, "s", "ok"))[0].run_id.clone();
+    h.complete(&next, "s", "ok");
+    // Idle again: the check-in runs.
+    let effects = inject(&mut h, 3);
+    assert_eq!(starts(&effects).len(), 1, "{effects:?}");
+    assert!(!busy(&effects, 3));
 }
 
 #[test]
