@@ -101,6 +101,25 @@ impl Gateway {
             .expect("send");
     }
 
+    /// The next action (acknowledged), or `None` once `deadline` passes.
+    async fn next_action(&mut self, deadline: Instant) -> Option<pb::OutboundAction> {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let message = tokio::time::timeout(left, self.rx.message())
+                .await
+                .ok()?
+                .expect("the stream is healthy")
+                .expect("the stream is open");
+            let Some(pb::core_message::Msg::Action(action)) = message.msg else { continue };
+            let ack = pb::OutboundAck { action_id: action.action_id, error: String::new() };
+            let _ = self
+                .tx
+                .send(pb::GatewayMessage { msg: Some(pb::gateway_message::Msg::Ack(ack)) })
+                .await;
+            return Some(action);
+        }
+    }
+
     /// Reads (and acknowledges) actions until a final reply containing
     /// `needle`; returns every action read, in order.
     async fn actions_until_final(
@@ -111,20 +130,9 @@ impl Gateway {
         let deadline = Instant::now() + limit;
         let mut seen = Vec::new();
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let message = tokio::time::timeout(left, self.rx.message())
-                .await
-                .unwrap_or_else(|_| {
-                    panic!("no final reply containing {needle:?} within {limit:?}: {seen:?}")
-                })
-                .expect("the stream is healthy")
-                .expect("the stream is open");
-            let Some(pb::core_message::Msg::Action(action)) = message.msg else { continue };
-            let ack = pb::OutboundAck { action_id: action.action_id, error: String::new() };
-            let _ = self
-                .tx
-                .send(pb::GatewayMessage { msg: Some(pb::gateway_message::Msg::Ack(ack)) })
-                .await;
+            let Some(action) = self.next_action(deadline).await else {
+                panic!("no final reply containing {needle:?} within {limit:?}: {seen:?}")
+            };
             let done = matches!(&action.kind,
                 Some(pb::outbound_action::Kind::FinalReply(reply)) if reply.text.contains(needle));
             seen.push(action);
@@ -143,18 +151,9 @@ impl Gateway {
     async fn text_containing(&mut self, needle: &str, limit: Duration, notices: bool) -> String {
         let deadline = Instant::now() + limit;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let message = tokio::time::timeout(left, self.rx.message())
-                .await
-                .unwrap_or_else(|_| panic!("no final reply containing {needle:?} within {limit:?}"))
-                .expect("the stream is healthy")
-                .expect("the stream is open");
-            let Some(pb::core_message::Msg::Action(action)) = message.msg else { continue };
-            let ack = pb::OutboundAck { action_id: action.action_id, error: String::new() };
-            let _ = self
-                .tx
-                .send(pb::GatewayMessage { msg: Some(pb::gateway_message::Msg::Ack(ack)) })
-                .await;
+            let Some(action) = self.next_action(deadline).await else {
+                panic!("no final reply containing {needle:?} within {limit:?}")
+            };
             let text = match action.kind {
                 Some(pb::outbound_action::Kind::FinalReply(reply)) => reply.text,
                 Some(pb::outbound_action::Kind::Notice(notice)) if notices => notice.text,
