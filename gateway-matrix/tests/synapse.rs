@@ -25,7 +25,7 @@ use matrix_sdk::ruma::events::reaction::ReactionEventContent;
 use matrix_sdk::ruma::events::relation::Annotation;
 use matrix_sdk::ruma::events::room::member::MembershipState;
 use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
-use matrix_sdk::ruma::{OwnedRoomId, OwnedUserId, UserId};
+use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, UserId};
 use support::{Gateway, Synapse, matrix_config, synapse, unique};
 use user::{Seen, TestUser};
 
@@ -44,6 +44,11 @@ struct World {
 
 impl World {
     async fn new(synapse: Synapse, script: Script) -> Self {
+        Self::paced(synapse, script, Duration::ZERO).await
+    }
+
+    /// Like [`World::new`], the fake core sending a turn's actions `pace` apart.
+    async fn paced(synapse: Synapse, script: Script, pace: Duration) -> Self {
         // DUCTOR_TEST_LOG=ductor_gateway_matrix=debug shows the gateway's logs.
         let filter = std::env::var("DUCTOR_TEST_LOG").unwrap_or_else(|_| "warn".into());
         let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
@@ -52,7 +57,7 @@ impl World {
         let alice = TestUser::new(&synapse, &unique("alice")).await;
         let dir = tempfile::tempdir().expect("temp home");
         let home = DuctorHome::at(dir.path());
-        let core = FakeCore::start(&home, script).await;
+        let core = FakeCore::start_paced(&home, script, pace).await;
         Self { synapse, _dir: dir, home, core, bot, alice }
     }
 
@@ -512,6 +517,66 @@ async fn edit_streaming_turns_the_streamed_message_into_the_answer() {
     assert_eq!(original, "part one", "the first delta was sent, the rest arrived as an edit");
     let hello = world.core.recorded.lock().expect("not poisoned").hellos[0].clone();
     assert!(hello.capabilities.expect("capabilities").can_edit);
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edit_streaming_rolls_over_to_a_new_message_after_max_edits() {
+    let Some(synapse) = synapse("edit_streaming_rolls_over_to_a_new_message_after_max_edits")
+    else {
+        return;
+    };
+    let delta = |text: &str| {
+        pb::outbound_action::Kind::TextDelta(pb::TextDeltaAction { text: text.into() })
+    };
+    let script: Script = Arc::new(move |_| {
+        vec![
+            pb::outbound_action::Kind::TurnStarted(pb::TurnStarted::default()),
+            delta("alpha"),
+            delta(" beta"),
+            delta(" gamma"),
+            delta(" delta"),
+            fake_core::final_reply("alpha beta gamma delta"),
+        ]
+    });
+    // A turn streaming slower than the one-edit-per-second budget.
+    let world = World::paced(synapse, script, Duration::from_millis(1_100)).await;
+    let mut config = world.config();
+    config.matrix.streaming = ductor_daemon::config::MatrixStreaming::Edit;
+    config.matrix.max_edits = 1;
+    let gateway = Gateway::start(&world.home, config);
+    let room = world.plain_room(&[]).await;
+    world.say(&room, "stream slowly").await;
+    // The second message ends as the rest of the answer…
+    let (second, tail) = world
+        .alice
+        .wait_seen("the rolled-over message's final edit", WAIT, |s| match s {
+            Seen::Message { sender, replaces: Some(target), body, .. }
+                if *sender == world.bot && body.contains("delta") =>
+            {
+                Some((target.clone(), body.clone()))
+            }
+            _ => None,
+        })
+        .await;
+    assert_eq!(tail, "gamma delta", "the answer's head stays in the first message");
+    // …and the first one, edited once (its budget), holds the head.
+    let originals: Vec<(OwnedEventId, String)> = world.alice.seen_now(|s| match s {
+        Seen::Message { sender, event_id, body, replaces: None, .. } if *sender == world.bot => {
+            Some((event_id.clone(), body.clone()))
+        }
+        _ => None,
+    });
+    assert_eq!(originals.len(), 2, "one rollover, two messages: {originals:?}");
+    assert_eq!(originals[0].1, "alpha");
+    assert_eq!(originals[1], (second, "gamma".to_owned()));
+    let edits_of_first: Vec<String> = world.alice.seen_now(|s| match s {
+        Seen::Message { replaces: Some(target), body, .. } if *target == originals[0].0 => {
+            Some(body.clone())
+        }
+        _ => None,
+    });
+    assert_eq!(edits_of_first, ["alpha beta"], "max_edits = 1");
     gateway.stop().await;
 }
 

@@ -37,6 +37,7 @@ pub struct FakeCore {
 
 struct Service {
     script: Script,
+    pace: Duration,
     recorded: Arc<Mutex<Recorded>>,
     changed: Arc<Notify>,
     next_action: Arc<AtomicU64>,
@@ -46,11 +47,18 @@ struct Service {
 impl FakeCore {
     /// Serves on `home`'s core socket until dropped.
     pub async fn start(home: &DuctorHome, script: Script) -> Self {
+        Self::start_paced(home, script, Duration::ZERO).await
+    }
+
+    /// Like [`FakeCore::start`], sending a turn's actions `pace` apart (a
+    /// model that streams slowly).
+    pub async fn start_paced(home: &DuctorHome, script: Script, pace: Duration) -> Self {
         let recorded = Arc::new(Mutex::new(Recorded::default()));
         let changed = Arc::new(Notify::new());
         let stop = CancellationToken::new();
         let service = Service {
             script,
+            pace,
             recorded: recorded.clone(),
             changed: changed.clone(),
             // Action ids keep increasing across fake-core restarts, as a real
@@ -147,6 +155,7 @@ impl pb::core_server::Core for Service {
         let mut incoming = request.into_inner();
         let (tx, rx) = mpsc::channel(64);
         let script = self.script.clone();
+        let pace = self.pace;
         let recorded = self.recorded.clone();
         let changed = self.changed.clone();
         let next_action = self.next_action.clone();
@@ -170,7 +179,10 @@ impl pb::core_server::Core for Service {
                         let accepted = pb::InboundAccepted { event_id: event.event_id.clone() };
                         let _ =
                             tx.send(core_message(pb::core_message::Msg::Accepted(accepted))).await;
-                        for kind in script(&event) {
+                        for (i, kind) in script(&event).into_iter().enumerate() {
+                            if i > 0 && !pace.is_zero() {
+                                tokio::time::sleep(pace).await;
+                            }
                             let action = pb::OutboundAction {
                                 action_id: next_action.fetch_add(1, Ordering::Relaxed),
                                 chat: event.chat.clone(),

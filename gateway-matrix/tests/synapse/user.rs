@@ -166,6 +166,11 @@ impl TestUser {
         }
     }
 
+    /// Everything seen so far that `pick` accepts, in order.
+    pub fn seen_now<T>(&self, pick: impl Fn(&Seen) -> Option<T>) -> Vec<T> {
+        self.seen.lock().expect("not poisoned").iter().filter_map(pick).collect()
+    }
+
     /// Messages from `sender` in `room`: (msgtype, body, html).
     pub fn messages_from(
         &self,
