@@ -577,6 +577,25 @@ async fn edit_streaming_rolls_over_to_a_new_message_after_max_edits() {
         _ => None,
     });
     assert_eq!(edits_of_first, ["alpha beta"], "max_edits = 1");
+    // The bot typed while the turn ran, and stopped when it ended.
+    let typing: Vec<bool> = world.alice.seen_now(|s| match s {
+        Seen::Typing { room: r, users } if *r == room => Some(users.contains(&world.bot)),
+        _ => None,
+    });
+    let started = typing.iter().position(|&bot| bot);
+    let started = started.unwrap_or_else(|| panic!("no typing while the turn ran: {typing:?}"));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let typing: Vec<bool> = world.alice.seen_now(|s| match s {
+            Seen::Typing { room: r, users } if *r == room => Some(users.contains(&world.bot)),
+            _ => None,
+        });
+        if typing[started..].iter().any(|&bot| !bot) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "typing never stopped: {typing:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     gateway.stop().await;
 }
 

@@ -10,6 +10,7 @@ use matrix_sdk::ruma::events::room::member::MembershipState;
 use matrix_sdk::ruma::events::room::message::{
     FileMessageEventContent, MessageType, OriginalSyncRoomMessageEvent, Relation,
 };
+use matrix_sdk::ruma::events::typing::SyncTypingEvent;
 use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 use matrix_sdk::{Client, Room};
 use tokio::sync::Notify;
@@ -38,6 +39,11 @@ pub enum Seen {
         sender: OwnedUserId,
         target: OwnedEventId,
         key: String,
+    },
+    /// The room's typing list changed: who is typing now.
+    Typing {
+        room: OwnedRoomId,
+        users: Vec<OwnedUserId>,
     },
 }
 
@@ -127,6 +133,17 @@ impl TestUser {
                     sender: ev.sender,
                     target: ev.content.relates_to.event_id,
                     key: ev.content.relates_to.key,
+                });
+                changed.notify_waiters();
+            }
+        });
+        let (s, c) = (seen.clone(), changed.clone());
+        client.add_event_handler(move |ev: SyncTypingEvent, room: Room| {
+            let (seen, changed) = (s.clone(), c.clone());
+            async move {
+                seen.lock().expect("not poisoned").push(Seen::Typing {
+                    room: room.room_id().to_owned(),
+                    users: ev.content.user_ids,
                 });
                 changed.notify_waiters();
             }
