@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --release --locked --workspace --bins
+deploy/build.sh
 bin=target/release
 home=${DUCTOR_HOME:-$HOME/.ductor}
 if [ ! -f "$home/config.toml" ]; then

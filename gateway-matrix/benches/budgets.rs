@@ -30,7 +30,7 @@ use user::TestUser;
 const BOT_PASSWORD: &str = "bot-password";
 
 fn spawn_gateway(home: &DuctorHome) -> Child {
-    support::command(env!("CARGO_BIN_EXE_ductor-gateway-matrix"))
+    support::command(gateway_binary())
         .arg("--home")
         .arg(home.root())
         .env("DUCTOR_LOG", "warn")
@@ -167,4 +167,13 @@ async fn main() {
         trips[trips.len() - 1]
     );
     println!("  encrypted round trip after the restart:    {after_restart:?}");
+}
+
+/// The binary under test: `DUCTOR_BENCH_GATEWAY` (e.g. the one `deploy/build.sh`
+/// put in `target/release/`, or one from a `--workspace` build, whose features
+/// are unified with the other services'), else the one cargo built for this bench.
+fn gateway_binary() -> std::path::PathBuf {
+    std::env::var_os("DUCTOR_BENCH_GATEWAY")
+        .filter(|path| !path.is_empty())
+        .map_or_else(|| env!("CARGO_BIN_EXE_ductor-gateway-matrix").into(), Into::into)
 }

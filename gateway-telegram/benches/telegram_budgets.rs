@@ -56,7 +56,7 @@ async fn serve_core(core: &FakeCore, home: &Path) {
 
 #[allow(clippy::disallowed_methods)] // The bench's one spawn site: the binary under test.
 fn spawn_gateway(home: &Path) -> tokio::process::Child {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_ductor-gateway-telegram"))
+    tokio::process::Command::new(gateway_binary())
         .arg("--home")
         .arg(home)
         .env("DUCTOR_LOG", "warn")
@@ -243,4 +243,13 @@ async fn main() {
     println!("RSS after streaming: {:.1} MB", rss_kib(pid).unwrap_or(0) as f64 / 1024.0);
     let _ = gateway.start_kill();
     let _ = gateway.wait().await;
+}
+
+/// The binary under test: `DUCTOR_BENCH_GATEWAY` (e.g. the one `deploy/build.sh`
+/// put in `target/release/`, or one from a `--workspace` build, whose features
+/// are unified with the other services'), else the one cargo built for this bench.
+fn gateway_binary() -> std::path::PathBuf {
+    std::env::var_os("DUCTOR_BENCH_GATEWAY")
+        .filter(|path| !path.is_empty())
+        .map_or_else(|| env!("CARGO_BIN_EXE_ductor-gateway-telegram").into(), Into::into)
 }

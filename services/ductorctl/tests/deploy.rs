@@ -73,7 +73,13 @@ fn dockerfile_builds_and_ships_every_workspace_binary() {
     assert!(binaries.contains("ductorctl") && binaries.contains("ductor-gateway-matrix"));
     assert_eq!(copied, binaries, "the runtime image holds exactly the workspace binaries");
     assert!(text.contains("FROM rust:1.95"), "builder pinned to the workspace toolchain");
-    assert!(text.contains("--locked"));
+    // Built the way `deploy/run.sh` builds: every binary's package, from the lock file.
+    assert!(text.contains("deploy/build.sh"), "the image builds with deploy/build.sh");
+    let build = read("deploy/build.sh");
+    assert!(build.contains("--locked"));
+    for binary in &binaries {
+        assert!(build.contains(&format!("-p {binary}")), "deploy/build.sh misses {binary}");
+    }
     for stage in ["builder", "runtime", "runner"] {
         assert!(stages.contains(stage), "stage {stage} missing: {stages:?}");
     }
