@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ductor_core::automation::clock::{ManualClock, SystemClock};
-use ductor_core::automation::model::RunOverrides;
 use ductor_core::automation::schedule::Schedule;
 use ductor_core::automation::scheduler::{
     BoxFuture, Fire, JobHandler, JobSpec, MissedPolicy, Registration, Scheduler, Skip,
@@ -24,26 +23,8 @@ use tokio_util::sync::CancellationToken;
 const TOKEN: &str = "bench-token-0123456789abcdef";
 
 fn hook() -> Webhook {
-    Webhook {
-        id: "bench".into(),
-        title: "bench".into(),
-        description: String::new(),
-        mode: HookMode::CronTask,
-        prompt_template: "Build {{status}} on {{branch}}".into(),
-        enabled: true,
-        task_folder: "bench".into(),
-        auth: HookAuth::Bearer { token: TOKEN.into() },
-        overrides: RunOverrides::default(),
-        quiet_start: None,
-        quiet_end: None,
-        dependency: None,
-        target: None,
-        owner: None,
-        created_at: Timestamp::UNIX_EPOCH,
-        trigger_count: 0,
-        last_triggered_at: None,
-        last_error: String::new(),
-    }
+    let auth = HookAuth::Bearer { token: TOKEN.into() };
+    Webhook::new("bench", HookMode::CronTask, "Build {{status}} on {{branch}}", auth)
 }
 
 /// Resident memory in KiB (Linux), 0 elsewhere.

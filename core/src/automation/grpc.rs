@@ -305,13 +305,9 @@ impl TryFrom<pb::WebhookSpec> for Webhook {
         };
         Ok(Webhook {
             task_folder: spec.task_folder,
-            id: spec.id,
             title: spec.title,
             description: spec.description,
-            mode,
-            prompt_template: spec.prompt_template,
             enabled: spec.enabled,
-            auth,
             overrides: RunOverrides {
                 provider: spec.provider,
                 model: spec.model,
@@ -321,11 +317,7 @@ impl TryFrom<pb::WebhookSpec> for Webhook {
             quiet_end: hour(spec.quiet_end, "quiet_end")?,
             dependency: dependency(spec.dependency),
             target: target_from(spec.target),
-            owner: None,
-            created_at: Timestamp::UNIX_EPOCH,
-            trigger_count: 0,
-            last_triggered_at: None,
-            last_error: String::new(),
+            ..Webhook::new(&spec.id, mode, &spec.prompt_template, auth)
         })
     }
 }

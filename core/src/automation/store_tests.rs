@@ -46,24 +46,11 @@ pub(crate) fn sample_job(id: &str) -> CronJob {
 
 fn sample_hook(id: &str, auth: HookAuth) -> Webhook {
     Webhook {
-        id: id.into(),
         title: "CI".into(),
         description: "CI failures".into(),
-        mode: HookMode::CronTask,
-        prompt_template: "CI failed on {{branch}}".into(),
-        enabled: true,
         task_folder: "ci-triage".into(),
-        auth,
-        overrides: RunOverrides::default(),
-        quiet_start: None,
-        quiet_end: None,
-        dependency: None,
-        target: None,
-        owner: None,
         created_at: ts("2026-05-01T10:00:00Z"),
-        trigger_count: 0,
-        last_triggered_at: None,
-        last_error: String::new(),
+        ..Webhook::new(id, HookMode::CronTask, "CI failed on {{branch}}", auth)
     }
 }
 

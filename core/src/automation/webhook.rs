@@ -261,6 +261,31 @@ pub struct Webhook {
 }
 
 impl Webhook {
+    /// An enabled hook with nothing else set: titled and foldered by its id,
+    /// no overrides, quiet hours, dependency, target or owner, no telemetry.
+    pub fn new(id: &str, mode: HookMode, prompt_template: &str, auth: HookAuth) -> Self {
+        Self {
+            id: id.to_owned(),
+            title: id.to_owned(),
+            description: String::new(),
+            mode,
+            prompt_template: prompt_template.to_owned(),
+            enabled: true,
+            task_folder: id.to_owned(),
+            auth,
+            overrides: RunOverrides::default(),
+            quiet_start: None,
+            quiet_end: None,
+            dependency: None,
+            target: None,
+            owner: None,
+            created_at: Timestamp::UNIX_EPOCH,
+            trigger_count: 0,
+            last_triggered_at: None,
+            last_error: String::new(),
+        }
+    }
+
     /// Checks every field.
     pub fn validate(&self) -> Result<(), InvalidDefinition> {
         validate_name(&self.id)?;

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use super::*;
 use crate::automation::clock::SystemClock;
-use crate::automation::model::RunOverrides;
 use crate::automation::store as db;
 use crate::automation::webhook::auth::{mac, sign};
 use crate::automation::webhook::{HmacAlgorithm, HmacSettings, HookAuth, HookMode};
@@ -22,24 +21,8 @@ struct Listener {
 
 fn hook(id: &str, auth: HookAuth) -> Webhook {
     Webhook {
-        id: id.into(),
         title: format!("{id} hook"),
-        description: String::new(),
-        mode: HookMode::Wake,
-        prompt_template: "Build {{status}} on {{branch}}".into(),
-        enabled: true,
-        task_folder: id.into(),
-        auth,
-        overrides: RunOverrides::default(),
-        quiet_start: None,
-        quiet_end: None,
-        dependency: None,
-        target: None,
-        owner: None,
-        created_at: Timestamp::UNIX_EPOCH,
-        trigger_count: 0,
-        last_triggered_at: None,
-        last_error: String::new(),
+        ..Webhook::new(id, HookMode::Wake, "Build {{status}} on {{branch}}", auth)
     }
 }
 
