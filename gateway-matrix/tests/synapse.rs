@@ -87,6 +87,21 @@ impl World {
         room.room_id().to_owned()
     }
 
+    /// Waits for the bot's edit (`m.replace`) whose new body contains
+    /// `needle`; returns the edited event and the new body.
+    async fn bot_edit_containing(&self, what: &str, needle: &str) -> (OwnedEventId, String) {
+        self.alice
+            .wait_seen(what, WAIT, |s| match s {
+                Seen::Message { sender, replaces: Some(target), body, .. }
+                    if *sender == self.bot && body.contains(needle) =>
+                {
+                    Some((target.clone(), body.clone()))
+                }
+                _ => None,
+            })
+            .await
+    }
+
     async fn say(&self, room: &OwnedRoomId, text: &str) {
         self.alice
             .room(room)
@@ -493,17 +508,8 @@ async fn edit_streaming_turns_the_streamed_message_into_the_answer() {
     let gateway = Gateway::start(&world.home, config);
     let room = world.plain_room(&[]).await;
     world.say(&room, "edit me").await;
-    let (edited, body) = world
-        .alice
-        .wait_seen("the edit into the final answer", WAIT, |s| match s {
-            Seen::Message { sender, replaces: Some(target), body, .. }
-                if *sender == world.bot && body.contains("part two") =>
-            {
-                Some((target.clone(), body.clone()))
-            }
-            _ => None,
-        })
-        .await;
+    let (edited, body) =
+        world.bot_edit_containing("the edit into the final answer", "part two").await;
     assert_eq!(body, "part one part two");
     let original = world
         .alice
@@ -548,17 +554,8 @@ async fn edit_streaming_rolls_over_to_a_new_message_after_max_edits() {
     let room = world.plain_room(&[]).await;
     world.say(&room, "stream slowly").await;
     // The second message ends as the rest of the answer…
-    let (second, tail) = world
-        .alice
-        .wait_seen("the rolled-over message's final edit", WAIT, |s| match s {
-            Seen::Message { sender, replaces: Some(target), body, .. }
-                if *sender == world.bot && body.contains("delta") =>
-            {
-                Some((target.clone(), body.clone()))
-            }
-            _ => None,
-        })
-        .await;
+    let (second, tail) =
+        world.bot_edit_containing("the rolled-over message's final edit", "delta").await;
     assert_eq!(tail, "gamma delta", "the answer's head stays in the first message");
     // …and the first one, edited once (its budget), holds the head.
     let originals: Vec<(OwnedEventId, String)> = world.alice.seen_now(|s| match s {
@@ -578,18 +575,18 @@ async fn edit_streaming_rolls_over_to_a_new_message_after_max_edits() {
     });
     assert_eq!(edits_of_first, ["alpha beta"], "max_edits = 1");
     // The bot typed while the turn ran, and stopped when it ended.
-    let typing: Vec<bool> = world.alice.seen_now(|s| match s {
-        Seen::Typing { room: r, users } if *r == room => Some(users.contains(&world.bot)),
-        _ => None,
-    });
+    let bot_typing = || {
+        world.alice.seen_now(|s| match s {
+            Seen::Typing { room: r, users } if *r == room => Some(users.contains(&world.bot)),
+            _ => None,
+        })
+    };
+    let typing: Vec<bool> = bot_typing();
     let started = typing.iter().position(|&bot| bot);
     let started = started.unwrap_or_else(|| panic!("no typing while the turn ran: {typing:?}"));
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let typing: Vec<bool> = world.alice.seen_now(|s| match s {
-            Seen::Typing { room: r, users } if *r == room => Some(users.contains(&world.bot)),
-            _ => None,
-        });
+        let typing = bot_typing();
         if typing[started..].iter().any(|&bot| !bot) {
             break;
         }
