@@ -237,16 +237,16 @@ impl<E: Env> Machine<E> {
                 if options.skip_if_busy && busy {
                     let outcome = TurnOutcome::failed("busy", "a turn is running in this chat");
                     self.out.push(Effect::InjectDone { inject_id, outcome });
-                    return std::mem::take(&mut self.out);
+                } else {
+                    let input = TurnInput {
+                        event_id: String::new(),
+                        prompt,
+                        provider: None,
+                        model: None,
+                        origin: Origin::Inject { id: inject_id, options },
+                    };
+                    self.submit(&key, input);
                 }
-                let input = TurnInput {
-                    event_id: String::new(),
-                    prompt,
-                    provider: None,
-                    model: None,
-                    origin: Origin::Inject { id: inject_id, options },
-                };
-                self.submit(&key, input);
             }
             Event::Run { run_id, event } => self.on_run_event(&run_id, event),
             Event::RunLost { run_id, reason } => self.on_run_lost(&run_id, &reason),

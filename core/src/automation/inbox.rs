@@ -5,8 +5,8 @@
 //! into the history. So at startup the journal holds exactly the requests a
 //! crash (or a stop) caught between those two points; they are handled now,
 //! marked `…:replayed` in the history. A request whose hook was removed in
-//! the meantime cannot run: it becomes a failed run, visible in `/status`
-//! and `ductorctl cron history`, instead of vanishing.
+//! the meantime cannot run: it becomes a failed run in the history, listed
+//! with the automation failures after `/status`, instead of vanishing.
 
 use std::sync::Arc;
 
