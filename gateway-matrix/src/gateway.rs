@@ -1,7 +1,8 @@
 //! Wiring of one gateway run: open the session, resolve the allowlists,
-//! register the event handlers, sync once, attach to core, then sync until
-//! shutdown (transient sync errors are retried; a revoked access token ends
-//! the run with an error that says how to log in again).
+//! start the link to core (the shared `ductor-gateway-link`), register the
+//! event handlers, sync once, start delivering core's actions, then sync
+//! until shutdown (transient sync errors are retried; a revoked access token
+//! ends the run with an error that says how to log in again).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,6 +12,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use ductor_daemon::config::{MatrixConfig, MatrixStreaming};
 use ductor_daemon::{DuctorHome, ServiceName};
+use ductor_gateway_link::{InboundSender, LinkOptions, LinkStatus};
 use ductor_proto::pb;
 use matrix_sdk::Client;
 use matrix_sdk::config::SyncSettings;
@@ -21,7 +23,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::access::Access;
 use crate::buttons::ButtonTracker;
-use crate::core_link::Link;
 use crate::outbound::Dispatcher;
 use crate::session::Session;
 use crate::{inbound, send};
@@ -39,7 +40,7 @@ pub struct Shared {
     /// Reaction buttons of recent bot messages.
     pub buttons: Mutex<ButtonTracker>,
     /// Inbound events to the core link.
-    pub inbound: mpsc::Sender<pb::InboundEvent>,
+    pub inbound: InboundSender,
     /// `workspace/matrix_files`.
     pub files_dir: PathBuf,
     /// Events older than this are skipped, during the first sync of a new
@@ -53,15 +54,15 @@ pub struct Shared {
 pub struct Status {
     /// A sync completed recently.
     pub syncing: Arc<AtomicBool>,
-    /// Attached to core.
-    pub core: Arc<AtomicBool>,
+    /// The link to core.
+    pub link: Arc<LinkStatus>,
 }
 
 impl Status {
     /// One line for Health's detail.
     pub fn detail(&self) -> String {
-        let word = |b: &AtomicBool| if b.load(Ordering::Relaxed) { "ok" } else { "down" };
-        format!("homeserver sync {}, core {}", word(&self.syncing), word(&self.core))
+        let sync = if self.syncing.load(Ordering::Relaxed) { "ok" } else { "down" };
+        format!("homeserver sync {sync}, {}", self.link.detail())
     }
 }
 
@@ -94,13 +95,23 @@ pub async fn run(
     let access =
         Access::new(&config.allowed_users, &config.allowed_rooms, config.group_mention_only);
     access.resolve_aliases(&client).await;
-    let (inbound_tx, inbound_rx) = mpsc::channel(256);
+    let link_shutdown = shutdown.child_token();
+    let _stop_link = link_shutdown.clone().drop_guard();
+    let hello =
+        ductor_gateway_link::hello("matrix", capabilities(&config), env!("CARGO_PKG_VERSION"));
+    let link = ductor_gateway_link::spawn(
+        ductor_proto::transport::connect(home.socket(ServiceName::Core)),
+        hello,
+        LinkOptions::default(),
+        status.link.clone(),
+        link_shutdown,
+    );
     let shared = Arc::new(Shared {
         client: client.clone(),
         own_user,
         access,
         buttons: Mutex::new(ButtonTracker::load(matrix_dir(home).join("buttons.json"))),
-        inbound: inbound_tx,
+        inbound: link.inbound,
         files_dir: home.workspace().join("matrix_files"),
         cutoff: Mutex::new((!session.synced_before).then(MilliSecondsSinceUnixEpoch::now)),
         config,
@@ -124,31 +135,24 @@ pub async fn run(
     status.syncing.store(true, Ordering::Relaxed);
     tracing::info!(user = %shared.own_user, device = ?client.device_id(), "synced with the homeserver");
 
-    let (ack_tx, ack_rx) = mpsc::channel(256);
-    let link = Link {
-        channel: ductor_proto::transport::connect(home.socket(ServiceName::Core)),
-        hello: pb::Hello {
-            transport: "matrix".to_owned(),
-            capabilities: Some(capabilities(&shared.config)),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            instance_id: uuid::Uuid::new_v4().to_string(),
-            ..Default::default()
-        },
-        inbound: inbound_rx,
-        acks: ack_rx,
-        dispatcher: Dispatcher::new(shared.clone(), ack_tx),
-        connected: status.core.clone(),
-    };
-    let link_task = tokio::spawn(link.run(shutdown.clone()));
+    // Core's actions wait in the link until the rooms are known.
+    let delivery = tokio::spawn(deliver(link.actions, Dispatcher::new(shared.clone(), link.acks)));
     let result = tokio::select! {
         () = shutdown.cancelled() => Ok(()),
         result = sync_forever(&client, &status) => result,
     };
-    link_task.abort();
+    delivery.abort();
     for handler in handlers {
         client.remove_event_handler(handler);
     }
     result
+}
+
+/// Hands core's actions to their rooms' workers, in order.
+async fn deliver(mut actions: mpsc::Receiver<pb::OutboundAction>, mut dispatcher: Dispatcher) {
+    while let Some(action) = actions.recv().await {
+        dispatcher.dispatch(action);
+    }
 }
 
 fn fatal_or_context(error: matrix_sdk::Error) -> anyhow::Error {

@@ -104,8 +104,9 @@ fn event(
 
 async fn forward(shared: &Shared, event: pb::InboundEvent) {
     tracing::debug!(event_id = %event.event_id, "forwarding an inbound event to core");
-    if shared.inbound.send(event).await.is_err() {
-        tracing::warn!("dropped an inbound event: the core link is gone");
+    // Waits while core's backlog is full; fails only at shutdown.
+    if let Err(closed) = shared.inbound.send(event).await {
+        tracing::warn!("an inbound event was not forwarded: {closed}");
     }
 }
 

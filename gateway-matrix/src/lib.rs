@@ -4,16 +4,15 @@
 //!
 //! Code map: [`session`] (login once, restore after), [`access`] (allowlists,
 //! mentions), [`inbound`] (events in) with [`media`] (downloads) and
-//! [`buttons`] (reactions as button presses), [`core_link`] (the `Core.Attach`
-//! stream), [`outbound`] (per-chat delivery and streaming) with [`send`],
+//! [`buttons`] (reactions as button presses), [`outbound`] (per-chat delivery and streaming) with [`send`],
 //! [`render`] (Markdown to Matrix HTML) and [`typing`], and [`gateway`]
-//! (the wiring). Health is served on the gateway's own socket.
+//! (the wiring, including the shared `ductor-gateway-link` to core). Health is
+//! served on the gateway's own socket.
 // matrix-sdk's futures are deeply nested; spawning them needs a higher limit.
 #![recursion_limit = "256"]
 
 pub mod access;
 pub mod buttons;
-pub mod core_link;
 pub mod gateway;
 pub mod inbound;
 pub mod media;

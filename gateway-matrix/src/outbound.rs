@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use ductor_daemon::config::MatrixStreaming;
+use ductor_gateway_link::AckSender;
 use ductor_proto::pb;
 use ductor_proto::pb::outbound_action::Kind;
 use matrix_sdk::Room;
@@ -32,13 +33,13 @@ const EDIT_INTERVAL: Duration = Duration::from_secs(1);
 /// Routes actions to their chat's worker.
 pub struct Dispatcher {
     shared: Arc<Shared>,
-    acks: mpsc::Sender<pb::OutboundAck>,
+    acks: AckSender,
     workers: HashMap<String, mpsc::UnboundedSender<pb::OutboundAction>>,
 }
 
 impl Dispatcher {
     /// A dispatcher whose workers acknowledge through `acks`.
-    pub fn new(shared: Arc<Shared>, acks: mpsc::Sender<pb::OutboundAck>) -> Self {
+    pub fn new(shared: Arc<Shared>, acks: AckSender) -> Self {
         Self { shared, acks, workers: HashMap::new() }
     }
 
@@ -111,7 +112,7 @@ impl ChatWorker {
     async fn run(
         mut self,
         mut actions: mpsc::UnboundedReceiver<pb::OutboundAction>,
-        acks: mpsc::Sender<pb::OutboundAck>,
+        acks: AckSender,
     ) {
         while let Some(action) = actions.recv().await {
             let action_id = action.action_id;
@@ -126,9 +127,7 @@ impl ChatWorker {
                     format!("{error:#}")
                 }
             };
-            if acks.send(pb::OutboundAck { action_id: action.action_id, error }).await.is_err() {
-                break;
-            }
+            acks.send(pb::OutboundAck { action_id: action.action_id, error });
         }
         self.stop_typing().await;
     }

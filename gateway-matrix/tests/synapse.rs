@@ -125,7 +125,7 @@ async fn plain_room_round_trip_with_segment_streaming() {
     tracing::debug!("alice saw the echo");
     let event = world
         .core
-        .wait_for("the inbound message", WAIT, |r| r.inbound.iter().find(|e| matches!(&e.kind, Some(pb::inbound_event::Kind::Message(m)) if m.text == "hello bot")).cloned())
+        .wait_for("the inbound message", WAIT, |r| r.events.iter().find(|e| matches!(&e.kind, Some(pb::inbound_event::Kind::Message(m)) if m.text == "hello bot")).cloned())
         .await;
     assert_eq!(
         event.chat.as_ref().map(|c| c.chat_id.as_str()),
@@ -134,7 +134,7 @@ async fn plain_room_round_trip_with_segment_streaming() {
     );
     assert_eq!(event.sender_id, world.alice.user_id.as_str());
     assert!(event.event_id.starts_with("mx:$"), "event id {}", event.event_id);
-    let hello = world.core.recorded.lock().expect("not poisoned").hellos[0].clone();
+    let hello = world.core.recorded().hellos[0].clone();
     assert_eq!(hello.transport, "matrix");
     let caps = hello.capabilities.expect("capabilities");
     assert_eq!(caps.buttons, pb::ButtonStyle::Reactions as i32);
@@ -170,7 +170,7 @@ async fn plain_room_round_trip_with_segment_streaming() {
 
     // Every action was acknowledged without error.
     world.core.wait_for("acks of all 8 actions", WAIT, |r| (r.acks.len() >= 8).then_some(())).await;
-    let acks = world.core.recorded.lock().expect("not poisoned").acks.clone();
+    let acks = world.core.recorded().acks.clone();
     assert!(acks.iter().all(|a| a.error.is_empty()), "acks: {acks:?}");
     gateway.stop().await;
 }
@@ -221,7 +221,7 @@ async fn encrypted_dm_round_trip_with_files() {
     let media = world
         .core
         .wait_for("the media event", WAIT, |r| {
-            r.inbound.iter().find_map(|e| match &e.kind {
+            r.events.iter().find_map(|e| match &e.kind {
                 Some(pb::inbound_event::Kind::Media(m)) => Some(m.clone()),
                 _ => None,
             })
@@ -302,7 +302,7 @@ async fn reaction_chooses_a_model_option() {
     let press = world
         .core
         .wait_for("the button press", WAIT, |r| {
-            r.inbound.iter().find_map(|e| match &e.kind {
+            r.events.iter().find_map(|e| match &e.kind {
                 Some(pb::inbound_event::Kind::Button(b)) => Some(b.clone()),
                 _ => None,
             })
@@ -355,7 +355,7 @@ async fn restart_keeps_the_device_and_does_not_answer_old_messages() {
         1,
         "old message replayed: {texts:?}"
     );
-    let hellos = world.core.recorded.lock().expect("not poisoned").hellos.clone();
+    let hellos = world.core.recorded().hellos.clone();
     assert_eq!(hellos.len(), 2);
     assert_ne!(hellos[0].instance_id, hellos[1].instance_id);
     let devices = bot_devices(&world).await;
@@ -410,7 +410,7 @@ async fn unauthorized_user_never_reaches_core() {
     world.alice.wait_message(&room, &world.bot, "echo: from alice").await;
     // Give a straggler a moment to show up before asserting it never did.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let inbound = world.core.recorded.lock().expect("not poisoned").inbound.clone();
+    let inbound = world.core.recorded().events.clone();
     assert!(
         inbound.iter().all(|e| e.sender_id == world.alice.user_id.as_str()),
         "only alice reached core: {inbound:?}"
@@ -473,7 +473,7 @@ async fn group_mention_only_needs_a_mention_or_a_reply() {
     let event = world
         .core
         .wait_for("the reply", WAIT, |r| {
-            r.inbound.iter().find_map(|e| match &e.kind {
+            r.events.iter().find_map(|e| match &e.kind {
                 Some(pb::inbound_event::Kind::Message(m)) if m.text == "thanks" => Some(m.clone()),
                 _ => None,
             })
@@ -521,7 +521,7 @@ async fn edit_streaming_turns_the_streamed_message_into_the_answer() {
         })
         .await;
     assert_eq!(original, "part one", "the first delta was sent, the rest arrived as an edit");
-    let hello = world.core.recorded.lock().expect("not poisoned").hellos[0].clone();
+    let hello = world.core.recorded().hellos[0].clone();
     assert!(hello.capabilities.expect("capabilities").can_edit);
     gateway.stop().await;
 }
@@ -717,7 +717,7 @@ async fn a_thread_is_a_topic_and_is_answered_in_the_thread() {
     let answer = world.alice.wait_message(&room, &world.bot, "echo: in thread").await;
     let Seen::Message { thread, .. } = answer else { unreachable!("a message") };
     assert_eq!(thread.as_ref(), Some(&root), "answered inside the thread");
-    let inbound = world.core.recorded.lock().expect("not poisoned").inbound.clone();
+    let inbound = world.core.recorded().events.clone();
     let topics: Vec<(String, String)> = inbound
         .iter()
         .filter_map(|e| match &e.kind {
@@ -793,7 +793,7 @@ async fn messages_wait_for_core_to_come_back() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     world.core = FakeCore::start(&world.home, default_script()).await;
     world.alice.wait_message(&room, &world.bot, "echo: while core is down").await;
-    let hellos = world.core.recorded.lock().expect("not poisoned").hellos.len();
+    let hellos = world.core.recorded().hellos.len();
     assert_eq!(hellos, 1, "the gateway attached again to the new core");
     gateway.stop().await;
 }

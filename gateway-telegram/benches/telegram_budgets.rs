@@ -43,17 +43,6 @@ fn final_reply(text: &str) -> Kind {
     Kind::FinalReply(pb::FinalReply { text: text.to_owned(), notify: true, ..Default::default() })
 }
 
-async fn serve_core(core: &FakeCore, home: &Path) {
-    let run = home.join("run");
-    ductor_proto::transport::prepare_socket_dir(&run).expect("prepare the run directory");
-    let incoming =
-        ductor_proto::transport::bind(&run.join("core.sock")).await.expect("bind core.sock");
-    let router = tonic::transport::Server::builder().add_service(core.server());
-    tokio::spawn(async move {
-        let _ = router.serve_with_incoming(incoming).await;
-    });
-}
-
 #[allow(clippy::disallowed_methods)] // The bench's one spawn site: the binary under test.
 fn spawn_gateway(home: &Path) -> tokio::process::Child {
     tokio::process::Command::new(gateway_binary())
@@ -86,7 +75,7 @@ async fn main() {
     )
     .expect("write config.toml");
     let core = FakeCore::default();
-    serve_core(&core, home.path()).await;
+    let _serving = core.serve(&ductor_daemon::DuctorHome::at(home.path())).await;
     let mut gateway = spawn_gateway(home.path());
     let pid = gateway.id().expect("the gateway runs");
     assert!(

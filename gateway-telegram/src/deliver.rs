@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 
+use ductor_gateway_link::AckSender;
 use ductor_proto::pb;
 use ductor_proto::pb::outbound_action::Kind;
 use teloxide::types::{ChatId, InlineKeyboardMarkup, MessageId, ThreadId};
@@ -19,7 +20,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Duration, Instant};
 
 use crate::api::Failure;
-use crate::buttons::{core_keyboard, extract_markers, marker_keyboard};
+use crate::buttons::core_keyboard;
 use crate::progress::{StatusLine, preview_html};
 use crate::render::{escape, markdown_to_html};
 use crate::split::{TELEGRAM_LIMIT, split_html};
@@ -52,10 +53,14 @@ pub fn target_of(chat: Option<&pb::ChatRef>) -> Result<Target, String> {
 }
 
 /// Routes actions to their chat's lane, creating lanes on first use.
+///
+/// Lanes queue without a bound on purpose: a chat paused by a 429 must not
+/// hold up every other chat. What bounds them is the link's bounded channel
+/// upstream and core's turns (deltas coalesce into one preview edit).
 pub async fn dispatch(
     telegram: Telegram,
-    mut actions: mpsc::UnboundedReceiver<pb::OutboundAction>,
-    acks: mpsc::UnboundedSender<pb::OutboundAck>,
+    mut actions: mpsc::Receiver<pb::OutboundAction>,
+    acks: AckSender,
 ) {
     let mut lanes: HashMap<Target, mpsc::UnboundedSender<pb::OutboundAction>> = HashMap::new();
     while let Some(action) = actions.recv().await {
@@ -63,7 +68,7 @@ pub async fn dispatch(
             Ok(target) => target,
             Err(error) => {
                 tracing::warn!(action_id = action.action_id, %error, "dropping an action for no valid chat");
-                let _ = acks.send(pb::OutboundAck { action_id: action.action_id, error });
+                acks.failed(action.action_id, error);
                 continue;
             }
         };
@@ -134,18 +139,14 @@ struct Final {
 struct Lane {
     telegram: Telegram,
     target: Target,
-    acks: mpsc::UnboundedSender<pb::OutboundAck>,
+    acks: AckSender,
     turn: Option<Turn>,
     selectors: HashMap<String, MessageId>,
     queue_notices: HashMap<String, MessageId>,
 }
 
 impl Lane {
-    fn new(
-        telegram: Telegram,
-        target: Target,
-        acks: mpsc::UnboundedSender<pb::OutboundAck>,
-    ) -> Self {
+    fn new(telegram: Telegram, target: Target, acks: AckSender) -> Self {
         Self {
             telegram,
             target,
@@ -257,8 +258,7 @@ impl Lane {
         if let Err(error) = &result {
             tracing::warn!(chat = self.target.chat.0, action_id, %error, "could not deliver an action");
         }
-        let _ =
-            self.acks.send(pb::OutboundAck { action_id, error: result.err().unwrap_or_default() });
+        self.acks.send(pb::OutboundAck { action_id, error: result.err().unwrap_or_default() });
     }
 
     async fn apply(&mut self, turn_id: &str, kind: Kind) -> Result<(), String> {
@@ -326,7 +326,7 @@ impl Lane {
             .filter(|turn| turn.id == turn_id)
             .map(|turn| turn.text.clone())
             .unwrap_or_default();
-        let mut html = markdown_to_html(&extract_markers(&streamed).0);
+        let mut html = markdown_to_html(&streamed);
         if !html.is_empty() {
             html.push_str("\n\n");
         }
@@ -433,12 +433,12 @@ impl Lane {
     }
 }
 
-/// Renders a final reply: markers to a keyboard (unless core sent buttons),
-/// Markdown to HTML, the footer in italics, cut under the limit.
+/// Renders a final reply: core's buttons as a keyboard (core has taken the
+/// agent's markers out of the text already), Markdown to HTML, the footer in
+/// italics, cut under the limit.
 fn final_of(reply: pb::FinalReply) -> Final {
-    let (text, marker_rows) = extract_markers(&reply.text);
-    let markup = core_keyboard(&reply.buttons).or_else(|| marker_keyboard(&marker_rows));
-    let mut html = markdown_to_html(&text);
+    let markup = core_keyboard(&reply.buttons);
+    let mut html = markdown_to_html(&reply.text);
     if !reply.footer.trim().is_empty() {
         if !html.is_empty() {
             html.push_str("\n\n");
@@ -478,14 +478,19 @@ mod tests {
     }
 
     #[test]
-    fn final_uses_markers_only_without_core_buttons() {
+    fn final_renders_core_buttons_and_the_footer() {
         let reply = pb::FinalReply {
-            text: "Go? [button:Yes]".into(),
+            text: "Go?".into(),
             footer: "opus · 2s".into(),
+            buttons: vec![pb::ButtonRow {
+                buttons: vec![pb::Button { id: "b:Yes".into(), label: "Yes".into() }],
+            }],
             ..Default::default()
         };
         let rendered = final_of(reply);
         assert_eq!(rendered.chunks, vec!["Go?\n\n<i>opus · 2s</i>".to_owned()]);
         assert!(rendered.markup.is_some());
+        let bare = final_of(pb::FinalReply { text: "Go?".into(), ..Default::default() });
+        assert!(bare.markup.is_none(), "no keyboard without core buttons");
     }
 }

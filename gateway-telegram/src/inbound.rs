@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use ductor_gateway_link::{InboundSender, Receipt};
 use ductor_proto::pb;
 use ductor_proto::transport::Backoff;
 use futures::StreamExt;
@@ -21,11 +22,9 @@ use teloxide::types::{
     AllowedUpdate, CallbackQuery, Chat, FileId, Me, Message, Update, UpdateKind, User,
 };
 use tokio::io::AsyncWriteExt;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::Failure;
-use crate::buttons::{Press, classify};
 use crate::gate::{ChatKind, Gate, Verdict};
 use crate::telegram::{Target, Telegram};
 
@@ -47,7 +46,9 @@ pub struct Inbound {
     telegram: Telegram,
     config: InboundConfig,
     me: Me,
-    events: mpsc::UnboundedSender<pb::InboundEvent>,
+    events: InboundSender,
+    /// Events of the current batch of updates core has yet to accept.
+    receipts: Vec<Receipt>,
     left: HashSet<i64>,
 }
 
@@ -62,13 +63,8 @@ struct Media {
 
 impl Inbound {
     /// `me` is the bot itself (from getMe), used to spot mentions and replies.
-    pub fn new(
-        telegram: Telegram,
-        config: InboundConfig,
-        me: Me,
-        events: mpsc::UnboundedSender<pb::InboundEvent>,
-    ) -> Self {
-        Self { telegram, config, me, events, left: HashSet::new() }
+    pub fn new(telegram: Telegram, config: InboundConfig, me: Me, events: InboundSender) -> Self {
+        Self { telegram, config, me, events, receipts: Vec::new(), left: HashSet::new() }
     }
 
     /// Long-polls until shutdown. `reachable` follows getUpdates' success.
@@ -102,6 +98,13 @@ impl Inbound {
                         offset = offset
                             .max(i32::try_from(update.id.0).unwrap_or(i32::MAX).saturating_add(1));
                         self.handle(update).await;
+                    }
+                    // The next getUpdates confirms this batch to Telegram, so
+                    // it waits until core has every event of it: a gateway that
+                    // dies now gets the updates again instead of losing them.
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = self.confirmed() => {}
                     }
                 }
                 Err(error) => {
@@ -221,7 +224,8 @@ impl Inbound {
             sender_id,
             sender_name,
             kind: Some(kind),
-        });
+        })
+        .await;
     }
 
     async fn callback(&mut self, event_id: String, query: CallbackQuery) {
@@ -251,28 +255,33 @@ impl Inbound {
         };
         let (sender_id, sender_name) = sender_of(Some(&query.from));
         let data = query.data.unwrap_or_default();
-        let kind = match classify(&data) {
-            Press::Core(button_id) => pb::inbound_event::Kind::Button(pb::ButtonPress {
-                button_id,
-                message_ref: message.id().0.to_string(),
-            }),
-            Press::Say(label) => pb::inbound_event::Kind::Message(pb::UserMessage {
-                text: label,
-                reply_quote: String::new(),
-            }),
-        };
+        let kind = pb::inbound_event::Kind::Button(pb::ButtonPress {
+            button_id: crate::buttons::button_id(&data),
+            message_ref: message.id().0.to_string(),
+        });
         self.emit(pb::InboundEvent {
             event_id,
             chat: Some(chat_ref),
             sender_id,
             sender_name,
             kind: Some(kind),
-        });
+        })
+        .await;
     }
 
-    fn emit(&self, event: pb::InboundEvent) {
-        if self.events.send(event).is_err() {
-            tracing::error!("the core link is gone; dropping an inbound event");
+    /// Hands `event` to the link (waiting while core's backlog is full).
+    async fn emit(&mut self, event: pb::InboundEvent) {
+        match self.events.send(event).await {
+            Ok(receipt) => self.receipts.push(receipt),
+            // Only at shutdown; the update is not confirmed to Telegram.
+            Err(closed) => tracing::warn!("an update was not forwarded: {closed}"),
+        }
+    }
+
+    /// Waits until core has accepted every event emitted so far.
+    async fn confirmed(&mut self) {
+        for receipt in self.receipts.drain(..) {
+            let _ = receipt.accepted().await;
         }
     }
 

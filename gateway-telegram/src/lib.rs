@@ -5,12 +5,12 @@
 //! ([`split`]), inline keyboards ([`buttons`]), edit pacing and 429 pauses
 //! ([`api`]), the paced, retried Bot API calls ([`telegram`]), per-chat
 //! delivery lanes with streaming previews ([`deliver`], [`progress`]),
-//! update intake and media download ([`inbound`]) and the `Core.Attach`
-//! link that survives core restarts ([`attach`]). Core only ever sees
-//! transport-neutral inbound events and sends transport-neutral actions.
+//! and update intake and media download ([`inbound`]); the `Core.Attach`
+//! link that survives core restarts is the shared `ductor-gateway-link`.
+//! Core only ever sees transport-neutral inbound events and sends
+//! transport-neutral actions.
 
 pub mod api;
-pub mod attach;
 pub mod buttons;
 pub mod deliver;
 pub mod gate;
@@ -31,11 +31,12 @@ use anyhow::Context as _;
 use ductor_daemon::ServiceName;
 use ductor_daemon::config::TelegramConfig;
 use ductor_daemon::daemon::{ServiceContext, serve};
+use ductor_gateway_link::{LinkOptions, LinkStatus};
+use ductor_proto::pb;
 use ductor_proto::transport::Backoff;
 use teloxide::Bot;
 use teloxide::prelude::Requester;
 use teloxide::types::{BotCommand, Me};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{Pacer, Scrubber};
@@ -107,13 +108,24 @@ pub async fn register_commands(telegram: &Telegram) {
     }
 }
 
+/// Telegram's capabilities, as announced to core.
+pub fn capabilities() -> pb::Capabilities {
+    pb::Capabilities {
+        max_message_len: split::TELEGRAM_LIMIT as u32,
+        can_edit: true,
+        buttons: pb::ButtonStyle::Keyboard as i32,
+        topics: true,
+        file_upload: true,
+    }
+}
+
 /// Everything the gateway runs besides its Health socket.
 pub struct Gateway {
     pub telegram: Telegram,
     pub inbound: InboundConfig,
     pub core: ductor_proto::Channel,
     pub version: String,
-    pub core_connected: Arc<AtomicBool>,
+    pub link: Arc<LinkStatus>,
     pub telegram_reachable: Arc<AtomicBool>,
 }
 
@@ -124,25 +136,19 @@ impl Gateway {
         self.telegram_reachable.store(true, Ordering::Relaxed);
         tracing::info!(bot = %me.username(), "connected to Telegram");
         register_commands(&self.telegram).await;
-        let (events_tx, events_rx) = mpsc::unbounded_channel();
-        let (acks_tx, acks_rx) = mpsc::unbounded_channel();
-        let (actions_tx, actions_rx) = mpsc::unbounded_channel();
-        let link = attach::Link {
-            events: events_rx,
-            acks: acks_rx,
-            actions: actions_tx,
-            connected: self.core_connected.clone(),
-        };
-        let link_task = tokio::spawn(attach::run(
+        let hello = ductor_gateway_link::hello("telegram", capabilities(), &self.version);
+        let link = ductor_gateway_link::spawn(
             self.core.clone(),
-            attach::hello(&self.version),
-            link,
+            hello,
+            LinkOptions::default(),
+            self.link.clone(),
             shutdown.clone(),
-        ));
-        let delivery = tokio::spawn(deliver::dispatch(self.telegram.clone(), actions_rx, acks_tx));
-        let inbound = Inbound::new(self.telegram.clone(), self.inbound.clone(), me, events_tx);
+        );
+        let delivery =
+            tokio::spawn(deliver::dispatch(self.telegram.clone(), link.actions, link.acks));
+        let inbound = Inbound::new(self.telegram.clone(), self.inbound.clone(), me, link.inbound);
         inbound.poll(self.telegram_reachable.clone(), shutdown.clone()).await;
-        let _ = link_task.await;
+        let _ = link.task.await;
         delivery.abort();
     }
 }
@@ -151,15 +157,15 @@ impl Gateway {
 pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
     let config = &context.config.telegram;
     let telegram = telegram_from_config(config)?;
-    let core_connected = Arc::new(AtomicBool::new(false));
+    let link = Arc::new(LinkStatus::default());
     let telegram_reachable = Arc::new(AtomicBool::new(false));
     let health = {
-        let core = core_connected.clone();
+        let link = link.clone();
         let reachable = telegram_reachable.clone();
         context.health.clone().with_detail(move || {
             format!(
-                "core {}, telegram {}",
-                if core.load(Ordering::Relaxed) { "attached" } else { "unreachable" },
+                "{}, telegram {}",
+                link.detail(),
                 if reachable.load(Ordering::Relaxed) { "reachable" } else { "unreachable" },
             )
         })
@@ -178,7 +184,7 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
         },
         core: ductor_proto::transport::connect(context.home.socket(ServiceName::Core)),
         version: env!("CARGO_PKG_VERSION").to_owned(),
-        core_connected,
+        link,
         telegram_reachable,
     };
     let router = tonic::transport::Server::builder().add_service(health.into_server());

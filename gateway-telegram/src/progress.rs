@@ -97,8 +97,7 @@ impl StatusLine {
 
 /// The preview of a running turn: rendered text, then the status line in italics.
 pub fn preview_html(markdown: &str, status: &StatusLine) -> String {
-    let (text, _) = crate::buttons::extract_markers(markdown);
-    let mut html = markdown_to_html(&text);
+    let mut html = markdown_to_html(markdown);
     let line = status.render();
     if !line.is_empty() {
         if !html.is_empty() {
@@ -128,7 +127,7 @@ mod tests {
         assert_eq!(line.render(), "🔧 Bash ×3 · Read ✗ · Grep: TODO <x> …");
         line.status("thinking", "");
         assert!(line.render().ends_with("— ⏳ thinking"));
-        let html = preview_html("Hi [button:Yes]", &line);
+        let html = preview_html("Hi", &line);
         assert!(html.starts_with("Hi\n\n<i>🔧 Bash ×3"), "{html}");
         assert!(html.contains("TODO &lt;x&gt;"));
     }

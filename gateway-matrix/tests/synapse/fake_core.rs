@@ -1,51 +1,26 @@
-//! A scripted stand-in for ductor-core, served over the real Unix socket in a
-//! temporary `$DUCTOR_HOME`: records the gateway's hello, inbound events and
-//! acks, accepts every event, and answers each one with the actions a script
-//! returns for it.
+//! The shared fake core (`ductor_gateway_link::testing`) served on the real
+//! core socket of a temporary `$DUCTOR_HOME`, as the Matrix tests use it
+//! (start, stop, start again), and the scripts that answer the bot's users.
 
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::ops::Deref;
+use std::sync::Arc;
 use std::time::Duration;
 
-use ductor_daemon::{DuctorHome, ServiceName};
+use ductor_daemon::DuctorHome;
+use ductor_gateway_link::testing::{self, Serving};
 use ductor_proto::pb;
 use ductor_proto::pb::outbound_action::Kind;
-use tokio::sync::{Notify, mpsc};
-use tokio_stream::Stream;
-use tokio_stream::wrappers::ReceiverStream;
-use tokio_util::sync::CancellationToken;
 
-/// Maps an inbound event to the actions core answers with.
-pub type Script = Arc<dyn Fn(&pb::InboundEvent) -> Vec<Kind> + Send + Sync>;
+pub use ductor_gateway_link::testing::{Script, final_reply};
 
-/// Everything the fake core saw.
-#[derive(Default)]
-pub struct Recorded {
-    pub hellos: Vec<pb::Hello>,
-    pub inbound: Vec<pb::InboundEvent>,
-    pub acks: Vec<pb::OutboundAck>,
-}
-
-/// A running fake core.
+/// A fake core serving on a home's socket; derefs to the shared fake.
 pub struct FakeCore {
-    pub recorded: Arc<Mutex<Recorded>>,
-    changed: Arc<Notify>,
-    stop: CancellationToken,
-    server: Option<tokio::task::JoinHandle<()>>,
-}
-
-struct Service {
-    script: Script,
-    pace: Duration,
-    recorded: Arc<Mutex<Recorded>>,
-    changed: Arc<Notify>,
-    next_action: Arc<AtomicU64>,
-    stop: CancellationToken,
+    core: testing::FakeCore,
+    serving: Option<Serving>,
 }
 
 impl FakeCore {
-    /// Serves on `home`'s core socket until dropped.
+    /// Serves on `home`'s core socket until stopped or dropped.
     pub async fn start(home: &DuctorHome, script: Script) -> Self {
         Self::start_paced(home, script, Duration::ZERO).await
     }
@@ -53,170 +28,30 @@ impl FakeCore {
     /// Like [`FakeCore::start`], sending a turn's actions `pace` apart (a
     /// model that streams slowly).
     pub async fn start_paced(home: &DuctorHome, script: Script, pace: Duration) -> Self {
-        let recorded = Arc::new(Mutex::new(Recorded::default()));
-        let changed = Arc::new(Notify::new());
-        let stop = CancellationToken::new();
-        let service = Service {
-            script,
-            pace,
-            recorded: recorded.clone(),
-            changed: changed.clone(),
-            // Action ids keep increasing across fake-core restarts, as a real
-            // core's outbox ids do (the gateway skips ids it already delivered).
-            next_action: Arc::new(AtomicU64::new(first_action_id())),
-            stop: stop.clone(),
-        };
-        ductor_proto::transport::prepare_socket_dir(home.run_dir()).expect("prepare the run dir");
-        let incoming = ductor_proto::transport::bind(&home.socket(ServiceName::Core))
-            .await
-            .expect("bind the fake core socket");
-        let router = tonic::transport::Server::builder()
-            .add_service(pb::core_server::CoreServer::new(service));
-        let token = stop.clone();
-        let server = tokio::spawn(async move {
-            let _ = router.serve_with_incoming_shutdown(incoming, token.cancelled_owned()).await;
-        });
-        Self { recorded, changed, stop, server: Some(server) }
+        let core = testing::FakeCore::paced(script, pace);
+        let serving = Some(core.serve(home).await);
+        Self { core, serving }
     }
 
     /// A placeholder that serves nothing (to be replaced by [`FakeCore::start`]).
     pub fn start_later() -> Self {
-        let stop = CancellationToken::new();
-        stop.cancel();
-        Self { recorded: Arc::default(), changed: Arc::default(), stop, server: None }
+        Self { core: testing::FakeCore::default(), serving: None }
     }
 
-    /// Stops serving and waits until the socket is gone (a core going down).
+    /// Stops serving and waits until the socket is closed (a core going down).
     pub async fn stop(mut self) {
-        self.stop.cancel();
-        if let Some(server) = self.server.take() {
-            let _ = server.await;
+        if let Some(serving) = self.serving.take() {
+            serving.stop().await;
         }
     }
-
-    /// Waits until `check` holds for the recording (panics after `timeout`).
-    pub async fn wait_for<T>(
-        &self,
-        what: &str,
-        timeout: Duration,
-        check: impl Fn(&Recorded) -> Option<T>,
-    ) -> T {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let notified = self.changed.notified();
-            if let Some(found) = check(&self.recorded.lock().expect("not poisoned")) {
-                return found;
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                panic!("fake core: timed out waiting for {what}");
-            }
-        }
-    }
-
-    /// Inbound user messages' texts, in order.
-    pub fn texts(&self) -> Vec<String> {
-        let recorded = self.recorded.lock().expect("not poisoned");
-        recorded
-            .inbound
-            .iter()
-            .filter_map(|e| match &e.kind {
-                Some(pb::inbound_event::Kind::Message(m)) => Some(m.text.clone()),
-                _ => None,
-            })
-            .collect()
-    }
 }
 
-impl Drop for FakeCore {
-    fn drop(&mut self) {
-        self.stop.cancel();
+impl Deref for FakeCore {
+    type Target = testing::FakeCore;
+
+    fn deref(&self) -> &testing::FakeCore {
+        &self.core
     }
-}
-
-fn first_action_id() -> u64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-    now.map(|d| d.as_micros() as u64).unwrap_or(1)
-}
-
-type AttachStream = Pin<Box<dyn Stream<Item = Result<pb::CoreMessage, tonic::Status>> + Send>>;
-
-fn core_message(msg: pb::core_message::Msg) -> Result<pb::CoreMessage, tonic::Status> {
-    Ok(pb::CoreMessage { msg: Some(msg) })
-}
-
-#[tonic::async_trait]
-impl pb::core_server::Core for Service {
-    type AttachStream = AttachStream;
-
-    async fn attach(
-        &self,
-        request: tonic::Request<tonic::Streaming<pb::GatewayMessage>>,
-    ) -> Result<tonic::Response<AttachStream>, tonic::Status> {
-        let mut incoming = request.into_inner();
-        let (tx, rx) = mpsc::channel(64);
-        let script = self.script.clone();
-        let pace = self.pace;
-        let recorded = self.recorded.clone();
-        let changed = self.changed.clone();
-        let next_action = self.next_action.clone();
-        let stop = self.stop.clone();
-        tokio::spawn(async move {
-            loop {
-                let message = tokio::select! {
-                    () = stop.cancelled() => break,
-                    message = incoming.message() => message,
-                };
-                let Ok(Some(message)) = message else { break };
-                match message.msg {
-                    Some(pb::gateway_message::Msg::Hello(hello)) => {
-                        recorded.lock().expect("not poisoned").hellos.push(hello);
-                        let welcome = pb::Welcome { core_version: "fake".into(), pending: 0 };
-                        let _ =
-                            tx.send(core_message(pb::core_message::Msg::Welcome(welcome))).await;
-                    }
-                    Some(pb::gateway_message::Msg::Inbound(event)) => {
-                        recorded.lock().expect("not poisoned").inbound.push(event.clone());
-                        let accepted = pb::InboundAccepted { event_id: event.event_id.clone() };
-                        let _ =
-                            tx.send(core_message(pb::core_message::Msg::Accepted(accepted))).await;
-                        for (i, kind) in script(&event).into_iter().enumerate() {
-                            if i > 0 && !pace.is_zero() {
-                                tokio::time::sleep(pace).await;
-                            }
-                            let action = pb::OutboundAction {
-                                action_id: next_action.fetch_add(1, Ordering::Relaxed),
-                                chat: event.chat.clone(),
-                                turn_id: event.event_id.clone(),
-                                durable: true,
-                                reply_to_event: event.event_id.clone(),
-                                kind: Some(kind),
-                            };
-                            let _ =
-                                tx.send(core_message(pb::core_message::Msg::Action(action))).await;
-                        }
-                    }
-                    Some(pb::gateway_message::Msg::Ack(ack)) => {
-                        recorded.lock().expect("not poisoned").acks.push(ack);
-                    }
-                    None => {}
-                }
-                changed.notify_waiters();
-            }
-        });
-        Ok(tonic::Response::new(Box::pin(ReceiverStream::new(rx))))
-    }
-
-    async fn describe(
-        &self,
-        _request: tonic::Request<pb::DescribeRequest>,
-    ) -> Result<tonic::Response<pb::DescribeResponse>, tonic::Status> {
-        Ok(tonic::Response::new(pb::DescribeResponse::default()))
-    }
-}
-
-/// A final answer that notifies.
-pub fn final_reply(text: &str) -> Kind {
-    Kind::FinalReply(pb::FinalReply { text: text.to_owned(), notify: true, ..Default::default() })
 }
 
 /// The default script: `/model` opens a selector, `stream` plays a streamed

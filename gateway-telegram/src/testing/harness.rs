@@ -87,7 +87,7 @@ impl Harness {
             },
             core: core.channel().await,
             version: "test".to_owned(),
-            core_connected: Arc::new(AtomicBool::new(false)),
+            link: Arc::default(),
             telegram_reachable: Arc::new(AtomicBool::new(false)),
         };
         let shutdown = CancellationToken::new();
