@@ -92,6 +92,7 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
     })
     .await
     .context("start automation")?;
+    handle.plug_automation(Arc::new(automation.clone()));
     let service =
         CoreService::new(handle, store, VERSION, stats).with_automation(automation.clone());
     let router = tonic::transport::Server::builder()

@@ -1,6 +1,12 @@
-//! Parsing what the user typed: `/commands` (also `!cmd`, and `/cmd@botname`)
-//! and leading inline `@directives`. Resolution against the provider catalog
-//! happens in the orchestrator; this module only splits text.
+//! The one list of chat commands, and parsing what the user typed:
+//! `/commands` (also `!cmd`, and `/cmd@botname`) and leading inline
+//! `@directives`.
+//!
+//! [`COMMANDS`] is the only place a command is named: parsing, `/help`, and
+//! the menu every gateway shows (core sends it in `Welcome`, Telegram turns it
+//! into `setMyCommands`) all read it, so no surface can offer a command core
+//! does not answer. Resolution against the provider catalog happens in the
+//! orchestrator; this module only splits text.
 
 /// A chat command, with ductor's names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,15 +39,74 @@ pub enum Command {
     Diagnose,
     /// This chat's sessions.
     Sessions,
+    /// Scheduled jobs (answered by automation), with its arguments.
+    Cron(String),
 }
 
-impl Command {
-    /// Quick commands answer at once, even while a turn runs. (In this design
-    /// every command answers at once; the list documents which ones never
-    /// touch the running turn.)
-    pub fn is_quick(&self) -> bool {
-        !matches!(self, Self::New | Self::Stop | Self::Interrupt | Self::StopAll)
-    }
+/// One entry of the command list.
+#[derive(Debug, Clone, Copy)]
+pub struct CommandSpec {
+    /// The name typed after `/` (or `!`).
+    pub name: &'static str,
+    /// Other spellings that mean the same.
+    pub aliases: &'static [&'static str],
+    /// How arguments are written in `/help`, or empty.
+    pub usage: &'static str,
+    /// One line for menus and `/help`.
+    pub description: &'static str,
+    /// Shown in command menus (`/start` is not: the platform sends it).
+    pub in_menu: bool,
+    /// The command, from its argument (trimmed, `None` when empty).
+    make: fn(Option<String>) -> Command,
+}
+
+const fn spec(
+    name: &'static str,
+    usage: &'static str,
+    description: &'static str,
+    make: fn(Option<String>) -> Command,
+) -> CommandSpec {
+    CommandSpec { name, aliases: &[], usage, description, in_menu: true, make }
+}
+
+/// Every command core answers, in the order menus and `/help` show them.
+pub const COMMANDS: &[CommandSpec] = &[
+    spec("new", "", "Stop what runs and start a fresh session", |_| Command::New),
+    spec("stop", "", "Stop the running turn and drop queued messages", |_| Command::Stop),
+    CommandSpec {
+        aliases: &["esc"],
+        ..spec(
+            "interrupt",
+            "",
+            "Interrupt the running turn (like Esc); the queue still runs",
+            |_| Command::Interrupt,
+        )
+    },
+    CommandSpec {
+        aliases: &["stopall"],
+        ..spec("stop_all", "", "Stop everything in every chat", |_| Command::StopAll)
+    },
+    spec("model", "[NAME]", "Choose provider and model", Command::Model),
+    spec("effort", "[LEVEL]", "Choose the reasoning effort", Command::Effort),
+    spec("status", "", "Session, usage, model, runner health", |_| Command::Status),
+    spec("reset", "", "Fresh session for the current provider", |_| Command::Reset),
+    spec("sessions", "", "This chat's sessions", |_| Command::Sessions),
+    spec("memory", "", "Show the agent's main memory", |_| Command::Memory),
+    spec("cron", "[list|run|pause|resume|history ID]", "Scheduled jobs", |arg| {
+        Command::Cron(arg.unwrap_or_default())
+    }),
+    spec("diagnose", "", "Versions, configuration, recent errors", |_| Command::Diagnose),
+    spec("info", "", "Version and what ductor is", |_| Command::Info),
+    spec("help", "", "This command reference", |_| Command::Help),
+    CommandSpec { in_menu: false, ..spec("start", "", "Welcome", |_| Command::Start) },
+];
+
+/// The spec named (or aliased) `word`, case-insensitively.
+fn lookup(word: &str) -> Option<&'static CommandSpec> {
+    COMMANDS.iter().find(|spec| {
+        spec.name.eq_ignore_ascii_case(word)
+            || spec.aliases.iter().any(|alias| alias.eq_ignore_ascii_case(word))
+    })
 }
 
 /// Parses `text` as a command; `None` when it is not one we know (the text is
@@ -53,25 +118,24 @@ pub fn parse(text: &str) -> Option<Command> {
         Some((word, arg)) => (word, arg.trim()),
         None => (body, ""),
     };
-    let word = word.split_once('@').map_or(word, |(w, _)| w).to_ascii_lowercase();
+    let word = word.split_once('@').map_or(word, |(w, _)| w);
+    let spec = lookup(word)?;
     let arg = (!arg.is_empty()).then(|| arg.to_owned());
-    Some(match word.as_str() {
-        "start" => Command::Start,
-        "help" => Command::Help,
-        "info" => Command::Info,
-        "new" => Command::New,
-        "reset" => Command::Reset,
-        "stop" => Command::Stop,
-        "interrupt" | "esc" => Command::Interrupt,
-        "stop_all" | "stopall" => Command::StopAll,
-        "model" => Command::Model(arg),
-        "effort" => Command::Effort(arg),
-        "status" => Command::Status,
-        "memory" => Command::Memory,
-        "diagnose" => Command::Diagnose,
-        "sessions" => Command::Sessions,
-        _ => return None,
-    })
+    Some((spec.make)(arg))
+}
+
+/// The `/help` text, from [`COMMANDS`].
+pub fn help_text() -> String {
+    let mut text = String::from("Commands");
+    for spec in COMMANDS.iter().filter(|spec| spec.in_menu) {
+        let usage = if spec.usage.is_empty() { String::new() } else { format!(" {}", spec.usage) };
+        text.push_str(&format!("\n/{}{usage}: {}", spec.name, spec.description));
+    }
+    text.push_str(
+        "\n\nStart a message with @provider or @model (e.g. @codex, @opus) to use it for that \
+         message only.",
+    );
+    text
 }
 
 /// Splits leading `@name` / `@name=value` tokens off `text`. Only tokens at
@@ -104,8 +168,30 @@ mod tests {
         assert_eq!(parse("/model@ductor_bot"), Some(Command::Model(None)));
         assert_eq!(parse("!stop"), Some(Command::Stop));
         assert_eq!(parse("  /STATUS  "), Some(Command::Status));
+        assert_eq!(parse("/esc"), Some(Command::Interrupt));
+        assert_eq!(parse("!cron@ductor_bot run daily"), Some(Command::Cron("run daily".into())));
+        assert_eq!(parse("/cron"), Some(Command::Cron(String::new())));
+        assert_eq!(parse("/cronjob"), None);
         assert_eq!(parse("/compact"), None);
         assert_eq!(parse("hello /stop"), None);
+    }
+
+    #[test]
+    fn every_listed_command_parses_and_is_in_help() {
+        let help = help_text();
+        for spec in COMMANDS {
+            assert!(parse(&format!("/{}", spec.name)).is_some(), "/{} parses", spec.name);
+            for alias in spec.aliases {
+                assert_eq!(parse(&format!("/{alias}")), parse(&format!("/{}", spec.name)));
+            }
+            assert_eq!(
+                help.contains(&format!("/{} ", spec.name))
+                    || help.contains(&format!("/{}:", spec.name)),
+                spec.in_menu,
+                "/{} in help",
+                spec.name
+            );
+        }
     }
 
     #[test]

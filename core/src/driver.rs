@@ -12,16 +12,26 @@
 //! - [`CoreHandle::inject`]: a prompt run in a chat's live session under its
 //!   lock (queued behind a running turn), answered like a user message unless
 //!   the options make it silent or quiet.
+//!
+//! Chat commands whose answer lives in automation's tables (`/cron`, the
+//! failures after `/status`) come out of the machine as
+//! [`Effect::Automation`]; the driver awaits automation's answer (bounded by
+//! [`AUTOMATION_ANSWER_TIMEOUT`]) before the next event, so answers arrive in
+//! the order the commands did. Automation must therefore never wait on the
+//! driver while answering.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use jiff::Timestamp;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::machine::{Effect, Env, Event, InjectOptions, Machine, TurnOutcome};
+use crate::machine::{AutomationRequest, Effect, Env, Event, InjectOptions, Machine, TurnOutcome};
 use crate::model::{OutKind, Outbound, SessionKey};
 use crate::outbox::Outbox;
 use crate::runner::{EventSink, OneshotResult, OneshotSpec, RunnerLink};
@@ -56,6 +66,18 @@ pub struct Stats {
     pub runner_up: std::sync::atomic::AtomicBool,
 }
 
+/// Longest wait for automation's answer to a chat command.
+pub const AUTOMATION_ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Automation's side of the chat commands it answers (`/cron`, `/status`).
+pub trait AutomationAnswers: Send + Sync + std::fmt::Debug {
+    /// The notice text answering `request`.
+    fn answer(&self, request: AutomationRequest) -> Pin<Box<dyn Future<Output = String> + Send>>;
+}
+
+/// Where automation plugs in once it has started (after the driver).
+type AnswersSlot = Arc<OnceLock<Arc<dyn AutomationAnswers>>>;
+
 /// The core is shutting down.
 #[derive(Debug, thiserror::Error)]
 #[error("core is shutting down")]
@@ -70,9 +92,16 @@ pub struct CoreHandle {
     default_provider: String,
     default_model: String,
     timeout_ms: u64,
+    answers: AnswersSlot,
 }
 
 impl CoreHandle {
+    /// Lets automation answer `/cron` and add to `/status` (once; later calls
+    /// are ignored).
+    pub fn plug_automation(&self, answers: Arc<dyn AutomationAnswers>) {
+        let _ = self.answers.set(answers);
+    }
+
     /// Runs a one-shot prompt (not a chat session) and returns its outcome.
     /// Empty provider/model/timeout take the `[agent]` defaults; the working
     /// directory defaults to the workspace.
@@ -132,6 +161,7 @@ pub struct Driver<E: Env> {
     next_inject: u64,
     stats: Arc<Stats>,
     shutdown: CancellationToken,
+    answers: AnswersSlot,
 }
 
 /// What [`Driver::new`] needs.
@@ -162,6 +192,7 @@ impl<E: Env + 'static> Driver<E> {
         let sink: EventSink = Arc::new(move |event| {
             let _ = events.send(Input::Event(event));
         });
+        let answers = AnswersSlot::default();
         let handle = CoreHandle {
             inputs: tx,
             outbox: parts.outbox.clone(),
@@ -169,6 +200,7 @@ impl<E: Env + 'static> Driver<E> {
             default_provider: parts.defaults.0,
             default_model: parts.defaults.1,
             timeout_ms: parts.defaults.2,
+            answers: answers.clone(),
         };
         let driver = Self {
             machine: parts.machine,
@@ -181,6 +213,7 @@ impl<E: Env + 'static> Driver<E> {
             next_inject: 0,
             stats: parts.stats,
             shutdown: parts.shutdown,
+            answers,
         };
         (driver, rx, handle)
     }
@@ -218,6 +251,23 @@ impl<E: Env + 'static> Driver<E> {
             self.stats.active_turns.store(self.machine.active_turns(), Ordering::Relaxed);
             self.stats.queued.store(self.machine.queued(), Ordering::Relaxed);
         }
+    }
+
+    /// Automation's answer to a chat command, or what can be said without it.
+    async fn automation_answer(&self, request: AutomationRequest) -> String {
+        let Some(answers) = self.answers.get() else {
+            return match request {
+                AutomationRequest::Status(text) => text,
+                AutomationRequest::Cron(_) => "Automation is not running yet.".to_owned(),
+            };
+        };
+        let fallback = match &request {
+            AutomationRequest::Status(text) => format!("{text}\n⚠️ Automation did not answer."),
+            AutomationRequest::Cron(_) => "⚠️ Automation did not answer in time.".to_owned(),
+        };
+        tokio::time::timeout(AUTOMATION_ANSWER_TIMEOUT, answers.answer(request))
+            .await
+            .unwrap_or(fallback)
     }
 
     async fn execute(&mut self, effect: Effect) {
@@ -261,6 +311,12 @@ impl<E: Env + 'static> Driver<E> {
             Effect::Probe => {
                 self.probe.notify_one();
                 None
+            }
+            Effect::Automation { key, reply_to, request } => {
+                let text = self.automation_answer(request).await;
+                let kind = OutKind::Notice { text, notify: false };
+                let notice = Outbound { key, turn_id: String::new(), reply_to, kind };
+                self.outbox.send(notice).await.err().map(|e| ("answer a command", e))
             }
         };
         if let Some((action, error)) = failure {

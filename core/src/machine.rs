@@ -159,6 +159,26 @@ pub enum Effect {
     },
     /// Refresh the provider catalog.
     Probe,
+    /// Answer a chat command from automation's data (the driver asks
+    /// automation and sends the answer as a notice, in order).
+    Automation {
+        /// The chat.
+        key: SessionKey,
+        /// The command's event id.
+        reply_to: String,
+        /// What to answer.
+        request: AutomationRequest,
+    },
+}
+
+/// A chat command whose answer needs automation's state (SQLite), which the
+/// machine does not hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AutomationRequest {
+    /// `/cron ARGS`.
+    Cron(String),
+    /// `/status`: the machine's own text, followed by automation's failures.
+    Status(String),
 }
 
 /// What a turn is fed: the prompt and one-turn overrides.

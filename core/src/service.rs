@@ -17,10 +17,9 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::automation::engine::Automation;
-use crate::automation::wiring;
 use crate::driver::{CoreHandle, Stats};
 use crate::machine::Event;
-use crate::model::{Inbound, InboundKind, OutKind, Outbound};
+use crate::model::{Inbound, InboundKind};
 use crate::outbox::{ConnId, StreamItem};
 use crate::store::{self, Store};
 use crate::wire::{HelloInfo, inbound_from_pb};
@@ -44,7 +43,7 @@ impl CoreService {
         Self { handle, store, version, stats, automation: None }
     }
 
-    /// Routes delivery receipts, `/cron` and `/status` additions to automation.
+    /// Routes delivery receipts to automation.
     pub fn with_automation(mut self, automation: Automation) -> Self {
         self.automation = Some(automation);
         self
@@ -203,25 +202,6 @@ impl Reader {
         let _ = self
             .tx
             .send(Ok(pb::CoreMessage { msg: Some(pb::core_message::Msg::Accepted(accepted)) }));
-        if fresh && let Some(automation) = &self.automation {
-            if let Some(args) = cron_command(&inbound) {
-                tokio::spawn(answer_cron(
-                    automation.clone(),
-                    self.handle.clone(),
-                    self.store.clone(),
-                    inbound,
-                    args,
-                ));
-                return Ok(());
-            }
-            if is_status(&inbound) {
-                tokio::spawn(add_automation_status(
-                    automation.clone(),
-                    self.handle.clone(),
-                    inbound.key.clone(),
-                ));
-            }
-        }
         if fresh {
             self.handle
                 .event(Event::Inbound(inbound))
@@ -230,68 +210,6 @@ impl Reader {
             tracing::debug!(transport, event_id = inbound.event_id, "dropped a duplicate event");
         }
         Ok(())
-    }
-}
-
-fn message_text(inbound: &Inbound) -> Option<&str> {
-    match &inbound.kind {
-        InboundKind::Message { text, .. } => Some(text),
-        _ => None,
-    }
-}
-
-fn cron_command(inbound: &Inbound) -> Option<String> {
-    message_text(inbound).and_then(wiring::parse_cron_command)
-}
-
-fn is_status(inbound: &Inbound) -> bool {
-    message_text(inbound).is_some_and(wiring::is_status_command)
-}
-
-/// Answers `/cron …` (automation's command; it needs the database, not the
-/// orchestrator) and closes the event's journal entry.
-async fn answer_cron(
-    automation: Automation,
-    handle: CoreHandle,
-    store: Store,
-    inbound: Inbound,
-    args: String,
-) {
-    let text = automation.chat_command(&args).await;
-    let kind = OutKind::Notice { text, notify: false };
-    let (key, event_id) = (inbound.key.clone(), inbound.event_id.clone());
-    let reply =
-        Outbound { key: key.clone(), turn_id: String::new(), reply_to: event_id.clone(), kind };
-    if let Err(error) = handle.outbox().send(reply).await {
-        tracing::error!("failed to answer /cron: {error}");
-    }
-    let transport = key.transport.clone();
-    let closed = store
-        .call(move |c| {
-            store::set_inbound_state(c, &transport, &event_id, store::InboundState::Done, "")
-        })
-        .await;
-    if let Err(error) = closed {
-        tracing::error!("failed to close a /cron event: {error}");
-    }
-}
-
-/// Follows `/status` with automation failures, when there are any.
-async fn add_automation_status(
-    automation: Automation,
-    handle: CoreHandle,
-    key: crate::model::SessionKey,
-) {
-    let lines = automation.failure_lines().await;
-    if lines.is_empty() {
-        return;
-    }
-    let text = format!(
-        "⚠️ Automation failures (latest run of each):\n{}\nDetails: /cron, ductorctl cron history",
-        lines.join("\n")
-    );
-    if let Err(error) = handle.deliver(key, OutKind::Notice { text, notify: false }).await {
-        tracing::error!("failed to add automation status: {error}");
     }
 }
 

@@ -112,7 +112,9 @@ async fn main() {
 
     let started = Instant::now();
     let gateway = spawn_gateway(&home);
-    let hello = |n: usize| move |r: &ductor_gateway_link::testing::Recorded| (r.hellos.len() >= n).then_some(());
+    let hello = |n: usize| {
+        move |r: &ductor_gateway_link::testing::Recorded| (r.hellos.len() >= n).then_some(())
+    };
     core.wait_for("the gateway's hello", Duration::from_secs(60), hello(1)).await;
     let first_start = started.elapsed();
 

@@ -1,12 +1,18 @@
-//! The few helpers core's own files call to plug automation in: recognising
-//! `/cron` in chat, and the agent-credential environment added to chat runs.
+//! Where automation plugs into core: its answers to chat commands (`/cron`,
+//! the failures after `/status`), and the agent-credential environment
+//! added to chat runs.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use ductor_daemon::DuctorHome;
 
 use super::credential::{AGENT_TOKEN_ENV, Credentials};
+use super::engine::Automation;
 use super::model::ChatTarget;
+use crate::driver::AutomationAnswers;
+use crate::machine::AutomationRequest;
 
 /// The automation section of the workspace rule files (`CLAUDE.md`, `AGENTS.md`,
 /// `GEMINI.md`): how the agent schedules work and receives webhooks itself.
@@ -37,23 +43,26 @@ you create reports back here and you can only change this chat's jobs).
 - Tell the user what you scheduled (name, schedule, time zone) and how to stop it.
 ";
 
-/// The arguments of a `/cron …` (or `!cron`, `/cron@bot`) message, or `None`.
-pub fn parse_cron_command(text: &str) -> Option<String> {
-    let text = text.trim();
-    let body = text.strip_prefix('/').or_else(|| text.strip_prefix('!'))?;
-    let (word, rest) = body.split_once(char::is_whitespace).unwrap_or((body, ""));
-    let word = word.split_once('@').map_or(word, |(w, _)| w);
-    word.eq_ignore_ascii_case("cron").then(|| rest.trim().to_owned())
-}
-
-/// True for a `/status` message (automation adds its failures to the answer).
-pub fn is_status_command(text: &str) -> bool {
-    let text = text.trim();
-    let Some(body) = text.strip_prefix('/').or_else(|| text.strip_prefix('!')) else {
-        return false;
-    };
-    let word = body.split_whitespace().next().unwrap_or("");
-    word.split_once('@').map_or(word, |(w, _)| w).eq_ignore_ascii_case("status")
+impl AutomationAnswers for Automation {
+    fn answer(&self, request: AutomationRequest) -> Pin<Box<dyn Future<Output = String> + Send>> {
+        let automation = self.clone();
+        Box::pin(async move {
+            match request {
+                AutomationRequest::Cron(args) => automation.chat_command(&args).await,
+                AutomationRequest::Status(text) => {
+                    let lines = automation.failure_lines().await;
+                    if lines.is_empty() {
+                        return text;
+                    }
+                    format!(
+                        "{text}\n\n⚠️ Automation failures (latest run of each):\n{}\n\
+                         Details: /cron, ductorctl cron history",
+                        lines.join("\n")
+                    )
+                }
+            }
+        })
+    }
 }
 
 /// Extra environment for a run, computed from the environment it already has.
@@ -89,18 +98,6 @@ pub fn agent_env(credentials: Credentials, home: &DuctorHome) -> AgentEnv {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cron_command_parsing() {
-        assert_eq!(parse_cron_command("/cron"), Some(String::new()));
-        assert_eq!(parse_cron_command("/cron run daily"), Some("run daily".into()));
-        assert_eq!(parse_cron_command("!cron@ductor_bot list"), Some("list".into()));
-        assert_eq!(parse_cron_command("/cronjob"), None);
-        assert_eq!(parse_cron_command("please /cron"), None);
-        assert!(is_status_command("/status"));
-        assert!(is_status_command("/status@bot"));
-        assert!(!is_status_command("/statusx"));
-    }
 
     #[test]
     fn chat_runs_get_their_credential() {

@@ -3,41 +3,25 @@
 //! Replies carry the command's event id so a client can tell its answer.
 
 use super::turn::{StopReason, compact};
-use super::{Effect, Env, Machine};
-use crate::commands::Command;
+use super::{AutomationRequest, Effect, Env, Machine};
+use crate::commands::{Command, help_text};
 use crate::model::{Button, ButtonGrid, OutKind, SessionKey};
 
 const MODEL_SELECTOR: &str = "model";
 const EFFORT_SELECTOR: &str = "effort";
-
-const HELP: &str = "\
-Commands
-/new: stop what runs and start a fresh session (other providers' sessions are kept)
-/reset: fresh session for the current provider
-/stop: stop the running turn and drop queued messages
-/interrupt: interrupt the running turn (like Esc); queued messages still run
-/stop_all: stop everything in every chat
-/model: choose provider and model (/model NAME switches directly)
-/effort: choose the reasoning effort (/effort LEVEL)
-/status: session, usage, model, runner health
-/sessions: this chat's sessions
-/memory: show the agent's main memory
-/diagnose: versions, configuration summary, recent errors
-/info, /help
-
-Start a message with @provider or @model (e.g. @codex, @opus) to use it for that message only.";
 
 impl<E: Env> Machine<E> {
     pub(super) fn on_command(&mut self, key: &SessionKey, event_id: &str, command: Command) {
         match command {
             Command::Start => {
                 let text = format!(
-                    "👋 ductor {} is ready. Send a message and the agent answers here.\n\n{HELP}",
-                    self.cfg.version
+                    "👋 ductor {} is ready. Send a message and the agent answers here.\n\n{}",
+                    self.cfg.version,
+                    help_text()
                 );
                 self.notice(key, event_id, text);
             }
-            Command::Help => self.notice(key, event_id, HELP),
+            Command::Help => self.notice(key, event_id, help_text()),
             Command::Info => {
                 let text = format!(
                     "ductor {}: official coding-agent CLIs (claude, codex, gemini) from chat.\n\
@@ -103,8 +87,11 @@ impl<E: Env> Machine<E> {
             }
             Command::Effort(level) => self.cmd_effort(key, event_id, level),
             Command::Status => {
-                let text = self.status_text(key);
-                self.notice(key, event_id, text);
+                let request = AutomationRequest::Status(self.status_text(key));
+                self.ask_automation(key, event_id, request);
+            }
+            Command::Cron(args) => {
+                self.ask_automation(key, event_id, AutomationRequest::Cron(args))
             }
             Command::Memory => {
                 let text = match self.env.read_memory() {
@@ -122,6 +109,11 @@ impl<E: Env> Machine<E> {
                 self.notice(key, event_id, text);
             }
         }
+    }
+
+    fn ask_automation(&mut self, key: &SessionKey, event_id: &str, request: AutomationRequest) {
+        let (key, reply_to) = (key.clone(), event_id.to_owned());
+        self.out.push(Effect::Automation { key, reply_to, request });
     }
 
     fn cmd_new(&mut self, key: &SessionKey, event_id: &str) {

@@ -194,6 +194,16 @@ fn notices(effects: &[Effect]) -> Vec<&str> {
         .collect()
 }
 
+fn automation_requests(effects: &[Effect]) -> Vec<&AutomationRequest> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Automation { request, .. } => Some(request),
+            _ => None,
+        })
+        .collect()
+}
+
 fn signals(effects: &[Effect]) -> Vec<(&str, SignalKind)> {
     effects
         .iter()
@@ -328,12 +338,26 @@ fn quick_commands_answer_mid_turn() {
     let run = starts(&h.say("long task"))[0].run_id.clone();
     h.run(&run, RunEvent::Session("abcdef123456".into()));
     let effects = h.say("/status");
-    let [status] = notices(&effects)[..] else { panic!("status answers at once: {effects:?}") };
+    // The machine's part of /status is ready at once; the driver appends
+    // automation's failures before sending it.
+    let [AutomationRequest::Status(status)] = automation_requests(&effects)[..] else {
+        panic!("status answers at once: {effects:?}")
+    };
+    assert!(notices(&effects).is_empty(), "one answer, sent by the driver");
     assert!(status.contains("abcdef12…"), "{status}");
     assert!(status.contains("Running"), "{status}");
     assert!(status.contains("Runner: reachable"), "{status}");
     assert!(signals(&effects).is_empty());
     assert_eq!(h.machine.active_turns(), 1);
+}
+
+#[test]
+fn cron_goes_to_automation_with_its_arguments_and_closes_the_event() {
+    let mut h = harness();
+    let effects = h.say("/cron history daily");
+    assert_eq!(automation_requests(&effects), [&AutomationRequest::Cron("history daily".into())]);
+    assert!(effects.iter().any(|e| matches!(e, Effect::Journal { state: InboundState::Done, .. })));
+    assert!(starts(&effects).is_empty(), "/cron is not a prompt");
 }
 
 #[test]
