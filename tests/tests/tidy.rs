@@ -1,7 +1,8 @@
 //! Repository hygiene that review would otherwise have to catch by eye:
 //! every Rust file says why it exists (`//!` first), no placeholder macro is
-//! left behind, and the crate graph keeps its invariants (process crates never
-//! depend on one another).
+//! left behind, the crate graph keeps its invariants (process crates never
+//! depend on one another), and ARCHITECTURE.md names every `ductorctl`
+//! subcommand (`ductorctl --help`; needs `cargo build --bins`).
 
 use std::path::{Path, PathBuf};
 
@@ -109,4 +110,46 @@ fn process_crates_never_depend_on_each_other() {
             }
         }
     }
+}
+
+/// The subcommands `ductorctl --help` lists (`help` aside).
+async fn ductorctl_subcommands() -> Vec<String> {
+    let output = ductor_tests::harness::command(ductor_tests::harness::binary("ductorctl"))
+        .arg("--help")
+        .output()
+        .await
+        .expect("run ductorctl --help");
+    assert!(output.status.success(), "ductorctl --help failed");
+    let help = String::from_utf8_lossy(&output.stdout).into_owned();
+    let listed = help.split("Commands:\n").nth(1).expect("--help lists commands");
+    listed
+        .lines()
+        .take_while(|line| line.starts_with("  "))
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn architecture_lists_every_ductorctl_subcommand() {
+    let architecture =
+        std::fs::read_to_string(repo_root().join("ARCHITECTURE.md")).expect("read ARCHITECTURE.md");
+    let section = architecture
+        .split("### `services/ductorctl/`")
+        .nth(1)
+        .and_then(|rest| rest.split("\n### ").next())
+        .expect("ARCHITECTURE.md has a services/ductorctl/ section");
+    let list = section
+        .split("one module per subcommand (")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .expect("the section lists the subcommands: `one module per subcommand (...)`");
+    let mut documented: Vec<&str> = list.split('`').skip(1).step_by(2).collect();
+    documented.retain(|name| name.chars().all(|c| c.is_ascii_lowercase() || c == '-'));
+    let mut real = ductorctl_subcommands().await;
+    assert!(real.len() > 5, "found only {real:?} in ductorctl --help: is the parse broken?");
+    real.sort();
+    documented.sort();
+    assert_eq!(documented, real, "ARCHITECTURE.md's ductorctl command list vs `ductorctl --help`");
 }
