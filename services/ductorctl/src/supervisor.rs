@@ -393,20 +393,30 @@ fn spawn_service(context: &Context, service: ServiceName) -> anyhow::Result<Chil
     let _ =
         writeln!(log, "--- ductorctl: starting {} at {} (unix ms) ---", binary.display(), now_ms());
     let stderr = log.try_clone().context("duplicate the log file handle")?;
-    let mut command = command(&binary);
+    let mut command = service_command(&binary, &context.home, service);
+    command.current_dir(context.home.root()).stdout(log).stderr(stderr).process_group(0);
+    command.spawn().with_context(|| format!("spawn {}", binary.display()))
+}
+
+/// A command for `service`'s binary with the environment `up` gives it: its
+/// home and run directory, none of the secrets it must not see, no systemd
+/// notify socket. (A supervised service also gets its own process group and
+/// its log; a one-shot such as `ductor-runner probe` shares the caller's.)
+pub fn service_command(
+    binary: &Path,
+    home: &DuctorHome,
+    service: ServiceName,
+) -> tokio::process::Command {
+    let mut command = command(binary);
     command
-        .current_dir(context.home.root())
-        .env("DUCTOR_HOME", context.home.root())
-        .env("DUCTOR_RUN_DIR", context.home.run_dir())
+        .env("DUCTOR_HOME", home.root())
+        .env("DUCTOR_RUN_DIR", home.run_dir())
         // Readiness to systemd is the launcher's business, not its children's.
-        .env_remove("NOTIFY_SOCKET")
-        .stdout(log)
-        .stderr(stderr)
-        .process_group(0);
+        .env_remove("NOTIFY_SOCKET");
     for name in withheld_secrets(service, std::env::vars_os().map(|(name, _)| name)) {
         command.env_remove(name);
     }
-    command.spawn().with_context(|| format!("spawn {}", binary.display()))
+    command
 }
 
 /// The secret variable a service itself needs (a gateway's credential).
