@@ -80,15 +80,16 @@ fn nothing_is_left_as_todo() {
     assert!(offenders.is_empty(), "files with todo!/unimplemented!: {offenders:#?}");
 }
 
+const PROCESS_CRATES: [&str; 5] = [
+    "ductor-core",
+    "ductor-runner",
+    "ductor-gateway-telegram",
+    "ductor-gateway-matrix",
+    "ductorctl",
+];
+
 #[test]
 fn process_crates_never_depend_on_each_other() {
-    let process_crates = [
-        "ductor-core",
-        "ductor-runner",
-        "ductor-gateway-telegram",
-        "ductor-gateway-matrix",
-        "ductorctl",
-    ];
     let root = repo_root();
     for dir in [
         "core",
@@ -103,12 +104,33 @@ fn process_crates_never_depend_on_each_other() {
             std::fs::read_to_string(root.join(dir).join("Cargo.toml")).expect("read manifest");
         for line in manifest.lines() {
             let key = line.split('=').next().unwrap_or("").trim();
-            if process_crates.contains(&key) {
+            if PROCESS_CRATES.contains(&key) {
                 panic!(
                     "{dir}/Cargo.toml depends on process crate `{key}`: process crates talk only over gRPC"
                 );
             }
         }
+    }
+}
+
+/// Core's tests and benches use this crate as a dev-dependency; a process
+/// crate among its own dependencies would make that a cycle (its
+/// dev-dependencies, such as the Telegram gateway's fakes, are not inherited).
+#[test]
+fn this_crate_depends_on_no_process_crate() {
+    let manifest =
+        std::fs::read_to_string(repo_root().join("tests/Cargo.toml")).expect("read manifest");
+    let mut section = "";
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            section = line;
+            continue;
+        }
+        let key = line.split('=').next().unwrap_or("").trim();
+        assert!(
+            section == "[dev-dependencies]" || !PROCESS_CRATES.contains(&key),
+            "tests/Cargo.toml has process crate `{key}` in {section}: only dev-dependencies may name one"
+        );
     }
 }
 
