@@ -16,7 +16,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/ductor/v1/runner.proto",
         "proto/ductor/v1/core.proto",
     ];
-    tonic_prost_build::configure().compile_protos(&files, &["proto"])?;
+    // `ductor-runner probe` prints a ProbeResponse as JSON and `ductorctl
+    // doctor` reads it back, so its JSON form is part of the wire contract.
+    let json = "#[derive(serde::Serialize, serde::Deserialize)] #[serde(default)]";
+    tonic_prost_build::configure()
+        .type_attribute(".ductor.v1.ProbeResponse", json)
+        .type_attribute(".ductor.v1.ProviderInfo", json)
+        .compile_protos(&files, &["proto"])?;
     for file in files {
         println!("cargo:rerun-if-changed={file}");
     }

@@ -1,7 +1,7 @@
 //! Core's budgets, measured through the real processes: `ductor-runner` and
 //! `ductor-core` in a temporary home, the fake claude CLI (`stamp:<n>` makes
 //! it print n deltas, each carrying its send time in ns), and a gateway
-//! client on the Attach stream. Prints:
+//! client on the Attach stream (`ductor_tests::gateway`). Prints:
 //!
 //! - added latency from a CLI output line to the outbound action at the
 //!   gateway (runner parse + runner→core hop + core + core→gateway hop),
@@ -15,28 +15,15 @@
 //! `DUCTOR_BIN_DIR`, else from the bench executable's target directory).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ductor_proto::pb;
-use ductor_proto::pb::core_client::CoreClient;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
+use ductor_tests::gateway::{self, Gateway};
+use ductor_tests::harness::bin_dir;
 
 const CHATS: usize = 100;
 const DELTAS: usize = 200;
-
-fn bin_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("DUCTOR_BIN_DIR") {
-        return PathBuf::from(dir);
-    }
-    let exe = std::env::current_exe().expect("the bench has a path");
-    let mut dir = exe.parent().expect("in a directory").to_path_buf();
-    if dir.file_name().is_some_and(|n| n == "deps") {
-        dir.pop();
-    }
-    dir
-}
 
 /// The bench's one spawn site.
 #[allow(clippy::disallowed_methods)]
@@ -73,65 +60,15 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[index.min(sorted.len() - 1)]
 }
 
-struct Gateway {
-    tx: mpsc::Sender<pb::GatewayMessage>,
-    rx: tonic::Streaming<pb::CoreMessage>,
-}
-
-impl Gateway {
-    async fn attach(socket: &Path) -> Self {
-        let (tx, rx) = mpsc::channel(1024);
-        let hello = pb::Hello {
-            transport: "bench".into(),
-            capabilities: Some(pb::Capabilities::default()),
-            version: "bench".into(),
-            instance_id: "bench".into(),
-            scope: Vec::new(),
-        };
-        tx.send(pb::GatewayMessage { msg: Some(pb::gateway_message::Msg::Hello(hello)) })
-            .await
-            .expect("queue hello");
-        let channel = ductor_proto::transport::connect(socket);
-        let rx = CoreClient::new(channel)
-            .attach(ReceiverStream::new(rx))
-            .await
-            .expect("attach to core")
-            .into_inner();
-        Self { tx, rx }
-    }
-
-    async fn say(&self, chat: &str, text: &str) {
-        let event = pb::InboundEvent {
-            event_id: format!("bench:{chat}:{}", now_ns()),
-            chat: Some(pb::ChatRef { chat_id: chat.into(), topic_id: String::new() }),
-            sender_id: "bench".into(),
-            sender_name: String::new(),
-            kind: Some(pb::inbound_event::Kind::Message(pb::UserMessage {
-                text: text.into(),
-                reply_quote: String::new(),
-            })),
-        };
-        self.tx
-            .send(pb::GatewayMessage { msg: Some(pb::gateway_message::Msg::Inbound(event)) })
-            .await
-            .expect("send");
-    }
-
-    async fn next_action(&mut self) -> Option<(pb::OutboundAction, u128)> {
-        loop {
-            let message = tokio::time::timeout(Duration::from_secs(60), self.rx.message())
-                .await
-                .ok()?
-                .ok()??;
-            let at = now_ns();
-            if let Some(pb::core_message::Msg::Action(action)) = message.msg {
-                let ack = pb::OutboundAck { action_id: action.action_id, error: String::new() };
-                let _ = self
-                    .tx
-                    .send(pb::GatewayMessage { msg: Some(pb::gateway_message::Msg::Ack(ack)) })
-                    .await;
-                return Some((action, at));
-            }
+/// The next action at the gateway, stamped when it arrived (then acknowledged).
+async fn next_action(gw: &mut Gateway) -> Option<(pb::OutboundAction, u128)> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let message = gw.message(deadline).await?;
+        let at = now_ns();
+        if let pb::core_message::Msg::Action(action) = message {
+            gw.ack(action.action_id).await;
+            return Some((action, at));
         }
     }
 }
@@ -157,7 +94,7 @@ async fn stream(
     let mut latencies = Vec::new();
     let mut done = 0;
     while done < chats.len() {
-        let Some((action, at)) = gw.next_action().await else {
+        let Some((action, at)) = next_action(gw).await else {
             eprintln!("timed out with {done}/{} chats finished", chats.len());
             break;
         };
@@ -231,7 +168,8 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     println!("core idle RSS: {:.1} MiB", rss_kib(core_pid) as f64 / 1024.0);
 
-    let mut gw = Gateway::attach(&run.join("core.sock")).await;
+    let channel = ductor_proto::transport::connect(run.join("core.sock"));
+    let mut gw = Gateway::attach(channel, gateway::hello("bench")).await;
     let warm = vec!["warmup".to_owned()];
     stream(&mut gw, &warm, "stamp:20").await;
     let single = vec!["latency".to_owned()];

@@ -20,6 +20,7 @@ use ductor_daemon::config::FileAccess;
 use ductor_proto::pb;
 use ductor_proto::pb::core_client::CoreClient;
 use ductor_proto::pb::runner_server::{Runner, RunnerServer};
+use ductor_tests::gateway::{self, Gateway};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -136,6 +137,7 @@ impl Runner for FakeRunner {
 
 struct Core {
     client: CoreClient<ductor_proto::Channel>,
+    channel: ductor_proto::Channel,
     handle: CoreHandle,
     runner: FakeRunner,
     _dir: tempfile::TempDir,
@@ -178,99 +180,16 @@ async fn start_core() -> Core {
         tonic::transport::Server::builder().add_service(service.into_server()),
     )
     .await;
-    Core { client: CoreClient::new(channel), handle, runner: fake, _dir: dir }
+    Core { client: CoreClient::new(channel.clone()), channel, handle, runner: fake, _dir: dir }
 }
 
-struct Gateway {
-    tx: mpsc::Sender<pb::GatewayMessage>,
-    rx: tonic::Streaming<pb::CoreMessage>,
-    welcome: pb::Welcome,
-}
-
-fn hello(transport: &str, scope: Vec<pb::ChatRef>) -> pb::GatewayMessage {
-    pb::GatewayMessage {
-        msg: Some(pb::gateway_message::Msg::Hello(pb::Hello {
-            transport: transport.into(),
-            capabilities: Some(pb::Capabilities::default()),
-            version: "t".into(),
-            instance_id: "i".into(),
-            scope,
-        })),
-    }
+/// A test gateway for transport `tg`, seeing only `scope` when not empty.
+async fn attach(core: &Core, scope: Vec<pb::ChatRef>) -> Gateway {
+    Gateway::attach(core.channel.clone(), pb::Hello { scope, ..gateway::hello("tg") }).await
 }
 
 fn chat(id: &str) -> pb::ChatRef {
     pb::ChatRef { chat_id: id.into(), topic_id: String::new() }
-}
-
-impl Gateway {
-    async fn attach(core: &Core, transport: &str, scope: Vec<pb::ChatRef>) -> Self {
-        let (tx, rx) = mpsc::channel(64);
-        tx.send(hello(transport, scope)).await.unwrap();
-        let mut rx =
-            core.client.clone().attach(ReceiverStream::new(rx)).await.unwrap().into_inner();
-        let Some(pb::core_message::Msg::Welcome(welcome)) =
-            rx.message().await.unwrap().unwrap().msg
-        else {
-            panic!("welcome first")
-        };
-        Self { tx, rx, welcome }
-    }
-
-    async fn say(&self, event_id: &str, chat_id: &str, text: &str) {
-        let event = pb::InboundEvent {
-            event_id: event_id.into(),
-            chat: Some(chat(chat_id)),
-            sender_id: "u".into(),
-            sender_name: String::new(),
-            kind: Some(pb::inbound_event::Kind::Message(pb::UserMessage {
-                text: text.into(),
-                reply_quote: String::new(),
-            })),
-        };
-        self.tx
-            .send(pb::GatewayMessage { msg: Some(pb::gateway_message::Msg::Inbound(event)) })
-            .await
-            .unwrap();
-    }
-
-    async fn next(&mut self, ack: bool) -> pb::core_message::Msg {
-        let message = tokio::time::timeout(Duration::from_secs(10), self.rx.message())
-            .await
-            .expect("a message in time")
-            .expect("healthy stream")
-            .expect("open stream");
-        let msg = message.msg.expect("a message body");
-        if let (true, pb::core_message::Msg::Action(action)) = (ack, &msg) {
-            let ack = pb::OutboundAck { action_id: action.action_id, error: String::new() };
-            self.tx
-                .send(pb::GatewayMessage { msg: Some(pb::gateway_message::Msg::Ack(ack)) })
-                .await
-                .unwrap();
-        }
-        msg
-    }
-
-    /// Actions until a final reply or error for `event`; returns them.
-    async fn turn(&mut self, event: &str, ack: bool) -> Vec<pb::OutboundAction> {
-        let mut seen = Vec::new();
-        loop {
-            if let pb::core_message::Msg::Action(action) = self.next(ack).await {
-                let end = action.reply_to_event == event
-                    && matches!(
-                        action.kind,
-                        Some(
-                            pb::outbound_action::Kind::FinalReply(_)
-                                | pb::outbound_action::Kind::Error(_)
-                        )
-                    );
-                seen.push(action);
-                if end {
-                    return seen;
-                }
-            }
-        }
-    }
 }
 
 fn final_text(actions: &[pb::OutboundAction]) -> Option<&str> {
@@ -283,10 +202,10 @@ fn final_text(actions: &[pb::OutboundAction]) -> Option<&str> {
 #[tokio::test]
 async fn a_message_streams_to_a_final_reply_and_duplicates_are_dropped() {
     let core = start_core().await;
-    let mut gw = Gateway::attach(&core, "tg", Vec::new()).await;
-    gw.say("e1", "42", "hello").await;
+    let mut gw = attach(&core, Vec::new()).await;
+    gw.say_as("e1", "42", "hello").await;
     assert!(
-        matches!(gw.next(true).await, pb::core_message::Msg::Accepted(a) if a.event_id == "e1")
+        matches!(gw.next_message(true).await, pb::core_message::Msg::Accepted(a) if a.event_id == "e1")
     );
     let actions = gw.turn("e1", true).await;
     assert!(matches!(actions[0].kind, Some(pb::outbound_action::Kind::TurnStarted(_))));
@@ -300,9 +219,9 @@ async fn a_message_streams_to_a_final_reply_and_duplicates_are_dropped() {
     assert_eq!(spec.extra_env.get("DUCTOR_TRANSPORT").map(String::as_str), Some("tg"));
 
     // The same event id again: accepted, not run.
-    gw.say("e1", "42", "hello").await;
-    assert!(matches!(gw.next(true).await, pb::core_message::Msg::Accepted(_)));
-    gw.say("e2", "42", "second").await;
+    gw.say_as("e1", "42", "hello").await;
+    assert!(matches!(gw.next_message(true).await, pb::core_message::Msg::Accepted(_)));
+    gw.say_as("e2", "42", "second").await;
     let actions = gw.turn("e2", true).await;
     assert_eq!(final_text(&actions), Some("echo: second"));
     let specs = core.runner.specs.lock().unwrap().clone();
@@ -328,10 +247,10 @@ async fn a_message_streams_to_a_final_reply_and_duplicates_are_dropped() {
 #[tokio::test]
 async fn an_unknown_session_is_retried_fresh_and_reported() {
     let core = start_core().await;
-    let mut gw = Gateway::attach(&core, "tg", Vec::new()).await;
-    gw.say("e1", "1", "start").await;
+    let mut gw = attach(&core, Vec::new()).await;
+    gw.say_as("e1", "1", "start").await;
     gw.turn("e1", true).await;
-    gw.say("e2", "1", "forget me").await;
+    gw.say_as("e2", "1", "forget me").await;
     let actions = gw.turn("e2", true).await;
     assert!(actions.iter().any(|a| matches!(&a.kind, Some(pb::outbound_action::Kind::Notice(n)) if n.text.contains("context is lost"))));
     assert_eq!(final_text(&actions), Some("echo: forget me"));
@@ -343,22 +262,22 @@ async fn an_unknown_session_is_retried_fresh_and_reported() {
 #[tokio::test]
 async fn unacknowledged_replies_are_resent_and_scoped_clients_see_only_their_chat() {
     let core = start_core().await;
-    let mut gw = Gateway::attach(&core, "tg", Vec::new()).await;
-    gw.say("e1", "1", "unacked").await;
+    let mut gw = attach(&core, Vec::new()).await;
+    gw.say_as("e1", "1", "unacked").await;
     let actions = gw.turn("e1", false).await;
     let final_id = actions.last().unwrap().action_id;
     drop(gw);
-    let mut gw = Gateway::attach(&core, "tg", Vec::new()).await;
+    let mut gw = attach(&core, Vec::new()).await;
     assert!(gw.welcome.pending >= 1);
     let replayed = gw.turn("e1", true).await;
     assert_eq!(replayed.last().unwrap().action_id, final_id, "same id on replay");
     assert!(replayed.iter().all(|a| a.durable), "only durable actions are replayed");
 
-    let mut scoped = Gateway::attach(&core, "tg", vec![chat("7")]).await;
-    scoped.say("s1", "7", "mine").await;
+    let mut scoped = attach(&core, vec![chat("7")]).await;
+    scoped.say_as("s1", "7", "mine").await;
     let mine = scoped.turn("s1", true).await;
     assert_eq!(final_text(&mine), Some("echo: mine"));
-    gw.say("e2", "1", "theirs").await;
+    gw.say_as("e2", "1", "theirs").await;
     let theirs = gw.turn("e2", true).await;
     assert!(theirs.iter().all(|a| a.chat.as_ref().unwrap().chat_id == "1"));
 }
@@ -377,16 +296,15 @@ async fn the_first_message_must_be_hello() {
     .unwrap();
     let status = core.client.clone().attach(ReceiverStream::new(rx)).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
-    let (tx, rx) = mpsc::channel(4);
-    tx.send(hello("", Vec::new())).await.unwrap();
-    let status = core.client.clone().attach(ReceiverStream::new(rx)).await.unwrap_err();
+    let nameless = Gateway::try_attach(core.channel.clone(), gateway::hello("")).await;
+    let status = nameless.err().expect("a hello without a transport is refused");
     assert!(status.message().contains("transport"), "{status:?}");
 }
 
 #[tokio::test]
 async fn core_handle_runs_oneshots_delivers_and_injects_under_the_lock() {
     let core = start_core().await;
-    let mut gw = Gateway::attach(&core, "tg", Vec::new()).await;
+    let mut gw = attach(&core, Vec::new()).await;
     let result = core
         .handle
         .run_oneshot(OneshotSpec { prompt: "cron job".into(), ..Default::default() })
@@ -399,15 +317,15 @@ async fn core_handle_runs_oneshots_delivers_and_injects_under_the_lock() {
         .deliver(key.clone(), OutKind::Notice { text: "from cron".into(), notify: true })
         .await
         .unwrap();
-    let msg = gw.next(true).await;
+    let msg = gw.next_message(true).await;
     assert!(
         matches!(&msg, pb::core_message::Msg::Action(a) if a.durable && matches!(&a.kind, Some(pb::outbound_action::Kind::Notice(n)) if n.text == "from cron"))
     );
 
     // A user turn is running; the injected prompt waits for it.
-    gw.say("w", "5", "wait here").await;
+    gw.say_as("w", "5", "wait here").await;
     loop {
-        if let pb::core_message::Msg::Action(a) = gw.next(true).await
+        if let pb::core_message::Msg::Action(a) = gw.next_message(true).await
             && matches!(a.kind, Some(pb::outbound_action::Kind::TurnStarted(_)))
         {
             break;
@@ -420,7 +338,7 @@ async fn core_handle_runs_oneshots_delivers_and_injects_under_the_lock() {
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(core.runner.specs.lock().unwrap().len(), 2, "inject queued behind the turn");
-    gw.say("s", "5", "/stop").await;
+    gw.say_as("s", "5", "/stop").await;
     let outcome =
         tokio::time::timeout(Duration::from_secs(10), injected).await.unwrap().unwrap().unwrap();
     assert!(!outcome.ok, "/stop drops the queued inject too: {outcome:?}");

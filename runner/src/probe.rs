@@ -4,13 +4,20 @@
 //! Versions come from `<binary> --version` (run through the spawn site with
 //! the provider's environment) and are cached per binary path and mtime, so
 //! `RunStarted.cli_version` costs nothing after the first probe.
+//!
+//! `ductor-runner probe` ([`oneshot`]) prints the same answer as JSON without
+//! serving: `ductorctl doctor` runs it when no runner is running, so only the
+//! runner ever starts an agent CLI, even to ask its version.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use ductor_daemon::config::ProviderConfig;
+use anyhow::Context as _;
+use ductor_daemon::config::{ProviderConfig, ProvidersConfig};
+use ductor_daemon::daemon::Oneshot;
+use ductor_daemon::{Config, DuctorHome};
 use ductor_proto::pb;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -147,6 +154,48 @@ pub async fn provider_info(
         models,
         efforts: provider::efforts(provider).iter().map(|e| (*e).to_owned()).collect(),
     }
+}
+
+/// Every provider, and the sandbox runs would get: the `Probe` answer.
+pub async fn probe(
+    providers: &ProvidersConfig,
+    parent_env: &BTreeMap<String, String>,
+    versions: &VersionCache,
+    support: &sandbox::Support,
+) -> pb::ProbeResponse {
+    let mut infos = Vec::new();
+    for provider in Provider::ALL {
+        let settings = provider.settings(providers);
+        infos.push(provider_info(provider, settings, parent_env, versions).await);
+    }
+    pb::ProbeResponse {
+        providers: infos,
+        sandbox: support.mode().to_owned(),
+        sandbox_detail: support.detail.clone(),
+    }
+}
+
+/// `ductor-runner probe`.
+pub const COMMAND: Oneshot = Oneshot {
+    name: "probe",
+    about: "print what the runner's Probe would answer with this config (the provider CLIs, \
+            their versions, the sandbox), as JSON, and exit",
+};
+
+/// Runs `ductor-runner probe`: prints [`probe`]'s answer for `config` as JSON
+/// on stdout. A sandbox the kernel cannot give still lets the CLIs be probed;
+/// the detail says that a runner would refuse to start.
+pub async fn oneshot(_home: DuctorHome, config: Config) -> anyhow::Result<()> {
+    let support =
+        sandbox::detect(config.runner.sandbox).unwrap_or_else(|refused| sandbox::Support {
+            landlock: false,
+            detail: format!("the runner would not start: {refused}"),
+        });
+    let versions = VersionCache::default();
+    let answer = probe(&config.providers, &sandbox::parent_env(), &versions, &support).await;
+    let json = serde_json::to_string_pretty(&answer).context("encode the probe answer")?;
+    println!("{json}");
+    Ok(())
 }
 
 #[cfg(test)]

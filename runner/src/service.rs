@@ -135,11 +135,7 @@ impl Runner {
     }
 
     fn provider_config(&self, provider: Provider) -> &ProviderConfig {
-        match provider {
-            Provider::Claude => &self.providers.claude,
-            Provider::Codex => &self.providers.codex,
-            Provider::Gemini => &self.providers.gemini,
-        }
+        provider.settings(&self.providers)
     }
 
     /// Starts a run; returns its event stream.
@@ -339,18 +335,7 @@ impl Runner {
 
     /// Installed CLIs, versions, auth hints, models; and the sandbox mode.
     pub async fn probe(&self) -> pb::ProbeResponse {
-        let mut providers = Vec::new();
-        for provider in Provider::ALL {
-            let settings = self.provider_config(provider);
-            providers.push(
-                probe::provider_info(provider, settings, &self.parent_env, &self.versions).await,
-            );
-        }
-        pb::ProbeResponse {
-            providers,
-            sandbox: self.support.mode().to_owned(),
-            sandbox_detail: self.support.detail.clone(),
-        }
+        probe::probe(&self.providers, &self.parent_env, &self.versions, &self.support).await
     }
 }
 

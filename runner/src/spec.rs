@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ductor_daemon::config::PermissionModeSetting;
+use ductor_daemon::config::{PermissionModeSetting, ProviderConfig, ProvidersConfig};
 use ductor_proto::pb;
 
 use crate::error::RunnerError;
@@ -40,6 +40,15 @@ impl Provider {
     /// Parses a provider name.
     pub fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|p| p.as_str() == name)
+    }
+
+    /// This provider's `[providers.<name>]` section.
+    pub fn settings(self, providers: &ProvidersConfig) -> &ProviderConfig {
+        match self {
+            Self::Claude => &providers.claude,
+            Self::Codex => &providers.codex,
+            Self::Gemini => &providers.gemini,
+        }
     }
 }
 

@@ -139,6 +139,22 @@ impl TestEnv {
         env
     }
 
+    /// A fresh home whose `claude` is `ductor-fake-cli` (its state in
+    /// `<home>/fake-state`), with fast restarts; `extra` is appended to the config.
+    pub fn with_fake_claude(extra: &str) -> Self {
+        let env = Self::new();
+        let state = env.home().join("fake-state");
+        std::fs::create_dir_all(&state).expect("create the fake CLI state dir");
+        env.write_config(&format!(
+            "[runner]\nextra_writable_paths = [\"{state}\"]\n\n\
+             [providers.claude]\nbinary = \"{bin}\"\nenv = {{ DUCTOR_FAKE_CLI_STATE = \"{state}\" }}\n\n\
+             [launcher]\nrestart_backoff_ms = 20\nrestart_backoff_max_ms = 200\n\n{extra}",
+            state = state.display(),
+            bin = binary("ductor-fake-cli").display(),
+        ));
+        env
+    }
+
     /// Replaces `config.toml`.
     pub fn write_config(&self, config: &str) {
         std::fs::write(self.home().join("config.toml"), config).expect("write config.toml");

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ductor_proto::pb;
+use ductor_tests::gateway::{self, Gateway};
 use ductor_tests::harness::TestEnv;
 use tokio::io::AsyncWriteExt;
 use tonic::transport::{Channel, Endpoint};
@@ -28,18 +29,6 @@ async fn tokenless_channel(socket: PathBuf) -> Result<Channel, tonic::transport:
         .await
 }
 
-fn hello() -> pb::GatewayMessage {
-    pb::GatewayMessage {
-        msg: Some(pb::gateway_message::Msg::Hello(pb::Hello {
-            transport: "telegram".into(),
-            capabilities: Some(pb::Capabilities { max_message_len: 4096, ..Default::default() }),
-            version: "evil".into(),
-            instance_id: "agent".into(),
-            ..Default::default()
-        })),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tokenless_client_cannot_attach_to_core_nor_reach_the_runner() {
     let env = TestEnv::new();
@@ -52,9 +41,9 @@ async fn a_tokenless_client_cannot_attach_to_core_nor_reach_the_runner() {
 
     // An agent is admitted to core's socket, but Attach and Describe refuse it.
     let agent = tokenless_channel(env.socket("core")).await.expect("core admits tokenless clients");
+    let attach = Gateway::try_attach(agent.clone(), gateway::hello("telegram")).await;
+    assert_eq!(attach.err().expect("attach must be refused").code(), tonic::Code::PermissionDenied);
     let mut agent_core = pb::core_client::CoreClient::new(agent.clone());
-    let attach = agent_core.attach(tokio_stream::iter(vec![hello()])).await;
-    assert_eq!(attach.expect_err("attach must be refused").code(), tonic::Code::PermissionDenied);
     let describe = agent_core.describe(pb::DescribeRequest {}).await;
     assert_eq!(
         describe.expect_err("describe must be refused").code(),

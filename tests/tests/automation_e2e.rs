@@ -8,28 +8,11 @@
 use std::time::{Duration, Instant};
 
 use ductor_proto::pb;
-use ductor_proto::pb::core_client::CoreClient;
+use ductor_tests::gateway::{self, Gateway};
 use ductor_tests::harness::{self, TestEnv, wait_for};
-use tokio::sync::mpsc;
-use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 
 const TRANSPORT: &str = "testgw";
 const CHAT: &str = "room";
-
-/// A home whose `claude` is the fake CLI; `extra` is appended to the config.
-fn fake_claude_env(extra: &str) -> TestEnv {
-    let env = TestEnv::new();
-    let state = env.home().join("fake-state");
-    std::fs::create_dir_all(&state).expect("create the fake CLI state dir");
-    env.write_config(&format!(
-        "[runner]\nextra_writable_paths = [\"{state}\"]\n\n\
-         [providers.claude]\nbinary = \"{bin}\"\nenv = {{ DUCTOR_FAKE_CLI_STATE = \"{state}\" }}\n\n\
-         [launcher]\nrestart_backoff_ms = 20\nrestart_backoff_max_ms = 200\n\n{extra}",
-        state = state.display(),
-        bin = harness::binary("ductor-fake-cli").display(),
-    ));
-    env
-}
 
 async fn up(env: &TestEnv) {
     let up = env.ductorctl(&["up", "--detach"]).await;
@@ -48,120 +31,57 @@ async fn ctl(env: &TestEnv, args: &[&str]) -> String {
     text(&output.stdout)
 }
 
-/// A test gateway: an unscoped Attach stream for [`TRANSPORT`] that
-/// acknowledges every action it reads.
-struct Gateway {
-    tx: mpsc::Sender<pb::GatewayMessage>,
-    rx: tonic::Streaming<pb::CoreMessage>,
-    welcome: pb::Welcome,
-    events: u32,
+/// An unscoped test gateway for [`TRANSPORT`].
+async fn attach(env: &TestEnv) -> Gateway {
+    Gateway::attach(env.channel("core"), gateway::hello(TRANSPORT)).await
 }
 
-impl Gateway {
-    async fn connect(env: &TestEnv) -> Self {
-        let (tx, rx) = mpsc::channel(64);
-        let hello = pb::Hello {
-            transport: TRANSPORT.into(),
-            capabilities: Some(pb::Capabilities { max_message_len: 4096, ..Default::default() }),
-            version: "test".into(),
-            instance_id: format!("gw-{}", std::process::id()),
-            ..Default::default()
+/// Reads (and acknowledges) actions until a final reply containing `needle`;
+/// returns every action read, in order.
+async fn actions_until_final(
+    gateway: &mut Gateway,
+    needle: &str,
+    limit: Duration,
+) -> Vec<pb::OutboundAction> {
+    let deadline = Instant::now() + limit;
+    let mut seen = Vec::new();
+    loop {
+        let Some(action) = gateway.action_before(deadline).await else {
+            panic!("no final reply containing {needle:?} within {limit:?}: {seen:?}")
         };
-        tx.send(pb::GatewayMessage { msg: Some(pb::gateway_message::Msg::Hello(hello)) })
-            .await
-            .expect("queue hello");
-        let mut client = CoreClient::new(env.channel("core"));
-        let mut rx = client.attach(ReceiverStream::new(rx)).await.expect("attach").into_inner();
-        let welcome = match rx.message().await.expect("welcome arrives") {
-            Some(pb::CoreMessage { msg: Some(pb::core_message::Msg::Welcome(w)) }) => w,
-            other => panic!("expected a welcome, got {other:?}"),
-        };
-        Self { tx, rx, welcome, events: 0 }
-    }
-
-    async fn say(&mut self, words: &str) {
-        self.say_in(CHAT, words).await;
-    }
-
-    async fn say_in(&mut self, chat: &str, words: &str) {
-        self.events += 1;
-        let event = pb::InboundEvent {
-            event_id: format!("auto:{}:{}", std::process::id(), self.events),
-            chat: Some(pb::ChatRef { chat_id: chat.into(), topic_id: String::new() }),
-            sender_id: "u1".into(),
-            sender_name: "User".into(),
-            kind: Some(pb::inbound_event::Kind::Message(pb::UserMessage {
-                text: words.into(),
-                ..Default::default()
-            })),
-        };
-        self.tx
-            .send(pb::GatewayMessage { msg: Some(pb::gateway_message::Msg::Inbound(event)) })
-            .await
-            .expect("send");
-    }
-
-    /// The next action (acknowledged), or `None` once `deadline` passes.
-    async fn next_action(&mut self, deadline: Instant) -> Option<pb::OutboundAction> {
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let message = tokio::time::timeout(left, self.rx.message())
-                .await
-                .ok()?
-                .expect("the stream is healthy")
-                .expect("the stream is open");
-            let Some(pb::core_message::Msg::Action(action)) = message.msg else { continue };
-            let ack = pb::OutboundAck { action_id: action.action_id, error: String::new() };
-            let _ = self
-                .tx
-                .send(pb::GatewayMessage { msg: Some(pb::gateway_message::Msg::Ack(ack)) })
-                .await;
-            return Some(action);
+        let done = matches!(&action.kind,
+            Some(pb::outbound_action::Kind::FinalReply(reply)) if reply.text.contains(needle));
+        seen.push(action);
+        if done {
+            return seen;
         }
     }
+}
 
-    /// Reads (and acknowledges) actions until a final reply containing
-    /// `needle`; returns every action read, in order.
-    async fn actions_until_final(
-        &mut self,
-        needle: &str,
-        limit: Duration,
-    ) -> Vec<pb::OutboundAction> {
-        let deadline = Instant::now() + limit;
-        let mut seen = Vec::new();
-        loop {
-            let Some(action) = self.next_action(deadline).await else {
-                panic!("no final reply containing {needle:?} within {limit:?}: {seen:?}")
-            };
-            let done = matches!(&action.kind,
-                Some(pb::outbound_action::Kind::FinalReply(reply)) if reply.text.contains(needle));
-            seen.push(action);
-            if done {
-                return seen;
-            }
-        }
-    }
+/// Reads (and acknowledges) actions until a final reply containing `needle`, within `limit`.
+async fn final_containing(gateway: &mut Gateway, needle: &str, limit: Duration) -> String {
+    text_containing(gateway, needle, limit, false).await
+}
 
-    /// Reads (and acknowledges) actions until a final reply containing `needle`, within `limit`.
-    async fn final_containing(&mut self, needle: &str, limit: Duration) -> String {
-        self.text_containing(needle, limit, false).await
-    }
-
-    /// Like [`Gateway::final_containing`], also matching notices when `notices`.
-    async fn text_containing(&mut self, needle: &str, limit: Duration, notices: bool) -> String {
-        let deadline = Instant::now() + limit;
-        loop {
-            let Some(action) = self.next_action(deadline).await else {
-                panic!("no final reply containing {needle:?} within {limit:?}")
-            };
-            let text = match action.kind {
-                Some(pb::outbound_action::Kind::FinalReply(reply)) => reply.text,
-                Some(pb::outbound_action::Kind::Notice(notice)) if notices => notice.text,
-                _ => continue,
-            };
-            if text.contains(needle) {
-                return text;
-            }
+/// Like [`final_containing`], also matching notices when `notices`.
+async fn text_containing(
+    gateway: &mut Gateway,
+    needle: &str,
+    limit: Duration,
+    notices: bool,
+) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        let Some(action) = gateway.action_before(deadline).await else {
+            panic!("no final reply containing {needle:?} within {limit:?}")
+        };
+        let text = match action.kind {
+            Some(pb::outbound_action::Kind::FinalReply(reply)) => reply.text,
+            Some(pb::outbound_action::Kind::Notice(notice)) if notices => notice.text,
+            _ => continue,
+        };
+        if text.contains(needle) {
+            return text;
         }
     }
 }
@@ -184,9 +104,9 @@ async fn history_until(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_that_fires_delivers_to_its_chat_with_a_receipt() {
-    let env = fake_claude_env("");
+    let env = TestEnv::with_fake_claude("");
     up(&env).await;
-    let mut gateway = Gateway::connect(&env).await;
+    let mut gateway = attach(&env).await;
     let added = ctl(
         &env,
         &[
@@ -211,7 +131,7 @@ async fn a_job_that_fires_delivers_to_its_chat_with_a_receipt() {
     assert!(added.contains("tick") && added.contains("next"), "{added}");
     assert!(env.home().join("workspace/cron_tasks/tick/TASK_DESCRIPTION.md").is_file());
     // The schedule fires at the next minute boundary.
-    let reply = gateway.final_containing("tick-job-says-hi", Duration::from_secs(100)).await;
+    let reply = final_containing(&mut gateway, "tick-job-says-hi", Duration::from_secs(100)).await;
     assert!(reply.contains("Tick"), "titled: {reply}");
     assert!(reply.contains("tick_MEMORY.md"), "the instruction is enriched: {reply}");
     let line = history_until(&env, &["cron", "history", "tick"], "delivery ok", |l| {
@@ -225,7 +145,7 @@ async fn a_job_that_fires_delivers_to_its_chat_with_a_receipt() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn results_made_while_the_gateway_is_away_arrive_when_it_returns() {
-    let env = fake_claude_env("");
+    let env = TestEnv::with_fake_claude("");
     up(&env).await;
     // Never fires on its own; run by hand.
     ctl(
@@ -279,16 +199,17 @@ async fn results_made_while_the_gateway_is_away_arrive_when_it_returns() {
     .await;
     assert!(failed.contains("manual"), "{failed}");
 
-    let mut gateway = Gateway::connect(&env).await;
+    let mut gateway = attach(&env).await;
     assert!(gateway.welcome.pending >= 2, "both results wait in the outbox: {:?}", gateway.welcome);
-    gateway.final_containing("report-while-away", harness::patience()).await;
+    final_containing(&mut gateway, "report-while-away", harness::patience()).await;
     history_until(&env, &["cron", "history", "report"], "delivery ok", |l| {
         l.contains("delivery ok")
     })
     .await;
     // The failure follows /status in the chat…
-    gateway.say("/status").await;
-    let status = gateway.text_containing("Automation failures", harness::patience(), true).await;
+    gateway.say(CHAT, "/status").await;
+    let status =
+        text_containing(&mut gateway, "Automation failures", harness::patience(), true).await;
     assert!(status.contains("broken") && !status.contains("report"), "{status}");
     // …and is visible in /cron.
     let cron = env.ductorctl(&["ask", "--chat", "ops", "/cron"]).await;
@@ -313,11 +234,11 @@ fn bearer(added: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_in_both_modes() {
     let port = free_port();
-    let env = fake_claude_env(&format!("[webhooks]\nenabled = true\nport = {port}\n"));
+    let env = TestEnv::with_fake_claude(&format!("[webhooks]\nenabled = true\nport = {port}\n"));
     up(&env).await;
-    let mut gateway = Gateway::connect(&env).await;
-    gateway.say("hello").await;
-    gateway.final_containing("echo: hello", harness::patience()).await;
+    let mut gateway = attach(&env).await;
+    gateway.say(CHAT, "hello").await;
+    final_containing(&mut gateway, "echo: hello", harness::patience()).await;
 
     let task = ctl(
         &env,
@@ -372,12 +293,12 @@ async fn webhooks_in_both_modes() {
     let accepted =
         post("ci", bearer(&task), r#"{"status":"failed","branch":"main"}"#).await.expect("post");
     assert_eq!(accepted.status().as_u16(), 202);
-    let reply = gateway.final_containing("CI failed on main", harness::patience()).await;
+    let reply = final_containing(&mut gateway, "CI failed on main", harness::patience()).await;
     assert!(reply.contains("untrusted"), "the payload is fenced: {reply}");
 
     let accepted = post("nudge", bearer(&wake), r#"{"n":7}"#).await.expect("post");
     assert_eq!(accepted.status().as_u16(), 202);
-    gateway.final_containing("nudge 7", harness::patience()).await;
+    final_containing(&mut gateway, "nudge 7", harness::patience()).await;
 
     let listing = ctl(&env, &["webhook", "list"]).await;
     assert!(listing.contains("ci") && listing.contains("triggers 1"), "{listing}");
@@ -399,7 +320,7 @@ async fn webhooks_in_both_modes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_accepted_before_core_is_killed_is_handled_after_the_restart() {
     let port = free_port();
-    let env = fake_claude_env(&format!("[webhooks]\nenabled = true\nport = {port}\n"));
+    let env = TestEnv::with_fake_claude(&format!("[webhooks]\nenabled = true\nport = {port}\n"));
     up(&env).await;
     let hook = |name: &'static str, template: &'static str| {
         let env = &env;
@@ -456,8 +377,8 @@ async fn a_webhook_accepted_before_core_is_killed_is_handled_after_the_restart()
     })
     .await;
 
-    let mut gateway = Gateway::connect(&env).await;
-    let reply = gateway.final_containing("after-crash red", harness::patience()).await;
+    let mut gateway = attach(&env).await;
+    let reply = final_containing(&mut gateway, "after-crash red", harness::patience()).await;
     assert!(reply.contains("untrusted"), "the same fenced prompt: {reply}");
     let line = history_until(&env, &["webhook", "history", "ci"], "the replayed run", |l| {
         l.contains("delivery ok")
@@ -468,8 +389,9 @@ async fn a_webhook_accepted_before_core_is_killed_is_handled_after_the_restart()
     let blocked = ctl(&env, &["webhook", "history", "blocker"]).await;
     assert!(blocked.contains("interrupted") && !blocked.contains("replayed"), "{blocked}");
     assert_eq!(blocked.lines().count(), 1, "{blocked}");
-    gateway.say("/status").await;
-    let status = gateway.text_containing("Automation failures", harness::patience(), true).await;
+    gateway.say(CHAT, "/status").await;
+    let status =
+        text_containing(&mut gateway, "Automation failures", harness::patience(), true).await;
     assert!(status.contains("gone") && status.contains("hook_removed"), "{status}");
     assert!(!status.contains("never-runs"), "{status}");
     assert!(env.ductorctl(&["down"]).await.status.success());
@@ -483,7 +405,7 @@ async fn a_webhook_accepted_before_core_is_killed_is_handled_after_the_restart()
 async fn the_heartbeat_checks_in_idle_chats_quietly_and_skips_busy_ones() {
     let marker_dir = tempfile::tempdir().expect("marker dir");
     let marker = marker_dir.path().join("quiet-check-in-ran");
-    let env = fake_claude_env(&format!(
+    let env = TestEnv::with_fake_claude(&format!(
         "[heartbeat]\nenabled = true\ninterval_minutes = 1\ncooldown_minutes = 0\n\
          quiet_start = 0\nquiet_end = 0\nprompt = \"heartbeat-ping\"\n\n\
          [[heartbeat.targets]]\ntransport = \"{TRANSPORT}\"\nchat_id = \"quiet\"\n\
@@ -498,20 +420,22 @@ async fn the_heartbeat_checks_in_idle_chats_quietly_and_skips_busy_ones() {
         1,
     ));
     up(&env).await;
-    let mut gateway = Gateway::connect(&env).await;
+    let mut gateway = attach(&env).await;
     // Three chats with sessions; "busy" then starts a turn that never ends.
     for chat in [CHAT, "quiet", "busy"] {
-        gateway.say_in(chat, &format!("hello-{chat}")).await;
-        gateway.final_containing(&format!("echo: hello-{chat}"), harness::patience()).await;
+        gateway.say(chat, &format!("hello-{chat}")).await;
+        final_containing(&mut gateway, &format!("echo: hello-{chat}"), harness::patience()).await;
     }
-    gateway.say_in("busy", "hang").await;
-    let seen = gateway.actions_until_final("echo: heartbeat-ping", Duration::from_secs(150)).await;
+    gateway.say("busy", "hang").await;
+    let seen =
+        actions_until_final(&mut gateway, "echo: heartbeat-ping", Duration::from_secs(150)).await;
     let ping = seen.last().expect("the ping");
     assert_eq!(ping.chat.as_ref().map(|c| c.chat_id.as_str()), Some(CHAT), "{ping:?}");
     wait_for("the quiet chat's check-in", async || marker.exists().then_some(())).await;
     // Let the quiet check-in's reply reach the outbox, if it (wrongly) would.
-    gateway.say_in("quiet", "after-check-in").await;
-    let later = gateway.actions_until_final("echo: after-check-in", harness::patience()).await;
+    gateway.say("quiet", "after-check-in").await;
+    let later =
+        actions_until_final(&mut gateway, "echo: after-check-in", harness::patience()).await;
     let of_chat = |chat: &str| {
         seen.iter()
             .chain(&later)
@@ -541,7 +465,7 @@ async fn shell_as_agent(env: &TestEnv, chat: &str, command: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_manages_only_its_own_chats_jobs() {
-    let env = fake_claude_env("");
+    let env = TestEnv::with_fake_claude("");
     up(&env).await;
     let added =
         as_agent(&env, "c1", "cron add mine --schedule '0 9 * * *' --description 'from the agent'")
@@ -594,7 +518,7 @@ fn second_of_minute() -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missed_runs_follow_each_jobs_policy_across_a_restart() {
-    let env = fake_claude_env("");
+    let env = TestEnv::with_fake_claude("");
     up(&env).await;
     let target = ["--transport", TRANSPORT, "--chat", CHAT];
     for (name, policy) in [("catchup", "run_once"), ("skipper", "skip")] {
@@ -618,11 +542,11 @@ async fn missed_runs_follow_each_jobs_policy_across_a_restart() {
     // Stay down across a minute boundary: both jobs miss at least one fire.
     tokio::time::sleep(Duration::from_secs(60 - second_of_minute() + 2)).await;
     up(&env).await;
-    let mut gateway = Gateway::connect(&env).await;
+    let mut gateway = attach(&env).await;
     // Both arrive, in either order (among the jobs' regular fires).
     let (mut caught, mut skipped) = (None, None);
     while caught.is_none() || skipped.is_none() {
-        let text = gateway.final_containing("", Duration::from_secs(60)).await;
+        let text = final_containing(&mut gateway, "", Duration::from_secs(60)).await;
         if text.contains("Catch-up") {
             caught = Some(text);
         } else if text.contains("missed-run policy: skip") {

@@ -7,25 +7,9 @@ use std::time::Duration;
 use ductor_proto::pb;
 use ductor_proto::pb::core_client::CoreClient;
 use ductor_proto::pb::runner_client::RunnerClient;
+use ductor_tests::gateway::{self, Gateway};
 use ductor_tests::harness::{self, TestEnv, wait_for};
 use nix::sys::signal::Signal;
-use tokio::sync::mpsc;
-use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
-
-/// A home whose `claude` is the fake CLI, with fast restarts.
-fn fake_claude_env() -> TestEnv {
-    let env = TestEnv::new();
-    let state = env.home().join("fake-state");
-    std::fs::create_dir_all(&state).expect("create the fake CLI state dir");
-    env.write_config(&format!(
-        "[runner]\nextra_writable_paths = [\"{state}\"]\n\n\
-         [providers.claude]\nbinary = \"{bin}\"\nenv = {{ DUCTOR_FAKE_CLI_STATE = \"{state}\" }}\n\n\
-         [launcher]\nrestart_backoff_ms = 20\nrestart_backoff_max_ms = 200\n",
-        state = state.display(),
-        bin = harness::binary("ductor-fake-cli").display(),
-    ));
-    env
-}
 
 async fn up(env: &TestEnv) {
     let up = env.ductorctl(&["up", "--detach"]).await;
@@ -66,7 +50,7 @@ async fn runs(env: &TestEnv) -> Vec<pb::RunInfo> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ask_replies_and_the_next_ask_resumes_the_same_session() {
-    let env = fake_claude_env();
+    let env = TestEnv::with_fake_claude("");
     up(&env).await;
     let first = ask(&env, &["--chat", "c1", "hello", "there"]).await;
     assert!(first.status.success(), "{}", stderr(&first));
@@ -98,7 +82,7 @@ async fn ask_replies_and_the_next_ask_resumes_the_same_session() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn model_switching_keeps_the_other_providers_bucket() {
-    let env = fake_claude_env();
+    let env = TestEnv::with_fake_claude("");
     up(&env).await;
     assert!(ask(&env, &["one"]).await.status.success());
     assert!(ask(&env, &["two"]).await.status.success());
@@ -123,105 +107,20 @@ async fn model_switching_keeps_the_other_providers_bucket() {
     assert!(env.ductorctl(&["down"]).await.status.success());
 }
 
-/// A test gateway: an unscoped `Core.Attach` stream that acknowledges every
-/// action it reads.
-struct Gateway {
-    tx: mpsc::Sender<pb::GatewayMessage>,
-    rx: tonic::Streaming<pb::CoreMessage>,
-    welcome: pb::Welcome,
-    next_event: u32,
-}
-
 const TRANSPORT: &str = "testgw";
+const CHAT: &str = "room";
 
-impl Gateway {
-    async fn connect(env: &TestEnv) -> Self {
-        let (tx, rx) = mpsc::channel(64);
-        let hello = pb::Hello {
-            transport: TRANSPORT.into(),
-            capabilities: Some(pb::Capabilities {
-                max_message_len: 4096,
-                can_edit: true,
-                buttons: pb::ButtonStyle::Keyboard as i32,
-                topics: false,
-                file_upload: true,
-            }),
-            version: "test".into(),
-            instance_id: "gw-1".into(),
-            scope: Vec::new(),
-        };
-        tx.send(pb::GatewayMessage { msg: Some(pb::gateway_message::Msg::Hello(hello)) })
-            .await
-            .expect("queue hello");
-        let mut client = CoreClient::new(env.channel("core"));
-        let mut rx = client.attach(ReceiverStream::new(rx)).await.expect("attach").into_inner();
-        let welcome = match rx.message().await.expect("welcome arrives") {
-            Some(pb::CoreMessage { msg: Some(pb::core_message::Msg::Welcome(w)) }) => w,
-            other => panic!("expected a welcome, got {other:?}"),
-        };
-        Self { tx, rx, welcome, next_event: 0 }
-    }
-
-    async fn send(&mut self, kind: pb::inbound_event::Kind) -> String {
-        self.next_event += 1;
-        let event_id = format!("gw:{}:{}", std::process::id(), self.next_event);
-        let event = pb::InboundEvent {
-            event_id: event_id.clone(),
-            chat: Some(pb::ChatRef { chat_id: "room".into(), topic_id: String::new() }),
-            sender_id: "u1".into(),
-            sender_name: "User".into(),
-            kind: Some(kind),
-        };
-        self.tx
-            .send(pb::GatewayMessage { msg: Some(pb::gateway_message::Msg::Inbound(event)) })
-            .await
-            .expect("send inbound");
-        event_id
-    }
-
-    async fn say(&mut self, text: &str) -> String {
-        let message = pb::UserMessage { text: text.into(), reply_quote: String::new() };
-        self.send(pb::inbound_event::Kind::Message(message)).await
-    }
-
-    async fn press(&mut self, button_id: &str) -> String {
-        let press = pb::ButtonPress { button_id: button_id.into(), message_ref: String::new() };
-        self.send(pb::inbound_event::Kind::Button(press)).await
-    }
-
-    /// The next action (acknowledged), skipping acceptances.
-    async fn next(&mut self) -> pb::OutboundAction {
-        loop {
-            let message = tokio::time::timeout(harness::patience(), self.rx.message())
-                .await
-                .expect("an action within patience")
-                .expect("the stream is healthy")
-                .expect("the stream is open");
-            if let Some(pb::core_message::Msg::Action(action)) = message.msg {
-                let ack = pb::OutboundAck { action_id: action.action_id, error: String::new() };
-                let _ = self
-                    .tx
-                    .send(pb::GatewayMessage { msg: Some(pb::gateway_message::Msg::Ack(ack)) })
-                    .await;
-                return action;
-            }
-        }
-    }
-
-    /// Reads actions until `pick` accepts one; returns it.
-    async fn until<T>(
-        &mut self,
-        what: &str,
-        mut pick: impl FnMut(&pb::OutboundAction) -> Option<T>,
-    ) -> T {
-        for _ in 0..10_000 {
-            let action = self.next().await;
-            if let Some(found) = pick(&action) {
-                return found;
-            }
-        }
-        panic!("never saw {what}");
-    }
+/// A test gateway that can edit, upload and show keyboards.
+async fn attach(env: &TestEnv) -> Gateway {
+    let capabilities = pb::Capabilities {
+        max_message_len: 4096,
+        can_edit: true,
+        buttons: pb::ButtonStyle::Keyboard as i32,
+        topics: false,
+        file_upload: true,
+    };
+    let hello = pb::Hello { capabilities: Some(capabilities), ..gateway::hello(TRANSPORT) };
+    Gateway::attach(env.channel("core"), hello).await
 }
 
 use pb::outbound_action::Kind;
@@ -242,13 +141,13 @@ fn error_kind(action: &pb::OutboundAction, event: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_cancel_interrupt_and_stop() {
-    let env = fake_claude_env();
+    let env = TestEnv::with_fake_claude("");
     up(&env).await;
-    let mut gw = Gateway::connect(&env).await;
+    let mut gw = attach(&env).await;
 
-    let long = gw.say("slow:60 first").await;
+    let long = gw.say(CHAT, "slow:60 first").await;
     gw.until("turn started", |a| matches!(a.kind, Some(Kind::TurnStarted(_))).then_some(())).await;
-    let second = gw.say("second").await;
+    let second = gw.say(CHAT, "second").await;
     let cancel = gw
         .until("queue notice", |a| match &a.kind {
             Some(Kind::QueueNotice(q)) if a.reply_to_event == second => {
@@ -257,13 +156,13 @@ async fn queue_cancel_interrupt_and_stop() {
             _ => None,
         })
         .await;
-    let third = gw.say("third").await;
+    let third = gw.say(CHAT, "third").await;
     gw.until("second queue notice", |a| {
         matches!(&a.kind, Some(Kind::QueueNotice(_)) if a.reply_to_event == third).then_some(())
     })
     .await;
     // Quick commands answer while the turn runs.
-    let status = gw.say("/status").await;
+    let status = gw.say(CHAT, "/status").await;
     let text = gw
         .until("status", |a| match &a.kind {
             Some(Kind::Notice(n)) if a.reply_to_event == status => Some(n.text.clone()),
@@ -272,14 +171,14 @@ async fn queue_cancel_interrupt_and_stop() {
         .await;
     assert!(text.contains("Running") && text.contains("2 queued"), "{text}");
 
-    gw.press(&cancel).await;
+    gw.press(CHAT, &cancel).await;
     gw.until("cancelled", |a| match &a.kind {
         Some(Kind::QueueClear(c)) if c.reason == "cancelled" => Some(()),
         _ => None,
     })
     .await;
 
-    gw.say("/interrupt").await;
+    gw.say(CHAT, "/interrupt").await;
     let kind = gw
         .until("the interrupted turn ends", |a| {
             error_kind(a, &long).or_else(|| final_text(a, &long).map(|_| "final".to_owned()))
@@ -290,14 +189,14 @@ async fn queue_cancel_interrupt_and_stop() {
     let answer = gw.until("third's answer", |a| final_text(a, &third)).await;
     assert_eq!(answer, "echo: third");
 
-    let long = gw.say("slow:60 fourth").await;
+    let long = gw.say(CHAT, "slow:60 fourth").await;
     gw.until("turn started", |a| matches!(a.kind, Some(Kind::TurnStarted(_))).then_some(())).await;
-    let fifth = gw.say("fifth").await;
+    let fifth = gw.say(CHAT, "fifth").await;
     gw.until("queued", |a| {
         matches!(&a.kind, Some(Kind::QueueNotice(_)) if a.reply_to_event == fifth).then_some(())
     })
     .await;
-    gw.say("/stop").await;
+    gw.say(CHAT, "/stop").await;
     let mut dropped = false;
     let mut stopped = false;
     while !(dropped && stopped) {
@@ -321,10 +220,10 @@ async fn queue_cancel_interrupt_and_stop() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_killed_mid_stream_still_gets_the_final_reply() {
-    let env = fake_claude_env();
+    let env = TestEnv::with_fake_claude("");
     up(&env).await;
-    let mut gw = Gateway::connect(&env).await;
-    let event = gw.say("slow:15 streamed").await;
+    let mut gw = attach(&env).await;
+    let event = gw.say(CHAT, "slow:15 streamed").await;
     gw.until("a delta", |a| matches!(a.kind, Some(Kind::TextDelta(_))).then_some(())).await;
     drop(gw);
     // The turn finishes while no gateway is attached: its reply waits in the outbox.
@@ -334,14 +233,14 @@ async fn a_gateway_killed_mid_stream_still_gets_the_final_reply() {
         (described.active_turns == 0 && described.outbox_pending >= 1).then_some(())
     })
     .await;
-    let mut gw = Gateway::connect(&env).await;
+    let mut gw = attach(&env).await;
     assert!(gw.welcome.pending >= 1, "the final reply waits in the outbox: {:?}", gw.welcome);
     let text = gw.until("the final reply", |a| final_text(a, &event)).await;
     assert_eq!(text, "echo: slow:15 streamed");
     // Acknowledged: a third connection gets nothing again.
     tokio::time::sleep(Duration::from_millis(200)).await;
     drop(gw);
-    let gw = Gateway::connect(&env).await;
+    let gw = attach(&env).await;
     assert_eq!(gw.welcome.pending, 0);
     // Duplicate event ids are accepted but not run twice.
     assert!(env.ductorctl(&["down"]).await.status.success());
@@ -349,7 +248,7 @@ async fn a_gateway_killed_mid_stream_still_gets_the_final_reply() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn core_killed_mid_turn_reports_interrupted_and_keeps_the_session() {
-    let env = fake_claude_env();
+    let env = TestEnv::with_fake_claude("");
     up(&env).await;
     assert!(ask(&env, &["--chat", "k", "remember me"]).await.status.success());
     assert!(ask(&env, &["--chat", "k", "still there"]).await.status.success());
@@ -386,7 +285,7 @@ async fn core_killed_mid_turn_reports_interrupted_and_keeps_the_session() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runner_killed_mid_turn_is_reported_and_the_next_turn_resumes() {
-    let env = fake_claude_env();
+    let env = TestEnv::with_fake_claude("");
     up(&env).await;
     assert!(ask(&env, &["--chat", "r", "first"]).await.status.success());
     assert!(ask(&env, &["--chat", "r", "second"]).await.status.success());

@@ -387,6 +387,58 @@ async fn doctor_reports_ok_warn_fail_lines() {
     assert!(String::from_utf8_lossy(&broken.stdout).contains("FAIL config:"));
 }
 
+/// A config whose runner finds `claude` (the fake CLI) on the PATH it gives
+/// CLIs, `path`; ductorctl's own PATH does not have it.
+fn runner_path_config(path: &Path) -> String {
+    format!(
+        "{FAST_LAUNCHER}\n[runner]\nsandbox = \"none\"\n\n\
+         [providers.claude]\nenv = {{ PATH = \"{}:/usr/bin:/bin\" }}\n",
+        path.display()
+    )
+}
+
+/// The doctor line of `what` ("provider claude"), without its level tag.
+fn doctor_line(out: &str, what: &str) -> String {
+    let needle = format!(" {what}: ");
+    let line = out.lines().find(|l| l.contains(&needle));
+    line.unwrap_or_else(|| panic!("no `{what}` line: {out}")).to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_asks_the_runner_which_clis_it_finds() {
+    let clis = tempfile::tempdir().expect("a directory for the fake claude");
+    let claude = clis.path().join("claude");
+    std::os::unix::fs::symlink(harness::binary("ductor-fake-cli"), &claude).expect("link claude");
+    let env = TestEnv::with_config(&runner_path_config(clis.path()));
+    let expected = format!("OK   provider claude: 9.9.9 ({})", claude.display());
+
+    // No runner yet: a one-shot `ductor-runner probe` answers, and is gone after.
+    let doctor = env.ductorctl(&["doctor"]).await;
+    let out = String::from_utf8_lossy(&doctor.stdout).into_owned();
+    assert!(doctor.status.success(), "{out}");
+    assert_eq!(doctor_line(&out, "provider claude"), expected);
+    assert!(doctor_line(&out, "runner").contains("ductor-runner probe"), "{out}");
+    assert!(env.processes_of_this_home().is_empty(), "the one-shot probe must exit");
+
+    // A running runner answers itself: once its config no longer puts claude
+    // on the PATH, only the runner started with the old one still finds it.
+    let up = env.ductorctl(&["up", "--detach"]).await;
+    assert!(up.status.success(), "{}", stderr(&up));
+    env.wait_healthy(&["runner"]).await;
+    let elsewhere = tempfile::tempdir().expect("an empty directory");
+    env.write_config(&runner_path_config(elsewhere.path()));
+    let doctor = env.ductorctl(&["doctor"]).await;
+    let out = String::from_utf8_lossy(&doctor.stdout).into_owned();
+    assert_eq!(doctor_line(&out, "provider claude"), expected);
+    assert!(doctor_line(&out, "runner").contains("running; it checked"), "{out}");
+    assert_down(&env).await;
+
+    // Down again, the one-shot reads the new config: no claude there.
+    let doctor = env.ductorctl(&["doctor"]).await;
+    let out = String::from_utf8_lossy(&doctor.stdout).into_owned();
+    assert!(doctor_line(&out, "provider claude").contains("`claude` not found"), "{out}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn down_stops_services_whose_launcher_was_killed() {
     let env = TestEnv::with_config(FAST_LAUNCHER);

@@ -2,7 +2,7 @@
 //! binary on its Unix socket, driving `ductor-fake-cli` as "claude".
 //!
 //! Needs `ductor-runner` and `ductor-fake-cli` built (`cargo build --bins`;
-//! found via `DUCTOR_BIN_DIR` or next to the test executable).
+//! found by the harness: `DUCTOR_BIN_DIR` or next to the test executable).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -11,35 +11,10 @@ use std::time::{Duration, Instant};
 use ductor_proto::pb;
 use ductor_proto::pb::run_event::Kind;
 use ductor_proto::pb::runner_client::RunnerClient;
+use ductor_tests::harness::{binary, command};
 use tonic::transport::Channel;
 
 const SECRET: &str = "123456789:AAsekritRunnerEnv7f3a";
-
-fn bin_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("DUCTOR_BIN_DIR").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir);
-    }
-    let exe = std::env::current_exe().expect("test executable path");
-    let mut dir = exe.parent().expect("test executable dir").to_path_buf();
-    if dir.file_name().is_some_and(|n| n == "deps") {
-        dir.pop();
-    }
-    dir
-}
-
-fn binary(name: &str) -> PathBuf {
-    let path = bin_dir().join(name);
-    assert!(path.is_file(), "{} missing: run `cargo build --bins` first", path.display());
-    path
-}
-
-/// The test's one spawn site.
-#[allow(clippy::disallowed_methods)]
-fn command(program: impl AsRef<std::ffi::OsStr>) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(program);
-    command.stdin(std::process::Stdio::null()).kill_on_drop(true);
-    command
-}
 
 /// A runner in a temporary home with the fake CLI as claude.
 struct Fixture {

@@ -1,7 +1,8 @@
 //! Repository hygiene that review would otherwise have to catch by eye:
 //! every Rust file says why it exists (`//!` first), no placeholder macro is
-//! left behind, and the crate graph keeps its invariants (process crates never
-//! depend on one another).
+//! left behind, the crate graph keeps its invariants (process crates never
+//! depend on one another), and ARCHITECTURE.md names every `ductorctl`
+//! subcommand (`ductorctl --help`; needs `cargo build --bins`).
 
 use std::path::{Path, PathBuf};
 
@@ -79,15 +80,16 @@ fn nothing_is_left_as_todo() {
     assert!(offenders.is_empty(), "files with todo!/unimplemented!: {offenders:#?}");
 }
 
+const PROCESS_CRATES: [&str; 5] = [
+    "ductor-core",
+    "ductor-runner",
+    "ductor-gateway-telegram",
+    "ductor-gateway-matrix",
+    "ductorctl",
+];
+
 #[test]
 fn process_crates_never_depend_on_each_other() {
-    let process_crates = [
-        "ductor-core",
-        "ductor-runner",
-        "ductor-gateway-telegram",
-        "ductor-gateway-matrix",
-        "ductorctl",
-    ];
     let root = repo_root();
     for dir in [
         "core",
@@ -102,11 +104,74 @@ fn process_crates_never_depend_on_each_other() {
             std::fs::read_to_string(root.join(dir).join("Cargo.toml")).expect("read manifest");
         for line in manifest.lines() {
             let key = line.split('=').next().unwrap_or("").trim();
-            if process_crates.contains(&key) {
+            if PROCESS_CRATES.contains(&key) {
                 panic!(
                     "{dir}/Cargo.toml depends on process crate `{key}`: process crates talk only over gRPC"
                 );
             }
         }
     }
+}
+
+/// Core's tests and benches use this crate as a dev-dependency; a process
+/// crate among its own dependencies would make that a cycle (its
+/// dev-dependencies, such as the Telegram gateway's fakes, are not inherited).
+#[test]
+fn this_crate_depends_on_no_process_crate() {
+    let manifest =
+        std::fs::read_to_string(repo_root().join("tests/Cargo.toml")).expect("read manifest");
+    let mut section = "";
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            section = line;
+            continue;
+        }
+        let key = line.split('=').next().unwrap_or("").trim();
+        assert!(
+            section == "[dev-dependencies]" || !PROCESS_CRATES.contains(&key),
+            "tests/Cargo.toml has process crate `{key}` in {section}: only dev-dependencies may name one"
+        );
+    }
+}
+
+/// The subcommands `ductorctl --help` lists (`help` aside).
+async fn ductorctl_subcommands() -> Vec<String> {
+    let output = ductor_tests::harness::command(ductor_tests::harness::binary("ductorctl"))
+        .arg("--help")
+        .output()
+        .await
+        .expect("run ductorctl --help");
+    assert!(output.status.success(), "ductorctl --help failed");
+    let help = String::from_utf8_lossy(&output.stdout).into_owned();
+    let listed = help.split("Commands:\n").nth(1).expect("--help lists commands");
+    listed
+        .lines()
+        .take_while(|line| line.starts_with("  "))
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn architecture_lists_every_ductorctl_subcommand() {
+    let architecture =
+        std::fs::read_to_string(repo_root().join("ARCHITECTURE.md")).expect("read ARCHITECTURE.md");
+    let section = architecture
+        .split("### `services/ductorctl/`")
+        .nth(1)
+        .and_then(|rest| rest.split("\n### ").next())
+        .expect("ARCHITECTURE.md has a services/ductorctl/ section");
+    let list = section
+        .split("one module per subcommand (")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .expect("the section lists the subcommands: `one module per subcommand (...)`");
+    let mut documented: Vec<&str> = list.split('`').skip(1).step_by(2).collect();
+    documented.retain(|name| name.chars().all(|c| c.is_ascii_lowercase() || c == '-'));
+    let mut real = ductorctl_subcommands().await;
+    assert!(real.len() > 5, "found only {real:?} in ductorctl --help: is the parse broken?");
+    real.sort();
+    documented.sort();
+    assert_eq!(documented, real, "ARCHITECTURE.md's ductorctl command list vs `ductorctl --help`");
 }

@@ -6,6 +6,9 @@
 //! 3. set up tracing from `DUCTOR_LOG` / `DUCTOR_LOG_FORMAT`;
 //! 4. run the service until SIGTERM/SIGINT, then map the outcome to an exit
 //!    code (0, 1, or 42 for "restart me on purpose").
+//!
+//! [`oneshot`] does 1–3 the same way for a command of a service binary that
+//! does one thing and exits (`ductor-runner probe`).
 
 use std::future::Future;
 use std::process::ExitCode;
@@ -34,9 +37,45 @@ pub struct ServiceContext {
 #[error("restart requested")]
 pub struct RestartRequested;
 
-/// Parses `--home PATH`, `--version` and `--help`; anything else is an error.
-fn parse_args(service: ServiceName, version: &str) -> Result<Option<DuctorHome>, ExitCode> {
-    let mut args = std::env::args().skip(1);
+/// A one-shot command of a service binary, such as `ductor-runner probe`:
+/// it does one thing with the service's config and exits, serving nothing.
+#[derive(Debug, Clone, Copy)]
+pub struct Oneshot {
+    /// The command's name: the binary's first argument.
+    pub name: &'static str,
+    /// What it does, for `--help`.
+    pub about: &'static str,
+}
+
+/// The `--help` text of the service itself.
+fn service_help(service: ServiceName, version: &str) -> String {
+    let binary = service.binary();
+    format!(
+        "{binary} {version}: the ductor {service} service.\n\nUsage: {binary} [--home PATH]\n\n\
+         Reads $DUCTOR_HOME/config.toml (DUCTOR_HOME defaults to ~/.ductor).\n\
+         Environment: DUCTOR_LOG (filter, default info), DUCTOR_LOG_FORMAT (plain|json).\n\
+         Usually started by `ductorctl up`, a systemd unit or docker compose."
+    )
+}
+
+/// The `--help` text of a one-shot command.
+fn oneshot_help(service: ServiceName, version: &str, command: Oneshot) -> String {
+    let (binary, name) = (service.binary(), command.name);
+    format!(
+        "{binary} {name} ({version}): {}\n\nUsage: {binary} {name} [--home PATH]\n\n\
+         Reads $DUCTOR_HOME/config.toml (DUCTOR_HOME defaults to ~/.ductor); logs to stderr.",
+        command.about
+    )
+}
+
+/// Parses `--home PATH`, `--version` and `--help` (printing `help`) from
+/// `args`; anything else is an error.
+fn parse_args(
+    service: ServiceName,
+    version: &str,
+    help: &str,
+    mut args: impl Iterator<Item = String>,
+) -> Result<Option<DuctorHome>, ExitCode> {
     let mut home = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -52,14 +91,7 @@ fn parse_args(service: ServiceName, version: &str) -> Result<Option<DuctorHome>,
                 return Err(ExitCode::SUCCESS);
             }
             "--help" | "-h" => {
-                println!(
-                    "{} {version}: the ductor {service} service.\n\nUsage: {} [--home PATH]\n\n\
-                     Reads $DUCTOR_HOME/config.toml (DUCTOR_HOME defaults to ~/.ductor).\n\
-                     Environment: DUCTOR_LOG (filter, default info), DUCTOR_LOG_FORMAT (plain|json).\n\
-                     Usually started by `ductorctl up`, a systemd unit or docker compose.",
-                    service.binary(),
-                    service.binary()
-                );
+                println!("{help}");
                 return Err(ExitCode::SUCCESS);
             }
             other => {
@@ -71,31 +103,40 @@ fn parse_args(service: ServiceName, version: &str) -> Result<Option<DuctorHome>,
     Ok(home)
 }
 
+/// The home (`--home`, else `$DUCTOR_HOME`), its validated config, and
+/// tracing set up; or the exit code after saying what is wrong.
+fn prepare(
+    service: ServiceName,
+    version: &str,
+    help: &str,
+    args: impl Iterator<Item = String>,
+) -> Result<(DuctorHome, Config), ExitCode> {
+    let home = parse_args(service, version, help, args)?.unwrap_or_else(DuctorHome::from_env);
+    let config = Config::load_for_service(&home.config_file(), service).map_err(|error| {
+        eprintln!("{}: invalid configuration: {error}", service.binary());
+        ExitCode::from(exit::CONFIG as u8)
+    })?;
+    match (logging::format_from_env(), logging::filter_from_env()) {
+        (Ok(format), Ok(filter)) => logging::init(service.as_str(), format, filter),
+        (Err(error), _) | (_, Err(error)) => {
+            eprintln!("{}: invalid environment: {error}", service.binary());
+            return Err(ExitCode::from(exit::CONFIG as u8));
+        }
+    }
+    Ok((home, config))
+}
+
 /// Runs a service binary from start to exit code.
 pub fn main<F, Fut>(service: ServiceName, version: &'static str, run: F) -> ExitCode
 where
     F: FnOnce(ServiceContext) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
-    let home = match parse_args(service, version) {
-        Ok(home) => home.unwrap_or_else(DuctorHome::from_env),
+    let help = service_help(service, version);
+    let (home, config) = match prepare(service, version, &help, std::env::args().skip(1)) {
+        Ok(prepared) => prepared,
         Err(code) => return code,
     };
-    let config = match Config::load_for_service(&home.config_file(), service) {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("{}: invalid configuration: {error}", service.binary());
-            return ExitCode::from(exit::CONFIG as u8);
-        }
-    };
-    let (format, filter) = match (logging::format_from_env(), logging::filter_from_env()) {
-        (Ok(format), Ok(filter)) => (format, filter),
-        (Err(error), _) | (_, Err(error)) => {
-            eprintln!("{}: invalid environment: {error}", service.binary());
-            return ExitCode::from(exit::CONFIG as u8);
-        }
-    };
-    logging::init(service.as_str(), format, filter);
     let runtime =
         match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
             Ok(runtime) => runtime,
@@ -129,6 +170,41 @@ where
         Err(error) => {
             tracing::error!("failed to {error:#}");
             eprintln!("{}: {error:#}", service.binary());
+            ExitCode::from(exit::FAILURE as u8)
+        }
+    }
+}
+
+/// Runs a one-shot command of a service binary: `args` (those after the
+/// command's name) are parsed, the config validated (exit 64) and tracing set
+/// up (stderr) as for the service itself; then `run` gets the home and config
+/// on a current-thread runtime, with no socket, signal handling or readiness
+/// notification. An error from `run` is printed and exits 1.
+pub fn oneshot<F, Fut>(
+    service: ServiceName,
+    version: &'static str,
+    command: Oneshot,
+    args: impl Iterator<Item = String>,
+    run: F,
+) -> ExitCode
+where
+    F: FnOnce(DuctorHome, Config) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let help = oneshot_help(service, version, command);
+    let (home, config) = match prepare(service, version, &help, args) {
+        Ok(prepared) => prepared,
+        Err(code) => return code,
+    };
+    let outcome = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(run(home, config)));
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{} {}: {error:#}", service.binary(), command.name);
             ExitCode::from(exit::FAILURE as u8)
         }
     }

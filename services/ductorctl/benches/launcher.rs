@@ -7,7 +7,8 @@
 //!
 //! Run: `cargo build --release -p ductorctl -p ductor-core -p ductor-runner &&
 //! cargo bench -p ductorctl --bench launcher` (binaries are taken from
-//! `DUCTOR_BIN_DIR`, else from the `target/release` this bench runs in).
+//! `DUCTOR_BIN_DIR`, else from the directory of the `ductorctl` cargo built
+//! for the bench, `target/release`).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -18,16 +19,15 @@ use ductorctl::state::{LauncherState, Phase};
 const UP_RUNS: usize = 10;
 const RPC_CALLS: usize = 5_000;
 
+/// `DUCTOR_BIN_DIR`, else where cargo put the `ductorctl` it built for this
+/// bench. (`ductor_tests::harness::bin_dir` is not used: as a dev-dependency,
+/// `ductor-tests` would bring reqwest and axum into this package's bench
+/// build and rebuild its gRPC stack with their features.)
 fn bin_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("DUCTOR_BIN_DIR") {
-        return PathBuf::from(dir);
+    match std::env::var_os("DUCTOR_BIN_DIR").filter(|d| !d.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_BIN_EXE_ductorctl")).parent().expect("a dir").to_path_buf(),
     }
-    let exe = std::env::current_exe().expect("bench path");
-    let mut dir = exe.parent().expect("bench dir").to_path_buf();
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    dir
 }
 
 fn vm_rss_kib(pid: u32) -> u64 {

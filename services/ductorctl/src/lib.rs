@@ -13,6 +13,7 @@
 //! - [`lock`]: the single-instance lock per `$DUCTOR_HOME`.
 //! - [`procs`]: signalling and probing processes by pid (pid files, `down`).
 //! - [`bins`]: where the service binaries are.
+//! - [`probe`]: the runner's answer on the provider CLIs (`doctor`).
 //! - [`units`]: rendering the systemd user units; [`docs`]: `docs/config.md`.
 
 pub mod bins;
@@ -20,6 +21,7 @@ pub mod cli;
 pub mod cmd;
 pub mod docs;
 pub mod lock;
+pub mod probe;
 pub mod procs;
 pub mod state;
 pub mod supervisor;

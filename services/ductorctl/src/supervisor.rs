@@ -264,8 +264,9 @@ async fn supervise(
     }
 }
 
-/// Maps how a run ended to what to do about it.
+/// Maps how a run ended (just now) to what to do about it.
 fn judge(policy: &LauncherConfig, crashes: &mut VecDeque<Instant>, outcome: Outcome) -> Verdict {
+    let now = Instant::now();
     match outcome {
         Outcome::Restart => Verdict::RestartNow("restart requested".to_owned()),
         Outcome::Exited(status) if status.code() == Some(exit::RESTART) => {
@@ -275,10 +276,11 @@ fn judge(policy: &LauncherConfig, crashes: &mut VecDeque<Instant>, outcome: Outc
             Verdict::GiveUp("invalid configuration (exit status 64)".to_owned())
         }
         Outcome::SpawnFailed(error) => Verdict::GiveUp(format!("could not be started: {error}")),
-        Outcome::Exited(status) => crash_verdict(policy, crashes, describe_exit(status)),
+        Outcome::Exited(status) => crash_verdict(policy, crashes, now, describe_exit(status)),
         Outcome::HealthTimeout => crash_verdict(
             policy,
             crashes,
+            now,
             format!("did not answer Health within {} ms", policy.health_timeout_ms),
         ),
     }
@@ -326,9 +328,14 @@ fn stopped(context: &Context, service: ServiceName, done: oneshot::Sender<()>) {
     let _ = done.send(());
 }
 
-/// Records a crash and decides between a backoff restart and giving up.
-fn crash_verdict(policy: &LauncherConfig, crashes: &mut VecDeque<Instant>, why: String) -> Verdict {
-    let now = Instant::now();
+/// Records a crash at `now` and decides between a backoff restart and giving
+/// up. `now` is passed in so tests can place crashes in time without a clock.
+fn crash_verdict(
+    policy: &LauncherConfig,
+    crashes: &mut VecDeque<Instant>,
+    now: Instant,
+    why: String,
+) -> Verdict {
     let window = Duration::from_secs(policy.crash_window_seconds);
     crashes.push_back(now);
     while crashes.front().is_some_and(|t| now.duration_since(*t) > window) {
@@ -386,20 +393,30 @@ fn spawn_service(context: &Context, service: ServiceName) -> anyhow::Result<Chil
     let _ =
         writeln!(log, "--- ductorctl: starting {} at {} (unix ms) ---", binary.display(), now_ms());
     let stderr = log.try_clone().context("duplicate the log file handle")?;
-    let mut command = command(&binary);
+    let mut command = service_command(&binary, &context.home, service);
+    command.current_dir(context.home.root()).stdout(log).stderr(stderr).process_group(0);
+    command.spawn().with_context(|| format!("spawn {}", binary.display()))
+}
+
+/// A command for `service`'s binary with the environment `up` gives it: its
+/// home and run directory, none of the secrets it must not see, no systemd
+/// notify socket. (A supervised service also gets its own process group and
+/// its log; a one-shot such as `ductor-runner probe` shares the caller's.)
+pub fn service_command(
+    binary: &Path,
+    home: &DuctorHome,
+    service: ServiceName,
+) -> tokio::process::Command {
+    let mut command = command(binary);
     command
-        .current_dir(context.home.root())
-        .env("DUCTOR_HOME", context.home.root())
-        .env("DUCTOR_RUN_DIR", context.home.run_dir())
+        .env("DUCTOR_HOME", home.root())
+        .env("DUCTOR_RUN_DIR", home.run_dir())
         // Readiness to systemd is the launcher's business, not its children's.
-        .env_remove("NOTIFY_SOCKET")
-        .stdout(log)
-        .stderr(stderr)
-        .process_group(0);
+        .env_remove("NOTIFY_SOCKET");
     for name in withheld_secrets(service, std::env::vars_os().map(|(name, _)| name)) {
         command.env_remove(name);
     }
-    command.spawn().with_context(|| format!("spawn {}", binary.display()))
+    command
 }
 
 /// The secret variable a service itself needs (a gateway's credential).
@@ -595,9 +612,10 @@ mod tests {
     #[test]
     fn gives_up_after_max_crashes_in_the_window() {
         let policy = policy();
+        let now = Instant::now();
         let mut crashes = VecDeque::new();
         for n in 1..4 {
-            match crash_verdict(&policy, &mut crashes, "exit status 1".into()) {
+            match crash_verdict(&policy, &mut crashes, now, "exit status 1".into()) {
                 Verdict::RestartAfter(delay, why) => {
                     assert_eq!(delay, backoff(&policy, n));
                     assert_eq!(why, "exit status 1");
@@ -605,23 +623,46 @@ mod tests {
                 _ => panic!("crash {n} must be restarted"),
             }
         }
-        match crash_verdict(&policy, &mut crashes, "exit status 1".into()) {
+        match crash_verdict(&policy, &mut crashes, now, "exit status 1".into()) {
             Verdict::GiveUp(why) => assert!(why.contains("crashed 4 times within 60 s"), "{why}"),
             _ => panic!("the 4th crash must give up"),
         }
     }
 
+    // Crash times are built forwards from one `Instant::now()`: an instant
+    // before it may not exist on a host up for less than the window.
+
     #[test]
     fn old_crashes_leave_the_window() {
         let policy = policy();
-        let long_ago = Instant::now().checked_sub(Duration::from_secs(120));
-        let Some(long_ago) = long_ago else { return };
-        let mut crashes: VecDeque<Instant> = std::iter::repeat_n(long_ago, 10).collect();
+        let start = Instant::now();
+        let mut crashes: VecDeque<Instant> = std::iter::repeat_n(start, 10).collect();
+        let later = start + Duration::from_secs(120);
         assert!(matches!(
-            crash_verdict(&policy, &mut crashes, "x".into()),
+            crash_verdict(&policy, &mut crashes, later, "x".into()),
             Verdict::RestartAfter(d, _) if d == Duration::from_millis(100)
         ));
-        assert_eq!(crashes.len(), 1);
+        assert_eq!(crashes, [later], "only the new crash is left in the window");
+    }
+
+    #[test]
+    fn a_crash_exactly_one_window_old_still_counts() {
+        let policy = policy();
+        let start = Instant::now();
+        let earlier = [start, start + Duration::from_secs(1), start + Duration::from_secs(2)];
+        let mut crashes = VecDeque::from(earlier);
+        let at_the_edge = start + Duration::from_secs(60);
+        assert!(matches!(
+            crash_verdict(&policy, &mut crashes, at_the_edge, "x".into()),
+            Verdict::GiveUp(_)
+        ));
+        let mut crashes = VecDeque::from(earlier);
+        let past_the_edge = start + Duration::from_millis(60_001);
+        assert!(matches!(
+            crash_verdict(&policy, &mut crashes, past_the_edge, "x".into()),
+            Verdict::RestartAfter(d, _) if d == Duration::from_millis(400)
+        ));
+        assert_eq!(crashes.len(), 3, "the first crash left the window");
     }
 
     #[test]

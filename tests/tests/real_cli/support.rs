@@ -10,6 +10,7 @@ use ductor_proto::pb;
 use ductor_proto::pb::run_event::Kind;
 use ductor_proto::pb::runner_client::RunnerClient;
 use ductor_tests::fake_model::{FakeModel, SlowPace};
+use ductor_tests::harness::{bin_dir, command};
 use tonic::transport::Channel;
 
 /// The three CLIs under test.
@@ -76,29 +77,6 @@ fn cli_cache() -> PathBuf {
 fn installed_cli(cli: Cli) -> Option<PathBuf> {
     let path = cli_cache().join(cli.name()).join("node_modules/.bin").join(cli.name());
     path.is_file().then_some(path)
-}
-
-fn bin_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("DUCTOR_BIN_DIR").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir);
-    }
-    let exe = std::env::current_exe().expect("the test executable has a path");
-    let mut dir = exe.parent().expect("the test executable is in a directory").to_path_buf();
-    if dir.file_name().is_some_and(|n| n == "deps") {
-        dir.pop();
-    }
-    dir
-}
-
-/// This test crate's one spawn site.
-#[allow(clippy::disallowed_methods)]
-fn command(program: &Path) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(program);
-    for name in ["DUCTOR_HOME", "DUCTOR_RUN_DIR", "XDG_RUNTIME_DIR", "NOTIFY_SOCKET"] {
-        command.env_remove(name);
-    }
-    command.stdin(std::process::Stdio::null()).kill_on_drop(true);
-    command
 }
 
 /// A TOML basic string (JSON string escapes are valid TOML escapes).

@@ -1,18 +1,19 @@
 //! `ductorctl doctor`: checks the installation and prints one OK/WARN/FAIL
 //! line per check: config, home and run directory permissions, socket path
-//! length, service binaries, provider CLIs on PATH (and their `--version`),
-//! Landlock and the sandbox mode runs would get. Exit 1 when anything FAILs.
+//! length, service binaries, the provider CLIs the runner finds (and their
+//! versions; asked of the running runner, else of a one-shot `ductor-runner
+//! probe`), Landlock and the sandbox mode runs would get. Exit 1 when
+//! anything FAILs.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use ductor_daemon::config::SandboxMode;
 use ductor_daemon::{Config, DuctorHome, ServiceName};
 
 use crate::bins::BinDir;
-use crate::{supervisor, units};
+use crate::probe::{self, Source};
 
 /// `ductorctl doctor`.
 #[derive(Debug, clap::Args)]
@@ -52,7 +53,7 @@ pub async fn run(home: &DuctorHome, _args: Args) -> anyhow::Result<ExitCode> {
     check_dirs(&mut report, home);
     let config = config.unwrap_or_default();
     check_binaries(&mut report, &config);
-    check_providers(&mut report, &config).await;
+    check_providers(&mut report, home, &config).await;
     check_sandbox(&mut report, &config);
     Ok(if report.worst == Level::Fail { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
@@ -153,28 +154,41 @@ fn check_binaries(report: &mut Report, config: &Config) {
     }
 }
 
-async fn check_providers(report: &mut Report, config: &Config) {
+/// The provider CLIs as the runner sees them: the running one, else a
+/// one-shot `ductor-runner probe` (`ductorctl` never runs a CLI itself).
+async fn check_providers(report: &mut Report, home: &DuctorHome, config: &Config) {
+    let answer = match probe::probe(home).await {
+        Ok((answer, Source::Running)) => {
+            report.line(Level::Ok, "runner", "running; it checked the provider CLIs below");
+            answer
+        }
+        Ok((answer, Source::Oneshot)) => {
+            let detail = "not running; `ductor-runner probe` checked the provider CLIs below";
+            report.line(Level::Ok, "runner", detail);
+            answer
+        }
+        Err(error) => {
+            report.line(Level::Warn, "providers", format!("not checked: {error}"));
+            return;
+        }
+    };
     let mut found = 0;
-    for name in ["claude", "codex", "gemini"] {
-        let configured = config.providers.get(name).map(|p| p.binary.as_str()).unwrap_or("");
-        let binary = if configured.is_empty() { name } else { configured };
-        let what = format!("provider {name}");
-        let Some(path) = units::find_on_path(binary) else {
-            let level = if name == config.agent.provider { Level::Warn } else { Level::Ok };
+    for info in &answer.providers {
+        let what = format!("provider {}", info.name);
+        if !info.installed {
+            let configured =
+                config.providers.get(&info.name).map(|p| p.binary.as_str()).unwrap_or("");
+            let binary = if configured.is_empty() { info.name.as_str() } else { configured };
+            let level = if info.name == config.agent.provider { Level::Warn } else { Level::Ok };
             let note = if level == Level::Warn { " (it is [agent].provider)" } else { "" };
             report.line(level, &what, format!("`{binary}` not found on PATH{note}"));
             continue;
-        };
+        }
         found += 1;
-        match version(&path).await {
-            Some(version) => {
-                report.line(Level::Ok, &what, format!("{version} ({})", path.display()))
-            }
-            None => report.line(
-                Level::Warn,
-                &what,
-                format!("{} does not answer --version", path.display()),
-            ),
+        if info.version.is_empty() {
+            report.line(Level::Warn, &what, format!("{} does not answer --version", info.path));
+        } else {
+            report.line(Level::Ok, &what, format!("{} ({})", info.version, info.path));
         }
     }
     if found == 0 {
@@ -184,16 +198,6 @@ async fn check_providers(report: &mut Report, config: &Config) {
             "no agent CLI found: install claude, codex or gemini",
         );
     }
-}
-
-async fn version(path: &Path) -> Option<String> {
-    let mut command = supervisor::command(path);
-    command.arg("--version").kill_on_drop(true);
-    let output =
-        tokio::time::timeout(Duration::from_secs(10), command.output()).await.ok()?.ok()?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    let line = text.lines().find(|l| !l.trim().is_empty())?.trim().to_owned();
-    output.status.success().then_some(line)
 }
 
 /// The Landlock ABI version the kernel offers, if any.
