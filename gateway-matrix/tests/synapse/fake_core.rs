@@ -1,7 +1,7 @@
 //! A scripted stand-in for ductor-core, served over the real Unix socket in a
 //! temporary `$DUCTOR_HOME`: records the gateway's hello, inbound events and
 //! acks, accepts every event, and answers each one with the actions a script
-//! returns for it.
+//! returns for it (recorded too). Used by `tests/synapse.rs` and `tests/mock.rs`.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +24,8 @@ pub type Script = Arc<dyn Fn(&pb::InboundEvent) -> Vec<Kind> + Send + Sync>;
 pub struct Recorded {
     pub hellos: Vec<pb::Hello>,
     pub inbound: Vec<pb::InboundEvent>,
+    /// The actions sent to the gateway, in order.
+    pub actions: Vec<pb::OutboundAction>,
     pub acks: Vec<pb::OutboundAck>,
 }
 
@@ -191,6 +193,7 @@ impl pb::core_server::Core for Service {
                                 reply_to_event: event.event_id.clone(),
                                 kind: Some(kind),
                             };
+                            recorded.lock().expect("not poisoned").actions.push(action.clone());
                             let _ =
                                 tx.send(core_message(pb::core_message::Msg::Action(action))).await;
                         }
