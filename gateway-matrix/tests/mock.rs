@@ -20,14 +20,24 @@ mod homeserver;
 #[path = "mock/world.rs"]
 mod world;
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use ductor_daemon::config::MatrixStreaming;
 use ductor_proto::pb;
-use fake_core::default_script;
+use ductor_proto::pb::outbound_action::Kind;
+use fake_core::{Script, default_script, final_reply};
 use matrix_sdk::ruma::events::Mentions;
 use matrix_sdk::ruma::room_id;
 use matrix_sdk::test_utils::mocks::AnyRoomBuilder;
 use matrix_sdk_test::InvitedRoomBuilder;
 use matrix_sdk_test::event_factory::EventFactory;
-use world::{WAIT, World, alice, bob, bot, dm, group, mallory};
+use serde_json::json;
+use world::{WAIT, World, alice, bob, bot, button_press, dm, group, mallory};
+
+const ONE: &str = "1\u{fe0f}\u{20e3}";
+const TWO: &str = "2\u{fe0f}\u{20e3}";
+const THREE: &str = "3\u{fe0f}\u{20e3}";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_allowed_users_reach_core() {
@@ -136,6 +146,200 @@ async fn invites_from_allowed_users_are_joined_and_others_rejected() {
     );
     assert!(world.inbound_events().is_empty(), "nothing reached core");
     world.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_selector_is_posted_as_options_and_reactions_or_numbers_press_its_buttons() {
+    let world = World::start(default_script(), |_| {}).await;
+    world.say(dm(), alice(), "!model");
+
+    let menu = world.message(dm(), "sonnet").await;
+    assert_eq!(world.inbound_texts(), ["/model"], "!model reached core as /model");
+    assert_eq!(
+        (menu.str("msgtype"), menu.str("body")),
+        ("m.text", "Pick a **model**\n\n1\u{fe0f}\u{20e3} opus\n2\u{fe0f}\u{20e3} sonnet")
+    );
+    assert!(menu.str("formatted_body").contains("<strong>model</strong>"), "{menu:?}");
+    let keys = world
+        .hs
+        .wait_for("the bot's two option reactions", WAIT, |hits| {
+            let reactions: Vec<_> =
+                hits.iter().filter(|h| h.event_type() == "m.reaction").collect();
+            (reactions.len() == 2)
+                .then(|| reactions.iter().map(|h| h.relates_to().clone()).collect::<Vec<_>>())
+        })
+        .await;
+    let annotation = |key| json!({ "rel_type": "m.annotation", "event_id": menu.id(), "key": key });
+    assert_eq!(keys, [annotation(ONE), annotation(TWO)]);
+
+    // The bot's own reaction coming back and a key without an option press nothing.
+    let own = world.events(dm(), bot()).reaction(&menu.id(), ONE).into_raw_sync();
+    let unknown = world.events(dm(), alice()).reaction(&menu.id(), THREE).into_raw_sync();
+    let pressed = world.events(dm(), alice()).reaction(&menu.id(), TWO).into_raw_sync();
+    world.timeline(dm(), vec![own, unknown, pressed]);
+    world.message(dm(), "pressed ms:sonnet").await;
+    world.say(dm(), alice(), "1");
+    world.message(dm(), "pressed ms:opus").await;
+
+    let presses: Vec<(String, String)> = world
+        .inbound_events()
+        .iter()
+        .filter_map(button_press)
+        .map(|b| (b.button_id.clone(), b.message_ref.clone()))
+        .collect();
+    let on_menu = |id: &str| (id.to_owned(), menu.id().to_string());
+    assert_eq!(presses, [on_menu("ms:sonnet"), on_menu("ms:opus")]);
+    assert_eq!(world.inbound_texts(), ["/model"], "the typed number was a press, not a message");
+    world.done().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segment_streaming_posts_text_between_tools_as_notices_then_the_answer() {
+    let tool = |finished| {
+        let (name, summary) = ("Bash".into(), "ls".into());
+        Kind::Tool(pb::ToolActivity { name, summary, finished, ok: finished })
+    };
+    let script: Script = Arc::new(move |_| {
+        vec![
+            Kind::TurnStarted(pb::TurnStarted::default()),
+            delta("Looking "),
+            delta("around."),
+            tool(false),
+            tool(true),
+            delta("All **done**."),
+            // The final text is the whole answer, the posted segment included.
+            Kind::FinalReply(pb::FinalReply {
+                text: "Looking around.\n\nAll **done**.".into(),
+                footer: "opus".into(),
+                notify: true,
+                ..Default::default()
+            }),
+        ]
+    });
+    let world = World::start(script, |_| {}).await;
+    world.say(dm(), alice(), "stream");
+
+    world.message(dm(), "All **done**.").await;
+    let messages = world.messages(dm());
+    let sent: Vec<(&str, &str)> =
+        messages.iter().map(|m| (m.str("msgtype"), m.str("body"))).collect();
+    assert_eq!(
+        sent,
+        [("m.notice", "Looking around."), ("m.text", "All **done**.\n\n_opus_")],
+        "one notice per segment, the answer without the segment, no tool marker"
+    );
+    let answer = &messages[1];
+    assert!(answer.str("formatted_body").contains("<strong>done</strong>"), "{answer:?}");
+    assert!(answer.str("formatted_body").contains("<em>opus</em>"), "{answer:?}");
+    assert!(messages.iter().all(|m| m.relates_to().is_null()), "no edits, no threads");
+    // Typing while the turn ran, cleared at its end.
+    let typing = world
+        .hs
+        .wait_for("typing cleared", WAIT, |hits| {
+            let typing: Vec<bool> = hits
+                .iter()
+                .filter(|h| h.action() == "typing")
+                .map(|h| h.body["typing"].as_bool().unwrap_or(false))
+                .collect();
+            (typing.last() == Some(&false)).then_some(typing)
+        })
+        .await;
+    assert_eq!(typing.first(), Some(&true), "{typing:?}");
+    let hello = world.hello();
+    let caps = hello.capabilities.expect("capabilities");
+    assert_eq!((hello.transport.as_str(), caps.can_edit), ("matrix", false));
+    assert_eq!(caps.buttons, pb::ButtonStyle::Reactions as i32);
+    world.done().await;
+}
+
+fn delta(text: &str) -> Kind {
+    Kind::TextDelta(pb::TextDeltaAction { text: text.into() })
+}
+
+/// A turn: started, `deltas` streamed, then the final answer (all of them).
+fn turn(deltas: &'static [&'static str]) -> Script {
+    Arc::new(move |_| {
+        let answer: String = deltas.concat();
+        std::iter::once(Kind::TurnStarted(pb::TurnStarted::default()))
+            .chain(deltas.iter().map(|d| delta(d)))
+            .chain([final_reply(&answer)])
+            .collect()
+    })
+}
+
+/// The edits (`m.replace`) among `messages`: (edited event, new msgtype, new body).
+fn edits(messages: &[homeserver::Hit]) -> Vec<(String, String, String)> {
+    messages
+        .iter()
+        .filter(|m| m.relates_to()["rel_type"] == "m.replace")
+        .map(|m| {
+            let new = &m.body["m.new_content"];
+            let field = |f: &str| new[f].as_str().unwrap_or("").to_owned();
+            (
+                m.relates_to()["event_id"].as_str().unwrap_or("").to_owned(),
+                field("msgtype"),
+                field("body"),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edit_streaming_edits_the_streamed_message_into_the_answer() {
+    let world = World::start(turn(&["part one", " part two"]), |m| {
+        m.streaming = MatrixStreaming::Edit;
+    })
+    .await;
+    world.say(dm(), alice(), "edit me");
+
+    let edit = world.message(dm(), "* part one part two").await;
+    let messages = world.messages(dm());
+    assert_eq!(messages.len(), 2, "one message and one edit: {messages:?}");
+    let first = &messages[0];
+    assert_eq!((first.str("msgtype"), first.str("body")), ("m.notice", "part one"));
+    assert!(first.relates_to().is_null());
+    assert_eq!(
+        edits(&messages),
+        [(first.id().to_string(), "m.text".to_owned(), "part one part two".to_owned())],
+        "the streamed message became the answer"
+    );
+    assert!(edit.body["m.new_content"]["formatted_body"].is_string(), "{edit:?}");
+    let hello = world.hello();
+    assert!(hello.capabilities.expect("capabilities").can_edit);
+    world.done().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edit_streaming_starts_a_new_message_after_max_edits() {
+    // A model streaming slower than one edit a second.
+    let pace = Duration::from_millis(1_500);
+    let world = World::start_paced(turn(&["alpha", " beta", " gamma"]), pace, |m| {
+        m.streaming = MatrixStreaming::Edit;
+        m.max_edits = 1;
+    })
+    .await;
+    world.say(dm(), alice(), "stream slowly");
+
+    world.message(dm(), "* gamma").await;
+    let messages = world.messages(dm());
+    let originals: Vec<(String, String, String)> = messages
+        .iter()
+        .filter(|m| m.relates_to().is_null())
+        .map(|m| (m.id().to_string(), m.str("msgtype").to_owned(), m.str("body").to_owned()))
+        .collect();
+    let owned =
+        |id: &str, msgtype: &str, body: &str| (id.to_owned(), msgtype.to_owned(), body.to_owned());
+    let (first, second) = match &originals[..] {
+        [(first, ..), (second, ..)] => (first.as_str(), second.as_str()),
+        _ => panic!("one rollover, two messages: {originals:?}"),
+    };
+    assert_eq!(originals, [owned(first, "m.notice", "alpha"), owned(second, "m.notice", "gamma")]);
+    assert_eq!(
+        edits(&messages),
+        [owned(first, "m.notice", "alpha beta"), owned(second, "m.text", "gamma")],
+        "the first message took max_edits = 1 edit; the answer's tail ended in the second"
+    );
+    world.done().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -58,6 +58,11 @@ impl Hit {
         self.body[field].as_str().unwrap_or("")
     }
 
+    /// `m.relates_to` of a sent event (`Null` when absent).
+    pub fn relates_to(&self) -> &Value {
+        &self.body["m.relates_to"]
+    }
+
     /// The event id the gateway got for this send (panics for other requests).
     pub fn id(&self) -> OwnedEventId {
         self.event_id.clone().expect("a send or redaction has an event id")

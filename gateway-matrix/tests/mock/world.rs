@@ -156,6 +156,11 @@ impl World {
         self.core.recorded.lock().expect("not poisoned").inbound.clone()
     }
 
+    /// The gateway's (first) hello to core.
+    pub fn hello(&self) -> pb::Hello {
+        self.core.recorded.lock().expect("not poisoned").hellos[0].clone()
+    }
+
     /// The actions core sent so far, in order.
     pub fn actions(&self) -> Vec<pb::OutboundAction> {
         self.core.recorded.lock().expect("not poisoned").actions.clone()
@@ -207,6 +212,14 @@ fn room(id: &RoomId, members: &[&UserId]) -> JoinedRoomBuilder {
 pub fn message_text(event: &pb::InboundEvent) -> Option<&str> {
     match &event.kind {
         Some(pb::inbound_event::Kind::Message(m)) => Some(m.text.as_str()),
+        _ => None,
+    }
+}
+
+/// The button press of an inbound event.
+pub fn button_press(event: &pb::InboundEvent) -> Option<&pb::ButtonPress> {
+    match &event.kind {
+        Some(pb::inbound_event::Kind::Button(b)) => Some(b),
         _ => None,
     }
 }
