@@ -33,7 +33,7 @@ use matrix_sdk::test_utils::mocks::AnyRoomBuilder;
 use matrix_sdk_test::InvitedRoomBuilder;
 use matrix_sdk_test::event_factory::EventFactory;
 use serde_json::json;
-use world::{WAIT, World, alice, bob, bot, button_press, dm, group, mallory};
+use world::{WAIT, World, alice, bob, bot, button_press, dm, group, mallory, message_text};
 
 const ONE: &str = "1\u{fe0f}\u{20e3}";
 const TWO: &str = "2\u{fe0f}\u{20e3}";
@@ -338,6 +338,61 @@ async fn edit_streaming_starts_a_new_message_after_max_edits() {
         edits(&messages),
         [owned(first, "m.notice", "alpha beta"), owned(second, "m.text", "gamma")],
         "the first message took max_edits = 1 edit; the answer's tail ended in the second"
+    );
+    world.done().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thread_is_a_topic_and_is_answered_in_the_thread() {
+    let world = World::start(default_script(), |_| {}).await;
+    let root = world.say(dm(), alice(), "root");
+    let outside = world.message(dm(), "echo: root").await;
+    assert!(outside.relates_to().is_null(), "{outside:?}");
+
+    let in_thread =
+        world.events(dm(), alice()).text_msg("in thread").in_thread(&root, &outside.id());
+    world.timeline(dm(), vec![in_thread.into_raw_sync()]);
+    let answer = world.message(dm(), "echo: in thread").await;
+    let in_root = |hit: &homeserver::Hit| {
+        let relation = hit.relates_to();
+        (
+            relation["rel_type"].clone(),
+            relation["event_id"].clone(),
+            relation["m.in_reply_to"].clone(),
+        )
+    };
+    let expected = (json!("m.thread"), json!(root), serde_json::Value::Null);
+    assert_eq!(in_root(&answer), expected, "answered in the thread: {answer:?}");
+
+    // A menu in the thread, and its button pressed: the press belongs to the thread too.
+    let menu = world.events(dm(), alice()).text_msg("/model").in_thread(&root, &answer.id());
+    world.timeline(dm(), vec![menu.into_raw_sync()]);
+    let menu = world.message(dm(), "sonnet").await;
+    assert_eq!(in_root(&menu), expected, "the menu is in the thread: {menu:?}");
+    world.react(dm(), alice(), &menu.id(), ONE);
+    let pressed = world.message(dm(), "pressed ms:opus").await;
+    assert_eq!(in_root(&pressed), expected, "{pressed:?}");
+
+    let topics: Vec<(String, String)> = world
+        .inbound_events()
+        .iter()
+        .map(|e| {
+            let what = message_text(e)
+                .map(str::to_owned)
+                .or_else(|| button_press(e).map(|b| b.button_id.clone()));
+            (what.unwrap_or_default(), e.chat.clone().unwrap_or_default().topic_id)
+        })
+        .collect();
+    let topic = |what: &str, topic: &str| (what.to_owned(), topic.to_owned());
+    assert_eq!(
+        topics,
+        [
+            topic("root", ""),
+            topic("in thread", root.as_str()),
+            topic("/model", root.as_str()),
+            topic("ms:opus", root.as_str())
+        ],
+        "a thread's events carry its root as topic"
     );
     world.done().await;
 }

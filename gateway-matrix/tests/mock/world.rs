@@ -13,7 +13,7 @@ use ductor_daemon::config::MatrixConfig;
 use ductor_proto::pb;
 use matrix_sdk::ruma::events::AnySyncTimelineEvent;
 use matrix_sdk::ruma::serde::Raw;
-use matrix_sdk::ruma::{OwnedEventId, RoomId, RoomVersionId, UserId, room_id, user_id};
+use matrix_sdk::ruma::{EventId, OwnedEventId, RoomId, RoomVersionId, UserId, room_id, user_id};
 use matrix_sdk_test::JoinedRoomBuilder;
 use matrix_sdk_test::event_factory::EventFactory;
 
@@ -115,6 +115,13 @@ impl World {
         let event = self.events(room, sender).text_msg(text).event_id(&id).into_raw_sync();
         self.timeline(room, vec![event]);
         id
+    }
+
+    /// `sender` reacts with `key` to `target` in `room`.
+    pub fn react(&self, room: &RoomId, sender: &UserId, target: &EventId, key: &str) {
+        let id = self.new_event_id();
+        let event = self.events(room, sender).reaction(target, key).event_id(&id).into_raw_sync();
+        self.timeline(room, vec![event]);
     }
 
     /// The message events the bot sent to `room`, in order.
