@@ -28,7 +28,7 @@ use ductor_proto::pb;
 use ductor_proto::pb::outbound_action::Kind;
 use fake_core::{Script, default_script, final_reply};
 use matrix_sdk::ruma::events::Mentions;
-use matrix_sdk::ruma::room_id;
+use matrix_sdk::ruma::{OwnedEventId, room_id};
 use matrix_sdk::test_utils::mocks::AnyRoomBuilder;
 use matrix_sdk_test::InvitedRoomBuilder;
 use matrix_sdk_test::event_factory::EventFactory;
@@ -150,7 +150,8 @@ async fn invites_from_allowed_users_are_joined_and_others_rejected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_selector_is_posted_as_options_and_reactions_or_numbers_press_its_buttons() {
-    let world = World::start(default_script(), |_| {}).await;
+    // The bot allowed too: its own events are still never input.
+    let world = World::start(default_script(), |m| m.allowed_users.push(bot().to_string())).await;
     world.say(dm(), alice(), "!model");
 
     let menu = world.message(dm(), "sonnet").await;
@@ -172,24 +173,29 @@ async fn a_selector_is_posted_as_options_and_reactions_or_numbers_press_its_butt
     let annotation = |key| json!({ "rel_type": "m.annotation", "event_id": menu.id(), "key": key });
     assert_eq!(keys, [annotation(ONE), annotation(TWO)]);
 
-    // The bot's own reaction coming back and a key without an option press nothing.
-    let own = world.events(dm(), bot()).reaction(&menu.id(), ONE).into_raw_sync();
-    let unknown = world.events(dm(), alice()).reaction(&menu.id(), THREE).into_raw_sync();
-    let pressed = world.events(dm(), alice()).reaction(&menu.id(), TWO).into_raw_sync();
-    world.timeline(dm(), vec![own, unknown, pressed]);
+    // The bot's own reaction coming back and a key without an option press
+    // nothing: they come before Alice's press in one sync, so anything they
+    // sent core would be there before it.
+    let react = |sender, key| {
+        let id = world.new_event_id();
+        (id.clone(), world.events(dm(), sender).reaction(&menu.id(), key).event_id(&id))
+    };
+    let (_, own) = react(bot(), ONE);
+    let (_, unknown) = react(alice(), THREE);
+    let (pressed, press) = react(alice(), TWO);
+    world.timeline(dm(), vec![own.into_raw_sync(), unknown.into_raw_sync(), press.into_raw_sync()]);
+    world.inbound_event(&pressed).await;
+    let on_menu = |event: &OwnedEventId, id: &str| (format!("mx:{event}"), press_on(id, &menu));
+    assert_eq!(world.presses(), [on_menu(&pressed, "ms:sonnet")]);
     world.message(dm(), "pressed ms:sonnet").await;
-    world.say(dm(), alice(), "1");
-    world.message(dm(), "pressed ms:opus").await;
 
-    let presses: Vec<(String, String)> = world
-        .inbound_events()
-        .iter()
-        .filter_map(button_press)
-        .map(|b| (b.button_id.clone(), b.message_ref.clone()))
-        .collect();
-    let on_menu = |id: &str| (id.to_owned(), menu.id().to_string());
-    assert_eq!(presses, [on_menu("ms:sonnet"), on_menu("ms:opus")]);
+    let typed = world.say(dm(), alice(), "1");
+    world.inbound_event(&typed).await;
+    assert_eq!(world.presses(), [on_menu(&pressed, "ms:sonnet"), on_menu(&typed, "ms:opus")]);
+    world.message(dm(), "pressed ms:opus").await;
     assert_eq!(world.inbound_texts(), ["/model"], "the typed number was a press, not a message");
+    let reactions = world.hs.hits(|h| (h.event_type() == "m.reaction").then_some(()));
+    assert_eq!(reactions.len(), 2, "the bot reacted once per option");
     world.done().await;
 }
 
@@ -250,6 +256,11 @@ async fn segment_streaming_posts_text_between_tools_as_notices_then_the_answer()
     assert_eq!((hello.transport.as_str(), caps.can_edit), ("matrix", false));
     assert_eq!(caps.buttons, pb::ButtonStyle::Reactions as i32);
     world.done().await;
+}
+
+/// A press of button `id` on the bot message `menu`.
+fn press_on(id: &str, menu: &homeserver::Hit) -> pb::ButtonPress {
+    pb::ButtonPress { button_id: id.to_owned(), message_ref: menu.id().to_string() }
 }
 
 fn delta(text: &str) -> Kind {

@@ -13,7 +13,10 @@ use ductor_daemon::config::MatrixConfig;
 use ductor_proto::pb;
 use matrix_sdk::ruma::events::AnySyncTimelineEvent;
 use matrix_sdk::ruma::serde::Raw;
-use matrix_sdk::ruma::{EventId, OwnedEventId, RoomId, RoomVersionId, UserId, room_id, user_id};
+use matrix_sdk::ruma::{
+    EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, RoomId, RoomVersionId, UserId, room_id,
+    user_id,
+};
 use matrix_sdk_test::JoinedRoomBuilder;
 use matrix_sdk_test::event_factory::EventFactory;
 
@@ -99,9 +102,10 @@ impl World {
         OwnedEventId::try_from(format!("$user{n}")).expect("a valid event id")
     }
 
-    /// Events by `sender` in `room`.
+    /// Events by `sender` in `room`, sent now.
     pub fn events(&self, room: &RoomId, sender: &UserId) -> EventFactory {
-        EventFactory::new().room(room).sender(sender)
+        let now = MilliSecondsSinceUnixEpoch::now().get().into();
+        EventFactory::new().room(room).sender(sender).server_ts(now)
     }
 
     /// One sync that brings these timeline events of `room`, in order.
@@ -150,6 +154,19 @@ impl World {
     /// Waits for an inbound event that `pick` accepts.
     pub async fn inbound<T>(&self, what: &str, pick: impl Fn(&pb::InboundEvent) -> Option<T>) -> T {
         self.core.wait_for(what, WAIT, |r| r.inbound.iter().find_map(&pick)).await
+    }
+
+    /// Waits for the inbound event made of the user's event `id`.
+    pub async fn inbound_event(&self, id: &EventId) -> pb::InboundEvent {
+        let event_id = format!("mx:{id}");
+        let what = format!("the inbound event {event_id}");
+        self.inbound(&what, |e| (e.event_id == event_id).then(|| e.clone())).await
+    }
+
+    /// The button presses that reached core: (event id, press), in order.
+    pub fn presses(&self) -> Vec<(String, pb::ButtonPress)> {
+        let events = self.inbound_events();
+        events.iter().filter_map(|e| Some((e.event_id.clone(), button_press(e)?.clone()))).collect()
     }
 
     /// Waits for the inbound message with this text.
