@@ -199,13 +199,13 @@ async fn a_selector_is_posted_as_options_and_reactions_or_numbers_press_its_butt
     world.done().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn segment_streaming_posts_text_between_tools_as_notices_then_the_answer() {
+/// A turn with a tool call between two segments of text.
+fn segmented_turn() -> Script {
     let tool = |finished| {
         let (name, summary) = ("Bash".into(), "ls".into());
         Kind::Tool(pb::ToolActivity { name, summary, finished, ok: finished })
     };
-    let script: Script = Arc::new(move |_| {
+    Arc::new(move |_| {
         vec![
             Kind::TurnStarted(pb::TurnStarted::default()),
             delta("Looking "),
@@ -221,8 +221,12 @@ async fn segment_streaming_posts_text_between_tools_as_notices_then_the_answer()
                 ..Default::default()
             }),
         ]
-    });
-    let world = World::start(script, |_| {}).await;
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segment_streaming_posts_text_between_tools_as_notices_then_the_answer() {
+    let world = World::start(segmented_turn(), |_| {}).await;
     world.say(dm(), alice(), "stream");
 
     world.message(dm(), "All **done**.").await;
@@ -353,6 +357,16 @@ async fn edit_streaming_starts_a_new_message_after_max_edits() {
     world.done().await;
 }
 
+/// What reached core (message text or button id) and in which topic.
+fn topics(world: &World) -> Vec<(String, String)> {
+    let events = world.inbound_events();
+    let what = |e: &pb::InboundEvent| {
+        let text = message_text(e).map(str::to_owned);
+        text.or_else(|| button_press(e).map(|b| b.button_id.clone())).unwrap_or_default()
+    };
+    events.iter().map(|e| (what(e), e.chat.clone().unwrap_or_default().topic_id)).collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thread_is_a_topic_and_is_answered_in_the_thread() {
     let world = World::start(default_script(), |_| {}).await;
@@ -384,16 +398,7 @@ async fn a_thread_is_a_topic_and_is_answered_in_the_thread() {
     let pressed = world.message(dm(), "pressed ms:opus").await;
     assert_eq!(in_root(&pressed), expected, "{pressed:?}");
 
-    let topics: Vec<(String, String)> = world
-        .inbound_events()
-        .iter()
-        .map(|e| {
-            let what = message_text(e)
-                .map(str::to_owned)
-                .or_else(|| button_press(e).map(|b| b.button_id.clone()));
-            (what.unwrap_or_default(), e.chat.clone().unwrap_or_default().topic_id)
-        })
-        .collect();
+    let topics = topics(&world);
     let topic = |what: &str, topic: &str| (what.to_owned(), topic.to_owned());
     assert_eq!(
         topics,
