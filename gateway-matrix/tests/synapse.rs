@@ -8,6 +8,8 @@
 
 #[path = "synapse/fake_core.rs"]
 mod fake_core;
+#[path = "synapse/gateway.rs"]
+mod gateway;
 #[path = "synapse/support.rs"]
 mod support;
 #[path = "synapse/user.rs"]
@@ -19,6 +21,7 @@ use std::time::Duration;
 use ductor_daemon::DuctorHome;
 use ductor_proto::pb;
 use fake_core::{FakeCore, Script, default_script};
+use gateway::{Gateway, matrix_config};
 use matrix_sdk::attachment::AttachmentConfig;
 use matrix_sdk::ruma::api::client::room::create_room::v3::Request as CreateRoom;
 use matrix_sdk::ruma::events::reaction::ReactionEventContent;
@@ -26,7 +29,7 @@ use matrix_sdk::ruma::events::relation::Annotation;
 use matrix_sdk::ruma::events::room::member::MembershipState;
 use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
 use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, UserId};
-use support::{Gateway, Synapse, matrix_config, synapse, unique};
+use support::{Synapse, synapse, unique};
 use user::{Seen, TestUser};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -49,9 +52,7 @@ impl World {
 
     /// Like [`World::new`], the fake core sending a turn's actions `pace` apart.
     async fn paced(synapse: Synapse, script: Script, pace: Duration) -> Self {
-        // DUCTOR_TEST_LOG=ductor_gateway_matrix=debug shows the gateway's logs.
-        let filter = std::env::var("DUCTOR_TEST_LOG").unwrap_or_else(|_| "warn".into());
-        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+        gateway::init_logging();
         let bot = synapse.register(&unique("ductor"), BOT_PASSWORD).await;
         let bot = UserId::parse(bot.as_str()).expect("bot id");
         let alice = TestUser::new(&synapse, &unique("alice")).await;
@@ -63,7 +64,7 @@ impl World {
 
     fn config(&self) -> ductor_daemon::Config {
         matrix_config(
-            &self.synapse,
+            &self.synapse.url,
             self.bot.as_str(),
             BOT_PASSWORD,
             &[self.alice.user_id.as_str()],
@@ -545,8 +546,9 @@ async fn edit_streaming_rolls_over_to_a_new_message_after_max_edits() {
             fake_core::final_reply("alpha beta gamma delta"),
         ]
     });
-    // A turn streaming slower than the one-edit-per-second budget.
-    let world = World::paced(synapse, script, Duration::from_millis(1_100)).await;
+    // A turn streaming slower than the one-edit-per-second budget, with room
+    // for a loaded machine (at 1.1 s apart two deltas could share one edit).
+    let world = World::paced(synapse, script, Duration::from_millis(1_500)).await;
     let mut config = world.config();
     config.matrix.streaming = ductor_daemon::config::MatrixStreaming::Edit;
     config.matrix.max_edits = 1;

@@ -1,6 +1,7 @@
 //! The shared fake core (`ductor_gateway_link::testing`) served on the real
 //! core socket of a temporary `$DUCTOR_HOME`, as the Matrix tests use it
-//! (start, stop, start again), and the scripts that answer the bot's users.
+//! (start, stop, start again) in `tests/synapse.rs` and `tests/mock.rs`, and
+//! the scripts that answer the bot's users.
 
 use std::ops::Deref;
 use std::sync::Arc;

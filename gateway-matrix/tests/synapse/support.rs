@@ -1,17 +1,11 @@
 //! The shared Synapse (one per test binary, started by
-//! `tests/setup/synapse.sh`), user registration with the shared secret, and
-//! an in-process gateway in a temporary `$DUCTOR_HOME`.
+//! `tests/setup/synapse.sh`) and user registration with the shared secret.
+//! The in-process gateway the tests drive is in `gateway.rs`.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
-use std::time::Duration;
 
-use ductor_daemon::config::MatrixStreaming;
-use ductor_daemon::daemon::ServiceContext;
-use ductor_daemon::{Config, DuctorHome, Secret, ServiceName};
-use ductor_proto::health::HealthService;
 use hmac::{KeyInit, Mac};
-use tokio_util::sync::CancellationToken;
 
 /// A running Synapse.
 #[derive(Debug, Clone)]
@@ -116,59 +110,5 @@ impl Synapse {
             .expect("logout");
         assert!(out.status().is_success(), "log out the registration device: {}", out.status());
         answer["user_id"].as_str().expect("user_id").to_owned()
-    }
-}
-
-/// A gateway running in this process.
-pub struct Gateway {
-    pub home: DuctorHome,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-/// The `[matrix]` settings for a test gateway.
-pub fn matrix_config(synapse: &Synapse, bot: &str, password: &str, allowed: &[&str]) -> Config {
-    let mut config = Config::default();
-    config.matrix.enabled = true;
-    config.matrix.homeserver = synapse.url.clone();
-    config.matrix.user_id = bot.to_owned();
-    config.matrix.password = Secret::new(password);
-    config.matrix.allowed_users = allowed.iter().map(|u| (*u).to_owned()).collect();
-    config.matrix.streaming = MatrixStreaming::Segment;
-    config
-}
-
-impl Gateway {
-    /// Starts `ductor_gateway_matrix::run` on `home` with `config`.
-    pub fn start(home: &DuctorHome, config: Config) -> Self {
-        let stop = CancellationToken::new();
-        let context = ServiceContext {
-            service: ServiceName::Matrix,
-            home: home.clone(),
-            config,
-            shutdown: stop.clone(),
-            health: HealthService::new("matrix", "test"),
-        };
-        let task = tokio::spawn(ductor_gateway_matrix::run(context));
-        Self { home: home.clone(), stop, task }
-    }
-
-    /// Stops it and waits until it has ended.
-    pub async fn stop(self) {
-        self.stop.cancel();
-        let result = tokio::time::timeout(Duration::from_secs(20), self.task)
-            .await
-            .expect("the gateway stops within 20 s")
-            .expect("the gateway task does not panic");
-        result.expect("the gateway ends without error");
-    }
-
-    /// The device id the gateway saved.
-    pub fn device_id(&self) -> String {
-        let path = self.home.root().join("matrix/session.json");
-        let json: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&path).expect("session.json exists"))
-                .expect("session json");
-        json["device_id"].as_str().expect("device_id").to_owned()
     }
 }

@@ -31,6 +31,8 @@ pub struct Recorded {
     pub events: Vec<pb::InboundEvent>,
     /// Inbound events as received, re-sent duplicates included.
     pub received: usize,
+    /// Actions sent to the gateway (scripted or pushed), in order.
+    pub actions: Vec<pb::OutboundAction>,
     /// Acknowledgements, in order.
     pub acks: Vec<pb::OutboundAck>,
     accepting: bool,
@@ -92,6 +94,7 @@ impl FakeCore {
             hellos: Vec::new(),
             events: Vec::new(),
             received: 0,
+            actions: Vec::new(),
             acks: Vec::new(),
             accepting: true,
             current: None,
@@ -147,8 +150,10 @@ impl FakeCore {
 
     /// Sends an action to the attached gateway; false when none is attached.
     pub fn send(&self, action: pb::OutboundAction) -> bool {
+        let mut recorded = self.recorded();
+        recorded.actions.push(action.clone());
         let message = pb::CoreMessage { msg: Some(pb::core_message::Msg::Action(action)) };
-        self.recorded().current.as_ref().is_some_and(|out| out.send(Ok(message)).is_ok())
+        recorded.current.as_ref().is_some_and(|out| out.send(Ok(message)).is_ok())
     }
 
     /// Ends the current Attach stream, as a core restart would.
@@ -328,6 +333,7 @@ impl Core for FakeCore {
                     if i > 0 && !core.shared.pace.is_zero() {
                         tokio::time::sleep(core.shared.pace).await;
                     }
+                    core.recorded().actions.push(action.clone());
                     let _ = out.send(core_message(pb::core_message::Msg::Action(action)));
                 }
             }
