@@ -3,6 +3,10 @@
 //! the label back as the next message) and `<file:/abs/path>` tags (sent as
 //! attachments when the path is under an allowed root). Fenced code blocks
 //! are left alone, so an agent can show the syntax.
+//!
+//! Core is the one place that parses this markup: [`extract`] takes it out
+//! of the final text, and [`StreamFilter`] takes it out of the streamed
+//! deltas as they arrive, so no gateway ever shows or parses a marker.
 
 use crate::model::{Button, ButtonGrid};
 
@@ -112,6 +116,152 @@ fn take_files(line: &str, files: &mut Vec<String>) -> String {
     rest
 }
 
+const BUTTON_OPEN: &str = "[button:";
+const FILE_OPEN: &str = "<file:";
+const FENCE: &str = "```";
+/// An opened marker not closed within this many bytes is text, not a marker
+/// (the stream stops holding it back).
+const MAX_HELD: usize = 4096;
+
+/// Takes markers and file tags out of streamed text, delta by delta, with
+/// the same rules as [`extract`]: text that might still become a marker
+/// (an unclosed `[button:` or `<file:`, or the start of a line that might be
+/// a fence) is held back until it is decided, everything else goes out at
+/// once. A line left with nothing but markers disappears with its newline.
+#[derive(Debug, Default)]
+pub struct StreamFilter {
+    in_fence: bool,
+    /// The undecided rest of the current line.
+    held: String,
+    line: LineState,
+}
+
+#[derive(Debug, Default)]
+struct LineState {
+    /// The line is a fence line or inside a fence: shown verbatim.
+    verbatim: Option<bool>,
+    /// Something other than white space was shown on this line.
+    shown: bool,
+    /// A marker or tag was taken out of this line.
+    marked: bool,
+    /// Leading white space, shown once the line has content.
+    indent: String,
+}
+
+impl StreamFilter {
+    /// The part of the text so far that can be shown, after `delta`.
+    pub fn push(&mut self, delta: &str) -> String {
+        let mut pending = std::mem::take(&mut self.held);
+        pending.push_str(delta);
+        let mut out = String::new();
+        let mut rest = pending.as_str();
+        while let Some(newline) = rest.find('\n') {
+            self.line_text(&rest[..newline], true, &mut out);
+            self.end_line(&mut out, true);
+            rest = &rest[newline + 1..];
+        }
+        // What stays undecided is kept in `held` by `line_text`.
+        self.line_text(rest, false, &mut out);
+        out
+    }
+
+    /// What is still held, at the end of the stream.
+    pub fn finish(&mut self) -> String {
+        let rest = std::mem::take(&mut self.held);
+        let mut out = String::new();
+        self.line_text(&rest, true, &mut out);
+        self.end_line(&mut out, false);
+        out
+    }
+
+    /// Handles `text` of the current line; `complete` when the line ends
+    /// after it (nothing can be undecided then).
+    fn line_text(&mut self, text: &str, complete: bool, out: &mut String) {
+        let verbatim = match self.line.verbatim {
+            Some(verbatim) => verbatim,
+            None => {
+                let start = text.trim_start();
+                if !complete && FENCE.starts_with(start) && start.len() < FENCE.len() {
+                    self.held = text.to_owned();
+                    return;
+                }
+                let fence = start.starts_with(FENCE);
+                if fence {
+                    self.in_fence = !self.in_fence;
+                }
+                *self.line.verbatim.insert(fence || self.in_fence)
+            }
+        };
+        if verbatim {
+            self.show(text, out);
+            return;
+        }
+        let (shown, held) = strip_markers(text, complete, &mut self.line.marked);
+        self.show(&shown, out);
+        self.held = held;
+    }
+
+    fn show(&mut self, text: &str, out: &mut String) {
+        if self.line.shown {
+            out.push_str(text);
+        } else if text.trim().is_empty() {
+            self.line.indent.push_str(text);
+        } else {
+            out.push_str(&std::mem::take(&mut self.line.indent));
+            out.push_str(text);
+            self.line.shown = true;
+        }
+    }
+
+    fn end_line(&mut self, out: &mut String, newline: bool) {
+        let line = std::mem::take(&mut self.line);
+        if !line.shown && !line.marked {
+            out.push_str(&line.indent);
+        }
+        if newline && (line.shown || !line.marked) {
+            out.push('\n');
+        }
+    }
+}
+
+/// Splits `text` into what can be shown (markers and tags removed) and an
+/// undecided tail; `marked` is set when something was removed.
+fn strip_markers(text: &str, complete: bool, marked: &mut bool) -> (String, String) {
+    let mut shown = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(['[', '<']) {
+        shown.push_str(&rest[..at]);
+        rest = &rest[at..];
+        let (open, close) =
+            if rest.starts_with('[') { (BUTTON_OPEN, ']') } else { (FILE_OPEN, '>') };
+        if let Some(body) = rest.strip_prefix(open) {
+            match body.find(close) {
+                Some(end) if !body[..end].trim().is_empty() => {
+                    *marked = true;
+                    rest = &body[end + 1..];
+                }
+                Some(end) => {
+                    shown.push_str(&rest[..open.len() + end + 1]);
+                    rest = &body[end + 1..];
+                }
+                None if complete => break,
+                None if body.len() > MAX_HELD => {
+                    shown.push_str(&rest[..1]);
+                    rest = &rest[1..];
+                }
+                None => return (shown, rest.to_owned()),
+            }
+        } else if !complete && open.starts_with(rest) {
+            return (shown, rest.to_owned());
+        } else {
+            shown.push_str(&rest[..1]);
+            rest = &rest[1..];
+        }
+    }
+    shown.push_str(rest);
+    (shown, String::new())
+}
+
 /// Guesses a MIME type from a file name.
 pub fn mime_for(name: &str) -> (&'static str, bool) {
     let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
@@ -162,6 +312,64 @@ mod tests {
         let out = extract("Here it is <file:/w/out/a.png> and <file:/etc/passwd>.");
         assert_eq!(out.files, ["/w/out/a.png", "/etc/passwd"]);
         assert_eq!(out.text, "Here it is  and .");
+    }
+
+    fn streamed(pieces: &[&str]) -> String {
+        let mut filter = StreamFilter::default();
+        let mut out: String = pieces.iter().map(|piece| filter.push(piece)).collect();
+        out.push_str(&filter.finish());
+        out
+    }
+
+    /// Trailing white space of lines and of the whole, which the stream keeps
+    /// and [`extract`] trims.
+    fn normalized(text: &str) -> String {
+        text.lines().map(str::trim_end).collect::<Vec<_>>().join("\n").trim().to_owned()
+    }
+
+    const SAMPLES: &[&str] = &[
+        "Pick one:\n[button:Yes] [button:No]\n[button:Later]\nThanks",
+        "Here it is <file:/w/out/a.png> and <file:/etc/passwd>.",
+        "Syntax:\n```\n[button:Label] <file:/x>\n```\nafter [button:Go]",
+        "  indented [button:A] text\n\nempty [button:] stays, a < b and c [d] e",
+        "unclosed [button:never closed",
+        "``not a fence`` [button:X]\n   ```rust\nlet v = [1]; // [button:in code]\n   ```\n[button:Z]",
+        "ends with a partial [butt",
+        "",
+    ];
+
+    #[test]
+    fn streaming_removes_what_extract_removes_however_the_text_is_cut() {
+        for sample in SAMPLES {
+            let whole = streamed(&[sample]);
+            assert_eq!(normalized(&whole), normalized(&extract(sample).text), "{sample:?}");
+            let chars: Vec<(usize, char)> = sample.char_indices().collect();
+            for &(at, _) in &chars {
+                let (a, b) = sample.split_at(at);
+                assert_eq!(streamed(&[a, b]), whole, "{sample:?} cut at {at}");
+            }
+            let singles: Vec<String> = chars.iter().map(|(_, c)| c.to_string()).collect();
+            let singles: Vec<&str> = singles.iter().map(String::as_str).collect();
+            assert_eq!(streamed(&singles), whole, "{sample:?} one char at a time");
+        }
+    }
+
+    #[test]
+    fn plain_text_is_never_held_back() {
+        let mut filter = StreamFilter::default();
+        assert_eq!(filter.push("Hello, "), "Hello, ");
+        assert_eq!(filter.push("world [but"), "world ");
+        assert_eq!(filter.push("ton:OK] and more"), " and more");
+        assert_eq!(filter.push("\n``"), "\n");
+        assert_eq!(filter.push("`\ncode [button:kept]"), "```\ncode [button:kept]");
+    }
+
+    #[test]
+    fn an_unclosed_marker_is_held_back_only_so_long() {
+        let mut filter = StreamFilter::default();
+        assert_eq!(filter.push("see [button:"), "see ");
+        let long = "x".repeat(MAX_HELD + 1);
+        assert_eq!(filter.push(&long), format!("[button:{long}"));
     }
 
     #[test]

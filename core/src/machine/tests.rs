@@ -255,6 +255,22 @@ fn a_message_runs_a_turn_and_its_result_becomes_a_final_reply() {
 }
 
 #[test]
+fn streamed_text_reaches_gateways_without_the_agents_markup() {
+    let mut h = harness();
+    let run = starts(&h.say("ask me"))[0].run_id.clone();
+    let mut shown = String::new();
+    for piece in ["Continue?\n[but", "ton:Yes] [button:N", "o]\nSee <file:/w/a.p", "ng> ok"] {
+        for kind in sent(&h.run(&run, RunEvent::Text(piece.into()))) {
+            if let OutKind::Delta(text) = kind {
+                assert!(!text.contains('[') && !text.contains('<'), "{text:?}");
+                shown.push_str(text);
+            }
+        }
+    }
+    assert_eq!(shown, "Continue?\nSee  ok");
+}
+
+#[test]
 fn the_second_message_resumes_the_session_without_memory() {
     let mut h = harness();
     let first = starts(&h.say("one"))[0].run_id.clone();

@@ -55,6 +55,8 @@ pub(super) struct Turn {
     pub(super) stop: Option<StopReason>,
     /// Set by `/new`: late session ids of this run must not land in the bucket.
     pub(super) discard: bool,
+    /// Takes the agent's markup out of the streamed text.
+    stream: markup::StreamFilter,
 }
 
 impl Turn {
@@ -92,6 +94,7 @@ impl<E: Env> Machine<E> {
             started: now,
             stop: None,
             discard: false,
+            stream: markup::StreamFilter::default(),
         };
         self.journal(key, &turn.input.event_id, InboundState::Running, &turn_id);
         if !turn.silent() {
@@ -178,7 +181,10 @@ impl<E: Env> Machine<E> {
                 }
                 None
             }
-            RunEvent::Text(text) => Some(OutKind::Delta(text)),
+            RunEvent::Text(text) => {
+                let shown = turn.stream.push(&text);
+                (!shown.is_empty()).then_some(OutKind::Delta(shown))
+            }
             RunEvent::ToolStarted { name, summary } => {
                 Some(OutKind::Tool { name, summary, finished: false, ok: false })
             }
@@ -249,6 +255,7 @@ impl<E: Env> Machine<E> {
         turn.context_lost = true;
         turn.error = None;
         turn.result = None;
+        turn.stream = markup::StreamFilter::default();
         let effort = self.sessions.get(key).map(|r| r.effort.clone()).unwrap_or_default();
         self.launch(key, &turn, &effort, String::new());
         self.chats.entry(key.clone()).or_default().active = Some(turn);
