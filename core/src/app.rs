@@ -7,9 +7,8 @@ use std::sync::atomic::Ordering;
 
 use anyhow::Context as _;
 use ductor_daemon::ServiceName;
-use ductor_daemon::config::{AgentConfig, Config, PermissionModeSetting};
+use ductor_daemon::config::{AgentConfig, Config};
 use ductor_daemon::daemon::{ServiceContext, serve};
-use ductor_proto::pb;
 use jiff::tz::TimeZone;
 use tokio::sync::Notify;
 
@@ -47,7 +46,7 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
     let runner = RunnerLink::new(
         channel,
         workspace.to_string_lossy().into_owned(),
-        permission(config.agent.permission_mode),
+        crate::wire::permission_to_pb(config.agent.permission_mode),
     )
     .with_agent_env(automation::wiring::agent_env(credentials.clone(), &context.home));
     let home_dir = std::env::var_os("HOME").map(std::path::PathBuf::from);
@@ -131,15 +130,6 @@ async fn report_unfinished(outbox: &Outbox, unfinished: Vec<Unfinished>) -> anyh
             .await?;
     }
     Ok(())
-}
-
-fn permission(mode: PermissionModeSetting) -> pb::PermissionMode {
-    match mode {
-        PermissionModeSetting::Default => pb::PermissionMode::Default,
-        PermissionModeSetting::AcceptEdits => pb::PermissionMode::AcceptEdits,
-        PermissionModeSetting::Bypass => pb::PermissionMode::Bypass,
-        PermissionModeSetting::Plan => pb::PermissionMode::Plan,
-    }
 }
 
 /// The machine's configuration from `config.toml`.

@@ -169,8 +169,7 @@ impl Outbox {
                 }
             })
             .collect();
-        let welcome =
-            pb::Welcome { core_version: version.to_owned(), pending: replay.len() as u64 };
+        let welcome = crate::wire::welcome(version, replay.len() as u64);
         let _ = conn
             .tx
             .send(Ok(pb::CoreMessage { msg: Some(pb::core_message::Msg::Welcome(welcome)) }));

@@ -124,11 +124,8 @@ impl RunnerLink {
 
     /// Signals a run; `Ok(false)` when the runner has no such run.
     pub async fn signal(&self, run_id: &str, kind: SignalKind) -> Result<bool, tonic::Status> {
-        let kind = match kind {
-            SignalKind::Interrupt => pb::SignalKind::Interrupt,
-            SignalKind::Stop => pb::SignalKind::Stop,
-        };
-        let request = pb::SignalRequest { run_id: run_id.to_owned(), kind: kind as i32 };
+        let kind = crate::wire::signal_to_pb(kind) as i32;
+        let request = pb::SignalRequest { run_id: run_id.to_owned(), kind };
         let response = self.client.clone().signal(request).await?;
         Ok(response.into_inner().found)
     }

@@ -1,15 +1,18 @@
 //! The edge between proto and domain: inbound gateway messages and runner
 //! events are validated into `model` types here, and outbound actions and run
-//! requests are turned into proto messages. Nothing else in core names `pb`
-//! types except the gRPC service and the runner client.
+//! requests are turned into proto messages. Elsewhere in core, `pb` types
+//! appear only as what the gRPC services and the runner client pass through,
+//! and as the outbox's stored form of an action (`outbox.rs`); automation's
+//! own service converts in `automation/grpc.rs`.
 
+use ductor_daemon::config::PermissionModeSetting;
 use ductor_proto::error::required;
 use ductor_proto::{ProtocolError, pb};
 
 use crate::model::{
     Attachment, Button, ButtonGrid, ButtonStyle, Capabilities, Inbound, InboundKind, Media,
     OutKind, Outbound, ProviderInfo, RunError, RunErrorKind, RunEvent, RunOutcome, RunRequest,
-    RunResult, SessionKey,
+    RunResult, SessionKey, SignalKind,
 };
 
 /// The `Hello` of a gateway, validated.
@@ -259,6 +262,38 @@ pub fn run_spec_to_pb(
         total_timeout_ms: request.total_timeout_ms,
         idle_timeout_ms: request.idle_timeout_ms,
         labels: request.labels.into_iter().collect(),
+    }
+}
+
+/// The `Welcome` of a (re)attaching gateway: `pending` actions follow, and
+/// the command menu comes from core's one command list.
+pub fn welcome(version: &str, pending: u64) -> pb::Welcome {
+    let commands = crate::commands::COMMANDS
+        .iter()
+        .filter(|spec| spec.in_menu)
+        .map(|spec| pb::CommandInfo {
+            name: spec.name.to_owned(),
+            description: spec.description.to_owned(),
+        })
+        .collect();
+    pb::Welcome { core_version: version.to_owned(), pending, commands }
+}
+
+/// A signal for the runner.
+pub fn signal_to_pb(kind: SignalKind) -> pb::SignalKind {
+    match kind {
+        SignalKind::Interrupt => pb::SignalKind::Interrupt,
+        SignalKind::Stop => pb::SignalKind::Stop,
+    }
+}
+
+/// `[agent].permission_mode` for the runner.
+pub fn permission_to_pb(mode: PermissionModeSetting) -> pb::PermissionMode {
+    match mode {
+        PermissionModeSetting::Default => pb::PermissionMode::Default,
+        PermissionModeSetting::AcceptEdits => pb::PermissionMode::AcceptEdits,
+        PermissionModeSetting::Bypass => pb::PermissionMode::Bypass,
+        PermissionModeSetting::Plan => pb::PermissionMode::Plan,
     }
 }
 

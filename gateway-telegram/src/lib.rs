@@ -37,6 +37,7 @@ use ductor_proto::transport::Backoff;
 use teloxide::Bot;
 use teloxide::prelude::Requester;
 use teloxide::types::{BotCommand, Me};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{Pacer, Scrubber};
@@ -46,24 +47,6 @@ use crate::telegram::Telegram;
 
 /// Long-poll wait of getUpdates (below teloxide's 17 s client timeout).
 const POLL_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// ductor's commands as shown in Telegram's command menu.
-const COMMANDS: &[(&str, &str)] = &[
-    ("new", "Start a fresh session"),
-    ("stop", "Stop the running turn and drop queued messages"),
-    ("interrupt", "Interrupt the running turn softly"),
-    ("model", "Pick provider and model"),
-    ("status", "Session, model and usage"),
-    ("reset", "Reset the active provider session"),
-    ("memory", "Show the main memory"),
-    ("session", "Start a named background session"),
-    ("sessions", "Manage named sessions"),
-    ("tasks", "Background tasks"),
-    ("cron", "Scheduled jobs"),
-    ("diagnose", "Versions and recent errors"),
-    ("help", "Command reference"),
-    ("info", "Version and links"),
-];
 
 /// Builds the Bot API handle from `[telegram]`.
 pub fn telegram_from_config(config: &TelegramConfig) -> anyhow::Result<Telegram> {
@@ -99,12 +82,31 @@ pub async fn wait_for_me(telegram: &Telegram, shutdown: &CancellationToken) -> O
     }
 }
 
-/// Registers ductor's commands with `setMyCommands` (failure is logged only).
-pub async fn register_commands(telegram: &Telegram) {
-    let commands: Vec<BotCommand> =
-        COMMANDS.iter().map(|(name, description)| BotCommand::new(*name, *description)).collect();
-    if let Err(error) = telegram.bot.set_my_commands(commands).await {
-        tracing::warn!(failure = %telegram.scrubber.classify(error), "setMyCommands failed");
+/// Keeps Telegram's command menu equal to the command list core sends in
+/// its `Welcome` (core is the one place commands are defined): registered
+/// on the first `Welcome`, and again when a (re)attached core offers a
+/// different list. A failed registration is logged and tried at the next
+/// `Welcome`.
+pub async fn sync_commands(telegram: Telegram, mut welcome: watch::Receiver<Option<pb::Welcome>>) {
+    let mut registered: Option<Vec<BotCommand>> = None;
+    while welcome.changed().await.is_ok() {
+        let commands: Vec<BotCommand> = match &*welcome.borrow_and_update() {
+            Some(welcome) if !welcome.commands.is_empty() => welcome
+                .commands
+                .iter()
+                .map(|command| BotCommand::new(&command.name, &command.description))
+                .collect(),
+            _ => continue,
+        };
+        if registered.as_ref() == Some(&commands) {
+            continue;
+        }
+        match telegram.bot.set_my_commands(commands.clone()).await {
+            Ok(_) => registered = Some(commands),
+            Err(error) => {
+                tracing::warn!(failure = %telegram.scrubber.classify(error), "setMyCommands failed");
+            }
+        }
     }
 }
 
@@ -135,7 +137,6 @@ impl Gateway {
         let Some(me) = wait_for_me(&self.telegram, &shutdown).await else { return };
         self.telegram_reachable.store(true, Ordering::Relaxed);
         tracing::info!(bot = %me.username(), "connected to Telegram");
-        register_commands(&self.telegram).await;
         let hello = ductor_gateway_link::hello("telegram", capabilities(), &self.version);
         let link = ductor_gateway_link::spawn(
             self.core.clone(),
@@ -144,12 +145,14 @@ impl Gateway {
             self.link.clone(),
             shutdown.clone(),
         );
+        let menu = tokio::spawn(sync_commands(self.telegram.clone(), link.welcome));
         let delivery =
             tokio::spawn(deliver::dispatch(self.telegram.clone(), link.actions, link.acks));
         let inbound = Inbound::new(self.telegram.clone(), self.inbound.clone(), me, link.inbound);
         inbound.poll(self.telegram_reachable.clone(), shutdown.clone()).await;
         let _ = link.task.await;
         delivery.abort();
+        menu.abort();
     }
 }
 

@@ -6,8 +6,10 @@
 use std::time::Duration;
 
 use ductor_gateway_telegram::render::{html_to_plain, utf16_len};
-use ductor_gateway_telegram::testing::harness::{delta, final_reply};
-use ductor_gateway_telegram::testing::{Call, Fault, FaultKind, Harness, Options, updates};
+use ductor_gateway_telegram::testing::harness::{self, delta, final_reply};
+use ductor_gateway_telegram::testing::{
+    Call, FakeBotApi, Fault, FaultKind, Harness, Options, updates,
+};
 use ductor_proto::pb;
 use ductor_proto::pb::inbound_event::Kind as In;
 use ductor_proto::pb::outbound_action::Kind as Out;
@@ -467,21 +469,58 @@ async fn attached_files_go_out_as_photos_and_documents() {
 }
 
 #[tokio::test]
-async fn commands_are_registered_and_the_token_is_never_in_errors() {
+async fn core_s_command_list_is_registered_and_the_token_is_never_in_errors() {
     let harness = Harness::start(Options::default()).await;
-    let commands = harness.api.calls_of("setmycommands");
-    assert_eq!(commands.len(), 1);
-    let names: Vec<&str> = commands[0].params["commands"]
-        .as_array()
-        .expect("a list")
-        .iter()
-        .filter_map(|c| c["command"].as_str())
-        .collect();
-    assert!(names.contains(&"new") && names.contains(&"stop") && names.contains(&"model"));
+    let registered = |api: &FakeBotApi| {
+        api.calls_of("setmycommands")
+            .iter()
+            .map(|call| {
+                let list = call.params["commands"].as_array().expect("a list");
+                list.iter()
+                    .map(|c| {
+                        (
+                            c["command"].as_str().unwrap_or("").to_owned(),
+                            c["description"].as_str().unwrap_or("").to_owned(),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        harness
+            .api
+            .wait_until(WAIT, |calls| calls.iter().any(|c| c.method == "setmycommands"))
+            .await
+    );
+    let expected: Vec<(String, String)> =
+        harness::COMMANDS.iter().map(|(n, d)| ((*n).to_owned(), (*d).to_owned())).collect();
+    assert_eq!(registered(&harness.api), vec![expected.clone()], "exactly core's list, once");
+
+    // A reattach with the same list registers nothing; a new list is registered.
+    harness.core.disconnect();
+    assert!(harness.core.wait_hellos(2, WAIT).await);
+    harness.core.set_commands(&[("new", "Fresh session"), ("cron", "Scheduled jobs")]);
+    harness.core.disconnect();
+    assert!(harness.core.wait_hellos(3, WAIT).await);
+    assert!(
+        harness
+            .api
+            .wait_until(WAIT, |calls| calls.iter().filter(|c| c.method == "setmycommands").count()
+                == 2)
+            .await
+    );
+    assert_eq!(
+        registered(&harness.api)[1],
+        vec![
+            ("new".to_owned(), "Fresh session".to_owned()),
+            ("cron".to_owned(), "Scheduled jobs".to_owned())
+        ]
+    );
 
     // A Bot API that is down: the error text must not carry the token.
     let config = ductor_daemon::config::TelegramConfig {
-        token: ductor_daemon::Secret::new(ductor_gateway_telegram::testing::harness::TOKEN),
+        token: ductor_daemon::Secret::new(harness::TOKEN),
         api_url: "http://127.0.0.1:9".into(),
         ..Default::default()
     };

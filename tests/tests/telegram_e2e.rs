@@ -79,3 +79,45 @@ async fn a_user_message_becomes_a_streamed_edited_final_reply() {
     let down = env.ductorctl(&["down"]).await;
     assert!(down.status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_menu_is_core_s_list_and_core_answers_every_command_in_it() {
+    let api = FakeBotApi::start(TOKEN).await;
+    let state = tempfile::tempdir().expect("state dir");
+    let state_path = state.path().canonicalize().expect("canonical state dir");
+    let env = TestEnv::with_config(&config(&api.url, &state_path));
+    let up = env.ductorctl(&["up", "--detach"]).await;
+    assert!(up.status.success(), "up failed: {}", String::from_utf8_lossy(&up.stderr));
+    env.wait_healthy(&["runner", "core", "telegram"]).await;
+
+    let names: Vec<String> = wait_for("setMyCommands from core's Welcome", async || {
+        let call = api.calls_of("setmycommands").pop()?;
+        let list = call.params["commands"].as_array()?.clone();
+        Some(list.iter().filter_map(|c| c["command"].as_str().map(str::to_owned)).collect())
+    })
+    .await;
+    for known in ["new", "stop", "stop_all", "interrupt", "model", "effort", "status", "cron"] {
+        assert!(names.iter().any(|n| n == known), "/{known} is in the menu: {names:?}");
+    }
+    for unknown in ["session", "tasks", "start"] {
+        assert!(!names.iter().any(|n| n == unknown), "/{unknown} is not offered: {names:?}");
+    }
+
+    // Every command in the menu is answered by core, none reaches the agent.
+    for (i, name) in names.iter().enumerate() {
+        let message_id = 100 + i64::try_from(i).expect("few commands");
+        api.push_update(updates::text(1, 1, message_id, &format!("/{name}")));
+    }
+    let texts = wait_for("an answer to every command", async || {
+        let texts: Vec<String> = chat_calls(&api, 1)
+            .iter()
+            .filter(|c| c.method == "sendmessage")
+            .filter_map(|c| c.str("text").map(str::to_owned))
+            .collect();
+        (texts.len() >= names.len()).then_some(texts)
+    })
+    .await;
+    assert!(texts.iter().all(|t| !t.contains("echo:")), "a command went to the agent: {texts:#?}");
+    let down = env.ductorctl(&["down"]).await;
+    assert!(down.status.success());
+}

@@ -19,6 +19,10 @@ use crate::inbound::InboundConfig;
 /// The token the harness uses.
 pub const TOKEN: &str = "123456:TEST-SECRET-TOKEN-abcdef";
 
+/// The command list the harness's fake core offers.
+pub const COMMANDS: &[(&str, &str)] =
+    &[("new", "Fresh session"), ("stop", "Stop the turn"), ("model", "Pick a model")];
+
 /// Gateway settings a test may vary.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -61,6 +65,7 @@ impl Harness {
     pub async fn start(options: Options) -> Self {
         let api = FakeBotApi::start(TOKEN).await;
         let core = FakeCore::default();
+        core.set_commands(COMMANDS);
         let workspace = tempfile::tempdir().expect("create a temporary workspace");
         let config = TelegramConfig {
             enabled: true,

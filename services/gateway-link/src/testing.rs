@@ -37,6 +37,7 @@ pub struct Recorded {
     pub acks: Vec<pb::OutboundAck>,
     accepting: bool,
     current: Option<Outgoing>,
+    commands: Vec<pb::CommandInfo>,
 }
 
 impl Recorded {
@@ -98,6 +99,7 @@ impl FakeCore {
             acks: Vec::new(),
             accepting: true,
             current: None,
+            commands: Vec::new(),
         };
         let shared = Shared {
             recorded: Mutex::new(recorded),
@@ -160,6 +162,17 @@ impl FakeCore {
     pub fn disconnect(&self) {
         self.recorded().current = None;
         self.shared.changed.notify_waiters();
+    }
+
+    /// The command list the next `Welcome`s offer: `(name, description)`.
+    pub fn set_commands(&self, commands: &[(&str, &str)]) {
+        self.recorded().commands = commands
+            .iter()
+            .map(|(name, description)| pb::CommandInfo {
+                name: (*name).to_owned(),
+                description: (*description).to_owned(),
+            })
+            .collect();
     }
 
     /// Stops (or resumes) confirming inbound events.
@@ -256,7 +269,8 @@ impl FakeCore {
         let answer = match message.msg {
             Some(Msg::Hello(hello)) => {
                 recorded.hellos.push(hello);
-                let welcome = pb::Welcome { core_version: "fake".to_owned(), ..Default::default() };
+                let commands = recorded.commands.clone();
+                let welcome = pb::Welcome { core_version: "fake".to_owned(), pending: 0, commands };
                 let _ = out.send(core_message(pb::core_message::Msg::Welcome(welcome)));
                 Vec::new()
             }
