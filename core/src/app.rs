@@ -82,7 +82,7 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
     });
     let automation = Automation::start(automation::engine::Parts {
         store: store.clone(),
-        core: handle.clone(),
+        core: Arc::new(automation::core_port::CoreAccess::new(handle.clone(), store.clone())),
         credentials,
         clock: Arc::new(SystemClock),
         workspace: workspace.clone(),

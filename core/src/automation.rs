@@ -8,19 +8,20 @@
 //! may manage to the chat it was started for.
 //!
 //! The logic modules need nothing from the orchestrator. [`engine`] ties them
-//! to core: one-shot runs, the durable outbox with delivery receipts, and
-//! injection into live sessions ([`crate::driver::CoreHandle`]); [`manage`]
-//! holds the caller-scoped management operations behind the `Automation` gRPC
-//! service and the `/cron` command; [`ports`] is the heartbeat's view of core.
+//! to core through one narrow port ([`core_port`]): one-shot runs, the durable
+//! outbox with delivery receipts, injection into live sessions, and which
+//! chats have a session; [`engine::manage`] holds the caller-scoped
+//! management operations behind the `Automation` gRPC service ([`grpc`]) and
+//! the `/cron` command; [`ports`] is the heartbeat's view of that port;
+//! [`wiring`] plugs automation's answers and agent credentials into core.
 
 pub mod cleanup;
 pub mod clock;
+pub mod core_port;
 pub mod credential;
 pub mod engine;
 pub mod grpc;
 pub mod heartbeat;
-mod inbox;
-pub mod manage;
 pub mod model;
 pub mod ports;
 pub mod quiet;

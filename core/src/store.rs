@@ -315,6 +315,43 @@ fn clamp(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
+/// A chat's session and when its active provider's bucket was last used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatActivityRow {
+    /// The chat.
+    pub key: SessionKey,
+    /// The active provider's session id, if it has one.
+    pub session_id: Option<String>,
+    /// The active provider's bucket's last use.
+    pub last_active_ms: Option<i64>,
+}
+
+/// Every chat with a session record, terminal clients (`cli`) left out.
+pub fn chat_activity(conn: &mut Connection) -> Result<Vec<ChatActivityRow>, StoreError> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT s.transport, s.chat_id, s.topic_id, b.session_id, b.last_active_ms
+             FROM sessions s
+             LEFT JOIN session_buckets b ON b.skey = s.skey AND b.provider = s.provider
+             WHERE s.transport != 'cli'",
+        )
+        .map_err(sql("read chat activity"))?;
+    let rows = stmt
+        .query_map([], |row| {
+            Ok(ChatActivityRow {
+                key: SessionKey::new(
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                ),
+                session_id: row.get(3)?,
+                last_active_ms: row.get(4)?,
+            })
+        })
+        .map_err(sql("read chat activity"))?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(sql("read chat activity"))
+}
+
 /// Writes one session record and all its buckets, in one transaction.
 pub fn save_session(conn: &mut Connection, record: &SessionRecord) -> Result<(), StoreError> {
     let tx = conn.transaction().map_err(sql("begin saving a session"))?;
@@ -562,6 +599,30 @@ mod tests {
         store.call_sync(|c| save_session(c, &record)).unwrap();
         let loaded = store.call_sync(load_sessions).unwrap();
         assert_eq!(loaded, vec![record]);
+    }
+
+    #[test]
+    fn chat_activity_reads_the_active_bucket_and_skips_terminal_clients() {
+        let store = Store::open_in_memory(&[]).unwrap();
+        let now = Timestamp::from_second(1_700_000_000).unwrap();
+        let mut record = SessionRecord::new(key(), "codex", "", "", now);
+        record.bucket_mut("claude").session_id = Some("c-1".into());
+        record.bucket_mut("codex").last_active = Some(now);
+        let fresh = SessionRecord::new(SessionKey::new("matrix", "!r", ""), "claude", "", "", now);
+        let cli = SessionRecord::new(SessionKey::new("cli", "me", ""), "claude", "", "", now);
+        for r in [&record, &fresh, &cli] {
+            store.call_sync(|c| save_session(c, r)).unwrap();
+        }
+        let mut rows = store.call_sync(chat_activity).unwrap();
+        rows.sort_by(|a, b| a.key.transport.cmp(&b.key.transport));
+        let tg = ChatActivityRow {
+            key: key(),
+            session_id: None,
+            last_active_ms: Some(now.as_millisecond()),
+        };
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert_eq!(rows[0].key, SessionKey::new("matrix", "!r", ""));
+        assert_eq!(rows[1], tg, "codex is active: claude's session does not count");
     }
 
     #[test]

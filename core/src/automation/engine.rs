@@ -23,6 +23,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::clock::SharedClock;
+use super::core_port::CorePort;
 use super::credential::Credentials;
 use super::model::{ChatTarget, CronJob, DeliveryStatus, InvalidDefinition, RunKind};
 use super::scheduler::{
@@ -33,7 +34,9 @@ use super::task_folder::{self, TaskFolderError};
 use super::webhook::server::{HookRegistry, WebhookEvent};
 use super::webhook::{HookMode, Webhook};
 use super::{cleanup, heartbeat};
-use crate::driver::CoreHandle;
+
+mod inbox;
+pub mod manage;
 use crate::machine::InjectOptions;
 use crate::model::{FinalReply, OutKind, SessionKey};
 use crate::runner::OneshotSpec;
@@ -77,7 +80,7 @@ const FAILURE_TEXT_MAX: usize = 4000;
 /// The running automation. Cheap to clone.
 #[derive(Clone)]
 pub struct Automation {
-    pub(super) inner: Arc<Inner>,
+    inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for Automation {
@@ -86,16 +89,16 @@ impl std::fmt::Debug for Automation {
     }
 }
 
-pub(super) struct Inner {
-    pub(super) store: Store,
-    pub(super) core: CoreHandle,
-    pub(super) credentials: Credentials,
-    pub(super) clock: SharedClock,
-    pub(super) workspace: PathBuf,
-    pub(super) default_zone: String,
-    pub(super) zone: TimeZone,
-    pub(super) scheduler: OnceLock<Scheduler>,
-    pub(super) hooks: Arc<HookRegistry>,
+struct Inner {
+    store: Store,
+    core: Arc<dyn CorePort>,
+    credentials: Credentials,
+    clock: SharedClock,
+    workspace: PathBuf,
+    default_zone: String,
+    zone: TimeZone,
+    scheduler: OnceLock<Scheduler>,
+    hooks: Arc<HookRegistry>,
     hook_events: Mutex<HashMap<String, WebhookEvent>>,
     next_hook_fire: AtomicU64,
     early_acks: Mutex<VecDeque<(String, u64, String)>>,
@@ -105,8 +108,8 @@ pub(super) struct Inner {
 pub struct Parts {
     /// Core's database (automation's migrations already applied).
     pub store: Store,
-    /// Core's internal API.
-    pub core: CoreHandle,
+    /// The rest of core.
+    pub core: Arc<dyn CorePort>,
     /// Agent credentials.
     pub credentials: Credentials,
     /// Time.
@@ -179,7 +182,7 @@ impl Automation {
         if config.heartbeat.enabled
             || config.heartbeat.targets.iter().any(|t| t.enabled == Some(true))
         {
-            let port = Arc::new(super::ports::CorePort::new(this.clone()));
+            let port = Arc::new(super::ports::HeartbeatCore::new(this.inner.core.clone()));
             tokio::spawn(heartbeat::run(
                 config.heartbeat.clone(),
                 this.inner.zone.clone(),
@@ -228,8 +231,21 @@ impl Automation {
         Ok(())
     }
 
-    /// Runs `work` on core's database connection.
-    pub(super) async fn db<T, F>(&self, work: F) -> Result<T, AutomationError>
+    /// Whom `presented` credentials name (the operator or an agent's chat).
+    pub(super) fn authorize(
+        &self,
+        presented: &super::credential::Presented,
+    ) -> Result<super::credential::Caller, super::credential::Unauthorized> {
+        self.inner.credentials.authorize(presented)
+    }
+
+    /// `[agent].timezone`: the zone of jobs that name none.
+    pub(super) fn default_zone(&self) -> &str {
+        &self.inner.default_zone
+    }
+
+    /// Runs `work` on automation's tables in core's database.
+    async fn db<T, F>(&self, work: F) -> Result<T, AutomationError>
     where
         T: Send + 'static,
         F: FnOnce(&rusqlite::Connection) -> Result<T, AutomationStoreError> + Send + 'static,
@@ -237,7 +253,7 @@ impl Automation {
         Ok(self.inner.store.call(move |c| Ok(work(c))).await??)
     }
 
-    pub(super) fn scheduler(&self) -> Result<&Scheduler, AutomationError> {
+    fn scheduler(&self) -> Result<&Scheduler, AutomationError> {
         self.inner.scheduler.get().ok_or(AutomationError::Stopped)
     }
 

@@ -7,8 +7,8 @@ use jiff::Timestamp;
 use tonic::{Request, Response, Status};
 
 use super::credential::{Caller, Presented};
+use super::engine::manage::JobView;
 use super::engine::{Automation, AutomationError};
-use super::manage::JobView;
 use super::model::{ChatTarget, CronJob, RunKind, RunOverrides, RunRecord};
 use super::scheduler::MissedPolicy;
 use super::store::AutomationStoreError;
@@ -42,11 +42,7 @@ impl AutomationService {
         });
         let presented =
             Presented { admin_token: auth.admin_token, agent_token: auth.agent_token, chat };
-        self.automation
-            .inner
-            .credentials
-            .authorize(&presented)
-            .map_err(|e| Status::unauthenticated(e.to_string()))
+        self.automation.authorize(&presented).map_err(|e| Status::unauthenticated(e.to_string()))
     }
 }
 
@@ -410,7 +406,7 @@ impl pb::automation_server::Automation for AutomationService {
         let job = self.automation.add_job(&caller, job).await?;
         let next = super::schedule::Schedule::parse(
             &job.schedule,
-            job.zone_or(&self.automation.inner.default_zone),
+            job.zone_or(self.automation.default_zone()),
         )
         .ok()
         .and_then(|s| s.next_after(Timestamp::now()));

@@ -1,16 +1,15 @@
-//! The heartbeat's view of core: chats with a session (read from the session
-//! tables, never creating one) and check-ins through [`CoreHandle::inject`].
+//! The heartbeat's view of core, over automation's [`CorePort`]: chats with
+//! a session (never creating one) and check-ins through
+//! [`CorePort::inject`].
 //!
 //! A chat's "user activity" is its session's last activity. "Busy" is decided
 //! where the turns are, atomically: the check-in is injected with
 //! `skip_if_busy`, and core's state machine answers `busy` instead of queuing
 //! it behind a running or queued turn.
-//!
-//! [`CoreHandle::inject`]: crate::driver::CoreHandle::inject
 
-use jiff::Timestamp;
+use std::sync::Arc;
 
-use super::engine::Automation;
+use super::core_port::CorePort;
 use super::heartbeat::{ChatActivity, HeartbeatPort, PortFuture};
 use super::model::ChatTarget;
 use crate::machine::InjectOptions;
@@ -18,41 +17,35 @@ use crate::model::SessionKey;
 
 /// [`HeartbeatPort`] over core.
 #[derive(Debug)]
-pub struct CorePort {
-    automation: Automation,
+pub struct HeartbeatCore {
+    core: Arc<dyn CorePort>,
 }
 
-impl CorePort {
-    /// A port over `automation`'s core.
-    pub fn new(automation: Automation) -> Self {
-        Self { automation }
+impl HeartbeatCore {
+    /// The heartbeat's port over `core`.
+    pub fn new(core: Arc<dyn CorePort>) -> Self {
+        Self { core }
     }
 }
 
-impl HeartbeatPort for CorePort {
+impl HeartbeatPort for HeartbeatCore {
     fn chats(&self) -> PortFuture<Vec<ChatActivity>> {
-        let automation = self.automation.clone();
+        let core = self.core.clone();
         Box::pin(async move {
-            let query = automation.db(|c| {
-                let mut statement = c.prepare(
-                    "SELECT s.transport, s.chat_id, s.topic_id, b.session_id, b.last_active_ms \
-                     FROM sessions s LEFT JOIN session_buckets b ON b.skey = s.skey AND b.provider = s.provider \
-                     WHERE s.transport != 'cli'",
-                )?;
-                let rows = statement.query_map([], |row| {
-                    let session: Option<String> = row.get(3)?;
-                    let active: Option<i64> = row.get(4)?;
-                    Ok(ChatActivity {
-                        chat: ChatTarget { transport: row.get(0)?, chat_id: row.get(1)?, topic_id: row.get(2)? },
-                        has_session: session.is_some_and(|s| !s.is_empty()),
+            match core.chats().await {
+                Ok(chats) => chats
+                    .into_iter()
+                    .map(|chat| ChatActivity {
+                        chat: ChatTarget {
+                            transport: chat.key.transport,
+                            chat_id: chat.key.chat_id,
+                            topic_id: chat.key.topic_id,
+                        },
+                        has_session: chat.has_session,
                         busy: false,
-                        last_user_activity: active.and_then(|ms| Timestamp::from_millisecond(ms).ok()),
+                        last_user_activity: chat.last_active,
                     })
-                })?;
-                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-            });
-            match query.await {
-                Ok(chats) => chats,
+                    .collect(),
                 Err(error) => {
                     tracing::error!(%error, "heartbeat: failed to read sessions");
                     Vec::new()
@@ -62,7 +55,7 @@ impl HeartbeatPort for CorePort {
     }
 
     fn check_in(&self, chat: ChatTarget, prompt: String, ack_token: String) -> PortFuture<()> {
-        let core = self.automation.inner.core.clone();
+        let core = self.core.clone();
         Box::pin(async move {
             let key = SessionKey::new(&chat.transport, &chat.chat_id, &chat.topic_id);
             let options = InjectOptions {

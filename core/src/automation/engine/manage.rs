@@ -6,16 +6,16 @@
 use jiff::Timestamp;
 use serde_json::{Map, Value};
 
-use super::credential::Caller;
-use super::engine::{Automation, AutomationError};
-use super::model::{ChatTarget, CronJob, RunKind, RunRecord};
-use super::schedule::Schedule;
-use super::scheduler::Registration;
-use super::store as db;
-use super::task_folder;
-use super::webhook::auth::generate_token;
-use super::webhook::server::WebhookEvent;
-use super::webhook::{HookAuth, Webhook, template};
+use super::{Automation, AutomationError};
+use crate::automation::credential::Caller;
+use crate::automation::model::{ChatTarget, CronJob, RunKind, RunRecord};
+use crate::automation::schedule::Schedule;
+use crate::automation::scheduler::Registration;
+use crate::automation::store as db;
+use crate::automation::task_folder;
+use crate::automation::webhook::auth::generate_token;
+use crate::automation::webhook::server::WebhookEvent;
+use crate::automation::webhook::{HookAuth, Webhook, template};
 
 /// A job with what `list` shows about it.
 #[derive(Debug, Clone)]
@@ -242,7 +242,7 @@ impl Automation {
         hook.last_triggered_at = None;
         hook.last_error.clear();
         hook.validate()?;
-        if hook.mode == super::webhook::HookMode::CronTask {
+        if hook.mode == crate::automation::webhook::HookMode::CronTask {
             task_folder::ensure(
                 &self.inner.workspace,
                 &hook.task_folder,
@@ -393,7 +393,7 @@ impl Automation {
 }
 
 fn local(at: Timestamp, zone: &str) -> String {
-    let zone = super::schedule::resolve_zone(zone).unwrap_or(jiff::tz::TimeZone::UTC);
+    let zone = crate::automation::schedule::resolve_zone(zone).unwrap_or(jiff::tz::TimeZone::UTC);
     at.to_zoned(zone).strftime("%a %Y-%m-%d %H:%M").to_string()
 }
 

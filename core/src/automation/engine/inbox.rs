@@ -12,10 +12,10 @@ use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
-use super::engine::{Automation, AutomationError, WEBHOOK_CONCURRENCY};
-use super::model::{DeliveryStatus, RunKind};
-use super::store::{self as db, InboxEntry};
-use super::webhook::server::WebhookEvent;
+use super::{Automation, AutomationError, WEBHOOK_CONCURRENCY};
+use crate::automation::model::{DeliveryStatus, RunKind};
+use crate::automation::store::{self as db, InboxEntry};
+use crate::automation::webhook::server::WebhookEvent;
 
 /// Status of a journaled request whose hook no longer exists.
 const HOOK_REMOVED: &str = "error:hook_removed";
