@@ -11,18 +11,81 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use ductor_proto::pb;
+use ductor_proto::{ProtocolError, pb};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::automation::engine::Automation;
-use crate::driver::{CoreHandle, Stats};
+use crate::driver::{CoreGone, CoreHandle, Stats};
 use crate::machine::Event;
 use crate::model::{Inbound, InboundKind};
 use crate::outbox::{ConnId, StreamItem};
-use crate::store::{self, Store};
+use crate::store::{self, Store, StoreError};
 use crate::wire::{HelloInfo, inbound_from_pb};
+
+/// Why a `Core` request failed. [`Status`] is made from it in one place
+/// (`From` below), which also logs what the caller is not told.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreServiceError {
+    /// The connection did not present the local token.
+    #[error("this connection has no local token: agents may only use the Automation service")]
+    NotPrivileged,
+    /// No `Hello` in time.
+    #[error("no hello within {} s", HELLO_TIMEOUT.as_secs())]
+    NoHello,
+    /// The stream did not start with `Hello`.
+    #[error("the first message must be `hello`")]
+    NotHello,
+    /// A message broke the contract.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    /// The database failed.
+    #[error("failed to {action}")]
+    Store {
+        /// What was being done, as a verb phrase.
+        action: &'static str,
+        /// Why.
+        #[source]
+        source: StoreError,
+    },
+    /// The orchestrator has stopped.
+    #[error("core is shutting down")]
+    ShuttingDown,
+    /// The gateway's request stream failed before its `Hello`.
+    #[error("the attach stream failed: {0}")]
+    Stream(#[from] Status),
+}
+
+impl CoreServiceError {
+    fn store(action: &'static str) -> impl FnOnce(StoreError) -> Self {
+        move |source| Self::Store { action, source }
+    }
+}
+
+impl From<CoreGone> for CoreServiceError {
+    fn from(_: CoreGone) -> Self {
+        Self::ShuttingDown
+    }
+}
+
+impl From<CoreServiceError> for Status {
+    fn from(error: CoreServiceError) -> Self {
+        let message = error.to_string();
+        match error {
+            CoreServiceError::NotPrivileged => Status::permission_denied(message),
+            CoreServiceError::NoHello => Status::deadline_exceeded(message),
+            CoreServiceError::NotHello => Status::invalid_argument(message),
+            CoreServiceError::Protocol(error) => error.into(),
+            CoreServiceError::Store { action, source } => {
+                tracing::error!("failed to {action}: {source}");
+                Status::internal(message)
+            }
+            CoreServiceError::ShuttingDown => Status::unavailable(message),
+            CoreServiceError::Stream(status) => status,
+        }
+    }
+}
 
 /// How long a new stream may take to say `Hello`.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -67,10 +130,13 @@ impl pb::core_server::Core for CoreService {
         let mut stream = request.into_inner();
         let first = tokio::time::timeout(HELLO_TIMEOUT, stream.message())
             .await
-            .map_err(|_| Status::deadline_exceeded("no hello within 10 s"))??;
+            .map_err(|_| CoreServiceError::NoHello)?
+            .map_err(CoreServiceError::Stream)?;
         let hello = match first.and_then(|m| m.msg) {
-            Some(pb::gateway_message::Msg::Hello(hello)) => HelloInfo::try_from(hello)?,
-            _ => return Err(Status::invalid_argument("the first message must be `hello`")),
+            Some(pb::gateway_message::Msg::Hello(hello)) => {
+                HelloInfo::try_from(hello).map_err(CoreServiceError::from)?
+            }
+            _ => return Err(CoreServiceError::NotHello.into()),
         };
         tracing::info!(
             transport = hello.transport,
@@ -79,13 +145,10 @@ impl pb::core_server::Core for CoreService {
             "gateway attached"
         );
         let (tx, rx) = mpsc::unbounded_channel();
-        let conn =
-            self.handle.outbox().attach(&hello, self.version, tx.clone()).await.map_err(|e| {
-                tracing::error!("failed to attach a gateway: {e}");
-                Status::internal("failed to read the outbox")
-            })?;
+        let conn = (self.handle.outbox().attach(&hello, self.version, tx.clone()).await)
+            .map_err(CoreServiceError::store("read the outbox"))?;
         let event = Event::Gateway { transport: hello.transport.clone(), caps: hello.caps };
-        self.handle.event(event).map_err(|_| Status::unavailable("core is shutting down"))?;
+        self.handle.event(event).map_err(CoreServiceError::from)?;
         let reader = Reader {
             handle: self.handle.clone(),
             store: self.store.clone(),
@@ -103,10 +166,8 @@ impl pb::core_server::Core for CoreService {
     ) -> Result<Response<pb::DescribeResponse>, Status> {
         require_privileged(&request)?;
         let outbox = self.handle.outbox();
-        let pending = outbox.pending().await.map_err(|e| {
-            tracing::error!("failed to count the outbox: {e}");
-            Status::internal("failed to count the outbox")
-        })?;
+        let pending =
+            outbox.pending().await.map_err(CoreServiceError::store("count the outbox"))?;
         Ok(Response::new(pb::DescribeResponse {
             version: self.version.to_owned(),
             connected_transports: outbox.connected().await,
@@ -123,13 +184,11 @@ impl pb::core_server::Core for CoreService {
 /// Gateways and the operator's `ductorctl` hold the local socket token; an
 /// agent CLI calling from inside the sandbox does not, and may only use the
 /// Automation service (which scopes it to its own chat).
-fn require_privileged<T>(request: &Request<T>) -> Result<(), Status> {
+fn require_privileged<T>(request: &Request<T>) -> Result<(), CoreServiceError> {
     if ductor_proto::transport::PeerInfo::is_privileged(request) {
         Ok(())
     } else {
-        Err(Status::permission_denied(
-            "this connection has no local token: agents may only use the Automation service",
-        ))
+        Err(CoreServiceError::NotPrivileged)
     }
 }
 
@@ -155,8 +214,8 @@ impl Reader {
             };
             match message.msg {
                 Some(pb::gateway_message::Msg::Inbound(event)) => {
-                    if let Err(status) = self.accept(&transport, event).await {
-                        let _ = self.tx.send(Err(status));
+                    if let Err(error) = self.accept(&transport, event).await {
+                        let _ = self.tx.send(Err(error.into()));
                         break;
                     }
                 }
@@ -186,7 +245,11 @@ impl Reader {
     }
 
     /// Journals, acknowledges and forwards one inbound event.
-    async fn accept(&self, transport: &str, event: pb::InboundEvent) -> Result<(), Status> {
+    async fn accept(
+        &self,
+        transport: &str,
+        event: pb::InboundEvent,
+    ) -> Result<(), CoreServiceError> {
         let inbound = inbound_from_pb(transport, event)?;
         let preview = preview(&inbound);
         let (event_id, key) = (inbound.event_id.clone(), inbound.key.clone());
@@ -194,18 +257,13 @@ impl Reader {
             .store
             .call(move |c| store::accept_inbound(c, &event_id, &key, &preview))
             .await
-            .map_err(|e| {
-                tracing::error!("failed to journal an inbound event: {e}");
-                Status::internal("failed to record the event")
-            })?;
+            .map_err(CoreServiceError::store("journal an inbound event"))?;
         let accepted = pb::InboundAccepted { event_id: inbound.event_id.clone() };
         let _ = self
             .tx
             .send(Ok(pb::CoreMessage { msg: Some(pb::core_message::Msg::Accepted(accepted)) }));
         if fresh {
-            self.handle
-                .event(Event::Inbound(inbound))
-                .map_err(|_| Status::unavailable("core is shutting down"))?;
+            self.handle.event(Event::Inbound(inbound))?;
         } else {
             tracing::debug!(transport, event_id = inbound.event_id, "dropped a duplicate event");
         }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::Context as _;
+use crate::error::MatrixError;
 use ductor_daemon::config::{MatrixConfig, MatrixStreaming};
 use ductor_daemon::{DuctorHome, ServiceName};
 use ductor_gateway_link::{InboundSender, LinkOptions, LinkStatus};
@@ -88,10 +88,13 @@ pub async fn run(
     config: MatrixConfig,
     shutdown: CancellationToken,
     status: Status,
-) -> anyhow::Result<()> {
+) -> Result<(), MatrixError> {
     let session = Session::open(&matrix_dir(home), &config).await?;
     let client = session.client.clone();
-    let own_user = client.user_id().context("the session has no user id")?.to_owned();
+    let own_user = client
+        .user_id()
+        .ok_or_else(|| MatrixError::refused("the session has no user id"))?
+        .to_owned();
     let access =
         Access::new(&config.allowed_users, &config.allowed_rooms, config.group_mention_only);
     access.resolve_aliases(&client).await;
@@ -128,7 +131,7 @@ pub async fn run(
     };
     if let Err(error) = first {
         handlers.into_iter().for_each(|h| client.remove_event_handler(h));
-        return Err(fatal_or_context(error)).context("first sync with the homeserver");
+        return Err(fatal_or("first sync with the homeserver", error));
     }
     *shared.cutoff.lock().expect("lock is never poisoned") = None;
     session.mark_synced()?;
@@ -155,13 +158,12 @@ async fn deliver(mut actions: mpsc::Receiver<pb::OutboundAction>, mut dispatcher
     }
 }
 
-fn fatal_or_context(error: matrix_sdk::Error) -> anyhow::Error {
+/// A revoked token is [`MatrixError::TokenRejected`]; anything else failed `action`.
+fn fatal_or(action: &str, error: matrix_sdk::Error) -> MatrixError {
     if matches!(error.client_api_error_kind(), Some(ErrorKind::UnknownToken(_))) {
-        anyhow::anyhow!(
-            "the homeserver rejected the saved access token (device logged out?): delete $DUCTOR_HOME/matrix/session.json and restart to log in again"
-        )
+        MatrixError::TokenRejected
     } else {
-        anyhow::Error::new(error)
+        MatrixError::Failed { action: action.to_owned(), source: Box::new(error) }
     }
 }
 
@@ -171,7 +173,7 @@ fn fatal_or_context(error: matrix_sdk::Error) -> anyhow::Error {
 /// second whenever two syncs come less than a second apart, which would add up
 /// to a second to every answer. Here only a sync that returns almost at once
 /// (a server not honouring the long-poll timeout) is followed by a short pause.
-async fn sync_forever(client: &Client, status: &Status) -> anyhow::Result<()> {
+async fn sync_forever(client: &Client, status: &Status) -> Result<(), MatrixError> {
     let settings = SyncSettings::default().timeout(Duration::from_secs(30));
     let mut backoff =
         ductor_proto::transport::Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
@@ -188,7 +190,7 @@ async fn sync_forever(client: &Client, status: &Status) -> anyhow::Result<()> {
             Err(error)
                 if matches!(error.client_api_error_kind(), Some(ErrorKind::UnknownToken(_))) =>
             {
-                return Err(fatal_or_context(error));
+                return Err(fatal_or("sync with the homeserver", error));
             }
             Err(error) => {
                 status.syncing.store(false, Ordering::Relaxed);

@@ -206,8 +206,8 @@ async fn on_message(shared: &Shared, ev: OriginalSyncRoomMessageEvent, room: Roo
             }
             Ok(None) => return,
             Err(error) => {
-                tracing::warn!(room = %room.room_id(), "failed to receive a file: {error:#}");
-                let note = format!("⚠️ Could not receive that file: {error:#}");
+                tracing::warn!(room = %room.room_id(), "failed to receive a file: {error}");
+                let note = format!("⚠️ Could not receive that file: {error}");
                 let thread = EventId::parse(origin.topic.as_str()).ok();
                 let kind = crate::send::Kind::Notice;
                 let _ = crate::send::markdown(&room, &note, kind, thread.as_deref()).await;

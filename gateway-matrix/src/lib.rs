@@ -13,6 +13,7 @@
 
 pub mod access;
 pub mod buttons;
+pub mod error;
 pub mod gateway;
 pub mod inbound;
 pub mod media;
@@ -56,5 +57,6 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
         result
     };
     let (served, ran) = tokio::join!(served, bot);
-    ran.and(served)
+    ran?;
+    served
 }

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, bail};
+use crate::error::{Doing as _, MatrixError};
 use ductor_proto::pb;
 use matrix_sdk::media::MediaEventContent;
 use matrix_sdk::ruma::events::room::message::MessageType;
@@ -24,7 +24,7 @@ struct Described<'a> {
 pub async fn download(
     shared: &Shared,
     msgtype: &MessageType,
-) -> anyhow::Result<Option<pb::MediaRef>> {
+) -> Result<Option<pb::MediaRef>, MatrixError> {
     // The four media contents share field names but not a trait for them.
     macro_rules! described {
         ($content:expr, $kind:literal) => {{
@@ -69,22 +69,28 @@ async fn fetch(
     shared: &Shared,
     content: &impl MediaEventContent,
     announced_size: Option<u64>,
-) -> anyhow::Result<Vec<u8>> {
+) -> Result<Vec<u8>, MatrixError> {
     let limit = shared.config.max_download_bytes;
     if announced_size.is_some_and(|size| size > limit) {
-        bail!("the file is larger than matrix.max_download_bytes ({limit} bytes)");
+        return Err(too_large(limit));
     }
     let data = shared
         .client
         .media()
         .get_file(content, false)
         .await
-        .context("download the file from the homeserver")?
-        .context("the message has no file")?;
+        .doing("download the file from the homeserver")?
+        .ok_or_else(|| MatrixError::refused("the message has no file"))?;
     if data.len() as u64 > limit {
-        bail!("the file is larger than matrix.max_download_bytes ({limit} bytes)");
+        return Err(too_large(limit));
     }
     Ok(data)
+}
+
+fn too_large(limit: u64) -> MatrixError {
+    MatrixError::refused(format!(
+        "the file is larger than matrix.max_download_bytes ({limit} bytes)"
+    ))
 }
 
 /// Keeps letters, digits, `.`, `-` and `_`; never empty, never hidden, at most 100 chars.
@@ -99,10 +105,10 @@ pub fn safe_name(name: &str) -> String {
 }
 
 /// Writes the file under today's directory, never overwriting an earlier one.
-async fn store(root: &Path, name: &str, data: &[u8]) -> anyhow::Result<PathBuf> {
+async fn store(root: &Path, name: &str, data: &[u8]) -> Result<PathBuf, MatrixError> {
     let day = jiff::Zoned::now().strftime("%Y-%m-%d").to_string();
     let dir = root.join(day);
-    tokio::fs::create_dir_all(&dir).await.with_context(|| format!("create {}", dir.display()))?;
+    tokio::fs::create_dir_all(&dir).await.doing(format!("create {}", dir.display()))?;
     let name = safe_name(name);
     let (stem, ext) = match name.rsplit_once('.') {
         Some((stem, ext)) if !stem.is_empty() => (stem.to_owned(), format!(".{ext}")),
@@ -115,19 +121,17 @@ async fn store(root: &Path, name: &str, data: &[u8]) -> anyhow::Result<PathBuf> 
         match file {
             Ok(mut file) => {
                 use tokio::io::AsyncWriteExt as _;
-                file.write_all(data)
-                    .await
-                    .with_context(|| format!("write {}", candidate.display()))?;
-                file.flush().await.with_context(|| format!("write {}", candidate.display()))?;
+                file.write_all(data).await.doing(format!("write {}", candidate.display()))?;
+                file.flush().await.doing(format!("write {}", candidate.display()))?;
                 return Ok(candidate);
             }
             Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(error) => {
-                return Err(error).with_context(|| format!("create {}", candidate.display()));
+                return Err(error).doing(format!("create {}", candidate.display()));
             }
         }
     }
-    bail!("too many files named {name} today")
+    Err(MatrixError::refused(format!("too many files named {name} today")))
 }
 
 #[cfg(test)]

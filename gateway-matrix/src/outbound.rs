@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
+use crate::error::{Doing as _, MatrixError};
 use ductor_daemon::config::MatrixStreaming;
 use ductor_gateway_link::AckSender;
 use ductor_proto::pb;
@@ -123,8 +123,8 @@ impl ChatWorker {
                     String::new()
                 }
                 Err(error) => {
-                    tracing::warn!(chat = %self.chat, action_id = action.action_id, "failed to deliver an action: {error:#}");
-                    format!("{error:#}")
+                    tracing::warn!(chat = %self.chat, action_id = action.action_id, "failed to deliver an action: {error}");
+                    format!("{error}")
                 }
             };
             acks.send(pb::OutboundAck { action_id: action.action_id, error });
@@ -132,19 +132,18 @@ impl ChatWorker {
         self.stop_typing().await;
     }
 
-    fn room(&self) -> anyhow::Result<Room> {
-        let room_id =
-            RoomId::parse(self.chat.as_str()).context("parse the chat id as a room id")?;
+    fn room(&self) -> Result<Room, MatrixError> {
+        let room_id = RoomId::parse(self.chat.as_str()).doing("parse the chat id as a room id")?;
         let room: OwnedRoomId = room_id;
-        let room = self.shared.client.get_room(&room).context("the bot is not in this room")?;
-        anyhow::ensure!(
-            room.state() == matrix_sdk::RoomState::Joined,
-            "the bot is not joined to this room"
-        );
+        let room = (self.shared.client.get_room(&room))
+            .ok_or_else(|| MatrixError::refused("the bot is not in this room"))?;
+        if room.state() != matrix_sdk::RoomState::Joined {
+            return Err(MatrixError::refused("the bot is not joined to this room"));
+        }
         Ok(room)
     }
 
-    async fn handle(&mut self, kind: Option<Kind>) -> anyhow::Result<()> {
+    async fn handle(&mut self, kind: Option<Kind>) -> Result<(), MatrixError> {
         let Some(kind) = kind else { return Ok(()) };
         let room = self.room()?;
         match kind {
@@ -199,7 +198,11 @@ impl ChatWorker {
     }
 
     /// A menu with reaction buttons; one with the same id replaces the old one.
-    async fn on_selector(&mut self, room: &Room, menu: pb::SelectorMenu) -> anyhow::Result<()> {
+    async fn on_selector(
+        &mut self,
+        room: &Room,
+        menu: pb::SelectorMenu,
+    ) -> Result<(), MatrixError> {
         if let Some(old) = self.selectors.remove(&menu.selector_id) {
             self.retract(room, &old).await;
         }
@@ -216,7 +219,7 @@ impl ChatWorker {
         &mut self,
         room: &Room,
         notice: pb::QueueNotice,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), MatrixError> {
         let thread = self.thread.as_deref();
         let (text, buttons, kind) = (&notice.text, &notice.buttons, send::Kind::Notice);
         let event = send::with_buttons(&self.shared, room, text, buttons, kind, thread).await?;
@@ -247,7 +250,7 @@ impl ChatWorker {
         }
     }
 
-    async fn on_delta(&mut self, room: &Room, text: &str) -> anyhow::Result<()> {
+    async fn on_delta(&mut self, room: &Room, text: &str) -> Result<(), MatrixError> {
         match self.shared.config.streaming {
             MatrixStreaming::Segment => {
                 self.turn.buffer.push_str(text);
@@ -261,7 +264,7 @@ impl ChatWorker {
     }
 
     /// Segment mode: posts the text gathered since the last tool call.
-    async fn flush_segment(&mut self, room: &Room) -> anyhow::Result<()> {
+    async fn flush_segment(&mut self, room: &Room) -> Result<(), MatrixError> {
         let segment = std::mem::take(&mut self.turn.buffer);
         let segment = segment.trim();
         if segment.is_empty() || self.shared.config.streaming != MatrixStreaming::Segment {
@@ -274,7 +277,7 @@ impl ChatWorker {
 
     /// Edit mode: shows the streamed text, editing at most once per interval
     /// and rolling over to a new message after `max_edits` edits.
-    async fn edit_stream(&mut self, room: &Room, force: bool) -> anyhow::Result<()> {
+    async fn edit_stream(&mut self, room: &Room, force: bool) -> Result<(), MatrixError> {
         let thread = self.thread.as_deref();
         let turn = &mut self.turn;
         let due = turn.last_edit.is_none_or(|at| at.elapsed() >= EDIT_INTERVAL);
@@ -305,7 +308,7 @@ impl ChatWorker {
         Ok(())
     }
 
-    async fn on_final(&mut self, room: &Room, reply: pb::FinalReply) -> anyhow::Result<()> {
+    async fn on_final(&mut self, room: &Room, reply: pb::FinalReply) -> Result<(), MatrixError> {
         let kind = if reply.notify { send::Kind::Text } else { send::Kind::Notice };
         let shown: Vec<&str> = match self.shared.config.streaming {
             MatrixStreaming::Segment => self.turn.segments.iter().map(String::as_str).collect(),
@@ -352,12 +355,15 @@ impl ChatWorker {
         let mut failures = Vec::new();
         for file in &reply.files {
             if let Err(error) = send::attachment(room, file, self.thread.as_deref()).await {
-                tracing::warn!(path = %file.path, "failed to upload a file: {error:#}");
-                failures.push(format!("{}: {error:#}", file.path));
+                tracing::warn!(path = %file.path, "failed to upload a file: {error}");
+                failures.push(format!("{}: {error}", file.path));
             }
         }
-        anyhow::ensure!(failures.is_empty(), "upload files: {}", failures.join("; "));
-        Ok(())
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(MatrixError::refused(format!("upload files: {}", failures.join("; "))))
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use anyhow::Context as _;
+use crate::error::{Doing as _, MatrixError};
 use ductor_proto::pb;
 use matrix_sdk::Room;
 use matrix_sdk::attachment::AttachmentConfig;
@@ -54,21 +54,26 @@ pub async fn markdown(
     text: &str,
     kind: Kind,
     thread: Option<&EventId>,
-) -> anyhow::Result<OwnedEventId> {
+) -> Result<OwnedEventId, MatrixError> {
     let chunks = render::split(text, MAX_CHARS);
     let mut last = None;
     for chunk in &chunks {
-        let response = room.send(content(chunk, kind, thread)).await.context("send a message")?;
+        let response = room.send(content(chunk, kind, thread)).await.doing("send a message")?;
         last = Some(response.response.event_id);
     }
-    last.context("nothing to send: the text is empty")
+    last.ok_or_else(|| MatrixError::refused("nothing to send: the text is empty"))
 }
 
 /// Replaces the text of a message the bot sent (`m.replace`).
-pub async fn edit(room: &Room, event: &OwnedEventId, text: &str, kind: Kind) -> anyhow::Result<()> {
+pub async fn edit(
+    room: &Room,
+    event: &OwnedEventId,
+    text: &str,
+    kind: Kind,
+) -> Result<(), MatrixError> {
     let replacement =
         content(text, kind, None).make_replacement(ReplacementMetadata::new(event.clone(), None));
-    room.send(replacement).await.context("edit a message")?;
+    room.send(replacement).await.doing("edit a message")?;
     Ok(())
 }
 
@@ -86,7 +91,7 @@ pub async fn with_buttons(
     rows: &[pb::ButtonRow],
     kind: Kind,
     thread: Option<&EventId>,
-) -> anyhow::Result<OwnedEventId> {
+) -> Result<OwnedEventId, MatrixError> {
     let (labels, ids) = flatten(rows);
     let event = markdown(room, &render::with_options(text, &labels), kind, thread).await?;
     add_buttons(shared, room, &event, ids, thread).await?;
@@ -102,7 +107,7 @@ pub async fn edit_with_buttons(
     rows: &[pb::ButtonRow],
     kind: Kind,
     thread: Option<&EventId>,
-) -> anyhow::Result<()> {
+) -> Result<(), MatrixError> {
     let (labels, ids) = flatten(rows);
     edit(room, event, &render::with_options(text, &labels), kind).await?;
     add_buttons(shared, room, event, ids, thread).await
@@ -114,7 +119,7 @@ async fn add_buttons(
     event: &OwnedEventId,
     ids: Vec<String>,
     thread: Option<&EventId>,
-) -> anyhow::Result<()> {
+) -> Result<(), MatrixError> {
     if ids.is_empty() {
         return Ok(());
     }
@@ -129,7 +134,7 @@ async fn add_buttons(
     );
     for key in render::KEYCAPS.iter().take(count) {
         let reaction = ReactionEventContent::new(Annotation::new(event.clone(), (*key).to_owned()));
-        room.send(reaction).await.context("add an option reaction")?;
+        room.send(reaction).await.doing("add an option reaction")?;
     }
     Ok(())
 }
@@ -139,9 +144,9 @@ pub async fn attachment(
     room: &Room,
     file: &pb::Attachment,
     thread: Option<&EventId>,
-) -> anyhow::Result<()> {
+) -> Result<(), MatrixError> {
     let path = Path::new(&file.path);
-    let data = tokio::fs::read(path).await.with_context(|| format!("read {}", path.display()))?;
+    let data = tokio::fs::read(path).await.doing(format!("read {}", path.display()))?;
     let name = if file.file_name.is_empty() {
         path.file_name().and_then(|n| n.to_str()).unwrap_or("file").to_owned()
     } else {
@@ -155,7 +160,7 @@ pub async fn attachment(
         enforce_thread: EnforceThread::Threaded(ReplyWithinThread::No),
         add_mentions: AddMentions::No,
     });
-    room.send_attachment(name, &mime, data, config).await.context("upload and send the file")?;
+    room.send_attachment(name, &mime, data, config).await.doing("upload and send the file")?;
     Ok(())
 }
 

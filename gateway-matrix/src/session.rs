@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, bail};
+use crate::error::{Doing as _, MatrixError};
 use ductor_daemon::config::MatrixConfig;
 use matrix_sdk::authentication::matrix::MatrixSession;
 use matrix_sdk::ruma::UserId;
@@ -43,14 +43,14 @@ pub struct Session {
 
 impl Session {
     /// Restores the saved session, or logs in with the password the first time.
-    pub async fn open(dir: &Path, config: &MatrixConfig) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    pub async fn open(dir: &Path, config: &MatrixConfig) -> Result<Self, MatrixError> {
+        std::fs::create_dir_all(dir).doing(format!("create {}", dir.display()))?;
         // The store and session are the bot's identity: private to this user.
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-                .with_context(|| format!("make {} private", dir.display()))?;
+                .doing(format!("make {} private", dir.display()))?;
         }
         let file = dir.join("session.json");
         let store = dir.join("store");
@@ -70,7 +70,7 @@ impl Session {
     }
 
     /// Records that a sync completed, so a later start replays nothing old.
-    pub fn mark_synced(&self) -> anyhow::Result<()> {
+    pub fn mark_synced(&self) -> Result<(), MatrixError> {
         let Some(mut saved) = read_session(&self.file)? else { return Ok(()) };
         if !saved.synced {
             saved.synced = true;
@@ -80,26 +80,32 @@ impl Session {
     }
 }
 
-fn read_session(file: &Path) -> anyhow::Result<Option<SessionFile>> {
+fn read_session(file: &Path) -> Result<Option<SessionFile>, MatrixError> {
     match std::fs::read(file) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
-            .with_context(|| format!("parse {} (delete it to log in again)", file.display())),
+            .doing(format!("parse {} (delete it to log in again)", file.display())),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(error) => Err(error).with_context(|| format!("read {}", file.display())),
+        Err(error) => Err(error).doing(format!("read {}", file.display())),
     }
 }
 
-fn write_session(file: &Path, session: &SessionFile) -> anyhow::Result<()> {
+fn write_session(file: &Path, session: &SessionFile) -> Result<(), MatrixError> {
     let json = serde_json::to_vec_pretty(session).expect("a session always serializes");
-    ductor_daemon::paths::write_private(file, &json)
-        .with_context(|| format!("write {}", file.display()))
+    ductor_daemon::paths::write_private(file, &json).doing(format!("write {}", file.display()))
 }
 
-async fn build_client(store: &Path, homeserver: &str, key_hex: &str) -> anyhow::Result<Client> {
-    let key: [u8; 32] = hex::decode(key_hex).ok().and_then(|bytes| bytes.try_into().ok()).context(
-        "the saved store key is not 32 bytes of hex (delete session.json to log in again)",
-    )?;
+async fn build_client(
+    store: &Path,
+    homeserver: &str,
+    key_hex: &str,
+) -> Result<Client, MatrixError> {
+    let key: [u8; 32] =
+        hex::decode(key_hex).ok().and_then(|bytes| bytes.try_into().ok()).ok_or_else(|| {
+            MatrixError::refused(
+                "the saved store key is not 32 bytes of hex (delete session.json to log in again)",
+            )
+        })?;
     // A bot needs few connections and small caches: keeps idle memory low.
     let store_config = SqliteStoreConfig::with_low_memory_config(store).key(Some(&key));
     Client::builder()
@@ -107,7 +113,7 @@ async fn build_client(store: &Path, homeserver: &str, key_hex: &str) -> anyhow::
         .sqlite_store_with_config_and_cache_path(store_config, None::<&Path>)
         .build()
         .await
-        .context("open the Matrix client and its store")
+        .doing("open the Matrix client and its store")
 }
 
 async fn restore(
@@ -115,11 +121,11 @@ async fn restore(
     store: &Path,
     config: &MatrixConfig,
     saved: SessionFile,
-) -> anyhow::Result<Session> {
+) -> Result<Session, MatrixError> {
     let client = build_client(store, &config.homeserver, &saved.store_key).await?;
     let session = MatrixSession {
         meta: SessionMeta {
-            user_id: UserId::parse(saved.user_id.as_str()).context("parse the saved user id")?,
+            user_id: UserId::parse(saved.user_id.as_str()).doing("parse the saved user id")?,
             device_id: saved.device_id.as_str().into(),
         },
         tokens: SessionTokens { access_token: saved.access_token.clone(), refresh_token: None },
@@ -128,22 +134,22 @@ async fn restore(
         .matrix_auth()
         .restore_session(session, RoomLoadSettings::default())
         .await
-        .context("restore the saved Matrix session")?;
+        .doing("restore the saved Matrix session")?;
     tracing::info!(device_id = %saved.device_id, "restored the Matrix session");
     Ok(Session { client, fresh_login: false, synced_before: saved.synced, file })
 }
 
-async fn login(file: PathBuf, store: &Path, config: &MatrixConfig) -> anyhow::Result<Session> {
+async fn login(file: PathBuf, store: &Path, config: &MatrixConfig) -> Result<Session, MatrixError> {
     if config.password.is_empty() {
-        bail!(
-            "log in to Matrix: no saved session and no password (set matrix.password, DUCTOR_MATRIX_PASSWORD or matrix.password_file)"
-        );
+        return Err(MatrixError::refused(
+            "log in to Matrix: no saved session and no password (set matrix.password, DUCTOR_MATRIX_PASSWORD or matrix.password_file)",
+        ));
     }
     // A store without its session cannot be opened (its key is gone) and
     // would belong to another device anyway.
     if store.exists() {
         tracing::warn!(store = %store.display(), "removing a Matrix store left without its session");
-        std::fs::remove_dir_all(store).with_context(|| format!("remove {}", store.display()))?;
+        std::fs::remove_dir_all(store).doing(format!("remove {}", store.display()))?;
     }
     let key: Vec<u8> =
         [uuid::Uuid::new_v4(), uuid::Uuid::new_v4()].iter().flat_map(|u| *u.as_bytes()).collect();
@@ -154,9 +160,12 @@ async fn login(file: PathBuf, store: &Path, config: &MatrixConfig) -> anyhow::Re
         .login_username(config.user_id.as_str(), config.password.expose())
         .initial_device_display_name(&config.device_name)
         .await
-        .context("log in to Matrix with the password")?;
+        .doing("log in to Matrix with the password")?;
     if response.user_id.as_str() != config.user_id {
-        bail!("logged in as {} but matrix.user_id is {}", response.user_id, config.user_id);
+        return Err(MatrixError::refused(format!(
+            "logged in as {} but matrix.user_id is {}",
+            response.user_id, config.user_id
+        )));
     }
     let saved = SessionFile {
         homeserver: config.homeserver.clone(),

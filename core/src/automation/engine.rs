@@ -66,6 +66,12 @@ pub enum AutomationError {
     /// The scheduler stopped (shutdown).
     #[error("automation is shutting down")]
     Stopped,
+    /// A request field is missing or malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The caller presented no valid credentials.
+    #[error(transparent)]
+    Unauthenticated(#[from] super::credential::Unauthorized),
 }
 
 /// Prefix of the fire ids of webhook `cron_task` runs in the dependency queue.

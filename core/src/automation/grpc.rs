@@ -33,7 +33,7 @@ impl AutomationService {
         pb::automation_server::AutomationServer::new(self)
     }
 
-    fn caller(&self, auth: Option<pb::AutomationAuth>) -> Result<Caller, Status> {
+    fn caller(&self, auth: Option<pb::AutomationAuth>) -> Result<Caller, AutomationError> {
         let auth = auth.unwrap_or_default();
         let chat = auth.chat.map(|c| ChatTarget {
             transport: auth.transport.clone(),
@@ -42,7 +42,7 @@ impl AutomationService {
         });
         let presented =
             Presented { admin_token: auth.admin_token, agent_token: auth.agent_token, chat };
-        self.automation.authorize(&presented).map_err(|e| Status::unauthenticated(e.to_string()))
+        Ok(self.automation.authorize(&presented)?)
     }
 }
 
@@ -50,7 +50,10 @@ impl From<AutomationError> for Status {
     fn from(error: AutomationError) -> Self {
         let message = error.to_string();
         match error {
-            AutomationError::Invalid(_) => Status::invalid_argument(message),
+            AutomationError::Invalid(_) | AutomationError::BadRequest(_) => {
+                Status::invalid_argument(message)
+            }
+            AutomationError::Unauthenticated(_) => Status::unauthenticated(message),
             AutomationError::Store(AutomationStoreError::Exists { .. }) => {
                 Status::already_exists(message)
             }
@@ -68,11 +71,11 @@ impl From<AutomationError> for Status {
     }
 }
 
-fn invalid(message: impl Into<String>) -> Status {
-    Status::invalid_argument(message.into())
+fn invalid(message: impl Into<String>) -> AutomationError {
+    AutomationError::BadRequest(message.into())
 }
 
-fn hour(value: Option<u32>, field: &str) -> Result<Option<u8>, Status> {
+fn hour(value: Option<u32>, field: &str) -> Result<Option<u8>, AutomationError> {
     value
         .map(|h| {
             u8::try_from(h)
@@ -103,7 +106,7 @@ fn dependency(text: String) -> Option<String> {
     (!text.is_empty()).then_some(text)
 }
 
-fn missed(text: &str) -> Result<MissedPolicy, Status> {
+fn missed(text: &str) -> Result<MissedPolicy, AutomationError> {
     if text.is_empty() {
         return Ok(MissedPolicy::default());
     }
@@ -112,8 +115,8 @@ fn missed(text: &str) -> Result<MissedPolicy, Status> {
 }
 
 impl TryFrom<pb::CronJobSpec> for CronJob {
-    type Error = Status;
-    fn try_from(spec: pb::CronJobSpec) -> Result<Self, Status> {
+    type Error = AutomationError;
+    fn try_from(spec: pb::CronJobSpec) -> Result<Self, AutomationError> {
         Ok(CronJob {
             id: spec.id,
             title: spec.title,
@@ -195,7 +198,7 @@ fn view_info(view: &JobView) -> pb::CronJobInfo {
     job_info(&view.job, view.next_fire, view.last_run.as_ref())
 }
 
-fn apply_patch(job: &mut CronJob, patch: pb::CronJobPatch) -> Result<(), Status> {
+fn apply_patch(job: &mut CronJob, patch: pb::CronJobPatch) -> Result<(), AutomationError> {
     let set = |slot: &mut String, value: Option<String>| {
         if let Some(value) = value {
             *slot = value;
@@ -242,7 +245,7 @@ fn parse_or<T>(
     default: T,
     parse: fn(&str) -> Option<T>,
     field: &str,
-) -> Result<T, Status> {
+) -> Result<T, AutomationError> {
     if text.is_empty() {
         Ok(default)
     } else {
@@ -251,8 +254,8 @@ fn parse_or<T>(
 }
 
 impl TryFrom<pb::WebhookSpec> for Webhook {
-    type Error = Status;
-    fn try_from(spec: pb::WebhookSpec) -> Result<Self, Status> {
+    type Error = AutomationError;
+    fn try_from(spec: pb::WebhookSpec) -> Result<Self, AutomationError> {
         let mode = parse_or(&spec.mode, HookMode::CronTask, HookMode::parse, "mode")?;
         let auth = match spec.auth_mode.as_str() {
             "" | "bearer" => HookAuth::Bearer { token: spec.token },
@@ -474,7 +477,9 @@ impl pb::automation_server::Automation for AutomationService {
             ("" | "cron", id) => Some((RunKind::Cron, id)),
             ("webhook", id) => Some((RunKind::Webhook, id)),
             (other, _) => {
-                return Err(invalid(format!("kind: expected cron or webhook, got {other:?}")));
+                return Err(
+                    invalid(format!("kind: expected cron or webhook, got {other:?}")).into()
+                );
             }
         };
         let limit = if request.limit == 0 { 20 } else { request.limit.min(1000) };
@@ -540,8 +545,8 @@ impl pb::automation_server::Automation for AutomationService {
         };
         let payload = match serde_json::from_str::<serde_json::Value>(text) {
             Ok(serde_json::Value::Object(map)) => map,
-            Ok(_) => return Err(invalid("payload_json must be a JSON object")),
-            Err(error) => return Err(invalid(format!("payload_json: {error}"))),
+            Ok(_) => return Err(invalid("payload_json must be a JSON object").into()),
+            Err(error) => return Err(invalid(format!("payload_json: {error}")).into()),
         };
         self.automation.test_hook(&caller, &request.id, payload).await?;
         Ok(ack(format!("webhook {} triggered with a test payload", request.id)))
