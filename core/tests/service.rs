@@ -17,6 +17,7 @@ use ductor_core::store::Store;
 use ductor_core::workspace::{self, WorkspaceEnv};
 use ductor_daemon::Config;
 use ductor_daemon::config::FileAccess;
+use ductor_daemon::sync::Locked as _;
 use ductor_proto::pb;
 use ductor_proto::pb::core_client::CoreClient;
 use ductor_proto::pb::runner_server::{Runner, RunnerServer};
@@ -90,10 +91,10 @@ impl Runner for FakeRunner {
         request: Request<pb::RunSpec>,
     ) -> Result<Response<Self::StartRunStream>, Status> {
         let spec = request.into_inner();
-        self.specs.lock().unwrap().push(spec.clone());
+        self.specs.locked().push(spec.clone());
         let (tx, rx) = mpsc::channel(16);
         let (signal_tx, signal_rx) = mpsc::channel(4);
-        self.signals.lock().unwrap().insert(spec.run_id.clone(), signal_tx);
+        self.signals.locked().insert(spec.run_id.clone(), signal_tx);
         tokio::spawn(script(spec, tx, signal_rx));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
@@ -103,7 +104,7 @@ impl Runner for FakeRunner {
         request: Request<pb::SignalRequest>,
     ) -> Result<Response<pb::SignalResponse>, Status> {
         let request = request.into_inner();
-        let sender = self.signals.lock().unwrap().get(&request.run_id).cloned();
+        let sender = self.signals.locked().get(&request.run_id).cloned();
         let found = match sender {
             Some(sender) => sender.send(request.kind).await.is_ok(),
             None => false,
@@ -213,7 +214,7 @@ async fn a_message_streams_to_a_final_reply_and_duplicates_are_dropped() {
     assert_eq!(final_text(&actions), Some("echo: hello"));
     let ids: Vec<u64> = actions.iter().map(|a| a.action_id).collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "action ids increase: {ids:?}");
-    let spec = core.runner.specs.lock().unwrap()[0].clone();
+    let spec = core.runner.specs.locked()[0].clone();
     assert!(spec.append_system_prompt.contains("Main memory"), "MAINMEMORY on a new session");
     assert_eq!(spec.labels.get("chat_id").map(String::as_str), Some("42"));
     assert_eq!(spec.extra_env.get("DUCTOR_TRANSPORT").map(String::as_str), Some("tg"));
@@ -224,7 +225,7 @@ async fn a_message_streams_to_a_final_reply_and_duplicates_are_dropped() {
     gw.say_as("e2", "42", "second").await;
     let actions = gw.turn("e2", true).await;
     assert_eq!(final_text(&actions), Some("echo: second"));
-    let specs = core.runner.specs.lock().unwrap().clone();
+    let specs = core.runner.specs.locked().clone();
     assert_eq!(specs.len(), 2, "the duplicate did not run");
     assert_eq!(specs[1].resume_session_id, format!("sess-{}", specs[0].run_id));
 
@@ -254,7 +255,7 @@ async fn an_unknown_session_is_retried_fresh_and_reported() {
     let actions = gw.turn("e2", true).await;
     assert!(actions.iter().any(|a| matches!(&a.kind, Some(pb::outbound_action::Kind::Notice(n)) if n.text.contains("context is lost"))));
     assert_eq!(final_text(&actions), Some("echo: forget me"));
-    let specs = core.runner.specs.lock().unwrap().clone();
+    let specs = core.runner.specs.locked().clone();
     assert_eq!(specs.len(), 3);
     assert!(specs[2].resume_session_id.is_empty() && !specs[2].append_system_prompt.is_empty());
 }
@@ -337,7 +338,7 @@ async fn core_handle_runs_oneshots_delivers_and_injects_under_the_lock() {
         handle.inject(inject_key, "heartbeat check".into(), InjectOptions::default()).await
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(core.runner.specs.lock().unwrap().len(), 2, "inject queued behind the turn");
+    assert_eq!(core.runner.specs.locked().len(), 2, "inject queued behind the turn");
     gw.say_as("s", "5", "/stop").await;
     let outcome =
         tokio::time::timeout(Duration::from_secs(10), injected).await.unwrap().unwrap().unwrap();

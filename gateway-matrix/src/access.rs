@@ -6,6 +6,7 @@
 use std::collections::HashSet;
 use std::sync::RwLock;
 
+use ductor_daemon::sync::LockedRw as _;
 use matrix_sdk::Room;
 use matrix_sdk::ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 use matrix_sdk::{Client, RoomMemberships};
@@ -51,7 +52,7 @@ impl Access {
         for alias in &self.aliases {
             match client.resolve_room_alias(alias).await {
                 Ok(response) => {
-                    self.room_ids.write().expect("lock is never poisoned").insert(response.room_id);
+                    self.room_ids.write_locked().insert(response.room_id);
                 }
                 Err(error) => tracing::warn!(%alias, %error, "resolve an allowed room alias"),
             }
@@ -68,17 +69,14 @@ impl Access {
         if !self.rooms_restricted {
             return true;
         }
-        if self.room_ids.read().expect("lock is never poisoned").contains(room.room_id()) {
+        if self.room_ids.read_locked().contains(room.room_id()) {
             return true;
         }
         let canonical = room.canonical_alias();
         let matched =
             canonical.iter().chain(room.alt_aliases().iter()).any(|a| self.aliases.contains(a));
         if matched {
-            self.room_ids
-                .write()
-                .expect("lock is never poisoned")
-                .insert(room.room_id().to_owned());
+            self.room_ids.write_locked().insert(room.room_id().to_owned());
         }
         matched
     }

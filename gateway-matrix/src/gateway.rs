@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crate::error::MatrixError;
 use ductor_daemon::config::{MatrixConfig, MatrixStreaming};
+use ductor_daemon::sync::Locked as _;
 use ductor_daemon::{DuctorHome, ServiceName};
 use ductor_gateway_link::{InboundSender, LinkOptions, LinkStatus};
 use ductor_proto::pb;
@@ -133,7 +134,7 @@ pub async fn run(
         handlers.into_iter().for_each(|h| client.remove_event_handler(h));
         return Err(fatal_or("first sync with the homeserver", error));
     }
-    *shared.cutoff.lock().expect("lock is never poisoned") = None;
+    *shared.cutoff.locked() = None;
     session.mark_synced()?;
     status.syncing.store(true, Ordering::Relaxed);
     tracing::info!(user = %shared.own_user, device = ?client.device_id(), "synced with the homeserver");

@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use ductor_daemon::sync::Locked as _;
 use ductor_proto::pb;
 use matrix_sdk::event_handler::EventHandlerHandle;
 use matrix_sdk::ruma::events::AnySyncMessageLikeEvent;
@@ -51,7 +52,7 @@ pub fn register(shared: &Arc<Shared>) -> Vec<EventHandlerHandle> {
 }
 
 fn is_old(shared: &Shared, ts: MilliSecondsSinceUnixEpoch) -> bool {
-    shared.cutoff.lock().expect("lock is never poisoned").is_some_and(|cutoff| ts < cutoff)
+    shared.cutoff.locked().is_some_and(|cutoff| ts < cutoff)
 }
 
 /// Common checks: not our own event, joined, new enough, sender and room allowed.
@@ -228,7 +229,7 @@ fn text_event(
     reply_quote: String,
 ) -> pb::inbound_event::Kind {
     let room_id = origin.room.room_id();
-    let pressed = shared.buttons.lock().expect("lock is never poisoned").by_typed(room_id, text);
+    let pressed = shared.buttons.locked().by_typed(room_id, text);
     match pressed {
         Some(pressed) => {
             origin.topic = pressed.topic;
@@ -250,7 +251,7 @@ async fn on_reaction(shared: &Shared, ev: OriginalSyncReactionEvent, room: Room)
     }
     let target = &ev.content.relates_to.event_id;
     let key = &ev.content.relates_to.key;
-    let button = shared.buttons.lock().expect("lock is never poisoned").by_reaction(target, key);
+    let button = shared.buttons.locked().by_reaction(target, key);
     let Some(pressed) = button else { return };
     let name = sender_name(&room, &ev.sender).await;
     let press = pb::ButtonPress { button_id: pressed.button_id, message_ref: target.to_string() };

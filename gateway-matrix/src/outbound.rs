@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Doing as _, MatrixError};
 use ductor_daemon::config::MatrixStreaming;
+use ductor_daemon::sync::Locked as _;
 use ductor_gateway_link::AckSender;
 use ductor_proto::pb;
 use ductor_proto::pb::outbound_action::Kind;
@@ -231,7 +232,7 @@ impl ChatWorker {
 
     /// Redacts a bot message that was replaced (best effort).
     async fn retract(&self, room: &Room, event: &OwnedEventId) {
-        self.shared.buttons.lock().expect("lock is never poisoned").forget(event);
+        self.shared.buttons.locked().forget(event);
         if let Err(error) = room.redact(event, None, None).await {
             tracing::debug!(%error, "redact a replaced bot message");
         }

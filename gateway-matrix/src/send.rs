@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use crate::error::{Doing as _, MatrixError};
+use ductor_daemon::sync::Locked as _;
 use ductor_proto::pb;
 use matrix_sdk::Room;
 use matrix_sdk::attachment::AttachmentConfig;
@@ -126,12 +127,7 @@ async fn add_buttons(
     let count = ids.len();
     // Registered before the reactions go out, so an early press is understood.
     let topic = thread.map(ToString::to_string).unwrap_or_default();
-    shared.buttons.lock().expect("lock is never poisoned").register(
-        room.room_id(),
-        event.clone(),
-        ids,
-        topic,
-    );
+    shared.buttons.locked().register(room.room_id(), event.clone(), ids, topic);
     for key in render::KEYCAPS.iter().take(count) {
         let reaction = ReactionEventContent::new(Annotation::new(event.clone(), (*key).to_owned()));
         room.send(reaction).await.doing("add an option reaction")?;

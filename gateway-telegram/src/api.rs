@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use ductor_daemon::sync::Locked as _;
 use teloxide::RequestError;
 use teloxide::errors::ApiError;
 use tokio::time::Instant;
@@ -129,8 +130,8 @@ impl Pacer {
     /// When the chat may send anything again (pauses only).
     pub fn send_ready_at(&self, chat: i64) -> Instant {
         let now = Instant::now();
-        let global = self.global_until.lock().expect("pacer lock is never poisoned").unwrap_or(now);
-        let chats = self.chats.lock().expect("pacer lock is never poisoned");
+        let global = self.global_until.locked().unwrap_or(now);
+        let chats = self.chats.locked();
         let paused = chats.get(&chat).and_then(|pace| pace.paused_until).unwrap_or(now);
         now.max(global).max(paused)
     }
@@ -138,7 +139,7 @@ impl Pacer {
     /// When the chat may edit again (pauses and the edit budget).
     pub fn edit_ready_at(&self, chat: i64) -> Instant {
         let ready = self.send_ready_at(chat);
-        let chats = self.chats.lock().expect("pacer lock is never poisoned");
+        let chats = self.chats.locked();
         let budget =
             chats.get(&chat).and_then(|pace| pace.last_edit).map(|last| last + self.interval);
         budget.map_or(ready, |budget| ready.max(budget))
@@ -150,7 +151,7 @@ impl Pacer {
     /// chat (two forum topics) from taking the same slot.
     pub fn reserve_edit(&self, chat: i64) -> Instant {
         let ready = self.edit_ready_at(chat);
-        let mut chats = self.chats.lock().expect("pacer lock is never poisoned");
+        let mut chats = self.chats.locked();
         chats.entry(chat).or_default().last_edit = Some(ready);
         ready
     }
@@ -160,7 +161,7 @@ impl Pacer {
     /// interval even when one request was slow to leave.
     pub fn edit_done(&self, chat: i64) {
         let now = Instant::now();
-        let mut chats = self.chats.lock().expect("pacer lock is never poisoned");
+        let mut chats = self.chats.locked();
         let pace = chats.entry(chat).or_default();
         pace.last_edit = Some(pace.last_edit.map_or(now, |last| last.max(now)));
     }
@@ -170,17 +171,17 @@ impl Pacer {
         let now = Instant::now();
         let until = now + wait;
         {
-            let mut chats = self.chats.lock().expect("pacer lock is never poisoned");
+            let mut chats = self.chats.locked();
             let pace = chats.entry(chat).or_default();
             pace.paused_until = Some(pace.paused_until.map_or(until, |old| old.max(until)));
         }
-        let mut recent = self.recent_429.lock().expect("pacer lock is never poisoned");
+        let mut recent = self.recent_429.locked();
         recent.retain(|(at, _, _)| now.duration_since(*at) < Duration::from_secs(1));
         recent.push((now, chat, wait));
         let other_chat = recent.iter().any(|(_, other, _)| *other != chat);
         if other_chat {
             let longest = recent.iter().map(|(_, _, wait)| *wait).max().unwrap_or(wait);
-            let mut global = self.global_until.lock().expect("pacer lock is never poisoned");
+            let mut global = self.global_until.locked();
             let until = now + longest;
             *global = Some(global.map_or(until, |old| old.max(until)));
             tracing::warn!(

@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context as _;
 use ductor_daemon::config::{ProviderConfig, ProvidersConfig};
 use ductor_daemon::daemon::Oneshot;
+use ductor_daemon::sync::Locked as _;
 use ductor_daemon::{Config, DuctorHome};
 use ductor_proto::pb;
 use nix::sys::signal::{Signal, killpg};
@@ -42,15 +43,13 @@ fn mtime(path: &Path) -> Option<SystemTime> {
 impl VersionCache {
     /// The cached version of `binary`, if still current.
     pub fn cached(&self, binary: &Path) -> Option<String> {
-        let entries = self.entries.lock().ok()?;
+        let entries = self.entries.locked();
         let (stamp, version) = entries.get(binary)?;
         (*stamp == mtime(binary)).then(|| version.clone())
     }
 
     fn store(&self, binary: &Path, version: &str) {
-        if let Ok(mut entries) = self.entries.lock() {
-            entries.insert(binary.to_path_buf(), (mtime(binary), version.to_owned()));
-        }
+        self.entries.locked().insert(binary.to_path_buf(), (mtime(binary), version.to_owned()));
     }
 }
 

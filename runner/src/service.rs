@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ductor_daemon::DuctorHome;
 use ductor_daemon::config::{ProviderConfig, ProvidersConfig, RunnerConfig};
+use ductor_daemon::sync::Locked as _;
 use ductor_proto::pb;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -123,11 +124,11 @@ impl Runner {
     }
 
     fn lock_runs(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<RunEntry>>> {
-        self.runs.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.runs.locked()
     }
 
     fn lock_sessions(&self) -> std::sync::MutexGuard<'_, HashMap<(Provider, String), String>> {
-        self.sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.sessions.locked()
     }
 
     fn tmp_root(&self) -> PathBuf {
@@ -326,7 +327,7 @@ impl Runner {
                 pid: e.pid.load(Ordering::Relaxed),
                 started_at_ms: e.started_at_ms,
                 labels: e.labels.clone().into_iter().collect(),
-                session_id: e.session.lock().map(|s| s.clone()).unwrap_or_default(),
+                session_id: e.session.locked().clone(),
             })
             .collect();
         list.sort_by_key(|info| info.started_at_ms);
@@ -387,9 +388,7 @@ impl Hooks for RunHooks {
         }
         let entry = self.runner.lock_runs().get(&self.run_id).cloned();
         if let Some(entry) = entry {
-            if let Ok(mut session) = entry.session.lock() {
-                session.clone_from(&session_id.to_owned());
-            }
+            entry.session.locked().clone_from(&session_id.to_owned());
             self.runner
                 .lock_sessions()
                 .entry((entry.provider, session_id.to_owned()))

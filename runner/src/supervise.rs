@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use ductor_daemon::sync::Locked as _;
 use ductor_proto::pb;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -366,9 +367,7 @@ impl Supervisor {
                         break;
                     }
                     activity.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
-                    if let Ok(mut tail) = tail.lock() {
-                        tail.push(&chunk[..n]);
-                    }
+                    tail.locked().push(&chunk[..n]);
                 }
             });
         }
@@ -518,7 +517,7 @@ impl Supervisor {
     }
 
     fn stderr_tail(&self) -> String {
-        self.stderr.lock().map(|t| t.text()).unwrap_or_default()
+        self.stderr.locked().text()
     }
 
     async fn on_line(&mut self, sink: &mut Sink, line: Line) {

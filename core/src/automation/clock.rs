@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use ductor_daemon::sync::Locked as _;
 use jiff::{SignedDuration, Timestamp};
 use tokio::sync::watch;
 
@@ -65,7 +66,7 @@ impl ManualClock {
 
     /// Moves the clock to `to` (never backwards) and wakes sleepers that are due.
     pub fn set(&self, to: Timestamp) {
-        let mut now = self.now.lock().expect("clock mutex is never poisoned");
+        let mut now = self.now.locked();
         if to > *now {
             *now = to;
             self.changed.send_replace(to);
@@ -81,7 +82,7 @@ impl ManualClock {
 
 impl Clock for ManualClock {
     fn now(&self) -> Timestamp {
-        *self.now.lock().expect("clock mutex is never poisoned")
+        *self.now.locked()
     }
 
     fn sleep_until(&self, deadline: Timestamp) -> Sleep {

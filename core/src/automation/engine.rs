@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use ductor_daemon::config::Config;
+use ductor_daemon::sync::Locked as _;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use tokio::sync::{Semaphore, mpsc};
@@ -269,8 +270,7 @@ impl Automation {
         match self.db(move |c| db::settle_receipt(c, &owned, action_id, &err)).await {
             Ok(Some(_)) => {}
             Ok(None) => {
-                let mut recent =
-                    self.inner.early_acks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut recent = self.inner.early_acks.locked();
                 if recent.len() == EARLY_ACKS {
                     recent.pop_front();
                 }
@@ -356,8 +356,7 @@ impl Automation {
 
     async fn replay_early_ack(&self, transport: &str, action_id: u64) {
         let early = {
-            let mut recent =
-                self.inner.early_acks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut recent = self.inner.early_acks.locked();
             let found = recent.iter().position(|(t, id, _)| t == transport && *id == action_id);
             found.and_then(|i| recent.remove(i))
         };
@@ -567,11 +566,7 @@ impl Automation {
             HookMode::CronTask => {
                 let n = self.inner.next_hook_fire.fetch_add(1, Ordering::Relaxed);
                 let fire_id = format!("{HOOK_FIRE_PREFIX}{}#{n}", hook.id);
-                self.inner
-                    .hook_events
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .insert(fire_id.clone(), event.clone());
+                self.inner.hook_events.locked().insert(fire_id.clone(), event.clone());
                 let fire = Fire {
                     job_id: fire_id.clone(),
                     scheduled_at: event.received_at,
@@ -582,11 +577,7 @@ impl Automation {
                     Err(_) => false,
                 };
                 if !submitted {
-                    self.inner
-                        .hook_events
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .remove(&fire_id);
+                    self.inner.hook_events.locked().remove(&fire_id);
                     self.set_hook_error(&hook.id, "error:shutting_down").await;
                 }
             }
@@ -660,12 +651,7 @@ impl Automation {
 
     /// A `cron_task` webhook's turn in the dependency queue.
     async fn run_hook_task(self, fire: Fire) {
-        let event = self
-            .inner
-            .hook_events
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&fire.job_id);
+        let event = self.inner.hook_events.locked().remove(&fire.job_id);
         let Some(event) = event else { return };
         let hook = event.hook.clone();
         let now_local = self.local_now(&self.inner.default_zone);

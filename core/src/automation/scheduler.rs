@@ -17,6 +17,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
+use ductor_daemon::sync::Locked as _;
 use jiff::Timestamp;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -425,7 +426,7 @@ impl DependencyQueue {
     /// Starts or queues `fire`. False (and nothing happens) when the same job
     /// is already running or waiting.
     pub fn dispatch(&self, fire: Fire, key: Option<&str>) -> bool {
-        let mut state = self.inner.lock().expect("queue mutex is never poisoned");
+        let mut state = self.inner.locked();
         if !state.in_flight.insert(fire.job_id.clone()) {
             return false;
         }
@@ -455,7 +456,7 @@ impl DependencyQueue {
         while let Some(fire) = next {
             let job_id = fire.job_id.clone();
             self.run_contained(fire).await;
-            let mut state = self.inner.lock().expect("queue mutex is never poisoned");
+            let mut state = self.inner.locked();
             state.in_flight.remove(&job_id);
             next = state.waiting.get_mut(&key).and_then(VecDeque::pop_front);
             if next.is_none() {
@@ -473,7 +474,7 @@ impl DependencyQueue {
     }
 
     fn finished(&self, job_id: &str) {
-        self.inner.lock().expect("queue mutex is never poisoned").in_flight.remove(job_id);
+        self.inner.locked().in_flight.remove(job_id);
     }
 }
 

@@ -3,6 +3,7 @@
 use std::sync::Mutex as StdMutex;
 use std::time::Duration;
 
+use ductor_daemon::sync::Locked as _;
 use tokio::sync::Semaphore;
 
 use super::*;
@@ -29,8 +30,7 @@ impl Recorder {
 
     fn gate(&self, job: &str) -> Arc<Semaphore> {
         self.gates
-            .lock()
-            .unwrap()
+            .locked()
             .entry(job.to_owned())
             .or_insert_with(|| Arc::new(Semaphore::new(0)))
             .clone()
@@ -39,7 +39,7 @@ impl Recorder {
 
 impl JobHandler for Recorder {
     fn run(&self, fire: Fire) -> BoxFuture {
-        let gate = self.gates.lock().unwrap().get(&fire.job_id).cloned();
+        let gate = self.gates.locked().get(&fire.job_id).cloned();
         let events = self.events.clone();
         Box::pin(async move {
             let job = fire.job_id.clone();

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use ductor_daemon::sync::Locked as _;
 use matrix_sdk::ruma::{OwnedEventId, UserId, device_id};
 use matrix_sdk::test_utils::mocks::{AnyRoomBuilder, LoginResponseTemplate200, MatrixMockServer};
 use matrix_sdk_test::SyncResponseBuilder;
@@ -102,7 +103,7 @@ impl Respond for Recorder {
         let body = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
         let mut hit = Hit { method: request.method.to_string(), path, body, event_id: None };
         let refused = hit.action() == "send"
-            && self.log.refused.lock().expect("not poisoned").iter().any(|b| b == hit.str("body"));
+            && self.log.refused.locked().iter().any(|b| b == hit.str("body"));
         let response = if refused {
             let error = json!({ "errcode": "M_FORBIDDEN", "error": "refused by the test" });
             ResponseTemplate::new(403).set_body_json(error)
@@ -119,7 +120,7 @@ impl Respond for Recorder {
             };
             ResponseTemplate::new(200).set_body_json(body)
         };
-        self.log.hits.lock().expect("not poisoned").push(hit);
+        self.log.hits.locked().push(hit);
         self.log.changed.notify_waiters();
         response
     }
@@ -133,9 +134,9 @@ struct Syncs {
 
 impl Respond for Syncs {
     fn respond(&self, _request: &Request) -> ResponseTemplate {
-        let next = self.queue.lock().expect("not poisoned").pop_front();
+        let next = self.queue.locked().pop_front();
         let idle = next.is_none();
-        let mut builder = self.builder.lock().expect("not poisoned");
+        let mut builder = self.builder.locked();
         for room in next.into_iter().flatten() {
             match room {
                 AnyRoomBuilder::Joined(room) => builder.add_joined_room(room),
@@ -203,17 +204,17 @@ impl Homeserver {
 
     /// Queues one sync response carrying these room updates.
     pub fn sync(&self, rooms: impl IntoIterator<Item = AnyRoomBuilder>) {
-        self.syncs.lock().expect("not poisoned").push_back(rooms.into_iter().collect());
+        self.syncs.locked().push_back(rooms.into_iter().collect());
     }
 
     /// From now on, sending a message with exactly this body fails (403).
     pub fn refuse(&self, body: &str) {
-        self.log.refused.lock().expect("not poisoned").push(body.to_owned());
+        self.log.refused.locked().push(body.to_owned());
     }
 
     /// Everything recorded so far that `pick` accepts, in order.
     pub fn hits<T>(&self, pick: impl Fn(&Hit) -> Option<T>) -> Vec<T> {
-        self.log.hits.lock().expect("not poisoned").iter().filter_map(pick).collect()
+        self.log.hits.locked().iter().filter_map(pick).collect()
     }
 
     /// Waits until `check` finds something in the record (panics after `timeout`).
@@ -226,11 +227,11 @@ impl Homeserver {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let notified = self.log.changed.notified();
-            if let Some(found) = check(&self.log.hits.lock().expect("not poisoned")) {
+            if let Some(found) = check(&self.log.hits.locked()) {
                 return found;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                let hits = self.log.hits.lock().expect("not poisoned").clone();
+                let hits = self.log.hits.locked().clone();
                 panic!("mock homeserver: timed out waiting for {what}; saw {hits:#?}");
             }
         }

@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use ductor_daemon::sync::Locked as _;
 use matrix_sdk::config::SyncSettings;
 use matrix_sdk::ruma::events::reaction::OriginalSyncReactionEvent;
 use matrix_sdk::ruma::events::room::member::MembershipState;
@@ -108,7 +109,7 @@ impl TestUser {
                         }
                         other => (other.body().to_owned(), None),
                     };
-                    seen.lock().expect("not poisoned").push(Seen::Message {
+                    seen.locked().push(Seen::Message {
                         room: room.room_id().to_owned(),
                         sender: ev.sender,
                         event_id: ev.event_id,
@@ -128,7 +129,7 @@ impl TestUser {
         client.add_event_handler(move |ev: OriginalSyncReactionEvent, room: Room| {
             let (seen, changed) = (s.clone(), c.clone());
             async move {
-                seen.lock().expect("not poisoned").push(Seen::Reaction {
+                seen.locked().push(Seen::Reaction {
                     room: room.room_id().to_owned(),
                     sender: ev.sender,
                     target: ev.content.relates_to.event_id,
@@ -141,7 +142,7 @@ impl TestUser {
         client.add_event_handler(move |ev: SyncTypingEvent, room: Room| {
             let (seen, changed) = (s.clone(), c.clone());
             async move {
-                seen.lock().expect("not poisoned").push(Seen::Typing {
+                seen.locked().push(Seen::Typing {
                     room: room.room_id().to_owned(),
                     users: ev.content.user_ids,
                 });
@@ -173,11 +174,11 @@ impl TestUser {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let notified = self.changed.notified();
-            if let Some(found) = self.seen.lock().expect("not poisoned").iter().find_map(&pick) {
+            if let Some(found) = self.seen.locked().iter().find_map(&pick) {
                 return found;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                let seen = self.seen.lock().expect("not poisoned").clone();
+                let seen = self.seen.locked().clone();
                 panic!("{}: timed out waiting for {what}; saw {seen:#?}", self.user_id);
             }
         }
@@ -185,7 +186,7 @@ impl TestUser {
 
     /// Everything seen so far that `pick` accepts, in order.
     pub fn seen_now<T>(&self, pick: impl Fn(&Seen) -> Option<T>) -> Vec<T> {
-        self.seen.lock().expect("not poisoned").iter().filter_map(pick).collect()
+        self.seen.locked().iter().filter_map(pick).collect()
     }
 
     /// Messages from `sender` in `room`: (msgtype, body, html).
@@ -194,7 +195,7 @@ impl TestUser {
         room: &RoomId,
         sender: &UserId,
     ) -> Vec<(String, String, Option<String>)> {
-        let seen = self.seen.lock().expect("not poisoned");
+        let seen = self.seen.locked();
         seen.iter()
             .filter_map(|s| match s {
                 Seen::Message { room: r, sender: f, msgtype, body, html, .. }

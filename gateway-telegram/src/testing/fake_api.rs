@@ -9,6 +9,7 @@ use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
+use ductor_daemon::sync::Locked as _;
 use serde_json::{Value, json};
 
 /// The bot the fake pretends to be.
@@ -137,7 +138,7 @@ impl FakeBotApi {
     }
 
     fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.shared.inner.lock().expect("fake state lock is never poisoned")
+        self.shared.inner.locked()
     }
 
     /// Queues an update for getUpdates; returns its `update_id`.
@@ -263,7 +264,7 @@ async fn method(
     let chat_id = params
         .get("chat_id")
         .and_then(|value| value.as_i64().or_else(|| value.as_str()?.parse().ok()));
-    let mut inner = shared.inner.lock().expect("fake state lock is never poisoned");
+    let mut inner = shared.inner.locked();
     let fault = take_fault(&mut inner, &method, chat_id, &params);
     let response = match fault {
         Some(FaultKind::RetryAfter(seconds)) => error(
@@ -401,7 +402,7 @@ async fn get_updates(shared: &Shared, params: &Value) -> Response {
         tokio::pin!(notified);
         notified.as_mut().enable();
         {
-            let mut inner = shared.inner.lock().expect("fake state lock is never poisoned");
+            let mut inner = shared.inner.locked();
             inner.pending.retain(|update| update["update_id"].as_i64().unwrap_or(0) >= offset);
             inner.calls.push(Call {
                 method: "getupdates".to_owned(),
@@ -428,7 +429,7 @@ async fn file(
     if bot != format!("bot{}", shared.token) {
         return (StatusCode::UNAUTHORIZED, "Unauthorized").into_response();
     }
-    let inner = shared.inner.lock().expect("fake state lock is never poisoned");
+    let inner = shared.inner.locked();
     match inner.files.values().find(|(file_path, _)| *file_path == path) {
         Some((_, bytes)) => (StatusCode::OK, bytes.clone()).into_response(),
         None => (StatusCode::NOT_FOUND, "Not Found").into_response(),

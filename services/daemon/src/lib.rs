@@ -7,6 +7,7 @@
 //! - [`shutdown`]: SIGTERM/SIGINT as a `CancellationToken`.
 //! - [`notify`]: `READY=1` / `STOPPING=1` for systemd `Type=notify` units.
 //! - [`daemon`]: the common `main` of a service binary.
+//! - [`sync`]: the one policy for poisoned locks (taken over, never propagated).
 //!
 //! Process crates depend on this crate and on `ductor-proto`, never on each other.
 
@@ -18,6 +19,7 @@ pub mod notify;
 pub mod paths;
 pub mod secret;
 pub mod shutdown;
+pub mod sync;
 
 pub use config::{Config, ConfigError};
 pub use paths::{DuctorHome, ServiceName};

@@ -6,9 +6,10 @@
 //! and sends whatever actions a test pushes with [`FakeCore::send`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use ductor_daemon::sync::Locked as _;
 use ductor_daemon::{DuctorHome, ServiceName};
 use ductor_proto::pb;
 use ductor_proto::pb::core_server::{Core, CoreServer};
@@ -113,10 +114,9 @@ impl FakeCore {
         Self { shared: Arc::new(shared) }
     }
 
-    /// The recording. A test that panicked while holding it poisoned nothing
-    /// worth protecting, so poisoning is ignored.
+    /// The recording (a poisoned lock is taken over, as everywhere in ductor).
     pub fn recorded(&self) -> MutexGuard<'_, Recorded> {
-        self.shared.recorded.lock().unwrap_or_else(PoisonError::into_inner)
+        self.shared.recorded.locked()
     }
 
     /// The gRPC service.

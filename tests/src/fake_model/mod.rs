@@ -18,6 +18,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use ductor_daemon::sync::Locked as _;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -98,7 +99,7 @@ impl State {
     fn log(&self) -> MutexGuard<'_, Vec<RecordedRequest>> {
         // A panic while holding the lock only happens in a failing test; the log is
         // still the best evidence there is, so keep using it.
-        self.log.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.log.locked()
     }
 
     fn record(&self, request: RecordedRequest) {

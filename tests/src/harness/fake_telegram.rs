@@ -3,6 +3,7 @@
 //! long-polls briefly and answers no updates, every other method answers
 //! `ok`. Requests are counted per method so tests can see the gateway talk.
 
+use ductor_daemon::sync::Locked as _;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -40,7 +41,7 @@ impl FakeTelegram {
     /// How often `method` was called (case-insensitive).
     pub fn calls(&self, method: &str) -> u32 {
         let method = method.to_ascii_lowercase();
-        self.calls.lock().map(|c| c.get(&method).copied().unwrap_or(0)).unwrap_or(0)
+        self.calls.locked().get(&method).copied().unwrap_or(0)
     }
 }
 
@@ -81,9 +82,7 @@ async fn serve(stream: TcpStream, calls: Arc<Mutex<HashMap<String, u32>>>) {
         // Bot API method names are case-insensitive (teloxide sends `GetMe`).
         let method = path.rsplit('/').next().unwrap_or("").split('?').next().unwrap_or("");
         let method = method.to_ascii_lowercase();
-        if let Ok(mut calls) = calls.lock() {
-            *calls.entry(method.clone()).or_default() += 1;
-        }
+        *calls.locked().entry(method.clone()).or_default() += 1;
         let result = match method.as_str() {
             "getme" => {
                 r#"{"id":1,"is_bot":true,"first_name":"ductor","username":"ductor_test_bot","can_join_groups":true,"can_read_all_group_messages":false,"supports_inline_queries":false,"has_main_web_app":false}"#

@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use ductor_daemon::sync::Locked as _;
 const WINDOW: Duration = Duration::from_secs(60);
 
 /// Allows at most `limit` requests in any 60-second window.
@@ -24,7 +25,7 @@ impl SlidingWindow {
 
     /// Records a request at `now` if allowed; false = rate limited.
     pub fn allow(&self, now: Instant) -> bool {
-        let mut hits = self.hits.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut hits = self.hits.locked();
         while hits.front().is_some_and(|t| now.saturating_duration_since(*t) >= WINDOW) {
             hits.pop_front();
         }
@@ -60,6 +61,6 @@ mod tests {
         let t0 = Instant::now();
         let allowed = (0..100_000).filter(|_| window.allow(t0)).count();
         assert_eq!(allowed, 100);
-        assert_eq!(window.hits.lock().unwrap().len(), 100);
+        assert_eq!(window.hits.locked().len(), 100);
     }
 }

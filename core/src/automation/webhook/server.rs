@@ -34,6 +34,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use ductor_daemon::sync::LockedRw as _;
 use jiff::Timestamp;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -126,11 +127,11 @@ impl HookRegistry {
     }
 
     fn get(&self, id: &str) -> Option<Arc<LoadedHook>> {
-        self.hooks.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(id).cloned()
+        self.hooks.read_locked().get(id).cloned()
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<LoadedHook>>> {
-        self.hooks.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.hooks.write_locked()
     }
 }
 
