@@ -21,7 +21,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::task::TaskTracker;
 
 use crate::error::RunnerError;
-use crate::event::{ErrorKind, Event, Outcome, RunError};
+use crate::event::{ErrorKind, RunError};
 use crate::probe;
 use crate::provider;
 use crate::registry::Registry;
@@ -215,14 +215,7 @@ impl Runner {
             }
             Err(error) => {
                 self.release(&run_id);
-                sink.send(Event::Error(error)).await;
-                sink.send(Event::Exited {
-                    outcome: Outcome::Failed,
-                    exit_code: None,
-                    signal: None,
-                    duration_ms: 0,
-                })
-                .await;
+                sink.fail(error).await;
             }
         }
         self.release(&run_id);
@@ -353,16 +346,7 @@ fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
 fn failed_stream(run_id: String, error: RunError) -> EventStream {
     let (tx, rx) = mpsc::channel(2);
     let mut sink = Sink::new(run_id, tx);
-    tokio::spawn(async move {
-        sink.send(Event::Error(error)).await;
-        sink.send(Event::Exited {
-            outcome: Outcome::Failed,
-            exit_code: None,
-            signal: None,
-            duration_ms: 0,
-        })
-        .await;
-    });
+    tokio::spawn(async move { sink.fail(error).await });
     ReceiverStream::new(rx)
 }
 

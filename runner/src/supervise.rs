@@ -101,6 +101,18 @@ impl Sink {
         Self { run_id, seq: 0, tx, gone: false }
     }
 
+    /// Ends a run that never started: its error, then `exited` as failed.
+    pub async fn fail(&mut self, error: RunError) {
+        self.send(Event::Error(error)).await;
+        let exited = Event::Exited {
+            outcome: Outcome::Failed,
+            exit_code: None,
+            signal: None,
+            duration_ms: 0,
+        };
+        self.send(exited).await;
+    }
+
     /// Sends `event`; false when the caller is gone.
     pub async fn send(&mut self, event: Event) -> bool {
         if self.gone {

@@ -25,12 +25,9 @@ fn config(api_url: &str, state: &std::path::Path) -> String {
     )
 }
 
-fn chat_calls(api: &FakeBotApi, chat: i64) -> Vec<Call> {
-    api.calls().into_iter().filter(|call| call.chat_id == Some(chat) && call.ok).collect()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_user_message_becomes_a_streamed_edited_final_reply() {
+/// The fake Bot API and the whole stack up against it (runner, core,
+/// Telegram gateway); the temporary directory is the fake CLI's state.
+async fn up() -> (FakeBotApi, tempfile::TempDir, TestEnv) {
     let api = FakeBotApi::start(TOKEN).await;
     let state = tempfile::tempdir().expect("state dir");
     let state_path = state.path().canonicalize().expect("canonical state dir");
@@ -38,6 +35,16 @@ async fn a_user_message_becomes_a_streamed_edited_final_reply() {
     let up = env.ductorctl(&["up", "--detach"]).await;
     assert!(up.status.success(), "up failed: {}", String::from_utf8_lossy(&up.stderr));
     env.wait_healthy(&["runner", "core", "telegram"]).await;
+    (api, state, env)
+}
+
+fn chat_calls(api: &FakeBotApi, chat: i64) -> Vec<Call> {
+    api.calls().into_iter().filter(|call| call.chat_id == Some(chat) && call.ok).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_message_becomes_a_streamed_edited_final_reply() {
+    let (api, _state, env) = up().await;
 
     // A stranger first: never answered, never run.
     api.push_update(updates::text(2, 2, 9, "stranger says hi"));
@@ -82,13 +89,7 @@ async fn a_user_message_becomes_a_streamed_edited_final_reply() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_command_menu_is_core_s_list_and_core_answers_every_command_in_it() {
-    let api = FakeBotApi::start(TOKEN).await;
-    let state = tempfile::tempdir().expect("state dir");
-    let state_path = state.path().canonicalize().expect("canonical state dir");
-    let env = TestEnv::with_config(&config(&api.url, &state_path));
-    let up = env.ductorctl(&["up", "--detach"]).await;
-    assert!(up.status.success(), "up failed: {}", String::from_utf8_lossy(&up.stderr));
-    env.wait_healthy(&["runner", "core", "telegram"]).await;
+    let (api, _state, env) = up().await;
 
     let names: Vec<String> = wait_for("setMyCommands from core's Welcome", async || {
         let call = api.calls_of("setmycommands").pop()?;
