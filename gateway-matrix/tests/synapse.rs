@@ -600,20 +600,11 @@ async fn edit_streaming_rolls_over_to_a_new_message_after_max_edits() {
 
 /// The ductor binaries for the end-to-end test: `DUCTOR_BIN_DIR`, else the
 /// directory of this test's build (`cargo build --bins` puts them there).
-fn bin_dir() -> std::path::PathBuf {
-    if let Some(dir) = std::env::var_os("DUCTOR_BIN_DIR").filter(|d| !d.is_empty()) {
-        return dir.into();
-    }
-    let exe = std::env::current_exe().expect("the test has a path");
-    let deps = exe.parent().expect("the test is in a directory");
-    deps.parent().unwrap_or(deps).to_path_buf()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn end_to_end_with_real_core_runner_and_fake_cli() {
     let test = "end_to_end_with_real_core_runner_and_fake_cli";
     let Some(synapse) = synapse(test) else { return };
-    let bins = bin_dir();
+    let bins = ductor_tests::harness::bin_dir();
     let needed =
         ["ductorctl", "ductor-core", "ductor-runner", "ductor-gateway-matrix", "ductor-fake-cli"];
     if let Some(missing) = needed.iter().find(|b| !bins.join(b).is_file()) {
