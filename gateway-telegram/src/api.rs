@@ -1,6 +1,7 @@
 //! The Bot API as the delivery code sees it: teloxide requests, errors sorted
 //! into what the caller must do, token scrubbed from every message, and the
-//! pauses Telegram imposes (429 `retry_after`) kept per chat and globally.
+//! pauses Telegram imposes (429 `retry_after`) kept per chat and globally,
+//! and the rates ductor keeps to on its own ([`Pacer`], over [`crate::pace`]).
 //!
 //! teloxide puts the token in every request URL, and reqwest errors print
 //! the URL; [`Failure`] texts go through [`Scrubber`] so a log line or an
@@ -14,6 +15,8 @@ use ductor_daemon::sync::Locked as _;
 use teloxide::RequestError;
 use teloxide::errors::ApiError;
 use tokio::time::Instant;
+
+use crate::pace::{Bucket, Class, Window};
 
 /// Why a Bot API call failed, sorted by what the caller does next.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -97,84 +100,124 @@ impl Scrubber {
     }
 }
 
-/// Pacing state of one chat: the edit budget and any 429 pause.
-#[derive(Debug, Default)]
+/// What a call is, for the buckets it draws on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Call {
+    /// A new message (counts against a group's per-minute limit too).
+    Send,
+    /// An edit of a message.
+    Edit,
+}
+
+/// Telegram's limits as ductor keeps to them: per chat `burst` calls at once
+/// and one per `interval` after (`[telegram].edit_interval_ms`,
+/// `[telegram].burst`); the whole bot 30 calls in any second, 10 of them
+/// kept for finals; new messages in a group 20 in any minute.
+const BOT_WINDOW: (Duration, usize, usize) = (Duration::from_secs(1), 30, 10);
+const GROUP_SENDS: (Duration, usize, usize) = (Duration::from_secs(60), 20, 2);
+
+/// Pacing state of one chat: its limits and any 429 pause.
+#[derive(Debug)]
 struct ChatPace {
-    last_edit: Option<Instant>,
+    calls: Bucket,
+    /// Groups only: new messages.
+    sends: Option<Window>,
     paused_until: Option<Instant>,
 }
 
-/// Edit budgets and pauses for every chat, plus the global pause.
+/// Rates and pauses for every chat, plus the global ones.
 ///
 /// A 429 pauses its chat. When two different chats are told to wait within
 /// one second, Telegram is limiting the bot as a whole, so every chat waits
 /// for the longest `retry_after` seen.
 pub struct Pacer {
     interval: Duration,
+    burst: u32,
     chats: Mutex<HashMap<i64, ChatPace>>,
+    bot: Mutex<Window>,
     global_until: Mutex<Option<Instant>>,
     recent_429: Mutex<Vec<(Instant, i64, Duration)>>,
 }
 
 impl Pacer {
-    /// `interval` is the least time between two edits in one chat.
-    pub fn new(interval: Duration) -> Self {
+    /// Per chat at most `burst` calls at once and one per `interval` in the
+    /// long run; previews leave one of the burst to the final answer.
+    pub fn new(interval: Duration, burst: u32) -> Self {
+        let (width, limit, reserve) = BOT_WINDOW;
         Self {
             interval,
+            burst: burst.max(1),
             chats: Mutex::new(HashMap::new()),
+            bot: Mutex::new(Window::new(width, limit, reserve)),
             global_until: Mutex::new(None),
             recent_429: Mutex::new(Vec::new()),
         }
+    }
+
+    fn with_chat<T>(&self, chat: i64, f: impl FnOnce(&mut ChatPace) -> T) -> T {
+        let mut chats = self.chats.locked();
+        let pace = chats.entry(chat).or_insert_with(|| ChatPace {
+            calls: Bucket::new(self.interval, self.burst, 1),
+            // Group and channel ids are negative.
+            sends: (chat < 0).then(|| {
+                let (width, limit, reserve) = GROUP_SENDS;
+                Window::new(width, limit, reserve)
+            }),
+            paused_until: None,
+        });
+        f(pace)
     }
 
     /// When the chat may send anything again (pauses only).
     pub fn send_ready_at(&self, chat: i64) -> Instant {
         let now = Instant::now();
         let global = self.global_until.locked().unwrap_or(now);
-        let chats = self.chats.locked();
-        let paused = chats.get(&chat).and_then(|pace| pace.paused_until).unwrap_or(now);
+        let paused = self.with_chat(chat, |pace| pace.paused_until).unwrap_or(now);
         now.max(global).max(paused)
     }
 
-    /// When the chat may edit again (pauses and the edit budget).
-    pub fn edit_ready_at(&self, chat: i64) -> Instant {
-        let ready = self.send_ready_at(chat);
-        let chats = self.chats.locked();
-        let budget =
-            chats.get(&chat).and_then(|pace| pace.last_edit).map(|last| last + self.interval);
-        budget.map_or(ready, |budget| ready.max(budget))
+    /// When the chat's bucket has a slot of `class` (without reserving it).
+    pub fn ready_at(&self, chat: i64, class: Class) -> Instant {
+        let now = self.send_ready_at(chat);
+        self.with_chat(chat, |pace| pace.calls.ready_at(class, now))
     }
 
-    /// Reserves the chat's next edit slot and returns when it starts.
+    /// Reserves the chat's next slot of `class` and returns when it starts.
     ///
     /// Reserving (rather than checking, then noting) keeps two lanes of one
     /// chat (two forum topics) from taking the same slot.
-    pub fn reserve_edit(&self, chat: i64) -> Instant {
-        let ready = self.edit_ready_at(chat);
-        let mut chats = self.chats.locked();
-        chats.entry(chat).or_default().last_edit = Some(ready);
-        ready
+    pub fn reserve(&self, chat: i64, class: Class) -> Instant {
+        let now = self.send_ready_at(chat);
+        self.with_chat(chat, |pace| pace.calls.reserve(class, now))
     }
 
-    /// Records that an edit call of `chat` has completed: the next slot
-    /// counts from now, so Telegram never sees two edits closer than the
-    /// interval even when one request was slow to leave.
-    pub fn edit_done(&self, chat: i64) {
+    /// Admits a call now against the bot's window (and a group's window for
+    /// new messages), or says when to ask again.
+    pub fn admit(&self, chat: i64, class: Class, call: Call) -> Result<(), Instant> {
         let now = Instant::now();
-        let mut chats = self.chats.locked();
-        let pace = chats.entry(chat).or_default();
-        pace.last_edit = Some(pace.last_edit.map_or(now, |last| last.max(now)));
+        self.with_chat(chat, |pace| {
+            let mut bot = self.bot.locked();
+            match (&mut pace.sends, call) {
+                (Some(sends), Call::Send) => {
+                    // Both or neither: check the group first without taking it.
+                    let mut probe = sends.clone();
+                    probe.admit(class, now)?;
+                    bot.admit(class, now)?;
+                    *sends = probe;
+                    Ok(())
+                }
+                _ => bot.admit(class, now),
+            }
+        })
     }
 
     /// Records a 429 for `chat`.
     pub fn note_retry_after(&self, chat: i64, wait: Duration) {
         let now = Instant::now();
         let until = now + wait;
-        {
-            let mut chats = self.chats.locked();
-            let pace = chats.entry(chat).or_default();
+        self.with_chat(chat, |pace| {
             pace.paused_until = Some(pace.paused_until.map_or(until, |old| old.max(until)));
-        }
+        });
         let mut recent = self.recent_429.locked();
         recent.retain(|(at, _, _)| now.duration_since(*at) < Duration::from_secs(1));
         recent.push((now, chat, wait));
@@ -191,7 +234,7 @@ impl Pacer {
         }
     }
 
-    /// The edit interval.
+    /// The per-chat interval.
     pub fn interval(&self) -> Duration {
         self.interval
     }
@@ -211,18 +254,39 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn budget_and_pauses() {
-        let pacer = Pacer::new(Duration::from_secs(1));
+    async fn bursts_rates_and_pauses() {
+        let pacer = Pacer::new(Duration::from_secs(1), 3);
         let start = Instant::now();
-        assert_eq!(pacer.edit_ready_at(1), start);
-        assert_eq!(pacer.reserve_edit(1), start);
-        assert_eq!(pacer.reserve_edit(1), start + Duration::from_secs(1), "next slot");
-        assert_eq!(pacer.edit_ready_at(1), start + Duration::from_secs(2));
-        assert_eq!(pacer.edit_ready_at(2), start, "other chats keep their budget");
+        assert_eq!(pacer.reserve(1, Class::Preview), start);
+        assert_eq!(pacer.reserve(1, Class::Preview), start, "a burst of two previews");
+        assert_eq!(
+            pacer.ready_at(1, Class::Preview),
+            start + Duration::from_secs(1),
+            "the third slot is the final's"
+        );
+        assert_eq!(pacer.reserve(1, Class::Final), start, "the final goes at once");
+        assert_eq!(pacer.ready_at(2, Class::Preview), start, "other chats are free");
         pacer.note_retry_after(1, Duration::from_secs(5));
         assert_eq!(pacer.send_ready_at(1), start + Duration::from_secs(5));
         assert_eq!(pacer.send_ready_at(2), start);
         pacer.note_retry_after(2, Duration::from_secs(3));
         assert_eq!(pacer.send_ready_at(3), start + Duration::from_secs(5), "global pause");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_bot_stays_under_thirty_calls_a_second_and_groups_under_twenty_sends_a_minute() {
+        let pacer = Pacer::new(Duration::from_secs(1), 3);
+        let start = Instant::now();
+        let admitted = (0..100).filter(|chat| pacer.admit(*chat, Class::Final, Call::Edit).is_ok());
+        assert_eq!(admitted.count(), 30, "30 calls in the bot's second");
+        assert_eq!(pacer.admit(7, Class::Final, Call::Edit), Err(start + Duration::from_secs(1)));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let previews =
+            (0..100).filter(|chat| pacer.admit(*chat, Class::Preview, Call::Edit).is_ok());
+        assert_eq!(previews.count(), 20, "previews leave 10 of the second to finals");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let group = (0..25).filter(|_| pacer.admit(-100, Class::Final, Call::Send).is_ok());
+        assert_eq!(group.count(), 20, "20 new messages a minute in a group");
+        assert!(pacer.admit(-100, Class::Final, Call::Edit).is_ok(), "edits are not sends");
     }
 }

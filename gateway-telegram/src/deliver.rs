@@ -6,9 +6,13 @@
 //! entry. Actions of one chat are handled in order; chats never wait for
 //! each other. Streaming text only marks the preview dirty; the lane flushes
 //! it when the chat's edit budget allows, so a burst of deltas costs one
-//! edit. The final reply takes over the preview message(s) and is retried
-//! until delivered, falling back to new messages when editing fails. Each
-//! action is acknowledged to core once it is delivered or failed for good.
+//! edit. No preview exists before there is something to show: "typing…"
+//! covers "working", and the first message is real text or a tool line.
+//! The final reply goes out the moment it arrives (pacing keeps a slot for
+//! it) and notifies: as new message(s), the silent preview then deleted
+//! (`[telegram].notify_final`), or else edited over the preview. It is
+//! retried until delivered, falling back to new messages when editing fails.
+//! Each action is acknowledged to core once it is delivered or failed for good.
 
 use std::collections::HashMap;
 
@@ -21,6 +25,7 @@ use tokio::time::{Duration, Instant};
 
 use crate::api::Failure;
 use crate::buttons::core_keyboard;
+use crate::pace::Class;
 use crate::progress::{StatusLine, preview_html};
 use crate::render::{escape, markdown_to_html};
 use crate::split::{TELEGRAM_LIMIT, split_html};
@@ -52,6 +57,13 @@ pub fn target_of(chat: Option<&pb::ChatRef>) -> Result<Target, String> {
     Ok(Target { chat: ChatId(id), thread })
 }
 
+/// How finals are delivered (`[telegram]`).
+#[derive(Debug, Clone, Copy)]
+pub struct DeliveryOptions {
+    /// A final answer that notifies is sent new, not edited over its preview.
+    pub notify_final: bool,
+}
+
 /// Routes actions to their chat's lane, creating lanes on first use.
 ///
 /// Lanes queue without a bound on purpose: a chat paused by a 429 must not
@@ -61,6 +73,7 @@ pub async fn dispatch(
     telegram: Telegram,
     mut actions: mpsc::Receiver<pb::OutboundAction>,
     acks: AckSender,
+    options: DeliveryOptions,
 ) {
     let mut lanes: HashMap<Target, mpsc::UnboundedSender<pb::OutboundAction>> = HashMap::new();
     while let Some(action) = actions.recv().await {
@@ -74,7 +87,7 @@ pub async fn dispatch(
         };
         let lane = lanes.entry(target).or_insert_with(|| {
             let (sender, receiver) = mpsc::unbounded_channel();
-            let lane = Lane::new(telegram.clone(), target, acks.clone());
+            let lane = Lane::new(telegram.clone(), target, acks.clone(), options);
             tokio::spawn(lane.run(receiver));
             sender
         });
@@ -122,6 +135,18 @@ impl Turn {
         self.failures >= MAX_PROGRESS_FAILURES
     }
 
+    /// The preview has something to show (or has been shown): not before
+    /// text or a tool line exists; a status alone ("requesting") is what
+    /// "typing…" already says.
+    fn showable(&self) -> bool {
+        !self.shown.is_empty() || !self.text.trim().is_empty() || self.status.has_tools()
+    }
+
+    /// A flush is due once the budget allows.
+    fn wants_flush(&self) -> bool {
+        self.dirty && !self.progress_stopped() && self.showable()
+    }
+
     /// When "typing…" is due next, unless the turn went silent.
     fn typing_due(&self) -> Option<Instant> {
         (self.last_action.elapsed() < TYPING_SILENCE).then_some(self.next_typing)
@@ -140,17 +165,19 @@ struct Lane {
     telegram: Telegram,
     target: Target,
     acks: AckSender,
+    options: DeliveryOptions,
     turn: Option<Turn>,
     selectors: HashMap<String, MessageId>,
     queue_notices: HashMap<String, MessageId>,
 }
 
 impl Lane {
-    fn new(telegram: Telegram, target: Target, acks: AckSender) -> Self {
+    fn new(telegram: Telegram, target: Target, acks: AckSender, options: DeliveryOptions) -> Self {
         Self {
             telegram,
             target,
             acks,
+            options,
             turn: None,
             selectors: HashMap::new(),
             queue_notices: HashMap::new(),
@@ -161,6 +188,8 @@ impl Lane {
         loop {
             let wake = self.next_wake();
             tokio::select! {
+                // Actions first: a final already waiting makes a preview moot.
+                biased;
                 action = actions.recv() => match action {
                     Some(action) => self.handle(action).await,
                     None => break,
@@ -173,8 +202,9 @@ impl Lane {
     /// When the lane has something to do without a new action.
     fn next_wake(&self) -> Option<Instant> {
         let turn = self.turn.as_ref()?;
-        let edit = (turn.dirty && !turn.progress_stopped())
-            .then(|| self.telegram.pacer.edit_ready_at(self.target.chat.0));
+        let edit = turn
+            .wants_flush()
+            .then(|| self.telegram.pacer.ready_at(self.target.chat.0, Class::Preview));
         match (turn.typing_due(), edit) {
             (Some(typing), Some(edit)) => Some(typing.min(edit)),
             (typing, edit) => typing.or(edit),
@@ -191,10 +221,8 @@ impl Lane {
             }
         }
         // `ready` first: the pacer's answer is never earlier than its own "now".
-        let ready = self.telegram.pacer.edit_ready_at(self.target.chat.0);
-        if self.turn.as_ref().is_some_and(|turn| turn.dirty && !turn.progress_stopped())
-            && Instant::now() >= ready
-        {
+        let ready = self.telegram.pacer.ready_at(self.target.chat.0, Class::Preview);
+        if self.turn.as_ref().is_some_and(Turn::wants_flush) && Instant::now() >= ready {
             self.flush_progress().await;
         }
     }
@@ -374,8 +402,10 @@ impl Lane {
         Ok(())
     }
 
-    /// Delivers a final reply over the turn's preview: edits where it can,
-    /// new messages where it must; never gives up on 429s.
+    /// Delivers a final reply, retried through 429s: as new message(s) that
+    /// notify with the preview deleted after (`notify_final`, for a reply
+    /// that notifies), else edited over the preview where it can and sent
+    /// new where it must.
     async fn deliver_final(&mut self, turn_id: &str, reply: Final) -> Result<(), String> {
         let shown = match self.turn.take() {
             Some(turn) if turn.id == turn_id => turn.shown,
@@ -384,21 +414,55 @@ impl Lane {
                 Vec::new()
             }
         };
+        let mut errors = Vec::new();
+        if reply.notify && self.options.notify_final && !shown.is_empty() {
+            self.send_over(&shown, &reply, &mut errors).await;
+        } else {
+            self.edit_over(&shown, &reply, &mut errors).await;
+        }
+        for file in &reply.files {
+            let path = std::path::Path::new(&file.path);
+            if let Err(failure) =
+                self.telegram.deliver_file(self.target, path, &file.file_name, file.is_image).await
+            {
+                errors.push(format!("file {}: {failure}", file.path));
+            }
+        }
+        if errors.is_empty() { Ok(()) } else { Err(errors.join("; ")) }
+    }
+
+    /// The final as new messages (the first one notifies), then the silent
+    /// preview deleted, once the whole final is out.
+    async fn send_over(&self, shown: &[Shown], reply: &Final, errors: &mut Vec<String>) {
+        let count = reply.chunks.len();
+        for (index, chunk) in reply.chunks.iter().enumerate() {
+            let markup = if index + 1 == count { reply.markup.clone() } else { None };
+            if let Err(failure) =
+                self.telegram.deliver_new(self.target, chunk, index > 0, markup).await
+            {
+                errors.push(format!("part {}: {failure}", index + 1));
+            }
+        }
+        if errors.is_empty() {
+            self.delete_all(shown).await;
+        }
+    }
+
+    /// The final edited over the preview chunk by chunk, new messages where
+    /// there is no preview left or an edit fails; stale preview chunks deleted.
+    async fn edit_over(&self, shown: &[Shown], reply: &Final, errors: &mut Vec<String>) {
         let count = reply.chunks.len();
         let mut editing = true;
         let mut notified = false;
-        let mut errors = Vec::new();
         for (index, chunk) in reply.chunks.iter().enumerate() {
             let markup = if index + 1 == count { reply.markup.clone() } else { None };
             if editing && let Some(previous) = shown.get(index) {
                 if previous.html == *chunk && markup.is_none() {
                     continue;
                 }
-                match self
-                    .telegram
-                    .deliver_edit(self.target, previous.id, chunk, markup.clone())
-                    .await
-                {
+                let edited =
+                    self.telegram.deliver_edit(self.target, previous.id, chunk, markup.clone());
+                match edited.await {
                     Ok(()) => continue,
                     Err(failure) => {
                         tracing::warn!(chat = self.target.chat.0, %failure, "could not edit the preview; sending the rest as new messages");
@@ -415,21 +479,17 @@ impl Lane {
             }
         }
         if editing {
-            for extra in shown.iter().skip(count) {
-                if let Err(failure) = self.telegram.delete(self.target, extra.id).await {
-                    tracing::warn!(%failure, "could not delete a stale preview message");
-                }
+            self.delete_all(shown.get(count..).unwrap_or_default()).await;
+        }
+    }
+
+    /// Deletes preview messages (best effort).
+    async fn delete_all(&self, messages: &[Shown]) {
+        for message in messages {
+            if let Err(failure) = self.telegram.delete(self.target, message.id).await {
+                tracing::warn!(%failure, "could not delete a stale preview message");
             }
         }
-        for file in &reply.files {
-            let path = std::path::Path::new(&file.path);
-            if let Err(failure) =
-                self.telegram.deliver_file(self.target, path, &file.file_name, file.is_image).await
-            {
-                errors.push(format!("file {}: {failure}", file.path));
-            }
-        }
-        if errors.is_empty() { Ok(()) } else { Err(errors.join("; ")) }
     }
 }
 

@@ -15,6 +15,7 @@ pub mod buttons;
 pub mod deliver;
 pub mod gate;
 pub mod inbound;
+pub mod pace;
 pub mod progress;
 pub mod render;
 pub mod split;
@@ -59,7 +60,7 @@ pub fn telegram_from_config(config: &TelegramConfig) -> anyhow::Result<Telegram>
     Ok(Telegram {
         bot,
         scrubber: Scrubber::new(config.token.expose()),
-        pacer: Arc::new(Pacer::new(Duration::from_millis(config.edit_interval_ms))),
+        pacer: Arc::new(Pacer::new(Duration::from_millis(config.edit_interval_ms), config.burst)),
     })
 }
 
@@ -129,6 +130,7 @@ pub struct Gateway {
     pub version: String,
     pub link: Arc<LinkStatus>,
     pub telegram_reachable: Arc<AtomicBool>,
+    pub delivery: deliver::DeliveryOptions,
 }
 
 impl Gateway {
@@ -146,8 +148,12 @@ impl Gateway {
             shutdown.clone(),
         );
         let menu = tokio::spawn(sync_commands(self.telegram.clone(), link.welcome));
-        let delivery =
-            tokio::spawn(deliver::dispatch(self.telegram.clone(), link.actions, link.acks));
+        let delivery = tokio::spawn(deliver::dispatch(
+            self.telegram.clone(),
+            link.actions,
+            link.acks,
+            self.delivery,
+        ));
         let inbound = Inbound::new(self.telegram.clone(), self.inbound.clone(), me, link.inbound);
         inbound.poll(self.telegram_reachable.clone(), shutdown.clone()).await;
         let _ = link.task.await;
@@ -189,6 +195,7 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         link,
         telegram_reachable,
+        delivery: deliver::DeliveryOptions { notify_final: config.notify_final },
     };
     let router = tonic::transport::Server::builder().add_service(health.into_server());
     let (served, ()) = tokio::join!(serve(&context, router), gateway.run(context.shutdown.clone()));

@@ -53,6 +53,11 @@ impl StatusLine {
         };
     }
 
+    /// A tool has run or is running: worth a message of its own.
+    pub fn has_tools(&self) -> bool {
+        !self.tools.is_empty() || self.running.is_some()
+    }
+
     /// Forgets the status: text arriving means "requesting", "thinking" and
     /// the like are over.
     pub fn clear_status(&mut self) {

@@ -1,10 +1,11 @@
 //! The Bot API calls the gateway makes, with pacing and retries.
 //!
-//! Every call waits for its chat's pause (and the global one) first; edits
-//! also wait for the chat's edit budget. [`Telegram::deliver_new`] and
-//! [`Telegram::deliver_edit`] carry text that must arrive (final replies,
-//! notices, menus): they retry after 429s and network errors and fall back
-//! to plain text when Telegram rejects the HTML. Progress calls are single
+//! Every message call waits for its slot first (the chat's bucket, the
+//! bot's and a group's windows, and any 429 pause; see [`crate::pace`]).
+//! [`Telegram::deliver_new`] and [`Telegram::deliver_edit`] carry text that
+//! must arrive (final replies, notices, menus): they take final-class slots,
+//! retry after 429s and network errors and fall back to plain text when
+//! Telegram rejects the HTML. Progress calls are single preview-class
 //! attempts: a skipped progress edit is simply folded into the next one.
 
 use std::path::Path;
@@ -21,7 +22,8 @@ use teloxide::types::{
     ThreadId,
 };
 
-use crate::api::{Failure, Pacer, Scrubber};
+use crate::api::{Call, Failure, Pacer, Scrubber};
+use crate::pace::Class;
 use crate::render::html_to_plain;
 
 /// Attempts of a must-deliver call before it is given up.
@@ -39,13 +41,6 @@ pub struct Target {
 pub enum Body<'a> {
     Html(&'a str),
     Plain(&'a str),
-}
-
-/// Whether a call is an edit (edit budget) or a send (pauses only).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Edit,
-    Send,
 }
 
 /// The bot, its token scrubber and the pacer.
@@ -173,14 +168,19 @@ impl Telegram {
         result.map(|message| message.id).map_err(|error| self.scrubber.classify(error))
     }
 
-    /// Waits until `target`'s chat may make a call of this kind.
-    async fn wait_turn(&self, target: Target, kind: Kind) {
+    /// Waits until `target`'s chat may make a call of this kind and class:
+    /// its bucket's slot, any pause, then the bot's (and a group's) window.
+    async fn wait_turn(&self, target: Target, call: Call, class: Class) {
         let chat = target.chat.0;
-        if kind == Kind::Edit {
-            sleep_if_future(self.pacer.reserve_edit(chat)).await;
+        sleep_if_future(self.pacer.reserve(chat, class)).await;
+        loop {
+            // A 429 seen meanwhile still holds.
+            sleep_if_future(self.pacer.send_ready_at(chat)).await;
+            match self.pacer.admit(chat, class, call) {
+                Ok(()) => return,
+                Err(retry_at) => sleep_if_future(retry_at).await,
+            }
         }
-        // A 429 seen meanwhile still holds.
-        sleep_if_future(self.pacer.send_ready_at(chat)).await;
     }
 
     /// Runs `call` until it succeeds, honouring 429s and retrying network
@@ -188,7 +188,7 @@ impl Telegram {
     async fn retrying<T, F, Fut>(
         &self,
         target: Target,
-        kind: Kind,
+        kind: Call,
         mut call: F,
     ) -> Result<T, Failure>
     where
@@ -197,12 +197,8 @@ impl Telegram {
     {
         let mut last = Failure::Other("no attempt made".to_owned());
         for attempt in 1..=DELIVER_ATTEMPTS {
-            self.wait_turn(target, kind).await;
-            let result = call().await;
-            if kind == Kind::Edit {
-                self.pacer.edit_done(target.chat.0);
-            }
-            match result {
+            self.wait_turn(target, kind, Class::Final).await;
+            match call().await {
                 Ok(value) => return Ok(value),
                 Err(Failure::RetryAfter(wait)) => {
                     tracing::warn!(
@@ -234,7 +230,7 @@ impl Telegram {
         markup: Option<InlineKeyboardMarkup>,
     ) -> Result<MessageId, Failure> {
         let sent = self
-            .retrying(target, Kind::Send, || {
+            .retrying(target, Call::Send, || {
                 self.send(target, Body::Html(html), silent, markup.clone())
             })
             .await;
@@ -242,7 +238,7 @@ impl Telegram {
             Err(Failure::BadEntities(reason)) => {
                 tracing::warn!(chat = target.chat.0, %reason, "Telegram rejected the HTML; sending plain text");
                 let plain = html_to_plain(html);
-                self.retrying(target, Kind::Send, || {
+                self.retrying(target, Call::Send, || {
                     self.send(target, Body::Plain(&plain), silent, markup.clone())
                 })
                 .await
@@ -260,7 +256,7 @@ impl Telegram {
         markup: Option<InlineKeyboardMarkup>,
     ) -> Result<(), Failure> {
         let edited = self
-            .retrying(target, Kind::Edit, || {
+            .retrying(target, Call::Edit, || {
                 self.edit(target, id, Body::Html(html), markup.clone())
             })
             .await;
@@ -268,7 +264,7 @@ impl Telegram {
             Err(Failure::BadEntities(reason)) => {
                 tracing::warn!(chat = target.chat.0, %reason, "Telegram rejected the HTML; editing as plain text");
                 let plain = html_to_plain(html);
-                self.retrying(target, Kind::Edit, || {
+                self.retrying(target, Call::Edit, || {
                     self.edit(target, id, Body::Plain(&plain), markup.clone())
                 })
                 .await
@@ -284,7 +280,8 @@ impl Telegram {
         id: Option<MessageId>,
         html: &str,
     ) -> Result<Option<MessageId>, Failure> {
-        self.wait_turn(target, Kind::Edit).await;
+        let call = if id.is_some() { Call::Edit } else { Call::Send };
+        self.wait_turn(target, call, Class::Preview).await;
         let result = match id {
             Some(id) => match self.edit(target, id, Body::Html(html), None).await {
                 Err(Failure::BadEntities(_)) => {
@@ -301,7 +298,6 @@ impl Telegram {
             }
             .map(Some),
         };
-        self.pacer.edit_done(target.chat.0);
         if let Err(Failure::RetryAfter(wait)) = &result {
             tracing::warn!(
                 chat = target.chat.0,
@@ -322,14 +318,14 @@ impl Telegram {
         is_image: bool,
     ) -> Result<MessageId, Failure> {
         let sent = self
-            .retrying(target, Kind::Send, || {
+            .retrying(target, Call::Send, || {
                 self.send_file(target, path, file_name, is_image, true)
             })
             .await;
         match sent {
             // Telegram refuses some images as photos (size, ratio): try as a document.
             Err(Failure::Other(_)) if is_image => {
-                self.retrying(target, Kind::Send, || {
+                self.retrying(target, Call::Send, || {
                     self.send_file(target, path, file_name, false, true)
                 })
                 .await

@@ -148,8 +148,21 @@ fn paced_calls(calls: &[Call], chat: i64) -> Vec<Call> {
         .collect()
 }
 
+/// Asserts that `calls` keep to a bucket of `burst` calls at once and one
+/// per `interval` after: no window of length t holds more than
+/// burst + t / interval of them (arrival times, with 20 ms for jitter).
+fn assert_paced(calls: &[&Call], burst: usize, interval: Duration, what: &str) {
+    for (i, first) in calls.iter().enumerate() {
+        for (j, last) in calls.iter().enumerate().skip(i) {
+            let window = last.at.duration_since(first.at) + Duration::from_millis(20);
+            let allowed = burst + (window.as_millis() / interval.as_millis()) as usize;
+            assert!(j - i < allowed, "{what}: {} calls within {window:?}", j - i + 1);
+        }
+    }
+}
+
 #[tokio::test]
-async fn streaming_edits_one_message_within_the_budget_and_ends_with_the_final_text() {
+async fn streaming_keeps_to_the_chat_s_pace_and_the_final_notifies_as_a_new_message() {
     let interval = Duration::from_millis(300);
     let harness = Harness::start(Options { edit_interval: interval, ..Options::default() }).await;
     let (a, b) = tokio::join!(
@@ -164,25 +177,33 @@ async fn streaming_edits_one_message_within_the_budget_and_ends_with_the_final_t
     for chat in [1, 5] {
         let paced = paced_calls(&calls, chat);
         assert!(paced.len() >= 3, "chat {chat} streamed only {} updates", paced.len());
-        for pair in paced.windows(2) {
-            let gap = pair[1].at.duration_since(pair[0].at);
-            // Pacing counts from the completion of the previous edit: strictly apart.
-            assert!(gap >= interval, "chat {chat}: two edits {gap:?} apart");
-        }
-        let previews: Vec<_> =
+        let previews: Vec<&Call> = paced.iter().collect();
+        // Previews leave the burst's last slot to the final: two at once at most.
+        assert_paced(&previews, 2, interval, &format!("chat {chat} previews"));
+        let all: Vec<&Call> = calls
+            .iter()
+            .filter(|c| c.chat_id == Some(chat) && c.ok)
+            .filter(|c| c.method == "sendmessage" || c.method == "editmessagetext")
+            .collect();
+        assert_paced(&all, 3, interval, &format!("chat {chat}"));
+        let sends: Vec<_> =
             calls.iter().filter(|c| c.method == "sendmessage" && c.chat_id == Some(chat)).collect();
-        assert_eq!(previews.len(), 1, "one message per turn, edited in place");
-        assert!(previews[0].silent(), "the preview is silent");
-        let id = previews[0].params["message_id"].as_i64();
-        assert!(id.is_none());
+        assert_eq!(sends.len(), 2, "one preview, edited in place, and the final");
+        assert!(sends[0].silent(), "the preview is silent");
+        assert!(!sends[1].silent(), "the final notifies");
+        let preview_id = sends[0].message_id.expect("the preview was sent");
+        assert!(
+            calls.iter().any(|c| c.method == "deletemessage"
+                && c.chat_id == Some(chat)
+                && c.int("message_id") == Some(preview_id)),
+            "chat {chat}: the preview is deleted once the final is out"
+        );
     }
-    let first = sends_to(&calls, 1)[0].clone();
+    let sends = sends_to(&calls, 1);
+    assert_eq!(sends[1].str("text"), Some("Final <b>answer</b> A"));
+    assert!(sends[0].str("text").is_some_and(|t| t.contains("word0")));
     let edits: Vec<_> =
         calls.iter().filter(|c| c.method == "editmessagetext" && c.chat_id == Some(1)).collect();
-    let message_id =
-        edits.last().expect("edits happened").int("message_id").expect("edits name the message");
-    assert_eq!(harness.api.text_of(1, message_id).as_deref(), Some("Final <b>answer</b> A"));
-    assert!(first.str("text").is_some_and(|t| t.contains("word0")));
     assert!(
         edits.iter().any(|e| e.str("text").is_some_and(|t| t.contains("🔧 Bash"))),
         "tools show in the status line"
@@ -195,9 +216,13 @@ async fn streaming_edits_one_message_within_the_budget_and_ends_with_the_final_t
 
 #[tokio::test]
 async fn the_final_text_arrives_despite_429s_and_failed_edits() {
-    let harness =
-        Harness::start(Options { edit_interval: Duration::from_millis(200), ..Options::default() })
-            .await;
+    // With notify_final off the final is an edit of the preview, retried through 429s.
+    let options = Options {
+        edit_interval: Duration::from_millis(200),
+        notify_final: false,
+        ..Options::default()
+    };
+    let harness = Harness::start(options).await;
     harness.api.inject(Fault {
         method: "editmessagetext".into(),
         chat_id: Some(1),
@@ -593,11 +618,50 @@ async fn an_error_ends_the_turn_below_the_streamed_text() {
     };
     let id = harness.act(1, "", "t", Out::Error(error));
     assert_eq!(harness.core.wait_ack(id, WAIT).await.map(|ack| ack.error), Some(String::new()));
-    let preview = sends_to(&harness.api.calls(), 1)[0].clone();
-    assert!(preview.silent());
-    let edit = harness.api.calls_of("editmessagetext").pop().expect("the preview became the error");
+    let sends = sends_to(&harness.api.calls(), 1);
+    assert!(sends[0].silent(), "the preview is silent");
+    assert!(!sends[1].silent(), "the error notifies");
     assert_eq!(
-        edit.str("text"),
+        sends[1].str("text"),
         Some("Half an answer\n\n⚠️ the run timed out &lt;after 10 min&gt;")
     );
+    let preview_id = sends[0].message_id.expect("the preview was sent");
+    let deleted = harness.api.calls_of("deletemessage");
+    assert!(deleted.iter().any(|c| c.int("message_id") == Some(preview_id)));
+}
+
+#[tokio::test]
+async fn a_status_alone_sends_nothing_and_a_final_after_a_preview_is_not_held_back() {
+    // A long interval: a final that waited for the pace would be seconds late.
+    let interval = Duration::from_secs(5);
+    let harness = Harness::start(Options { edit_interval: interval, ..Options::default() }).await;
+    harness.act(1, "", "t", Out::TurnStarted(pb::TurnStarted::default()));
+    let requesting = pb::StatusAction { status: "requesting".into(), detail: String::new() };
+    harness.act(1, "", "t", Out::Status(requesting));
+    assert!(
+        harness
+            .api
+            .wait_until(WAIT, |calls| calls.iter().any(|c| c.method == "sendchataction"))
+            .await,
+        "typing covers \"working\""
+    );
+    // Nothing else may come: give a wrong placeholder every chance to show.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(sends_to(&harness.api.calls(), 1).is_empty(), "no placeholder message");
+
+    harness.act(1, "", "t", delta("Hello"));
+    assert!(
+        harness
+            .api
+            .wait_until(WAIT, |calls| calls.iter().any(|c| c.str("text") == Some("Hello")))
+            .await,
+        "the first message is the real text"
+    );
+    let id = harness.act(1, "", "t", final_reply("Hello there"));
+    assert_eq!(harness.core.wait_ack(id, WAIT).await.map(|ack| ack.error), Some(String::new()));
+    let sends = sends_to(&harness.api.calls(), 1);
+    assert_eq!(sends.len(), 2, "{sends:#?}");
+    assert_eq!(sends[1].str("text"), Some("Hello there"));
+    let held = sends[1].at.duration_since(sends[0].at);
+    assert!(held < interval, "the final waited {held:?} behind its preview");
 }

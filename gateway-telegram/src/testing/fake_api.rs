@@ -30,6 +30,8 @@ pub struct Call {
     pub at: Instant,
     /// Whether the fake answered with success.
     pub ok: bool,
+    /// The id of the message a successful send created.
+    pub message_id: Option<i64>,
 }
 
 impl Call {
@@ -265,6 +267,7 @@ async fn method(
         .get("chat_id")
         .and_then(|value| value.as_i64().or_else(|| value.as_str()?.parse().ok()));
     let mut inner = shared.inner.locked();
+    let before = inner.next_message_id;
     let fault = take_fault(&mut inner, &method, chat_id, &params);
     let response = match fault {
         Some(FaultKind::RetryAfter(seconds)) => error(
@@ -285,7 +288,8 @@ async fn method(
         None => answer(&mut inner, &method, chat_id, &params),
     };
     let ok = response.status().is_success();
-    inner.calls.push(Call { method, chat_id, params, at: Instant::now(), ok });
+    let message_id = (inner.next_message_id != before).then_some(inner.next_message_id);
+    inner.calls.push(Call { method, chat_id, params, at: Instant::now(), ok, message_id });
     response
 }
 
@@ -410,6 +414,7 @@ async fn get_updates(shared: &Shared, params: &Value) -> Response {
                 params: params.clone(),
                 at: Instant::now(),
                 ok: true,
+                message_id: None,
             });
             if !inner.pending.is_empty() {
                 let updates: Vec<Value> = inner.pending.iter().cloned().collect();

@@ -31,6 +31,7 @@ pub struct Options {
     pub group_mention_only: bool,
     pub edit_interval: Duration,
     pub max_download_bytes: u64,
+    pub notify_final: bool,
 }
 
 impl Default for Options {
@@ -41,6 +42,7 @@ impl Default for Options {
             group_mention_only: false,
             edit_interval: Duration::from_millis(300),
             max_download_bytes: 1 << 20,
+            notify_final: true,
         }
     }
 }
@@ -93,6 +95,7 @@ impl Harness {
             core: core.channel().await,
             version: "test".to_owned(),
             link: Arc::default(),
+            delivery: crate::deliver::DeliveryOptions { notify_final: options.notify_final },
             telegram_reachable: Arc::new(AtomicBool::new(false)),
         };
         let shutdown = CancellationToken::new();

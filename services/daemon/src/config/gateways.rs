@@ -25,8 +25,14 @@ pub struct TelegramConfig {
     pub allowed_group_ids: Vec<i64>,
     /// In groups, answer only when mentioned or replied to.
     pub group_mention_only: bool,
-    /// Least time between two edits of messages in one chat, in milliseconds.
+    /// Long-run pace of one chat: one message or edit per this many milliseconds.
     pub edit_interval_ms: u64,
+    /// Messages and edits one chat may get at once before the pace applies
+    /// (previews leave the last one to the final answer).
+    pub burst: u32,
+    /// The final answer notifies: sent as a new message (its silent preview
+    /// deleted) instead of an edit, which Telegram never notifies.
+    pub notify_final: bool,
     /// Largest incoming file downloaded, in bytes.
     pub max_download_bytes: u64,
 }
@@ -42,6 +48,8 @@ impl Default for TelegramConfig {
             allowed_group_ids: Vec::new(),
             group_mention_only: false,
             edit_interval_ms: 1000,
+            burst: 3,
+            notify_final: true,
             max_download_bytes: 20 * 1024 * 1024,
         }
     }
@@ -81,6 +89,12 @@ impl TelegramConfig {
         }
         if self.edit_interval_ms < 100 {
             return Err(Invalid::new("telegram.edit_interval_ms", "must be at least 100"));
+        }
+        if !(2..=20).contains(&self.burst) {
+            return Err(Invalid::new(
+                "telegram.burst",
+                "must be 2 to 20 (one slot is kept for the final answer)",
+            ));
         }
         Ok(())
     }
