@@ -6,3 +6,4 @@
 pub mod fake_model;
 pub mod gateway;
 pub mod harness;
+pub mod real_cli;

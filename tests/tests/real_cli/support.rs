@@ -11,40 +11,9 @@ use ductor_proto::pb::run_event::Kind;
 use ductor_proto::pb::runner_client::RunnerClient;
 use ductor_tests::fake_model::{FakeModel, SlowPace};
 use ductor_tests::harness::{bin_dir, command};
+pub use ductor_tests::real_cli::Cli;
+use ductor_tests::real_cli::{cli_cache, installed_cli, provider_files, provider_section};
 use tonic::transport::Channel;
-
-/// The three CLIs under test.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cli {
-    Claude,
-    Codex,
-    Gemini,
-}
-
-impl Cli {
-    pub fn name(self) -> &'static str {
-        match self {
-            Cli::Claude => "claude",
-            Cli::Codex => "codex",
-            Cli::Gemini => "gemini",
-        }
-    }
-
-    /// The version `tests/setup/install-clis.sh` installs.
-    pub fn pinned_version(self) -> &'static str {
-        match self {
-            Cli::Claude => "2.1.330",
-            Cli::Codex => "0.169.0",
-            Cli::Gemini => "0.61.0",
-        }
-    }
-
-    /// Whether assistant text streams in several deltas (`codex exec --json` gives the
-    /// whole message at once).
-    pub fn streams_text(self) -> bool {
-        self != Cli::Codex
-    }
-}
 
 /// How long any one wait may take (`DUCTOR_TEST_PATIENCE_MS`, default 60 s). A bound
 /// against hangs, not a time budget.
@@ -64,28 +33,6 @@ fn missing(test: &str, what: &str) {
     // must be seen.
     use std::io::Write as _;
     let _ = writeln!(std::io::stderr(), "SKIP real_cli::{test}: {what}");
-}
-
-/// Where `tests/setup/install-clis.sh` puts the CLIs.
-fn cli_cache() -> PathBuf {
-    std::env::var_os("DUCTOR_CLI_CACHE")
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/clis"))
-}
-
-fn installed_cli(cli: Cli) -> Option<PathBuf> {
-    let path = cli_cache().join(cli.name()).join("node_modules/.bin").join(cli.name());
-    path.is_file().then_some(path)
-}
-
-/// A TOML basic string (JSON string escapes are valid TOML escapes).
-fn toml_str(text: &str) -> String {
-    serde_json::to_string(text).expect("a string always serializes")
-}
-
-fn toml_path(path: &Path) -> String {
-    toml_str(&path.display().to_string())
 }
 
 /// A fake model, a runner configured for one CLI, and the directories they use.
@@ -371,64 +318,12 @@ fn processes_with_marker(marker: &str) -> Vec<(u32, String)> {
     found
 }
 
-/// Writes the provider's state files under `cli_home`; returns the CLI's extra
-/// environment (`[providers.<cli>].env`).
-fn provider_files(cli: Cli, cli_home: &Path, base_url: &str) -> Vec<(&'static str, String)> {
-    let home = cli_home.display().to_string();
-    match cli {
-        Cli::Claude => vec![
-            ("HOME", home),
-            ("ANTHROPIC_BASE_URL", base_url.to_owned()),
-            ("ANTHROPIC_API_KEY", "sk-ant-fake-key".to_owned()),
-            ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1".to_owned()),
-            ("DISABLE_AUTOUPDATER", "1".to_owned()),
-            ("DISABLE_TELEMETRY", "1".to_owned()),
-            ("DISABLE_ERROR_REPORTING", "1".to_owned()),
-        ],
-        Cli::Codex => {
-            let config = format!(
-                "model = \"gpt-5.5\"\nmodel_provider = \"fake\"\n\n[model_providers.fake]\n\
-                 name = \"fake\"\nbase_url = {}\nwire_api = \"responses\"\n\
-                 env_key = \"FAKE_LLM_API_KEY\"\n",
-                toml_str(&format!("{base_url}/v1"))
-            );
-            std::fs::write(cli_home.join("config.toml"), config).expect("write codex config.toml");
-            vec![
-                ("HOME", home.clone()),
-                ("CODEX_HOME", home),
-                ("FAKE_LLM_API_KEY", "fake-key".to_owned()),
-            ]
-        }
-        Cli::Gemini => {
-            let dot = cli_home.join(".gemini");
-            std::fs::create_dir_all(&dot).expect("create .gemini");
-            let settings = serde_json::json!({
-                "security": {"auth": {"selectedType": "gemini-api-key"}},
-                "general": {"enableAutoUpdate": false, "enableAutoUpdateNotification": false},
-                "privacy": {"usageStatisticsEnabled": false},
-            });
-            std::fs::write(dot.join("settings.json"), settings.to_string())
-                .expect("write gemini settings.json");
-            vec![
-                ("HOME", home.clone()),
-                ("GEMINI_CLI_HOME", home),
-                ("GEMINI_API_KEY", "fake-key".to_owned()),
-                ("GOOGLE_GEMINI_BASE_URL", base_url.to_owned()),
-            ]
-        }
-    }
-}
-
 /// The runner's `config.toml`: the CLI's binary and environment, and short timeouts
 /// so a wedged CLI fails the test instead of hanging it.
 fn runner_config(cli: Cli, binary: &Path, env: &[(&str, String)]) -> String {
-    let env: Vec<String> = env.iter().map(|(k, v)| format!("{k} = {}", toml_str(v))).collect();
     format!(
-        "[runner]\nstop_grace_ms = 1000\ntotal_timeout_ms = 120000\nidle_timeout_ms = 60000\n\n\
-         [providers.{name}]\nbinary = {binary}\nenv = {{ {env} }}\n",
-        name = cli.name(),
-        binary = toml_path(binary),
-        env = env.join(", "),
+        "[runner]\nstop_grace_ms = 1000\ntotal_timeout_ms = 120000\nidle_timeout_ms = 60000\n\n{}",
+        provider_section(cli, binary, env)
     )
 }
 
