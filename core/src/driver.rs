@@ -273,9 +273,19 @@ impl<E: Env + 'static> Driver<E> {
     async fn execute(&mut self, effect: Effect) {
         let failure = match effect {
             Effect::Send(action) => {
+                match &action.kind {
+                    OutKind::Final(_) => {
+                        tracing::debug!(turn_id = action.turn_id, "sending the final reply")
+                    }
+                    OutKind::Delta(_) => {
+                        tracing::trace!(turn_id = action.turn_id, "sending a delta")
+                    }
+                    _ => {}
+                }
                 self.outbox.send(action).await.err().map(|e| ("send an action", e))
             }
             Effect::StartRun(request) => {
+                tracing::debug!(run_id = request.run_id, "starting a run");
                 self.runner.spawn_run(request, self.sink.clone(), self.shutdown.child_token());
                 None
             }

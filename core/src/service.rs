@@ -258,6 +258,12 @@ impl Reader {
             .call(move |c| store::accept_inbound(c, &event_id, &key, &preview))
             .await
             .map_err(CoreServiceError::store("journal an inbound event"))?;
+        tracing::debug!(
+            transport,
+            event_id = inbound.event_id,
+            fresh,
+            "journaled an inbound event"
+        );
         let accepted = pb::InboundAccepted { event_id: inbound.event_id.clone() };
         let _ = self
             .tx

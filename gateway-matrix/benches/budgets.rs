@@ -1,8 +1,11 @@
 //! Prints the Matrix gateway's budget figures against the local Synapse
 //! (`tests/setup/synapse.sh`): idle RSS of the real `ductor-gateway-matrix`
 //! process (target < 40 MB), restart to first answered message (< 3 s), and
-//! an encrypted round trip after the first key exchange (< 1 s). Core is the
-//! scripted fake core on the real socket; the user is a matrix-sdk client.
+//! an encrypted round trip after the first key exchange (< 1 s), and a
+//! streamed turn (segment mode): its first segment and its final answer as
+//! seen by the user, which must come as fast as a plain answer (nothing is
+//! held back for pacing). Core is the scripted fake core on the real socket;
+//! the user is a matrix-sdk client.
 //!
 //! Run: `cargo bench -p ductor-gateway-matrix --bench budgets` (release), or
 //! add `--profile dev` for a quick debug-build figure.
@@ -127,6 +130,15 @@ async fn main() {
         trips.push(round_trip(&alice, &room_id, &bot, &format!("ping {i}")).await);
     }
     trips.sort();
+    let mut segments = Vec::new();
+    let mut finals = Vec::new();
+    for _ in 0..5 {
+        let (segment, answer) = streamed_turn(&alice, &room_id, &bot).await;
+        segments.push(segment);
+        finals.push(answer);
+    }
+    segments.sort();
+    finals.sort();
 
     tokio::time::sleep(Duration::from_secs(3)).await;
     let idle_rss = rss_kib(gateway.id());
@@ -169,13 +181,32 @@ async fn main() {
         trips[trips.len() - 1]
     );
     println!("  encrypted round trip after the restart:    {after_restart:?}");
+    println!(
+        "  streamed turn (segment mode): first segment visible median {:?}, final answer median {:?} (a plain answer: {:?})",
+        segments[segments.len() / 2],
+        finals[finals.len() / 2],
+        trips[trips.len() / 2]
+    );
 }
 
-/// The binary under test: `DUCTOR_BENCH_GATEWAY` (e.g. the one `deploy/build.sh`
-/// put in `target/release/`, or one from a `--workspace` build, whose features
-/// are unified with the other services'), else the one cargo built for this bench.
-fn gateway_binary() -> std::path::PathBuf {
-    std::env::var_os("DUCTOR_BENCH_GATEWAY")
-        .filter(|path| !path.is_empty())
-        .map_or_else(|| env!("CARGO_BIN_EXE_ductor-gateway-matrix").into(), Into::into)
+/// The default script's `stream` turn: when its first segment (text before
+/// the tool call) and its final answer are visible to the user.
+async fn streamed_turn(alice: &TestUser, room: &RoomId, bot: &UserId) -> (Duration, Duration) {
+    let before = alice.messages_from(room, bot).len();
+    let started = Instant::now();
+    alice.room(room).send(RoomMessageEventContent::text_plain("stream")).await.expect("send");
+    let mut segment = None;
+    loop {
+        let messages = alice.messages_from(room, bot);
+        let new = &messages[before.min(messages.len())..];
+        let has = |needle: &str| new.iter().any(|(_, body, _)| body.contains(needle));
+        if segment.is_none() && has("Looking around.") {
+            segment = Some(started.elapsed());
+        }
+        if has("All **done**.") {
+            return (segment.unwrap_or_default(), started.elapsed());
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "the streamed turn never ended");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
 }

@@ -240,6 +240,7 @@ impl Lane {
             return;
         };
         let existing = turn.shown.get(index).map(|shown| shown.id);
+        tracing::debug!(chat = self.target.chat.0, edit = existing.is_some(), "preview");
         match self.telegram.progress(self.target, existing, &chunks[index]).await {
             Ok(sent) => {
                 let shown = Shown {
@@ -428,6 +429,7 @@ impl Lane {
                 errors.push(format!("file {}: {failure}", file.path));
             }
         }
+        tracing::debug!(chat = self.target.chat.0, "delivered a final reply");
         if errors.is_empty() { Ok(()) } else { Err(errors.join("; ")) }
     }
 

@@ -271,6 +271,7 @@ impl Inbound {
 
     /// Hands `event` to the link (waiting while core's backlog is full).
     async fn emit(&mut self, event: pb::InboundEvent) {
+        tracing::debug!(event_id = event.event_id, "forwarding an update to core");
         match self.events.send(event).await {
             Ok(receipt) => self.receipts.push(receipt),
             // Only at shutdown; the update is not confirmed to Telegram.

@@ -287,6 +287,8 @@ struct Supervisor {
     reason: Option<Reason>,
     kill_at: Option<tokio::time::Instant>,
     fatal_reported: bool,
+    /// A text event was seen (logged once, for latency traces).
+    text_seen: bool,
 }
 
 impl Supervisor {
@@ -315,6 +317,7 @@ impl Supervisor {
             reason: None,
             kill_at: None,
             fatal_reported: false,
+            text_seen: false,
         }
     }
 
@@ -324,6 +327,7 @@ impl Supervisor {
             tracing::warn!(%error, "failed to record the run's pid");
         }
         self.hooks.started(pid);
+        tracing::debug!(run_id = %self.prepared.spec.run_id, pid, "spawned");
         let started = Event::Started {
             pid,
             sandbox: if self.prepared.sandboxed { "landlock" } else { "none" }.into(),
@@ -452,6 +456,7 @@ impl Supervisor {
             }
             Wake::Line(None) => state.stdout_open = false,
             Wake::Exited(status) => {
+                tracing::debug!(run_id = %self.prepared.spec.run_id, ?status, "the CLI exited");
                 state.status = Some(status);
                 self.kill_group(Signal::SIGKILL);
                 state.drain_deadline = Some(tokio::time::Instant::now() + DRAIN_AFTER_EXIT);
@@ -564,8 +569,13 @@ impl Supervisor {
         }
         for mut event in events {
             match &mut event {
+                Event::Text(_) if !self.text_seen => {
+                    self.text_seen = true;
+                    tracing::debug!(run_id = %self.prepared.spec.run_id, "first text");
+                }
                 Event::Session(id) => self.hooks.session(id),
                 Event::Result(result) => {
+                    tracing::debug!(run_id = %self.prepared.spec.run_id, "result line");
                     if result.duration_ms == 0 {
                         // The CLI gave none (codex): the runner's own clock since spawn.
                         result.duration_ms = self.started.elapsed().as_millis() as u64;

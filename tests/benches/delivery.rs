@@ -41,36 +41,42 @@ async fn main() {
     let slow = SlowPace { chunks: 20, delay: Duration::from_millis(200) };
     let model = FakeModel::start_on(0, slow).await.expect("start the fake model API");
 
-    println!("== the CLI alone ({ROUNDS} runs each, from spawn)");
-    let echo_alone = stack::cli_alone(&claude, &model, "echo", ROUNDS).await;
-    let slow_alone = stack::cli_alone(&claude, &model, "slow", ROUNDS).await;
-    println!(
-        "echo: first text delta p50 {}, result line p50 {}",
-        ms(echo_alone.first_p50()),
-        ms(echo_alone.result_p50())
-    );
-    println!(
-        "slow: first text delta p50 {}, result line p50 {}",
-        ms(slow_alone.first_p50()),
-        ms(slow_alone.result_p50())
-    );
-
     let stack = stack::Stack::up(&claude, &model).await;
-    println!("\n== through ductor ({ROUNDS} turns each, from the user's message)");
-    let echo = stack.turns("echo", ROUNDS, 1000).await;
-    echo.print("echo");
-    let slow_turns = stack.turns("slow", ROUNDS, 2000).await;
-    slow_turns.print("slow");
+    let base = stack.baseline(&claude);
+    // The machine is shared and noisy: each ductor turn is paired with a run
+    // of the CLI alone just before it, and the figures are the medians of
+    // both and of the per-pair differences.
     println!(
-        "budgets: echo answer visible p50 {} vs CLI result {} (budget +20 ms); slow first text p50 {} vs CLI first delta {} (budget +50 ms)",
-        ms(echo.visible_p50()),
-        ms(echo_alone.result_p50()),
-        ms(slow_turns.first_text_p50()),
-        ms(slow_alone.first_p50()),
+        "== {ROUNDS} pairs each: the CLI alone (from spawn, same workspace, fresh TMPDIR), then a turn through ductor (from the user's message)"
     );
+    let mut chat = 1000;
+    for kind in ["echo", "slow"] {
+        let mut alone = stack::Alone::default();
+        let mut turns = stack::Turns::default();
+        for round in 0..ROUNDS {
+            alone.push(stack::one_cli(&base, format!("{kind} alone round{round}")).await);
+            turns.push(stack.turn(kind, chat).await);
+            chat += 1;
+        }
+        println!(
+            "{kind} alone: first text delta p50 {}, last text delta p50 {}, result line p50 {}",
+            ms(alone.first_p50()),
+            ms(alone.last_p50()),
+            ms(alone.result_p50())
+        );
+        turns.print(kind);
+        let visible = stack::pairwise(&turns.visible(), &alone.results());
+        let first = stack::pairwise(&turns.first_texts(), &alone.firsts());
+        println!(
+            "{kind}: ductor's cost per pair p50: answer visible - CLI result {} (budget +20 ms); first real text - CLI first delta {} (budget +50 ms)",
+            ms_signed(visible),
+            ms_signed(first),
+        );
+    }
+    let together = stack::cli_alone_together(&base, 10).await;
 
     println!("\n== ten chats at once");
-    stack.ten_at_once(3000, &echo_alone).await;
+    stack.ten_at_once(3000, &together).await;
     stack.down().await;
 
     let soak_secs =
@@ -84,6 +90,11 @@ async fn main() {
 /// A duration in milliseconds, for the tables.
 pub fn ms(duration: Duration) -> String {
     format!("{:.0} ms", duration.as_secs_f64() * 1000.0)
+}
+
+/// A signed figure in milliseconds.
+pub fn ms_signed(millis: f64) -> String {
+    format!("{millis:+.0} ms")
 }
 
 /// The median of `values` (zero when empty).

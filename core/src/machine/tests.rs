@@ -255,6 +255,23 @@ fn a_message_runs_a_turn_and_its_result_becomes_a_final_reply() {
 }
 
 #[test]
+fn the_result_line_answers_at_once_and_the_exit_closes_the_turn() {
+    let mut h = harness();
+    let run = starts(&h.say("first"))[0].run_id.clone();
+    h.say("second");
+    let result = RunResult { text: "done".into(), session_id: "s1".into(), ..Default::default() };
+    let effects = h.run(&run, RunEvent::Result(result));
+    assert_eq!(finals(&effects).len(), 1, "the reply goes out with the result line");
+    assert!(starts(&effects).is_empty(), "the queued message waits for the CLI to exit");
+    assert_eq!(h.machine.active_turns(), 1);
+    let effects = h.run(&run, RunEvent::Exited(RunOutcome::Completed));
+    assert!(finals(&effects).is_empty(), "no second reply at the exit");
+    assert!(errors(&effects).is_empty());
+    assert_eq!(starts(&effects)[0].prompt, "second");
+    assert!(effects.iter().any(|e| matches!(e, Effect::Journal { state: InboundState::Done, .. })));
+}
+
+#[test]
 fn streamed_text_reaches_gateways_without_the_agents_markup() {
     let mut h = harness();
     let run = starts(&h.say("ask me"))[0].run_id.clone();

@@ -57,6 +57,9 @@ pub(super) struct Turn {
     pub(super) discard: bool,
     /// Takes the agent's markup out of the streamed text.
     stream: markup::StreamFilter,
+    /// The reply went out when the result line came (the CLI may take tens
+    /// of milliseconds more to exit); the exit only closes the turn.
+    answered: Option<TurnOutcome>,
 }
 
 impl Turn {
@@ -95,6 +98,7 @@ impl<E: Env> Machine<E> {
             stop: None,
             discard: false,
             stream: markup::StreamFilter::default(),
+            answered: None,
         };
         self.journal(key, &turn.input.event_id, InboundState::Running, &turn_id);
         if !turn.silent() {
@@ -193,7 +197,11 @@ impl<E: Env> Machine<E> {
             }
             RunEvent::Status { status, detail } => Some(OutKind::Status { status, detail }),
             RunEvent::Result(result) => {
-                turn.result = Some(result);
+                let answer_now = !result.is_error && turn.answered.is_none();
+                turn.result = Some(result.clone());
+                if answer_now {
+                    self.answer_early(&key, result);
+                }
                 None
             }
             RunEvent::Error(error) => {
@@ -228,6 +236,30 @@ impl<E: Env> Machine<E> {
              interrupted. It was not re-run; send your message again to retry. The session is kept."
         );
         self.end_turn(&key, Err(("interrupted".to_owned(), message)));
+    }
+
+    /// A successful result line is the answer: it goes out at once, before
+    /// the CLI has exited (completion is the result line, never the exit).
+    fn answer_early(&mut self, key: &SessionKey, result: RunResult) {
+        let Some(turn) = self.chats.get_mut(key).and_then(|c| c.active.take()) else { return };
+        self.context_lost_notice(key, &turn);
+        let outcome = self.deliver_result(key, &turn, result);
+        if let Some(turn) = self.chats.get_mut(key).map(|c| c.active.insert(turn)) {
+            turn.answered = Some(outcome);
+        }
+    }
+
+    /// Says, before the reply, that an unknown resume id made this a fresh session.
+    fn context_lost_notice(&mut self, key: &SessionKey, turn: &Turn) {
+        if turn.context_lost {
+            let text = format!(
+                "⚠️ Your previous {} session could not be resumed, so its context is lost. \
+                 This turn ran in a fresh session.",
+                turn.provider
+            );
+            let (turn_id, reply_to) = (&turn.turn_id, &turn.input.event_id);
+            self.send(key, turn_id, reply_to, OutKind::Notice { text, notify: false });
+        }
     }
 
     /// The run exited: decide the reply, or retry once on an unknown session.
@@ -265,17 +297,13 @@ impl<E: Env> Machine<E> {
     fn end_turn(&mut self, key: &SessionKey, verdict: Result<RunResult, (String, String)>) {
         let Some(turn) = self.chats.get_mut(key).and_then(|c| c.active.take()) else { return };
         let (turn_id, reply_to) = (turn.turn_id.clone(), turn.input.event_id.clone());
-        if turn.context_lost {
-            let text = format!(
-                "⚠️ Your previous {} session could not be resumed, so its context is lost. \
-                 This turn ran in a fresh session.",
-                turn.provider
-            );
-            self.send(key, &turn_id, &reply_to, OutKind::Notice { text, notify: false });
+        if turn.answered.is_none() {
+            self.context_lost_notice(key, &turn);
         }
-        let outcome = match verdict {
-            Ok(result) => self.deliver_result(key, &turn, result),
-            Err((kind, message)) => {
+        let outcome = match (verdict, turn.answered.clone()) {
+            (_, Some(answered)) => answered,
+            (Ok(result), None) => self.deliver_result(key, &turn, result),
+            (Err((kind, message)), None) => {
                 self.record_error(format!("{key}: {kind}: {message}"));
                 let error = OutKind::Error { message: message.clone(), kind: kind.clone() };
                 self.send(key, &turn_id, &reply_to, error);

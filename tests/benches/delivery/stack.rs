@@ -15,41 +15,107 @@ use super::{ms, p50};
 
 const TOKEN: &str = "123456:BENCH-delivery-token";
 
-/// When the CLI alone printed its first text delta and its result line.
+/// When the CLI alone printed its first and last text delta and its result line.
 #[derive(Debug, Default)]
 pub struct Alone {
     first: Vec<Duration>,
+    last: Vec<Duration>,
     result: Vec<Duration>,
 }
 
 impl Alone {
+    pub fn push(&mut self, (first, last, result): (Duration, Duration, Duration)) {
+        self.first.push(first);
+        self.last.push(last);
+        self.result.push(result);
+    }
+
+    pub fn firsts(&self) -> Vec<Duration> {
+        self.first.clone()
+    }
+
+    pub fn results(&self) -> Vec<Duration> {
+        self.result.clone()
+    }
+
     pub fn first_p50(&self) -> Duration {
         p50(&self.first)
+    }
+
+    pub fn last_p50(&self) -> Duration {
+        p50(&self.last)
     }
 
     pub fn result_p50(&self) -> Duration {
         p50(&self.result)
     }
+
+    /// The slowest result (for runs started together).
+    pub fn result_max(&self) -> Duration {
+        self.result.iter().max().copied().unwrap_or_default()
+    }
 }
 
-/// Runs `claude` `rounds` times on a `kind` prompt, as the runner would
-/// for a new turn (`runner/src/provider/claude.rs`, bypass mode).
-#[allow(clippy::disallowed_methods)] // The bench's baseline: the CLI without ductor.
-pub async fn cli_alone(claude: &Path, model: &FakeModel, kind: &str, rounds: usize) -> Alone {
-    let dir = tempfile::tempdir().expect("a temporary home");
-    let env = provider_files(Cli::Claude, dir.path(), &model.base_url());
+/// One line's meaning for the timings: a text delta, the result, or neither.
+fn line_kind(line: &str) -> Option<&'static str> {
+    let value: serde_json::Value = serde_json::from_str(line).ok()?;
+    match value["type"].as_str()? {
+        "result" => Some("result"),
+        "stream_event" if value["event"]["delta"]["type"] == "text_delta" => Some("text"),
+        _ => None,
+    }
+}
+
+/// Where the CLI alone runs: in the stack's workspace with its main memory
+/// appended to the system prompt, as the runner starts a new session.
+pub struct Baseline<'a> {
+    pub claude: &'a Path,
+    pub workspace: std::path::PathBuf,
+    pub memory: String,
+    pub env: Vec<(&'static str, String)>,
+}
+
+/// The median of `a[i] - b[i]`, in milliseconds.
+pub fn pairwise(a: &[Option<Duration>], b: &[Duration]) -> f64 {
+    let mut diffs: Vec<f64> = a
+        .iter()
+        .zip(b)
+        .filter_map(|(a, b)| Some(a.as_ref()?.as_secs_f64() * 1000.0 - b.as_secs_f64() * 1000.0))
+        .collect();
+    diffs.sort_by(f64::total_cmp);
+    diffs.get(diffs.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// Runs `count` `claude` at once on echo prompts.
+pub async fn cli_alone_together(base: &Baseline<'_>, count: usize) -> Alone {
+    let runs = (0..count).map(|i| one_cli(base, format!("echo together {i}")));
     let mut alone = Alone::default();
-    for round in 0..rounds {
-        let prompt = format!("{kind} alone round{round}");
+    for run in futures::future::join_all(runs).await {
+        alone.push(run);
+    }
+    alone
+}
+
+/// One `claude` run as the runner starts a new turn
+/// (`runner/src/provider/claude.rs`, bypass mode): when it printed its first
+/// and last text delta and its result line, from spawn.
+#[allow(clippy::disallowed_methods)] // The bench's baseline: the CLI without ductor.
+pub async fn one_cli(base: &Baseline<'_>, prompt: String) -> (Duration, Duration, Duration) {
+    {
+        // As the runner does: a fresh TMPDIR for every run.
+        let tmp = tempfile::tempdir().expect("a TMPDIR");
         let started = Instant::now();
-        let mut child = tokio::process::Command::new(claude)
-            .args(["-p", &prompt, "--output-format", "stream-json", "--verbose"])
+        let mut child = tokio::process::Command::new(base.claude)
+            .args(["-p", prompt.as_str(), "--output-format", "stream-json", "--verbose"])
             .args(["--include-partial-messages", "--permission-mode", "bypassPermissions"])
+            .args(["--append-system-prompt", base.memory.as_str()])
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("IS_SANDBOX", "1")
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .current_dir(dir.path())
+            .envs(base.env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("TMPDIR", tmp.path())
+            .current_dir(&base.workspace)
+            .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .kill_on_drop(true)
@@ -57,26 +123,31 @@ pub async fn cli_alone(claude: &Path, model: &FakeModel, kind: &str, rounds: usi
             .expect("spawn claude");
         let stdout = child.stdout.take().expect("piped stdout");
         let mut lines = tokio::io::BufReader::new(stdout).lines();
-        let mut first = None;
+        let (mut first, mut last, mut result) = (None, None, Duration::ZERO);
         while let Ok(Some(line)) = lines.next_line().await {
-            if first.is_none() && line.contains("\"text_delta\"") {
-                first = Some(started.elapsed());
-            }
-            if line.starts_with("{\"type\":\"result\"") {
-                alone.result.push(started.elapsed());
-                break;
+            match line_kind(&line) {
+                Some("text") => {
+                    first.get_or_insert(started.elapsed());
+                    last = Some(started.elapsed());
+                }
+                Some("result") => {
+                    result = started.elapsed();
+                    break;
+                }
+                _ => {}
             }
         }
-        alone.first.push(first.unwrap_or_default());
         let _ = child.wait().await;
+        (first.unwrap_or_default(), last.unwrap_or_default(), result)
     }
-    alone
 }
 
 /// ductorctl up with the Telegram gateway on the fake Bot API.
 pub struct Stack {
     pub api: FakeBotApi,
     pub env: TestEnv,
+    /// The CLI's environment (its home under `_cli_home`).
+    pub cli_env: Vec<(&'static str, String)>,
     _cli_home: tempfile::TempDir,
 }
 
@@ -98,14 +169,22 @@ pub struct Turns {
 }
 
 impl Turns {
-    pub fn visible_p50(&self) -> Duration {
-        p50(&self.seen.iter().filter_map(|s| s.visible).collect::<Vec<_>>())
+    pub fn push(&mut self, seen: Seen) {
+        self.seen.push(seen);
     }
 
-    pub fn first_text_p50(&self) -> Duration {
-        let real: Vec<Duration> =
-            self.seen.iter().filter_map(|s| s.first.filter(|f| f.1).map(|f| f.0)).collect();
-        p50(&real)
+    /// When the whole answer was visible, per turn.
+    pub fn visible(&self) -> Vec<Option<Duration>> {
+        self.seen.iter().map(|s| s.visible).collect()
+    }
+
+    /// When the first real text was visible, per turn.
+    pub fn first_texts(&self) -> Vec<Option<Duration>> {
+        self.seen.iter().map(|s| s.first.filter(|f| f.1).map(|f| f.0)).collect()
+    }
+
+    pub fn visible_p50(&self) -> Duration {
+        p50(&self.seen.iter().filter_map(|s| s.visible).collect::<Vec<_>>())
     }
 
     pub fn print(&self, name: &str) {
@@ -128,8 +207,11 @@ fn config(api_url: &str, claude: &Path, env: &[(&str, String)]) -> String {
     let users: Vec<String> = (1..=5000).map(|id| id.to_string()).collect();
     format!(
         "[telegram]\nenabled = true\ntoken = \"{TOKEN}\"\napi_url = \"{api_url}\"\n\
-         allowed_user_ids = [{users}]\n\n[agent]\nprovider = \"claude\"\n\n{providers}",
+         allowed_user_ids = [{users}]\n\n[agent]\nprovider = \"claude\"\n\n\
+         [runner]\nsandbox = \"{sandbox}\"\n\n{providers}",
         users = users.join(", "),
+        // DUCTOR_BENCH_SANDBOX=none: the runner's cost without Landlock.
+        sandbox = std::env::var("DUCTOR_BENCH_SANDBOX").unwrap_or_else(|_| "auto".to_owned()),
         providers = provider_section(Cli::Claude, claude, env),
     )
 }
@@ -140,28 +222,46 @@ impl Stack {
         let api = FakeBotApi::start(TOKEN).await;
         let cli_home = tempfile::tempdir().expect("a CLI home");
         let env = provider_files(Cli::Claude, cli_home.path(), &model.base_url());
-        let env_test = TestEnv::with_config(&config(&api.url, claude, &env));
+        let mut env_test = TestEnv::with_config(&config(&api.url, claude, &env));
+        // DUCTOR_BENCH_LOG=<filter>: the services log at that level, and
+        // their logs are kept in /tmp/ductor-bench-logs/ after `down`.
+        if let Ok(filter) = std::env::var("DUCTOR_BENCH_LOG") {
+            env_test.set_env("DUCTOR_LOG", &filter);
+        }
         let up = env_test.ductorctl(&["up", "--detach"]).await;
         assert!(up.status.success(), "up failed: {}", String::from_utf8_lossy(&up.stderr));
         env_test.wait_healthy(&["runner", "core", "telegram"]).await;
-        Stack { api, env: env_test, _cli_home: cli_home }
+        Stack { api, env: env_test, cli_env: env, _cli_home: cli_home }
+    }
+
+    /// The CLI alone as this stack's runner would start it.
+    pub fn baseline<'a>(&self, claude: &'a Path) -> Baseline<'a> {
+        let workspace = self.env.home().join("workspace");
+        let memory = std::fs::read_to_string(workspace.join("memory_system/MAINMEMORY.md"))
+            .unwrap_or_default();
+        Baseline { claude, workspace, memory, env: self.cli_env.clone() }
     }
 
     pub async fn down(&self) {
         let _ = self.env.ductorctl(&["down"]).await;
+        if std::env::var_os("DUCTOR_BENCH_LOG").is_some() {
+            let kept = Path::new("/tmp/ductor-bench-logs");
+            let _ = std::fs::create_dir_all(kept);
+            for entry in
+                std::fs::read_dir(self.env.home().join("logs")).into_iter().flatten().flatten()
+            {
+                let _ = std::fs::copy(entry.path(), kept.join(entry.file_name()));
+            }
+            println!("logs kept in {}", kept.display());
+        }
     }
 
-    /// `rounds` turns of `kind`, each in a new chat from `first_chat` on.
-    pub async fn turns(&self, kind: &str, rounds: usize, first_chat: i64) -> Turns {
-        let mut turns = Turns::default();
-        for round in 0..rounds {
-            let chat = first_chat + i64::try_from(round).expect("few rounds");
-            let marker = format!("m{chat}x");
-            let sent = Instant::now();
-            self.api.push_update(updates::text(chat, chat, 1, &format!("{kind} {marker}")));
-            turns.seen.push(self.seen(chat, &marker, kind, sent).await);
-        }
-        turns
+    /// One turn of `kind` in a new `chat`.
+    pub async fn turn(&self, kind: &str, chat: i64) -> Seen {
+        let marker = format!("m{chat}x");
+        let sent = Instant::now();
+        self.api.push_update(updates::text(chat, chat, 1, &format!("{kind} {marker}")));
+        self.seen(chat, &marker, kind, sent).await
     }
 
     /// Waits for the turn in `chat` to end; what was seen when.
@@ -194,7 +294,8 @@ impl Stack {
         }
     }
 
-    /// Ten chats at once: when all are answered, and the CPU spent.
+    /// Ten chats at once: when all are answered, and the CPU spent;
+    /// `alone` is ten CLIs started together without ductor.
     pub async fn ten_at_once(&self, first_chat: i64, alone: &Alone) {
         let before = Cpu::now(&self.pids());
         let sent = Instant::now();
@@ -210,9 +311,9 @@ impl Stack {
         let ductor = after.ductor.saturating_sub(before.ductor);
         let machine = after.machine.saturating_sub(before.machine);
         println!(
-            "all ten answered (text visible) after {}; one CLI alone takes {} to its result; ductor's processes used {} of CPU, {:.1} % of the machine's {} busy",
+            "all ten answered (text visible) after {}; ten CLIs alone, started together, all had their result after {}; ductor's processes used {} of CPU, {:.1} % of the machine's {} busy",
             ms(last),
-            ms(alone.result_p50()),
+            ms(alone.result_max()),
             ms(ductor),
             100.0 * ductor.as_secs_f64() / machine.as_secs_f64().max(f64::EPSILON),
             ms(machine),
