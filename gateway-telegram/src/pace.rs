@@ -6,11 +6,13 @@
 //!   bucket). A call may go at the earliest at `tat - tolerance`, where `tat`
 //!   is when the bucket is full again and `tolerance` is `(burst - 1) ×
 //!   period`; in any window of length `t` at most `burst + t / period` calls
-//!   start. A call *reserves* its slot, so two lanes of one chat (forum
-//!   topics) never take the same one.
+//!   start.
 //! - [`Window`], for the bot and for sends in a group: at most `limit` calls
-//!   in any window of `width` (Telegram's "30 a second", "20 a minute"),
-//!   admitted at the moment of the call.
+//!   in any window of `width` (Telegram's "30 a second", "20 a minute").
+//!
+//! A call is admitted at the moment it goes, by every limit at once (all or
+//! none, under one lock): a slot held while waiting for another limit would
+//! let calls bunch up when that limit opens.
 //!
 //! Previews get fewer slots than finals ([`Class`]): a final answer never
 //! waits behind a preview.
@@ -69,6 +71,16 @@ impl Bucket {
         let base = self.tat.map_or(start, |tat| tat.max(start));
         self.tat = Some(base + self.period);
         start
+    }
+
+    /// Takes a slot of `class` now, or says when one will be free.
+    pub fn admit(&mut self, class: Class, now: Instant) -> Result<(), Instant> {
+        let ready = self.ready_at(class, now);
+        if ready > now {
+            return Err(ready);
+        }
+        self.reserve(class, now);
+        Ok(())
     }
 }
 

@@ -169,10 +169,9 @@ impl Telegram {
     }
 
     /// Waits until `target`'s chat may make a call of this kind and class:
-    /// its bucket's slot, any pause, then the bot's (and a group's) window.
+    /// no pause holds and every limit admits it.
     async fn wait_turn(&self, target: Target, call: Call, class: Class) {
         let chat = target.chat.0;
-        sleep_if_future(self.pacer.reserve(chat, class)).await;
         loop {
             // A 429 seen meanwhile still holds.
             sleep_if_future(self.pacer.send_ready_at(chat)).await;

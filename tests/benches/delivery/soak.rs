@@ -102,10 +102,11 @@ fn report(calls: &[Call], turns: &HashMap<i64, u32>, all_done: bool) {
         over_chat += over_bucket(&mine);
     }
     let over_bot = over_window(&paced, Duration::from_secs(1), 30);
+    let busiest = busiest_second(&paced);
     let (honoured, broken) = retry_afters(calls);
     println!(
         "{sent} turns, {finals} finals delivered ({}), {} calls; per-chat pace exceeded {over_chat} times; \
-         bot's 30/s exceeded {over_bot} times; 429s honoured {honoured}, broken {broken}",
+         bot's 30/s exceeded {over_bot} times (busiest second: {busiest} calls); 429s honoured {honoured}, broken {broken}",
         if all_done && finals as u32 == sent { "all" } else { "NOT ALL" },
         paced.len(),
     );
@@ -129,6 +130,21 @@ fn over_window(calls: &[&Call], width: Duration, limit: usize) -> usize {
     let mut times: Vec<Instant> = calls.iter().map(|c| c.at).collect();
     times.sort();
     times.windows(limit + 1).filter(|w| w[limit].duration_since(w[0]) + JITTER < width).count()
+}
+
+/// The most calls that arrived within any one second.
+fn busiest_second(calls: &[&Call]) -> usize {
+    let mut times: Vec<Instant> = calls.iter().map(|c| c.at).collect();
+    times.sort();
+    let mut start = 0;
+    let mut most = 0;
+    for end in 0..times.len() {
+        while times[end].duration_since(times[start]) >= Duration::from_secs(1) {
+            start += 1;
+        }
+        most = most.max(end - start + 1);
+    }
+    most
 }
 
 /// 429s whose chat waited `retry_after` before its next call, and those that did not.
