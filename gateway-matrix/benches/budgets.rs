@@ -210,3 +210,12 @@ async fn streamed_turn(alice: &TestUser, room: &RoomId, bot: &UserId) -> (Durati
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
+
+/// The binary under test: `DUCTOR_BENCH_GATEWAY` (e.g. the one `deploy/build.sh`
+/// put in `target/release/`, or one from a `--workspace` build, whose features
+/// are unified with the other services'), else the one cargo built for this bench.
+fn gateway_binary() -> std::path::PathBuf {
+    std::env::var_os("DUCTOR_BENCH_GATEWAY")
+        .filter(|path| !path.is_empty())
+        .map_or_else(|| env!("CARGO_BIN_EXE_ductor-gateway-matrix").into(), Into::into)
+}
