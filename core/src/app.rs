@@ -15,7 +15,9 @@ use tokio::sync::Notify;
 use crate::automation::{
     self, clock::SystemClock, credential::Credentials, engine::Automation, grpc::AutomationService,
 };
+use crate::background::{self, engine::Background, grpc::TasksService};
 use crate::driver::{Driver, DriverParts, Stats};
+use crate::machine::Event;
 use crate::machine::{Machine, MachineConfig};
 use crate::model::{OutKind, Outbound};
 use crate::outbox::Outbox;
@@ -33,8 +35,9 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
     let config = &context.config;
     let workspace = context.home.workspace();
     workspace::seed(&workspace, &workspace::rules_text()).context("seed the workspace")?;
-    let store = Store::open(&context.home.state_db(), automation::store::MIGRATIONS)
-        .context("open the state database")?;
+    let migrations = [automation::store::MIGRATIONS, background::store::MIGRATIONS].concat();
+    let store =
+        Store::open(&context.home.state_db(), &migrations).context("open the state database")?;
     let credentials = Credentials::load_or_create(&context.home.secrets_dir())
         .context("load the automation credentials")?;
     let sessions = store.call_sync(store::load_sessions).context("load sessions")?;
@@ -80,10 +83,12 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
             if detail_stats.runner_up.load(Ordering::Relaxed) { "up" } else { "down" }
         )
     });
+    let core_port: Arc<dyn automation::core_port::CorePort> =
+        Arc::new(automation::core_port::CoreAccess::new(handle.clone(), store.clone()));
     let automation = Automation::start(automation::engine::Parts {
         store: store.clone(),
-        core: Arc::new(automation::core_port::CoreAccess::new(handle.clone(), store.clone())),
-        credentials,
+        core: core_port.clone(),
+        credentials: credentials.clone(),
         clock: Arc::new(SystemClock),
         workspace: workspace.clone(),
         config: config.clone(),
@@ -92,12 +97,26 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
     .await
     .context("start automation")?;
     handle.plug_automation(Arc::new(automation.clone()));
+    let names_handle = handle.clone();
+    let background = Background::start(background::engine::Parts {
+        store: store.clone(),
+        core: core_port,
+        workspace: workspace.clone(),
+        config: config.background.clone(),
+        names: Arc::new(move |live| {
+            let _ = names_handle.event(Event::LiveNames(live));
+        }),
+    })
+    .await
+    .context("start background work")?;
+    handle.plug_background(Arc::new(background.clone()));
     let service =
         CoreService::new(handle, store, VERSION, stats).with_automation(automation.clone());
     let router = tonic::transport::Server::builder()
         .add_service(health.into_server())
         .add_service(service.into_server())
-        .add_service(AutomationService::new(automation).into_server());
+        .add_service(AutomationService::new(automation).into_server())
+        .add_service(TasksService::new(background, credentials).into_server());
     serve(&context, router).await
 }
 

@@ -21,8 +21,9 @@ pub enum Command {
     New,
     /// Fresh session for the current provider (when idle).
     Reset,
-    /// Kill the running turn, drop the queue.
-    Stop,
+    /// Kill the running turn, drop the queue; with `@name`, a named
+    /// session's turn instead.
+    Stop(Option<String>),
     /// Interrupt the running turn, keep the queue.
     Interrupt,
     /// Stop every chat's work.
@@ -37,8 +38,12 @@ pub enum Command {
     Memory,
     /// Versions, config summary, recent errors.
     Diagnose,
-    /// This chat's sessions.
+    /// This chat's named sessions (and provider sessions).
     Sessions,
+    /// A new named session, or a follow-up (`/session @name …`).
+    Session(String),
+    /// Delegated tasks.
+    Tasks,
     /// Scheduled jobs (answered by automation), with its arguments.
     Cron(String),
 }
@@ -72,7 +77,7 @@ const fn spec(
 /// Every command core answers, in the order menus and `/help` show them.
 pub const COMMANDS: &[CommandSpec] = &[
     spec("new", "", "Stop what runs and start a fresh session", |_| Command::New),
-    spec("stop", "", "Stop the running turn and drop queued messages", |_| Command::Stop),
+    spec("stop", "[@name]", "Stop the running turn and drop queued messages", Command::Stop),
     CommandSpec {
         aliases: &["esc"],
         ..spec(
@@ -90,7 +95,14 @@ pub const COMMANDS: &[CommandSpec] = &[
     spec("effort", "[LEVEL]", "Choose the reasoning effort", Command::Effort),
     spec("status", "", "Session, usage, model, runner health", |_| Command::Status),
     spec("reset", "", "Fresh session for the current provider", |_| Command::Reset),
-    spec("sessions", "", "This chat's sessions", |_| Command::Sessions),
+    spec(
+        "session",
+        "[@provider|@name] <prompt>",
+        "Start (or continue) a background session",
+        |arg| Command::Session(arg.unwrap_or_default()),
+    ),
+    spec("sessions", "", "Background sessions: list, end", |_| Command::Sessions),
+    spec("tasks", "", "Delegated tasks: running, waiting, finished", |_| Command::Tasks),
     spec("memory", "", "Show the agent's main memory", |_| Command::Memory),
     spec("cron", "[list|run|pause|resume|history ID]", "Scheduled jobs", |arg| {
         Command::Cron(arg.unwrap_or_default())
@@ -166,7 +178,9 @@ mod tests {
     fn commands_parse_with_args_and_bot_suffix() {
         assert_eq!(parse("/model codex"), Some(Command::Model(Some("codex".into()))));
         assert_eq!(parse("/model@ductor_bot"), Some(Command::Model(None)));
-        assert_eq!(parse("!stop"), Some(Command::Stop));
+        assert_eq!(parse("!stop"), Some(Command::Stop(None)));
+        assert_eq!(parse("/stop @redowl"), Some(Command::Stop(Some("@redowl".into()))));
+        assert_eq!(parse("/session @codex fix it"), Some(Command::Session("@codex fix it".into())));
         assert_eq!(parse("  /STATUS  "), Some(Command::Status));
         assert_eq!(parse("/esc"), Some(Command::Interrupt));
         assert_eq!(parse("!cron@ductor_bot run daily"), Some(Command::Cron("run daily".into())));
@@ -174,6 +188,7 @@ mod tests {
         assert_eq!(parse("/cronjob"), None);
         assert_eq!(parse("/compact"), None);
         assert_eq!(parse("hello /stop"), None);
+        assert_eq!(parse("/tasks"), Some(Command::Tasks));
     }
 
     #[test]

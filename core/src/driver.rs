@@ -31,6 +31,7 @@ use jiff::Timestamp;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::background::{BackgroundReply, BackgroundRequest};
 use crate::machine::{AutomationRequest, Effect, Env, Event, InjectOptions, Machine, TurnOutcome};
 use crate::model::{OutKind, Outbound, SessionKey};
 use crate::outbox::Outbox;
@@ -75,8 +76,22 @@ pub trait AutomationAnswers: Send + Sync + std::fmt::Debug {
     fn answer(&self, request: AutomationRequest) -> Pin<Box<dyn Future<Output = String> + Send>>;
 }
 
+/// Background work's side of the chat commands it answers.
+pub trait BackgroundAnswers: Send + Sync + std::fmt::Debug {
+    /// The answer to `request` from `key`'s chat.
+    fn answer(
+        &self,
+        key: SessionKey,
+        request: BackgroundRequest,
+    ) -> Pin<Box<dyn Future<Output = BackgroundReply> + Send>>;
+    /// Lines for `/status` about `key`'s chat.
+    fn status_lines(&self, key: &SessionKey) -> Vec<String>;
+}
+
 /// Where automation plugs in once it has started (after the driver).
 type AnswersSlot = Arc<OnceLock<Arc<dyn AutomationAnswers>>>;
+/// Where background work plugs in.
+type BackgroundSlot = Arc<OnceLock<Arc<dyn BackgroundAnswers>>>;
 
 /// The core is shutting down.
 #[derive(Debug, thiserror::Error)]
@@ -93,9 +108,16 @@ pub struct CoreHandle {
     default_model: String,
     timeout_ms: u64,
     answers: AnswersSlot,
+    background: BackgroundSlot,
 }
 
 impl CoreHandle {
+    /// Lets background work answer `/session`, `/sessions`, `/tasks` and
+    /// add to `/status` (once; later calls are ignored).
+    pub fn plug_background(&self, background: Arc<dyn BackgroundAnswers>) {
+        let _ = self.background.set(background);
+    }
+
     /// Lets automation answer `/cron` and add to `/status` (once; later calls
     /// are ignored).
     pub fn plug_automation(&self, answers: Arc<dyn AutomationAnswers>) {
@@ -162,6 +184,7 @@ pub struct Driver<E: Env> {
     stats: Arc<Stats>,
     shutdown: CancellationToken,
     answers: AnswersSlot,
+    background: BackgroundSlot,
 }
 
 /// What [`Driver::new`] needs.
@@ -193,6 +216,7 @@ impl<E: Env + 'static> Driver<E> {
             let _ = events.send(Input::Event(event));
         });
         let answers = AnswersSlot::default();
+        let background = BackgroundSlot::default();
         let handle = CoreHandle {
             inputs: tx,
             outbox: parts.outbox.clone(),
@@ -201,6 +225,7 @@ impl<E: Env + 'static> Driver<E> {
             default_model: parts.defaults.1,
             timeout_ms: parts.defaults.2,
             answers: answers.clone(),
+            background: background.clone(),
         };
         let driver = Self {
             machine: parts.machine,
@@ -214,6 +239,7 @@ impl<E: Env + 'static> Driver<E> {
             stats: parts.stats,
             shutdown: parts.shutdown,
             answers,
+            background,
         };
         (driver, rx, handle)
     }
@@ -250,6 +276,37 @@ impl<E: Env + 'static> Driver<E> {
             }
             self.stats.active_turns.store(self.machine.active_turns(), Ordering::Relaxed);
             self.stats.queued.store(self.machine.queued(), Ordering::Relaxed);
+        }
+    }
+
+    /// `/status` text followed by what runs in the chat's background.
+    fn with_background_status(&self, key: &SessionKey, mut text: String) -> String {
+        if let Some(background) = self.background.get() {
+            for line in background.status_lines(key) {
+                text.push('\n');
+                text.push_str(&line);
+            }
+        }
+        text
+    }
+
+    /// Background work's answer, as a notice or a menu.
+    async fn background_answer(&self, key: SessionKey, request: BackgroundRequest) -> OutKind {
+        let Some(background) = self.background.get() else {
+            let text = "Background work is not running yet.".to_owned();
+            return OutKind::Notice { text, notify: false };
+        };
+        let reply =
+            tokio::time::timeout(AUTOMATION_ANSWER_TIMEOUT, background.answer(key, request))
+                .await
+                .unwrap_or_else(|_| {
+                    BackgroundReply::notice("⚠️ Background work did not answer in time.")
+                });
+        match reply.selector {
+            Some(selector_id) => {
+                OutKind::Selector { selector_id, text: reply.text, buttons: reply.buttons }
+            }
+            None => OutKind::Notice { text: reply.text, notify: false },
         }
     }
 
@@ -322,7 +379,18 @@ impl<E: Env + 'static> Driver<E> {
                 self.probe.notify_one();
                 None
             }
+            Effect::Background { key, reply_to, request } => {
+                let kind = self.background_answer(key.clone(), request).await;
+                let reply = Outbound { key, turn_id: String::new(), reply_to, kind };
+                self.outbox.send(reply).await.err().map(|e| ("answer a command", e))
+            }
             Effect::Automation { key, reply_to, request } => {
+                let request = match request {
+                    AutomationRequest::Status(text) => {
+                        AutomationRequest::Status(self.with_background_status(&key, text))
+                    }
+                    other => other,
+                };
                 let text = self.automation_answer(request).await;
                 let kind = OutKind::Notice { text, notify: false };
                 let notice = Outbound { key, turn_id: String::new(), reply_to, kind };

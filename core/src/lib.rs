@@ -13,6 +13,7 @@
 //! - [`store`], [`session`], [`markup`], [`commands`], [`workspace`], [`wire`].
 
 pub mod automation;
+pub mod background;
 pub mod commands;
 pub mod driver;
 pub mod machine;

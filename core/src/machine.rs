@@ -21,6 +21,7 @@ use std::collections::{HashMap, VecDeque};
 
 use jiff::Timestamp;
 
+use crate::background::{BackgroundRequest, LiveNames};
 use crate::commands::{leading_directives, parse as parse_command};
 use crate::model::{
     Attachment, Button, ButtonGrid, ButtonStyle, Capabilities, Inbound, InboundKind, Media,
@@ -121,6 +122,8 @@ pub enum Event {
     RunnerHealth(bool),
     /// An error outside a turn, for `/diagnose`.
     Error(String),
+    /// A chat's live named sessions changed (for `@name` routing).
+    LiveNames(LiveNames),
 }
 
 /// What the driver must do.
@@ -159,6 +162,16 @@ pub enum Effect {
     },
     /// Refresh the provider catalog.
     Probe,
+    /// Background work (named sessions, tasks): the driver asks the
+    /// background engine and sends its answer, in order.
+    Background {
+        /// The chat.
+        key: SessionKey,
+        /// The command's event id.
+        reply_to: String,
+        /// What to do.
+        request: BackgroundRequest,
+    },
     /// Answer a chat command from automation's data (the driver asks
     /// automation and sends the answer as a notice, in order).
     Automation {
@@ -220,6 +233,8 @@ pub struct Machine<E: Env> {
     runs: HashMap<String, SessionKey>,
     caps: HashMap<String, Capabilities>,
     numbered: HashMap<SessionKey, Vec<Button>>,
+    /// Live named sessions per chat (the background engine tells us).
+    named: HashMap<SessionKey, Vec<String>>,
     catalog: Vec<ProviderInfo>,
     runner_up: bool,
     errors: VecDeque<String>,
@@ -238,6 +253,7 @@ impl<E: Env> Machine<E> {
             runs: HashMap::new(),
             caps: HashMap::new(),
             numbered: HashMap::new(),
+            named: HashMap::new(),
             catalog: Vec::new(),
             runner_up: false,
             errors: VecDeque::new(),
@@ -276,6 +292,13 @@ impl<E: Env> Machine<E> {
             Event::Catalog(catalog) => self.catalog = catalog,
             Event::RunnerHealth(up) => self.runner_up = up,
             Event::Error(error) => self.record_error(error),
+            Event::LiveNames(live) => {
+                if live.names.is_empty() {
+                    self.named.remove(&live.key);
+                } else {
+                    self.named.insert(live.key, live.names);
+                }
+            }
         }
         std::mem::take(&mut self.out)
     }
@@ -390,6 +413,11 @@ impl<E: Env> Machine<E> {
             return self.on_command(key, event_id, command);
         }
         let (tokens, rest) = leading_directives(text);
+        if let Some(name) = tokens.first().filter(|t| self.is_named(key, t)) {
+            self.journal(key, event_id, InboundState::Done, "");
+            let request = BackgroundRequest::FollowUp { name: name.clone(), text: rest.to_owned() };
+            return self.ask_background(key, event_id, request);
+        }
         if !tokens.is_empty()
             && let Some((provider, model)) = self.resolve_directives(&tokens)
         {
@@ -402,6 +430,16 @@ impl<E: Env> Machine<E> {
         }
         let prompt = reply_prompt(text, quote);
         self.submit_user(key, event_id, prompt, None, None);
+    }
+
+    /// `name` is a live named session of `key`'s chat.
+    fn is_named(&self, key: &SessionKey, name: &str) -> bool {
+        self.named.get(key).is_some_and(|names| names.iter().any(|n| n == name))
+    }
+
+    fn ask_background(&mut self, key: &SessionKey, event_id: &str, request: BackgroundRequest) {
+        let (key, reply_to) = (key.clone(), event_id.to_owned());
+        self.out.push(Effect::Background { key, reply_to, request });
     }
 
     fn numbered_choice(&mut self, key: &SessionKey, text: &str) -> Option<Button> {
@@ -423,6 +461,8 @@ impl<E: Env> Machine<E> {
             self.on_model_button(key, event_id, rest);
         } else if let Some(level) = id.strip_prefix("ef:") {
             self.set_effort(key, event_id, level);
+        } else if let Some(request) = background_button(id) {
+            self.ask_background(key, event_id, request);
         } else {
             self.notice(key, event_id, "That button is no longer active.");
         }
@@ -560,6 +600,24 @@ impl<E: Env> Machine<E> {
         if let Some(record) = self.sessions.get(key) {
             self.out.push(Effect::SaveSession(record.clone()));
         }
+    }
+}
+
+/// The background request of a `/sessions` or `/tasks` button.
+fn background_button(id: &str) -> Option<BackgroundRequest> {
+    if let Some(name) = id.strip_prefix("ns:end:") {
+        return Some(BackgroundRequest::EndSession(name.to_owned()));
+    }
+    if let Some(task) = id.strip_prefix("tk:cancel:") {
+        return Some(BackgroundRequest::CancelTask(task.to_owned()));
+    }
+    if let Some(task) = id.strip_prefix("tk:del:") {
+        return Some(BackgroundRequest::DeleteTask(task.to_owned()));
+    }
+    match id {
+        "ns:endall" => Some(BackgroundRequest::EndAll),
+        "tk:refresh" => Some(BackgroundRequest::ListTasks),
+        _ => None,
     }
 }
 

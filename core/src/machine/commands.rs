@@ -4,7 +4,8 @@
 
 use super::turn::{StopReason, compact};
 use super::{AutomationRequest, Effect, Env, Machine};
-use crate::commands::{Command, help_text};
+use crate::background::BackgroundRequest;
+use crate::commands::{Command, help_text, leading_directives};
 use crate::model::{Button, ButtonGrid, OutKind, SessionKey};
 
 const MODEL_SELECTOR: &str = "model";
@@ -32,7 +33,8 @@ impl<E: Env> Machine<E> {
             }
             Command::New => self.cmd_new(key, event_id),
             Command::Reset => self.cmd_reset(key, event_id),
-            Command::Stop => {
+            Command::Stop(Some(target)) => self.cmd_stop_named(key, event_id, &target),
+            Command::Stop(None) => {
                 let (running, dropped) = self.stop_chat(key);
                 let text = match (running, dropped) {
                     (false, 0) => "Nothing is running.".to_owned(),
@@ -67,6 +69,7 @@ impl<E: Env> Machine<E> {
                         "Stopping {turns} running turn(s); dropped {dropped} queued message(s)."
                     ),
                 );
+                self.ask_background(key, event_id, BackgroundRequest::StopEverything);
             }
             Command::Model(None) => self.model_menu(key, event_id),
             Command::Model(Some(name)) => {
@@ -106,9 +109,53 @@ impl<E: Env> Machine<E> {
             }
             Command::Sessions => {
                 let text = self.sessions_text(key);
-                self.notice(key, event_id, text);
+                self.ask_background(key, event_id, BackgroundRequest::ListSessions(text));
             }
+            Command::Session(args) => self.cmd_session(key, event_id, &args),
+            Command::Tasks => self.ask_background(key, event_id, BackgroundRequest::ListTasks),
         }
+    }
+
+    /// `/stop @name`: a named session's turn; anything else is a usage hint.
+    fn cmd_stop_named(&mut self, key: &SessionKey, event_id: &str, target: &str) {
+        match target.strip_prefix('@').filter(|name| self.is_named(key, name)) {
+            Some(name) => {
+                let request = BackgroundRequest::StopSession(name.to_owned());
+                self.ask_background(key, event_id, request);
+            }
+            None => self.notice(
+                key,
+                event_id,
+                format!("No background session {target} here. /stop alone stops this chat's turn; /sessions lists sessions."),
+            ),
+        }
+    }
+
+    /// `/session [@provider|@model|@name] <prompt>`.
+    fn cmd_session(&mut self, key: &SessionKey, event_id: &str, args: &str) {
+        let (tokens, rest) = leading_directives(args);
+        if let Some(name) = tokens.first().filter(|t| self.is_named(key, t)) {
+            let request = BackgroundRequest::FollowUp { name: name.clone(), text: rest.to_owned() };
+            return self.ask_background(key, event_id, request);
+        }
+        let record = self.record_mut(key).clone();
+        let (provider, model, effort) = match tokens.is_empty() {
+            true => (record.provider, record.model, record.effort),
+            false => match self.resolve_directives(&tokens) {
+                Some((provider, model)) => (provider, model, String::new()),
+                None => {
+                    let known = self.provider_names().join(", ");
+                    return self.notice(
+                        key,
+                        event_id,
+                        format!("No session or provider @{}. Providers: {known}.", tokens[0]),
+                    );
+                }
+            },
+        };
+        let prompt = rest.to_owned();
+        let request = BackgroundRequest::NewSession { provider, model, effort, prompt };
+        self.ask_background(key, event_id, request);
     }
 
     fn ask_automation(&mut self, key: &SessionKey, event_id: &str, request: AutomationRequest) {

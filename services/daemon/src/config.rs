@@ -14,6 +14,7 @@
 
 mod agent;
 mod automation;
+mod background;
 mod gateways;
 mod launcher;
 mod runner;
@@ -26,6 +27,7 @@ use crate::paths::ServiceName;
 
 pub use agent::{AgentConfig, FileAccess, PermissionModeSetting};
 pub use automation::{CleanupConfig, HeartbeatConfig, HeartbeatTarget, WebhooksConfig};
+pub use background::BackgroundConfig;
 pub use gateways::{MatrixConfig, MatrixStreaming, TelegramConfig};
 pub use launcher::LauncherConfig;
 pub use runner::{ProviderConfig, ProvidersConfig, RunnerConfig, SandboxMode};
@@ -53,6 +55,8 @@ pub struct Config {
     pub heartbeat: HeartbeatConfig,
     /// Retention sweep.
     pub cleanup: CleanupConfig,
+    /// Named sessions and delegated tasks.
+    pub background: BackgroundConfig,
     /// `ductorctl up` supervision.
     pub launcher: LauncherConfig,
 }
@@ -205,6 +209,7 @@ impl Config {
         self.webhooks.validate()?;
         self.heartbeat.validate()?;
         self.cleanup.validate()?;
+        self.background.validate()?;
         self.launcher.validate()?;
         Ok(())
     }
