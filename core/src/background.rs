@@ -31,6 +31,30 @@ pub use tasks::TaskRequest;
 
 use crate::model::{ButtonGrid, SessionKey};
 
+/// The background section of the workspace rule files: how the agent hands
+/// long work off so the chat stays free.
+pub const AGENT_RULES: &str = "\
+## Background tasks
+
+For work that takes long (a refactor, a long research, a test suite) and does
+not need the user meanwhile, delegate it so this chat stays free:
+
+- `ductorctl task create --name fix-tests \"What to do, in full: the goal, the
+  files, what done looks like\"` starts a background agent in its own folder
+  (`tasks/<id>/`, with a TASKMEMORY.md) and its own session; it does not see
+  this conversation, so say everything it needs. Options: `--provider`,
+  `--model`, `--effort`, `--priority interactive` (start even when the chat's
+  limit of running background work is reached).
+- Tell the user you delegated it and end your turn. When the task finishes,
+  its result is posted to the chat and comes to you as a message; continue
+  from it then.
+- A task may ask you something: the question comes to you as a message.
+  Answer with `ductorctl task answer <id> \"…\"` (ask the user first when only
+  they know).
+- `ductorctl task list`, `task show <id>`, `task cancel <id>`,
+  `task delete <id>`. The user sees them with `/tasks`.
+";
+
 /// A chat command or button for background work (parsed by the machine).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BackgroundRequest {

@@ -68,8 +68,10 @@ path, type and caption follow. Read it from that path.
 current turn belongs to.
 
 {AUTOMATION_MARKER}
-{automation}",
-        automation = crate::automation::wiring::AGENT_RULES
+{automation}
+{background}",
+        automation = crate::automation::wiring::AGENT_RULES,
+        background = crate::background::AGENT_RULES,
     )
 }
 

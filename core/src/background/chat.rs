@@ -42,7 +42,7 @@ impl Background {
     fn check_room(&self, key: &SessionKey) -> Result<(), Refusal> {
         let limit = self.inner.config.max_running_per_chat as usize;
         if self.running_in(key) >= limit {
-            return Err(Refusal(format!(
+            return Err(Refusal::limit(format!(
                 "{limit} background runs are going in this chat already; wait for one, or /sessions and /tasks to stop one"
             )));
         }
@@ -58,7 +58,7 @@ impl Background {
         prompt: String,
     ) -> Result<BackgroundReply, Refusal> {
         if prompt.trim().is_empty() {
-            return Err(Refusal("usage: /session [@provider or @model] <what to do>".into()));
+            return Err(Refusal::new("usage: /session [@provider or @model] <what to do>"));
         }
         self.check_room(key)?;
         let session = {
@@ -67,7 +67,7 @@ impl Background {
                 state.named.values().filter(|s| s.key == *key && s.state != NamedState::Ended);
             let limit = self.inner.config.max_sessions_per_chat as usize;
             if live.count() >= limit {
-                return Err(Refusal(format!(
+                return Err(Refusal::limit(format!(
                     "this chat has {limit} named sessions; end one in /sessions first"
                 )));
             }
@@ -112,15 +112,15 @@ impl Background {
         name: &str,
         text: String,
     ) -> Result<BackgroundReply, Refusal> {
-        let session = self
-            .named(key, name)
-            .ok_or_else(|| Refusal(format!("there is no session {name} in this chat")))?;
+        let session = self.named(key, name).ok_or_else(|| {
+            Refusal::not_found(format!("there is no session {name} in this chat"))
+        })?;
         if text.trim().is_empty() {
-            return Err(Refusal(format!("usage: @{name} <message>")));
+            return Err(Refusal::new(format!("usage: @{name} <message>")));
         }
         match session.state {
             NamedState::Ended => {
-                Err(Refusal(format!("{name} has ended; start a new one with /session")))
+                Err(Refusal::new(format!("{name} has ended; start a new one with /session")))
             }
             NamedState::Running => {
                 if self.queue_follow_up(key, name, text) {
@@ -128,7 +128,7 @@ impl Background {
                         "⏳ Queued for **{name}**: it runs when its current turn ends."
                     )))
                 } else {
-                    Err(Refusal(format!(
+                    Err(Refusal::new(format!(
                         "{name} already has follow-ups waiting; wait for its answer"
                     )))
                 }
@@ -150,13 +150,8 @@ impl Background {
         self.stop_run(&RunKey::Named(id.0, id.1))
     }
 
-    async fn stop_session(&self, key: &SessionKey, name: &str) -> Result<BackgroundReply, Refusal> {
-        if self.named(key, name).is_none() {
-            return Err(Refusal(format!("there is no session {name} in this chat")));
-        }
-        if !self.halt_named(key, name) {
-            return Ok(BackgroundReply::notice(format!("**{name}** is not running.")));
-        }
+    /// A stopped turn leaves its session idle (its provider session kept).
+    async fn idle_after_stop(&self, key: &SessionKey, name: &str) {
         let idle = {
             let mut state = self.inner.state.locked();
             state.named.get_mut(&(key.storage_key(), name.to_owned())).map(|s| {
@@ -167,6 +162,16 @@ impl Background {
         if let Some(idle) = idle {
             self.save_named(idle).await;
         }
+    }
+
+    async fn stop_session(&self, key: &SessionKey, name: &str) -> Result<BackgroundReply, Refusal> {
+        if self.named(key, name).is_none() {
+            return Err(Refusal::not_found(format!("there is no session {name} in this chat")));
+        }
+        if !self.halt_named(key, name) {
+            return Ok(BackgroundReply::notice(format!("**{name}** is not running.")));
+        }
+        self.idle_after_stop(key, name).await;
         Ok(BackgroundReply::notice(format!("⏹ Stopped **{name}**'s turn; the session is kept.")))
     }
 
@@ -174,10 +179,10 @@ impl Background {
         let stopped = self.halt_named(key, name);
         let ended = {
             let mut state = self.inner.state.locked();
-            let entry = state
-                .named
-                .get_mut(&(key.storage_key(), name.to_owned()))
-                .ok_or_else(|| Refusal(format!("there is no session {name} in this chat")))?;
+            let entry =
+                state.named.get_mut(&(key.storage_key(), name.to_owned())).ok_or_else(|| {
+                    Refusal::not_found(format!("there is no session {name} in this chat"))
+                })?;
             entry.end()?;
             entry.clone()
         };
@@ -321,16 +326,7 @@ impl Background {
         };
         for (key, name) in &named {
             self.halt_named(key, name);
-            let idle = {
-                let mut state = self.inner.state.locked();
-                state.named.get_mut(&(key.storage_key(), name.clone())).map(|s| {
-                    s.finish_turn("", 0.0, Timestamp::now());
-                    s.clone()
-                })
-            };
-            if let Some(idle) = idle {
-                self.save_named(idle).await;
-            }
+            self.idle_after_stop(key, name).await;
         }
         for task in &tasks {
             let _ = self.cancel_task(None, &task.id).await;

@@ -309,10 +309,10 @@ impl Background {
         name: &str,
     ) -> Result<NamedSession, Refusal> {
         let mut state = self.inner.state.locked();
-        let entry = state
-            .named
-            .get_mut(&(key.storage_key(), name.to_owned()))
-            .ok_or_else(|| Refusal(format!("there is no session {name} in this chat")))?;
+        let entry =
+            state.named.get_mut(&(key.storage_key(), name.to_owned())).ok_or_else(|| {
+                Refusal::not_found(format!("there is no session {name} in this chat"))
+            })?;
         entry.start_turn(Timestamp::now())?;
         Ok(entry.clone())
     }

@@ -7,7 +7,7 @@ use ductor_proto::pb;
 use tonic::{Request, Response, Status};
 
 use super::engine::Background;
-use super::model::{Refusal, Task};
+use super::model::{Refusal, RefusalKind, Task};
 use super::tasks::TaskRequest;
 use crate::automation::credential::{Caller, Credentials, Presented};
 use crate::automation::model::ChatTarget;
@@ -38,13 +38,11 @@ impl From<TasksError> for Status {
             TasksError::BadRequest(_) | TasksError::NeedsChat(_) => {
                 Status::invalid_argument(message)
             }
-            TasksError::Refused(refusal) if refusal.0.starts_with("there is no task") => {
-                Status::not_found(message)
-            }
-            TasksError::Refused(refusal) if refusal.0.contains("background runs are going") => {
-                Status::resource_exhausted(message)
-            }
-            TasksError::Refused(_) => Status::failed_precondition(message),
+            TasksError::Refused(refusal) => match refusal.kind {
+                RefusalKind::NotFound => Status::not_found(message),
+                RefusalKind::Limit => Status::resource_exhausted(message),
+                RefusalKind::Refused => Status::failed_precondition(message),
+            },
         }
     }
 }

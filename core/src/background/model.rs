@@ -10,13 +10,45 @@ use jiff::Timestamp;
 
 use crate::model::SessionKey;
 
-/// Why a transition was refused.
+/// Why a transition was refused: the text reaches the user as is; the kind
+/// is what a caller branches on (the gRPC status).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct Refusal(pub String);
+#[error("{text}")]
+pub struct Refusal {
+    pub kind: RefusalKind,
+    pub text: String,
+}
+
+/// What kind of refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalKind {
+    /// No such session or task (for this caller).
+    NotFound,
+    /// A per-chat limit is reached.
+    Limit,
+    /// The request is malformed or the state does not allow it.
+    Refused,
+}
+
+impl Refusal {
+    /// The state (or the request) does not allow it.
+    pub fn new(text: impl Into<String>) -> Self {
+        Self { kind: RefusalKind::Refused, text: text.into() }
+    }
+
+    /// No such entry.
+    pub fn not_found(text: impl Into<String>) -> Self {
+        Self { kind: RefusalKind::NotFound, text: text.into() }
+    }
+
+    /// A limit is reached.
+    pub fn limit(text: impl Into<String>) -> Self {
+        Self { kind: RefusalKind::Limit, text: text.into() }
+    }
+}
 
 fn refuse<T>(text: impl Into<String>) -> Result<T, Refusal> {
-    Err(Refusal(text.into()))
+    Err(Refusal::new(text))
 }
 
 /// State of a named session.

@@ -59,7 +59,7 @@ fn a_named_session_runs_idles_and_ends() {
     assert_eq!(s.state, NamedState::Ended);
     assert!(s.end().is_err(), "ends once");
     let refused = s.start_turn(now()).unwrap_err();
-    assert!(refused.0.contains("has ended"), "{refused}");
+    assert!(refused.text.contains("has ended"), "{refused}");
 }
 
 #[test]

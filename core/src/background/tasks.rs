@@ -57,7 +57,7 @@ impl Background {
             .get(id)
             .filter(|t| scope.is_none_or(|k| t.parent == *k))
             .cloned()
-            .ok_or_else(|| Refusal(format!("there is no task {id} for this chat")))
+            .ok_or_else(|| Refusal::not_found(format!("there is no task {id} for this chat")))
     }
 
     /// Creates a task for `parent`'s chat and starts it.
@@ -68,17 +68,17 @@ impl Background {
     ) -> Result<Task, Refusal> {
         let name = if request.name.is_empty() { "task".to_owned() } else { request.name.clone() };
         if !valid_name(&name) {
-            return Err(Refusal(format!(
+            return Err(Refusal::new(format!(
                 "task name {name:?}: lowercase letters, digits, - and _, starting with a letter"
             )));
         }
         if request.prompt.trim().is_empty() {
-            return Err(Refusal("the task has no prompt".into()));
+            return Err(Refusal::new("the task has no prompt"));
         }
         let priority = Priority::parse(&request.priority);
         let limit = self.inner.config.max_running_per_chat as usize;
         if !priority.may_start(self.running_in(parent), limit) {
-            return Err(Refusal(format!(
+            return Err(Refusal::limit(format!(
                 "{limit} background runs are going in this chat; wait for one or use --priority interactive"
             )));
         }
@@ -89,8 +89,8 @@ impl Background {
             folder::prepare(&workspace, &folder_id, &folder_name, &prompt)
         })
         .await
-        .map_err(|e| Refusal(format!("prepare the task folder: {e}")))?
-        .map_err(|e| Refusal(e.to_string()))?;
+        .map_err(|e| Refusal::new(format!("prepare the task folder: {e}")))?
+        .map_err(|e| Refusal::new(e.to_string()))?;
         let task = Task {
             id: id.clone(),
             name,
@@ -219,8 +219,10 @@ impl Background {
         self.task_for(scope, id)?;
         let task = {
             let mut state = self.inner.state.locked();
-            let task =
-                state.tasks.get_mut(id).ok_or_else(|| Refusal(format!("there is no task {id}")))?;
+            let task = state
+                .tasks
+                .get_mut(id)
+                .ok_or_else(|| Refusal::not_found(format!("there is no task {id}")))?;
             task.ask(question)?;
             task.clone()
         };
@@ -250,8 +252,10 @@ impl Background {
         let (task, still_running) = {
             let mut state = self.inner.state.locked();
             let still_running = state.runs.contains_key(&RunKey::Task(id.to_owned()));
-            let task =
-                state.tasks.get_mut(id).ok_or_else(|| Refusal(format!("there is no task {id}")))?;
+            let task = state
+                .tasks
+                .get_mut(id)
+                .ok_or_else(|| Refusal::not_found(format!("there is no task {id}")))?;
             task.answer()?;
             let task = task.clone();
             if still_running {
@@ -271,8 +275,10 @@ impl Background {
         self.task_for(scope, id)?;
         let task = {
             let mut state = self.inner.state.locked();
-            let task =
-                state.tasks.get_mut(id).ok_or_else(|| Refusal(format!("there is no task {id}")))?;
+            let task = state
+                .tasks
+                .get_mut(id)
+                .ok_or_else(|| Refusal::not_found(format!("there is no task {id}")))?;
             task.cancel(Timestamp::now())?;
             let task = task.clone();
             state.answers.remove(id);

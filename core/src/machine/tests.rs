@@ -726,3 +726,5 @@ fn session_totals_reported_by_the_cli_replace_the_bucket_counters() {
     let bucket = turn(&mut h, "three", third);
     assert_eq!((bucket.input_tokens, bucket.output_tokens), (260, 50));
 }
+
+mod background;

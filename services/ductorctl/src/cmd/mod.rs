@@ -13,6 +13,7 @@ pub mod logs;
 pub mod restart;
 pub mod service;
 pub mod status;
+pub mod task;
 pub mod up;
 pub mod webhook;
 
@@ -56,6 +57,9 @@ pub enum Command {
     /// Manage webhooks (HTTP triggers that wake a chat or run a task).
     #[command(subcommand)]
     Webhook(webhook::Command),
+    /// Delegated background tasks (mostly used by the agent itself).
+    #[command(subcommand)]
+    Task(task::Command),
 }
 
 /// Runs the parsed command line.
@@ -75,6 +79,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ask(args) => ask::run(&home, args).await,
         Command::Cron(command) => cron::run(&home, command).await,
         Command::Webhook(command) => webhook::run(&home, command).await,
+        Command::Task(command) => task::run(&home, command).await,
     }
 }
 

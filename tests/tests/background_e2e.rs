@@ -1,0 +1,317 @@
+//! Issue 14, end to end with the real runner, core and `ductorctl`: a named
+//! background session runs while the chat keeps answering, is continued with
+//! `@name` (resuming its own provider session), stopped and ended; an agent
+//! delegates a task that asks its parent and finishes with the answer; a
+//! restart mid-task reports the task interrupted (never re-run) while an idle
+//! named session survives; and the real claude against the fake model API
+//! runs a named session beside the chat. Needs `cargo build --bins`.
+
+use std::time::{Duration, Instant};
+
+use ductor_proto::pb;
+use ductor_proto::pb::outbound_action::Kind;
+use ductor_tests::fake_model::FakeModel;
+use ductor_tests::gateway::{self, Gateway};
+use ductor_tests::harness::{self, TestEnv, wait_for};
+use ductor_tests::real_cli::{Cli, installed_cli, provider_files, provider_section};
+
+const TRANSPORT: &str = "testgw";
+const CHAT: &str = "room";
+
+/// One message core sent a chat, reduced to what these tests look at.
+#[derive(Debug, Clone)]
+struct Seen {
+    chat: String,
+    kind: &'static str,
+    text: String,
+    buttons: Vec<String>,
+}
+
+fn seen(action: &pb::OutboundAction) -> Option<Seen> {
+    let chat = action.chat.as_ref().map(|c| c.chat_id.clone()).unwrap_or_default();
+    let ids = |grid: &[pb::ButtonRow]| -> Vec<String> {
+        grid.iter().flat_map(|row| row.buttons.iter().map(|b| b.id.clone())).collect()
+    };
+    let (kind, text, buttons) = match action.kind.as_ref()? {
+        Kind::FinalReply(reply) => ("final", reply.text.clone(), ids(&reply.buttons)),
+        Kind::Notice(notice) => ("notice", notice.text.clone(), Vec::new()),
+        Kind::Selector(menu) => ("menu", menu.text.clone(), ids(&menu.buttons)),
+        Kind::Error(error) => ("error", error.message.clone(), Vec::new()),
+        _ => return None,
+    };
+    Some(Seen { chat, kind, text, buttons })
+}
+
+/// A test gateway that remembers what it read, so a test can wait for
+/// messages in any order.
+struct Chat {
+    gateway: Gateway,
+    log: Vec<Seen>,
+    /// Everything read so far, in order (for order assertions and failures).
+    all: Vec<Seen>,
+}
+
+impl Chat {
+    async fn attach(env: &TestEnv) -> Self {
+        let gateway = Gateway::attach(env.channel("core"), gateway::hello(TRANSPORT)).await;
+        Self { gateway, log: Vec::new(), all: Vec::new() }
+    }
+
+    /// The first unclaimed message of `chat` whose text contains `needle`;
+    /// it is claimed. Panics after `limit`.
+    async fn expect(&mut self, chat: &str, needle: &str, limit: Duration) -> Seen {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(i) = self.log.iter().position(|s| s.chat == chat && s.text.contains(needle))
+            {
+                return self.log.remove(i);
+            }
+            let Some(action) = self.gateway.action_before(deadline).await else {
+                panic!(
+                    "no message containing {needle:?} in {chat} within {limit:?}: {:#?}",
+                    self.all
+                )
+            };
+            if let Some(seen) = seen(&action) {
+                self.log.push(seen.clone());
+                self.all.push(seen);
+            }
+        }
+    }
+
+    async fn soon(&mut self, needle: &str) -> Seen {
+        self.expect(CHAT, needle, harness::patience()).await
+    }
+
+    /// Index in [`Chat::all`] of the first message containing `needle`.
+    fn position(&self, needle: &str) -> Option<usize> {
+        self.all.iter().position(|s| s.text.contains(needle))
+    }
+}
+
+async fn up(env: &TestEnv) {
+    let up = env.ductorctl(&["up", "--detach"]).await;
+    assert!(up.status.success(), "up failed: {}", String::from_utf8_lossy(&up.stderr));
+    env.wait_healthy(&["runner", "core"]).await;
+}
+
+/// The name in a "🚀 Started **name** …" notice.
+fn started_name(notice: &Seen) -> String {
+    let rest = notice.text.split("**").nth(1).expect("the notice names the session");
+    rest.to_owned()
+}
+
+/// Fake CLI processes of this home still alive.
+fn fake_clis(env: &TestEnv) -> Vec<u32> {
+    env.processes_of_this_home()
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/exe"))
+                .is_ok_and(|exe| exe.ends_with("ductor-fake-cli"))
+        })
+        .collect()
+}
+
+/// The fake CLI's argv of its latest run.
+fn last_argv(env: &TestEnv) -> Vec<String> {
+    let path = env.home().join("fake-state/last-argv.json");
+    let text = std::fs::read_to_string(&path).expect("the fake CLI wrote its argv");
+    serde_json::from_str(&text).expect("argv is a JSON list")
+}
+
+fn ductorctl() -> String {
+    harness::binary("ductorctl").display().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_named_session_works_in_the_background_while_the_chat_keeps_answering() {
+    let env = TestEnv::with_fake_claude("");
+    up(&env).await;
+    let mut chat = Chat::attach(&env).await;
+
+    chat.gateway.say(CHAT, "/session slow:40 the long job").await;
+    let name = started_name(&chat.soon("Started **").await);
+    // Four seconds of background work; the chat answers meanwhile.
+    chat.gateway.say(CHAT, "quick question").await;
+    chat.soon("echo: quick question").await;
+    let answer = chat.soon(&format!("💬 **{name}**")).await;
+    assert_eq!(answer.kind, "final");
+    assert!(answer.text.contains("the long job"), "{answer:?}");
+    assert!(
+        chat.position("echo: quick question") < chat.position(&format!("💬 **{name}**")),
+        "the chat's answer came first: {:#?}",
+        chat.all
+    );
+
+    chat.gateway.say(CHAT, &format!("@{name} and the follow-up")).await;
+    chat.soon(&format!("**{name}** is on it")).await;
+    let answer = chat.soon("echo: and the follow-up").await;
+    assert!(answer.text.starts_with(&format!("💬 **{name}**")), "{answer:?}");
+    let argv = last_argv(&env);
+    assert!(argv.iter().any(|a| a == "--resume"), "the follow-up resumes its session: {argv:?}");
+
+    chat.gateway.say(CHAT, "/sessions").await;
+    let menu = chat.soon("Named sessions:").await;
+    assert!(menu.text.contains(&format!("**{name}**: idle")), "{menu:?}");
+    assert!(menu.buttons.contains(&format!("ns:end:{name}")), "{menu:?}");
+
+    // A hanging turn: /stop leaves it alone, /status shows it, /stop @name stops it.
+    chat.gateway.say(CHAT, &format!("@{name} hang")).await;
+    chat.soon(&format!("**{name}** is on it")).await;
+    wait_for("the named turn's CLI", async || (!fake_clis(&env).is_empty()).then_some(())).await;
+    chat.gateway.say(CHAT, "/stop").await;
+    chat.gateway.say(CHAT, "/status").await;
+    let status = chat.soon("Background sessions").await;
+    assert!(status.text.contains(&format!("{name} running")), "{status:?}");
+    chat.gateway.say(CHAT, &format!("/stop @{name}")).await;
+    chat.soon(&format!("Stopped **{name}**'s turn")).await;
+    wait_for("the stopped CLI gone", async || fake_clis(&env).is_empty().then_some(())).await;
+
+    chat.gateway.press(CHAT, &format!("ns:end:{name}")).await;
+    chat.soon(&format!("Ended **{name}**")).await;
+    // An ended session's name is just text again.
+    chat.gateway.say(CHAT, &format!("@{name} hello")).await;
+    chat.soon(&format!("echo: @{name} hello")).await;
+    assert!(env.ductorctl(&["down"]).await.status.success());
+}
+
+/// The task id in "task <id> (<name>) started".
+fn task_id(reply: &str) -> String {
+    let at = reply.find("task ").expect("ductorctl printed the task");
+    reply[at + 5..].split_whitespace().next().expect("an id").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_asks_its_parent_and_finishes_with_the_answer() {
+    let env = TestEnv::with_fake_claude("");
+    up(&env).await;
+    let mut chat = Chat::attach(&env).await;
+    let ctl = ductorctl();
+
+    chat.gateway
+        .say(CHAT, &format!("sh:{ctl} task create --name probe 'sh:{ctl} task ask which-colour'"))
+        .await;
+    let created = chat.soon("(probe) started").await;
+    let id = task_id(&created.text);
+    let folder = env.home().join("workspace/tasks").join(&id);
+    assert!(folder.join("TASKMEMORY.md").is_file(), "the task has its folder");
+
+    // The question reaches the chat and, injected, the parent's session.
+    chat.soon(&format!("Task **probe** ({id}) asks: which-colour")).await;
+    chat.soon(&format!("echo: [Task probe ({id}) asks you]: which-colour")).await;
+    let listed = env.ductorctl(&["task", "list"]).await;
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(listed.contains(&id) && listed.contains("waiting"), "{listed}");
+
+    // Another chat's agent cannot answer it.
+    chat.gateway.say("other", &format!("sh:{ctl} task answer {id} red")).await;
+    let refused = chat.expect("other", "there is no task", harness::patience()).await;
+    assert!(!refused.text.contains("red"), "{refused:?}");
+
+    // The parent's agent answers; the task resumes its own session with it.
+    chat.gateway.say(CHAT, &format!("sh:{ctl} task answer {id} blue")).await;
+    let done = chat.soon(&format!("Task **probe** ({id}) finished")).await;
+    assert!(done.text.contains("Answer from the agent that started you: blue"), "{done:?}");
+    chat.soon(&format!("echo: [Task probe ({id}) finished")).await;
+    let argv = last_argv(&env);
+    assert!(argv.iter().any(|a| a == "--resume"), "resumed, not started over: {argv:?}");
+
+    chat.gateway.say(CHAT, "/tasks").await;
+    let menu = chat.soon("Finished:").await;
+    assert!(menu.text.contains(&format!("**probe** ({id})")), "{menu:?}");
+    assert!(menu.buttons.contains(&format!("tk:del:{id}")), "{menu:?}");
+    chat.gateway.press(CHAT, &format!("tk:del:{id}")).await;
+    chat.soon("Deleted task **probe**").await;
+    assert!(!folder.exists(), "its folder went with it");
+    assert!(env.ductorctl(&["down"]).await.status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_reports_a_running_task_interrupted_and_keeps_idle_sessions() {
+    let env = TestEnv::with_fake_claude("");
+    up(&env).await;
+    let mut chat = Chat::attach(&env).await;
+    let ctl = ductorctl();
+
+    chat.gateway.say(CHAT, "/session remember-me").await;
+    let name = started_name(&chat.soon("Started **").await);
+    chat.soon("echo: remember-me").await;
+    chat.gateway.say(CHAT, &format!("sh:{ctl} task create --name stuck ha''ng")).await;
+    let id = task_id(&chat.soon("(stuck) started").await.text);
+    wait_for("the task's CLI", async || (!fake_clis(&env).is_empty()).then_some(())).await;
+
+    let core = env.service_status("core").await.expect("core row");
+    let old_pid = core["pid"].as_u64().expect("core pid") as u32;
+    harness::signal(old_pid, nix::sys::signal::Signal::SIGKILL);
+    wait_for("core restarted", async || {
+        let row = env.service_status("core").await?;
+        (row["state"] == "healthy" && row["pid"].as_u64() != Some(u64::from(old_pid))).then_some(())
+    })
+    .await;
+    // The runner stops the run whose caller died; nothing re-runs it.
+    wait_for("the task's CLI gone", async || fake_clis(&env).is_empty().then_some(())).await;
+
+    let mut chat = Chat::attach(&env).await;
+    chat.soon(&format!("Task **stuck** ({id}) was interrupted")).await;
+    let listed = env.ductorctl(&["task", "list"]).await;
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(listed.contains("interrupted"), "{listed}");
+    assert!(fake_clis(&env).is_empty(), "not re-run");
+
+    chat.gateway.say(CHAT, &format!("@{name} still there?")).await;
+    let answer = chat.soon("echo: still there?").await;
+    assert!(answer.text.starts_with(&format!("💬 **{name}**")), "{answer:?}");
+    let argv = last_argv(&env);
+    assert!(argv.iter().any(|a| a == "--resume"), "the idle session survived: {argv:?}");
+    assert!(env.ductorctl(&["down"]).await.status.success());
+}
+
+/// The real claude: a named session streams its slow answer in the
+/// background while the chat's own turn answers, and its follow-up resumes
+/// the same conversation (the model sees the earlier answer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_claude_runs_a_named_session_beside_the_chat() {
+    let Some(claude) = installed_cli(Cli::Claude) else {
+        assert!(
+            std::env::var("DUCTOR_REQUIRE_REAL").is_err(),
+            "claude is not installed (tests/setup/install-clis.sh) and DUCTOR_REQUIRE_REAL=1"
+        );
+        eprintln!(
+            "SKIP the_real_claude_runs_a_named_session_beside_the_chat: claude not installed"
+        );
+        return;
+    };
+    let model = FakeModel::start().await.expect("start the fake model");
+    let cli_home = tempfile::tempdir().expect("a CLI home");
+    let cli_env = provider_files(Cli::Claude, cli_home.path(), &model.base_url());
+    let env = TestEnv::with_config(&format!(
+        "[agent]\nprovider = \"claude\"\n\n{}",
+        provider_section(Cli::Claude, &claude, &cli_env)
+    ));
+    up(&env).await;
+    let mut chat = Chat::attach(&env).await;
+
+    chat.gateway.say(CHAT, "/session tell a slow story").await;
+    let name = started_name(&chat.soon("Started **").await);
+    chat.gateway.say(CHAT, "hello there").await;
+    chat.expect(CHAT, "You said: hello there", Duration::from_secs(60)).await;
+    let story = chat.expect(CHAT, &format!("💬 **{name}**"), Duration::from_secs(60)).await;
+    assert!(story.text.contains("chunk00"), "{story:?}");
+    assert!(
+        chat.position("You said: hello there") < chat.position(&format!("💬 **{name}**")),
+        "the chat answered during the background story: {:#?}",
+        chat.all
+    );
+
+    chat.gateway.say(CHAT, &format!("@{name} and then")).await;
+    let next = chat.expect(CHAT, "You said: and then", Duration::from_secs(60)).await;
+    assert!(next.text.starts_with(&format!("💬 **{name}**")), "{next:?}");
+    let follow_up = model
+        .generations()
+        .into_iter()
+        .rfind(|r| r.prompt.as_deref().is_some_and(|p| p.contains("and then")))
+        .expect("the follow-up reached the model");
+    assert!(follow_up.body_contains("chunk00"), "the same conversation, resumed");
+    assert!(!follow_up.body_contains("hello there"), "the named session is not the chat's session");
+    assert!(env.ductorctl(&["down"]).await.status.success());
+}
