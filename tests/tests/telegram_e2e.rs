@@ -108,10 +108,11 @@ async fn the_command_menu_is_core_s_list_and_core_answers_every_command_in_it() 
         Some(list.iter().filter_map(|c| c["command"].as_str().map(str::to_owned)).collect())
     })
     .await;
-    for known in ["new", "stop", "stop_all", "interrupt", "model", "effort", "status", "cron"] {
+    let known = ["new", "stop", "stop_all", "interrupt", "model", "effort", "status", "cron"];
+    for known in known.iter().chain(&["session", "sessions", "tasks"]) {
         assert!(names.iter().any(|n| n == known), "/{known} is in the menu: {names:?}");
     }
-    for unknown in ["session", "tasks", "start"] {
+    for unknown in ["start"] {
         assert!(!names.iter().any(|n| n == unknown), "/{unknown} is not offered: {names:?}");
     }
 
@@ -130,6 +131,64 @@ async fn the_command_menu_is_core_s_list_and_core_answers_every_command_in_it() 
     })
     .await;
     assert!(texts.iter().all(|t| !t.contains("echo:")), "a command went to the agent: {texts:#?}");
+    let down = env.ductorctl(&["down"]).await;
+    assert!(down.status.success());
+}
+
+/// Texts the bot sent (or edited to) in `chat`, with their inline keyboards' callback data.
+fn bot_texts(api: &FakeBotApi, chat: i64) -> Vec<(String, Vec<String>)> {
+    chat_calls(api, chat)
+        .iter()
+        .filter(|c| c.method == "sendmessage" || c.method == "editmessagetext")
+        .map(|c| {
+            let keyboard = c.params["reply_markup"]["inline_keyboard"].as_array().cloned();
+            let data = keyboard
+                .unwrap_or_default()
+                .iter()
+                .flat_map(|row| row.as_array().cloned().unwrap_or_default())
+                .filter_map(|b| b["callback_data"].as_str().map(str::to_owned))
+                .collect();
+            (c.str("text").unwrap_or_default().to_owned(), data)
+        })
+        .collect()
+}
+
+async fn bot_text(api: &FakeBotApi, chat: i64, needle: &str) -> (String, Vec<String>) {
+    wait_for(&format!("{needle:?} in chat {chat}"), async || {
+        bot_texts(api, chat).into_iter().rev().find(|(text, _)| text.contains(needle))
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_sessions_and_tasks_have_their_menus_on_telegram() {
+    let (api, _state, env) = up().await;
+    api.push_update(updates::text(1, 1, 10, "/session remember-this"));
+    let (started, _) = bot_text(&api, 1, "in the background").await;
+    let name =
+        started.split(|c| c == '<' || c == '>').nth(2).expect("the name is in bold").to_owned();
+    let (answer, _) = bot_text(&api, 1, "echo: remember-this").await;
+    assert!(answer.contains(&name), "the answer carries the session's name: {answer}");
+
+    api.push_update(updates::text(1, 1, 11, "/sessions"));
+    let (menu, buttons) = bot_text(&api, 1, "Named sessions").await;
+    assert!(menu.contains(&name) && menu.contains("idle"), "{menu}");
+    let end = format!("ns:end:{name}");
+    assert!(buttons.contains(&end), "an End button: {buttons:?}");
+    let menu_id = chat_calls(&api, 1)
+        .iter()
+        .rev()
+        .find(|c| c.str("text").is_some_and(|t| t.contains("Named sessions")))
+        .and_then(|c| c.message_id)
+        .expect("the menu's message");
+    api.push_update(updates::callback(1, 1, menu_id, &end));
+    let (ended, _) = bot_text(&api, 1, "Ended").await;
+    assert!(ended.contains(&name), "{ended}");
+
+    api.push_update(updates::text(1, 1, 12, "/tasks"));
+    let (tasks, buttons) = bot_text(&api, 1, "No tasks").await;
+    assert!(tasks.contains("ductorctl task create"), "{tasks}");
+    assert!(buttons.contains(&"tk:refresh".to_owned()), "{buttons:?}");
     let down = env.ductorctl(&["down"]).await;
     assert!(down.status.success());
 }
