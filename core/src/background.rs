@@ -51,6 +51,8 @@ not need the user meanwhile, delegate it so this chat stays free:
 - A task may ask you something: the question comes to you as a message.
   Answer with `ductorctl task answer <id> \"…\"` (ask the user first when only
   they know).
+- `ductorctl task resume <id> \"…\"` continues a finished, failed or
+  interrupted task with a new instruction in its own session and folder.
 - `ductorctl task list`, `task show <id>`, `task cancel <id>`,
   `task delete <id>`. The user sees them with `/tasks`.
 ";

@@ -216,6 +216,12 @@ async fn a_task_asks_its_parent_and_finishes_with_the_answer() {
     let argv = last_argv(&env);
     assert!(argv.iter().any(|a| a == "--resume"), "resumed, not started over: {argv:?}");
 
+    // The operator continues the finished task with a new instruction.
+    let resumed = env.ductorctl(&["task", "resume", &id, "one more pass"]).await;
+    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    let again = chat.soon("echo: one more pass").await;
+    assert!(again.text.contains(&format!("Task **probe** ({id}) finished")), "{again:?}");
+
     chat.gateway.say(CHAT, "/tasks").await;
     let menu = chat.soon("Finished:").await;
     assert!(menu.text.contains(&format!("**probe** ({id})")), "{menu:?}");
@@ -257,6 +263,10 @@ async fn a_restart_reports_a_running_task_interrupted_and_keeps_idle_sessions() 
     let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
     assert!(listed.contains("interrupted"), "{listed}");
     assert!(fake_clis(&env).is_empty(), "not re-run");
+    // It never reported a session, so there is nothing to resume; it says so.
+    let resume = env.ductorctl(&["task", "resume", &id, "go on"]).await;
+    assert!(!resume.status.success());
+    assert!(String::from_utf8_lossy(&resume.stderr).contains("no session"), "{resume:?}");
 
     chat.gateway.say(CHAT, &format!("@{name} still there?")).await;
     let answer = chat.soon("echo: still there?").await;

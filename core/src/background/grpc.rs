@@ -202,4 +202,21 @@ impl pb::tasks_server::Tasks for TasksService {
             .map_err(TasksError::from)?;
         Ok(Response::new(task_info(&task, &self.background)))
     }
+
+    async fn resume_task(
+        &self,
+        request: Request<pb::AnswerTaskRequest>,
+    ) -> Result<Response<pb::TaskInfo>, Status> {
+        let request = request.into_inner();
+        if request.answer.trim().is_empty() {
+            return Err(TasksError::BadRequest("the instruction is empty".into()).into());
+        }
+        let scope = self.scope(request.auth)?;
+        let task = self
+            .background
+            .resume_task(scope.as_ref(), &request.id, &request.answer)
+            .await
+            .map_err(TasksError::from)?;
+        Ok(Response::new(task_info(&task, &self.background)))
+    }
 }

@@ -305,6 +305,27 @@ impl Task {
         Ok(std::mem::take(&mut self.question))
     }
 
+    /// Resumes a finished (or interrupted) task with a new instruction, in
+    /// its own provider session; a waiting one takes it as its answer.
+    pub fn resume(&mut self) -> Result<(), Refusal> {
+        if self.status == TaskStatus::Waiting {
+            return self.answer().map(drop);
+        }
+        if !self.status.is_finished() {
+            return refuse(format!("task {} is still running", self.id));
+        }
+        if self.session_id.is_empty() {
+            return refuse(format!(
+                "task {} has no session to resume (it ended before its CLI started one)",
+                self.id
+            ));
+        }
+        self.status = TaskStatus::Running;
+        self.finished_at = None;
+        self.result.clear();
+        Ok(())
+    }
+
     /// Cancels a task that runs or waits.
     pub fn cancel(&mut self, now: Timestamp) -> Result<(), Refusal> {
         if self.status.is_finished() {

@@ -180,3 +180,26 @@ fn names_are_generated_free_and_validated() {
     assert!(!valid_name(""));
     assert!(!valid_name(&"a".repeat(33)));
 }
+
+#[test]
+fn a_finished_or_interrupted_task_resumes_in_its_session_a_running_one_does_not() {
+    for status in
+        [TaskStatus::Done, TaskStatus::Failed, TaskStatus::Cancelled, TaskStatus::Interrupted]
+    {
+        let mut t = task(status);
+        t.session_id = "s-1".into();
+        t.result = "old result".into();
+        t.finished_at = Some(now());
+        t.resume().unwrap_or_else(|e| panic!("{status:?}: {e}"));
+        assert_eq!(t.status, TaskStatus::Running, "{status:?}");
+        assert_eq!((t.finished_at, t.result.as_str()), (None, ""), "{status:?}");
+    }
+    let mut no_session = task(TaskStatus::Interrupted);
+    no_session.session_id.clear();
+    assert!(no_session.resume().unwrap_err().text.contains("no session"));
+    assert!(task(TaskStatus::Running).resume().is_err());
+    let mut waiting = task(TaskStatus::Running);
+    waiting.ask("which?").unwrap();
+    waiting.resume().expect("a waiting task takes it as its answer");
+    assert_eq!((waiting.status, waiting.question.as_str()), (TaskStatus::Running, ""));
+}

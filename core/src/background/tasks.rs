@@ -270,6 +270,38 @@ impl Background {
         Ok(task)
     }
 
+    /// Resumes a finished or interrupted task (or answers a waiting one)
+    /// with `prompt`, in its own session and folder.
+    pub async fn resume_task(
+        &self,
+        scope: Option<&SessionKey>,
+        id: &str,
+        prompt: &str,
+    ) -> Result<Task, Refusal> {
+        let parent = self.task_for(scope, id)?.parent;
+        let limit = self.inner.config.max_running_per_chat as usize;
+        if self.running_in(&parent) >= limit {
+            return Err(Refusal::limit(format!(
+                "{limit} background runs are going in this chat; wait for one"
+            )));
+        }
+        let task = {
+            let mut state = self.inner.state.locked();
+            if state.runs.contains_key(&RunKey::Task(id.to_owned())) {
+                return Err(Refusal::new(format!("task {id} is still running")));
+            }
+            let task = state
+                .tasks
+                .get_mut(id)
+                .ok_or_else(|| Refusal::not_found(format!("there is no task {id}")))?;
+            task.resume()?;
+            task.clone()
+        };
+        self.save_task(task.clone()).await;
+        self.start_task(id, prompt.to_owned());
+        Ok(task)
+    }
+
     /// Cancels a running or waiting task (its CLI is stopped).
     pub async fn cancel_task(&self, scope: Option<&SessionKey>, id: &str) -> Result<Task, Refusal> {
         self.task_for(scope, id)?;

@@ -35,6 +35,9 @@ pub enum Command {
     Ask(AskArgs),
     /// Answer a task's question; it continues with the answer.
     Answer(AnswerArgs),
+    /// Continue a finished, failed, cancelled or interrupted task with a new
+    /// instruction (same session and folder).
+    Resume(AnswerArgs),
 }
 
 /// `task create`.
@@ -78,12 +81,12 @@ pub struct AskArgs {
     pub task: Option<String>,
 }
 
-/// `task answer`.
+/// `task answer` and `task resume`.
 #[derive(Debug, clap::Args)]
 pub struct AnswerArgs {
-    /// The waiting task.
+    /// The task.
     pub id: String,
-    /// The answer ("-" reads it from stdin).
+    /// The answer or the new instruction ("-" reads it from stdin).
     pub answer: String,
 }
 
@@ -201,6 +204,12 @@ pub async fn run(home: &DuctorHome, command: Command) -> anyhow::Result<ExitCode
             let request =
                 pb::AnswerTaskRequest { auth, id: args.id, answer: text_arg(args.answer)? };
             let task = client.answer_task(request).await.map_err(status_error)?.into_inner();
+            print_task(&task);
+        }
+        Command::Resume(args) => {
+            let request =
+                pb::AnswerTaskRequest { auth, id: args.id, answer: text_arg(args.answer)? };
+            let task = client.resume_task(request).await.map_err(status_error)?.into_inner();
             print_task(&task);
         }
     }
