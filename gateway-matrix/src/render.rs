@@ -2,7 +2,7 @@
 //! `body`, numbered options with keycap emoji (Matrix has no inline keyboards),
 //! `!cmd` to `/cmd`, and splitting text that would not fit in one event.
 
-use pulldown_cmark::{Event, Options, Parser};
+use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
 
 /// Keycap emoji used as reaction "buttons", in option order.
 pub const KEYCAPS: [&str; 10] = [
@@ -45,14 +45,38 @@ pub fn markdown(text: &str) -> Rendered {
     options.insert(Options::ENABLE_TASKLISTS);
     // Matrix HTML has no raw-HTML passthrough we trust: show raw HTML as text.
     // Single newlines become <br>: chat text is written line by line.
-    let events = Parser::new_ext(text, options).map(|event| match event {
-        Event::Html(html) | Event::InlineHtml(html) => Event::Text(html),
-        Event::SoftBreak => Event::HardBreak,
-        other => other,
+    // Links keep only web and mail targets (no `javascript:`, `data:`, …:
+    // not every client sanitises); images are never inlined from outside
+    // (an `<img>` would fetch a URL when the message is shown): they become
+    // links, or their text when the target is not a web address.
+    let mut dropped = Vec::new();
+    let events = Parser::new_ext(text, options).filter_map(move |event| match event {
+        Event::Html(html) | Event::InlineHtml(html) => Some(Event::Text(html)),
+        Event::SoftBreak => Some(Event::HardBreak),
+        Event::Start(Tag::Link { link_type, dest_url, title, id }) => {
+            let safe = safe_link(&dest_url);
+            dropped.push(!safe);
+            safe.then_some(Event::Start(Tag::Link { link_type, dest_url, title, id }))
+        }
+        Event::Start(Tag::Image { link_type, dest_url, title, id }) => {
+            let web = safe_link(&dest_url) && !dest_url.starts_with("mailto:");
+            dropped.push(!web);
+            web.then_some(Event::Start(Tag::Link { link_type, dest_url, title, id }))
+        }
+        Event::End(TagEnd::Link | TagEnd::Image) => {
+            (!dropped.pop().unwrap_or(false)).then_some(Event::End(TagEnd::Link))
+        }
+        other => Some(other),
     });
     let mut html = String::with_capacity(text.len() * 2);
     pulldown_cmark::html::push_html(&mut html, events);
     Rendered { plain: text.trim_end().to_owned(), html: html.trim_end().to_owned() }
+}
+
+/// A link target a chat message may carry: `http(s)://` or `mailto:`.
+fn safe_link(target: &str) -> bool {
+    let lower = target.trim_start().to_ascii_lowercase();
+    ["https://", "http://", "mailto:"].iter().any(|scheme| lower.starts_with(scheme))
 }
 
 /// Appends numbered options (keycap + label) to a message text.
@@ -146,6 +170,31 @@ pub fn unsent_tail<'a>(full: &'a str, shown: &[&str]) -> &'a str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn links_keep_only_web_and_mail_targets_and_images_are_never_inlined() {
+        let hostile = "[bank](javascript:alert(1)) [x](data:text/html,hi) [y](JaVaScRiPt:1) \
+                       [ok](https://example.org) [m](mailto:a@b.c) ![pic](https://evil.example/p.png) \
+                       ![local](mxc://hs/abc) [rel](foo/bar)";
+        let html = markdown(hostile).html;
+        for bad in ["javascript", "JaVaScRiPt", "data:", "<img", "mxc://", "foo/bar"] {
+            assert!(!html.contains(bad), "{bad} in {html}");
+        }
+        for kept in [
+            "bank",
+            "<a href=\"https://example.org\">ok</a>",
+            "<a href=\"mailto:a@b.c\">m</a>",
+            "<a href=\"https://evil.example/p.png\">pic</a>",
+            "local",
+            "rel",
+        ] {
+            assert!(html.contains(kept), "{kept} missing from {html}");
+        }
+        // Nested: an image inside a dropped link, a link inside kept emphasis.
+        let html = markdown("[![i](https://a/i.png)](javascript:x) *[k](https://k)*").html;
+        assert!(!html.contains("javascript") && html.contains("<a href=\"https://a/i.png\">i</a>"));
+        assert!(html.contains("<em><a href=\"https://k\">k</a></em>"), "{html}");
+    }
 
     #[test]
     fn markdown_renders_html_and_keeps_plain_body() {
