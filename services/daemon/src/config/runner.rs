@@ -1,6 +1,7 @@
 //! `[runner]` and `[providers.*]`: how agent CLIs are started and confined.
 
 use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -83,8 +84,86 @@ impl RunnerConfig {
         if self.max_concurrent_runs == 0 {
             return Err(Invalid::new("runner.max_concurrent_runs", "must be greater than 0"));
         }
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        for path in &self.extra_writable_paths {
+            if let Some(why) = unsafe_writable(Path::new(path), home.as_deref()) {
+                return Err(Invalid::new(
+                    "runner.extra_writable_paths",
+                    format!("{path:?} {why}; grant a project directory instead"),
+                ));
+            }
+        }
+        for path in &self.extra_readable_paths {
+            if !Path::new(path).is_absolute() {
+                return Err(Invalid::new(
+                    "runner.extra_readable_paths",
+                    format!("{path:?} is not an absolute path"),
+                ));
+            }
+        }
         Ok(())
     }
+}
+
+/// Paths under the home directory whose write access gives the agent a way
+/// out of the sandbox: code that runs unconfined at the next login, boot,
+/// ssh or git command, or ductor's own units and binaries.
+const HOME_ESCAPES: &[&str] = &[
+    ".ssh",
+    ".gnupg",
+    ".config",
+    ".local/bin",
+    ".local/share/systemd",
+    ".bashrc",
+    ".bash_profile",
+    ".bash_login",
+    ".bash_logout",
+    ".profile",
+    ".zshrc",
+    ".zshenv",
+    ".zprofile",
+    ".zlogin",
+    ".pam_environment",
+    ".xprofile",
+    ".gitconfig",
+    ".npmrc",
+    ".cargo/bin",
+    ".claude",
+    ".claude.json",
+    ".codex",
+    ".gemini",
+];
+
+/// System trees never handed to an agent for writing.
+const SYSTEM_TREES: &[&str] =
+    &["/etc", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/boot", "/var/spool", "/var/lib"];
+
+/// Why `path` must not be an extra writable root, if it must not: not
+/// absolute, with `..`, the filesystem root, the home directory or one of
+/// its ancestors, or a tree that holds (or lies in) a way out of the sandbox.
+/// Judged on the words of the path; the runner resolves links before granting.
+fn unsafe_writable(path: &Path, home: Option<&Path>) -> Option<String> {
+    if !path.is_absolute() {
+        return Some("is not an absolute path".into());
+    }
+    if path.components().any(|c| matches!(c, Component::ParentDir)) {
+        return Some("contains \"..\"".into());
+    }
+    let path: PathBuf = path.components().collect();
+    if path.parent().is_none() {
+        return Some("is the filesystem root".into());
+    }
+    let covers = |escape: &Path| escape.starts_with(&path) || path.starts_with(escape);
+    if let Some(tree) = SYSTEM_TREES.iter().map(Path::new).find(|t| covers(t)) {
+        return Some(format!("overlaps the system tree {}", tree.display()));
+    }
+    let home = home.filter(|h| h.is_absolute())?;
+    if home.starts_with(&path) {
+        return Some("is the home directory or holds it".into());
+    }
+    HOME_ESCAPES.iter().map(|e| home.join(e)).find(|e| covers(e)).map(|escape| {
+        format!("overlaps {} (code there runs outside the sandbox)", escape.display())
+    })
 }
 
 /// `[providers.<name>]`.
@@ -145,5 +224,48 @@ impl ProvidersConfig {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writable_roots_that_open_a_way_out_are_refused() {
+        let home = Some(Path::new("/home/op"));
+        for (path, why) in [
+            ("relative/dir", "absolute"),
+            ("/srv/../home/op", ".."),
+            ("/", "root"),
+            ("/home", "home directory"),
+            ("/home/op", "home directory"),
+            ("/home/op/", "home directory"),
+            ("/home/op/.ssh", ".ssh"),
+            ("/home/op/.config/systemd/user", ".config"),
+            ("/home/op/.local", ".local/bin"),
+            ("/home/op/.bashrc", ".bashrc"),
+            ("/home/op/.claude", ".claude"),
+            ("/etc", "/etc"),
+            ("/usr/local/bin", "/usr"),
+        ] {
+            let refused = unsafe_writable(Path::new(path), home)
+                .unwrap_or_else(|| panic!("{path} was accepted"));
+            assert!(refused.contains(why), "{path}: {refused}");
+        }
+        for path in ["/home/op/projects/site", "/srv/data", "/tmp/scratch", "/home/op/.localized"] {
+            assert_eq!(unsafe_writable(Path::new(path), home), None, "{path}");
+        }
+    }
+
+    #[test]
+    fn a_bad_writable_root_fails_validation_with_the_key_named() {
+        let config = RunnerConfig {
+            extra_writable_paths: vec!["/etc/cron.d".into()],
+            ..RunnerConfig::default()
+        };
+        let error = config.validate().unwrap_err();
+        assert_eq!(error.key, "runner.extra_writable_paths");
+        assert!(error.message.contains("/etc"), "{}", error.message);
     }
 }
