@@ -257,9 +257,8 @@ async fn webhooks_in_both_modes() {
         ],
     )
     .await;
-    let wake = ctl(
-        &env,
-        &[
+    let nudge = |secret: &'static str, value: String| {
+        [
             "webhook",
             "add",
             "nudge",
@@ -271,9 +270,23 @@ async fn webhooks_in_both_modes() {
             TRANSPORT,
             "--chat",
             CHAT,
-        ],
-    )
-    .await;
+            secret,
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .chain([value])
+        .collect::<Vec<_>>()
+    };
+    // A secret on argv is refused (every local user can read it); a file is not.
+    let on_argv = nudge("--token", "chosen-token-on-argv-0123456789".into());
+    let on_argv = env.ductorctl(&on_argv.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    assert!(!on_argv.status.success());
+    assert!(text(&on_argv.stderr).contains("--token-file"), "{}", text(&on_argv.stderr));
+    let token_file = env.home().join("nudge.token");
+    std::fs::write(&token_file, "chosen-token-from-a-file-0123456789\n").expect("token file");
+    let args = nudge("--token-file", token_file.display().to_string());
+    let wake = ctl(&env, &args.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    assert_eq!(bearer(&wake), "chosen-token-from-a-file-0123456789");
     let client = reqwest::Client::new();
     let url = |id: &str| format!("http://127.0.0.1:{port}/hooks/{id}");
     let post = |id: &str, token: String, body: &'static str| {

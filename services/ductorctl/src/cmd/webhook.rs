@@ -64,16 +64,25 @@ pub struct AddArgs {
     /// How callers authenticate.
     #[arg(long, default_value = "bearer", value_parser = ["bearer", "hmac"])]
     pub auth: String,
-    /// bearer: the token (default: a generated one).
-    #[arg(long, default_value = "")]
-    pub token: String,
+    /// bearer: read the token from this file, or "-" for stdin (default: a
+    /// generated one). Never on the command line: argv is visible to every
+    /// local user and kept in shell history.
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<String>,
+    /// Refused: use --token-file.
+    #[arg(long, hide = true)]
+    pub token: Option<String>,
     /// hmac: the signing scheme: github (X-Hub-Signature-256 over the body),
     /// stripe (Stripe-Signature t=…,v1=…) or slack (X-Slack-Signature v0=…).
     #[arg(long, default_value = "github", value_parser = ["github", "stripe", "slack"])]
     pub hmac_preset: String,
-    /// hmac: the shared secret (default: a generated one).
-    #[arg(long, default_value = "")]
-    pub hmac_secret: String,
+    /// hmac: read the shared secret from this file, or "-" for stdin
+    /// (default: a generated one).
+    #[arg(long, value_name = "PATH")]
+    pub hmac_secret_file: Option<String>,
+    /// Refused: use --hmac-secret-file.
+    #[arg(long, hide = true)]
+    pub hmac_secret: Option<String>,
     /// hmac: the signature header (overrides the preset).
     #[arg(long, default_value = "")]
     pub hmac_header: String,
@@ -157,6 +166,15 @@ pub async fn run(home: &DuctorHome, command: Command) -> anyhow::Result<ExitCode
     let auth = Some(auth);
     match command {
         Command::Add(args) => {
+            if args.token.is_some() || args.hmac_secret.is_some() {
+                anyhow::bail!(
+                    "secrets are not taken on the command line (every local user can read argv, \
+                     and shells keep it): use --token-file PATH or --hmac-secret-file PATH \
+                     (\"-\" reads stdin)"
+                );
+            }
+            let token = args.token_file.as_deref().map(read_secret).transpose()?;
+            let secret = args.hmac_secret_file.as_deref().map(read_secret).transpose()?;
             let hmac = args.auth == "hmac";
             let payload = match args.hmac_preset.as_str() {
                 "stripe" => "stripe",
@@ -172,11 +190,11 @@ pub async fn run(home: &DuctorHome, command: Command) -> anyhow::Result<ExitCode
                 enabled: !args.disabled,
                 task_folder: args.task_folder,
                 auth_mode: args.auth,
-                token: args.token,
-                hmac_secret: if hmac && args.hmac_secret.is_empty() {
-                    random_secret()
-                } else {
-                    args.hmac_secret
+                token: token.unwrap_or_default(),
+                hmac_secret: match secret {
+                    Some(secret) => secret,
+                    None if hmac => random_secret(),
+                    None => String::new(),
                 },
                 hmac_header: args.hmac_header,
                 hmac_algorithm: args.hmac_algorithm,
@@ -245,4 +263,19 @@ pub async fn run(home: &DuctorHome, command: Command) -> anyhow::Result<ExitCode
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A secret from `path` ("-": stdin), without its trailing newline.
+fn read_secret(path: &str) -> anyhow::Result<String> {
+    use anyhow::Context as _;
+    use std::io::Read as _;
+    let mut text = String::new();
+    if path == "-" {
+        std::io::stdin().read_to_string(&mut text).context("read the secret from stdin")?;
+    } else {
+        text = std::fs::read_to_string(path).with_context(|| format!("read the secret {path}"))?;
+    }
+    let secret = text.trim_end_matches(['\r', '\n']).to_owned();
+    anyhow::ensure!(!secret.is_empty(), "the secret in {path} is empty");
+    Ok(secret)
 }
