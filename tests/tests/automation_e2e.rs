@@ -302,6 +302,13 @@ async fn webhooks_in_both_modes() {
     assert_eq!(health.status().as_u16(), 200);
     let refused = post("ci", "wrong-token-wrong-token".into(), "{}").await.expect("post");
     assert_eq!(refused.status().as_u16(), 401);
+    // More junk than the per-minute limit (30), and probes for hook names:
+    // none of it counts, and an unknown hook answers like a wrong token.
+    for i in 0..40 {
+        let id = if i % 2 == 0 { "nope" } else { "ci" };
+        let junk = post(id, format!("junk-token-{i:020}"), "{}").await.expect("post");
+        assert_eq!(junk.status().as_u16(), 401, "{id}");
+    }
 
     let accepted =
         post("ci", bearer(&task), r#"{"status":"failed","branch":"main"}"#).await.expect("post");

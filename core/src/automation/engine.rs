@@ -230,7 +230,7 @@ impl Automation {
             .with_context(|| format!("bind the webhook listener to {address}"))?;
         tracing::info!(%address, "webhook listener started");
         tokio::spawn(async move {
-            if let Err(error) = serve(listener, router, shutdown).await {
+            if let Err(error) = serve(listener, settings.connections, router, shutdown).await {
                 tracing::error!(%error, "webhook listener stopped");
             }
         });

@@ -8,6 +8,7 @@
 //! [`ratelimit`] is the global sliding window.
 
 pub mod auth;
+pub mod listener;
 pub mod ratelimit;
 pub mod server;
 pub mod template;

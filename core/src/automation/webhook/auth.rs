@@ -188,10 +188,14 @@ fn verify_bearer(token: &str, headers: &HeaderMap) -> Result<(), AuthFailure> {
 
 fn check_age(timestamp: &str, max_age_seconds: u32, now_unix: i64) -> Result<(), AuthFailure> {
     let at: i64 = timestamp.trim().parse().map_err(|_| AuthFailure::Stale)?;
-    if max_age_seconds > 0 && (now_unix - at).abs() > i64::from(max_age_seconds) {
-        return Err(AuthFailure::Stale);
+    if max_age_seconds == 0 {
+        return Ok(());
     }
-    Ok(())
+    // An absurd timestamp (an overflowing difference) is stale, not fresh.
+    match now_unix.checked_sub(at).map(i64::unsigned_abs) {
+        Some(age) if age <= u64::from(max_age_seconds) => Ok(()),
+        _ => Err(AuthFailure::Stale),
+    }
 }
 
 fn prefixed(prefix: &[u8], body: &[u8]) -> Vec<u8> {
@@ -413,5 +417,14 @@ mod tests {
         let basic = headers(&[("Authorization".into(), "Basic abc".into())]);
         assert!(matches!(v.verify(&basic, b"", NOW), Err(AuthFailure::Malformed(_))));
         assert!(Verifier::new(&HookAuth::Bearer { token: "short".into() }).is_err());
+    }
+
+    #[test]
+    fn an_overflowing_timestamp_is_stale() {
+        assert!(check_age(&i64::MIN.to_string(), 300, i64::MAX).is_err());
+        assert!(check_age(&i64::MAX.to_string(), 300, -10).is_err());
+        assert!(check_age("1000", 300, 1200).is_ok());
+        assert!(check_age("1000", 300, 1301).is_err());
+        assert!(check_age(&i64::MIN.to_string(), 0, 5).is_ok(), "0 = no check");
     }
 }

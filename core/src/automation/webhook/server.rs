@@ -3,15 +3,18 @@
 //!
 //! | check | answer |
 //! |---|---|
-//! | global rate limit | 429 `rate_limited` |
 //! | `Content-Type: application/json` | 415 `content_type_must_be_json` |
 //! | body within `max_body_bytes` | 413 `payload_too_large` |
 //! | body is JSON | 400 `invalid_json` |
 //! | body is a JSON object | 400 `body_must_be_object` |
-//! | hook exists | 404 `hook_not_found` |
-//! | hook enabled | 403 `hook_disabled` |
-//! | auth | 401 `unauthorized` |
+//! | hook exists, is enabled, and auth holds | 401 `unauthorized` (the same answer for all three: no way to learn which hooks exist) |
+//! | the hook's rate limit | 429 `rate_limited` + `Retry-After` |
+//! | not a replay of a signed delivery | 200 `{"accepted":false,"duplicate":true}` |
 //! | journaled and queued | 202 `{"accepted":true,"hook_id":…}` |
+//!
+//! Nothing is counted before authentication, so junk requests cannot use up
+//! a real sender's allowance; connections are bounded before HTTP sees them
+//! ([`super::listener`]: per address, in total, idle and lifetime timeouts).
 //!
 //! An accepted request is first written to the journal (`webhook_inbox` in
 //! core's database), then put in a bounded queue and handled asynchronously;
@@ -21,12 +24,12 @@
 //! cannot be written or the queue is full the request is **not** accepted: it
 //! gets 503 (`journal_unavailable`, `queue_full`) with `Retry-After`, so a
 //! sender (GitHub, Stripe, … all retry on 5xx) never sees 202 for work that
-//! is then dropped. Memory is bounded by the queue capacity times
-//! `max_body_bytes` plus the rate-limit window.
+//! is then dropped. Memory is bounded by the connection limit times
+//! `max_body_bytes`, the queue, and the per-hook windows.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
@@ -41,8 +44,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::auth::Verifier;
-use super::ratelimit::SlidingWindow;
-use super::{Webhook, template};
+use super::listener::{BoundedListener, ConnectionLimits};
+use super::ratelimit::{PerHook, ReplayGuard};
+use super::{HookAuth, Webhook, template};
 use crate::automation::clock::SharedClock;
 use crate::automation::model::InvalidDefinition;
 use crate::automation::store as db;
@@ -140,19 +144,31 @@ impl HookRegistry {
 pub struct ServerSettings {
     /// Largest body accepted.
     pub max_body_bytes: usize,
-    /// Global limit.
+    /// Authenticated requests per minute, per hook.
     pub rate_limit_per_minute: u32,
     /// Accepted requests waiting to be handled.
     pub queue_capacity: usize,
+    /// How long a signed delivery is remembered against replays.
+    pub replay_window: Duration,
+    /// The bounds on connections.
+    pub connections: ConnectionLimits,
 }
 
 impl ServerSettings {
     /// Settings from the config section, with the default queue capacity.
     pub fn from_config(config: &ductor_daemon::config::WebhooksConfig) -> Self {
+        let seconds = |s: u32| Duration::from_secs(u64::from(s));
         Self {
             max_body_bytes: config.max_body_bytes,
             rate_limit_per_minute: config.rate_limit_per_minute,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            replay_window: seconds(config.replay_window_seconds),
+            connections: ConnectionLimits {
+                max_connections: config.max_connections as usize,
+                per_address: config.max_connections_per_address as usize,
+                idle: seconds(config.idle_timeout_seconds),
+                lifetime: seconds(config.connection_lifetime_seconds),
+            },
         }
     }
 }
@@ -163,7 +179,8 @@ pub const DEFAULT_QUEUE_CAPACITY: usize = 256;
 #[derive(Clone)]
 struct AppState {
     hooks: Arc<HookRegistry>,
-    limiter: Arc<SlidingWindow>,
+    limits: Arc<PerHook>,
+    replays: Arc<ReplayGuard>,
     queue: mpsc::Sender<WebhookEvent>,
     journal: Store,
     clock: SharedClock,
@@ -181,7 +198,8 @@ pub fn router(
     let (queue, receiver) = mpsc::channel(settings.queue_capacity.max(1));
     let state = AppState {
         hooks,
-        limiter: Arc::new(SlidingWindow::new(settings.rate_limit_per_minute)),
+        limits: Arc::new(PerHook::new(settings.rate_limit_per_minute)),
+        replays: Arc::new(ReplayGuard::new(settings.replay_window)),
         queue,
         journal,
         clock,
@@ -194,13 +212,16 @@ pub fn router(
     (router, receiver)
 }
 
-/// Serves `router` on `listener` until `shutdown`.
+/// Serves `router` on `listener`, its connections bounded by `limits`, until `shutdown`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    limits: ConnectionLimits,
     router: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned()).await
+    axum::serve(BoundedListener::new(listener, limits), router)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
 }
 
 async fn health() -> Response {
@@ -230,9 +251,6 @@ async fn receive(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if !state.limiter.allow(Instant::now()) {
-        return with_retry_after(reject(StatusCode::TOO_MANY_REQUESTS, "rate_limited"), 60);
-    }
     if !is_json(&headers) {
         return reject(StatusCode::UNSUPPORTED_MEDIA_TYPE, "content_type_must_be_json");
     }
@@ -250,16 +268,29 @@ async fn receive(
     let Value::Object(payload) = value else {
         return reject(StatusCode::BAD_REQUEST, "body_must_be_object");
     };
-    let Some(loaded) = state.hooks.get(&id) else {
-        return reject(StatusCode::NOT_FOUND, "hook_not_found");
-    };
-    if !loaded.hook.enabled {
-        return reject(StatusCode::FORBIDDEN, "hook_disabled");
-    }
     let now = state.clock.now();
+    let loaded = match state.hooks.get(&id) {
+        Some(loaded) if loaded.hook.enabled => loaded,
+        found => {
+            let why = if found.is_some() { "disabled" } else { "unknown" };
+            tracing::warn!(hook = %id, "webhook request for an {why} hook refused");
+            return reject(StatusCode::UNAUTHORIZED, "unauthorized");
+        }
+    };
     if let Err(failure) = loaded.verifier.verify(&headers, &bytes, now.as_second()) {
         tracing::warn!(hook = %id, reason = %failure, "webhook request refused");
         return reject(StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+    if !state.limits.allow(&id, Instant::now()) {
+        return with_retry_after(reject(StatusCode::TOO_MANY_REQUESTS, "rate_limited"), 60);
+    }
+    let delivery = delivery_key(&loaded.hook.auth, &headers);
+    if let Some(key) = &delivery
+        && !state.replays.first(&id, key, Instant::now())
+    {
+        tracing::warn!(hook = %id, "a replayed webhook delivery was ignored");
+        return (StatusCode::OK, axum::Json(json!({"accepted": false, "duplicate": true})))
+            .into_response();
     }
     let prompt = template::wrap(
         &loaded.hook.title,
@@ -267,6 +298,9 @@ async fn receive(
     );
     drop(payload);
     let Some((inbox, prompt)) = journal(&state.journal, &id, now, prompt).await else {
+        if let Some(key) = &delivery {
+            state.replays.forget(&id, key);
+        }
         return with_retry_after(reject(StatusCode::SERVICE_UNAVAILABLE, "journal_unavailable"), 5);
     };
     let event = WebhookEvent {
@@ -289,11 +323,30 @@ async fn receive(
             reject(StatusCode::SERVICE_UNAVAILABLE, "shutting_down")
         }
     };
-    // Not accepted after all: the sender retries, so the journal must not replay it.
+    // Not accepted after all: the sender retries, so neither the journal nor
+    // the replay guard may hold it.
+    if let Some(key) = &delivery {
+        state.replays.forget(&id, key);
+    }
     if let Err(error) = on_journal(&state.journal, move |c| db::drop_event(c, inbox)).await {
         tracing::error!(%error, hook = %id, "failed to drop a refused webhook request from the journal");
     }
     refusal
+}
+
+/// What identifies one delivery, for replay protection: the sender's
+/// delivery id (`X-GitHub-Delivery`, `Idempotency-Key`), else a signed
+/// hook's signature header (with Slack's timestamp). Bearer requests without
+/// an id have none: a bearer token proves the sender, not the delivery.
+fn delivery_key(auth: &HookAuth, headers: &HeaderMap) -> Option<String> {
+    let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    if let Some(id) = ["x-github-delivery", "idempotency-key"].iter().find_map(|h| value(h)) {
+        return Some(format!("id:{id}"));
+    }
+    let HookAuth::Hmac(settings) = auth else { return None };
+    let signature = value(&settings.header)?;
+    let stamp = value(super::auth::SLACK_TIMESTAMP_HEADER).unwrap_or("");
+    Some(format!("sig:{stamp}:{signature}"))
 }
 
 /// Writes an accepted request to the journal; `None` (logged) when it cannot.

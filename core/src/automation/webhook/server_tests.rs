@@ -8,6 +8,7 @@ use super::*;
 use crate::automation::clock::SystemClock;
 use crate::automation::store as db;
 use crate::automation::webhook::auth::{mac, sign};
+use crate::automation::webhook::listener::ConnectionLimits;
 use crate::automation::webhook::{HmacAlgorithm, HmacSettings, HookAuth, HookMode};
 
 struct Listener {
@@ -42,7 +43,7 @@ async fn start(settings: ServerSettings) -> Listener {
         tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let stop = CancellationToken::new();
-    tokio::spawn(serve(listener, router, stop.clone()));
+    tokio::spawn(serve(listener, settings.connections, router, stop.clone()));
     Listener {
         base,
         events,
@@ -54,7 +55,18 @@ async fn start(settings: ServerSettings) -> Listener {
 }
 
 fn settings() -> ServerSettings {
-    ServerSettings { max_body_bytes: 1024, rate_limit_per_minute: 1000, queue_capacity: 16 }
+    ServerSettings {
+        max_body_bytes: 1024,
+        rate_limit_per_minute: 1000,
+        queue_capacity: 16,
+        replay_window: Duration::from_secs(600),
+        connections: ConnectionLimits {
+            max_connections: 64,
+            per_address: 64,
+            idle: Duration::from_secs(10),
+            lifetime: Duration::from_secs(60),
+        },
+    }
 }
 
 impl Listener {
@@ -122,10 +134,11 @@ async fn every_check_answers_in_order() {
         l.post("nope", JSON, b"[1,2]", &[]).await,
         (400, json!({"error": "body_must_be_object"}))
     );
-    assert_eq!(l.post("nope", JSON, b"{}", &[]).await, (404, json!({"error": "hook_not_found"})));
-    // Disabled before auth: even a wrong token learns only that.
-    assert_eq!(l.post("off", JSON, b"{}", &[]).await, (403, json!({"error": "hook_disabled"})));
-    assert_eq!(l.post("ci", JSON, b"{}", &[]).await, (401, json!({"error": "unauthorized"})));
+    // Unknown, disabled and unauthenticated look the same: no way to learn which hooks exist.
+    let unauthorized = (401, json!({"error": "unauthorized"}));
+    assert_eq!(l.post("nope", JSON, b"{}", &auth).await, unauthorized);
+    assert_eq!(l.post("off", JSON, b"{}", &auth).await, unauthorized);
+    assert_eq!(l.post("ci", JSON, b"{}", &[]).await, unauthorized);
     let wrong = [("Authorization".to_string(), format!("Bearer {TOKEN}x"))];
     assert_eq!(l.post("ci", JSON, b"{}", &wrong).await.0, 401);
     // Accepted, with a charset parameter on the content type.
@@ -210,23 +223,97 @@ async fn stripe_signature_verified_and_forged() {
 }
 
 #[tokio::test]
-async fn rate_limit_comes_first() {
+async fn only_authenticated_requests_count_and_each_hook_has_its_own_limit() {
     let l = start(ServerSettings { rate_limit_per_minute: 3, ..settings() }).await;
-    for _ in 0..3 {
-        assert_eq!(l.post("nope", Some("text/plain"), b"", &[]).await.0, 415);
+    // A flood of junk: unknown hooks, wrong tokens, bad bodies.
+    let wrong = [("Authorization".to_string(), format!("Bearer {TOKEN}x"))];
+    for _ in 0..20 {
+        assert_eq!(l.post("nope", JSON, b"{}", &[]).await.0, 401);
+        assert_eq!(l.post("ci", JSON, b"{}", &wrong).await.0, 401);
+        assert_eq!(l.post("ci", Some("text/plain"), b"", &[]).await.0, 415);
     }
+    // The real sender still gets its whole allowance.
+    for _ in 0..3 {
+        assert_eq!(l.bearer("ci", "{}").await.0, 202);
+    }
+    assert_eq!(l.bearer("ci", "{}").await, (429, json!({"error": "rate_limited"})));
+    // Another hook is not starved by a busy one.
+    let body = br#"{"status":"ok"}"#;
+    let github = HookAuth::Hmac(HmacSettings::github("gh-secret"));
+    assert_eq!(l.post("github", JSON, body, &sign(&github, body, 0)).await.0, 202);
+}
+
+#[tokio::test]
+async fn a_signed_delivery_is_accepted_once() {
+    let mut l = start(settings()).await;
+    let body = br#"{"status":"ok"}"#;
+    let github = HookAuth::Hmac(HmacSettings::github("gh-secret"));
+    let mut headers = sign(&github, body, 0);
+    headers.push(("X-GitHub-Delivery".into(), "72d3162e-cc78-11e3-81ab-4c9367dc0958".into()));
+    assert_eq!(l.post("github", JSON, body, &headers).await.0, 202);
     assert_eq!(
-        l.post("nope", Some("text/plain"), b"", &[]).await,
-        (429, json!({"error": "rate_limited"}))
+        l.post("github", JSON, body, &headers).await,
+        (200, json!({"accepted": false, "duplicate": true}))
     );
-    assert_eq!(l.bearer("ci", "{}").await.0, 429);
+    // Without a delivery id, the signature itself identifies the delivery.
+    let stripe = HookAuth::Hmac(HmacSettings::stripe("whsec_abc"));
+    let now = Timestamp::now().as_second();
+    let signed = sign(&stripe, body, now);
+    assert_eq!(l.post("stripe", JSON, body, &signed).await.0, 202);
+    assert_eq!(l.post("stripe", JSON, body, &signed).await.0, 200);
+    let mut queued = 0;
+    while l.events.try_recv().is_ok() {
+        queued += 1;
+    }
+    assert_eq!(queued, 2, "each delivery handled once");
+}
+
+#[tokio::test]
+async fn connections_are_bounded_per_address_and_silent_ones_are_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let limits = ConnectionLimits {
+        max_connections: 64,
+        per_address: 3,
+        idle: Duration::from_millis(300),
+        lifetime: Duration::from_secs(60),
+    };
+    let l = start(ServerSettings { connections: limits, ..settings() }).await;
+    let address = l.base.trim_start_matches("http://").to_owned();
+    // Three slow clients that never finish their headers hold every slot of this address…
+    let mut slow = Vec::new();
+    for _ in 0..3 {
+        let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+        stream.write_all(b"POST /hooks/ci HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        slow.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // …so a fourth is closed at once, without an answer.
+    let mut fourth = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let _ = fourth.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), fourth.read_to_end(&mut answer)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "closed unanswered: {answer:?}");
+    // The silent ones are dropped after the idle timeout, and the slots come back.
+    for stream in &mut slow {
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest));
+        assert!(read.await.is_ok(), "a silent client is disconnected");
+    }
+    assert_eq!(l.bearer("ci", "{}").await.0, 202, "the address may connect again");
 }
 
 #[tokio::test]
 async fn flood_is_limited_and_never_loses_an_accepted_request() {
-    let mut l =
-        start(ServerSettings { rate_limit_per_minute: 200, queue_capacity: 64, ..settings() })
-            .await;
+    // Connections are not what this test bounds: room for all 600 at once.
+    let connections =
+        ConnectionLimits { max_connections: 1024, per_address: 1024, ..settings().connections };
+    let mut l = start(ServerSettings {
+        rate_limit_per_minute: 200,
+        queue_capacity: 64,
+        connections,
+        ..settings()
+    })
+    .await;
     let mut tasks = Vec::new();
     for i in 0..600 {
         let client = l.client.clone();
@@ -268,9 +355,9 @@ async fn registry_changes_take_effect_immediately() {
     let l = start(settings()).await;
     assert_eq!(l.bearer("ci", "{}").await.0, 202);
     l.hooks.remove("ci");
-    assert_eq!(l.bearer("ci", "{}").await.0, 404);
+    assert_eq!(l.bearer("ci", "{}").await.0, 401);
     let failed = l.hooks.replace_all(vec![hook("ci", HookAuth::Bearer { token: "short".into() })]);
     assert_eq!(failed.len(), 1);
     tokio::time::sleep(Duration::from_millis(1)).await;
-    assert_eq!(l.bearer("github", "{}").await.0, 404, "replace_all dropped the old set");
+    assert_eq!(l.bearer("github", "{}").await.0, 401, "replace_all dropped the old set");
 }

@@ -16,8 +16,18 @@ pub struct WebhooksConfig {
     pub port: u16,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
-    /// Requests accepted per minute over all hooks.
+    /// Authenticated requests accepted per minute, per hook.
     pub rate_limit_per_minute: u32,
+    /// Open connections at once.
+    pub max_connections: u32,
+    /// Open connections from one address.
+    pub max_connections_per_address: u32,
+    /// Longest client silence on a connection, in seconds.
+    pub idle_timeout_seconds: u32,
+    /// Longest life of a connection, in seconds.
+    pub connection_lifetime_seconds: u32,
+    /// How long a signed delivery is remembered against replays, in seconds.
+    pub replay_window_seconds: u32,
 }
 
 impl Default for WebhooksConfig {
@@ -28,6 +38,11 @@ impl Default for WebhooksConfig {
             port: 8742,
             max_body_bytes: 262_144,
             rate_limit_per_minute: 30,
+            max_connections: 64,
+            max_connections_per_address: 8,
+            idle_timeout_seconds: 10,
+            connection_lifetime_seconds: 60,
+            replay_window_seconds: 600,
         }
     }
 }
@@ -43,8 +58,15 @@ impl WebhooksConfig {
         if self.max_body_bytes == 0 {
             return Err(Invalid::new("webhooks.max_body_bytes", "must be greater than 0"));
         }
-        if self.rate_limit_per_minute == 0 {
-            return Err(Invalid::new("webhooks.rate_limit_per_minute", "must be greater than 0"));
+        let positive = [
+            ("rate_limit_per_minute", self.rate_limit_per_minute),
+            ("max_connections", self.max_connections),
+            ("max_connections_per_address", self.max_connections_per_address),
+            ("idle_timeout_seconds", self.idle_timeout_seconds),
+            ("connection_lifetime_seconds", self.connection_lifetime_seconds),
+        ];
+        if let Some((key, _)) = positive.iter().find(|(_, value)| *value == 0) {
+            return Err(Invalid::new(format!("webhooks.{key}"), "must be greater than 0"));
         }
         Ok(())
     }
