@@ -56,8 +56,11 @@ struct Listener {
 async fn listener(rate_limit_per_minute: u32) -> Listener {
     let hooks = Arc::new(HookRegistry::default());
     hooks.upsert(hook()).expect("valid hook");
-    let settings =
-        ServerSettings { max_body_bytes: 262_144, rate_limit_per_minute, queue_capacity: 256 };
+    // As configured by default, with room for the bench's concurrent clients.
+    let mut settings = ServerSettings::from_config(&Default::default());
+    settings.rate_limit_per_minute = rate_limit_per_minute;
+    settings.connections.max_connections = 1024;
+    settings.connections.per_address = 1024;
     // The journal on disk, as in core: every 202 is one WAL commit.
     let dir = tempfile::tempdir().expect("temporary directory");
     let journal =
@@ -66,7 +69,7 @@ async fn listener(rate_limit_per_minute: u32) -> Listener {
     let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
     let url = format!("http://{}/hooks/bench", tcp.local_addr().expect("address"));
     let stop = CancellationToken::new();
-    tokio::spawn(serve(tcp, router, stop.clone()));
+    tokio::spawn(serve(tcp, settings.connections, router, stop.clone()));
     let accepted = Arc::new(AtomicU64::new(0));
     let counter = accepted.clone();
     // The consumer stands in for the engine: it takes events as fast as they
