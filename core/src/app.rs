@@ -34,7 +34,11 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
     let config = &context.config;
     let workspace = context.home.workspace();
+    // Nobody else on the machine reads the home (state, secrets) or the
+    // workspace (uploads, memory), whatever the umask was when they were made.
+    ductor_daemon::paths::tighten(context.home.root(), 0o700).context("make the home private")?;
     workspace::seed(&workspace, &workspace::rules_text()).context("seed the workspace")?;
+    ductor_daemon::paths::tighten(&workspace, 0o700).context("make the workspace private")?;
     let migrations = [automation::store::MIGRATIONS, background::store::MIGRATIONS].concat();
     let store =
         Store::open(&context.home.state_db(), &migrations).context("open the state database")?;

@@ -103,6 +103,9 @@ pub enum StoreError {
     /// The blocking task died (a panic inside a store call).
     #[error("the database task failed: {0}")]
     Task(String),
+    /// The database file could not be made private.
+    #[error("make the state database private: {0}")]
+    Io(String),
 }
 
 fn sql(action: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
@@ -155,9 +158,34 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// `state.db` holds transcripts, webhook tokens and HMAC secrets: it is
+/// created 0600 (SQLite's own default follows the umask, usually 0644) and
+/// an older world-readable one, with its `-wal`/`-shm`, is made 0600.
+fn private_database(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .open(path);
+    match created {
+        Ok(_) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(error) => return Err(error),
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        ductor_daemon::paths::tighten(Path::new(&name), 0o600)?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Opens (creating) the database and applies core's migrations plus `extra`.
     pub fn open(path: &Path, extra: &[Migration]) -> Result<Self, StoreError> {
+        private_database(path).map_err(|e| StoreError::Io(format!("{}: {e}", path.display())))?;
         let conn = Connection::open(path).map_err(sql("open the state database"))?;
         Self::setup(conn, extra)
     }

@@ -88,6 +88,35 @@ async fn up_brings_every_configured_service_to_healthy_and_down_leaves_nothing()
     assert_down(&env).await;
 }
 
+/// A home, state database and workspace made world-readable (a loose umask,
+/// an older version) are made private on start: 0700, 0600 with its WAL, 0700.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_world_readable_home_and_state_database_are_made_private_on_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::with_config(FAST_LAUNCHER);
+    let open = |path: &Path, bits: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(bits)).expect("chmod")
+    };
+    let workspace = env.home().join("workspace");
+    std::fs::create_dir_all(&workspace).expect("workspace");
+    let db = env.home().join("state.db");
+    std::fs::write(&db, b"").expect("an empty database");
+    open(env.home(), 0o755);
+    open(&workspace, 0o755);
+    open(&db, 0o644);
+    let up = env.ductorctl(&["up", "--detach"]).await;
+    assert!(up.status.success(), "up --detach failed: {}", stderr(&up));
+    env.wait_healthy(&["runner", "core"]).await;
+    assert_eq!(mode(env.home()), 0o700, "home");
+    assert_eq!(mode(&workspace), 0o700, "workspace");
+    assert_eq!(mode(&db), 0o600, "state.db");
+    let wal = env.home().join("state.db-wal");
+    if wal.exists() {
+        assert_eq!(mode(&wal), 0o600, "state.db-wal");
+    }
+    assert_down(&env).await;
+}
+
 /// The variables of a running process, or `None` when this user may not read
 /// them (the runner is non-dumpable: only a privileged user can).
 fn environ(pid: u32) -> Option<Vec<String>> {

@@ -173,9 +173,55 @@ pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
+/// Sets `path`'s mode to `mode` when it differs (a missing path is left
+/// alone). The path is opened without following a final symlink and without
+/// blocking, and changed through that handle, so a link or FIFO planted in
+/// its place is refused instead of changing (or hanging on) something else.
+#[cfg(unix)]
+pub fn tighten(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK;
+    let file = match std::fs::OpenOptions::new().read(true).custom_flags(flags).open(path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(error),
+    };
+    let current = file.metadata()?.permissions().mode() & 0o7777;
+    if current != mode {
+        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn tighten_changes_files_and_dirs_but_not_through_links() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let dir = tmp.path().join("home");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        tighten(&dir, 0o700).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        let file = dir.join("state.db");
+        std::fs::write(&file, b"").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        tighten(&file, 0o600).unwrap();
+        assert_eq!(mode(&file), 0o600);
+        tighten(&dir.join("missing"), 0o600).unwrap();
+        let outside = tmp.path().join("outside");
+        std::fs::write(&outside, b"").unwrap();
+        std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let link = dir.join("link");
+        std::os::unix::fs::symlink(&outside, &link).unwrap();
+        assert!(tighten(&link, 0o600).is_err(), "a link is refused");
+        assert_eq!(mode(&outside), 0o644, "its target is untouched");
+    }
 
     fn p(s: &str) -> Option<PathBuf> {
         Some(PathBuf::from(s))

@@ -57,13 +57,14 @@ pub fn run(home: &DuctorHome, mut args: Args) -> anyhow::Result<ExitCode> {
     if path.exists() && !args.force {
         anyhow::bail!("{} already exists; pass --force to overwrite it", path.display());
     }
+    // The home is private before anything (a token, from `ask`) is written into it.
+    crate::cmd::up::prepare_dirs(home)?;
     if !args.no_input && std::io::stdin().is_terminal() {
         ask(home, &mut args)?;
     }
     let text = apply(DEFAULT_CONFIG_TOML, &args)?;
     // The result must load exactly as the services will load it.
     Config::parse(&text, &path, &|_| None)?;
-    crate::cmd::up::prepare_dirs(home)?;
     ductor_daemon::paths::write_private(&path, text.as_bytes())
         .with_context(|| format!("write {}", path.display()))?;
     println!("wrote {}", path.display());

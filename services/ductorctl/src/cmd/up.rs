@@ -81,7 +81,7 @@ pub async fn run(home: &DuctorHome, args: Args) -> anyhow::Result<ExitCode> {
     outcome
 }
 
-/// Creates `$DUCTOR_HOME` and `logs/` (0700) and the private run directory.
+/// Creates (or tightens) `$DUCTOR_HOME` and `logs/` (0700) and the private run directory.
 pub fn prepare_dirs(home: &DuctorHome) -> anyhow::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     for dir in [home.root().to_path_buf(), home.logs_dir()] {
@@ -90,6 +90,9 @@ pub fn prepare_dirs(home: &DuctorHome) -> anyhow::Result<()> {
             .mode(0o700)
             .create(&dir)
             .with_context(|| format!("create {}", dir.display()))?;
+        // An existing home made with a looser umask is tightened on every start.
+        ductor_daemon::paths::tighten(&dir, 0o700)
+            .with_context(|| format!("make {} private", dir.display()))?;
     }
     ductor_proto::transport::prepare_socket_dir(home.run_dir())
         .context("prepare the run directory")?;
