@@ -529,6 +529,102 @@ async fn an_agent_manages_only_its_own_chats_jobs() {
     assert!(env.ductorctl(&["down"]).await.status.success());
 }
 
+/// What an agent may set up on its own is bounded (`[automation]`): no
+/// every-minute schedules, a cap on jobs, hooks that wait for the operator
+/// before the internet reaches the chat, and cron runs without the chat's
+/// credential (so a payload cannot make them create more).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_cannot_flood_schedules_or_open_a_door_without_the_operator() {
+    let port = free_port();
+    let env = TestEnv::with_fake_claude(&format!(
+        "[webhooks]\nenabled = true\nport = {port}\n\n[automation]\nmax_jobs_per_chat = 3\n"
+    ));
+    up(&env).await;
+    let every_minute = as_agent(&env, "c1", "cron add spam --schedule '* * * * *' --description d").await;
+    assert!(every_minute.contains("min_agent_interval_minutes"), "{every_minute}");
+    let long = "x".repeat(5000);
+    let wordy = as_agent(
+        &env,
+        "c1",
+        &format!("cron add wordy --schedule '0 9 * * *' --description {long}"),
+    )
+    .await;
+    assert!(wordy.contains("max_text_chars"), "{wordy}");
+    for i in 0..3 {
+        let added = as_agent(&env, "c1", &format!("cron add job{i} --schedule '0 9 * * *' --description d")).await;
+        assert!(added.contains("added"), "{added}");
+    }
+    let fourth = as_agent(&env, "c1", "cron add job3 --schedule '0 9 * * *' --description d").await;
+    assert!(fourth.contains("max_jobs_per_chat"), "{fourth}");
+    // The operator is not limited.
+    ctl(
+        &env,
+        &[
+            "cron",
+            "add",
+            "ops",
+            "--schedule",
+            "* * * * *",
+            "--description",
+            "d",
+            "--transport",
+            "cli",
+            "--chat",
+            "c1",
+        ],
+    )
+    .await;
+
+    // A hook an agent opens starts closed; only the operator opens it.
+    let added =
+        as_agent(&env, "c1", "webhook add door --mode wake --prompt-template 'sh:{{cmd}}'").await;
+    assert!(added.contains("created disabled"), "{added}");
+    let token = bearer(&added);
+    let client = reqwest::Client::new();
+    let knock = || {
+        client
+            .post(format!("http://127.0.0.1:{port}/hooks/door"))
+            .header("content-type", "application/json")
+            .bearer_auth(&token)
+            .body(r#"{"cmd":"id"}"#)
+            .send()
+    };
+    assert_eq!(knock().await.expect("post").status().as_u16(), 401, "closed until approved");
+    let self_approved = as_agent(&env, "c1", "webhook enable door").await;
+    assert!(self_approved.contains("operator"), "{self_approved}");
+    assert_eq!(knock().await.expect("post").status().as_u16(), 401);
+    ctl(&env, &["webhook", "enable", "door"]).await;
+    assert_eq!(knock().await.expect("post").status().as_u16(), 202, "open once approved");
+
+    // A cron run has no credential: it cannot add a job (nor fall back to the admin token).
+    let ductorctl = harness::binary("ductorctl");
+    let instruction = format!("sh:{} cron add chained --schedule '0 9 * * *'", ductorctl.display());
+    ctl(
+        &env,
+        &[
+            "cron",
+            "add",
+            "isolated",
+            "--schedule",
+            "0 9 * * *",
+            "--instruction",
+            &instruction,
+            "--transport",
+            TRANSPORT,
+            "--chat",
+            CHAT,
+        ],
+    )
+    .await;
+    let mut gateway = attach(&env).await;
+    ctl(&env, &["cron", "run", "isolated"]).await;
+    let reply = final_containing(&mut gateway, "no agent credential", harness::patience()).await;
+    assert!(!reply.contains("added"), "{reply}");
+    let all = ctl(&env, &["cron", "list"]).await;
+    assert!(!all.contains("chained"), "{all}");
+    assert!(env.ductorctl(&["down"]).await.status.success());
+}
+
 /// Seconds into the current minute (wall clock).
 fn second_of_minute() -> u64 {
     let now =

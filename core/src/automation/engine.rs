@@ -38,6 +38,7 @@ use super::{cleanup, heartbeat};
 
 mod inbox;
 pub mod manage;
+mod policy;
 use crate::machine::InjectOptions;
 use crate::model::{FinalReply, OutKind, SessionKey};
 use crate::runner::OneshotSpec;
@@ -73,6 +74,9 @@ pub enum AutomationError {
     /// The caller presented no valid credentials.
     #[error(transparent)]
     Unauthenticated(#[from] super::credential::Unauthorized),
+    /// A limit on what an agent may set up (`[automation]`).
+    #[error("{0}")]
+    Limit(String),
 }
 
 /// Prefix of the fire ids of webhook `cron_task` runs in the dependency queue.
@@ -109,6 +113,7 @@ struct Inner {
     hook_events: Mutex<HashMap<String, WebhookEvent>>,
     next_hook_fire: AtomicU64,
     early_acks: Mutex<VecDeque<(String, u64, String)>>,
+    limits: ductor_daemon::config::AutomationConfig,
 }
 
 /// What [`Automation::start`] needs.
@@ -149,6 +154,7 @@ impl Automation {
             hook_events: Mutex::default(),
             next_hook_fire: AtomicU64::new(0),
             early_acks: Mutex::default(),
+            limits: parts.config.automation.clone(),
         });
         let this = Self { inner };
         let now = this.inner.clock.now();
@@ -459,7 +465,7 @@ impl Automation {
                     let mut extra_env = job
                         .env_chat
                         .as_ref()
-                        .map(|c| self.inner.credentials.env_for(c))
+                        .map(|c| self.automation_run_env(c))
                         .unwrap_or_default();
                     extra_env.push((
                         "DUCTOR_AUTOMATION".into(),

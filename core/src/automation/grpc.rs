@@ -60,6 +60,7 @@ impl From<AutomationError> for Status {
             AutomationError::Store(AutomationStoreError::NotFound { .. })
             | AutomationError::NotFound(_) => Status::not_found(message),
             AutomationError::Forbidden(_) => Status::permission_denied(message),
+            AutomationError::Limit(_) => Status::resource_exhausted(message),
             AutomationError::Stopped => Status::unavailable(message),
             AutomationError::Store(_)
             | AutomationError::Database(_)
@@ -529,6 +530,16 @@ impl pb::automation_server::Automation for AutomationService {
         let request = request.into_inner();
         let caller = self.caller(request.auth)?;
         let hook = self.automation.rotate_hook_token(&caller, &request.id).await?;
+        Ok(Response::new(hook_info(&hook)))
+    }
+
+    async fn set_webhook_enabled(
+        &self,
+        request: Request<pb::SetWebhookEnabledRequest>,
+    ) -> Result<Response<pb::WebhookInfo>, Status> {
+        let request = request.into_inner();
+        let caller = self.caller(request.auth)?;
+        let hook = self.automation.set_hook_enabled(&caller, &request.id, request.enabled).await?;
         Ok(Response::new(hook_info(&hook)))
     }
 

@@ -26,7 +26,9 @@ use serde::Deserialize;
 use crate::paths::ServiceName;
 
 pub use agent::{AgentConfig, FileAccess, PermissionModeSetting};
-pub use automation::{CleanupConfig, HeartbeatConfig, HeartbeatTarget, WebhooksConfig};
+pub use automation::{
+    AutomationConfig, CleanupConfig, HeartbeatConfig, HeartbeatTarget, WebhooksConfig,
+};
 pub use background::BackgroundConfig;
 pub use gateways::{MatrixConfig, MatrixStreaming, TelegramConfig};
 pub use launcher::LauncherConfig;
@@ -49,6 +51,8 @@ pub struct Config {
     pub telegram: TelegramConfig,
     /// The Matrix gateway.
     pub matrix: MatrixConfig,
+    /// What an agent may schedule and open itself.
+    pub automation: AutomationConfig,
     /// The webhook listener.
     pub webhooks: WebhooksConfig,
     /// Periodic check-ins.
@@ -206,6 +210,7 @@ impl Config {
         self.providers.validate()?;
         self.telegram.validate(gateway_secrets)?;
         self.matrix.validate()?;
+        self.automation.validate()?;
         self.webhooks.validate()?;
         self.heartbeat.validate()?;
         self.cleanup.validate()?;

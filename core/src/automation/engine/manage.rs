@@ -118,6 +118,7 @@ impl Automation {
         job.created_at = self.inner.clock.now();
         job.last_fire_at = None;
         job.validate(&self.inner.default_zone)?;
+        self.agent_may_keep_job(caller, &job, true).await?;
         task_folder::ensure(&self.inner.workspace, &job.id, &job.title, Some(&job.description))?;
         let stored = job.clone();
         self.db(move |c| db::insert_job(c, &stored)).await?;
@@ -147,6 +148,7 @@ impl Automation {
             ));
         }
         job.validate(&self.inner.default_zone)?;
+        self.agent_may_keep_job(caller, &job, false).await?;
         let description =
             (job.description != before.description).then_some(job.description.as_str());
         task_folder::ensure(&self.inner.workspace, &job.id, &job.title, description)?;
@@ -242,6 +244,7 @@ impl Automation {
         hook.last_triggered_at = None;
         hook.last_error.clear();
         hook.validate()?;
+        self.agent_may_open_hook(caller, &mut hook).await?;
         if hook.mode == crate::automation::webhook::HookMode::CronTask {
             task_folder::ensure(
                 &self.inner.workspace,
@@ -273,6 +276,7 @@ impl Automation {
         enabled: bool,
     ) -> Result<Webhook, AutomationError> {
         let mut hook = self.hook_for(caller, id).await?;
+        self.agent_may_enable_hook(caller, enabled)?;
         hook.enabled = enabled;
         let stored = hook.clone();
         self.db(move |c| db::update_hook(c, &stored)).await?;

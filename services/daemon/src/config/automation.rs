@@ -1,8 +1,53 @@
-//! `[webhooks]`, `[heartbeat]` and `[cleanup]`: what runs when nobody types.
+//! `[automation]`, `[webhooks]`, `[heartbeat]` and `[cleanup]`: what runs
+//! when nobody types, and what an agent may set up on its own.
 
 use serde::Deserialize;
 
 use super::Invalid;
+
+/// `[automation]`: what a chat's agent may create itself (the operator,
+/// with the admin token, is not limited).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AutomationConfig {
+    /// Cron jobs one chat's agent may keep.
+    pub max_jobs_per_chat: u32,
+    /// Webhooks one chat's agent may keep.
+    pub max_hooks_per_chat: u32,
+    /// Shortest gap between two fires of a schedule an agent sets, in minutes.
+    pub min_agent_interval_minutes: u32,
+    /// Longest title, description, instruction or prompt template an agent
+    /// may give, in characters.
+    pub max_text_chars: u32,
+    /// Webhooks an agent creates start disabled until the operator enables
+    /// them (`ductorctl webhook enable NAME`).
+    pub agent_hooks_need_approval: bool,
+    /// Cron and webhook runs get their chat's agent credential, so they can
+    /// manage automation and tasks themselves.
+    pub automation_runs_get_credential: bool,
+}
+
+impl Default for AutomationConfig {
+    fn default() -> Self {
+        Self {
+            max_jobs_per_chat: 20,
+            max_hooks_per_chat: 10,
+            min_agent_interval_minutes: 5,
+            max_text_chars: 4000,
+            agent_hooks_need_approval: true,
+            automation_runs_get_credential: false,
+        }
+    }
+}
+
+impl AutomationConfig {
+    pub(crate) fn validate(&self) -> Result<(), Invalid> {
+        if self.max_text_chars < 100 {
+            return Err(Invalid::new("automation.max_text_chars", "must be at least 100"));
+        }
+        Ok(())
+    }
+}
 
 /// `[webhooks]`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

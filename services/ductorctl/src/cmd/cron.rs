@@ -179,6 +179,14 @@ pub(crate) struct Session {
 /// Credentials from the agent environment, else the admin token file.
 pub(crate) fn auth(home: &DuctorHome) -> anyhow::Result<pb::AutomationAuth> {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    // Set but empty: a run core gave no credential (a cron or webhook run);
+    // it must not fall back to the operator's token.
+    if std::env::var_os("DUCTOR_AGENT_TOKEN").is_some_and(|v| v.is_empty()) {
+        anyhow::bail!(
+            "this run has no agent credential: cron and webhook runs cannot manage automation \
+             or tasks unless the operator sets [automation].automation_runs_get_credential"
+        );
+    }
     if let Some(agent_token) = env("DUCTOR_AGENT_TOKEN") {
         let (transport, chat_id) = env("DUCTOR_TRANSPORT")
             .zip(env("DUCTOR_CHAT_ID"))

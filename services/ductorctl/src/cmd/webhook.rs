@@ -20,6 +20,10 @@ pub enum Command {
     Remove(NameArg),
     /// Replace a webhook's bearer token (or HMAC secret) with a new one.
     RotateToken(NameArg),
+    /// Enable a webhook (one an agent created waits for this, by the operator).
+    Enable(NameArg),
+    /// Disable a webhook: requests get 401 until it is enabled again.
+    Disable(NameArg),
     /// Handle a payload as if the webhook had received it (auth skipped).
     Test(TestArgs),
     /// Show a webhook's run history.
@@ -173,6 +177,7 @@ pub async fn run(home: &DuctorHome, command: Command) -> anyhow::Result<ExitCode
                      (\"-\" reads stdin)"
                 );
             }
+            let args_disabled = args.disabled;
             let token = args.token_file.as_deref().map(read_secret).transpose()?;
             let secret = args.hmac_secret_file.as_deref().map(read_secret).transpose()?;
             let hmac = args.auth == "hmac";
@@ -215,6 +220,13 @@ pub async fn run(home: &DuctorHome, command: Command) -> anyhow::Result<ExitCode
                 .add_webhook(pb::AddWebhookRequest { auth, spec: Some(spec) })
                 .await
                 .map_err(status_error)?;
+            if !info.get_ref().spec.as_ref().is_some_and(|s| s.enabled) && !args_disabled {
+                println!(
+                    "created disabled: the operator enables it with `ductorctl webhook enable {}` \
+                     ([automation].agent_hooks_need_approval)",
+                    info.get_ref().spec.as_ref().map_or("", |s| s.id.as_str())
+                );
+            }
             print!("added: ");
             print_hook(&info.into_inner(), true);
         }
@@ -244,6 +256,17 @@ pub async fn run(home: &DuctorHome, command: Command) -> anyhow::Result<ExitCode
                 .map_err(status_error)?;
             print!("rotated: ");
             print_hook(&info.into_inner(), true);
+        }
+        command @ (Command::Enable(_) | Command::Disable(_)) => {
+            let enabled = matches!(command, Command::Enable(_));
+            let (Command::Enable(NameArg { name }) | Command::Disable(NameArg { name })) = command
+            else {
+                unreachable!("matched above")
+            };
+            let request = pb::SetWebhookEnabledRequest { auth, id: name, enabled };
+            let info = client.set_webhook_enabled(request).await.map_err(status_error)?;
+            print!("{}: ", if enabled { "enabled" } else { "disabled" });
+            print_hook(&info.into_inner(), false);
         }
         Command::Test(args) => {
             let request =
