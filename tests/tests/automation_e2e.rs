@@ -540,7 +540,8 @@ async fn an_agent_cannot_flood_schedules_or_open_a_door_without_the_operator() {
         "[webhooks]\nenabled = true\nport = {port}\n\n[automation]\nmax_jobs_per_chat = 3\n"
     ));
     up(&env).await;
-    let every_minute = as_agent(&env, "c1", "cron add spam --schedule '* * * * *' --description d").await;
+    let every_minute =
+        as_agent(&env, "c1", "cron add spam --schedule '* * * * *' --description d").await;
     assert!(every_minute.contains("min_agent_interval_minutes"), "{every_minute}");
     let long = "x".repeat(5000);
     let wordy = as_agent(
@@ -551,7 +552,12 @@ async fn an_agent_cannot_flood_schedules_or_open_a_door_without_the_operator() {
     .await;
     assert!(wordy.contains("max_text_chars"), "{wordy}");
     for i in 0..3 {
-        let added = as_agent(&env, "c1", &format!("cron add job{i} --schedule '0 9 * * *' --description d")).await;
+        let added = as_agent(
+            &env,
+            "c1",
+            &format!("cron add job{i} --schedule '0 9 * * *' --description d"),
+        )
+        .await;
         assert!(added.contains("added"), "{added}");
     }
     let fourth = as_agent(&env, "c1", "cron add job3 --schedule '0 9 * * *' --description d").await;
@@ -622,6 +628,39 @@ async fn an_agent_cannot_flood_schedules_or_open_a_door_without_the_operator() {
     assert!(!reply.contains("added"), "{reply}");
     let all = ctl(&env, &["cron", "list"]).await;
     assert!(!all.contains("chained"), "{all}");
+    assert!(env.ductorctl(&["down"]).await.status.success());
+}
+
+/// A task folder belongs to one owner: an agent can neither overwrite the
+/// operator's job description by adding a job of the same name, nor run a
+/// hook in that job's folder to read its memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_cannot_take_over_another_owners_task_folder() {
+    let env = TestEnv::with_fake_claude("");
+    up(&env).await;
+    ctl(
+        &env,
+        &["cron", "add", "daily", "--schedule", "0 9 * * *", "--description", "operator task"],
+    )
+    .await;
+    let folder = env.home().join("workspace/cron_tasks/daily");
+    std::fs::write(folder.join("daily_MEMORY.md"), "operator notes").expect("memory");
+    let clash =
+        as_agent(&env, "c1", "cron add daily --schedule '0 9 * * *' --description EVIL-FROM-C1")
+            .await;
+    assert!(clash.contains("already exists"), "{clash}");
+    let description =
+        std::fs::read_to_string(folder.join("TASK_DESCRIPTION.md")).expect("description");
+    assert!(!description.contains("EVIL"), "the refused job wrote the folder: {description}");
+    let peek = as_agent(
+        &env,
+        "c1",
+        "webhook add peek --mode cron_task --task-folder daily --prompt-template 'sh:cat daily_MEMORY.md'",
+    )
+    .await;
+    assert!(peek.contains("belongs to another"), "{peek}");
+    let hooks = ctl(&env, &["webhook", "list"]).await;
+    assert!(!hooks.contains("peek"), "{hooks}");
     assert!(env.ductorctl(&["down"]).await.status.success());
 }
 

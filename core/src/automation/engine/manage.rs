@@ -11,7 +11,7 @@ use crate::automation::credential::Caller;
 use crate::automation::model::{ChatTarget, CronJob, RunKind, RunRecord};
 use crate::automation::schedule::Schedule;
 use crate::automation::scheduler::Registration;
-use crate::automation::store as db;
+use crate::automation::store::{self as db, AutomationStoreError};
 use crate::automation::task_folder;
 use crate::automation::webhook::auth::generate_token;
 use crate::automation::webhook::server::WebhookEvent;
@@ -119,6 +119,12 @@ impl Automation {
         job.last_fire_at = None;
         job.validate(&self.inner.default_zone)?;
         self.agent_may_keep_job(caller, &job, true).await?;
+        // Uniqueness and ownership first: a refused job writes nothing.
+        let id = job.id.clone();
+        if self.db(move |c| db::get_job(c, &id)).await?.is_some() {
+            return Err(AutomationStoreError::Exists { kind: "cron job", id: job.id }.into());
+        }
+        self.folder_is_ours(job.owner.as_ref(), &job.id).await?;
         task_folder::ensure(&self.inner.workspace, &job.id, &job.title, Some(&job.description))?;
         let stored = job.clone();
         self.db(move |c| db::insert_job(c, &stored)).await?;
@@ -245,7 +251,12 @@ impl Automation {
         hook.last_error.clear();
         hook.validate()?;
         self.agent_may_open_hook(caller, &mut hook).await?;
+        let id = hook.id.clone();
+        if self.db(move |c| db::get_hook(c, &id)).await?.is_some() {
+            return Err(AutomationStoreError::Exists { kind: "webhook", id: hook.id }.into());
+        }
         if hook.mode == crate::automation::webhook::HookMode::CronTask {
+            self.folder_is_ours(hook.owner.as_ref(), &hook.task_folder).await?;
             task_folder::ensure(
                 &self.inner.workspace,
                 &hook.task_folder,

@@ -1,16 +1,17 @@
 //! What a chat's agent may set up on its own (`[automation]`): how many jobs
 //! and hooks, how often a schedule fires, how long its texts are, and that a
 //! hook it opens waits for the operator before the internet can reach the
-//! chat through it. The operator (admin token) is not limited here.
+//! chat through it. The operator (admin token) is not limited here, but
+//! nobody may take over a task folder another owner's job or hook uses.
 
 use jiff::{Timestamp, ToSpan as _};
 
 use super::{Automation, AutomationError};
 use crate::automation::credential::Caller;
-use crate::automation::model::CronJob;
+use crate::automation::model::{ChatTarget, CronJob};
 use crate::automation::schedule::Schedule;
 use crate::automation::store as db;
-use crate::automation::webhook::Webhook;
+use crate::automation::webhook::{HookMode, Webhook};
 
 /// Fires looked at to find a schedule's shortest gap (covers `*/n` and lists).
 const FIRES_CHECKED: usize = 48;
@@ -124,12 +125,32 @@ impl Automation {
         Ok(())
     }
 
+    /// A task folder belongs to one owner: refuse `folder` when a job or a
+    /// `cron_task` hook of another owner (another chat, or the operator's
+    /// when `owner` is a chat, and the reverse) uses it. Checked before the
+    /// folder is touched.
+    pub(super) async fn folder_is_ours(
+        &self,
+        owner: Option<&ChatTarget>,
+        folder: &str,
+    ) -> Result<(), AutomationError> {
+        let jobs = self.db(db::list_jobs).await?;
+        let hooks = self.db(db::list_hooks).await?;
+        let taken = jobs.iter().any(|j| j.id == folder && j.owner.as_ref() != owner)
+            || hooks.iter().any(|h| {
+                h.mode == HookMode::CronTask && h.task_folder == folder && h.owner.as_ref() != owner
+            });
+        if taken {
+            return Err(AutomationError::Forbidden(format!(
+                "the task folder {folder:?} belongs to another chat's (or the operator's) job or webhook"
+            )));
+        }
+        Ok(())
+    }
+
     /// The environment of a cron or webhook run for its chat: the chat's
     /// identity, and its agent credential only when the operator allows it.
-    pub(super) fn automation_run_env(
-        &self,
-        chat: &crate::automation::model::ChatTarget,
-    ) -> Vec<(String, String)> {
+    pub(super) fn automation_run_env(&self, chat: &ChatTarget) -> Vec<(String, String)> {
         let mut env = self.inner.credentials.env_for(chat);
         if !self.inner.limits.automation_runs_get_credential {
             // An explicit empty credential: nothing adds one later.
