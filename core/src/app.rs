@@ -57,7 +57,8 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
     )
     .with_agent_env(automation::wiring::agent_env(credentials.clone(), &context.home));
     let home_dir = std::env::var_os("HOME").map(std::path::PathBuf::from);
-    let env = WorkspaceEnv::new(workspace.clone(), config.agent.file_access, home_dir);
+    let denied = [context.home.root().to_path_buf(), context.home.run_dir().to_path_buf()];
+    let env = WorkspaceEnv::new(workspace.clone(), config.agent.file_access, home_dir, &denied);
     let machine = Machine::new(machine_config(config), env, sessions);
     let stats = Arc::new(Stats::default());
     let probe = Arc::new(Notify::new());

@@ -144,6 +144,10 @@ pub struct Attachment {
     pub is_image: bool,
     /// The file name.
     pub file_name: String,
+    /// Which file was approved (`None` in tests that make attachments up).
+    pub identity: Option<ductor_daemon::safe_fs::FileId>,
+    /// Its size when approved.
+    pub size: u64,
 }
 
 /// The final answer of a turn.

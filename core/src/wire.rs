@@ -110,6 +110,10 @@ fn attachment_to_pb(file: Attachment) -> pb::Attachment {
         mime_type: file.mime_type,
         is_image: file.is_image,
         file_name: file.file_name,
+        dev: file.identity.map_or(0, |id| id.dev),
+        ino: file.identity.map_or(0, |id| id.ino),
+        changed_ns: file.identity.map_or(0, |id| id.changed_ns),
+        size: file.size,
     }
 }
 

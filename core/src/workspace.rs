@@ -14,6 +14,7 @@
 use std::path::{Path, PathBuf};
 
 use ductor_daemon::config::FileAccess;
+use ductor_daemon::safe_fs::{self, SafeFsError, Tree};
 
 use crate::machine::Env;
 use crate::markup::mime_for;
@@ -88,21 +89,24 @@ you may edit it too.
 ## Preferences
 ";
 
-/// Creates the workspace layout and refreshes the rule files.
+/// Longest main memory read into a system prompt or `/memory` (64 KiB).
+pub const MEMORY_MAX_BYTES: u64 = 64 * 1024;
+/// Largest file a `<file:>` tag may send (Telegram's bot upload limit).
+pub const FILE_MAX_BYTES: u64 = 50 * 1024 * 1024;
+
+/// Creates the workspace layout and refreshes the rule files. The workspace
+/// is agent-writable and core unconfined: a planted link in place of a rule
+/// file is replaced, never written through; a linked folder is refused.
 pub fn seed(workspace: &Path, rules: &str) -> std::io::Result<()> {
-    std::fs::create_dir_all(workspace.join("memory_system"))?;
-    std::fs::create_dir_all(workspace.join("output_to_user"))?;
+    std::fs::create_dir_all(workspace)?;
+    let io = |e: SafeFsError| std::io::Error::other(e.to_string());
+    let root = Tree::root(workspace).map_err(io)?;
+    let memory = root.dir_or_make("memory_system", 0o700).map_err(io)?;
+    root.dir_or_make("output_to_user", 0o700).map_err(io)?;
     for name in ["CLAUDE.md", "AGENTS.md", "GEMINI.md"] {
-        let path = workspace.join(name);
-        let current = std::fs::read_to_string(&path).unwrap_or_default();
-        if current != rules {
-            std::fs::write(&path, rules)?;
-        }
+        root.refresh(name, rules.as_bytes(), 0o600).map_err(io)?;
     }
-    let memory = memory_path(workspace);
-    if !memory.exists() {
-        std::fs::write(&memory, MEMORY_SEED)?;
-    }
+    memory.write_new("MAINMEMORY.md", MEMORY_SEED.as_bytes(), 0o600).map_err(io)?;
     Ok(())
 }
 
@@ -111,25 +115,68 @@ pub fn memory_path(workspace: &Path) -> PathBuf {
     workspace.join("memory_system").join("MAINMEMORY.md")
 }
 
+/// The main memory: a regular file of at most [`MEMORY_MAX_BYTES`], never
+/// through a link, never blocking on a FIFO; `None` (logged) otherwise.
+pub fn read_memory(workspace: &Path) -> Option<String> {
+    let read = Tree::root(workspace)
+        .and_then(|root| root.dir("memory_system"))
+        .and_then(|dir| dir.read("MAINMEMORY.md", MEMORY_MAX_BYTES));
+    match read {
+        Ok(bytes) => bytes.map(|b| String::from_utf8_lossy(&b).into_owned()),
+        Err(error) => {
+            tracing::warn!(%error, "the main memory was not read");
+            None
+        }
+    }
+}
+
 /// The machine's environment on a real workspace.
 #[derive(Debug, Clone)]
 pub struct WorkspaceEnv {
     workspace: PathBuf,
     roots: Vec<PathBuf>,
+    /// Never sent, whatever `file_access` allows: ductor's home (but the
+    /// workspace), the run directory, the CLIs' credentials.
+    denied: Vec<PathBuf>,
 }
 
 impl WorkspaceEnv {
-    /// Files may come from the roots `access` allows.
-    pub fn new(workspace: PathBuf, access: FileAccess, home: Option<PathBuf>) -> Self {
+    /// Files may come from the roots `access` allows, minus `denied` trees
+    /// (ductor's home and run directory: the workspace is let through).
+    pub fn new(
+        workspace: PathBuf,
+        access: FileAccess,
+        home: Option<PathBuf>,
+        denied: &[PathBuf],
+    ) -> Self {
         let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
         let roots = match access {
             FileAccess::All => vec![PathBuf::from("/")],
-            FileAccess::Home => home.map(|h| vec![canonical(&h)]).unwrap_or_default(),
+            FileAccess::Home => home.as_ref().map(|h| vec![canonical(h)]).unwrap_or_default(),
             FileAccess::Workspace => vec![canonical(&workspace)],
         };
-        Self { workspace, roots }
+        let mut denied: Vec<PathBuf> = denied.iter().map(|p| canonical(p)).collect();
+        if let Some(home) = &home {
+            let home = canonical(home);
+            for secret in CLI_SECRETS {
+                denied.push(home.join(secret));
+            }
+        }
+        Self { workspace, roots, denied }
     }
 }
+
+/// Credentials of the CLIs and the user under their home, never sent.
+const CLI_SECRETS: [&str; 8] = [
+    ".ssh",
+    ".gnupg",
+    ".claude/.credentials.json",
+    ".claude.json",
+    ".codex/auth.json",
+    ".gemini/oauth_creds.json",
+    ".config/gcloud",
+    ".aws",
+];
 
 impl Env for WorkspaceEnv {
     fn new_id(&mut self) -> String {
@@ -137,7 +184,7 @@ impl Env for WorkspaceEnv {
     }
 
     fn read_memory(&self) -> Option<String> {
-        std::fs::read_to_string(memory_path(&self.workspace)).ok()
+        read_memory(&self.workspace)
     }
 
     fn resolve_file(&self, path: &str) -> Result<Attachment, String> {
@@ -149,9 +196,11 @@ impl Env for WorkspaceEnv {
         if !self.roots.iter().any(|root| real.starts_with(root)) {
             return Err("outside the allowed folders".into());
         }
-        if !real.is_file() {
-            return Err("not a regular file".into());
+        let workspace = std::fs::canonicalize(&self.workspace).unwrap_or_default();
+        if !real.starts_with(&workspace) && self.denied.iter().any(|d| real.starts_with(d)) {
+            return Err("ductor's own files and credentials are never sent".into());
         }
+        let (identity, size) = safe_fs::identify(&real, FILE_MAX_BYTES).map_err(|e| e.what)?;
         let file_name =
             real.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let (mime, is_image) = mime_for(&file_name);
@@ -160,6 +209,8 @@ impl Env for WorkspaceEnv {
             mime_type: mime.to_owned(),
             is_image,
             file_name,
+            identity: Some(identity),
+            size,
         })
     }
 }
@@ -195,7 +246,7 @@ mod tests {
         let outside = dir.path().join("secret.txt");
         std::fs::write(&outside, b"s").unwrap();
         std::os::unix::fs::symlink(&outside, ws.join("output_to_user/link.txt")).unwrap();
-        let env = WorkspaceEnv::new(ws.clone(), FileAccess::Workspace, None);
+        let env = WorkspaceEnv::new(ws.clone(), FileAccess::Workspace, None, &[]);
         let ok = env.resolve_file(inside.to_str().unwrap()).unwrap();
         assert!(ok.is_image);
         assert_eq!(ok.mime_type, "image/png");
@@ -203,5 +254,53 @@ mod tests {
         let link = ws.join("output_to_user/link.txt");
         assert!(env.resolve_file(link.to_str().unwrap()).is_err());
         assert!(env.resolve_file("relative.txt").is_err());
+    }
+
+    #[test]
+    fn with_file_access_all_ductors_home_and_credentials_are_still_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("ductor");
+        let ws = home.join("workspace");
+        seed(&ws, "r").unwrap();
+        std::fs::create_dir_all(home.join("secrets")).unwrap();
+        std::fs::write(home.join("secrets/admin.token"), "t").unwrap();
+        let user = dir.path().join("user");
+        std::fs::create_dir_all(user.join(".ssh")).unwrap();
+        std::fs::write(user.join(".ssh/id_ed25519"), "k").unwrap();
+        std::fs::write(user.join("notes.txt"), "n").unwrap();
+        std::fs::write(ws.join("output_to_user/ok.txt"), "o").unwrap();
+        let env = WorkspaceEnv::new(
+            ws.clone(),
+            FileAccess::All,
+            Some(user.clone()),
+            std::slice::from_ref(&home),
+        );
+        let refused = env.resolve_file(home.join("secrets/admin.token").to_str().unwrap());
+        assert!(refused.unwrap_err().contains("never sent"));
+        assert!(env.resolve_file(user.join(".ssh/id_ed25519").to_str().unwrap()).is_err());
+        assert!(env.resolve_file(user.join("notes.txt").to_str().unwrap()).is_ok());
+        let ok = env.resolve_file(ws.join("output_to_user/ok.txt").to_str().unwrap()).unwrap();
+        assert!(ok.identity.is_some() && ok.size == 1, "the workspace is let through, identified");
+    }
+
+    #[test]
+    fn planted_memory_and_rule_links_are_neither_read_nor_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = dir.path().join("workspace");
+        seed(&ws, "r").unwrap();
+        let secret = dir.path().join("admin.token");
+        std::fs::write(&secret, "TOPSECRET").unwrap();
+        std::fs::remove_file(memory_path(&ws)).unwrap();
+        std::os::unix::fs::symlink(&secret, memory_path(&ws)).unwrap();
+        assert_eq!(read_memory(&ws), None, "a link is not read");
+        std::fs::remove_file(memory_path(&ws)).unwrap();
+        nix::unistd::mkfifo(&memory_path(&ws), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        assert_eq!(read_memory(&ws), None, "a FIFO neither read nor waited on");
+        let victim = dir.path().join("clobbered");
+        std::fs::remove_file(ws.join("AGENTS.md")).unwrap();
+        std::os::unix::fs::symlink(&victim, ws.join("AGENTS.md")).unwrap();
+        seed(&ws, "r2").unwrap();
+        assert!(!victim.exists(), "the seed replaced the link instead of writing through it");
+        assert_eq!(std::fs::read_to_string(ws.join("AGENTS.md")).unwrap(), "r2");
     }
 }

@@ -159,7 +159,7 @@ async fn start_core() -> Core {
         ws.to_string_lossy().into_owned(),
         pb::PermissionMode::Bypass,
     );
-    let env = WorkspaceEnv::new(ws, FileAccess::Workspace, None);
+    let env = WorkspaceEnv::new(ws, FileAccess::Workspace, None, &[]);
     let machine = Machine::new(ductor_core::machine_config(&Config::default()), env, Vec::new());
     let stats = Arc::new(Stats::default());
     let probe = Arc::new(tokio::sync::Notify::new());

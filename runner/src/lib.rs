@@ -23,6 +23,7 @@ pub mod sandbox;
 pub mod service;
 pub mod spec;
 pub mod supervise;
+pub mod workdir;
 
 use anyhow::Context as _;
 use ductor_daemon::daemon::{ServiceContext, serve};

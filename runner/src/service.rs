@@ -228,7 +228,10 @@ impl Runner {
     }
 
     /// Resolves binary, argv, environment and sandbox policy of a run.
-    fn prepare(&self, spec: RunSpec) -> Result<Prepared, RunError> {
+    fn prepare(&self, mut spec: RunSpec) -> Result<Prepared, RunError> {
+        let granted = &self.config.extra_writable_paths;
+        spec.working_dir = crate::workdir::confine(&spec.working_dir, &self.home, granted)
+            .map_err(|e| RunError::fatal(ErrorKind::SpawnFailed, e))?;
         let settings = self.provider_config(spec.provider);
         let binary_name = settings.binary_or(spec.provider.as_str());
         let path_var = settings.env.get("PATH").or_else(|| self.parent_env.get("PATH"));

@@ -5,13 +5,15 @@
 //! subfolders (the dated ones) are pruned. The folders themselves stay.
 //! It runs once a day at `check_hour` in the user's time zone and sends no message.
 //!
-//! Symlinks are never followed: a link is judged and removed as a link, so a
-//! sweep cannot reach outside the workspace.
+//! Symlinks are never followed, not even at the swept folders themselves:
+//! every directory is opened by descriptor with `O_NOFOLLOW`, and a link is
+//! judged and removed as a link, so a sweep cannot reach outside the workspace.
 
 use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ductor_daemon::config::CleanupConfig;
+use ductor_daemon::safe_fs::Tree;
 use jiff::Timestamp;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
@@ -45,65 +47,66 @@ pub fn sweep(workspace: &Path, config: &CleanupConfig, now: SystemTime) -> Sweep
         .iter()
         .map(|dir| (*dir, config.media_files_days))
         .chain(std::iter::once((OUTPUT_DIR, config.output_to_user_days)));
+    let Ok(root) = Tree::root(workspace) else { return report };
     for (dir, days) in parts {
         if days == 0 {
             continue;
         }
         let Some(cutoff) = now.checked_sub(day * days) else { continue };
-        let root = workspace.join(dir);
-        if root.is_dir() {
-            sweep_dir(&root, cutoff, &mut report);
+        let cutoff = cutoff.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        // The swept folder itself is opened without following a link (an
+        // agent may have replaced it with one to `~`): refused, not swept.
+        match root.dir(dir) {
+            Ok(tree) => {
+                sweep_dir(&tree, cutoff, &mut report, 0);
+            }
+            Err(error) if error.is_not_found() => {}
+            Err(error) => {
+                tracing::warn!(%error, "cleanup: folder skipped");
+                report.errors += 1;
+            }
         }
     }
     report
 }
 
-/// Deletes old files below `dir`; returns true when `dir` ended up empty.
-fn sweep_dir(dir: &Path, cutoff: SystemTime, report: &mut SweepReport) -> bool {
-    let Ok(entries) = std::fs::read_dir(dir) else {
+/// Deletes old entries below `dir` (links as links, by descriptor); returns
+/// true when `dir` ended up empty.
+fn sweep_dir(dir: &Tree, cutoff: i64, report: &mut SweepReport, depth: usize) -> bool {
+    let Ok(entries) = dir.entries() else {
         report.errors += 1;
         return false;
     };
     let mut empty = true;
     for entry in entries {
-        let Ok(entry) = entry else {
-            report.errors += 1;
-            empty = false;
-            continue;
-        };
-        let path = entry.path();
-        let Ok(meta) = std::fs::symlink_metadata(&path) else {
-            report.errors += 1;
-            empty = false;
-            continue;
-        };
-        if meta.is_dir() {
-            if sweep_dir(&path, cutoff, report) {
-                match std::fs::remove_dir(&path) {
-                    Ok(()) => report.dirs_removed += 1,
-                    Err(error) => {
-                        tracing::warn!(path = %path.display(), %error, "cleanup: remove folder");
-                        report.errors += 1;
-                        empty = false;
-                    }
-                }
-            } else {
+        if entry.is_dir {
+            let emptied = depth < 32
+                && dir.dir(&entry.name).is_ok_and(|sub| sweep_dir(&sub, cutoff, report, depth + 1));
+            if !emptied {
                 empty = false;
+                continue;
+            }
+            match dir.remove(&entry.name, true) {
+                Ok(()) => report.dirs_removed += 1,
+                Err(error) => {
+                    tracing::warn!(%error, "cleanup: remove folder");
+                    report.errors += 1;
+                    empty = false;
+                }
             }
             continue;
         }
-        let old = meta.modified().is_ok_and(|modified| modified < cutoff);
-        if !old {
+        if entry.modified >= cutoff {
             empty = false;
             continue;
         }
-        match std::fs::remove_file(&path) {
+        match dir.remove(&entry.name, false) {
             Ok(()) => {
                 report.files_deleted += 1;
-                report.bytes_freed += meta.len();
+                report.bytes_freed += if entry.is_link { 0 } else { entry.size };
             }
             Err(error) => {
-                tracing::warn!(path = %path.display(), %error, "cleanup: delete file");
+                tracing::warn!(%error, "cleanup: delete file");
                 report.errors += 1;
                 empty = false;
             }
@@ -234,6 +237,11 @@ mod tests {
         std::os::unix::fs::symlink(outside.path(), tmp.path().join("output_to_user/link")).unwrap();
         sweep(tmp.path(), &CleanupConfig::default(), now);
         assert!(outside.path().join("precious.txt").exists());
+        // The swept folder itself replaced by a link: refused, not swept.
+        std::os::unix::fs::symlink(outside.path(), tmp.path().join("telegram_files")).unwrap();
+        let report = sweep(tmp.path(), &CleanupConfig::default(), now);
+        assert!(outside.path().join("precious.txt").exists(), "{report:?}");
+        assert_eq!(report.errors, 1, "{report:?}");
     }
 
     #[test]

@@ -10,6 +10,8 @@
 
 use std::path::{Path, PathBuf};
 
+use ductor_daemon::safe_fs::{SafeFsError, Tree};
+
 use super::model::{InvalidDefinition, validate_name};
 
 /// The folder holding all task folders, under the workspace.
@@ -24,15 +26,10 @@ pub enum TaskFolderError {
     /// The name is not a safe folder name.
     #[error(transparent)]
     Name(#[from] InvalidDefinition),
-    /// Writing failed.
-    #[error("prepare task folder {path}: {source}")]
-    Io {
-        /// The file or folder.
-        path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
+    /// Writing failed, or the folder (or a file in it) is a link or not what
+    /// it should be: refused, never followed.
+    #[error("prepare task folder: {0}")]
+    Io(#[from] SafeFsError),
 }
 
 /// The folder of task `name` (not created).
@@ -49,36 +46,32 @@ pub fn memory_file(name: &str) -> String {
 /// Creates or refreshes the folder of task `name`: rule files rewritten when
 /// they differ, `TASK_DESCRIPTION.md` written from `title`/`description` when
 /// `description` is given or the file is missing, memory created once.
+///
+/// The folder is agent-writable and core is not sandboxed: no component is
+/// followed if it is a link (the call fails instead), and files are replaced
+/// by rename or created exclusively, never written through a planted link.
 pub fn ensure(
     workspace: &Path,
     name: &str,
     title: &str,
     description: Option<&str>,
 ) -> Result<PathBuf, TaskFolderError> {
-    let dir = folder(workspace, name)?;
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| TaskFolderError::Io { path, source }
-    };
-    std::fs::create_dir_all(dir.join("scripts")).map_err(io(&dir))?;
+    let path = folder(workspace, name)?;
+    let dir = Tree::root(workspace)?.dir_or_make(&format!("{CRON_TASKS_DIR}/{name}"), 0o700)?;
+    dir.dir_or_make("scripts", 0o700)?;
     let rules = rules_text(name);
     for file in RULE_FILES {
-        let path = dir.join(file);
-        if std::fs::read_to_string(&path).ok().as_deref() != Some(rules.as_str()) {
-            std::fs::write(&path, &rules).map_err(io(&path))?;
-        }
+        dir.refresh(file, rules.as_bytes(), 0o600)?;
     }
-    let task = dir.join("TASK_DESCRIPTION.md");
-    if description.is_some() || !task.exists() {
-        let text = task_description(title, description.unwrap_or(""));
-        std::fs::write(&task, text).map_err(io(&task))?;
+    let task = task_description(title, description.unwrap_or(""));
+    if description.is_some() {
+        dir.replace("TASK_DESCRIPTION.md", task.as_bytes(), 0o600)?;
+    } else {
+        dir.write_new("TASK_DESCRIPTION.md", task.as_bytes(), 0o600)?;
     }
-    let memory = dir.join(memory_file(name));
-    if !memory.exists() {
-        let text = format!("# {title} — task memory\n\n(Nothing recorded yet.)\n");
-        std::fs::write(&memory, text).map_err(io(&memory))?;
-    }
-    Ok(dir)
+    let memory = format!("# {title} — task memory\n\n(Nothing recorded yet.)\n");
+    dir.write_new(&memory_file(name), memory.as_bytes(), 0o600)?;
+    Ok(path)
 }
 
 fn task_description(title: &str, description: &str) -> String {

@@ -29,6 +29,8 @@ impl Env for FakeEnv {
                 mime_type: "image/png".into(),
                 is_image: true,
                 file_name: "a.png".into(),
+                identity: None,
+                size: 1,
             })
         } else {
             Err("outside the allowed folders".into())

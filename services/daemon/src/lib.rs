@@ -17,6 +17,7 @@ pub mod exit;
 pub mod logging;
 pub mod notify;
 pub mod paths;
+pub mod safe_fs;
 pub mod secret;
 pub mod shutdown;
 pub mod sync;
