@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+use ductor_daemon::safe_fs::Tree;
+
 use crate::error::{Doing as _, MatrixError};
 use ductor_proto::pb;
 use matrix_sdk::media::MediaEventContent;
@@ -104,31 +106,37 @@ pub fn safe_name(name: &str) -> String {
     if cleaned.is_empty() { "file".to_owned() } else { cleaned.to_owned() }
 }
 
-/// Writes the file under today's directory, never overwriting an earlier one.
+/// Writes the file under `root/<today>/`, never overwriting an earlier one.
+/// `root` is in the agent-writable workspace: `root` and the dated folder are
+/// opened without following links (a planted one fails the download) and the
+/// file is created exclusively.
 async fn store(root: &Path, name: &str, data: &[u8]) -> Result<PathBuf, MatrixError> {
     let day = jiff::Zoned::now().strftime("%Y-%m-%d").to_string();
-    let dir = root.join(day);
-    tokio::fs::create_dir_all(&dir).await.doing(format!("create {}", dir.display()))?;
+    let (Some(parent), Some(leaf)) = (root.parent(), root.file_name().and_then(|n| n.to_str()))
+    else {
+        return Err(MatrixError::refused(format!("bad files folder {}", root.display())));
+    };
+    let dir = Tree::root(parent)
+        .and_then(|tree| tree.dir_or_make(&format!("{leaf}/{day}"), 0o700))
+        .map_err(|error| MatrixError::refused(error.to_string()))?;
     let name = safe_name(name);
     let (stem, ext) = match name.rsplit_once('.') {
         Some((stem, ext)) if !stem.is_empty() => (stem.to_owned(), format!(".{ext}")),
         _ => (name.clone(), String::new()),
     };
     for n in 0..1000 {
-        let candidate = if n == 0 { dir.join(&name) } else { dir.join(format!("{stem}-{n}{ext}")) };
-        let file =
-            tokio::fs::OpenOptions::new().write(true).create_new(true).open(&candidate).await;
-        match file {
-            Ok(mut file) => {
+        let candidate = if n == 0 { name.clone() } else { format!("{stem}-{n}{ext}") };
+        match dir.create_new(&candidate, 0o600) {
+            Ok(file) => {
                 use tokio::io::AsyncWriteExt as _;
-                file.write_all(data).await.doing(format!("write {}", candidate.display()))?;
-                file.flush().await.doing(format!("write {}", candidate.display()))?;
-                return Ok(candidate);
+                let path = dir.path().join(&candidate);
+                let mut file = tokio::fs::File::from_std(file);
+                file.write_all(data).await.doing(format!("write {}", path.display()))?;
+                file.flush().await.doing(format!("write {}", path.display()))?;
+                return Ok(path);
             }
-            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(error) => {
-                return Err(error).doing(format!("create {}", candidate.display()));
-            }
+            Err(error) if error.errno == Some(nix::Error::EEXIST) => continue,
+            Err(error) => return Err(MatrixError::refused(error.to_string())),
         }
     }
     Err(MatrixError::refused(format!("too many files named {name} today")))
@@ -148,11 +156,28 @@ mod tests {
 
     #[tokio::test]
     async fn stored_files_never_overwrite() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let first = store(dir.path(), "a.txt", b"one").await.expect("first");
-        let second = store(dir.path(), "a.txt", b"two").await.expect("second");
+        let ws = tempfile::tempdir().expect("temp dir");
+        let dir = ws.path().join("matrix_files");
+        let first = store(&dir, "a.txt", b"one").await.expect("first");
+        let second = store(&dir, "a.txt", b"two").await.expect("second");
         assert_ne!(first, second);
         assert!(second.to_string_lossy().ends_with("a-1.txt"));
         assert_eq!(std::fs::read(first).expect("read"), b"one");
+    }
+
+    #[tokio::test]
+    async fn a_planted_link_is_never_written_through() {
+        let ws = tempfile::tempdir().expect("workspace");
+        let victim = tempfile::tempdir().expect("victim");
+        let dir = ws.path().join("matrix_files");
+        std::os::unix::fs::symlink(victim.path(), &dir).expect("link the folder");
+        assert!(store(&dir, "authorized_keys", b"key").await.is_err());
+        assert!(!victim.path().join("authorized_keys").exists());
+        std::fs::remove_file(&dir).expect("unlink");
+        let day = jiff::Zoned::now().strftime("%Y-%m-%d").to_string();
+        std::fs::create_dir_all(&dir).expect("folder");
+        std::os::unix::fs::symlink(victim.path(), dir.join(&day)).expect("link today");
+        assert!(store(&dir, "authorized_keys", b"key").await.is_err());
+        assert!(!victim.path().join("authorized_keys").exists());
     }
 }

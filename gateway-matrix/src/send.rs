@@ -135,6 +135,9 @@ async fn add_buttons(
     Ok(())
 }
 
+/// Largest file sent to a room (a common homeserver upload limit).
+pub const UPLOAD_MAX_BYTES: u64 = 50 * 1024 * 1024;
+
 /// Uploads a file (encrypted in encrypted rooms) and posts it.
 pub async fn attachment(
     room: &Room,
@@ -142,7 +145,20 @@ pub async fn attachment(
     thread: Option<&EventId>,
 ) -> Result<(), MatrixError> {
     let path = Path::new(&file.path);
-    let data = tokio::fs::read(path).await.doing(format!("read {}", path.display()))?;
+    // Only the very file core approved (the path is agent-writable), and
+    // never more than the cap: the upload is held in memory (and encrypted).
+    let id = ductor_daemon::safe_fs::attachment_id(file.dev, file.ino, file.changed_ns);
+    let (opened, size) = ductor_daemon::safe_fs::open_attachment(path, id, UPLOAD_MAX_BYTES)
+        .map_err(|error| MatrixError::refused(format!("not sent: {error}")))?;
+    let mut data = Vec::with_capacity(size as usize);
+    {
+        use tokio::io::AsyncReadExt as _;
+        tokio::fs::File::from_std(opened)
+            .take(UPLOAD_MAX_BYTES)
+            .read_to_end(&mut data)
+            .await
+            .doing(format!("read {}", path.display()))?;
+    }
     let name = if file.file_name.is_empty() {
         path.file_name().and_then(|n| n.to_str()).unwrap_or("file").to_owned()
     } else {

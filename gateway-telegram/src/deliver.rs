@@ -422,9 +422,9 @@ impl Lane {
             self.edit_over(&shown, &reply, &mut errors).await;
         }
         for file in &reply.files {
-            let path = std::path::Path::new(&file.path);
+            let outgoing = crate::telegram::Outgoing::of(file);
             if let Err(failure) =
-                self.telegram.deliver_file(self.target, path, &file.file_name, file.is_image).await
+                self.telegram.deliver_file(self.target, &outgoing, file.is_image).await
             {
                 errors.push(format!("file {}: {failure}", file.path));
             }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use ductor_daemon::safe_fs::Tree;
 use ductor_gateway_link::{InboundSender, Receipt};
 use ductor_proto::pb;
 use ductor_proto::transport::Backoff;
@@ -325,16 +326,20 @@ impl Inbound {
             .await
             .map_err(|error| self.telegram.scrubber.classify(error).to_string())?;
         let day = jiff::Zoned::now().strftime("%Y-%m-%d").to_string();
-        let dir = self.config.workspace.join("telegram_files").join(day);
-        tokio::fs::create_dir_all(&dir)
-            .await
-            .map_err(|error| format!("create {}: {error}", dir.display()))?;
         let name = media
             .file_name
             .clone()
             .unwrap_or_else(|| default_name(media.kind, &file.path, &media.mime));
-        let path = dir.join(format!("{}_{}", message.id.0, sanitize(&name)));
-        let written = self.fetch_to(&file.path, &path, limit).await;
+        let name = format!("{}_{}", message.id.0, sanitize(&name));
+        // The workspace is agent-writable: the dated folder and the file are
+        // made by descriptor, never through a link the agent planted, and
+        // the file must be new (O_EXCL), so nothing is overwritten.
+        let (dir, out) = Tree::root(&self.config.workspace)
+            .and_then(|root| root.dir_or_make(&format!("telegram_files/{day}"), 0o700))
+            .and_then(|dir| dir.create_new(&name, 0o600).map(|file| (dir, file)))
+            .map_err(|error| error.to_string())?;
+        let path = dir.path().join(&name);
+        let written = self.fetch_to(&file.path, tokio::fs::File::from_std(out), &path, limit).await;
         match written {
             Ok(size) => Ok(pb::MediaRef {
                 path: path.to_string_lossy().into_owned(),
@@ -346,16 +351,19 @@ impl Inbound {
                 reply_quote: String::new(),
             }),
             Err(error) => {
-                let _ = tokio::fs::remove_file(&path).await;
+                let _ = dir.remove(&name, false);
                 Err(error)
             }
         }
     }
 
-    async fn fetch_to(&self, remote: &str, path: &Path, limit: u64) -> Result<u64, String> {
-        let mut out = tokio::fs::File::create(path)
-            .await
-            .map_err(|error| format!("create {}: {error}", path.display()))?;
+    async fn fetch_to(
+        &self,
+        remote: &str,
+        mut out: tokio::fs::File,
+        path: &Path,
+        limit: u64,
+    ) -> Result<u64, String> {
         let mut stream = self.telegram.bot.download_file_stream(remote);
         let mut size: u64 = 0;
         while let Some(chunk) = stream.next().await {

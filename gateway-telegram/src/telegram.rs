@@ -12,6 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ductor_daemon::safe_fs;
 use teloxide::Bot;
 use teloxide::payloads::{
     EditMessageTextSetters, SendDocumentSetters, SendMessageSetters, SendPhotoSetters,
@@ -142,12 +143,16 @@ impl Telegram {
     pub async fn send_file(
         &self,
         target: Target,
-        path: &Path,
-        file_name: &str,
+        outgoing: &Outgoing<'_>,
         is_image: bool,
         silent: bool,
     ) -> Result<MessageId, Failure> {
-        let mut file = InputFile::file(path.to_path_buf());
+        // Opened again for every attempt, and only if it is still the file
+        // core approved: the path is in the agent-writable workspace.
+        let (opened, _) = safe_fs::open_attachment(outgoing.path, outgoing.id, FILE_MAX_BYTES)
+            .map_err(|error| Failure::Other(format!("not sent: {error}")))?;
+        let file_name = outgoing.file_name;
+        let mut file = InputFile::read(tokio::fs::File::from_std(opened));
         if !file_name.is_empty() {
             file = file.file_name(file_name.to_owned());
         }
@@ -312,24 +317,41 @@ impl Telegram {
     pub async fn deliver_file(
         &self,
         target: Target,
-        path: &Path,
-        file_name: &str,
+        outgoing: &Outgoing<'_>,
         is_image: bool,
     ) -> Result<MessageId, Failure> {
         let sent = self
-            .retrying(target, Call::Send, || {
-                self.send_file(target, path, file_name, is_image, true)
-            })
+            .retrying(target, Call::Send, || self.send_file(target, outgoing, is_image, true))
             .await;
         match sent {
             // Telegram refuses some images as photos (size, ratio): try as a document.
-            Err(Failure::Other(_)) if is_image => {
-                self.retrying(target, Call::Send, || {
-                    self.send_file(target, path, file_name, false, true)
-                })
-                .await
+            Err(Failure::Other(text)) if is_image && !text.starts_with("not sent:") => {
+                self.retrying(target, Call::Send, || self.send_file(target, outgoing, false, true))
+                    .await
             }
             other => other,
+        }
+    }
+}
+
+/// Largest file sent (the Bot API's upload limit).
+pub const FILE_MAX_BYTES: u64 = 50 * 1024 * 1024;
+
+/// A file to send: where core said it is and which file core approved.
+#[derive(Debug, Clone, Copy)]
+pub struct Outgoing<'a> {
+    pub path: &'a Path,
+    pub file_name: &'a str,
+    pub id: Option<safe_fs::FileId>,
+}
+
+impl<'a> Outgoing<'a> {
+    /// From core's attachment.
+    pub fn of(file: &'a ductor_proto::pb::Attachment) -> Self {
+        Self {
+            path: Path::new(&file.path),
+            file_name: &file.file_name,
+            id: safe_fs::attachment_id(file.dev, file.ino, file.changed_ns),
         }
     }
 }

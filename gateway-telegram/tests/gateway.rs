@@ -457,6 +457,70 @@ async fn documents_are_downloaded_into_the_workspace() {
     assert_eq!(harness.core.events().len(), 2);
 }
 
+/// The workspace is agent-writable: a dated folder or a file name the agent
+/// planted as a link is not written through (review M1).
+#[tokio::test]
+async fn downloads_never_write_through_a_planted_link() {
+    let harness = Harness::start(Options::default()).await;
+    let victim = tempfile::tempdir().expect("victim");
+    let files = harness.workspace.path().join("telegram_files");
+    std::fs::create_dir_all(&files).expect("files");
+    let day = jiff::Zoned::now().strftime("%Y-%m-%d").to_string();
+    std::os::unix::fs::symlink(victim.path(), files.join(&day)).expect("link today");
+    harness.api.add_file("f1", "documents/x", b"payload".to_vec());
+    harness.api.push_update(updates::document(1, 1, 77, "f1", "notes.txt", 7, ""));
+    assert!(
+        harness.api.wait_until(WAIT, |calls| calls.iter().any(|c| c.method == "sendmessage")).await,
+        "the user is told the file could not be taken"
+    );
+    assert!(!victim.path().join("77_notes.txt").exists(), "nothing written through the link");
+    // The file name itself planted as a link to a file to clobber.
+    std::fs::remove_file(files.join(&day)).expect("unlink");
+    std::fs::create_dir(files.join(&day)).expect("today");
+    let target = victim.path().join("config.toml");
+    std::fs::write(&target, "precious").expect("target");
+    std::os::unix::fs::symlink(&target, files.join(&day).join("78_notes.txt")).expect("link");
+    harness.api.add_file("f2", "documents/y", b"payload".to_vec());
+    harness.api.push_update(updates::document(1, 1, 78, "f2", "notes.txt", 7, ""));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(std::fs::read_to_string(&target).expect("target"), "precious");
+    assert!(
+        harness.core.events().is_empty(),
+        "neither download reached core: {:?}",
+        harness.core.events()
+    );
+}
+
+/// A file approved by core and then swapped (for a link to a secret, or for
+/// another file) is not sent (review M2).
+#[tokio::test]
+async fn a_file_swapped_after_core_approved_it_is_not_sent() {
+    let harness = Harness::start(Options::default()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("a.txt");
+    std::fs::write(&path, b"harmless").expect("write");
+    let (id, size) = ductor_daemon::safe_fs::identify(&path, 1 << 20).expect("identify");
+    let secret = dir.path().join("config.toml");
+    std::fs::write(&secret, b"TOKEN=SECRET").expect("secret");
+    std::fs::remove_file(&path).expect("unlink");
+    std::os::unix::fs::symlink(&secret, &path).expect("swap for a link");
+    let files = vec![pb::Attachment {
+        path: path.to_string_lossy().into(),
+        mime_type: "text/plain".into(),
+        file_name: "a.txt".into(),
+        dev: id.dev,
+        ino: id.ino,
+        changed_ns: id.changed_ns,
+        size,
+        ..Default::default()
+    }];
+    let reply = pb::FinalReply { text: "Here".into(), files, ..Default::default() };
+    let action = harness.act(1, "", "t", Out::FinalReply(reply));
+    let ack = harness.core.wait_ack(action, WAIT).await.expect("acknowledged");
+    assert!(ack.error.contains("not sent"), "{}", ack.error);
+    assert!(harness.api.calls_of("senddocument").is_empty(), "nothing uploaded");
+}
+
 #[tokio::test]
 async fn attached_files_go_out_as_photos_and_documents() {
     let harness = Harness::start(Options::default()).await;
@@ -471,12 +535,14 @@ async fn attached_files_go_out_as_photos_and_documents() {
             mime_type: "image/png".into(),
             is_image: true,
             file_name: "chart.png".into(),
+            ..Default::default()
         },
         pb::Attachment {
             path: report.to_string_lossy().into(),
             mime_type: "text/plain".into(),
             is_image: false,
             file_name: "report.txt".into(),
+            ..Default::default()
         },
     ];
     let id = harness.act(

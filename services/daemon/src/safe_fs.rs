@@ -311,6 +311,27 @@ pub fn open_checked(path: &Path, id: FileId, max: u64) -> Result<(File, u64)> {
     Ok((file, size))
 }
 
+/// Opens an attachment for sending: [`open_checked`] against the identity
+/// core recorded, or, for an action from a core that recorded none, at least
+/// a regular, unlinked file within `max`.
+pub fn open_attachment(path: &Path, id: Option<FileId>, max: u64) -> Result<(File, u64)> {
+    match id {
+        Some(id) => open_checked(path, id, max),
+        None => {
+            let fd =
+                open(path, READ, Mode::empty()).map_err(|e| SafeFsError::os(path, "open", e))?;
+            let (file, _, size) = checked(File::from(fd), path, max)?;
+            Ok((file, size))
+        }
+    }
+}
+
+/// The identity a proto `Attachment` carries (`dev`, `ino`, `changed_ns`;
+/// all zero = none recorded).
+pub fn attachment_id(dev: u64, ino: u64, changed_ns: i64) -> Option<FileId> {
+    (dev != 0 || ino != 0).then_some(FileId { dev, ino, changed_ns })
+}
+
 #[cfg(test)]
 #[path = "safe_fs_tests.rs"]
 mod tests;
