@@ -135,7 +135,7 @@ async fn store(root: &Path, name: &str, data: &[u8]) -> Result<PathBuf, MatrixEr
                 file.flush().await.doing(format!("write {}", path.display()))?;
                 return Ok(path);
             }
-            Err(error) if error.errno == Some(nix::Error::EEXIST) => continue,
+            Err(error) if error.already_exists() => continue,
             Err(error) => return Err(MatrixError::refused(error.to_string())),
         }
     }

@@ -56,6 +56,11 @@ impl SafeFsError {
     pub fn is_not_found(&self) -> bool {
         self.errno == Some(nix::Error::ENOENT)
     }
+
+    /// An entry of that name exists (a new file was asked for).
+    pub fn already_exists(&self) -> bool {
+        self.errno == Some(nix::Error::EEXIST)
+    }
 }
 
 type Result<T> = std::result::Result<T, SafeFsError>;
@@ -187,7 +192,7 @@ impl Tree {
                     .map_err(|e| SafeFsError::refused(&self.path.join(name), e.to_string()))?;
                 Ok(true)
             }
-            Err(error) if error.errno == Some(nix::Error::EEXIST) => Ok(false),
+            Err(error) if error.already_exists() => Ok(false),
             Err(error) => Err(error),
         }
     }
