@@ -193,6 +193,7 @@ async fn encrypted_dm_round_trip_with_files() {
                     mime_type: "text/plain".into(),
                     is_image: false,
                     file_name: "report.txt".into(),
+                    ..Default::default()
                 }],
                 notify: true,
                 ..Default::default()
