@@ -116,7 +116,7 @@ async fn store(root: &Path, name: &str, data: &[u8]) -> Result<PathBuf, MatrixEr
     else {
         return Err(MatrixError::refused(format!("bad files folder {}", root.display())));
     };
-    let dir = Tree::root(parent)
+    let dir = Tree::root_or_make(parent, 0o700)
         .and_then(|tree| tree.dir_or_make(&format!("{leaf}/{day}"), 0o700))
         .map_err(|error| MatrixError::refused(error.to_string()))?;
     let name = safe_name(name);

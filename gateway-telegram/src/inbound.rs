@@ -334,7 +334,7 @@ impl Inbound {
         // The workspace is agent-writable: the dated folder and the file are
         // made by descriptor, never through a link the agent planted, and
         // the file must be new (O_EXCL), so nothing is overwritten.
-        let (dir, out) = Tree::root(&self.config.workspace)
+        let (dir, out) = Tree::root_or_make(&self.config.workspace, 0o700)
             .and_then(|root| root.dir_or_make(&format!("telegram_files/{day}"), 0o700))
             .and_then(|dir| dir.create_new(&name, 0o600).map(|file| (dir, file)))
             .map_err(|error| error.to_string())?;

@@ -106,6 +106,20 @@ impl Tree {
         Ok(Self { fd, path: path.to_path_buf() })
     }
 
+    /// Like [`Tree::root`], first making the root (the operator's path, not
+    /// the agent's) and its parents with `mode` when they are missing.
+    pub fn root_or_make(path: &Path, mode: u32) -> Result<Self> {
+        use std::os::unix::fs::DirBuilderExt as _;
+        if !path.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(mode)
+                .create(path)
+                .map_err(|e| SafeFsError::refused(path, format!("create: {e}")))?;
+        }
+        Self::root(path)
+    }
+
     /// The path this tree was opened as (for messages and for other processes).
     pub fn path(&self) -> &Path {
         &self.path

@@ -107,3 +107,17 @@ fn entries_report_links_as_links() {
         entries.iter().map(|e| (e.name.as_str(), e.is_dir, e.is_link)).collect();
     assert_eq!(kinds, [("d", true, false), ("l", false, true)]);
 }
+
+#[test]
+fn a_missing_root_is_made_private_and_an_existing_one_kept() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let w = world();
+    let fresh = w.ws.path().join("home/workspace");
+    let root = Tree::root_or_make(&fresh, 0o700).unwrap();
+    assert_eq!(root.path(), fresh);
+    let mode = std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "made private");
+    std::fs::write(fresh.join("kept"), "x").unwrap();
+    let again = Tree::root_or_make(&fresh, 0o700).unwrap();
+    assert_eq!(again.read("kept", 10).unwrap().as_deref(), Some(&b"x"[..]));
+}

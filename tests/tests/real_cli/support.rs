@@ -91,7 +91,9 @@ impl Rig {
             .tempdir()
             .expect("create a temporary directory");
         let root = dir.path().to_path_buf();
-        let (home, work, cli_home) = (root.join("home"), root.join("work"), root.join("cli-home"));
+        // Runs work in the runner's workspace: it refuses a working_dir outside it.
+        let home = root.join("home");
+        let (work, cli_home) = (home.join("workspace"), root.join("cli-home"));
         for d in [&home, &work, &cli_home] {
             std::fs::create_dir_all(d).expect("create a test directory");
         }
