@@ -522,6 +522,26 @@ async fn a_frozen_service_turns_unhealthy_and_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_stopped_for_good_is_killed_and_restarted() {
+    // A run that SIGSTOPs core must not leave the bot hanging until a human looks.
+    let env = TestEnv::with_config(&format!("{FAST_LAUNCHER}unhealthy_restart_seconds = 3\n"));
+    let up = env.ductorctl(&["up", "--detach"]).await;
+    assert!(up.status.success(), "{}", stderr(&up));
+    let core = env.service_status("core").await.expect("core");
+    let pid = pid_of(&core);
+    harness::signal(pid, Signal::SIGSTOP);
+    let after = wait_for("core restarted after staying unresponsive", async || {
+        let row = env.service_status("core").await?;
+        (row["state"] == "healthy" && row["pid"].as_u64() != Some(u64::from(pid))).then_some(row)
+    })
+    .await;
+    assert_eq!(after["restarts"], 1, "{after}");
+    assert!(after["last_exit"].as_str().unwrap_or("").contains("unresponsive"), "{after}");
+    assert!(!harness::alive(pid), "the stopped process is gone, not left frozen");
+    assert_down(&env).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn service_install_renders_units_with_real_paths() {
     let env = TestEnv::with_config("[telegram]\nenabled = true\ntoken = \"1:x\"\n");
     let units = env.home().join("units");

@@ -195,6 +195,8 @@ enum Outcome {
     Exited(ExitStatus),
     /// It did not answer Health in time (it was stopped).
     HealthTimeout,
+    /// It stopped answering Health while running, for this many seconds.
+    Unresponsive(u64),
     /// It could not be started at all.
     SpawnFailed(String),
 }
@@ -282,6 +284,12 @@ fn judge(policy: &LauncherConfig, crashes: &mut VecDeque<Instant>, outcome: Outc
             crashes,
             now,
             format!("did not answer Health within {} ms", policy.health_timeout_ms),
+        ),
+        Outcome::Unresponsive(seconds) => crash_verdict(
+            policy,
+            crashes,
+            now,
+            format!("unresponsive: failed every Health check for {seconds} s"),
         ),
     }
 }
@@ -507,6 +515,8 @@ async fn watch_child(
     let mut ticks = tokio::time::interval(HEALTH_INTERVAL);
     ticks.tick().await;
     let mut healthy = true;
+    let mut unhealthy_since = Instant::now();
+    let patience = Duration::from_secs(context.policy.unhealthy_restart_seconds);
     loop {
         tokio::select! {
             status = child.wait() => return exited(status),
@@ -517,9 +527,15 @@ async fn watch_child(
                     .is_some_and(|a| a.status == ductor_proto::pb::ServingStatus::Serving as i32);
                 if now_healthy != healthy {
                     healthy = now_healthy;
+                    unhealthy_since = Instant::now();
                     let state = if healthy { ServiceState::Healthy } else { ServiceState::Unhealthy };
                     tracing::warn!(service = service.as_str(), "{service} is {state}");
                     context.shared.update_service(service, |r| r.state = state);
+                } else if !healthy && !patience.is_zero() && unhealthy_since.elapsed() >= patience {
+                    // Alive but silent (hung, or SIGSTOP'd by a run): SIGKILL works on a
+                    // stopped process where SIGTERM would wait for a SIGCONT.
+                    let _ = child.kill().await;
+                    return Ended::Outcome(Outcome::Unresponsive(patience.as_secs()));
                 }
             }
         }

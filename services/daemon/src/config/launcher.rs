@@ -20,6 +20,10 @@ pub struct LauncherConfig {
     pub max_crashes: u32,
     /// The window for `max_crashes`, in seconds.
     pub crash_window_seconds: u64,
+    /// A running service that fails every Health check for this long (it
+    /// hangs, or something sent it SIGSTOP) is killed and restarted like a
+    /// crash; 0 never restarts it.
+    pub unhealthy_restart_seconds: u64,
 }
 
 impl Default for LauncherConfig {
@@ -31,6 +35,7 @@ impl Default for LauncherConfig {
             restart_backoff_max_ms: 30_000,
             max_crashes: 5,
             crash_window_seconds: 60,
+            unhealthy_restart_seconds: 30,
         }
     }
 }
