@@ -80,6 +80,7 @@ async fn run_version(
         cwd: &cwd,
         limits: Limits { max_processes: 4096, max_file_bytes: 64 * 1024 * 1024 },
         ruleset: None,
+        stdin: None,
     });
     let child = match command.spawn() {
         Ok(child) => child,
@@ -189,6 +190,7 @@ pub async fn oneshot(_home: DuctorHome, config: Config) -> anyhow::Result<()> {
         sandbox::detect(config.runner.sandbox).unwrap_or_else(|refused| sandbox::Support {
             landlock: false,
             detail: format!("the runner would not start: {refused}"),
+            no_bypass: true,
         });
     let versions = VersionCache::default();
     let answer = probe(&config.providers, &sandbox::parent_env(), &versions, &support).await;

@@ -14,7 +14,7 @@ pub mod codex;
 pub mod gemini;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
@@ -24,10 +24,24 @@ use crate::spec::{PermissionMode, Provider, RunSpec};
 /// What to run for one turn (the binary is resolved by the caller).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invocation {
-    /// Arguments after the binary.
+    /// Arguments after the binary. Never the prompt or the system prompt:
+    /// argv is world-readable in `/proc/<pid>/cmdline` (to other users and to
+    /// other chats' runs), and one argument is limited to 128 KiB.
     pub args: Vec<String>,
     /// Environment the adapter adds on top of the allowlisted one.
     pub env: BTreeMap<String, String>,
+    /// What the CLI reads on stdin: the prompt.
+    pub stdin: String,
+    /// Files the arguments name, written 0600 into the run's private
+    /// directory before the spawn: (path, contents).
+    pub files: Vec<(PathBuf, String)>,
+}
+
+impl Invocation {
+    /// Arguments and adapter environment of `provider`, the prompt on stdin.
+    fn new(provider: Provider, args: Vec<String>, stdin: String) -> Self {
+        Self { args, env: adapter_env(provider), stdin, files: Vec::new() }
+    }
 }
 
 /// A line the parser does not know; logged once per `kind` by the caller.
@@ -135,16 +149,18 @@ impl Turns {
     }
 }
 
-/// argv and adapter environment for `spec` with the effective permission
-/// mode; `confined` tells whether the runner's own Landlock fence applies.
+/// argv, adapter environment and input for `spec` with the effective
+/// permission mode; `confined` tells whether the runner's own Landlock fence
+/// applies; `inputs` is the run's private directory for input files.
 pub fn invocation(
     spec: &RunSpec,
     mode: PermissionMode,
     config_args: &[String],
     confined: bool,
+    inputs: &Path,
 ) -> Invocation {
     match spec.provider {
-        Provider::Claude => claude::invocation(spec, mode, config_args),
+        Provider::Claude => claude::invocation(spec, mode, config_args, inputs),
         Provider::Codex => codex::invocation(spec, mode, config_args, confined),
         Provider::Gemini => gemini::invocation(spec, mode, config_args),
     }
@@ -351,11 +367,6 @@ pub fn u64_of(value: &Value, key: &str) -> u64 {
     value.get(key).and_then(Value::as_u64).unwrap_or(0)
 }
 
-/// Whether `prompt` could be taken for an option and must follow `--`.
-pub fn looks_like_option(prompt: &str) -> bool {
-    prompt.starts_with('-')
-}
-
 /// Lower-cased text contains any of `needles`.
 pub fn mentions(text: &str, needles: &[&str]) -> bool {
     let lower = text.to_lowercase();
@@ -385,8 +396,25 @@ mod tests {
         }
     }
 
+    const INPUTS: &str = "/run-tmp";
+
+    fn inv(spec: &RunSpec, mode: PermissionMode, confined: bool) -> Invocation {
+        invocation(spec, mode, &["--cfg".to_owned()], confined, Path::new(INPUTS))
+    }
+
     fn args(spec: &RunSpec, mode: PermissionMode) -> Vec<String> {
-        invocation(spec, mode, &["--cfg".to_owned()], false).args
+        inv(spec, mode, false).args
+    }
+
+    /// No argument carries the prompt or the system prompt (argv is public).
+    fn assert_private(inv: &Invocation, secrets: &[&str]) {
+        for secret in secrets {
+            assert!(
+                !inv.args.iter().any(|a| a.contains(secret)),
+                "{secret} on argv: {:?}",
+                inv.args
+            );
+        }
     }
 
     #[test]
@@ -396,15 +424,25 @@ mod tests {
         s.effort = Some("high".into());
         s.append_system_prompt = Some("be brief".into());
         s.resume = Some("abc".into());
-        let inv = invocation(&s, PermissionMode::Bypass, &[], false);
-        let expected = "-p|hi there|--output-format|stream-json|--verbose|--include-partial-messages|\
+        let inv = invocation(&s, PermissionMode::Bypass, &[], false, Path::new(INPUTS));
+        let expected = "-p|--output-format|stream-json|--verbose|--include-partial-messages|\
              --permission-mode|bypassPermissions|--model|sonnet|--effort|high|\
-             --append-system-prompt|be brief|--resume|abc";
+             --append-system-prompt-file|/run-tmp/system-prompt.md|--resume|abc";
         assert_eq!(inv.args.join("|"), expected);
+        assert_eq!(inv.stdin, "hi there");
+        assert_eq!(
+            inv.files,
+            [(PathBuf::from("/run-tmp/system-prompt.md"), "be brief".to_owned())]
+        );
+        assert_private(&inv, &["hi there", "be brief"]);
         assert_eq!(inv.env.get("IS_SANDBOX").map(String::as_str), Some("1"));
         s.prompt = "-rf".into();
         let a = args(&s, PermissionMode::Default);
-        assert_eq!(&a[a.len() - 3..], ["--cfg", "--", "-rf"], "an option-like prompt follows --");
+        assert_eq!(
+            a.last().map(String::as_str),
+            Some("--cfg"),
+            "an option-like prompt is never an argument"
+        );
     }
 
     #[test]
@@ -413,22 +451,30 @@ mod tests {
         s.effort = Some("high".into());
         s.model = Some("gpt-5.5".into());
         s.append_system_prompt = Some("rules".into());
+        let confined = inv(&s, PermissionMode::Bypass, true);
         assert_eq!(
-            args(&s, PermissionMode::Bypass).join("|"),
+            confined.args.join("|"),
             "-c|model_reasoning_effort=\"high\"|exec|--json|--skip-git-repo-check|\
-             --dangerously-bypass-approvals-and-sandbox|-m|gpt-5.5|--cfg|\
-             <instructions>\nrules\n</instructions>\n\nhi there"
+             --dangerously-bypass-approvals-and-sandbox|-m|gpt-5.5|--cfg|-"
         );
+        assert_eq!(confined.stdin, "<instructions>\nrules\n</instructions>\n\nhi there");
+        assert_private(&confined, &["hi there", "rules"]);
         s.append_system_prompt = None;
         s.effort = None;
         s.resume = Some("01a2".into());
         assert_eq!(
             args(&s, PermissionMode::AcceptEdits).join("|"),
-            "exec|--json|--skip-git-repo-check|--sandbox|workspace-write|-m|gpt-5.5|--cfg|resume|01a2|hi there"
+            "exec|--json|--skip-git-repo-check|--sandbox|workspace-write|-m|gpt-5.5|--cfg|resume|01a2|-"
         );
         // Inside the runner's Landlock, codex's own sandbox cannot start (no mounts).
-        let confined = invocation(&s, PermissionMode::AcceptEdits, &[], true).args;
+        let confined = inv(&s, PermissionMode::AcceptEdits, true).args;
         assert!(confined.contains(&"--dangerously-bypass-approvals-and-sandbox".to_owned()));
+        // Without ductor's fence, codex's own sandbox is never switched off (review M6).
+        for mode in [PermissionMode::Bypass, PermissionMode::AcceptEdits] {
+            let open = args(&s, mode);
+            assert!(!open.iter().any(|a| a.contains("dangerously")), "{mode:?}: {open:?}");
+            assert!(open.windows(2).any(|w| w == ["--sandbox", "workspace-write"]), "{open:?}");
+        }
     }
 
     #[test]
@@ -436,15 +482,16 @@ mod tests {
         let mut s = spec(Provider::Gemini);
         s.resume = Some("sess".into());
         s.model = Some("gemini-2.5-flash".into());
-        let inv = invocation(&s, PermissionMode::Bypass, &[], false);
+        let inv = invocation(&s, PermissionMode::Bypass, &[], false, Path::new(INPUTS));
         assert_eq!(
             inv.args.join("|"),
-            "-p|hi there|-o|stream-json|-m|gemini-2.5-flash|--yolo|--resume|sess"
+            "-p||-o|stream-json|-m|gemini-2.5-flash|--yolo|--resume|sess"
         );
+        assert_eq!(inv.stdin, "hi there");
         assert_eq!(inv.env.get("GEMINI_CLI_NO_RELAUNCH").map(String::as_str), Some("true"));
         assert_eq!(inv.env.get("GEMINI_CLI_TRUST_WORKSPACE").map(String::as_str), Some("true"));
         s.prompt = "--help me".into();
-        assert_eq!(args(&s, PermissionMode::Plan)[0], "--prompt=--help me");
+        assert_eq!(&args(&s, PermissionMode::Plan)[..2], ["-p", ""], "the prompt stays off argv");
     }
 
     #[test]

@@ -17,9 +17,13 @@
 //! The environment is an allowlist ([`child_env`]): the CLI never inherits
 //! ductor's secrets or anything the runner does not know it needs.
 //!
-//! Known limit: Landlock below ABI 9 does not govern connecting to Unix
-//! sockets, so a CLI that knows a socket path under `$DUCTOR_HOME/run` can
-//! connect to it (the uid check passes). Access to files is what is fenced.
+//! The ruleset asks for the newest Landlock ABI the crate knows and takes
+//! what the kernel has (best effort): from ABI 6 the run may neither signal
+//! nor connect to an abstract Unix socket of anything outside it (ductor's
+//! services, the operator's X11, tmux, D-Bus); from ABI 9 connecting to a
+//! pathname socket needs a rule too, and only core's socket (for
+//! `ductorctl`) gets one. Below ABI 9 pathname sockets are fenced by the
+//! run's mount namespace where the platform allows it.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -30,14 +34,25 @@ use std::process::Stdio;
 use ductor_daemon::config::SandboxMode;
 use landlock::{
     ABI, Access, AccessFs, BitFlags, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr,
+    Scope,
 };
 
 use crate::provider::{self, StatePath};
-use crate::spec::Provider;
+use crate::spec::{PermissionMode, Provider};
 
-/// The Landlock ABI the runner asks for (file system rights only; network is
-/// left to the CLIs, which need the model API).
-const WANTED_ABI: ABI = ABI::V5;
+/// The Landlock ABI the runner asks for: file system rights and scopes
+/// (signals, abstract sockets); network is left to the CLIs, which need the
+/// model API. Rights the kernel lacks are dropped (best effort).
+const WANTED_ABI: ABI = ABI::V9;
+
+/// First ABI that fences connecting to pathname Unix sockets.
+const RESOLVE_UNIX_ABI: i64 = 9;
+
+/// Device files a CLI may open: the harmless ones. Not `/dev/shm`,
+/// `/dev/mqueue` (other programs' shared memory) or `/dev/pts/*` (the
+/// operator's terminals).
+const DEVICES: &[&str] =
+    &["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty"];
 
 /// The sandbox runs get, decided once at start.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,12 +61,26 @@ pub struct Support {
     pub landlock: bool,
     /// Human-readable explanation for `doctor`.
     pub detail: String,
+    /// `auto` found no Landlock: runs are not given "bypass" (fail closed),
+    /// since nothing but the CLI's own checks would stand between the agent
+    /// and the machine. `sandbox = "none"` is the operator's explicit choice.
+    pub no_bypass: bool,
 }
 
 impl Support {
     /// "landlock" or "none".
     pub fn mode(&self) -> &'static str {
         if self.landlock { "landlock" } else { "none" }
+    }
+
+    /// The permission mode a run really gets: "bypass" becomes "accept
+    /// edits" when `auto` found no fence.
+    pub fn effective(&self, mode: PermissionMode) -> PermissionMode {
+        if self.no_bypass && mode == PermissionMode::Bypass {
+            PermissionMode::AcceptEdits
+        } else {
+            mode
+        }
     }
 }
 
@@ -77,21 +106,41 @@ pub fn detect(mode: SandboxMode) -> Result<Support, String> {
         (SandboxMode::None, _) => Ok(Support {
             landlock: false,
             detail: "disabled by [runner].sandbox = \"none\"".into(),
+            no_bypass: false,
         }),
-        (_, Ok(version)) => Ok(Support {
-            landlock: true,
-            detail: format!("Landlock ABI {version} (file system rules), no_new_privs, rlimits"),
-        }),
+        (_, Ok(version)) => {
+            Ok(Support { landlock: true, detail: landlock_detail(version), no_bypass: false })
+        }
         (SandboxMode::Landlock, Err(error)) => Err(format!(
             "[runner].sandbox = \"landlock\" but the kernel offers no Landlock: {error}"
         )),
         (SandboxMode::Auto, Err(error)) => Ok(Support {
             landlock: false,
             detail: format!(
-                "Landlock unavailable ({error}); environment allowlist and rlimits only"
+                "Landlock unavailable ({error}); environment allowlist and rlimits only; \
+                 permission_mode \"bypass\" runs as \"accept_edits\" (set \
+                 [runner].sandbox = \"none\" to allow bypass unconfined)"
             ),
+            no_bypass: true,
         }),
     }
+}
+
+/// What Landlock ABI `version` fences, for the log and `doctor`.
+fn landlock_detail(version: i64) -> String {
+    let scopes = if version >= 6 {
+        "signals and abstract Unix sockets scoped to the run"
+    } else {
+        "signals and abstract Unix sockets NOT scoped (needs ABI 6, Linux 6.12)"
+    };
+    let sockets = if version >= RESOLVE_UNIX_ABI {
+        "pathname sockets: only core's"
+    } else {
+        "pathname sockets not fenced by Landlock (needs ABI 9, Linux 7.1)"
+    };
+    format!(
+        "Landlock ABI {version} (file system rules; {scopes}; {sockets}), no_new_privs, rlimits"
+    )
 }
 
 /// Plain variables every CLI may inherit.
@@ -183,6 +232,8 @@ pub struct Policy {
     pub writable: Vec<PathBuf>,
     /// Never reachable through a broad rule (`$DUCTOR_HOME`).
     pub excluded: Vec<PathBuf>,
+    /// Pathname sockets the run may connect to (core's, for `ductorctl`).
+    pub sockets: Vec<PathBuf>,
 }
 
 /// System directories every CLI may read.
@@ -224,6 +275,8 @@ pub struct PolicyInput<'a> {
     pub extra_readable: &'a [String],
     /// Trees no broad rule may reach: `$DUCTOR_HOME` and the runtime directory.
     pub excluded: &'a [PathBuf],
+    /// Sockets the run may connect to.
+    pub sockets: &'a [PathBuf],
 }
 
 /// The read/write sets of one run.
@@ -242,7 +295,12 @@ pub fn policy(input: &PolicyInput<'_>) -> Policy {
         }
     }
     writable.extend(input.extra_writable.iter().map(PathBuf::from));
-    Policy { readable, writable, excluded: input.excluded.to_vec() }
+    Policy {
+        readable,
+        writable,
+        excluded: input.excluded.to_vec(),
+        sockets: input.sockets.to_vec(),
+    }
 }
 
 /// Directories a CLI's own code lives in: the binary's directory (and the
@@ -299,17 +357,24 @@ pub fn landlock_ruleset(policy: &Policy) -> Result<OwnedFd, String> {
     for root in &policy.readable {
         expand_excluding(root, &excluded, read, &mut rules, 0);
     }
-    // /dev: read, and write to existing device files (/dev/null, /dev/tty), nothing else.
-    let dev_write = AccessFs::WriteFile | AccessFs::Truncate | AccessFs::IoctlDev;
-    rules.push((PathBuf::from("/dev"), read | dev_write));
+    // /dev: list it, and use the harmless devices, nothing else.
+    rules.push((PathBuf::from("/dev"), BitFlags::from(AccessFs::ReadDir)));
+    let device = AccessFs::ReadFile | AccessFs::WriteFile | AccessFs::Truncate | AccessFs::IoctlDev;
+    rules.extend(DEVICES.iter().map(|d| (PathBuf::from(d), device)));
     for root in &policy.writable {
         // Explicit writable paths may lie inside $DUCTOR_HOME (the workspace, the run's TMPDIR).
         let carve: Vec<PathBuf> =
             excluded.iter().filter(|e| !root.starts_with(e)).cloned().collect();
         expand_excluding(root, &carve, all, &mut rules, 0);
     }
+    if kernel_landlock_abi().is_ok_and(|abi| abi >= RESOLVE_UNIX_ABI) {
+        rules.extend(
+            policy.sockets.iter().map(|s| (s.clone(), BitFlags::from(AccessFs::ResolveUnix))),
+        );
+    }
     let mut ruleset = Ruleset::default()
         .handle_access(all)
+        .and_then(|r| r.scope(Scope::from_all(WANTED_ABI)))
         .and_then(|r| r.create())
         .map_err(|e| format!("create the Landlock ruleset: {e}"))?;
     for (path, access) in rules {
@@ -405,10 +470,13 @@ pub struct Spawn<'a> {
     pub limits: Limits,
     /// Landlock ruleset to apply, when sandboxed.
     pub ruleset: Option<OwnedFd>,
+    /// What the command reads on stdin (else `/dev/null`).
+    pub stdin: Option<std::fs::File>,
 }
 
 /// The runner's only spawn site: a command in its own process group, dying
-/// with the runner, stdin from /dev/null, confined as described above.
+/// with the runner, stdin from the given file or /dev/null, confined as
+/// described above.
 ///
 /// Spawn runs through [`Spawner`] (or from an async task for short helper
 /// commands), never from `spawn_blocking`: the parent-death signal fires when
@@ -421,7 +489,7 @@ pub fn command(spawn: Spawn<'_>) -> tokio::process::Command {
         .env_clear()
         .envs(spawn.env)
         .current_dir(spawn.cwd)
-        .stdin(Stdio::null())
+        .stdin(spawn.stdin.map_or_else(Stdio::null, Stdio::from))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
@@ -553,6 +621,20 @@ mod tests {
         let codex = child_env(Provider::Codex, &parent, &[], None);
         assert!(codex.contains_key("OPENAI_API_KEY"));
         assert!(!codex.contains_key("ANTHROPIC_API_KEY"));
+    }
+
+    #[test]
+    fn auto_without_landlock_refuses_bypass_but_an_explicit_none_keeps_it() {
+        let auto = Support { landlock: false, detail: String::new(), no_bypass: true };
+        assert_eq!(auto.effective(PermissionMode::Bypass), PermissionMode::AcceptEdits);
+        assert_eq!(auto.effective(PermissionMode::Plan), PermissionMode::Plan);
+        let none = detect(SandboxMode::None).expect("none is always possible");
+        assert_eq!(none.effective(PermissionMode::Bypass), PermissionMode::Bypass);
+        if let Ok(abi) = kernel_landlock_abi() {
+            let found = detect(SandboxMode::Auto).expect("auto");
+            assert!(found.landlock && !found.no_bypass);
+            assert!(found.detail.contains(&format!("ABI {abi}")), "{}", found.detail);
+        }
     }
 
     #[test]

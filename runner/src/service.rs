@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ductor_daemon::DuctorHome;
+use ductor_daemon::ServiceName;
 use ductor_daemon::config::{ProviderConfig, ProvidersConfig, RunnerConfig};
 use ductor_daemon::sync::Locked as _;
 use ductor_proto::pb;
@@ -23,7 +24,7 @@ use tokio_util::task::TaskTracker;
 use crate::error::RunnerError;
 use crate::event::{ErrorKind, RunError};
 use crate::probe;
-use crate::provider;
+use crate::provider::{self, Invocation};
 use crate::registry::Registry;
 use crate::sandbox::{self, Limits, PolicyInput, Support};
 use crate::spec::{PermissionMode, Provider, RunSpec};
@@ -242,13 +243,20 @@ impl Runner {
                     format!("{binary_name}: not found or not executable"),
                 )
             })?;
-        let mode =
+        let asked =
             spec.permission.unwrap_or_else(|| PermissionMode::from(self.config.permission_mode));
-        let invocation = provider::invocation(&spec, mode, &settings.args, self.support.landlock);
+        let mode = self.support.effective(asked);
+        if mode != asked {
+            tracing::warn!(run_id = %spec.run_id, "no sandbox: bypass refused, running with accept-edits");
+        }
         let tmpdir = self.tmp_root().join(&spec.run_id);
         create_private_dir(&tmpdir).map_err(|e| {
             RunError::fatal(ErrorKind::Internal, format!("create {}: {e}", tmpdir.display()))
         })?;
+        let invocation =
+            provider::invocation(&spec, mode, &settings.args, self.support.landlock, &tmpdir);
+        let stdin = write_inputs(&tmpdir, &invocation)
+            .map_err(|e| RunError::fatal(ErrorKind::Internal, format!("write the prompt: {e}")))?;
         let env = sandbox::child_env(
             spec.provider,
             &self.parent_env,
@@ -266,6 +274,7 @@ impl Runner {
                 extra_writable: &self.config.extra_writable_paths,
                 extra_readable: &self.config.extra_readable_paths,
                 excluded: &[self.home.root().to_path_buf(), self.home.run_dir().to_path_buf()],
+                sockets: &[self.home.socket(ServiceName::Core)],
             });
             let fd = sandbox::landlock_ruleset(&policy)
                 .map_err(|e| RunError::fatal(ErrorKind::SpawnFailed, e))?;
@@ -282,6 +291,7 @@ impl Runner {
             args: invocation.args,
             env,
             tmpdir,
+            stdin,
             ruleset,
             sandboxed: self.support.landlock,
             limits: Limits {
@@ -343,6 +353,21 @@ fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
         std::fs::remove_dir_all(path)?;
     }
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path)
+}
+
+/// Writes the invocation's files and its prompt (0600, in the run's fresh
+/// private directory) and returns the prompt file, for the CLI's stdin.
+fn write_inputs(dir: &std::path::Path, invocation: &Invocation) -> std::io::Result<PathBuf> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let prompt = dir.join("prompt.txt");
+    let files = invocation.files.iter().map(|(p, c)| (p.as_path(), c.as_str()));
+    for (path, contents) in files.chain([(prompt.as_path(), invocation.stdin.as_str())]) {
+        let mut file =
+            std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+        file.write_all(contents.as_bytes())?;
+    }
+    Ok(prompt)
 }
 
 /// A stream holding just an error and `exited`.

@@ -65,6 +65,8 @@ pub struct Prepared {
     pub env: BTreeMap<String, String>,
     /// Private TMPDIR (removed at the end).
     pub tmpdir: PathBuf,
+    /// The prompt file the CLI reads on stdin (removed once it is open).
+    pub stdin: PathBuf,
     /// Landlock ruleset built in the parent, applied in the child (when sandboxed).
     pub ruleset: Option<OwnedFd>,
     /// Landlock applies (reported in `RunStarted.sandbox`).
@@ -232,6 +234,9 @@ async fn spawn(
     spawner: &Spawner,
 ) -> Result<tokio::process::Child, RunError> {
     let ruleset = prepared.ruleset.take();
+    let stdin = std::fs::File::open(&prepared.stdin).map_err(|error| {
+        RunError::fatal(ErrorKind::Internal, format!("open the prompt file: {error}"))
+    })?;
     let spawn = Spawn {
         program: &prepared.binary,
         args: &prepared.args,
@@ -239,13 +244,17 @@ async fn spawn(
         cwd: &prepared.spec.working_dir,
         limits: prepared.limits,
         ruleset,
+        stdin: Some(stdin),
     };
-    spawner.spawn(sandbox::command(spawn)).await.map_err(|error| {
+    let child = spawner.spawn(sandbox::command(spawn)).await.map_err(|error| {
         RunError::fatal(
             ErrorKind::SpawnFailed,
             format!("spawn {}: {error}", prepared.binary.display()),
         )
-    })
+    });
+    // The CLI holds it open; nothing else needs the prompt on disk.
+    let _ = std::fs::remove_file(&prepared.stdin);
+    child
 }
 
 /// Loop bookkeeping of [`Supervisor::event_loop`].

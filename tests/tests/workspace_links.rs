@@ -86,9 +86,13 @@ async fn a_linked_or_fifo_main_memory_is_neither_shown_nor_prompted_nor_waited_o
     assert!(linked.contains("linked"), "{linked}");
     let memory = env.ductorctl(&["ask", "--chat", "c9", "/memory"]).await;
     assert!(!text(&memory.stdout).contains(&admin_token(&env)), "/memory showed the token");
-    // A new session gets the memory on its command line: not the token.
-    let argv = agent(&env, "c10", "tr '\\0' '\\n' < /proc/$PPID/cmdline").await;
-    assert!(!argv.contains(&admin_token(&env)), "the new session's prompt carries the token");
+    // A new session gets the memory in its system prompt: not the token.
+    let hello = agent(&env, "c10", "echo hello").await;
+    assert!(hello.contains("hello"), "{hello}");
+    let input = std::fs::read_to_string(env.home().join("fake-state/last-input.json"))
+        .expect("the fake CLI records its input");
+    assert!(input.contains("sh:echo hello"), "the record is this turn's: {input}");
+    assert!(!input.contains(&admin_token(&env)), "the new session's prompt carries the token");
 
     let fifo = agent(
         &env,

@@ -1,5 +1,6 @@
-//! Claude Code: `claude -p PROMPT --output-format stream-json --verbose
-//! --include-partial-messages [--resume ID] …`.
+//! Claude Code: `claude -p --output-format stream-json --verbose
+//! --include-partial-messages [--append-system-prompt-file F] [--resume ID] …`
+//! with the prompt on stdin.
 //!
 //! Text streams as `stream_event` / `content_block_delta` / `text_delta`; the
 //! complete `assistant` line of a block repeats it, so once deltas were seen
@@ -8,25 +9,29 @@
 //! `IS_SANDBOX=1` when running as root.
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use serde_json::Value;
 
 use super::{ExitInfo, Invocation, Unknown, mentions, str_of, tool_summary, u64_of};
 use crate::event::{ErrorKind, Event, RunError, RunResult, Usage, tail};
-use crate::spec::{PermissionMode, RunSpec};
+use crate::spec::{PermissionMode, Provider, RunSpec};
 
-/// argv and environment for one claude turn.
-pub fn invocation(spec: &RunSpec, mode: PermissionMode, config_args: &[String]) -> Invocation {
+/// argv and environment for one claude turn; the system prompt addition
+/// goes in a file under `inputs`.
+pub fn invocation(
+    spec: &RunSpec,
+    mode: PermissionMode,
+    config_args: &[String],
+    inputs: &Path,
+) -> Invocation {
     let mut args: Vec<String> = vec!["-p".into()];
-    let separate = super::looks_like_option(&spec.prompt);
-    if !separate {
-        args.push(spec.prompt.clone());
-    }
+    let mut files = Vec::new();
     args.extend(
         ["--output-format", "stream-json", "--verbose", "--include-partial-messages"]
             .map(String::from),
     );
-    let mut env = super::adapter_env(crate::spec::Provider::Claude);
+    let mut env = super::adapter_env(Provider::Claude);
     match mode {
         PermissionMode::Default => {}
         PermissionMode::AcceptEdits => {
@@ -46,17 +51,16 @@ pub fn invocation(spec: &RunSpec, mode: PermissionMode, config_args: &[String]) 
         args.extend(["--effort".into(), effort.clone()]);
     }
     if let Some(extra) = &spec.append_system_prompt {
-        args.extend(["--append-system-prompt".into(), extra.clone()]);
+        let file = inputs.join("system-prompt.md");
+        args.extend(["--append-system-prompt-file".into(), file.display().to_string()]);
+        files.push((file, extra.clone()));
     }
     if let Some(session) = &spec.resume {
         args.extend(["--resume".into(), session.clone()]);
     }
     args.extend(config_args.iter().cloned());
     args.extend(spec.extra_args.iter().cloned());
-    if separate {
-        args.extend(["--".into(), spec.prompt.clone()]);
-    }
-    Invocation { args, env }
+    Invocation { args, env, stdin: spec.prompt.clone(), files }
 }
 
 /// Claude stream-json parser state.

@@ -29,10 +29,12 @@ use crate::spec::{PermissionMode, RunSpec};
 /// argv and environment for one codex turn.
 ///
 /// Codex's own sandbox (bubblewrap) needs mounts, which Landlock forbids, so
-/// inside the runner's fence (`confined`) "accept edits" runs codex without
-/// its sandbox: the runner's Landlock already limits writes to the working
-/// directory and state dirs. Default and plan keep codex's read-only sandbox,
-/// which then fails closed (commands do not run).
+/// inside the runner's fence (`confined`) "bypass" and "accept edits" run
+/// codex without its sandbox: the runner's Landlock already limits writes to
+/// the working directory and state dirs. Unconfined, codex's own sandbox is
+/// never switched off: both become `--sandbox workspace-write`. Default and
+/// plan keep codex's read-only sandbox, which then fails closed (commands do
+/// not run).
 pub fn invocation(
     spec: &RunSpec,
     mode: PermissionMode,
@@ -45,11 +47,12 @@ pub fn invocation(
     }
     args.extend(["exec", "--json", "--skip-git-repo-check"].map(String::from));
     match mode {
-        PermissionMode::Bypass => args.push("--dangerously-bypass-approvals-and-sandbox".into()),
-        PermissionMode::AcceptEdits if confined => {
+        PermissionMode::Bypass | PermissionMode::AcceptEdits if confined => {
             args.push("--dangerously-bypass-approvals-and-sandbox".into());
         }
-        PermissionMode::AcceptEdits => args.extend(["--sandbox".into(), "workspace-write".into()]),
+        PermissionMode::Bypass | PermissionMode::AcceptEdits => {
+            args.extend(["--sandbox".into(), "workspace-write".into()]);
+        }
         PermissionMode::Plan => args.extend(["--sandbox".into(), "read-only".into()]),
         PermissionMode::Default => {}
     }
@@ -58,18 +61,12 @@ pub fn invocation(
     }
     args.extend(config_args.iter().cloned());
     args.extend(spec.extra_args.iter().cloned());
-    let prompt = super::prompt_with_instructions(spec);
     if let Some(thread) = &spec.resume {
-        args.push("resume".into());
-        if super::looks_like_option(&prompt) {
-            args.push("--".into());
-        }
-        args.push(thread.clone());
-    } else if super::looks_like_option(&prompt) {
-        args.push("--".into());
+        args.extend(["resume".into(), thread.clone()]);
     }
-    args.push(prompt);
-    Invocation { args, env: super::adapter_env(crate::spec::Provider::Codex) }
+    // `-`: the prompt is read from stdin.
+    args.push("-".into());
+    Invocation::new(crate::spec::Provider::Codex, args, super::prompt_with_instructions(spec))
 }
 
 /// Codex `exec --json` parser state.

@@ -21,12 +21,8 @@ const EXIT_INPUT: i32 = 42;
 
 /// argv and environment for one gemini turn.
 pub fn invocation(spec: &RunSpec, mode: PermissionMode, config_args: &[String]) -> Invocation {
-    let prompt = super::prompt_with_instructions(spec);
-    let mut args: Vec<String> = if super::looks_like_option(&prompt) {
-        vec![format!("--prompt={prompt}")]
-    } else {
-        vec!["-p".into(), prompt]
-    };
+    // Headless with an empty `-p`: gemini reads the prompt from stdin.
+    let mut args: Vec<String> = vec!["-p".into(), String::new()];
     args.extend(["-o".into(), "stream-json".into()]);
     if let Some(model) = &spec.model {
         args.extend(["-m".into(), model.clone()]);
@@ -42,7 +38,7 @@ pub fn invocation(spec: &RunSpec, mode: PermissionMode, config_args: &[String]) 
     }
     args.extend(config_args.iter().cloned());
     args.extend(spec.extra_args.iter().cloned());
-    Invocation { args, env: super::adapter_env(crate::spec::Provider::Gemini) }
+    Invocation::new(crate::spec::Provider::Gemini, args, super::prompt_with_instructions(spec))
 }
 
 /// Gemini stream-json parser state.

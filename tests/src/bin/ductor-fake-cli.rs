@@ -5,12 +5,15 @@
 //!
 //! Argv is claude's: `-p [PROMPT] --output-format stream-json --verbose
 //! --include-partial-messages [--model M] [--effort E] [--permission-mode P]
-//! [--append-system-prompt T] [--resume ID] [-- PROMPT]`; `--version` prints
+//! [--append-system-prompt T | --append-system-prompt-file F] [--resume ID]
+//! [-- PROMPT]`; without a prompt argument the prompt is read from stdin
+//! (as the runner passes it); `--version` prints
 //! `9.9.9 (Fake CLI)`. Sessions persist in `$DUCTOR_FAKE_CLI_STATE` (else
 //! `$HOME/.fake-cli`) — note the runner passes only allowlisted variables,
 //! so set it through `[providers.claude].env`. Resuming an unknown id prints
 //! claude's `No conversation found with session ID: …` error result, exit 1.
-//! Each run also writes its argv to `<state>/last-argv.json`.
+//! Each run also writes its argv to `<state>/last-argv.json`, and its prompt
+//! and system prompt addition to `<state>/last-input.json`.
 //!
 //! The prompt scripts the behaviour. Default: reply `echo: <prompt>`
 //! streamed as several `text_delta`s, an `assistant` line and a `result`
@@ -64,6 +67,7 @@ struct Args {
     model: String,
     resume: Option<String>,
     permission_mode: String,
+    system_prompt: String,
     version: bool,
     raw: Vec<String>,
 }
@@ -77,6 +81,7 @@ fn parse_args() -> Args {
         "--permission-mode",
         "--effort",
         "--append-system-prompt",
+        "--append-system-prompt-file",
         "--session-id",
         "--max-turns",
         "--allowedTools",
@@ -97,6 +102,10 @@ fn parse_args() -> Args {
                     "--model" => args.model = value,
                     "--resume" => args.resume = Some(value),
                     "--permission-mode" => args.permission_mode = value,
+                    "--append-system-prompt" => args.system_prompt = value,
+                    "--append-system-prompt-file" => {
+                        args.system_prompt = std::fs::read_to_string(value).unwrap_or_default();
+                    }
                     _ => {}
                 }
             }
@@ -105,6 +114,10 @@ fn parse_args() -> Args {
         }
     }
     args.prompt = positional.join(" ");
+    if args.prompt.is_empty() && !args.version {
+        use std::io::Read as _;
+        let _ = std::io::stdin().read_to_string(&mut args.prompt);
+    }
     args
 }
 
@@ -256,6 +269,8 @@ fn main() {
     let state = state_dir();
     let _ = std::fs::create_dir_all(state.join("sessions"));
     let _ = std::fs::write(state.join("last-argv.json"), json!(args.raw).to_string());
+    let input = json!({"prompt": args.prompt, "system_prompt": args.system_prompt});
+    let _ = std::fs::write(state.join("last-input.json"), input.to_string());
     let session = match &args.resume {
         Some(id) => {
             if !state.join("sessions").join(format!("{id}.jsonl")).is_file() {
