@@ -15,7 +15,7 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
-use ductor_daemon::config::{ProviderConfig, ProvidersConfig};
+use ductor_daemon::config::{ProviderConfig, ProvidersConfig, RunnerConfig};
 use ductor_daemon::daemon::Oneshot;
 use ductor_daemon::sync::Locked as _;
 use ductor_daemon::{Config, DuctorHome};
@@ -29,6 +29,33 @@ use crate::spec::Provider;
 
 /// How long `--version` may take (gemini starts node).
 const VERSION_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How version checks are confined (review M13): under the run's Landlock
+/// read set with nothing writable, and never for a binary inside a tree an
+/// agent can write.
+#[derive(Debug, Clone, Default)]
+pub struct Fence {
+    /// Apply Landlock.
+    pub landlock: bool,
+    /// Trees no rule may reach (`$DUCTOR_HOME`, the run dir).
+    pub excluded: Vec<PathBuf>,
+    /// Trees agents can write (workspace, TMPDIRs, granted paths); the
+    /// provider's state directories are added per provider.
+    pub writable: Vec<PathBuf>,
+}
+
+impl Fence {
+    /// The fence of a runner with `home` and `config`.
+    pub fn of(home: &DuctorHome, config: &RunnerConfig, landlock: bool) -> Self {
+        let mut writable = vec![home.workspace(), home.root().join("tmp")];
+        writable.extend(config.extra_writable_paths.iter().map(PathBuf::from));
+        Self {
+            landlock,
+            excluded: vec![home.root().to_path_buf(), home.run_dir().to_path_buf()],
+            writable,
+        }
+    }
+}
 
 /// Versions by binary path and modification time.
 #[derive(Debug, Default)]
@@ -69,17 +96,18 @@ pub fn parse_version(output: &str) -> String {
 async fn run_version(
     binary: &Path,
     env: &BTreeMap<String, String>,
+    ruleset: Option<std::os::fd::OwnedFd>,
     timeout: Duration,
 ) -> Option<String> {
     let args = ["--version".to_owned()];
-    let cwd = std::env::temp_dir();
+    let cwd = PathBuf::from("/");
     let mut command = sandbox::command(Spawn {
         program: binary,
         args: &args,
         env,
         cwd: &cwd,
         limits: Limits { max_processes: 4096, max_file_bytes: 64 * 1024 * 1024 },
-        ruleset: None,
+        ruleset,
         stdin: None,
     });
     let child = match command.spawn() {
@@ -121,6 +149,7 @@ pub async fn provider_info(
     settings: &ProviderConfig,
     parent_env: &BTreeMap<String, String>,
     versions: &VersionCache,
+    fence: &Fence,
 ) -> pb::ProviderInfo {
     let adapter = provider::adapter_env(provider);
     let env = sandbox::child_env(provider, parent_env, &[&settings.env, &adapter], None);
@@ -135,7 +164,7 @@ pub async fn provider_info(
     if let Some(binary) = &binary {
         version = match versions.cached(binary) {
             Some(version) => version,
-            None => match run_version(binary, &env, VERSION_TIMEOUT).await {
+            None => match checked_version(provider, binary, &env, fence).await {
                 Some(found) => {
                     versions.store(binary, &found);
                     found
@@ -156,17 +185,54 @@ pub async fn provider_info(
     }
 }
 
+/// `--version` of `binary` inside `fence`, or `None` (logged) when the
+/// binary is agent-writable or the check fails.
+async fn checked_version(
+    provider: Provider,
+    binary: &Path,
+    env: &BTreeMap<String, String>,
+    fence: &Fence,
+) -> Option<String> {
+    let mut writable = fence.writable.clone();
+    writable.extend(provider::state_paths(provider, env).into_iter().map(|state| match state {
+        provider::StatePath::Dir(dir) => dir,
+        provider::StatePath::File { path, .. } => path,
+    }));
+    if let Some(root) = sandbox::writable_root_holding(binary, &writable) {
+        tracing::warn!(
+            binary = %binary.display(),
+            root = %root.display(),
+            "refusing to run a CLI that lies in a directory agents can write"
+        );
+        return None;
+    }
+    let ruleset = if fence.landlock {
+        let policy = sandbox::version_policy(binary, provider, env, &fence.excluded);
+        match sandbox::landlock_ruleset(&policy) {
+            Ok(fd) => Some(fd),
+            Err(error) => {
+                tracing::warn!(%error, "no Landlock ruleset for --version; not running it");
+                return None;
+            }
+        }
+    } else {
+        None
+    };
+    run_version(binary, env, ruleset, VERSION_TIMEOUT).await
+}
+
 /// Every provider, and the sandbox runs would get: the `Probe` answer.
 pub async fn probe(
     providers: &ProvidersConfig,
     parent_env: &BTreeMap<String, String>,
     versions: &VersionCache,
     support: &sandbox::Support,
+    fence: &Fence,
 ) -> pb::ProbeResponse {
     let mut infos = Vec::new();
     for provider in Provider::ALL {
         let settings = provider.settings(providers);
-        infos.push(provider_info(provider, settings, parent_env, versions).await);
+        infos.push(provider_info(provider, settings, parent_env, versions, fence).await);
     }
     pb::ProbeResponse {
         providers: infos,
@@ -185,7 +251,7 @@ pub const COMMAND: Oneshot = Oneshot {
 /// Runs `ductor-runner probe`: prints [`probe`]'s answer for `config` as JSON
 /// on stdout. A sandbox the kernel cannot give still lets the CLIs be probed;
 /// the detail says that a runner would refuse to start.
-pub async fn oneshot(_home: DuctorHome, config: Config) -> anyhow::Result<()> {
+pub async fn oneshot(home: DuctorHome, config: Config) -> anyhow::Result<()> {
     let support =
         sandbox::detect(config.runner.sandbox).unwrap_or_else(|refused| sandbox::Support {
             landlock: false,
@@ -193,7 +259,9 @@ pub async fn oneshot(_home: DuctorHome, config: Config) -> anyhow::Result<()> {
             no_bypass: true,
         });
     let versions = VersionCache::default();
-    let answer = probe(&config.providers, &sandbox::parent_env(), &versions, &support).await;
+    let fence = Fence::of(&home, &config.runner, support.landlock);
+    let answer =
+        probe(&config.providers, &sandbox::parent_env(), &versions, &support, &fence).await;
     let json = serde_json::to_string_pretty(&answer).context("encode the probe answer")?;
     println!("{json}");
     Ok(())
@@ -241,8 +309,10 @@ mod tests {
         let settings =
             ProviderConfig { binary: binary.display().to_string(), ..ProviderConfig::default() };
         let versions = VersionCache::default();
+        let fence = Fence::default();
         let info =
-            provider_info(Provider::Gemini, &settings, &sandbox::parent_env(), &versions).await;
+            provider_info(Provider::Gemini, &settings, &sandbox::parent_env(), &versions, &fence)
+                .await;
         assert_eq!(info.version, "0.61.0");
         let seen = std::fs::read_to_string(dir.path().join("env")).expect("env written");
         assert_eq!(seen.trim(), "true", "gemini's --version must not relaunch itself");
@@ -260,9 +330,34 @@ mod tests {
             ),
         );
         let env = sandbox::parent_env();
-        assert_eq!(run_version(&binary, &env, Duration::from_millis(500)).await, None);
+        assert_eq!(run_version(&binary, &env, None, Duration::from_millis(500)).await, None);
         assert!(dies(&dir.path().join("leader")).await, "the hanging leader survived");
         assert!(dies(&dir.path().join("child")).await, "the hanging leader's child survived");
+    }
+
+    #[tokio::test]
+    async fn a_version_check_is_fenced_and_never_runs_an_agent_writable_binary() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outside = tempfile::tempdir().expect("tempdir");
+        let o = outside.path().display();
+        let binary = script(dir.path(), &format!("echo leaked > {o}/probe-leak\necho 2.1.330"));
+        let settings =
+            ProviderConfig { binary: binary.display().to_string(), ..ProviderConfig::default() };
+        let env = sandbox::parent_env();
+        // In a tree agents can write: not run at all.
+        let writable = Fence { writable: vec![dir.path().to_path_buf()], ..Fence::default() };
+        let versions = VersionCache::default();
+        let info = provider_info(Provider::Claude, &settings, &env, &versions, &writable).await;
+        assert!(info.installed && info.version.is_empty(), "{info:?}");
+        assert!(!outside.path().join("probe-leak").exists(), "an agent-writable CLI was run");
+        if sandbox::kernel_landlock_abi().is_err() {
+            return;
+        }
+        // Elsewhere: run under Landlock, which lets it read but not write.
+        let fenced = Fence { landlock: true, ..Fence::default() };
+        let info = provider_info(Provider::Claude, &settings, &env, &versions, &fenced).await;
+        assert_eq!(info.version, "2.1.330");
+        assert!(!outside.path().join("probe-leak").exists(), "--version wrote outside its fence");
     }
 
     #[test]

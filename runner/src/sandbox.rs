@@ -279,14 +279,52 @@ pub struct PolicyInput<'a> {
     pub sockets: &'a [PathBuf],
 }
 
-/// The read/write sets of one run.
-pub fn policy(input: &PolicyInput<'_>) -> Policy {
+/// What every process of a CLI may read: system directories, PATH, the
+/// CLI's install directories and `extra_readable`.
+fn readable_set(
+    binary: &Path,
+    env: &BTreeMap<String, String>,
+    extra_readable: &[String],
+) -> Vec<PathBuf> {
     let mut readable: Vec<PathBuf> = SYSTEM_READ.iter().map(PathBuf::from).collect();
-    if let Some(path) = input.env.get("PATH") {
+    if let Some(path) = env.get("PATH") {
         readable.extend(std::env::split_paths(path));
     }
-    readable.extend(install_dirs(input.binary, input.env.get("PATH").map(String::as_str)));
-    readable.extend(input.extra_readable.iter().map(PathBuf::from));
+    readable.extend(install_dirs(binary, env.get("PATH").map(String::as_str)));
+    readable.extend(extra_readable.iter().map(PathBuf::from));
+    readable
+}
+
+/// The fence of `<binary> --version` (review M13): the run's read set,
+/// the provider's state read-only, nothing writable.
+pub fn version_policy(
+    binary: &Path,
+    provider: Provider,
+    env: &BTreeMap<String, String>,
+    excluded: &[PathBuf],
+) -> Policy {
+    let mut readable = readable_set(binary, env, &[]);
+    readable.extend(provider::state_paths(provider, env).into_iter().map(|state| match state {
+        StatePath::Dir(dir) => dir,
+        StatePath::File { path, .. } => path,
+    }));
+    Policy { readable, writable: Vec::new(), excluded: excluded.to_vec(), sockets: Vec::new() }
+}
+
+/// The directory of `writable` that holds `binary` (or the file behind
+/// it), if any: a CLI the agent can rewrite must never be run, not even
+/// for `--version`.
+pub fn writable_root_holding(binary: &Path, writable: &[PathBuf]) -> Option<PathBuf> {
+    let real = binary.canonicalize().unwrap_or_else(|_| binary.to_path_buf());
+    writable
+        .iter()
+        .map(|root| root.canonicalize().unwrap_or_else(|_| root.clone()))
+        .find(|root| binary.starts_with(root) || real.starts_with(root))
+}
+
+/// The read/write sets of one run.
+pub fn policy(input: &PolicyInput<'_>) -> Policy {
+    let readable = readable_set(input.binary, input.env, input.extra_readable);
     let mut writable = vec![input.working_dir.to_path_buf(), input.tmpdir.to_path_buf()];
     for state in provider::state_paths(input.provider, input.env) {
         match state {

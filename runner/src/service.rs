@@ -276,6 +276,14 @@ impl Runner {
                 excluded: &[self.home.root().to_path_buf(), self.home.run_dir().to_path_buf()],
                 sockets: &[self.home.socket(ServiceName::Core)],
             });
+            if let Some(root) = sandbox::writable_root_holding(&binary, &policy.writable) {
+                let why = format!(
+                    "{} lies in {}, which the agent can write; refused",
+                    binary.display(),
+                    root.display()
+                );
+                return Err(RunError::fatal(ErrorKind::SpawnFailed, why));
+            }
             let fd = sandbox::landlock_ruleset(&policy)
                 .map_err(|e| RunError::fatal(ErrorKind::SpawnFailed, e))?;
             Some(fd)
@@ -342,7 +350,8 @@ impl Runner {
 
     /// Installed CLIs, versions, auth hints, models; and the sandbox mode.
     pub async fn probe(&self) -> pb::ProbeResponse {
-        probe::probe(&self.providers, &self.parent_env, &self.versions, &self.support).await
+        let fence = probe::Fence::of(&self.home, &self.config, self.support.landlock);
+        probe::probe(&self.providers, &self.parent_env, &self.versions, &self.support, &fence).await
     }
 }
 
