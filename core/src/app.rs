@@ -77,6 +77,7 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
         ),
     });
     tokio::spawn(health_loop(runner, driver.sink(), probe, context.shutdown.clone()));
+    tokio::spawn(guard_modes(context.home.clone(), context.shutdown.clone()));
     tokio::spawn(driver.run(inputs));
 
     let detail_stats = stats.clone();
@@ -123,6 +124,33 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
         .add_service(AutomationService::new(automation).into_server())
         .add_service(TasksService::new(background, credentials).into_server());
     serve(&context, router).await
+}
+
+/// How often core checks that its private files are still private.
+const MODE_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Puts back loosened modes of the home, secrets, config and state database
+/// (a run can `chmod` them: Landlock does not govern it), once a minute
+/// until shutdown, and says so: it means something changed them.
+async fn guard_modes(
+    home: ductor_daemon::DuctorHome,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(MODE_CHECK_INTERVAL);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let check = home.clone();
+        let repaired =
+            tokio::task::spawn_blocking(move || ductor_daemon::paths::repair_modes(&check))
+                .await
+                .unwrap_or_default();
+        for path in repaired {
+            tracing::warn!(path = %path.display(), "its mode had been loosened; made private again");
+        }
+    }
 }
 
 /// Tells each chat about the turns the previous process left behind: a

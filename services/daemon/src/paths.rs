@@ -174,28 +174,104 @@ pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 }
 
 /// Sets `path`'s mode to `mode` when it differs (a missing path is left
-/// alone). The path is opened without following a final symlink and without
-/// blocking, and changed through that handle, so a link or FIFO planted in
-/// its place is refused instead of changing (or hanging on) something else.
+/// alone); returns whether it changed. The path is opened as a handle
+/// (`O_PATH`) without following a final symlink, and changed through that
+/// handle, so a link or FIFO planted in its place is refused instead of
+/// changing (or hanging on) something else, and a file made unreadable
+/// (`chmod 000`) is still repaired.
 #[cfg(unix)]
-pub fn tighten(path: &Path, mode: u32) -> std::io::Result<()> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK;
-    let file = match std::fs::OpenOptions::new().read(true).custom_flags(flags).open(path) {
-        Ok(file) => file,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+pub fn tighten(path: &Path, mode: u32) -> std::io::Result<bool> {
+    use std::os::fd::AsRawFd as _;
+    use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
+    let flags = libc::O_PATH | libc::O_NOFOLLOW;
+    let handle = match std::fs::OpenOptions::new().read(true).custom_flags(flags).open(path) {
+        Ok(handle) => handle,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(error) => return Err(error),
     };
-    let current = file.metadata()?.permissions().mode() & 0o7777;
-    if current != mode {
-        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    let meta = handle.metadata()?;
+    if meta.file_type().is_symlink() {
+        return Err(std::io::Error::other(format!("{} is a symbolic link", path.display())));
     }
-    Ok(())
+    if meta.mode() & 0o7777 == mode {
+        return Ok(false);
+    }
+    // chmod through the handle: the /proc/self/fd link names exactly the opened inode.
+    let by_handle = PathBuf::from(format!("/proc/self/fd/{}", handle.as_raw_fd()));
+    std::fs::set_permissions(by_handle, std::fs::Permissions::from_mode(mode))?;
+    Ok(true)
+}
+
+/// Puts back the modes of what must stay private in `home`: the home, its
+/// secrets, config, state database, run, logs and Matrix directories.
+/// Landlock does not govern `chmod`, so a run could loosen them (review M7);
+/// core calls this on every start and then periodically. Returns the paths
+/// it had to repair.
+#[cfg(unix)]
+pub fn repair_modes(home: &DuctorHome) -> Vec<PathBuf> {
+    let root = home.root();
+    let mut wanted: Vec<(PathBuf, u32)> = vec![
+        (root.to_path_buf(), 0o700),
+        (home.config_file(), 0o600),
+        (home.secrets_dir(), 0o700),
+        (home.run_dir().to_path_buf(), 0o700),
+        (home.logs_dir(), 0o700),
+        (home.workspace(), 0o700),
+        (root.join("matrix"), 0o700),
+    ];
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = home.state_db().into_os_string();
+        name.push(suffix);
+        wanted.push((PathBuf::from(name), 0o600));
+    }
+    if let Ok(entries) = std::fs::read_dir(home.secrets_dir()) {
+        let files = entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_file()));
+        wanted.extend(files.map(|entry| (entry.path(), 0o600)));
+    }
+    let mut repaired = Vec::new();
+    for (path, mode) in wanted {
+        match tighten(&path, mode) {
+            Ok(true) => repaired.push(path),
+            Ok(false) => {}
+            Err(error) => tracing::warn!(path = %path.display(), %error, "cannot check its mode"),
+        }
+    }
+    repaired
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn repair_puts_back_loosened_and_unreadable_modes() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let home = DuctorHome::at(tmp.path().join("home"));
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let set = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+        };
+        std::fs::create_dir_all(home.secrets_dir()).unwrap();
+        std::fs::write(home.config_file(), "").unwrap();
+        std::fs::write(home.secrets_dir().join("admin.token"), "t").unwrap();
+        std::fs::write(home.state_db(), "").unwrap();
+        assert!(repair_modes(&home).len() >= 3, "fresh files made private");
+        assert!(repair_modes(&home).is_empty(), "nothing left to repair");
+        set(home.root(), 0o755);
+        set(&home.secrets_dir(), 0o755);
+        set(&home.secrets_dir().join("admin.token"), 0o644);
+        set(&home.config_file(), 0o000);
+        set(&home.state_db(), 0o644);
+        let repaired = repair_modes(&home);
+        assert_eq!(repaired.len(), 5, "{repaired:?}");
+        assert_eq!(mode(home.root()), 0o700);
+        assert_eq!(mode(&home.secrets_dir()), 0o700);
+        assert_eq!(mode(&home.secrets_dir().join("admin.token")), 0o600);
+        assert_eq!(mode(&home.config_file()), 0o600, "even a chmod 000 file is repaired");
+        assert_eq!(mode(&home.state_db()), 0o600);
+    }
 
     #[cfg(unix)]
     #[test]
