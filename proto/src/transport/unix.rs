@@ -13,6 +13,7 @@
 //! [`BindOptions::allow_unprivileged`], and marks every connection with a
 //! [`PeerInfo`] that services read from the request extensions.
 
+use std::future::Future as _;
 use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -24,7 +25,7 @@ use std::time::Duration;
 use futures::Stream;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use super::{BindOptions, PeerInfo, TransportError};
 
@@ -34,6 +35,15 @@ const TOKEN_FILE: &str = ".local-token";
 const MAX_PREAMBLE: usize = 128;
 /// A client that sends no preamble within this time is dropped.
 const PREAMBLE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Connections still being admitted (preamble not read) at once; more are
+/// dropped at accept, so a flood cannot use up the service's descriptors
+/// (review L2).
+const MAX_PENDING: usize = 256;
+/// Live tokenless (agent) connections at once; privileged ones are not capped.
+const MAX_UNPRIVILEGED: usize = 64;
+/// Longest life of a tokenless connection: an agent's `ductorctl` call is
+/// short, and a connection held open for good is a descriptor taken.
+const UNPRIVILEGED_LIFETIME: Duration = Duration::from_secs(15 * 60);
 
 /// Creates `dir` (and parents) as 0700, or checks an existing one: it must be
 /// ours and not reachable by group or others (a wrong mode on our own
@@ -131,6 +141,8 @@ pub async fn bind_with(path: &Path, options: BindOptions) -> Result<Incoming, Tr
         token: Arc::from(token.into_bytes()),
         options,
         socket: Arc::from(path.display().to_string()),
+        pending: Arc::new(Semaphore::new(MAX_PENDING)),
+        unprivileged: Arc::new(Semaphore::new(MAX_UNPRIVILEGED)),
     };
     let task = tokio::spawn(acceptor.run(listener, sender));
     Ok(Incoming { receiver, path: path.to_path_buf(), task })
@@ -145,7 +157,7 @@ pub async fn connect_io(path: &Path) -> io::Result<Connection> {
     };
     let mut stream = UnixStream::connect(path).await?;
     stream.write_all(preamble.as_bytes()).await?;
-    Ok(Connection { stream, peer: PeerInfo::default() })
+    Ok(Connection { stream, peer: PeerInfo::default(), limit: None })
 }
 
 struct Acceptor {
@@ -153,11 +165,14 @@ struct Acceptor {
     token: Arc<[u8]>,
     options: BindOptions,
     socket: Arc<str>,
+    pending: Arc<Semaphore>,
+    unprivileged: Arc<Semaphore>,
 }
 
 impl Acceptor {
     async fn run(self, listener: UnixListener, sender: mpsc::Sender<io::Result<Connection>>) {
         let this = Arc::new(self);
+        let mut refused = 0u64;
         loop {
             let stream = match listener.accept().await {
                 Ok((stream, _)) => stream,
@@ -171,10 +186,19 @@ impl Acceptor {
             if sender.is_closed() {
                 break;
             }
+            let Ok(pending) = Arc::clone(&this.pending).try_acquire_owned() else {
+                refused += 1;
+                if refused.is_power_of_two() {
+                    tracing::warn!(socket = %this.socket, refused, "too many connections being admitted; dropping");
+                }
+                continue;
+            };
             let admitter = Arc::clone(&this);
             let admitted = sender.clone();
             tokio::spawn(async move {
-                if let Some(connection) = admitter.admit(stream).await {
+                let connection = admitter.admit(stream).await;
+                drop(pending);
+                if let Some(connection) = connection {
                     let _ = admitted.send(Ok(connection)).await;
                 }
             });
@@ -217,7 +241,21 @@ impl Acceptor {
                 "refused connection without the local token (an agent, or a wrong token)");
             return None;
         }
-        Some(Connection { stream, peer: PeerInfo { uid: cred.uid(), pid: cred.pid(), privileged } })
+        let limit = if privileged {
+            None
+        } else {
+            let Ok(permit) = Arc::clone(&self.unprivileged).try_acquire_owned() else {
+                tracing::warn!(peer_pid = ?cred.pid(), socket = %self.socket,
+                    "refused a tokenless connection: {MAX_UNPRIVILEGED} are open");
+                return None;
+            };
+            Some(Limit {
+                _permit: permit,
+                deadline: Box::pin(tokio::time::sleep(UNPRIVILEGED_LIFETIME)),
+            })
+        };
+        let peer = PeerInfo { uid: cred.uid(), pid: cred.pid(), privileged };
+        Some(Connection { stream, peer, limit })
     }
 }
 
@@ -272,6 +310,24 @@ impl Drop for Incoming {
 pub struct Connection {
     stream: UnixStream,
     peer: PeerInfo,
+    /// For a tokenless peer: its place among the capped ones, and when the
+    /// connection ends at the latest.
+    limit: Option<Limit>,
+}
+
+struct Limit {
+    _permit: OwnedSemaphorePermit,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Connection {
+    /// An error once a tokenless connection has lived its lifetime.
+    fn expired(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
+        let limit = self.limit.as_mut()?;
+        limit.deadline.as_mut().poll(cx).is_ready().then(|| {
+            io::Error::new(io::ErrorKind::TimedOut, "tokenless connection lifetime reached")
+        })
+    }
 }
 
 impl tonic::transport::server::Connected for Connection {
@@ -288,6 +344,9 @@ impl AsyncRead for Connection {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if let Some(error) = self.expired(cx) {
+            return Poll::Ready(Err(error));
+        }
         Pin::new(&mut self.stream).poll_read(cx, buf)
     }
 }

@@ -126,6 +126,20 @@ fn prepare(
     Ok((home, config))
 }
 
+/// Raises the soft open-files limit to the hard one: a service holds a
+/// descriptor per client, run pipe and file, and the default 1024 is low
+/// for a busy core (review L2). Agent runs get their own limits.
+fn raise_open_files() {
+    let limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE);
+    if let Ok((soft, hard)) = limit
+        && soft < hard
+        && let Err(error) =
+            nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        tracing::warn!(%error, soft, hard, "could not raise the open-files limit");
+    }
+}
+
 /// Runs a service binary from start to exit code.
 pub fn main<F, Fut>(service: ServiceName, version: &'static str, run: F) -> ExitCode
 where
@@ -154,6 +168,7 @@ where
             health: HealthService::new(service.as_str(), version),
         };
         tracing::info!(service = service.as_str(), version, pid = std::process::id(), "starting");
+        raise_open_files();
         run(context).await
     });
     // Leave in-flight blocking work a moment, never forever.

@@ -107,3 +107,48 @@ fn token_comparison() {
     assert!(!same_token(b"abc", b"abd"));
     assert!(!same_token(b"abc", b"abcd"));
 }
+
+/// A raw tokenless client, as an agent's `ductorctl` is.
+async fn agent_client(path: &Path) -> UnixStream {
+    let mut stream = UnixStream::connect(path).await.unwrap();
+    stream.write_all(b"DUCTOR1 A\n").await.unwrap();
+    stream
+}
+
+#[tokio::test]
+async fn tokenless_connections_are_capped_but_token_holders_still_get_in() {
+    let (_tmp, dir) = prepared().await;
+    let path = dir.join("cap.sock");
+    let mut incoming = bind_with(&path, BindOptions { allow_unprivileged: true }).await.unwrap();
+    let mut held = Vec::new();
+    let mut clients = Vec::new();
+    for _ in 0..MAX_UNPRIVILEGED {
+        clients.push(agent_client(&path).await);
+        held.push(incoming.next().await.unwrap().expect("admitted under the cap"));
+    }
+    let mut over = agent_client(&path).await;
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(5), over.read(&mut byte)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "the one over the cap is closed: {read:?}");
+    let _operator = connect_io(&path).await.unwrap();
+    let admitted = incoming.next().await.unwrap().expect("a token holder is not capped");
+    assert!(admitted.peer.privileged);
+    // A closed tokenless connection frees its place.
+    drop(held.pop());
+    let _again = agent_client(&path).await;
+    let next = incoming.next().await.unwrap().expect("a freed place is reused");
+    assert!(!next.peer.privileged);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_tokenless_connection_ends_after_its_lifetime() {
+    let (_tmp, dir) = prepared().await;
+    let path = dir.join("life.sock");
+    let mut incoming = bind_with(&path, BindOptions { allow_unprivileged: true }).await.unwrap();
+    let _client = agent_client(&path).await;
+    let mut server = incoming.next().await.unwrap().expect("admitted");
+    tokio::time::advance(UNPRIVILEGED_LIFETIME + Duration::from_secs(1)).await;
+    let mut byte = [0u8; 1];
+    let error = server.read(&mut byte).await.expect_err("expired");
+    assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+}
