@@ -137,6 +137,7 @@ async fn guard_modes(
     shutdown: tokio_util::sync::CancellationToken,
 ) {
     let mut ticks = tokio::time::interval(MODE_CHECK_INTERVAL);
+    let mut first = true;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
@@ -148,8 +149,14 @@ async fn guard_modes(
                 .await
                 .unwrap_or_default();
         for path in repaired {
-            tracing::warn!(path = %path.display(), "its mode had been loosened; made private again");
+            // At start a loose mode is the umask's; later, something changed it.
+            if first {
+                tracing::info!(path = %path.display(), "made private");
+            } else {
+                tracing::warn!(path = %path.display(), "its mode had been loosened; made private again");
+            }
         }
+        first = false;
     }
 }
 
