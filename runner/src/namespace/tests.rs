@@ -1,0 +1,1 @@
+//! Fenced spawns on this kernel (skipped where user namespaces are refused).
