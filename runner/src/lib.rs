@@ -38,13 +38,14 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
     let mut support = sandbox::detect(context.config.runner.sandbox)
         .map_err(anyhow::Error::msg)
         .context("set up the sandbox")?;
+    sandbox::harden_self();
+    // After hardening: the probe's child must meet the same non-dumpable parent as runs.
     let fencing = namespace::detect(context.config.runner.sandbox);
     if !fencing.available {
         tracing::warn!(detail = %fencing.detail, "runs are not fenced off same-uid sockets");
     }
     support.detail = format!("{}; {}", support.detail, fencing.detail);
     tracing::info!(sandbox = support.mode(), detail = %support.detail, "sandbox");
-    sandbox::harden_self();
     if namespace::members::become_subreaper() {
         tokio::spawn(namespace::members::reap_forever());
     } else {

@@ -523,15 +523,16 @@ fn confine_child(
         if libc::getppid() != parent {
             libc::_exit(1);
         }
-        // Before Landlock, which forbids mounting.
-        if let Some(fence) = fence {
-            fence.enter()?;
-        }
         let nproc = libc::rlimit { rlim_cur: limits.max_processes, rlim_max: limits.max_processes };
         check(libc::setrlimit(libc::RLIMIT_NPROC, &nproc) as libc::c_long)?;
         let fsize =
             libc::rlimit { rlim_cur: limits.max_file_bytes, rlim_max: limits.max_file_bytes };
         check(libc::setrlimit(libc::RLIMIT_FSIZE, &fsize) as libc::c_long)?;
+        // After the limits (a namespace's root may not raise them), before
+        // Landlock (which forbids mounting).
+        if let Some(fence) = fence {
+            fence.enter()?;
+        }
         // A CLI running as root would keep CAP_SYS_PTRACE and could read the
         // non-dumpable runner anyway: drop it from the bounding set (best effort).
         if libc::geteuid() == 0 {
