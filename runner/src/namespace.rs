@@ -59,7 +59,8 @@ const COVERED: &str = "socket fence: each run in its own user+mount namespace; h
 /// What it does not cover.
 const NOT_COVERED: &str = "not covered: sockets created after a run starts outside the \
     hidden directories, pathname sockets elsewhere (e.g. under $HOME), abstract sockets and \
-    signals (Landlock scopes); fencing connect() itself needs Landlock ABI 9 (Linux 7.1)";
+    signals (those are Landlock's scopes, ABI 6); fencing connect() itself needs Landlock \
+    ABI 9 (Linux 7.1)";
 
 /// Checks the fence against the kernel (a forked child tries every step).
 pub fn detect(sandbox: SandboxMode) -> Fencing {

@@ -32,7 +32,7 @@ async fn fenced(plan: MaskPlan, script: &str) -> Result<String, String> {
         + &String::from_utf8_lossy(&output.stderr))
 }
 
-fn spawn(fence: Arc<Fence>, script: &str) -> std::io::Result<tokio::process::Child> {
+fn spawn(fence: Arc<Fence>, script: &str) -> io::Result<tokio::process::Child> {
     let args = ["-c".to_owned(), script.to_owned()];
     let env = BTreeMap::from([("PATH".to_owned(), "/usr/bin:/bin".to_owned())]);
     let cwd = std::env::temp_dir();
@@ -174,7 +174,7 @@ fn a_failed_step_names_the_path() {
         truncated: false,
     };
     let fence = Fence::new(plan).expect("fence");
-    let eperm = std::io::Error::from_raw_os_error(libc::EPERM);
+    let eperm = io::Error::from_raw_os_error(libc::EPERM);
     assert_eq!(fence.explain(&eperm), eperm.to_string(), "no step reported");
     fence.report.fail(Step::Tmpfs, 1, &eperm);
     let text = fence.explain(&eperm);
