@@ -10,12 +10,15 @@
 //! - [`provider`]: per-CLI argv/env and stdout parsers (claude, codex, gemini);
 //! - [`supervise`]: one run from spawn to reaping (timeouts, signals, events);
 //! - [`sandbox`]: environment allowlist, Landlock, rlimits, and the one spawn site;
+//! - [`namespace`]: the socket fence (a user + mount namespace per run) and
+//!   the killing of every process of a run at its end;
 //! - [`lines`]: bounded line reading; [`registry`]: pid records swept at start;
 //! - [`event`]: the event model; [`probe`]: installed CLIs and versions.
 
 pub mod error;
 pub mod event;
 pub mod lines;
+pub mod namespace;
 pub mod probe;
 pub mod provider;
 pub mod registry;
@@ -32,16 +35,28 @@ pub use service::{Runner, RunnerService};
 
 /// Runs the service until shutdown; stops every run before returning.
 pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
-    let support = sandbox::detect(context.config.runner.sandbox)
+    let mut support = sandbox::detect(context.config.runner.sandbox)
         .map_err(anyhow::Error::msg)
         .context("set up the sandbox")?;
-    tracing::info!(sandbox = support.mode(), detail = %support.detail, "sandbox");
     sandbox::harden_self();
+    // After hardening: the probe's child must meet the same non-dumpable parent as runs.
+    let fencing = namespace::detect(context.config.runner.sandbox);
+    if !fencing.available {
+        tracing::warn!(detail = %fencing.detail, "runs are not fenced off same-uid sockets");
+    }
+    support.detail = format!("{}; {}", support.detail, fencing.detail);
+    tracing::info!(sandbox = support.mode(), detail = %support.detail, "sandbox");
+    if namespace::members::become_subreaper() {
+        tokio::spawn(namespace::members::reap_forever());
+    } else {
+        tracing::warn!("cannot adopt the orphans of runs (no /proc/<pid>/task/<tid>/children)");
+    }
     let runner = Runner::new(
         context.config.runner.clone(),
         context.config.providers.clone(),
         context.home.clone(),
         support,
+        fencing,
     )
     .context("start the spawner thread")?;
     let killed = runner.sweep();

@@ -30,6 +30,7 @@ use std::ffi::OsString;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 
 use ductor_daemon::config::SandboxMode;
 use landlock::{
@@ -37,6 +38,7 @@ use landlock::{
     Scope,
 };
 
+use crate::namespace::Fence;
 use crate::provider::{self, StatePath};
 use crate::spec::{PermissionMode, Provider};
 
@@ -519,8 +521,14 @@ pub struct Spawn<'a> {
 /// Spawn runs through [`Spawner`] (or from an async task for short helper
 /// commands), never from `spawn_blocking`: the parent-death signal fires when
 /// the *thread* that forked exits, and idle blocking threads do exit.
-#[allow(clippy::disallowed_methods)]
 pub fn command(spawn: Spawn<'_>) -> tokio::process::Command {
+    command_in(spawn, None)
+}
+
+/// [`command`], inside `fence`'s user and mount namespace when given
+/// ([`crate::namespace`]); a failed spawn is explained by [`Fence::explain`].
+#[allow(clippy::disallowed_methods)]
+pub fn command_in(spawn: Spawn<'_>, fence: Option<Arc<Fence>>) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(spawn.program);
     command
         .args(spawn.args)
@@ -535,10 +543,16 @@ pub fn command(spawn: Spawn<'_>) -> tokio::process::Command {
     let limits = spawn.limits;
     let ruleset = spawn.ruleset;
     // SAFETY: the closure only makes async-signal-safe system calls (setsid,
-    // prctl, setrlimit, getppid, syscall) on values prepared before fork.
+    // prctl, setrlimit, getppid, syscall, and the fence's unshare, open,
+    // write, mount) on values prepared before fork.
     unsafe {
         command.pre_exec(move || {
-            confine_child(parent, limits, ruleset.as_ref().map(|fd| fd.as_raw_fd()))
+            confine_child(
+                parent,
+                limits,
+                ruleset.as_ref().map(|fd| fd.as_raw_fd()),
+                fence.as_deref(),
+            )
         });
     }
     command
@@ -602,6 +616,7 @@ fn confine_child(
     parent: libc::pid_t,
     limits: Limits,
     ruleset: Option<std::os::fd::RawFd>,
+    fence: Option<&Fence>,
 ) -> std::io::Result<()> {
     let check = |rc: libc::c_long| {
         if rc < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
@@ -619,6 +634,11 @@ fn confine_child(
         let fsize =
             libc::rlimit { rlim_cur: limits.max_file_bytes, rlim_max: limits.max_file_bytes };
         check(libc::setrlimit(libc::RLIMIT_FSIZE, &fsize) as libc::c_long)?;
+        // After the limits (a namespace's root may not raise them), before
+        // Landlock (which forbids mounting).
+        if let Some(fence) = fence {
+            fence.enter()?;
+        }
         // A CLI running as root would keep CAP_SYS_PTRACE and could read the
         // non-dumpable runner anyway: drop it from the bounding set (best effort).
         if libc::geteuid() == 0 {

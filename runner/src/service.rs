@@ -23,6 +23,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::error::RunnerError;
 use crate::event::{ErrorKind, RunError};
+use crate::namespace::{self, Fencing};
 use crate::probe;
 use crate::provider::{self, Invocation};
 use crate::registry::Registry;
@@ -51,6 +52,7 @@ pub struct Runner {
     providers: ProvidersConfig,
     home: DuctorHome,
     support: Support,
+    fencing: Fencing,
     registry: Registry,
     parent_env: BTreeMap<String, String>,
     runs: Mutex<HashMap<String, Arc<RunEntry>>>,
@@ -80,6 +82,7 @@ impl Runner {
         providers: ProvidersConfig,
         home: DuctorHome,
         support: Support,
+        fencing: Fencing,
     ) -> std::io::Result<Arc<Self>> {
         let registry = Registry::new(home.run_dir());
         let spawner = sandbox::Spawner::start(tokio::runtime::Handle::current())?;
@@ -88,6 +91,7 @@ impl Runner {
             providers,
             home,
             support,
+            fencing,
             registry,
             parent_env: sandbox::parent_env(),
             runs: Mutex::default(),
@@ -220,6 +224,19 @@ impl Runner {
             }
         }
         self.release(&run_id);
+        if !self.fencing.available {
+            self.kill_strays();
+        }
+    }
+
+    /// Without namespaces: kills the orphans that left every live run's group.
+    fn kill_strays(&self) {
+        let live: std::collections::HashSet<u32> =
+            self.lock_runs().values().map(|r| r.pid.load(Ordering::Relaxed)).collect();
+        let killed = namespace::members::kill_strays(&live);
+        if killed > 0 {
+            tracing::info!(killed, "killed orphans of ended runs");
+        }
     }
 
     /// Forgets a run and its session locks (idempotent).
@@ -290,6 +307,7 @@ impl Runner {
         } else {
             None
         };
+        let fence = self.fence(&spec, &tmpdir)?;
         let total =
             spec.total_timeout.unwrap_or(Duration::from_millis(self.config.total_timeout_ms));
         let idle = spec.idle_timeout.unwrap_or(Duration::from_millis(self.config.idle_timeout_ms));
@@ -302,6 +320,7 @@ impl Runner {
             stdin,
             ruleset,
             sandboxed: self.support.landlock,
+            fence,
             limits: Limits {
                 max_processes: self.config.max_processes,
                 max_file_bytes: self.config.max_file_size_mb.saturating_mul(1024 * 1024),
@@ -312,6 +331,37 @@ impl Runner {
             idle_timeout: idle,
             spec,
         })
+    }
+
+    /// The run's socket fence: what it must keep (its working directory,
+    /// TMPDIR, `$DUCTOR_HOME`, the run directory, granted paths, `core.sock`).
+    fn fence(
+        &self,
+        spec: &RunSpec,
+        tmpdir: &std::path::Path,
+    ) -> Result<Option<Arc<namespace::Fence>>, RunError> {
+        if !self.fencing.available {
+            return Ok(None);
+        }
+        let granted =
+            self.config.extra_writable_paths.iter().chain(&self.config.extra_readable_paths);
+        let mut protected = vec![
+            spec.working_dir.clone(),
+            tmpdir.to_path_buf(),
+            self.home.root().to_path_buf(),
+            self.home.run_dir().to_path_buf(),
+        ];
+        protected.extend(granted.map(PathBuf::from));
+        let keep = vec![self.home.socket(ServiceName::Core)];
+        let uid = nix::unistd::geteuid().as_raw();
+        let input = namespace::masks::default_input(uid, &self.parent_env, protected, keep);
+        let plan = namespace::masks::plan(&input);
+        if plan.truncated {
+            tracing::warn!(run_id = %spec.run_id, "the socket scan hit its bound; some sockets stay reachable");
+        }
+        let fence =
+            namespace::Fence::new(plan).map_err(|e| RunError::fatal(ErrorKind::SpawnFailed, e))?;
+        Ok(Some(Arc::new(fence)))
     }
 
     /// Sends a signal to a run; false when there is no such run.

@@ -3,9 +3,11 @@
 //! one `Exited` event after the process group is gone.
 //!
 //! Invariants: the CLI's whole process group is SIGKILLed once its leader
-//! has exited (no orphaned grandchildren), the child is always reaped
-//! (`wait` on every path), the pid record is removed only after that, and
-//! completion is decided by the result line, not the exit code.
+//! has exited (no orphaned grandchildren), and so, for a fenced run, is every
+//! process left in its user namespace (those that left the group with
+//! `setsid`); the child is always reaped (`wait` on every path), the pid
+//! record is removed only after that, and completion is decided by the
+//! result line, not the exit code.
 
 use std::collections::{BTreeMap, HashSet};
 use std::os::fd::OwnedFd;
@@ -24,6 +26,8 @@ use tokio::time::sleep_until;
 
 use crate::event::{ErrorKind, Event, Outcome, RunError, one_line};
 use crate::lines::{Line, LineReader};
+use crate::namespace::Fence;
+use crate::namespace::members::{self, RunNs};
 use crate::provider::{self, ExitInfo, Parser};
 use crate::registry::Registry;
 use crate::sandbox::{self, Limits, Spawn, Spawner};
@@ -71,6 +75,8 @@ pub struct Prepared {
     pub ruleset: Option<OwnedFd>,
     /// Landlock applies (reported in `RunStarted.sandbox`).
     pub sandboxed: bool,
+    /// The run's user and mount namespace, when fenced.
+    pub fence: Option<Arc<Fence>>,
     /// Resource limits.
     pub limits: Limits,
     /// Longest stdout line.
@@ -206,7 +212,9 @@ pub async fn run(
     let tmpdir = prepared.tmpdir.clone();
     match spawn(&mut prepared, &spawner).await {
         Ok(child) => {
-            let run = Supervisor::new(prepared, child, started, registry, hooks);
+            let ns = open_ns(&prepared, &child);
+            let mut run = Supervisor::new(prepared, child, started, registry, hooks);
+            run.ns = ns;
             run.drive(&mut sink, control).await;
         }
         Err(error) => {
@@ -246,7 +254,9 @@ async fn spawn(
         ruleset,
         stdin: Some(stdin),
     };
-    let child = spawner.spawn(sandbox::command(spawn)).await.map_err(|error| {
+    let fence = prepared.fence.clone();
+    let child = spawner.spawn(sandbox::command_in(spawn, fence.clone())).await.map_err(|error| {
+        let error = fence.map_or_else(|| error.to_string(), |fence| fence.explain(&error));
         RunError::fatal(
             ErrorKind::SpawnFailed,
             format!("spawn {}: {error}", prepared.binary.display()),
@@ -255,6 +265,17 @@ async fn spawn(
     // The CLI holds it open; nothing else needs the prompt on disk.
     let _ = std::fs::remove_file(&prepared.stdin);
     child
+}
+
+/// The fenced run's user namespace, opened before anything can reap the CLI.
+fn open_ns(prepared: &Prepared, child: &tokio::process::Child) -> Option<RunNs> {
+    prepared.fence.as_ref()?;
+    let pid = child.id()?;
+    RunNs::open(pid)
+        .inspect_err(|error| {
+            tracing::warn!(run_id = %prepared.spec.run_id, %error, "failed to hold the run's namespace; only its process group is killed at the end");
+        })
+        .ok()
 }
 
 /// Loop bookkeeping of [`Supervisor::event_loop`].
@@ -284,6 +305,8 @@ struct Supervisor {
     prepared: Prepared,
     child: Option<tokio::process::Child>,
     pgid: Option<Pid>,
+    /// The fenced run's namespace: every process in it dies with the run.
+    ns: Option<RunNs>,
     started: Instant,
     registry: Registry,
     hooks: Arc<dyn Hooks>,
@@ -314,6 +337,7 @@ impl Supervisor {
             prepared,
             child: Some(child),
             pgid,
+            ns: None,
             started,
             registry,
             hooks,
@@ -332,7 +356,8 @@ impl Supervisor {
 
     async fn drive(mut self, sink: &mut Sink, mut control: mpsc::Receiver<Control>) {
         let pid = self.pgid.map_or(0, |p| p.as_raw() as u32);
-        if let Err(error) = self.registry.record(&self.prepared.spec.run_id, pid) {
+        let ns = self.ns.as_ref().map(RunNs::id);
+        if let Err(error) = self.registry.record(&self.prepared.spec.run_id, pid, ns) {
             tracing::warn!(%error, "failed to record the run's pid");
         }
         self.hooks.started(pid);
@@ -615,7 +640,7 @@ impl Supervisor {
     }
 
     async fn finish(
-        self,
+        mut self,
         sink: &mut Sink,
         status: Option<Option<std::process::ExitStatus>>,
         exit: oneshot::Receiver<Option<std::process::ExitStatus>>,
@@ -626,6 +651,7 @@ impl Supervisor {
             Some(status) => status,
             None => exit.await.ok().flatten(),
         };
+        self.kill_namespace().await;
         self.registry.forget(&self.prepared.spec.run_id);
         let exit = exit_info(status);
         let outcome = self.outcome();
@@ -649,6 +675,19 @@ impl Supervisor {
             duration_ms,
         })
         .await;
+    }
+
+    /// SIGKILLs every process left in the run's namespace (off the async workers).
+    async fn kill_namespace(&mut self) {
+        let Some(ns) = self.ns.take() else { return };
+        let run_id = self.prepared.spec.run_id.clone();
+        match tokio::task::spawn_blocking(move || members::kill_members(&ns)).await {
+            Ok(0) => {}
+            Ok(killed) => {
+                tracing::info!(%run_id, killed, "killed processes that left the run's group")
+            }
+            Err(error) => tracing::warn!(%run_id, %error, "failed to kill the run's namespace"),
+        }
     }
 
     fn outcome(&self) -> Outcome {

@@ -2,7 +2,8 @@
 //! line per check: config, home and run directory permissions, socket path
 //! length, service binaries, the provider CLIs the runner finds (and their
 //! versions; asked of the running runner, else of a one-shot `ductor-runner
-//! probe`), Landlock and the sandbox mode runs would get. Exit 1 when
+//! probe`), Landlock and the sandbox mode runs would get, and the socket
+//! fence (what it hides from runs, and what it does not). Exit 1 when
 //! anything FAILs.
 
 use std::os::unix::fs::MetadataExt;
@@ -53,8 +54,9 @@ pub async fn run(home: &DuctorHome, _args: Args) -> anyhow::Result<ExitCode> {
     check_dirs(&mut report, home);
     let config = config.unwrap_or_default();
     check_binaries(&mut report, &config);
-    check_providers(&mut report, home, &config).await;
+    let runner_detail = check_providers(&mut report, home, &config).await;
     check_sandbox(&mut report, &config);
+    check_socket_fence(&mut report, &config, runner_detail.as_deref());
     Ok(if report.worst == Level::Fail { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
@@ -156,7 +158,12 @@ fn check_binaries(report: &mut Report, config: &Config) {
 
 /// The provider CLIs as the runner sees them: the running one, else a
 /// one-shot `ductor-runner probe` (`ductorctl` never runs a CLI itself).
-async fn check_providers(report: &mut Report, home: &DuctorHome, config: &Config) {
+/// Returns the runner's sandbox detail.
+async fn check_providers(
+    report: &mut Report,
+    home: &DuctorHome,
+    config: &Config,
+) -> Option<String> {
     let answer = match probe::probe(home).await {
         Ok((answer, Source::Running)) => {
             report.line(Level::Ok, "runner", "running; it checked the provider CLIs below");
@@ -169,7 +176,7 @@ async fn check_providers(report: &mut Report, home: &DuctorHome, config: &Config
         }
         Err(error) => {
             report.line(Level::Warn, "providers", format!("not checked: {error}"));
-            return;
+            return None;
         }
     };
     let mut found = 0;
@@ -198,6 +205,7 @@ async fn check_providers(report: &mut Report, home: &DuctorHome, config: &Config
             "no agent CLI found: install claude, codex or gemini",
         );
     }
+    Some(answer.sandbox_detail)
 }
 
 /// The Landlock ABI version the kernel offers, if any.
@@ -238,4 +246,64 @@ fn check_sandbox(report: &mut Report, config: &Config) {
             "[runner].sandbox = \"landlock\" but Landlock is unavailable: runs will be refused",
         ),
     }
+}
+
+/// The part of the runner's sandbox detail about the socket fence (it starts
+/// with "socket fence"), as the running runner checked it.
+fn fence_part(detail: &str) -> Option<&str> {
+    detail.find("socket fence").map(|at| &detail[at..])
+}
+
+/// The socket fence: what a running runner found, else what this kernel's
+/// settings suggest (the runner tries it for real at start).
+fn check_socket_fence(report: &mut Report, config: &Config, runner_detail: Option<&str>) {
+    if config.runner.sandbox == SandboxMode::None {
+        let detail = "off ([runner].sandbox = \"none\"): agent CLIs can connect to every \
+                      same-uid Unix socket (D-Bus, systemd --user, ssh-agent, docker)";
+        report.line(Level::Warn, "socket fence", detail);
+        return;
+    }
+    match runner_detail.and_then(fence_part) {
+        Some(part) if part.starts_with("socket fence:") => {
+            let (covered, gaps) = part.split_once("; not covered: ").unwrap_or((part, ""));
+            let covered = covered.trim_start_matches("socket fence: ");
+            report.line(Level::Ok, "socket fence", covered);
+            // Landlock ABI 9 governs connect() itself, for every path.
+            let level =
+                if landlock_abi().is_some_and(|abi| abi >= 9) { Level::Ok } else { Level::Warn };
+            if !gaps.is_empty() {
+                report.line(level, "fence gaps", format!("not covered: {gaps}"));
+            }
+        }
+        Some(part) => {
+            report.line(Level::Warn, "socket fence", part.trim_start_matches("socket fence "))
+        }
+        None => match userns_refusal() {
+            Some(reason) => report.line(
+                Level::Warn,
+                "socket fence",
+                format!("likely unavailable ({reason}); the runner checks at start"),
+            ),
+            None => report.line(
+                Level::Ok,
+                "socket fence",
+                "user namespaces look available (the runner checks at start and reports in \
+                 `ductorctl doctor` while it runs)",
+            ),
+        },
+    }
+}
+
+/// Why this kernel's settings refuse unprivileged user namespaces, if they do.
+fn userns_refusal() -> Option<String> {
+    let read = |path: &str| std::fs::read_to_string(path).ok().map(|t| t.trim().to_owned());
+    let checks = [
+        ("/proc/sys/kernel/unprivileged_userns_clone", "0"),
+        ("/proc/sys/kernel/apparmor_restrict_unprivileged_userns", "1"),
+        ("/proc/sys/user/max_user_namespaces", "0"),
+    ];
+    checks.into_iter().find_map(|(path, refusing)| {
+        let name = path.trim_start_matches("/proc/sys/").replace('/', ".");
+        (read(path).as_deref() == Some(refusing)).then(|| format!("{name} = {refusing}"))
+    })
 }
