@@ -10,6 +10,7 @@
 //! - [`provider`]: per-CLI argv/env and stdout parsers (claude, codex, gemini);
 //! - [`supervise`]: one run from spawn to reaping (timeouts, signals, events);
 //! - [`sandbox`]: environment allowlist, Landlock, rlimits, and the one spawn site;
+//! - [`homes`]: the CLIs' own state in ductor-owned homes per chat, never the operator's;
 //! - [`namespace`]: the socket fence (a user + mount namespace per run) and
 //!   the killing of every process of a run at its end;
 //! - [`lines`]: bounded line reading; [`registry`]: pid records swept at start;
@@ -17,6 +18,7 @@
 
 pub mod error;
 pub mod event;
+pub mod homes;
 pub mod lines;
 pub mod namespace;
 pub mod probe;

@@ -256,7 +256,7 @@ pub async fn oneshot(home: DuctorHome, config: Config) -> anyhow::Result<()> {
         sandbox::detect(config.runner.sandbox).unwrap_or_else(|refused| sandbox::Support {
             landlock: false,
             detail: format!("the runner would not start: {refused}"),
-            no_bypass: true,
+            refused: Some(refused),
         });
     let versions = VersionCache::default();
     let fence = Fence::of(&home, &config.runner, support.landlock);

@@ -40,7 +40,7 @@ use landlock::{
 
 use crate::namespace::Fence;
 use crate::provider::{self, StatePath};
-use crate::spec::{PermissionMode, Provider};
+use crate::spec::Provider;
 
 /// The Landlock ABI the runner asks for: file system rights and scopes
 /// (signals, abstract sockets); network is left to the CLIs, which need the
@@ -63,10 +63,10 @@ pub struct Support {
     pub landlock: bool,
     /// Human-readable explanation for `doctor`.
     pub detail: String,
-    /// `auto` found no Landlock: runs are not given "bypass" (fail closed),
-    /// since nothing but the CLI's own checks would stand between the agent
-    /// and the machine. `sandbox = "none"` is the operator's explicit choice.
-    pub no_bypass: bool,
+    /// Why runs are refused: `auto` found no Landlock (fail closed; nothing
+    /// but the CLI's own checks would stand between the agent and the
+    /// machine). `sandbox = "none"` is the operator's explicit choice.
+    pub refused: Option<String>,
 }
 
 impl Support {
@@ -75,13 +75,11 @@ impl Support {
         if self.landlock { "landlock" } else { "none" }
     }
 
-    /// The permission mode a run really gets: "bypass" becomes "accept
-    /// edits" when `auto` found no fence.
-    pub fn effective(&self, mode: PermissionMode) -> PermissionMode {
-        if self.no_bypass && mode == PermissionMode::Bypass {
-            PermissionMode::AcceptEdits
-        } else {
-            mode
+    /// Whether a run may start at all.
+    pub fn admit(&self) -> Result<(), &str> {
+        match &self.refused {
+            Some(why) => Err(why),
+            None => Ok(()),
         }
     }
 }
@@ -103,28 +101,31 @@ pub fn kernel_landlock_abi() -> Result<i64, String> {
 
 /// Resolves the configured mode against the kernel.
 pub fn detect(mode: SandboxMode) -> Result<Support, String> {
-    let abi = kernel_landlock_abi();
+    decide(mode, kernel_landlock_abi())
+}
+
+/// [`detect`] for a kernel whose Landlock ABI query gave `abi`.
+pub fn decide(mode: SandboxMode, abi: Result<i64, String>) -> Result<Support, String> {
     match (mode, abi) {
         (SandboxMode::None, _) => Ok(Support {
             landlock: false,
             detail: "disabled by [runner].sandbox = \"none\"".into(),
-            no_bypass: false,
+            refused: None,
         }),
         (_, Ok(version)) => {
-            Ok(Support { landlock: true, detail: landlock_detail(version), no_bypass: false })
+            Ok(Support { landlock: true, detail: landlock_detail(version), refused: None })
         }
         (SandboxMode::Landlock, Err(error)) => Err(format!(
             "[runner].sandbox = \"landlock\" but the kernel offers no Landlock: {error}"
         )),
-        (SandboxMode::Auto, Err(error)) => Ok(Support {
-            landlock: false,
-            detail: format!(
-                "Landlock unavailable ({error}); environment allowlist and rlimits only; \
-                 permission_mode \"bypass\" runs as \"accept_edits\" (set \
-                 [runner].sandbox = \"none\" to allow bypass unconfined)"
-            ),
-            no_bypass: true,
-        }),
+        (SandboxMode::Auto, Err(error)) => {
+            let why = format!(
+                "agent runs refused: this kernel offers no Landlock ({error}), so nothing \
+                 would confine the agent to its workspace; set [runner].sandbox = \"none\" \
+                 to run agents unconfined"
+            );
+            Ok(Support { landlock: false, detail: why.clone(), refused: Some(why) })
+        }
     }
 }
 
@@ -267,8 +268,8 @@ pub struct PolicyInput<'a> {
     pub binary: &'a Path,
     /// The CLI's environment (PATH, HOME, provider homes).
     pub env: &'a BTreeMap<String, String>,
-    /// Which provider (state directories).
-    pub provider: Provider,
+    /// The CLI's own state it may write (its home, see [`crate::homes`]).
+    pub state: &'a [PathBuf],
     /// The run's private temporary directory.
     pub tmpdir: &'a Path,
     /// `[runner].extra_writable_paths`.
@@ -328,12 +329,7 @@ pub fn writable_root_holding(binary: &Path, writable: &[PathBuf]) -> Option<Path
 pub fn policy(input: &PolicyInput<'_>) -> Policy {
     let readable = readable_set(input.binary, input.env, input.extra_readable);
     let mut writable = vec![input.working_dir.to_path_buf(), input.tmpdir.to_path_buf()];
-    for state in provider::state_paths(input.provider, input.env) {
-        match state {
-            StatePath::Dir(dir) => writable.push(dir),
-            StatePath::File { path, .. } => writable.push(path),
-        }
-    }
+    writable.extend(input.state.iter().cloned());
     writable.extend(input.extra_writable.iter().map(PathBuf::from));
     Policy {
         readable,
@@ -458,8 +454,10 @@ fn expand_excluding(
     }
 }
 
-/// Creates missing provider state directories/files so Landlock can name them.
-pub fn prepare_state(provider: Provider, env: &BTreeMap<String, String>) {
+/// Creates the operator's missing provider state directories/files so
+/// Landlock can name them (`state = "operator"`); returns them.
+pub fn prepare_state(provider: Provider, env: &BTreeMap<String, String>) -> Vec<PathBuf> {
+    let mut paths = Vec::new();
     for state in provider::state_paths(provider, env) {
         let outcome = match &state {
             StatePath::Dir(dir) => std::fs::create_dir_all(dir),
@@ -469,7 +467,12 @@ pub fn prepare_state(provider: Provider, env: &BTreeMap<String, String>) {
         if let Err(error) = outcome {
             tracing::warn!(?state, %error, "failed to create a provider state path");
         }
+        paths.push(match state {
+            StatePath::Dir(dir) => dir,
+            StatePath::File { path, .. } => path,
+        });
     }
+    paths
 }
 
 /// Creates `path` (0600) with `contents` unless it exists (concurrent runs race here).
@@ -682,15 +685,19 @@ mod tests {
     }
 
     #[test]
-    fn auto_without_landlock_refuses_bypass_but_an_explicit_none_keeps_it() {
-        let auto = Support { landlock: false, detail: String::new(), no_bypass: true };
-        assert_eq!(auto.effective(PermissionMode::Bypass), PermissionMode::AcceptEdits);
-        assert_eq!(auto.effective(PermissionMode::Plan), PermissionMode::Plan);
-        let none = detect(SandboxMode::None).expect("none is always possible");
-        assert_eq!(none.effective(PermissionMode::Bypass), PermissionMode::Bypass);
+    fn auto_without_landlock_refuses_runs_but_an_explicit_none_allows_them() {
+        let missing = || Err("ENOSYS".to_owned());
+        let auto = decide(SandboxMode::Auto, missing()).expect("the runner still starts");
+        let why = auto.admit().expect_err("runs are refused");
+        assert!(why.contains("ENOSYS") && why.contains("sandbox = \"none\""), "{why}");
+        assert!(decide(SandboxMode::Landlock, missing()).is_err(), "landlock: no start");
+        let none = decide(SandboxMode::None, missing()).expect("none is always possible");
+        assert!(none.admit().is_ok() && !none.landlock);
+        let confined = decide(SandboxMode::Auto, Ok(7)).expect("auto with Landlock");
+        assert!(confined.admit().is_ok() && confined.landlock);
         if let Ok(abi) = kernel_landlock_abi() {
             let found = detect(SandboxMode::Auto).expect("auto");
-            assert!(found.landlock && !found.no_bypass);
+            assert!(found.landlock && found.refused.is_none());
             assert!(found.detail.contains(&format!("ABI {abi}")), "{}", found.detail);
         }
     }

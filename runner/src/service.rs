@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ductor_daemon::DuctorHome;
 use ductor_daemon::ServiceName;
-use ductor_daemon::config::{ProviderConfig, ProvidersConfig, RunnerConfig};
+use ductor_daemon::config::{ProviderConfig, ProvidersConfig, RunnerConfig, StateHome};
 use ductor_daemon::sync::Locked as _;
 use ductor_proto::pb;
 use tokio::sync::mpsc;
@@ -23,6 +23,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::error::RunnerError;
 use crate::event::{ErrorKind, RunError};
+use crate::homes;
 use crate::namespace::{self, Fencing};
 use crate::probe;
 use crate::provider::{self, Invocation};
@@ -247,6 +248,7 @@ impl Runner {
 
     /// Resolves binary, argv, environment and sandbox policy of a run.
     fn prepare(&self, mut spec: RunSpec) -> Result<Prepared, RunError> {
+        self.support.admit().map_err(|why| RunError::fatal(ErrorKind::SpawnFailed, why))?;
         let granted = &self.config.extra_writable_paths;
         spec.working_dir = crate::workdir::confine(&spec.working_dir, &self.home, granted)
             .map_err(|e| RunError::fatal(ErrorKind::SpawnFailed, e))?;
@@ -260,12 +262,8 @@ impl Runner {
                     format!("{binary_name}: not found or not executable"),
                 )
             })?;
-        let asked =
+        let mode =
             spec.permission.unwrap_or_else(|| PermissionMode::from(self.config.permission_mode));
-        let mode = self.support.effective(asked);
-        if mode != asked {
-            tracing::warn!(run_id = %spec.run_id, "no sandbox: bypass refused, running with accept-edits");
-        }
         let tmpdir = self.tmp_root().join(&spec.run_id);
         create_private_dir(&tmpdir).map_err(|e| {
             RunError::fatal(ErrorKind::Internal, format!("create {}: {e}", tmpdir.display()))
@@ -274,19 +272,19 @@ impl Runner {
             provider::invocation(&spec, mode, &settings.args, self.support.landlock, &tmpdir);
         let stdin = write_inputs(&tmpdir, &invocation)
             .map_err(|e| RunError::fatal(ErrorKind::Internal, format!("write the prompt: {e}")))?;
-        let env = sandbox::child_env(
+        let mut env = sandbox::child_env(
             spec.provider,
             &self.parent_env,
             &[&invocation.env, &settings.env, &spec.extra_env],
             Some(&tmpdir),
         );
-        sandbox::prepare_state(spec.provider, &env);
+        let state = self.state_home(&spec, settings.state, &mut env)?;
         let ruleset = if self.support.landlock {
             let policy = sandbox::policy(&PolicyInput {
                 working_dir: &spec.working_dir,
                 binary: &binary,
                 env: &env,
-                provider: spec.provider,
+                state: &state,
                 tmpdir: &tmpdir,
                 extra_writable: &self.config.extra_writable_paths,
                 extra_readable: &self.config.extra_readable_paths,
@@ -307,7 +305,7 @@ impl Runner {
         } else {
             None
         };
-        let fence = self.fence(&spec, &tmpdir)?;
+        let fence = self.fence(&spec, &tmpdir, &state)?;
         let total =
             spec.total_timeout.unwrap_or(Duration::from_millis(self.config.total_timeout_ms));
         let idle = spec.idle_timeout.unwrap_or(Duration::from_millis(self.config.idle_timeout_ms));
@@ -333,12 +331,34 @@ impl Runner {
         })
     }
 
+    /// The CLI's home for this run (review H6): a ductor-owned one, which
+    /// `env` is pointed at, or the operator's own. Returns what the run may
+    /// write of it.
+    fn state_home(
+        &self,
+        spec: &RunSpec,
+        mode: StateHome,
+        env: &mut BTreeMap<String, String>,
+    ) -> Result<Vec<PathBuf>, RunError> {
+        let Some(bucket) = homes::bucket(mode, &spec.labels) else {
+            return Ok(sandbox::prepare_state(spec.provider, env));
+        };
+        let home = homes::prepare(spec.provider, &self.home.provider_homes(), &bucket, env)
+            .map_err(|e| {
+                RunError::fatal(ErrorKind::SpawnFailed, format!("prepare the CLI's home: {e}"))
+            })?;
+        env.extend(home.env);
+        Ok(home.writable)
+    }
+
     /// The run's socket fence: what it must keep (its working directory,
-    /// TMPDIR, `$DUCTOR_HOME`, the run directory, granted paths, `core.sock`).
+    /// TMPDIR, `$DUCTOR_HOME`, the run directory, granted paths, the CLI's
+    /// state, `core.sock`).
     fn fence(
         &self,
         spec: &RunSpec,
         tmpdir: &std::path::Path,
+        state: &[PathBuf],
     ) -> Result<Option<Arc<namespace::Fence>>, RunError> {
         if !self.fencing.available {
             return Ok(None);
@@ -352,6 +372,7 @@ impl Runner {
             self.home.run_dir().to_path_buf(),
         ];
         protected.extend(granted.map(PathBuf::from));
+        protected.extend(state.iter().cloned());
         let keep = vec![self.home.socket(ServiceName::Core)];
         let uid = nix::unistd::geteuid().as_raw();
         let input = namespace::masks::default_input(uid, &self.parent_env, protected, keep);

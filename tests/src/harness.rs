@@ -114,6 +114,11 @@ pub async fn health(channel: &ductor_proto::Channel) -> Option<pb::HealthCheckRe
     ductor_proto::health::check(channel.clone(), Duration::from_secs(2)).await
 }
 
+/// Bytes as text, lossily (process output in assertions).
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
 /// A temporary `$DUCTOR_HOME` under /tmp (short, so socket paths stay far
 /// below the 108-byte limit), and the commands that run against it.
 pub struct TestEnv {
@@ -220,6 +225,20 @@ impl TestEnv {
             String::from_utf8_lossy(&output.stderr)
         );
         output
+    }
+
+    /// `ductorctl up --detach`, then waits for runner and core to be healthy.
+    pub async fn up(&self) {
+        let up = self.ductorctl(&["up", "--detach"]).await;
+        assert!(up.status.success(), "up failed: {}", text(&up.stderr));
+        self.wait_healthy(&["runner", "core"]).await;
+    }
+
+    /// What the (fake) agent of `chat` printed, stdout then stderr, for
+    /// `sh:<command>`: the attacker's commands run inside the sandbox.
+    pub async fn agent(&self, chat: &str, command: &str) -> String {
+        let output = self.ductorctl(&["ask", "--chat", chat, &format!("sh:{command}")]).await;
+        text(&output.stdout) + &text(&output.stderr)
     }
 
     /// Starts a long-running `ductorctl ARGS` (e.g. a foreground `up`),

@@ -9,20 +9,10 @@ use std::time::{Duration, Instant};
 
 use ductor_proto::pb;
 use ductor_tests::gateway::{self, Gateway};
-use ductor_tests::harness::{self, TestEnv, wait_for};
+use ductor_tests::harness::{self, TestEnv, text, wait_for};
 
 const TRANSPORT: &str = "testgw";
 const CHAT: &str = "room";
-
-async fn up(env: &TestEnv) {
-    let up = env.ductorctl(&["up", "--detach"]).await;
-    assert!(up.status.success(), "up failed: {}", text(&up.stderr));
-    env.wait_healthy(&["runner", "core"]).await;
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 /// `ductorctl ARGS` as the operator; asserts success, returns stdout.
 async fn ctl(env: &TestEnv, args: &[&str]) -> String {
@@ -105,7 +95,7 @@ async fn history_until(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_that_fires_delivers_to_its_chat_with_a_receipt() {
     let env = TestEnv::with_fake_claude("");
-    up(&env).await;
+    env.up().await;
     let mut gateway = attach(&env).await;
     let added = ctl(
         &env,
@@ -146,7 +136,7 @@ async fn a_job_that_fires_delivers_to_its_chat_with_a_receipt() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn results_made_while_the_gateway_is_away_arrive_when_it_returns() {
     let env = TestEnv::with_fake_claude("");
-    up(&env).await;
+    env.up().await;
     // Never fires on its own; run by hand.
     ctl(
         &env,
@@ -235,7 +225,7 @@ fn bearer(added: &str) -> String {
 async fn webhooks_in_both_modes() {
     let port = free_port();
     let env = TestEnv::with_fake_claude(&format!("[webhooks]\nenabled = true\nport = {port}\n"));
-    up(&env).await;
+    env.up().await;
     let mut gateway = attach(&env).await;
     gateway.say(CHAT, "hello").await;
     final_containing(&mut gateway, "echo: hello", harness::patience()).await;
@@ -341,7 +331,7 @@ async fn webhooks_in_both_modes() {
 async fn a_webhook_accepted_before_core_is_killed_is_handled_after_the_restart() {
     let port = free_port();
     let env = TestEnv::with_fake_claude(&format!("[webhooks]\nenabled = true\nport = {port}\n"));
-    up(&env).await;
+    env.up().await;
     let hook = |name: &'static str, template: &'static str| {
         let env = &env;
         async move {
@@ -439,7 +429,7 @@ async fn the_heartbeat_checks_in_idle_chats_quietly_and_skips_busy_ones() {
         &format!("extra_writable_paths = [\"{}\", ", marker_dir.path().display()),
         1,
     ));
-    up(&env).await;
+    env.up().await;
     let mut gateway = attach(&env).await;
     // Three chats with sessions; "busy" then starts a turn that never ends.
     for chat in [CHAT, "quiet", "busy"] {
@@ -486,7 +476,7 @@ async fn shell_as_agent(env: &TestEnv, chat: &str, command: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_manages_only_its_own_chats_jobs() {
     let env = TestEnv::with_fake_claude("");
-    up(&env).await;
+    env.up().await;
     let added =
         as_agent(&env, "c1", "cron add mine --schedule '0 9 * * *' --description 'from the agent'")
             .await;
@@ -539,7 +529,7 @@ async fn an_agent_cannot_flood_schedules_or_open_a_door_without_the_operator() {
     let env = TestEnv::with_fake_claude(&format!(
         "[webhooks]\nenabled = true\nport = {port}\n\n[automation]\nmax_jobs_per_chat = 3\n"
     ));
-    up(&env).await;
+    env.up().await;
     let every_minute =
         as_agent(&env, "c1", "cron add spam --schedule '* * * * *' --description d").await;
     assert!(every_minute.contains("min_agent_interval_minutes"), "{every_minute}");
@@ -637,7 +627,7 @@ async fn an_agent_cannot_flood_schedules_or_open_a_door_without_the_operator() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_cannot_take_over_another_owners_task_folder() {
     let env = TestEnv::with_fake_claude("");
-    up(&env).await;
+    env.up().await;
     ctl(
         &env,
         &["cron", "add", "daily", "--schedule", "0 9 * * *", "--description", "operator task"],
@@ -674,7 +664,7 @@ fn second_of_minute() -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missed_runs_follow_each_jobs_policy_across_a_restart() {
     let env = TestEnv::with_fake_claude("");
-    up(&env).await;
+    env.up().await;
     let target = ["--transport", TRANSPORT, "--chat", CHAT];
     for (name, policy) in [("catchup", "run_once"), ("skipper", "skip")] {
         let mut args = vec![
@@ -696,7 +686,7 @@ async fn missed_runs_follow_each_jobs_policy_across_a_restart() {
     assert!(env.ductorctl(&["down"]).await.status.success());
     // Stay down across a minute boundary: both jobs miss at least one fire.
     tokio::time::sleep(Duration::from_secs(60 - second_of_minute() + 2)).await;
-    up(&env).await;
+    env.up().await;
     let mut gateway = attach(&env).await;
     // Both arrive, in either order (among the jobs' regular fires).
     let (mut caught, mut skipped) = (None, None);

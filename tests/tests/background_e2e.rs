@@ -89,12 +89,6 @@ impl Chat {
     }
 }
 
-async fn up(env: &TestEnv) {
-    let up = env.ductorctl(&["up", "--detach"]).await;
-    assert!(up.status.success(), "up failed: {}", String::from_utf8_lossy(&up.stderr));
-    env.wait_healthy(&["runner", "core"]).await;
-}
-
 /// The name in a "🚀 Started **name** …" notice.
 fn started_name(notice: &Seen) -> String {
     let rest = notice.text.split("**").nth(1).expect("the notice names the session");
@@ -126,7 +120,7 @@ fn ductorctl() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_named_session_works_in_the_background_while_the_chat_keeps_answering() {
     let env = TestEnv::with_fake_claude("");
-    up(&env).await;
+    env.up().await;
     let mut chat = Chat::attach(&env).await;
 
     chat.gateway.say(CHAT, "/session slow:40 the long job").await;
@@ -184,7 +178,7 @@ fn task_id(reply: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_asks_its_parent_and_finishes_with_the_answer() {
     let env = TestEnv::with_fake_claude("");
-    up(&env).await;
+    env.up().await;
     let mut chat = Chat::attach(&env).await;
     let ctl = ductorctl();
 
@@ -235,7 +229,7 @@ async fn a_task_asks_its_parent_and_finishes_with_the_answer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_reports_a_running_task_interrupted_and_keeps_idle_sessions() {
     let env = TestEnv::with_fake_claude("");
-    up(&env).await;
+    env.up().await;
     let mut chat = Chat::attach(&env).await;
     let ctl = ductorctl();
 
@@ -298,7 +292,7 @@ async fn the_real_claude_runs_a_named_session_beside_the_chat() {
         "[agent]\nprovider = \"claude\"\n\n{}",
         provider_section(Cli::Claude, &claude, &cli_env)
     ));
-    up(&env).await;
+    env.up().await;
     let mut chat = Chat::attach(&env).await;
 
     chat.gateway.say(CHAT, "/session tell a slow story").await;

@@ -11,12 +11,6 @@ use ductor_tests::gateway::{self, Gateway};
 use ductor_tests::harness::{self, TestEnv, wait_for};
 use nix::sys::signal::Signal;
 
-async fn up(env: &TestEnv) {
-    let up = env.ductorctl(&["up", "--detach"]).await;
-    assert!(up.status.success(), "up failed: {}", String::from_utf8_lossy(&up.stderr));
-    env.wait_healthy(&["runner", "core"]).await;
-}
-
 fn stdout(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
@@ -51,7 +45,7 @@ async fn runs(env: &TestEnv) -> Vec<pb::RunInfo> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ask_replies_and_the_next_ask_resumes_the_same_session() {
     let env = TestEnv::with_fake_claude("");
-    up(&env).await;
+    env.up().await;
     let first = ask(&env, &["--chat", "c1", "hello", "there"]).await;
     assert!(first.status.success(), "{}", stderr(&first));
     assert!(stdout(&first).contains("echo: hello there"), "{}", stdout(&first));
@@ -83,7 +77,7 @@ async fn ask_replies_and_the_next_ask_resumes_the_same_session() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn model_switching_keeps_the_other_providers_bucket() {
     let env = TestEnv::with_fake_claude("");
-    up(&env).await;
+    env.up().await;
     assert!(ask(&env, &["one"]).await.status.success());
     assert!(ask(&env, &["two"]).await.status.success());
     let claude_session = last_resume(&env).expect("resumed");
@@ -142,7 +136,7 @@ fn error_kind(action: &pb::OutboundAction, event: &str) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_cancel_interrupt_and_stop() {
     let env = TestEnv::with_fake_claude("");
-    up(&env).await;
+    env.up().await;
     let mut gw = attach(&env).await;
 
     let long = gw.say(CHAT, "slow:60 first").await;
@@ -221,7 +215,7 @@ async fn queue_cancel_interrupt_and_stop() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_killed_mid_stream_still_gets_the_final_reply() {
     let env = TestEnv::with_fake_claude("");
-    up(&env).await;
+    env.up().await;
     let mut gw = attach(&env).await;
     let event = gw.say(CHAT, "slow:15 streamed").await;
     gw.until("a delta", |a| matches!(a.kind, Some(Kind::TextDelta(_))).then_some(())).await;
@@ -249,7 +243,7 @@ async fn a_gateway_killed_mid_stream_still_gets_the_final_reply() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn core_killed_mid_turn_reports_interrupted_and_keeps_the_session() {
     let env = TestEnv::with_fake_claude("");
-    up(&env).await;
+    env.up().await;
     assert!(ask(&env, &["--chat", "k", "remember me"]).await.status.success());
     assert!(ask(&env, &["--chat", "k", "still there"]).await.status.success());
     let session = last_resume(&env).expect("resumed");
@@ -286,7 +280,7 @@ async fn core_killed_mid_turn_reports_interrupted_and_keeps_the_session() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runner_killed_mid_turn_is_reported_and_the_next_turn_resumes() {
     let env = TestEnv::with_fake_claude("");
-    up(&env).await;
+    env.up().await;
     assert!(ask(&env, &["--chat", "r", "first"]).await.status.success());
     assert!(ask(&env, &["--chat", "r", "second"]).await.status.success());
     let session = last_resume(&env).expect("resumed");

@@ -78,7 +78,7 @@ async fn up_brings_every_configured_service_to_healthy_and_down_leaves_nothing()
         assert!(path.is_file(), "{} missing", path.display());
         assert_eq!(mode(&path), 0o600);
     }
-    let logs = env.ductorctl(&["logs", "core", "-n", "5"]).await;
+    let logs = env.ductorctl(&["logs", "core", "-n", "50"]).await;
     assert!(logs.status.success());
     assert!(
         String::from_utf8_lossy(&logs.stdout).contains("listening"),
@@ -439,7 +439,8 @@ async fn doctor_asks_the_runner_which_clis_it_finds() {
     let claude = clis.path().join("claude");
     std::os::unix::fs::symlink(harness::binary("ductor-fake-cli"), &claude).expect("link claude");
     let env = TestEnv::with_config(&runner_path_config(clis.path()));
-    let expected = format!("OK   provider claude: 9.9.9 ({})", claude.display());
+    let expected =
+        format!("OK   provider claude: 9.9.9 ({}); login: unauthenticated", claude.display());
 
     // No runner yet: a one-shot `ductor-runner probe` answers, and is gone after.
     let doctor = env.ductorctl(&["doctor"]).await;

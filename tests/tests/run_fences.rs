@@ -7,23 +7,7 @@
 use std::os::linux::net::SocketAddrExt as _;
 use std::os::unix::net::{SocketAddr, UnixListener};
 
-use ductor_tests::harness::{self, TestEnv};
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-async fn up(env: &TestEnv) {
-    let up = env.ductorctl(&["up", "--detach"]).await;
-    assert!(up.status.success(), "up failed: {}", text(&up.stderr));
-    env.wait_healthy(&["runner", "core"]).await;
-}
-
-/// What the agent of `chat` printed for `sh:<command>`.
-async fn agent(env: &TestEnv, chat: &str, command: &str) -> String {
-    let output = env.ductorctl(&["ask", "--chat", chat, &format!("sh:{command}")]).await;
-    text(&output.stdout) + &text(&output.stderr)
-}
+use ductor_tests::harness::{self, TestEnv, text};
 
 async fn pid_of(env: &TestEnv, service: &str) -> u64 {
     let row = env.service_status(service).await.expect("the service is listed");
@@ -33,7 +17,7 @@ async fn pid_of(env: &TestEnv, service: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_cannot_signal_ductor_or_reach_an_abstract_socket_outside_it() {
     let env = TestEnv::with_fake_claude("");
-    up(&env).await;
+    env.up().await;
     let name = format!("ductor-fence-{}", std::process::id());
     let listener =
         UnixListener::bind_addr(&SocketAddr::from_abstract_name(&name).expect("abstract name"))
@@ -41,21 +25,21 @@ async fn a_run_cannot_signal_ductor_or_reach_an_abstract_socket_outside_it() {
     for service in ["core", "runner"] {
         let pid = pid_of(&env, service).await;
         let probe = format!("kill -0 {pid} && echo SIGNALLED || echo DENIED");
-        let out = agent(&env, "c1", &probe).await;
+        let out = env.agent("c1", &probe).await;
         assert!(out.contains("DENIED"), "the run could signal {service}: {out}");
     }
     let connect = format!(
         "python3 -c 'import socket; s=socket.socket(socket.AF_UNIX); \
          s.connect(\"\\0{name}\"); print(\"CONNECTED\")'"
     );
-    let out = agent(&env, "c1", &connect).await;
+    let out = env.agent("c1", &connect).await;
     assert!(!out.contains("CONNECTED"), "the run reached an abstract socket outside it: {out}");
     // Control: the same command from outside the sandbox does connect.
     let outside = harness::command("sh").args(["-c", &connect]).output().await.expect("sh");
     assert!(text(&outside.stdout).contains("CONNECTED"), "{}", text(&outside.stderr));
     drop(listener);
     // Inside the run, its own processes are still its to signal.
-    let own = agent(&env, "c1", "sleep 30 & kill $! && echo OWN-KILLED").await;
+    let own = env.agent("c1", "sleep 30 & kill $! && echo OWN-KILLED").await;
     assert!(own.contains("OWN-KILLED"), "{own}");
     assert!(env.ductorctl(&["down"]).await.status.success());
 }
@@ -63,11 +47,10 @@ async fn a_run_cannot_signal_ductor_or_reach_an_abstract_socket_outside_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_reaches_only_the_harmless_devices() {
     let env = TestEnv::with_fake_claude("");
-    up(&env).await;
+    env.up().await;
     let shm = std::path::Path::new("/dev/shm").join(format!("ductor-fence-{}", std::process::id()));
     std::fs::write(&shm, "SHARED-SECRET").expect("write /dev/shm");
-    let out = agent(
-        &env,
+    let out = env.agent(
         "c1",
         &format!(
             "cat {s}; echo tampered > {s}; head -c 4 /dev/urandom | wc -c; echo ok > /dev/null && echo NULL-OK",
@@ -86,13 +69,12 @@ async fn a_run_reaches_only_the_harmless_devices() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prompts_and_memory_never_appear_on_a_command_line() {
     let env = TestEnv::with_fake_claude("");
-    up(&env).await;
+    env.up().await;
     let memory = env.home().join("workspace/memory_system/MAINMEMORY.md");
     std::fs::create_dir_all(memory.parent().expect("parent")).expect("mkdir");
     std::fs::write(&memory, "# Memory\n\nMEMORY-MARKER-31\n").expect("write memory");
     // The agent prints its own CLI's command line; the prompt carries a marker.
-    let out =
-        agent(&env, "c2", "tr '\\0' ' ' < /proc/$PPID/cmdline; echo; : PROMPT-MARKER-17").await;
+    let out = env.agent("c2", "tr '\\0' ' ' < /proc/$PPID/cmdline; echo; : PROMPT-MARKER-17").await;
     assert!(out.contains("--output-format"), "the CLI's argv was printed: {out}");
     assert!(!out.contains("PROMPT-MARKER-17"), "the prompt is on argv: {out}");
     assert!(!out.contains("MEMORY-MARKER-31"), "the memory is on argv: {out}");

@@ -18,26 +18,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use ductor_tests::harness::{self, TestEnv, wait_for};
+use ductor_tests::harness::{self, TestEnv, text, wait_for};
 
 const SECRET: &str = "outside-helper-secret-5d1f";
 const PYTHON: &str = "/usr/bin/python3";
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-async fn up(env: &TestEnv) {
-    let up = env.ductorctl(&["up", "--detach"]).await;
-    assert!(up.status.success(), "up failed: {}", text(&up.stderr));
-    env.wait_healthy(&["runner", "core"]).await;
-}
-
-/// What the agent of `chat` printed for `sh:<command>`.
-async fn agent(env: &TestEnv, chat: &str, command: &str) -> String {
-    let output = env.ductorctl(&["ask", "--chat", chat, &format!("sh:{command}")]).await;
-    text(&output.stdout) + &text(&output.stderr)
-}
 
 /// The runner's sandbox detail says whether runs are fenced; `None` = fenced.
 async fn unfenced_reason(env: &TestEnv) -> Option<String> {
@@ -107,7 +91,7 @@ async fn an_agent_cannot_reach_same_uid_unix_sockets_outside() {
     let env = TestEnv::with_fake_claude("");
     let helper = OutsideHelper::start();
     assert_eq!(helper.control(), SECRET, "the helper serves the secret outside");
-    up(&env).await;
+    env.up().await;
     if let Some(reason) = unfenced_reason(&env).await {
         eprintln!("skipped: {reason}");
         return;
@@ -116,18 +100,18 @@ async fn an_agent_cannot_reach_same_uid_unix_sockets_outside() {
     let through_proc = format!("/proc/{}/root{}", std::process::id(), helper.socket.display());
     let runner = env.socket("runner");
     let core = env.socket("core");
-    let out = agent(
-        &env,
-        "c1",
-        &format!(
-            "{PYTHON} {} {} {through_proc} {} {}",
-            script.display(),
-            helper.socket.display(),
-            runner.display(),
-            core.display()
-        ),
-    )
-    .await;
+    let out = env
+        .agent(
+            "c1",
+            &format!(
+                "{PYTHON} {} {} {through_proc} {} {}",
+                script.display(),
+                helper.socket.display(),
+                runner.display(),
+                core.display()
+            ),
+        )
+        .await;
     assert!(!out.contains(SECRET), "the agent read the outside helper's secret: {out}");
     let verdict = |path: &Path| {
         out.lines()
@@ -167,7 +151,7 @@ fn escape(marker: &str, rest: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_setsid_process_dies_when_its_turn_ends() {
     let env = TestEnv::with_fake_claude("");
-    up(&env).await;
+    env.up().await;
     let marker = marker(1);
     // The turn waits until the sleeper has left the group, so it surely ran.
     let wait_gone_from_group = format!(
@@ -175,7 +159,7 @@ async fn a_setsid_process_dies_when_its_turn_ends() {
          [ \"$(ps -o pgid= -p $p | tr -d ' ')\" != \"$(ps -o pgid= -p $$ | tr -d ' ')\" ] && \
          echo left-group && break; sleep 0.05; done"
     );
-    let out = agent(&env, "c1", &escape(&marker, &wait_gone_from_group)).await;
+    let out = env.agent("c1", &escape(&marker, &wait_gone_from_group)).await;
     assert!(out.contains("started") && out.contains("left-group"), "{out}");
     wait_for("the setsid sleeper to die with its turn", async || {
         sleeper(&marker).is_none().then_some(())
@@ -187,7 +171,7 @@ async fn a_setsid_process_dies_when_its_turn_ends() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_setsid_process_dies_when_the_runner_is_killed_and_on_down() {
     let env = TestEnv::with_fake_claude("");
-    up(&env).await;
+    env.up().await;
     if let Some(reason) = unfenced_reason(&env).await {
         // Without namespaces nothing identifies it once its runner is gone.
         eprintln!("skipped: {reason}");

@@ -10,23 +10,7 @@ use std::time::Duration;
 
 use ductor_proto::pb;
 use ductor_tests::gateway::{self, Gateway};
-use ductor_tests::harness::{self, TestEnv, wait_for};
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-async fn up(env: &TestEnv) {
-    let up = env.ductorctl(&["up", "--detach"]).await;
-    assert!(up.status.success(), "up failed: {}", text(&up.stderr));
-    env.wait_healthy(&["runner", "core"]).await;
-}
-
-/// What the agent of `chat` printed for `sh:<command>`.
-async fn agent(env: &TestEnv, chat: &str, command: &str) -> String {
-    let output = env.ductorctl(&["ask", "--chat", chat, &format!("sh:{command}")]).await;
-    text(&output.stdout) + &text(&output.stderr)
-}
+use ductor_tests::harness::{self, TestEnv, text, wait_for};
 
 fn ctl() -> String {
     harness::binary("ductorctl").display().to_string()
@@ -42,20 +26,20 @@ fn admin_token(env: &TestEnv) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cron_folder_linked_to_ductors_home_runs_nothing_there() {
     let env = TestEnv::with_fake_claude("");
-    up(&env).await;
+    env.up().await;
     let ctl = ctl();
     let config_before = std::fs::read_to_string(env.home().join("config.toml")).expect("config");
     let payload =
         "sh:cat $DUCTOR_HOME/secrets/admin.token; touch $DUCTOR_HOME/secrets/planted; exit 0";
-    let out = agent(
-        &env,
-        "c1",
-        &format!(
-            "{ctl} cron add pwn --schedule '0 0 1 1 *' --instruction '{payload}' && \
+    let out = env
+        .agent(
+            "c1",
+            &format!(
+                "{ctl} cron add pwn --schedule '0 0 1 1 *' --instruction '{payload}' && \
              rm -rf cron_tasks/pwn && ln -s ../.. cron_tasks/pwn && {ctl} cron run pwn"
-        ),
-    )
-    .await;
+            ),
+        )
+        .await;
     assert!(out.contains("started"), "{out}");
     let history = wait_for("the run's end", async || {
         let out = env.ductorctl(&["cron", "history", "pwn"]).await;
@@ -76,30 +60,27 @@ async fn a_cron_folder_linked_to_ductors_home_runs_nothing_there() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_linked_or_fifo_main_memory_is_neither_shown_nor_prompted_nor_waited_on() {
     let env = TestEnv::with_fake_claude("");
-    up(&env).await;
-    let linked = agent(
-        &env,
-        "c1",
-        "ln -sf ../../secrets/admin.token memory_system/MAINMEMORY.md && echo linked",
-    )
-    .await;
+    env.up().await;
+    let linked = env
+        .agent("c1", "ln -sf ../../secrets/admin.token memory_system/MAINMEMORY.md && echo linked")
+        .await;
     assert!(linked.contains("linked"), "{linked}");
     let memory = env.ductorctl(&["ask", "--chat", "c9", "/memory"]).await;
     assert!(!text(&memory.stdout).contains(&admin_token(&env)), "/memory showed the token");
     // A new session gets the memory in its system prompt: not the token.
-    let hello = agent(&env, "c10", "echo hello").await;
+    let hello = env.agent("c10", "echo hello").await;
     assert!(hello.contains("hello"), "{hello}");
     let input = std::fs::read_to_string(env.home().join("fake-state/last-input.json"))
         .expect("the fake CLI records its input");
     assert!(input.contains("sh:echo hello"), "the record is this turn's: {input}");
     assert!(!input.contains(&admin_token(&env)), "the new session's prompt carries the token");
 
-    let fifo = agent(
-        &env,
-        "c1",
-        "rm -f memory_system/MAINMEMORY.md && mkfifo memory_system/MAINMEMORY.md && echo made",
-    )
-    .await;
+    let fifo = env
+        .agent(
+            "c1",
+            "rm -f memory_system/MAINMEMORY.md && mkfifo memory_system/MAINMEMORY.md && echo made",
+        )
+        .await;
     assert!(fifo.contains("made"), "{fifo}");
     // New sessions still answer; core is not stuck opening the FIFO.
     let hello = tokio::time::timeout(
@@ -117,19 +98,19 @@ async fn core_never_writes_through_links_the_agent_planted() {
     let env = TestEnv::with_fake_claude("");
     let victim = tempfile::tempdir().expect("victim dir");
     let keys = victim.path().join("authorized_keys");
-    up(&env).await;
+    env.up().await;
     let ctl = ctl();
-    let out = agent(
-        &env,
-        "c1",
-        &format!(
-            "{ctl} cron add w --schedule '0 0 1 1 *' --description seed && \
+    let out = env
+        .agent(
+            "c1",
+            &format!(
+                "{ctl} cron add w --schedule '0 0 1 1 *' --description seed && \
              ln -sf {keys} cron_tasks/w/TASK_DESCRIPTION.md && \
              {ctl} cron edit w --description 'ssh-ed25519 AAAAattacker evil@x'",
-            keys = keys.display()
-        ),
-    )
-    .await;
+                keys = keys.display()
+            ),
+        )
+        .await;
     assert!(!keys.exists(), "core wrote through the link: {out}");
     let description =
         std::fs::read_to_string(env.home().join("workspace/cron_tasks/w/TASK_DESCRIPTION.md"))
@@ -138,7 +119,7 @@ async fn core_never_writes_through_links_the_agent_planted() {
 
     // The seed at core's start replaces a linked rule file instead of writing through it.
     let clobbered = victim.path().join("clobbered");
-    agent(&env, "c1", &format!("ln -sf {} AGENTS.md", clobbered.display())).await;
+    env.agent("c1", &format!("ln -sf {} AGENTS.md", clobbered.display())).await;
     let core = env.service_status("core").await.expect("core row");
     let old_pid = core["pid"].as_u64().expect("core pid");
     assert!(env.ductorctl(&["restart", "core"]).await.status.success());
@@ -156,7 +137,7 @@ async fn core_never_writes_through_links_the_agent_planted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_access_all_still_never_sends_ductors_secrets() {
     let env = TestEnv::with_fake_claude("[agent]\nfile_access = \"all\"\n");
-    up(&env).await;
+    env.up().await;
     let mut gateway = Gateway::attach(env.channel("core"), gateway::hello("testgw")).await;
     let token = env.home().join("secrets/admin.token");
     let ask = format!("sh:echo '<file:{}>' ; echo '<file:/etc/hostname>'", token.display());

@@ -32,7 +32,7 @@ pub use automation::{
 pub use background::BackgroundConfig;
 pub use gateways::{MatrixConfig, MatrixStreaming, TelegramConfig};
 pub use launcher::LauncherConfig;
-pub use runner::{ProviderConfig, ProvidersConfig, RunnerConfig, SandboxMode};
+pub use runner::{ProviderConfig, ProvidersConfig, RunnerConfig, SandboxMode, StateHome};
 
 /// The commented default configuration, as written by `ductorctl init`.
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("config/default.toml");

@@ -149,6 +149,12 @@ impl DuctorHome {
         self.root.join("workspace")
     }
 
+    /// The CLIs' own state for agent runs (`<provider>/<bucket>/`), never
+    /// the operator's `~/.claude`, `~/.codex` or `~/.gemini`.
+    pub fn provider_homes(&self) -> PathBuf {
+        self.root.join("providers")
+    }
+
     /// Secret files ductor writes itself (0600 inside a 0700 directory).
     pub fn secrets_dir(&self) -> PathBuf {
         self.root.join("secrets")

@@ -120,6 +120,13 @@ impl Tree {
         Self::root(path)
     }
 
+    /// A second handle on the same directory.
+    pub fn try_clone(&self) -> Result<Self> {
+        let fd =
+            self.fd.try_clone().map_err(|e| SafeFsError::refused(&self.path, e.to_string()))?;
+        Ok(Self { fd, path: self.path.clone() })
+    }
+
     /// The path this tree was opened as (for messages and for other processes).
     pub fn path(&self) -> &Path {
         &self.path
@@ -260,6 +267,41 @@ impl Tree {
             });
         }
         Ok(out)
+    }
+
+    /// The entry `name` itself (a link is described, not followed); `None` when missing.
+    pub fn entry(&self, name: &str) -> Result<Option<Entry>> {
+        one_name(&self.path, name)?;
+        let flags = nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW;
+        match nix::sys::stat::fstatat(self.fd.as_fd(), name, flags) {
+            Ok(stat) => {
+                let kind = stat.st_mode & libc::S_IFMT;
+                Ok(Some(Entry {
+                    name: name.to_owned(),
+                    is_dir: kind == libc::S_IFDIR,
+                    is_link: kind == libc::S_IFLNK,
+                    modified: stat.st_mtime,
+                    size: u64::try_from(stat.st_size).unwrap_or(0),
+                }))
+            }
+            Err(nix::Error::ENOENT) => Ok(None),
+            Err(e) => Err(SafeFsError::os(&self.path.join(name), "stat", e)),
+        }
+    }
+
+    /// Replaces the entry `name` (whatever it was) with a symbolic link to
+    /// `target`, atomically. Nothing is followed: the link is made under a
+    /// fresh name and renamed over the entry.
+    pub fn link(&self, name: &str, target: &Path) -> Result<()> {
+        one_name(&self.path, name)?;
+        let temp = format!(".{name}.{:08x}.tmp", rand_suffix());
+        let path = self.path.join(name);
+        nix::unistd::symlinkat(target, self.fd.as_fd(), temp.as_str())
+            .map_err(|e| SafeFsError::os(&path, "link", e))?;
+        renameat(self.fd.as_fd(), temp.as_str(), self.fd.as_fd(), name).map_err(|e| {
+            let _ = unlinkat(self.fd.as_fd(), temp.as_str(), UnlinkatFlags::NoRemoveDir);
+            SafeFsError::os(&path, "replace", e)
+        })
     }
 
     /// Removes the entry `name`: a file or link as itself, an empty directory.

@@ -12,13 +12,41 @@ use super::agent::PermissionModeSetting;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SandboxMode {
-    /// Landlock where the kernel offers it, else none (reported by `doctor`).
+    /// Landlock where the kernel offers it; without it agent runs are refused.
     #[default]
     Auto,
     /// Landlock, or refuse to run.
     Landlock,
     /// No filesystem sandbox (environment allowlist and limits still apply).
     None,
+}
+
+/// Where a CLI keeps its own state (`~/.claude`, `~/.codex`, `~/.gemini`)
+/// during agent runs (review H6).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StateHome {
+    /// A ductor-owned home per chat (its named sessions and tasks included):
+    /// one chat cannot read another's transcripts.
+    #[default]
+    PerChat,
+    /// One ductor-owned home for every run of this provider.
+    Shared,
+    /// The CLI's own home from the environment, shared with your own use of
+    /// the CLI: a hook or MCP server an agent writes there runs unconfined
+    /// the next time you run the CLI yourself. `doctor` warns.
+    Operator,
+}
+
+impl StateHome {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PerChat => "per_chat",
+            Self::Shared => "shared",
+            Self::Operator => "operator",
+        }
+    }
 }
 
 /// `[runner]`.
@@ -178,6 +206,8 @@ pub struct ProviderConfig {
     pub env: BTreeMap<String, String>,
     /// Models offered in `/model` (first is the default); empty = built-in list.
     pub models: Vec<String>,
+    /// Where the CLI keeps its state during agent runs.
+    pub state: StateHome,
 }
 
 impl ProviderConfig {

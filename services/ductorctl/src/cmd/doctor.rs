@@ -10,7 +10,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::ExitCode;
 
-use ductor_daemon::config::SandboxMode;
+use ductor_daemon::config::{SandboxMode, StateHome};
 use ductor_daemon::{Config, DuctorHome, ServiceName};
 
 use crate::bins::BinDir;
@@ -57,6 +57,7 @@ pub async fn run(home: &DuctorHome, _args: Args) -> anyhow::Result<ExitCode> {
     let runner_detail = check_providers(&mut report, home, &config).await;
     check_sandbox(&mut report, &config);
     check_socket_fence(&mut report, &config, runner_detail.as_deref());
+    check_provider_state(&mut report, home, &config);
     Ok(if report.worst == Level::Fail { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
@@ -195,7 +196,11 @@ async fn check_providers(
         if info.version.is_empty() {
             report.line(Level::Warn, &what, format!("{} does not answer --version", info.path));
         } else {
-            report.line(Level::Ok, &what, format!("{} ({})", info.version, info.path));
+            let login = match info.auth_hint.as_str() {
+                "" => String::new(),
+                hint => format!("; login: {hint}"),
+            };
+            report.line(Level::Ok, &what, format!("{} ({}){login}", info.version, info.path));
         }
     }
     if found == 0 {
@@ -206,6 +211,32 @@ async fn check_providers(
         );
     }
     Some(answer.sandbox_detail)
+}
+
+/// Where the CLIs keep their state during agent runs (review H6).
+fn check_provider_state(report: &mut Report, home: &DuctorHome, config: &Config) {
+    let mut owned = Vec::new();
+    for name in ["claude", "codex", "gemini"] {
+        let Some(settings) = config.providers.get(name) else { continue };
+        if settings.state == StateHome::Operator {
+            let detail = format!(
+                "{name} runs share your own {name} home: a hook, MCP server or memory an agent \
+                 writes there runs unconfined when you next use {name} yourself, and every chat \
+                 sees the others' transcripts; set [providers.{name}].state = \"per_chat\""
+            );
+            report.line(Level::Warn, "provider state", detail);
+        } else {
+            owned.push(format!("{name} {}", settings.state.as_str()));
+        }
+    }
+    if !owned.is_empty() {
+        let detail = format!(
+            "{} in {} (your settings copied in each run, your login linked)",
+            owned.join(", "),
+            home.provider_homes().display()
+        );
+        report.line(Level::Ok, "provider state", detail);
+    }
 }
 
 /// The Landlock ABI version the kernel offers, if any.
@@ -236,9 +267,10 @@ fn check_sandbox(report: &mut Report, config: &Config) {
             format!("runs are confined with Landlock (ABI {abi})"),
         ),
         (SandboxMode::Auto, None) => report.line(
-            Level::Warn,
+            Level::Fail,
             "sandbox",
-            "runs get no filesystem sandbox ([runner].sandbox = \"auto\", no Landlock)",
+            "agent runs are refused: no Landlock to confine them ([runner].sandbox = \"auto\"); \
+             set [runner].sandbox = \"none\" to run agents unconfined",
         ),
         (SandboxMode::Landlock, None) => report.line(
             Level::Fail,
