@@ -24,11 +24,17 @@ const SECRET: &str = "outside-helper-secret-5d1f";
 const PYTHON: &str = "/usr/bin/python3";
 
 /// The runner's sandbox detail says whether runs are fenced; `None` = fenced.
+/// Under `DUCTOR_REQUIRE_REAL` (CI, whose kernel has user namespaces) an
+/// unfenced runner fails the test instead of skipping it.
 async fn unfenced_reason(env: &TestEnv) -> Option<String> {
     let doctor = env.ductorctl(&["doctor"]).await;
     let out = text(&doctor.stdout);
     let line = out.lines().find(|l| l.contains("socket fence"))?.to_owned();
-    (!line.starts_with("OK")).then_some(line)
+    let unfenced = (!line.starts_with("OK")).then_some(line);
+    if let Some(reason) = &unfenced {
+        assert!(std::env::var("DUCTOR_REQUIRE_REAL").is_err(), "DUCTOR_REQUIRE_REAL=1: {reason}");
+    }
+    unfenced
 }
 
 /// A same-uid service on a Unix socket in a fresh directory under `/tmp`
