@@ -217,6 +217,9 @@ pub fn machine_config(config: &Config) -> MachineConfig {
         version: VERSION.to_owned(),
         summary: summary(config, agent),
         providers: vec!["claude".into(), "codex".into(), "gemini".into()],
+        permission: agent.permission_mode,
+        approval_timeout_ms: agent.approval_timeout_seconds * 1000,
+        while_busy: agent.while_busy,
     }
 }
 

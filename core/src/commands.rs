@@ -32,6 +32,8 @@ pub enum Command {
     Model(Option<String>),
     /// Reasoning effort selector, or a direct switch.
     Effort(Option<String>),
+    /// Permission mode selector, or a direct switch.
+    Mode(Option<String>),
     /// Session summary.
     Status,
     /// Show MAINMEMORY.md.
@@ -93,6 +95,12 @@ pub const COMMANDS: &[CommandSpec] = &[
     },
     spec("model", "[NAME]", "Choose provider and model", Command::Model),
     spec("effort", "[LEVEL]", "Choose the reasoning effort", Command::Effort),
+    spec(
+        "mode",
+        "[ask|default|accept_edits|plan|bypass]",
+        "What the agent may do without asking",
+        Command::Mode,
+    ),
     spec("status", "", "Session, usage, model, runner health", |_| Command::Status),
     spec("reset", "", "Fresh session for the current provider", |_| Command::Reset),
     spec(

@@ -357,6 +357,54 @@ impl<E: Env + 'static> Driver<E> {
                 });
                 None
             }
+            Effect::Respond { run_id, response, steer } => {
+                let runner = self.runner.clone();
+                let sink = self.sink.clone();
+                tokio::spawn(async move {
+                    let delivered = runner.respond(&run_id, response).await;
+                    if let Err(status) = &delivered {
+                        tracing::warn!(
+                            run_id,
+                            error = status.message(),
+                            "a response was not delivered"
+                        );
+                    }
+                    if let Some((key, event_id)) = steer
+                        && !matches!(delivered, Ok(true))
+                    {
+                        sink(Event::SteerRefused { key, event_id });
+                    }
+                });
+                None
+            }
+            Effect::ApprovalTimer { approval_id, after_ms } => {
+                let sink = self.sink.clone();
+                let shutdown = self.shutdown.child_token();
+                tokio::spawn(async move {
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_millis(after_ms)) => {
+                            sink(Event::ApprovalTimeout { approval_id });
+                        }
+                        () = shutdown.cancelled() => {}
+                    }
+                });
+                None
+            }
+            Effect::Audit(record) => {
+                tracing::info!(
+                    session = %record.key,
+                    run_id = record.run_id,
+                    tool = record.tool,
+                    decision = record.decision,
+                    how = record.how,
+                    "approval decision"
+                );
+                self.store
+                    .call(move |c| store::record_approval(c, &record))
+                    .await
+                    .err()
+                    .map(|e| ("record an approval", e))
+            }
             Effect::SaveSession(record) => self
                 .store
                 .call(move |c| store::save_session(c, &record))

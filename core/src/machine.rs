@@ -12,6 +12,7 @@
 //! file tags against the allowed roots), which tests replace.
 
 mod commands;
+mod control;
 mod turn;
 
 #[cfg(test)]
@@ -63,6 +64,12 @@ pub struct MachineConfig {
     pub summary: Vec<String>,
     /// Provider names known without a probe.
     pub providers: Vec<String>,
+    /// `[agent].permission_mode` (a chat's `/mode` overrides it).
+    pub permission: ductor_daemon::config::PermissionModeSetting,
+    /// An approval request unanswered this long is denied.
+    pub approval_timeout_ms: u64,
+    /// Messages sent while a turn runs: queued or steered.
+    pub while_busy: ductor_daemon::config::WhileBusy,
 }
 
 /// Options for a prompt injected by automation into a chat's session.
@@ -124,6 +131,18 @@ pub enum Event {
     Error(String),
     /// A chat's live named sessions changed (for `@name` routing).
     LiveNames(LiveNames),
+    /// An approval request's answer time is over.
+    ApprovalTimeout {
+        /// From [`Effect::ApprovalTimer`].
+        approval_id: String,
+    },
+    /// The runner did not take a steering message (its turn was ending).
+    SteerRefused {
+        /// The chat.
+        key: SessionKey,
+        /// The message's event id.
+        event_id: String,
+    },
 }
 
 /// What the driver must do.
@@ -172,6 +191,26 @@ pub enum Effect {
         /// What to do.
         request: BackgroundRequest,
     },
+    /// Hand a response to a live run; `steer` is the chat and the message's
+    /// event id when it is a steer (refused ones come back as
+    /// [`Event::SteerRefused`]).
+    Respond {
+        /// The run.
+        run_id: String,
+        /// What to hand it.
+        response: crate::model::RunResponse,
+        /// The chat and the steered message's event id.
+        steer: Option<(SessionKey, String)>,
+    },
+    /// Fire [`Event::ApprovalTimeout`] after this long.
+    ApprovalTimer {
+        /// The request.
+        approval_id: String,
+        /// Milliseconds.
+        after_ms: u64,
+    },
+    /// Append a decision to the approvals audit log.
+    Audit(crate::store::ApprovalRecord),
     /// Answer a chat command from automation's data (the driver asks
     /// automation and sends the answer as a notice, in order).
     Automation {
@@ -236,6 +275,7 @@ pub struct Machine<E: Env> {
     /// Live named sessions per chat (the background engine tells us).
     named: HashMap<SessionKey, Vec<String>>,
     catalog: Vec<ProviderInfo>,
+    approvals: control::Approvals,
     runner_up: bool,
     errors: VecDeque<String>,
     now: Timestamp,
@@ -255,6 +295,7 @@ impl<E: Env> Machine<E> {
             numbered: HashMap::new(),
             named: HashMap::new(),
             catalog: Vec::new(),
+            approvals: control::Approvals::default(),
             runner_up: false,
             errors: VecDeque::new(),
             now: Timestamp::UNIX_EPOCH,
@@ -292,6 +333,8 @@ impl<E: Env> Machine<E> {
             Event::Catalog(catalog) => self.catalog = catalog,
             Event::RunnerHealth(up) => self.runner_up = up,
             Event::Error(error) => self.record_error(error),
+            Event::ApprovalTimeout { approval_id } => self.on_approval_timeout(&approval_id),
+            Event::SteerRefused { key, event_id } => self.on_steer_refused(&key, &event_id),
             Event::LiveNames(live) => {
                 if live.names.is_empty() {
                     self.named.remove(&live.key);
@@ -408,6 +451,9 @@ impl<E: Env> Machine<E> {
         if let Some(button) = self.numbered_choice(key, text) {
             return self.on_button(key, event_id, &button.id);
         }
+        if self.typed_approval(key, event_id, text) {
+            return self.journal(key, event_id, InboundState::Done, "");
+        }
         if let Some(command) = parse_command(text) {
             self.journal(key, event_id, InboundState::Done, "");
             return self.on_command(key, event_id, command);
@@ -455,12 +501,16 @@ impl<E: Env> Machine<E> {
             return self.submit_user(key, event_id, label.to_owned(), None, None);
         }
         self.journal(key, event_id, InboundState::Done, "");
-        if let Some(entry) = id.strip_prefix("mq:") {
+        if let Some(rest) = id.strip_prefix("ap:") {
+            self.on_approval_button(key, event_id, rest);
+        } else if let Some(entry) = id.strip_prefix("mq:") {
             self.cancel_queued(key, event_id, entry);
         } else if let Some(rest) = id.strip_prefix("ms:") {
             self.on_model_button(key, event_id, rest);
         } else if let Some(level) = id.strip_prefix("ef:") {
             self.set_effort(key, event_id, level);
+        } else if let Some(mode) = id.strip_prefix("pm:") {
+            self.cmd_mode(key, event_id, Some(mode.to_owned()));
         } else if let Some(request) = background_button(id) {
             self.ask_background(key, event_id, request);
         } else {
@@ -486,12 +536,20 @@ impl<E: Env> Machine<E> {
         self.submit(key, input);
     }
 
-    /// Runs `input` now, or queues it behind the running turn.
+    /// Runs `input` now, steers it into the running turn, or queues it.
     fn submit(&mut self, key: &SessionKey, input: TurnInput) {
         let busy = self.chats.get(key).is_some_and(|c| c.active.is_some());
         if !busy {
             return self.start_turn(key, input);
         }
+        if self.try_steer(key, &input) {
+            return;
+        }
+        self.enqueue(key, input);
+    }
+
+    /// Queues `input` behind the running turn, with a visible notice.
+    fn enqueue(&mut self, key: &SessionKey, input: TurnInput) {
         let entry_id = self.env.new_id();
         let event_id = input.event_id.clone();
         let chat = self.chats.entry(key.clone()).or_default();

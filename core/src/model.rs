@@ -2,6 +2,7 @@
 //! and what a run reports. Proto types are converted at the edge (`wire`);
 //! everything inside core speaks these.
 
+use ductor_daemon::config::PermissionModeSetting;
 use std::fmt;
 
 /// Which conversation a message belongs to: `(transport, chat, topic)`.
@@ -279,6 +280,10 @@ pub struct ProviderInfo {
     pub default_model: String,
     /// Reasoning efforts accepted.
     pub efforts: Vec<String>,
+    /// The CLI asks for tool approvals (`ask` mode works).
+    pub can_approve: bool,
+    /// The CLI takes steering messages into a running turn.
+    pub can_steer: bool,
 }
 
 /// How a run is signalled.
@@ -320,12 +325,45 @@ pub enum RunEvent {
         /// Detail.
         detail: String,
     },
+    /// The CLI waits for permission to use a tool (`ask` mode).
+    ApprovalRequested(ApprovalRequest),
+    /// A steering message reached the CLI; its answer follows in this run.
+    Steered(String),
     /// The final result line.
     Result(RunResult),
     /// An error; a non-recoverable one ends the run.
     Error(RunError),
     /// The process is gone; the last event of a run.
     Exited(RunOutcome),
+}
+
+/// A tool use waiting for the user's decision.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ApprovalRequest {
+    /// The runner's key of the answer.
+    pub request_id: String,
+    /// The CLI's tool name.
+    pub tool: String,
+    /// The tool input (JSON object text).
+    pub input_json: String,
+    /// The CLI's own description, if any.
+    pub description: String,
+}
+
+/// What core hands a running CLI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunResponse {
+    /// The answer to an [`ApprovalRequest`].
+    Approval {
+        /// Its request id.
+        request_id: String,
+        /// Allowed or denied.
+        allow: bool,
+        /// Told to the agent with a denial.
+        message: String,
+    },
+    /// A message into the running turn.
+    Steer(String),
 }
 
 /// The result of a run.
@@ -455,4 +493,9 @@ pub struct RunRequest {
     pub total_timeout_ms: u64,
     /// Output-silence timeout.
     pub idle_timeout_ms: u64,
+    /// Permission mode of this run; `None` = `[agent].permission_mode`
+    /// (a one-shot run never asks: `ask` becomes `default` there).
+    pub permission: Option<PermissionModeSetting>,
+    /// Keep the CLI's input open for steering.
+    pub interactive: bool,
 }

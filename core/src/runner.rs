@@ -15,7 +15,7 @@ use ductor_proto::{Channel, pb};
 use tokio_util::sync::CancellationToken;
 
 use crate::machine::Event;
-use crate::model::{ProviderInfo, RunEvent, RunRequest, RunResult, SignalKind};
+use crate::model::{ProviderInfo, RunEvent, RunRequest, RunResponse, RunResult, SignalKind};
 use crate::wire::{providers_from_pb, run_event_from_pb, run_spec_to_pb};
 
 /// Where runner events go (the driver's input queue).
@@ -101,7 +101,20 @@ impl RunnerLink {
             let extra = agent_env(&request.extra_env);
             request.extra_env.extend(extra);
         }
-        run_spec_to_pb(request, working_dir.unwrap_or(&self.workspace), self.permission)
+        let permission = request.permission.map_or(self.permission, crate::wire::permission_to_pb);
+        run_spec_to_pb(request, working_dir.unwrap_or(&self.workspace), permission)
+    }
+
+    /// Hands `response` to a live run; `Ok(false)` when the run or its CLI
+    /// did not take it.
+    pub async fn respond(
+        &self,
+        run_id: &str,
+        response: RunResponse,
+    ) -> Result<bool, tonic::Status> {
+        let request = crate::wire::respond_to_pb(run_id, response);
+        let answer = self.client.clone().respond(request).await?;
+        Ok(answer.into_inner().delivered)
     }
 
     /// Starts a run in the background and forwards its events to `sink`.
@@ -150,8 +163,14 @@ impl RunnerLink {
             extra_env: spec.extra_env,
             total_timeout_ms: spec.timeout_ms,
             idle_timeout_ms: 0,
+            permission: None,
+            interactive: false,
         };
-        let spec = self.spec(request, spec.working_dir.as_deref());
+        let mut spec = self.spec(request, spec.working_dir.as_deref());
+        if spec.permission_mode == pb::PermissionMode::Ask as i32 {
+            // Nobody answers a one-shot run's questions: the CLI's own headless rules apply.
+            spec.permission_mode = pb::PermissionMode::Default as i32;
+        }
         let mut stream = match start_with_retry(&mut self.client.clone(), spec).await {
             Ok(stream) => stream,
             Err(status) => return failed("runner_unavailable", status.message()),

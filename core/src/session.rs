@@ -49,6 +49,8 @@ pub struct SessionRecord {
     pub buckets: BTreeMap<String, Bucket>,
     /// First seen.
     pub created_at: Timestamp,
+    /// The chat's permission mode (`/mode`); empty = `[agent].permission_mode`.
+    pub permission: String,
 }
 
 impl SessionRecord {
@@ -61,6 +63,7 @@ impl SessionRecord {
             effort: effort.to_owned(),
             buckets: BTreeMap::new(),
             created_at: now,
+            permission: String::new(),
         }
     }
 

@@ -32,10 +32,11 @@ pub struct Migration {
 }
 
 /// Core's own migrations.
-pub const CORE_MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "core: sessions, inbound journal, outbox",
-    sql: "
+pub const CORE_MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "core: sessions, inbound journal, outbox",
+        sql: "
         CREATE TABLE sessions (
             skey TEXT PRIMARY KEY,
             transport TEXT NOT NULL,
@@ -83,7 +84,97 @@ pub const CORE_MIGRATIONS: &[Migration] = &[Migration {
             reserved_until INTEGER NOT NULL
         );
     ",
-}];
+    },
+    Migration {
+        version: 2,
+        name: "core: a chat's permission mode, the approvals audit log",
+        sql: "
+        ALTER TABLE sessions ADD COLUMN permission TEXT NOT NULL DEFAULT '';
+        CREATE TABLE approvals (
+            id INTEGER PRIMARY KEY,
+            at_ms INTEGER NOT NULL,
+            skey TEXT NOT NULL,
+            run_id TEXT NOT NULL,
+            provider TEXT NOT NULL,
+            tool TEXT NOT NULL,
+            input TEXT NOT NULL,
+            decision TEXT NOT NULL,
+            how TEXT NOT NULL
+        );
+        CREATE INDEX approvals_by_chat ON approvals(skey, at_ms);
+    ",
+    },
+];
+
+/// One approval decision, as the audit log keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalRecord {
+    /// When it was decided.
+    pub at: Timestamp,
+    /// The chat.
+    pub key: SessionKey,
+    /// The run that asked.
+    pub run_id: String,
+    /// Its provider.
+    pub provider: String,
+    /// The tool.
+    pub tool: String,
+    /// The tool input as the CLI gave it (truncated).
+    pub input: String,
+    /// "allowed", "allowed_for_session", "denied", "timed_out", "cancelled".
+    pub decision: String,
+    /// How: "button", "typed", "session_rule", "timeout", "turn_ended".
+    pub how: String,
+}
+
+/// Appends `record` to the approvals audit log.
+pub fn record_approval(conn: &mut Connection, record: &ApprovalRecord) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO approvals (at_ms, skey, run_id, provider, tool, input, decision, how)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            record.at.as_millisecond(),
+            record.key.storage_key(),
+            record.run_id,
+            record.provider,
+            record.tool,
+            record.input,
+            record.decision,
+            record.how
+        ],
+    )
+    .map_err(sql("record an approval"))?;
+    Ok(())
+}
+
+/// The chat's latest `limit` approval decisions, newest first.
+pub fn recent_approvals(
+    conn: &mut Connection,
+    key: &SessionKey,
+    limit: u32,
+) -> Result<Vec<ApprovalRecord>, StoreError> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT at_ms, run_id, provider, tool, input, decision, how FROM approvals
+             WHERE skey = ?1 ORDER BY at_ms DESC, id DESC LIMIT ?2",
+        )
+        .map_err(sql("read approvals"))?;
+    let rows = stmt
+        .query_map(params![key.storage_key(), limit], |row| {
+            Ok(ApprovalRecord {
+                at: ts(row.get(0)?),
+                key: key.clone(),
+                run_id: row.get(1)?,
+                provider: row.get(2)?,
+                tool: row.get(3)?,
+                input: row.get(4)?,
+                decision: row.get(5)?,
+                how: row.get(6)?,
+            })
+        })
+        .map_err(sql("read approvals"))?;
+    rows.collect::<Result<_, _>>().map_err(sql("read an approval"))
+}
 
 /// A database failure, with what was being done.
 #[derive(Debug, thiserror::Error)]
@@ -280,7 +371,8 @@ pub fn load_sessions(conn: &mut Connection) -> Result<Vec<SessionRecord>, StoreE
     let mut records = Vec::new();
     let mut stmt = conn
         .prepare(
-            "SELECT skey, transport, chat_id, topic_id, provider, model, effort, created_ms
+            "SELECT skey, transport, chat_id, topic_id, provider, model, effort, created_ms,
+                    permission
              FROM sessions",
         )
         .map_err(sql("read sessions"))?;
@@ -299,6 +391,7 @@ pub fn load_sessions(conn: &mut Connection) -> Result<Vec<SessionRecord>, StoreE
                     effort: row.get(6)?,
                     buckets: Default::default(),
                     created_at: ts(row.get(7)?),
+                    permission: row.get(8)?,
                 },
             ))
         })
@@ -386,9 +479,10 @@ pub fn save_session(conn: &mut Connection, record: &SessionRecord) -> Result<(),
     let tx = conn.transaction().map_err(sql("begin saving a session"))?;
     let skey = record.key.storage_key();
     tx.execute(
-        "INSERT INTO sessions (skey, transport, chat_id, topic_id, provider, model, effort, created_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-         ON CONFLICT(skey) DO UPDATE SET provider = ?5, model = ?6, effort = ?7",
+        "INSERT INTO sessions (skey, transport, chat_id, topic_id, provider, model, effort,
+             created_ms, permission)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+         ON CONFLICT(skey) DO UPDATE SET provider = ?5, model = ?6, effort = ?7, permission = ?9",
         params![
             skey,
             record.key.transport,
@@ -397,7 +491,8 @@ pub fn save_session(conn: &mut Connection, record: &SessionRecord) -> Result<(),
             record.provider,
             record.model,
             record.effort,
-            record.created_at.as_millisecond()
+            record.created_at.as_millisecond(),
+            record.permission
         ],
     )
     .map_err(sql("save a session"))?;
@@ -707,6 +802,6 @@ mod tests {
                     .map_err(sql("count"))
             })
             .unwrap();
-        assert_eq!(count, 2);
+        assert_eq!(count as usize, CORE_MIGRATIONS.len() + extra.len());
     }
 }

@@ -10,9 +10,9 @@ use ductor_proto::error::required;
 use ductor_proto::{ProtocolError, pb};
 
 use crate::model::{
-    Attachment, Button, ButtonGrid, ButtonStyle, Capabilities, Inbound, InboundKind, Media,
-    OutKind, Outbound, ProviderInfo, RunError, RunErrorKind, RunEvent, RunOutcome, RunRequest,
-    RunResult, SessionKey, SignalKind,
+    ApprovalRequest, Attachment, Button, ButtonGrid, ButtonStyle, Capabilities, Inbound,
+    InboundKind, Media, OutKind, Outbound, ProviderInfo, RunError, RunErrorKind, RunEvent,
+    RunOutcome, RunRequest, RunResponse, RunResult, SessionKey, SignalKind,
 };
 
 /// The `Hello` of a gateway, validated.
@@ -175,6 +175,13 @@ pub fn run_event_from_pb(event: pb::RunEvent) -> Result<Option<RunEvent>, Protoc
             status: "permission_denied".to_owned(),
             detail: format!("{}: {}", denied.tool_name, denied.message),
         },
+        Kind::ApprovalRequested(asked) => RunEvent::ApprovalRequested(ApprovalRequest {
+            request_id: asked.request_id,
+            tool: asked.tool,
+            input_json: asked.input_json,
+            description: asked.description,
+        }),
+        Kind::Steered(steered) => RunEvent::Steered(steered.text),
         Kind::Result(result) => {
             // `usage` is this run only; its input_tokens already count cached ones.
             let usage = result.usage.unwrap_or_default();
@@ -241,8 +248,22 @@ pub fn providers_from_pb(probe: pb::ProbeResponse) -> Vec<ProviderInfo> {
             },
             models: p.models,
             efforts: p.efforts,
+            can_approve: p.can_approve,
+            can_steer: p.can_steer,
         })
         .collect()
+}
+
+/// A response for a live run.
+pub fn respond_to_pb(run_id: &str, response: RunResponse) -> pb::RespondRequest {
+    use pb::respond_request::What;
+    let what = match response {
+        RunResponse::Approval { request_id, allow, message } => {
+            What::Approval(pb::ApprovalAnswer { request_id, allow, message })
+        }
+        RunResponse::Steer(text) => What::Steer(pb::SteerInput { text }),
+    };
+    pb::RespondRequest { run_id: run_id.to_owned(), what: Some(what) }
 }
 
 /// Builds the runner's `RunSpec`.
@@ -266,6 +287,7 @@ pub fn run_spec_to_pb(
         total_timeout_ms: request.total_timeout_ms,
         idle_timeout_ms: request.idle_timeout_ms,
         labels: request.labels.into_iter().collect(),
+        interactive: request.interactive,
     }
 }
 
@@ -298,6 +320,7 @@ pub fn permission_to_pb(mode: PermissionModeSetting) -> pb::PermissionMode {
         PermissionModeSetting::AcceptEdits => pb::PermissionMode::AcceptEdits,
         PermissionModeSetting::Bypass => pb::PermissionMode::Bypass,
         PermissionModeSetting::Plan => pb::PermissionMode::Plan,
+        PermissionModeSetting::Ask => pb::PermissionMode::Ask,
     }
 }
 

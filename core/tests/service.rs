@@ -119,6 +119,13 @@ impl Runner for FakeRunner {
         Ok(Response::new(pb::ListRunsResponse::default()))
     }
 
+    async fn respond(
+        &self,
+        _request: Request<pb::RespondRequest>,
+    ) -> Result<Response<pb::RespondResponse>, Status> {
+        Ok(Response::new(pb::RespondResponse { delivered: false }))
+    }
+
     async fn probe(
         &self,
         _request: Request<pb::ProbeRequest>,

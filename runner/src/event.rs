@@ -209,6 +209,19 @@ pub enum Event {
         /// The CLI's message.
         message: String,
     },
+    /// The CLI waits for permission to use a tool (`ask` mode).
+    ApprovalRequested {
+        /// The key of the answer.
+        request_id: String,
+        /// Tool name.
+        tool: String,
+        /// The tool input (a JSON object), echoed back when allowed.
+        input: serde_json::Value,
+        /// The CLI's one-line description.
+        description: String,
+    },
+    /// A steering message reached the CLI.
+    Steered(String),
     /// The final result line.
     Result(RunResult),
     /// An error.
@@ -247,6 +260,15 @@ impl Event {
             Self::PermissionDenied { tool, message } => {
                 Kind::PermissionDenied(pb::PermissionDenied { tool_name: tool, message })
             }
+            Self::ApprovalRequested { request_id, tool, input, description } => {
+                Kind::ApprovalRequested(pb::ApprovalRequested {
+                    request_id,
+                    tool,
+                    input_json: input.to_string(),
+                    description,
+                })
+            }
+            Self::Steered(text) => Kind::Steered(pb::Steered { text }),
             Self::Result(result) => Kind::Result(pb::RunResult {
                 text: result.text,
                 session_id: result.session_id,

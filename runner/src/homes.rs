@@ -204,7 +204,7 @@ fn seed(source: Option<&Tree>, files: &Tree, name: &str) {
 /// file when the run may use it.
 fn link_login(source: Option<&Tree>, files: &Tree, name: &str) -> Option<PathBuf> {
     let existing = files.entry(name).ok().flatten();
-    let Some(source) = source else { return None };
+    let source = source?;
     let path = source.path().join(name);
     let Ok(meta) = std::fs::metadata(&path) else {
         // No login to share: drop a link left from an earlier one.
@@ -333,7 +333,11 @@ mod tests {
         std::fs::remove_file(&own).unwrap();
         std::fs::write(&own, "refreshed").unwrap();
         let again = prepare(Provider::Claude, &root, "shared", &vars).unwrap();
-        assert_eq!(again.writable, [again.dir.clone()], "the operator's login is not granted");
+        assert_eq!(
+            again.writable,
+            std::slice::from_ref(&again.dir),
+            "the operator's login is not granted"
+        );
         assert_eq!(std::fs::read_to_string(&own).unwrap(), "refreshed");
         // A newer operator login wins.
         let later = std::time::SystemTime::now() + std::time::Duration::from_secs(5);

@@ -108,7 +108,7 @@ async fn run_version(
         cwd: &cwd,
         limits: Limits { max_processes: 4096, max_file_bytes: 64 * 1024 * 1024 },
         ruleset,
-        stdin: None,
+        stdin: sandbox::StdinFrom::Null,
     });
     let child = match command.spawn() {
         Ok(child) => child,
@@ -182,6 +182,8 @@ pub async fn provider_info(
         default_model: models.first().cloned().unwrap_or_default(),
         models,
         efforts: provider::efforts(provider).iter().map(|e| (*e).to_owned()).collect(),
+        can_approve: provider::can_approve(provider),
+        can_steer: provider::can_steer(provider),
     }
 }
 

@@ -35,12 +35,48 @@ pub struct Invocation {
     /// Files the arguments name, written 0600 into the run's private
     /// directory before the spawn: (path, contents).
     pub files: Vec<(PathBuf, String)>,
+    /// stdin is a live pipe of protocol lines ([`input_line`]) instead of a
+    /// prompt file: the first carries `stdin`, later ones steer the run or
+    /// answer its approval requests. Closing it ends the CLI.
+    pub stream: bool,
 }
 
 impl Invocation {
     /// Arguments and adapter environment of `provider`, the prompt on stdin.
     fn new(provider: Provider, args: Vec<String>, stdin: String) -> Self {
-        Self { args, env: adapter_env(provider), stdin, files: Vec::new() }
+        Self { args, env: adapter_env(provider), stdin, files: Vec::new(), stream: false }
+    }
+}
+
+/// Whether `provider`'s CLI asks a caller for tool approvals (claude's
+/// `--permission-prompt-tool stdio`).
+pub fn can_approve(provider: Provider) -> bool {
+    provider == Provider::Claude
+}
+
+/// Whether `provider`'s CLI takes messages while a turn runs (claude's
+/// stream-json input). Codex `app-server` and gemini `--acp` are not driven yet.
+pub fn can_steer(provider: Provider) -> bool {
+    provider == Provider::Claude
+}
+
+/// What the runner writes into a streaming CLI's input.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// A user message (the first prompt, or a steering message).
+    User(String),
+    /// The answer to an approval request; `input` is the tool input the CLI asked about.
+    Approval { request_id: String, allow: bool, message: String, input: Value },
+    /// Stop the current turn, keep the process.
+    Interrupt { request_id: String },
+}
+
+/// One input line (newline-terminated) of a streaming CLI; `None` for a
+/// CLI that takes no input while it runs.
+pub fn input_line(provider: Provider, input: &Input) -> Option<String> {
+    match provider {
+        Provider::Claude => Some(claude::input_line(input)),
+        Provider::Codex | Provider::Gemini => None,
     }
 }
 
@@ -393,6 +429,7 @@ mod tests {
             total_timeout: None,
             idle_timeout: None,
             labels: BTreeMap::new(),
+            interactive: false,
         }
     }
 

@@ -513,8 +513,19 @@ pub struct Spawn<'a> {
     pub limits: Limits,
     /// Landlock ruleset to apply, when sandboxed.
     pub ruleset: Option<OwnedFd>,
-    /// What the command reads on stdin (else `/dev/null`).
-    pub stdin: Option<std::fs::File>,
+    /// What the command reads on stdin.
+    pub stdin: StdinFrom,
+}
+
+/// Where a spawned command's stdin comes from.
+#[derive(Debug)]
+pub enum StdinFrom {
+    /// `/dev/null`.
+    Null,
+    /// A file (the prompt).
+    File(std::fs::File),
+    /// A pipe the caller writes (a streaming CLI).
+    Pipe,
 }
 
 /// The runner's only spawn site: a command in its own process group, dying
@@ -538,7 +549,11 @@ pub fn command_in(spawn: Spawn<'_>, fence: Option<Arc<Fence>>) -> tokio::process
         .env_clear()
         .envs(spawn.env)
         .current_dir(spawn.cwd)
-        .stdin(spawn.stdin.map_or_else(Stdio::null, Stdio::from))
+        .stdin(match spawn.stdin {
+            StdinFrom::Null => Stdio::null(),
+            StdinFrom::File(file) => Stdio::from(file),
+            StdinFrom::Pipe => Stdio::piped(),
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);

@@ -272,6 +272,12 @@ impl Runner {
             provider::invocation(&spec, mode, &settings.args, self.support.landlock, &tmpdir);
         let stdin = write_inputs(&tmpdir, &invocation)
             .map_err(|e| RunError::fatal(ErrorKind::Internal, format!("write the prompt: {e}")))?;
+        let stdin = if invocation.stream {
+            let _ = std::fs::remove_file(&stdin);
+            supervise::Stdin::Stream(invocation.stdin.clone())
+        } else {
+            supervise::Stdin::Prompt(stdin)
+        };
         let mut env = sandbox::child_env(
             spec.provider,
             &self.parent_env,
@@ -390,13 +396,24 @@ impl Runner {
         let entry = self.lock_runs().get(run_id).cloned();
         match entry {
             Some(entry) => {
-                if entry.control.try_send(control).is_err() {
-                    tracing::warn!(run_id, ?control, "signal queue full or run ending");
+                if let Err(error) = entry.control.try_send(control) {
+                    tracing::warn!(run_id, control = ?error.into_inner(), "signal queue full or run ending");
                 }
                 true
             }
             None => false,
         }
+    }
+
+    /// Hands `response` to a live run; false when there is no such run or
+    /// its CLI did not take it.
+    pub async fn respond(&self, run_id: &str, response: supervise::Response) -> bool {
+        let Some(entry) = self.lock_runs().get(run_id).cloned() else { return false };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        if entry.control.send(Control::Respond { response, reply }).await.is_err() {
+            return false;
+        }
+        answer.await.unwrap_or(false)
     }
 
     /// The live runs whose labels contain all of `filter`.
@@ -546,6 +563,28 @@ impl pb::runner_server::Runner for RunnerService {
     ) -> Result<tonic::Response<pb::ListRunsResponse>, tonic::Status> {
         let runs = self.runner.list(&request.into_inner().label_filter);
         Ok(tonic::Response::new(pb::ListRunsResponse { runs }))
+    }
+
+    async fn respond(
+        &self,
+        request: tonic::Request<pb::RespondRequest>,
+    ) -> Result<tonic::Response<pb::RespondResponse>, tonic::Status> {
+        use pb::respond_request::What;
+        let request = request.into_inner();
+        let response = match request.what {
+            Some(What::Approval(answer)) => supervise::Response::Approval {
+                request_id: answer.request_id,
+                allow: answer.allow,
+                message: answer.message,
+            },
+            Some(What::Steer(steer)) if !steer.text.trim().is_empty() => {
+                supervise::Response::Steer(steer.text)
+            }
+            _ => return Err(tonic::Status::invalid_argument("an approval answer or a steer text")),
+        };
+        let delivered = self.runner.respond(&request.run_id, response).await;
+        tracing::info!(run_id = %request.run_id, delivered, "response to a run");
+        Ok(tonic::Response::new(pb::RespondResponse { delivered }))
     }
 
     async fn probe(

@@ -63,6 +63,8 @@ pub enum PermissionMode {
     Bypass,
     /// Read-only / planning.
     Plan,
+    /// Tool uses the CLI would ask about are asked of the caller.
+    Ask,
 }
 
 impl From<PermissionModeSetting> for PermissionMode {
@@ -72,6 +74,7 @@ impl From<PermissionModeSetting> for PermissionMode {
             PermissionModeSetting::AcceptEdits => Self::AcceptEdits,
             PermissionModeSetting::Bypass => Self::Bypass,
             PermissionModeSetting::Plan => Self::Plan,
+            PermissionModeSetting::Ask => Self::Ask,
         }
     }
 }
@@ -107,6 +110,8 @@ pub struct RunSpec {
     pub idle_timeout: Option<Duration>,
     /// Who the run belongs to.
     pub labels: BTreeMap<String, String>,
+    /// Keep the CLI's input open for steering, where the CLI can.
+    pub interactive: bool,
 }
 
 /// Variables a caller may never inject: ductor's secrets and loader hooks.
@@ -168,6 +173,7 @@ fn permission(value: i32) -> Result<Option<PermissionMode>, RunnerError> {
         Ok(pb::PermissionMode::AcceptEdits) => Ok(Some(PermissionMode::AcceptEdits)),
         Ok(pb::PermissionMode::Bypass) => Ok(Some(PermissionMode::Bypass)),
         Ok(pb::PermissionMode::Plan) => Ok(Some(PermissionMode::Plan)),
+        Ok(pb::PermissionMode::Ask) => Ok(Some(PermissionMode::Ask)),
         Err(_) => Err(invalid(format!("unknown permission_mode {value}"))),
     }
 }
@@ -233,6 +239,7 @@ impl TryFrom<pb::RunSpec> for RunSpec {
             total_timeout: millis(spec.total_timeout_ms),
             idle_timeout: millis(spec.idle_timeout_ms),
             labels: spec.labels.into_iter().collect(),
+            interactive: spec.interactive,
         })
     }
 }

@@ -28,20 +28,53 @@ use crate::event::{ErrorKind, Event, Outcome, RunError, one_line};
 use crate::lines::{Line, LineReader};
 use crate::namespace::Fence;
 use crate::namespace::members::{self, RunNs};
-use crate::provider::{self, ExitInfo, Parser};
+use crate::provider::{self, ExitInfo, Input, Parser};
 use crate::registry::Registry;
 use crate::sandbox::{self, Limits, Spawn, Spawner};
 use crate::spec::RunSpec;
 
-/// A signal requested for a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A request for a live run.
+#[derive(Debug)]
 pub enum Control {
-    /// SIGINT to the group.
+    /// Stop the current turn: the CLI's own interrupt where its input is
+    /// open, else SIGINT to the group.
     Interrupt,
     /// SIGTERM, then SIGKILL after the grace period.
     Stop,
     /// SIGKILL.
     Kill,
+    /// Input for a streaming CLI; `reply` says whether it was taken.
+    Respond {
+        /// What to send.
+        response: Response,
+        /// True when the CLI got it.
+        reply: oneshot::Sender<bool>,
+    },
+}
+
+/// A caller's input to a running CLI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Response {
+    /// The answer to an `ApprovalRequested`.
+    Approval {
+        /// The request answered.
+        request_id: String,
+        /// Allowed or denied.
+        allow: bool,
+        /// Told to the agent with a denial.
+        message: String,
+    },
+    /// A message into the running turn.
+    Steer(String),
+}
+
+/// What the CLI reads on stdin.
+#[derive(Debug)]
+pub enum Stdin {
+    /// The prompt file (removed once the CLI holds it open).
+    Prompt(PathBuf),
+    /// A live pipe of protocol lines, the first carrying this prompt.
+    Stream(String),
 }
 
 /// Why the runner ended (or tried to end) a run.
@@ -69,8 +102,8 @@ pub struct Prepared {
     pub env: BTreeMap<String, String>,
     /// Private TMPDIR (removed at the end).
     pub tmpdir: PathBuf,
-    /// The prompt file the CLI reads on stdin (removed once it is open).
-    pub stdin: PathBuf,
+    /// What the CLI reads on stdin.
+    pub stdin: Stdin,
     /// Landlock ruleset built in the parent, applied in the child (when sandboxed).
     pub ruleset: Option<OwnedFd>,
     /// Landlock applies (reported in `RunStarted.sandbox`).
@@ -180,6 +213,9 @@ struct StderrTail {
 const STDERR_TAIL_BYTES: usize = 4096;
 /// How long to keep reading stdout after the leader exited (pipe held by stragglers).
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
+/// How long a streaming CLI may stay quiet after a result while steered
+/// messages are owed an answer, before its input is closed.
+const OWED_ANSWER_GRACE: Duration = Duration::from_secs(5);
 /// Malformed lines reported as events before going quiet.
 const MAX_PROTOCOL_REPORTS: u32 = 10;
 
@@ -242,9 +278,14 @@ async fn spawn(
     spawner: &Spawner,
 ) -> Result<tokio::process::Child, RunError> {
     let ruleset = prepared.ruleset.take();
-    let stdin = std::fs::File::open(&prepared.stdin).map_err(|error| {
-        RunError::fatal(ErrorKind::Internal, format!("open the prompt file: {error}"))
-    })?;
+    let stdin = match &prepared.stdin {
+        Stdin::Prompt(path) => {
+            sandbox::StdinFrom::File(std::fs::File::open(path).map_err(|error| {
+                RunError::fatal(ErrorKind::Internal, format!("open the prompt file: {error}"))
+            })?)
+        }
+        Stdin::Stream(_) => sandbox::StdinFrom::Pipe,
+    };
     let spawn = Spawn {
         program: &prepared.binary,
         args: &prepared.args,
@@ -252,7 +293,7 @@ async fn spawn(
         cwd: &prepared.spec.working_dir,
         limits: prepared.limits,
         ruleset,
-        stdin: Some(stdin),
+        stdin,
     };
     let fence = prepared.fence.clone();
     let child = spawner.spawn(sandbox::command_in(spawn, fence.clone())).await.map_err(|error| {
@@ -263,7 +304,9 @@ async fn spawn(
         )
     });
     // The CLI holds it open; nothing else needs the prompt on disk.
-    let _ = std::fs::remove_file(&prepared.stdin);
+    if let Stdin::Prompt(path) = &prepared.stdin {
+        let _ = std::fs::remove_file(path);
+    }
     child
 }
 
@@ -298,6 +341,7 @@ enum Wake {
     TotalTimeout,
     IdleCheck,
     KillNow,
+    CloseInput,
     DrainOver,
 }
 
@@ -321,6 +365,17 @@ struct Supervisor {
     fatal_reported: bool,
     /// A text event was seen (logged once, for latency traces).
     text_seen: bool,
+    /// The streaming CLI's input, while open.
+    input: Option<mpsc::Sender<String>>,
+    /// Approval requests not answered yet: their tool input.
+    pending: std::collections::HashMap<String, serde_json::Value>,
+    /// Steering messages written (each ends in a result of its own).
+    steers: u32,
+    /// Result lines seen.
+    results: u32,
+    /// More answers are owed but the CLI went quiet: close its input then
+    /// (it may have taken a steer into the turn that just ended).
+    close_input_at: Option<tokio::time::Instant>,
 }
 
 impl Supervisor {
@@ -351,6 +406,11 @@ impl Supervisor {
             kill_at: None,
             fatal_reported: false,
             text_seen: false,
+            input: None,
+            pending: std::collections::HashMap::new(),
+            steers: 0,
+            results: 0,
+            close_input_at: None,
         }
     }
 
@@ -372,9 +432,78 @@ impl Supervisor {
             self.request(Reason::ClientGone);
         }
         let mut lines = self.spawn_readers();
+        self.spawn_writer();
         let mut exit = self.spawn_waiter();
         let status = self.event_loop(sink, &mut lines, &mut exit, &mut control).await;
         self.finish(sink, status, exit).await;
+    }
+
+    /// A streaming CLI: writes its first prompt, then whatever
+    /// [`Self::send_input`] queues; dropping the sender closes its stdin.
+    fn spawn_writer(&mut self) {
+        use tokio::io::AsyncWriteExt as _;
+        let Stdin::Stream(prompt) = &self.prepared.stdin else { return };
+        let provider = self.prepared.spec.provider;
+        let Some(first) = provider::input_line(provider, &Input::User(prompt.clone())) else {
+            return;
+        };
+        let Some(mut stdin) = self.child.as_mut().and_then(|c| c.stdin.take()) else { return };
+        let (tx, mut rx) = mpsc::channel::<String>(32);
+        let run_id = self.prepared.spec.run_id.clone();
+        tokio::spawn(async move {
+            let mut next = Some(first);
+            while let Some(line) = next {
+                let written = stdin.write_all(line.as_bytes()).await;
+                if let Err(error) = written.and(stdin.flush().await) {
+                    tracing::debug!(%run_id, %error, "the CLI's input is closed");
+                    break;
+                }
+                next = rx.recv().await;
+            }
+        });
+        self.input = Some(tx);
+    }
+
+    /// Queues one protocol line for the CLI; false when its input is closed.
+    fn send_input(&self, input: &Input) -> bool {
+        let provider = self.prepared.spec.provider;
+        match (&self.input, provider::input_line(provider, input)) {
+            (Some(tx), Some(line)) => tx.try_send(line).is_ok(),
+            _ => false,
+        }
+    }
+
+    /// Applies a caller's response; true when the CLI got it.
+    async fn respond(&mut self, response: Response, sink: &mut Sink) -> bool {
+        match response {
+            Response::Approval { request_id, allow, message } => {
+                let Some(input) = self.pending.remove(&request_id) else { return false };
+                let answer = Input::Approval { request_id, allow, message, input };
+                self.send_input(&answer)
+            }
+            Response::Steer(text) => {
+                if self.reason.is_some() || !self.send_input(&Input::User(text.clone())) {
+                    return false;
+                }
+                self.steers += 1;
+                sink.send(Event::Steered(text)).await;
+                true
+            }
+        }
+    }
+
+    /// Stops the current turn through the CLI's input (it stays alive until
+    /// the turn's result, then its input is closed); false when it has none.
+    fn interrupt_by_input(&mut self) -> bool {
+        let request_id = format!("interrupt-{}", self.results);
+        if !self.send_input(&Input::Interrupt { request_id }) {
+            return false;
+        }
+        tracing::info!(run_id = %self.prepared.spec.run_id, "interrupting through the CLI's input");
+        if self.reason.is_none() {
+            self.reason = Some(Reason::Interrupt);
+        }
+        true
     }
 
     /// Reaps the child in its own task (so it is reaped on every path).
@@ -472,6 +601,9 @@ impl Supervisor {
             () = sleep_until(total_deadline), if timers => Wake::TotalTimeout,
             () = sleep_until(idle_deadline), if timers => Wake::IdleCheck,
             () = sleep_until(self.kill_at.unwrap_or(far)), if self.kill_at.is_some() => Wake::KillNow,
+            () = sleep_until(self.close_input_at.unwrap_or(far)), if self.close_input_at.is_some() => {
+                Wake::CloseInput
+            }
             () = sleep_until(state.drain_deadline.unwrap_or(far)), if state.drain_deadline.is_some() => {
                 Wake::DrainOver
             }
@@ -495,9 +627,17 @@ impl Supervisor {
                 self.kill_group(Signal::SIGKILL);
                 state.drain_deadline = Some(tokio::time::Instant::now() + DRAIN_AFTER_EXIT);
             }
-            Wake::Control(Some(Control::Interrupt)) => self.request(Reason::Interrupt),
+            Wake::Control(Some(Control::Interrupt)) => {
+                if !self.interrupt_by_input() {
+                    self.request(Reason::Interrupt);
+                }
+            }
             Wake::Control(Some(Control::Stop)) => self.request(Reason::Stop),
             Wake::Control(Some(Control::Kill)) => self.request(Reason::Kill),
+            Wake::Control(Some(Control::Respond { response, reply })) => {
+                let taken = self.respond(response, sink).await;
+                let _ = reply.send(taken);
+            }
             Wake::Control(None) => state.control_open = false,
             Wake::ClientGone => {
                 state.client_gone = true;
@@ -508,6 +648,11 @@ impl Supervisor {
             }
             Wake::IdleCheck => {
                 let now = self.started.elapsed().as_millis() as u64;
+                if !self.pending.is_empty() {
+                    // Waiting for a human is not idling; the caller times approvals out.
+                    self.activity_ms.store(now, Ordering::Relaxed);
+                    return true;
+                }
                 let idle = now.saturating_sub(self.activity_ms.load(Ordering::Relaxed));
                 if idle >= self.prepared.idle_timeout.as_millis() as u64 {
                     self.timeout(sink, ErrorKind::IdleTimeout, self.prepared.idle_timeout).await;
@@ -516,6 +661,12 @@ impl Supervisor {
             Wake::KillNow => {
                 self.kill_at = None;
                 self.kill_group(Signal::SIGKILL);
+            }
+            Wake::CloseInput => {
+                tracing::debug!(run_id = %self.prepared.spec.run_id, "no further answer came; closing the CLI's input");
+                self.close_input_at = None;
+                self.input = None;
+                self.pending.clear();
             }
             Wake::DrainOver => {
                 tracing::warn!(run_id = %self.prepared.spec.run_id, "stdout still open after exit; giving up on it");
@@ -587,6 +738,7 @@ impl Supervisor {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return;
         }
+        self.close_input_at = None;
         let value = match serde_json::from_slice::<serde_json::Value>(&bytes) {
             Ok(value) if value.is_object() => value,
             _ => return self.malformed(sink, &bytes).await,
@@ -616,6 +768,17 @@ impl Supervisor {
                     }
                     self.result = Some(result.is_error);
                     self.hooks.session(&result.session_id);
+                    self.results += 1;
+                    if self.results > self.steers || self.reason.is_some() {
+                        // Every message has its answer (or the turn was stopped): EOF ends the CLI.
+                        self.input = None;
+                        self.pending.clear();
+                    } else if self.input.is_some() {
+                        self.close_input_at = Some(tokio::time::Instant::now() + OWED_ANSWER_GRACE);
+                    }
+                }
+                Event::ApprovalRequested { request_id, input, .. } => {
+                    self.pending.insert(request_id.clone(), input.clone());
                 }
                 Event::Error(error) if !error.recoverable => {
                     self.fatal_reported = true;

@@ -4,7 +4,7 @@
 //! benchmark all play a gateway this way; what they check stays with them.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ductor_proto::pb;
 use ductor_proto::pb::core_client::CoreClient;
@@ -182,4 +182,87 @@ impl Gateway {
 fn message(text: &str) -> pb::inbound_event::Kind {
     let message = pb::UserMessage { text: text.into(), reply_quote: String::new() };
     pb::inbound_event::Kind::Message(message)
+}
+
+/// One message core sent a chat, reduced to what these tests look at.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    /// The chat id.
+    pub chat: String,
+    /// "final", "notice", "menu" or "error".
+    pub kind: &'static str,
+    /// Its text.
+    pub text: String,
+    /// Its button ids.
+    pub buttons: Vec<String>,
+}
+
+/// `action` as a [`Seen`]; `None` for streaming and bookkeeping actions.
+pub fn seen(action: &pb::OutboundAction) -> Option<Seen> {
+    let chat = action.chat.as_ref().map(|c| c.chat_id.clone()).unwrap_or_default();
+    let ids = |grid: &[pb::ButtonRow]| -> Vec<String> {
+        grid.iter().flat_map(|row| row.buttons.iter().map(|b| b.id.clone())).collect()
+    };
+    let (kind, text, buttons) = match action.kind.as_ref()? {
+        pb::outbound_action::Kind::FinalReply(reply) => {
+            ("final", reply.text.clone(), ids(&reply.buttons))
+        }
+        pb::outbound_action::Kind::Notice(notice) => ("notice", notice.text.clone(), Vec::new()),
+        pb::outbound_action::Kind::Selector(menu) => {
+            ("menu", menu.text.clone(), ids(&menu.buttons))
+        }
+        pb::outbound_action::Kind::Error(error) => ("error", error.message.clone(), Vec::new()),
+        _ => return None,
+    };
+    Some(Seen { chat, kind, text, buttons })
+}
+
+/// A test gateway that remembers what it read, so a test can wait for
+/// messages in any order.
+pub struct Chat {
+    /// The gateway it reads.
+    pub gateway: Gateway,
+    log: Vec<Seen>,
+    /// Everything read so far, in order (for order assertions and failures).
+    pub all: Vec<Seen>,
+}
+
+impl Chat {
+    /// Attaches as `transport` over `channel`.
+    pub async fn attach(channel: ductor_proto::Channel, transport: &str) -> Self {
+        let gateway = Gateway::attach(channel, hello(transport)).await;
+        Self { gateway, log: Vec::new(), all: Vec::new() }
+    }
+
+    /// The first unclaimed message of `chat` whose text contains `needle`;
+    /// it is claimed. Panics after `limit`.
+    pub async fn expect(&mut self, chat: &str, needle: &str, limit: Duration) -> Seen {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(i) = self.log.iter().position(|s| s.chat == chat && s.text.contains(needle))
+            {
+                return self.log.remove(i);
+            }
+            let Some(action) = self.gateway.action_before(deadline).await else {
+                panic!(
+                    "no message containing {needle:?} in {chat} within {limit:?}: {:#?}",
+                    self.all
+                )
+            };
+            if let Some(seen) = seen(&action) {
+                self.log.push(seen.clone());
+                self.all.push(seen);
+            }
+        }
+    }
+
+    /// [`Chat::expect`] within the harness's patience.
+    pub async fn soon(&mut self, chat: &str, needle: &str) -> Seen {
+        self.expect(chat, needle, patience()).await
+    }
+
+    /// Index in [`Chat::all`] of the first message containing `needle`.
+    pub fn position(&self, needle: &str) -> Option<usize> {
+        self.all.iter().position(|s| s.text.contains(needle))
+    }
 }

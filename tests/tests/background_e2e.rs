@@ -6,88 +6,15 @@
 //! named session survives; and the real claude against the fake model API
 //! runs a named session beside the chat. Needs `cargo build --bins`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use ductor_proto::pb;
-use ductor_proto::pb::outbound_action::Kind;
 use ductor_tests::fake_model::FakeModel;
-use ductor_tests::gateway::{self, Gateway};
+use ductor_tests::gateway::{Chat, Seen};
 use ductor_tests::harness::{self, TestEnv, wait_for};
 use ductor_tests::real_cli::{Cli, installed_cli, provider_files, provider_section};
 
 const TRANSPORT: &str = "testgw";
 const CHAT: &str = "room";
-
-/// One message core sent a chat, reduced to what these tests look at.
-#[derive(Debug, Clone)]
-struct Seen {
-    chat: String,
-    kind: &'static str,
-    text: String,
-    buttons: Vec<String>,
-}
-
-fn seen(action: &pb::OutboundAction) -> Option<Seen> {
-    let chat = action.chat.as_ref().map(|c| c.chat_id.clone()).unwrap_or_default();
-    let ids = |grid: &[pb::ButtonRow]| -> Vec<String> {
-        grid.iter().flat_map(|row| row.buttons.iter().map(|b| b.id.clone())).collect()
-    };
-    let (kind, text, buttons) = match action.kind.as_ref()? {
-        Kind::FinalReply(reply) => ("final", reply.text.clone(), ids(&reply.buttons)),
-        Kind::Notice(notice) => ("notice", notice.text.clone(), Vec::new()),
-        Kind::Selector(menu) => ("menu", menu.text.clone(), ids(&menu.buttons)),
-        Kind::Error(error) => ("error", error.message.clone(), Vec::new()),
-        _ => return None,
-    };
-    Some(Seen { chat, kind, text, buttons })
-}
-
-/// A test gateway that remembers what it read, so a test can wait for
-/// messages in any order.
-struct Chat {
-    gateway: Gateway,
-    log: Vec<Seen>,
-    /// Everything read so far, in order (for order assertions and failures).
-    all: Vec<Seen>,
-}
-
-impl Chat {
-    async fn attach(env: &TestEnv) -> Self {
-        let gateway = Gateway::attach(env.channel("core"), gateway::hello(TRANSPORT)).await;
-        Self { gateway, log: Vec::new(), all: Vec::new() }
-    }
-
-    /// The first unclaimed message of `chat` whose text contains `needle`;
-    /// it is claimed. Panics after `limit`.
-    async fn expect(&mut self, chat: &str, needle: &str, limit: Duration) -> Seen {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(i) = self.log.iter().position(|s| s.chat == chat && s.text.contains(needle))
-            {
-                return self.log.remove(i);
-            }
-            let Some(action) = self.gateway.action_before(deadline).await else {
-                panic!(
-                    "no message containing {needle:?} in {chat} within {limit:?}: {:#?}",
-                    self.all
-                )
-            };
-            if let Some(seen) = seen(&action) {
-                self.log.push(seen.clone());
-                self.all.push(seen);
-            }
-        }
-    }
-
-    async fn soon(&mut self, needle: &str) -> Seen {
-        self.expect(CHAT, needle, harness::patience()).await
-    }
-
-    /// Index in [`Chat::all`] of the first message containing `needle`.
-    fn position(&self, needle: &str) -> Option<usize> {
-        self.all.iter().position(|s| s.text.contains(needle))
-    }
-}
 
 /// The name in a "🚀 Started **name** …" notice.
 fn started_name(notice: &Seen) -> String {
@@ -121,14 +48,14 @@ fn ductorctl() -> String {
 async fn a_named_session_works_in_the_background_while_the_chat_keeps_answering() {
     let env = TestEnv::with_fake_claude("");
     env.up().await;
-    let mut chat = Chat::attach(&env).await;
+    let mut chat = Chat::attach(env.channel("core"), TRANSPORT).await;
 
     chat.gateway.say(CHAT, "/session slow:40 the long job").await;
-    let name = started_name(&chat.soon("Started **").await);
+    let name = started_name(&chat.soon(CHAT, "Started **").await);
     // Four seconds of background work; the chat answers meanwhile.
     chat.gateway.say(CHAT, "quick question").await;
-    chat.soon("echo: quick question").await;
-    let answer = chat.soon(&format!("💬 **{name}**")).await;
+    chat.soon(CHAT, "echo: quick question").await;
+    let answer = chat.soon(CHAT, &format!("💬 **{name}**")).await;
     assert_eq!(answer.kind, "final");
     assert!(answer.text.contains("the long job"), "{answer:?}");
     assert!(
@@ -138,34 +65,34 @@ async fn a_named_session_works_in_the_background_while_the_chat_keeps_answering(
     );
 
     chat.gateway.say(CHAT, &format!("@{name} and the follow-up")).await;
-    chat.soon(&format!("**{name}** is on it")).await;
-    let answer = chat.soon("echo: and the follow-up").await;
+    chat.soon(CHAT, &format!("**{name}** is on it")).await;
+    let answer = chat.soon(CHAT, "echo: and the follow-up").await;
     assert!(answer.text.starts_with(&format!("💬 **{name}**")), "{answer:?}");
     let argv = last_argv(&env);
     assert!(argv.iter().any(|a| a == "--resume"), "the follow-up resumes its session: {argv:?}");
 
     chat.gateway.say(CHAT, "/sessions").await;
-    let menu = chat.soon("Named sessions:").await;
+    let menu = chat.soon(CHAT, "Named sessions:").await;
     assert!(menu.text.contains(&format!("**{name}**: idle")), "{menu:?}");
     assert!(menu.buttons.contains(&format!("ns:end:{name}")), "{menu:?}");
 
     // A hanging turn: /stop leaves it alone, /status shows it, /stop @name stops it.
     chat.gateway.say(CHAT, &format!("@{name} hang")).await;
-    chat.soon(&format!("**{name}** is on it")).await;
+    chat.soon(CHAT, &format!("**{name}** is on it")).await;
     wait_for("the named turn's CLI", async || (!fake_clis(&env).is_empty()).then_some(())).await;
     chat.gateway.say(CHAT, "/stop").await;
     chat.gateway.say(CHAT, "/status").await;
-    let status = chat.soon("Background sessions").await;
+    let status = chat.soon(CHAT, "Background sessions").await;
     assert!(status.text.contains(&format!("{name} running")), "{status:?}");
     chat.gateway.say(CHAT, &format!("/stop @{name}")).await;
-    chat.soon(&format!("Stopped **{name}**'s turn")).await;
+    chat.soon(CHAT, &format!("Stopped **{name}**'s turn")).await;
     wait_for("the stopped CLI gone", async || fake_clis(&env).is_empty().then_some(())).await;
 
     chat.gateway.press(CHAT, &format!("ns:end:{name}")).await;
-    chat.soon(&format!("Ended **{name}**")).await;
+    chat.soon(CHAT, &format!("Ended **{name}**")).await;
     // An ended session's name is just text again.
     chat.gateway.say(CHAT, &format!("@{name} hello")).await;
-    chat.soon(&format!("echo: @{name} hello")).await;
+    chat.soon(CHAT, &format!("echo: @{name} hello")).await;
     assert!(env.ductorctl(&["down"]).await.status.success());
 }
 
@@ -179,20 +106,20 @@ fn task_id(reply: &str) -> String {
 async fn a_task_asks_its_parent_and_finishes_with_the_answer() {
     let env = TestEnv::with_fake_claude("");
     env.up().await;
-    let mut chat = Chat::attach(&env).await;
+    let mut chat = Chat::attach(env.channel("core"), TRANSPORT).await;
     let ctl = ductorctl();
 
     chat.gateway
         .say(CHAT, &format!("sh:{ctl} task create --name probe 'sh:{ctl} task ask which-colour'"))
         .await;
-    let created = chat.soon("(probe) started").await;
+    let created = chat.soon(CHAT, "(probe) started").await;
     let id = task_id(&created.text);
     let folder = env.home().join("workspace/tasks").join(&id);
     assert!(folder.join("TASKMEMORY.md").is_file(), "the task has its folder");
 
     // The question reaches the chat and, injected, the parent's session.
-    chat.soon(&format!("Task **probe** ({id}) asks: which-colour")).await;
-    chat.soon(&format!("echo: [Task probe ({id}) asks you]: which-colour")).await;
+    chat.soon(CHAT, &format!("Task **probe** ({id}) asks: which-colour")).await;
+    chat.soon(CHAT, &format!("echo: [Task probe ({id}) asks you]: which-colour")).await;
     let listed = env.ductorctl(&["task", "list"]).await;
     let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
     assert!(listed.contains(&id) && listed.contains("waiting"), "{listed}");
@@ -204,24 +131,24 @@ async fn a_task_asks_its_parent_and_finishes_with_the_answer() {
 
     // The parent's agent answers; the task resumes its own session with it.
     chat.gateway.say(CHAT, &format!("sh:{ctl} task answer {id} blue")).await;
-    let done = chat.soon(&format!("Task **probe** ({id}) finished")).await;
+    let done = chat.soon(CHAT, &format!("Task **probe** ({id}) finished")).await;
     assert!(done.text.contains("Answer from the agent that started you: blue"), "{done:?}");
-    chat.soon(&format!("echo: [Task probe ({id}) finished")).await;
+    chat.soon(CHAT, &format!("echo: [Task probe ({id}) finished")).await;
     let argv = last_argv(&env);
     assert!(argv.iter().any(|a| a == "--resume"), "resumed, not started over: {argv:?}");
 
     // The operator continues the finished task with a new instruction.
     let resumed = env.ductorctl(&["task", "resume", &id, "one more pass"]).await;
     assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
-    let again = chat.soon("echo: one more pass").await;
+    let again = chat.soon(CHAT, "echo: one more pass").await;
     assert!(again.text.contains(&format!("Task **probe** ({id}) finished")), "{again:?}");
 
     chat.gateway.say(CHAT, "/tasks").await;
-    let menu = chat.soon("Finished:").await;
+    let menu = chat.soon(CHAT, "Finished:").await;
     assert!(menu.text.contains(&format!("**probe** ({id})")), "{menu:?}");
     assert!(menu.buttons.contains(&format!("tk:del:{id}")), "{menu:?}");
     chat.gateway.press(CHAT, &format!("tk:del:{id}")).await;
-    chat.soon("Deleted task **probe**").await;
+    chat.soon(CHAT, "Deleted task **probe**").await;
     assert!(!folder.exists(), "its folder went with it");
     assert!(env.ductorctl(&["down"]).await.status.success());
 }
@@ -230,14 +157,14 @@ async fn a_task_asks_its_parent_and_finishes_with_the_answer() {
 async fn a_restart_reports_a_running_task_interrupted_and_keeps_idle_sessions() {
     let env = TestEnv::with_fake_claude("");
     env.up().await;
-    let mut chat = Chat::attach(&env).await;
+    let mut chat = Chat::attach(env.channel("core"), TRANSPORT).await;
     let ctl = ductorctl();
 
     chat.gateway.say(CHAT, "/session remember-me").await;
-    let name = started_name(&chat.soon("Started **").await);
-    chat.soon("echo: remember-me").await;
+    let name = started_name(&chat.soon(CHAT, "Started **").await);
+    chat.soon(CHAT, "echo: remember-me").await;
     chat.gateway.say(CHAT, &format!("sh:{ctl} task create --name stuck ha''ng")).await;
-    let id = task_id(&chat.soon("(stuck) started").await.text);
+    let id = task_id(&chat.soon(CHAT, "(stuck) started").await.text);
     wait_for("the task's CLI", async || (!fake_clis(&env).is_empty()).then_some(())).await;
 
     let core = env.service_status("core").await.expect("core row");
@@ -251,8 +178,8 @@ async fn a_restart_reports_a_running_task_interrupted_and_keeps_idle_sessions() 
     // The runner stops the run whose caller died; nothing re-runs it.
     wait_for("the task's CLI gone", async || fake_clis(&env).is_empty().then_some(())).await;
 
-    let mut chat = Chat::attach(&env).await;
-    chat.soon(&format!("Task **stuck** ({id}) was interrupted")).await;
+    let mut chat = Chat::attach(env.channel("core"), TRANSPORT).await;
+    chat.soon(CHAT, &format!("Task **stuck** ({id}) was interrupted")).await;
     let listed = env.ductorctl(&["task", "list"]).await;
     let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
     assert!(listed.contains("interrupted"), "{listed}");
@@ -263,7 +190,7 @@ async fn a_restart_reports_a_running_task_interrupted_and_keeps_idle_sessions() 
     assert!(String::from_utf8_lossy(&resume.stderr).contains("no session"), "{resume:?}");
 
     chat.gateway.say(CHAT, &format!("@{name} still there?")).await;
-    let answer = chat.soon("echo: still there?").await;
+    let answer = chat.soon(CHAT, "echo: still there?").await;
     assert!(answer.text.starts_with(&format!("💬 **{name}**")), "{answer:?}");
     let argv = last_argv(&env);
     assert!(argv.iter().any(|a| a == "--resume"), "the idle session survived: {argv:?}");
@@ -293,10 +220,10 @@ async fn the_real_claude_runs_a_named_session_beside_the_chat() {
         provider_section(Cli::Claude, &claude, &cli_env)
     ));
     env.up().await;
-    let mut chat = Chat::attach(&env).await;
+    let mut chat = Chat::attach(env.channel("core"), TRANSPORT).await;
 
     chat.gateway.say(CHAT, "/session tell a slow story").await;
-    let name = started_name(&chat.soon("Started **").await);
+    let name = started_name(&chat.soon(CHAT, "Started **").await);
     chat.gateway.say(CHAT, "hello there").await;
     chat.expect(CHAT, "You said: hello there", Duration::from_secs(60)).await;
     let story = chat.expect(CHAT, &format!("💬 **{name}**"), Duration::from_secs(60)).await;

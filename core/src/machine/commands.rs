@@ -7,9 +7,13 @@ use super::{AutomationRequest, Effect, Env, Machine};
 use crate::background::BackgroundRequest;
 use crate::commands::{Command, help_text, leading_directives};
 use crate::model::{Button, ButtonGrid, OutKind, SessionKey};
+use ductor_daemon::config::PermissionModeSetting;
 
 const MODEL_SELECTOR: &str = "model";
 const EFFORT_SELECTOR: &str = "effort";
+
+/// The modes `/mode` offers.
+const MODES: &[&str] = &["ask", "default", "accept_edits", "plan", "bypass"];
 
 impl<E: Env> Machine<E> {
     pub(super) fn on_command(&mut self, key: &SessionKey, event_id: &str, command: Command) {
@@ -89,6 +93,7 @@ impl<E: Env> Machine<E> {
                 }
             }
             Command::Effort(level) => self.cmd_effort(key, event_id, level),
+            Command::Mode(mode) => self.cmd_mode(key, event_id, mode),
             Command::Status => {
                 let request = AutomationRequest::Status(self.status_text(key));
                 self.ask_automation(key, event_id, request);
@@ -165,6 +170,7 @@ impl<E: Env> Machine<E> {
 
     fn cmd_new(&mut self, key: &SessionKey, event_id: &str) {
         self.discard_active(key);
+        self.forget_session_rules(key);
         let (running, dropped) = self.stop_chat(key);
         let provider = self.record_mut(key).provider.clone();
         self.record_mut(key).bucket_mut(&provider).reset();
@@ -175,6 +181,51 @@ impl<E: Env> Machine<E> {
             text.push_str(&format!(" (Stopped the running turn; dropped {dropped} queued.)"));
         }
         self.notice(key, event_id, text);
+    }
+
+    /// `/mode [MODE]`: the chat's permission mode (a menu without an argument).
+    pub(super) fn cmd_mode(&mut self, key: &SessionKey, event_id: &str, mode: Option<String>) {
+        let provider = self.record_mut(key).provider.clone();
+        let Some(word) = mode else {
+            let current = self.chat_permission(key).unwrap_or(self.cfg.permission);
+            let text = format!("Mode: {}. Choose:", self.mode_line(&provider, current));
+            let buttons = MODES
+                .iter()
+                .map(|m| Button { id: format!("pm:{m}"), label: (*m).to_owned() })
+                .collect();
+            let menu =
+                OutKind::Selector { selector_id: "mode".into(), text, buttons: grid(buttons, 3) };
+            return self.send(key, "", event_id, menu);
+        };
+        let Some(mode) = super::control::parse_mode(&word) else {
+            let text = format!("Unknown mode {word:?}. Modes: {}.", MODES.join(", "));
+            return self.notice(key, event_id, text);
+        };
+        self.record_mut(key).permission = super::control::mode_name(mode).to_owned();
+        self.save(key);
+        let text = format!("✓ Mode: {} (from the next turn)", self.mode_line(&provider, mode));
+        let menu = OutKind::Selector { selector_id: "mode".into(), text, buttons: Vec::new() };
+        self.send(key, "", event_id, menu);
+    }
+
+    /// A mode and what it means for `provider`.
+    fn mode_line(&self, provider: &str, mode: PermissionModeSetting) -> String {
+        let name = super::control::mode_name(mode);
+        let can_ask = self.provider_info(provider).is_some_and(|p| p.can_approve);
+        match mode {
+            PermissionModeSetting::Ask if can_ask => {
+                format!("{name} (tools that need permission are asked here)")
+            }
+            PermissionModeSetting::Ask => {
+                format!(
+                    "{name} ({provider} cannot ask: it runs as default, its own headless rules)"
+                )
+            }
+            PermissionModeSetting::Bypass => {
+                format!("{name} (everything; the sandbox is the fence)")
+            }
+            _ => name.to_owned(),
+        }
     }
 
     fn cmd_reset(&mut self, key: &SessionKey, event_id: &str) {
@@ -360,6 +411,9 @@ impl<E: Env> Machine<E> {
             }
             None => lines.push("Idle".to_owned()),
         }
+        let mode = self.chat_permission(key).unwrap_or(self.cfg.permission);
+        lines.push(format!("Mode: {}", self.mode_line(&record.provider, mode)));
+        lines.extend(self.approval_status(key));
         lines.push(self.runner_line());
         lines.join("\n")
     }

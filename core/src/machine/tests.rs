@@ -54,6 +54,9 @@ fn config() -> MachineConfig {
         version: "0.0.0-test".into(),
         summary: vec!["agent: test".into()],
         providers: vec!["claude".into(), "codex".into(), "gemini".into()],
+        permission: ductor_daemon::config::PermissionModeSetting::Bypass,
+        approval_timeout_ms: 300_000,
+        while_busy: ductor_daemon::config::WhileBusy::Queue,
     }
 }
 
@@ -64,12 +67,13 @@ struct Harness {
 }
 
 fn harness() -> Harness {
+    harness_with(config())
+}
+
+fn harness_with(config: MachineConfig) -> Harness {
     let env = FakeEnv { next: 0, memory: Some("MEMORY".into()) };
-    let mut h = Harness {
-        machine: Machine::new(config(), env, Vec::new()),
-        clock: 1_700_000_000,
-        events: 0,
-    };
+    let mut h =
+        Harness { machine: Machine::new(config, env, Vec::new()), clock: 1_700_000_000, events: 0 };
     h.handle(Event::Catalog(vec![
         ProviderInfo {
             name: "claude".into(),
@@ -730,3 +734,4 @@ fn session_totals_reported_by_the_cli_replace_the_bucket_counters() {
 }
 
 mod background;
+mod control;

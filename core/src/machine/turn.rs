@@ -44,26 +44,36 @@ pub(super) struct Turn {
     pub(super) turn_id: String,
     pub(super) run_id: String,
     input: TurnInput,
-    provider: String,
-    model: String,
+    pub(super) provider: String,
+    pub(super) model: String,
     resumed: bool,
     retried: bool,
     context_lost: bool,
-    result: Option<RunResult>,
+    pub(super) result: Option<RunResult>,
     error: Option<RunError>,
     started: Timestamp,
     pub(super) stop: Option<StopReason>,
     /// Set by `/new`: late session ids of this run must not land in the bucket.
     pub(super) discard: bool,
     /// Takes the agent's markup out of the streamed text.
-    stream: markup::StreamFilter,
+    pub(super) stream: markup::StreamFilter,
     /// The reply went out when the result line came (the CLI may take tens
     /// of milliseconds more to exit); the exit only closes the turn.
-    answered: Option<TurnOutcome>,
+    pub(super) answered: Option<TurnOutcome>,
+    /// The CLI's input stays open: messages can be steered into it.
+    pub(super) interactive: bool,
+    /// Steered messages whose answers are still owed.
+    pub(super) steers: u32,
+    /// Steers handed to the runner, not confirmed yet.
+    pub(super) steer_waiting: std::collections::VecDeque<TurnInput>,
+    /// Event ids of the steered messages (journaled done with the turn).
+    pub(super) steered_events: Vec<String>,
+    /// Replies already given in this run (steering starts a new one).
+    pub(super) segments: u32,
 }
 
 impl Turn {
-    fn silent(&self) -> bool {
+    pub(super) fn silent(&self) -> bool {
         matches!(&self.input.origin, Origin::Inject { options, .. } if options.silent)
     }
 }
@@ -99,7 +109,14 @@ impl<E: Env> Machine<E> {
             discard: false,
             stream: markup::StreamFilter::default(),
             answered: None,
+            interactive: false,
+            steers: 0,
+            steer_waiting: std::collections::VecDeque::new(),
+            steered_events: Vec::new(),
+            segments: 0,
         };
+        let mut turn = turn;
+        turn.interactive = !turn.silent() && self.wants_interactive(&turn.provider);
         self.journal(key, &turn.input.event_id, InboundState::Running, &turn_id);
         if !turn.silent() {
             let started =
@@ -162,6 +179,8 @@ impl<E: Env> Machine<E> {
             ],
             total_timeout_ms: self.cfg.turn_timeout_ms,
             idle_timeout_ms: self.cfg.idle_timeout_ms,
+            permission: self.chat_permission(key),
+            interactive: turn.interactive,
         };
         self.runs.insert(turn.run_id.clone(), key.clone());
         self.out.push(Effect::StartRun(request));
@@ -175,7 +194,20 @@ impl<E: Env> Machine<E> {
         }
         let (turn_id, reply_to, silent) =
             (turn.turn_id.clone(), turn.input.event_id.clone(), turn.silent());
+        let (provider, steers) = (turn.provider.clone(), turn.steers);
         let kind = match event {
+            RunEvent::ApprovalRequested(request) => {
+                self.on_approval_request(&key, run_id, &provider, silent, request);
+                None
+            }
+            RunEvent::Steered(_) => {
+                self.on_steered(&key);
+                None
+            }
+            RunEvent::Result(result) if steers > 0 && !result.is_error => {
+                self.segment_result(&key, result);
+                None
+            }
             RunEvent::Started => None,
             RunEvent::Session(id) => {
                 let (provider, discard) = (turn.provider.clone(), turn.discard);
@@ -212,6 +244,7 @@ impl<E: Env> Machine<E> {
             }
             RunEvent::Exited(outcome) => {
                 self.runs.remove(run_id);
+                self.close_approvals(run_id);
                 self.finish(&key, outcome);
                 None
             }
@@ -225,6 +258,7 @@ impl<E: Env> Machine<E> {
 
     pub(super) fn on_run_lost(&mut self, run_id: &str, reason: &str) {
         let Some(key) = self.runs.remove(run_id) else { return };
+        self.close_approvals(run_id);
         let Some(turn) = self.chats.get_mut(&key).and_then(|c| c.active.as_mut()) else { return };
         if turn.run_id != run_id {
             return;
@@ -311,13 +345,28 @@ impl<E: Env> Machine<E> {
             }
         };
         self.journal(key, &reply_to, InboundState::Done, &turn_id);
+        for event_id in &turn.steered_events {
+            self.journal(key, event_id, InboundState::Done, &turn_id);
+        }
+        // Steers the runner never confirmed run next, in order.
+        if let Some(chat) = self.chats.get_mut(key) {
+            for input in turn.steer_waiting.iter().rev() {
+                let entry_id = format!("steer-{}", input.event_id);
+                chat.queue.push_front(super::Queued { entry_id, input: input.clone() });
+            }
+        }
         if let Origin::Inject { id, .. } = turn.input.origin {
             self.out.push(Effect::InjectDone { inject_id: id, outcome });
         }
         self.advance(key);
     }
 
-    fn deliver_result(&mut self, key: &SessionKey, turn: &Turn, result: RunResult) -> TurnOutcome {
+    pub(super) fn deliver_result(
+        &mut self,
+        key: &SessionKey,
+        turn: &Turn,
+        result: RunResult,
+    ) -> TurnOutcome {
         let now = self.now;
         if !turn.discard {
             let bucket = self.record_mut(key).bucket_mut(&turn.provider);

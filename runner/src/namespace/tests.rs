@@ -43,7 +43,7 @@ fn spawn(fence: Arc<Fence>, script: &str) -> io::Result<tokio::process::Child> {
         cwd: &cwd,
         limits: current_limits(),
         ruleset: None,
-        stdin: None,
+        stdin: sandbox::StdinFrom::Null,
     };
     sandbox::command_in(spawn, Some(fence)).spawn()
 }

@@ -7,6 +7,14 @@
 //! assistant text blocks are not emitted again. The `result` line ends a turn
 //! (also after SIGINT, with `error_during_execution`). Bypass mode needs
 //! `IS_SANDBOX=1` when running as root.
+//!
+//! An `ask` or interactive run uses `--input-format stream-json` instead: stdin
+//! stays open, the prompt is the first `user` line, a `user` line written
+//! mid-turn steers the run (taken at the next model call, or as the next
+//! turn of the same process), `control_request` `interrupt` stops a turn
+//! without a signal, and with `--permission-prompt-tool stdio` every tool use
+//! that needs permission arrives as a `control_request` `can_use_tool`,
+//! answered by a `control_response` (`behavior` allow or deny).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -32,8 +40,15 @@ pub fn invocation(
             .map(String::from),
     );
     let mut env = super::adapter_env(Provider::Claude);
+    let stream = mode == PermissionMode::Ask || spec.interactive;
+    if stream {
+        args.extend(["--input-format".into(), "stream-json".into()]);
+    }
     match mode {
         PermissionMode::Default => {}
+        PermissionMode::Ask => {
+            args.extend(["--permission-prompt-tool".into(), "stdio".into()]);
+        }
         PermissionMode::AcceptEdits => {
             args.extend(["--permission-mode".into(), "acceptEdits".into()])
         }
@@ -60,7 +75,51 @@ pub fn invocation(
     }
     args.extend(config_args.iter().cloned());
     args.extend(spec.extra_args.iter().cloned());
-    Invocation { args, env, stdin: spec.prompt.clone(), files }
+    Invocation { args, env, stdin: spec.prompt.clone(), files, stream }
+}
+
+/// One stream-json input line.
+pub fn input_line(input: &super::Input) -> String {
+    use super::Input;
+    let value = match input {
+        Input::User(text) => serde_json::json!({
+            "type": "user",
+            "message": {"role": "user", "content": text},
+        }),
+        Input::Approval { request_id, allow, message, input } => {
+            let response = if *allow {
+                serde_json::json!({"behavior": "allow", "updatedInput": input})
+            } else {
+                serde_json::json!({"behavior": "deny", "message": message})
+            };
+            serde_json::json!({
+                "type": "control_response",
+                "response": {"subtype": "success", "request_id": request_id, "response": response},
+            })
+        }
+        Input::Interrupt { request_id } => serde_json::json!({
+            "type": "control_request",
+            "request_id": request_id,
+            "request": {"subtype": "interrupt"},
+        }),
+    };
+    format!("{value}\n")
+}
+
+/// A request the CLI makes of its caller: `can_use_tool` becomes an approval
+/// request; anything else (hooks, MCP) is not offered, so it is ignored.
+fn control_request(line: &Value, out: &mut Vec<Event>) {
+    let Some(request) = line.get("request") else { return };
+    if str_of(request, "subtype") != "can_use_tool" {
+        return;
+    }
+    let input = request.get("input").cloned().unwrap_or_else(|| serde_json::json!({}));
+    out.push(Event::ApprovalRequested {
+        request_id: str_of(line, "request_id").to_owned(),
+        tool: str_of(request, "tool_name").to_owned(),
+        input,
+        description: str_of(request, "description").to_owned(),
+    });
 }
 
 /// Claude stream-json parser state.
@@ -94,6 +153,10 @@ impl Parser {
             "result" => {
                 let partial = std::mem::take(&mut self.reply);
                 result(line, partial, out);
+                Ok(())
+            }
+            "control_request" => {
+                control_request(line, out);
                 Ok(())
             }
             // Replies to stdin control requests (stream-json input) carry nothing for us.

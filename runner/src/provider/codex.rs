@@ -54,7 +54,7 @@ pub fn invocation(
             args.extend(["--sandbox".into(), "workspace-write".into()]);
         }
         PermissionMode::Plan => args.extend(["--sandbox".into(), "read-only".into()]),
-        PermissionMode::Default => {}
+        PermissionMode::Default | PermissionMode::Ask => {}
     }
     if let Some(model) = &spec.model {
         args.extend(["-m".into(), model.clone()]);

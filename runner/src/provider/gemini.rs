@@ -28,7 +28,7 @@ pub fn invocation(spec: &RunSpec, mode: PermissionMode, config_args: &[String]) 
         args.extend(["-m".into(), model.clone()]);
     }
     match mode {
-        PermissionMode::Default => {}
+        PermissionMode::Default | PermissionMode::Ask => {}
         PermissionMode::AcceptEdits => args.extend(["--approval-mode".into(), "auto_edit".into()]),
         PermissionMode::Plan => args.extend(["--approval-mode".into(), "plan".into()]),
         PermissionMode::Bypass => args.push("--yolo".into()),

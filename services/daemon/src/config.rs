@@ -25,7 +25,7 @@ use serde::Deserialize;
 
 use crate::paths::ServiceName;
 
-pub use agent::{AgentConfig, FileAccess, PermissionModeSetting};
+pub use agent::{AgentConfig, FileAccess, PermissionModeSetting, WhileBusy};
 pub use automation::{
     AutomationConfig, CleanupConfig, HeartbeatConfig, HeartbeatTarget, WebhooksConfig,
 };

@@ -8,7 +8,7 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::State;
-use super::script::{ERROR_MESSAGE, Reply, TOOL_COMMAND, Turn, rough_tokens};
+use super::script::{ERROR_MESSAGE, Reply, Turn, rough_tokens};
 use super::stream::{self, Chunk, named_event};
 
 pub(crate) fn respond(state: &Arc<State>, body: &Value, turn: &Turn) -> Response {
@@ -41,8 +41,8 @@ fn uuid_like() -> String {
     format!("{:016x}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
-fn tool_input() -> Value {
-    json!({"command": TOOL_COMMAND, "description": "Print hi"})
+fn tool_input(command: &str) -> Value {
+    json!({"command": command, "description": "Run a shell command"})
 }
 
 fn whole_message(model: &str, reply: &Reply, input_tokens: u64) -> Value {
@@ -51,7 +51,7 @@ fn whole_message(model: &str, reply: &Reply, input_tokens: u64) -> Value {
             (json!([{"type": "text", "text": chunks.concat()}]), "end_turn")
         }
         _ => (
-            json!([{"type": "tool_use", "id": format!("toolu_fake_{}", uuid_like()), "name": "Bash", "input": tool_input()}]),
+            json!([{"type": "tool_use", "id": format!("toolu_fake_{}", uuid_like()), "name": "Bash", "input": tool_input(reply.command())}]),
             "tool_use",
         ),
     };
@@ -103,7 +103,7 @@ fn events(model: &str, reply: &Reply, input_tokens: u64) -> Vec<Chunk> {
             out.push(Chunk::now(named_event(
                 "content_block_delta",
                 &json!({"type": "content_block_delta", "index": 0,
-                        "delta": {"type": "input_json_delta", "partial_json": tool_input().to_string()}}),
+                        "delta": {"type": "input_json_delta", "partial_json": tool_input(reply.command()).to_string()}}),
             )));
             ("tool_use", 20)
         }

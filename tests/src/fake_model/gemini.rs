@@ -9,7 +9,7 @@ use axum::response::Response;
 use serde_json::{Map, Value, json};
 
 use super::State;
-use super::script::{ERROR_MESSAGE, Reply, Scenario, TOOL_COMMAND, Turn, rough_tokens};
+use super::script::{ERROR_MESSAGE, Reply, Scenario, Turn, rough_tokens};
 use super::stream::{self, Chunk, data_event};
 
 /// `/v1beta/models/gemini-2.5-flash:streamGenerateContent` → (`gemini-2.5-flash`,
@@ -93,15 +93,15 @@ fn envelope(model: &str, candidate: Value, tokens: u64) -> Value {
     })
 }
 
-fn tool_part() -> Value {
+fn tool_part(command: &str) -> Value {
     json!([{"functionCall": {"name": "run_shell_command",
-                             "args": {"command": TOOL_COMMAND, "description": "Print hi"}}}])
+                             "args": {"command": command, "description": "Run a shell command"}}}])
 }
 
 fn whole_reply(model: &str, reply: &Reply, tokens: u64) -> Value {
     let parts = match reply {
         Reply::Text { chunks, .. } => json!([{"text": chunks.concat()}]),
-        _ => tool_part(),
+        _ => tool_part(reply.command()),
     };
     envelope(model, candidate(parts, true), tokens)
 }
@@ -120,7 +120,11 @@ fn chunks(model: &str, reply: &Reply, tokens: u64) -> Vec<Chunk> {
                 )),
             })
             .collect(),
-        _ => vec![Chunk::now(data_event(&envelope(model, candidate(tool_part(), true), tokens)))],
+        _ => vec![Chunk::now(data_event(&envelope(
+            model,
+            candidate(tool_part(reply.command()), true),
+            tokens,
+        )))],
     }
 }
 

@@ -22,7 +22,9 @@ use ductor_daemon::sync::Locked as _;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-pub use script::{ERROR_MESSAGE, Scenario, TOOL_COMMAND, TOOL_DONE_TEXT};
+pub use script::{
+    ERROR_MESSAGE, RISKY_COMMAND, RISKY_FILE, Scenario, TOOL_COMMAND, TOOL_DONE_TEXT,
+};
 
 /// Which model API a request was addressed to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

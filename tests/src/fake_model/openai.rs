@@ -9,7 +9,7 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::State;
-use super::script::{ERROR_MESSAGE, Reply, TOOL_COMMAND, Turn, rough_tokens};
+use super::script::{ERROR_MESSAGE, Reply, Turn, rough_tokens};
 use super::stream::{self, Chunk, named_event};
 
 fn next_id(prefix: &str) -> String {
@@ -59,7 +59,7 @@ fn events(model: &str, reply: &Reply, input_tokens: u64) -> Vec<Chunk> {
     ev.now("response.in_progress", json!({"response": shell("in_progress", json!([]))}));
     let item = match reply {
         Reply::Text { chunks, delay } => message_item(&mut ev, chunks, *delay),
-        _ => function_call_item(&mut ev),
+        _ => function_call_item(&mut ev, reply.command()),
     };
     let mut done = shell("completed", json!([item]));
     done["usage"] = json!({
@@ -105,10 +105,10 @@ fn message_item(ev: &mut Events, chunks: &[String], delay: std::time::Duration) 
     item
 }
 
-fn function_call_item(ev: &mut Events) -> Value {
+fn function_call_item(ev: &mut Events, command: &str) -> Value {
     let id = next_id("fc");
     let call_id = next_id("call");
-    let arguments = json!({"cmd": TOOL_COMMAND}).to_string();
+    let arguments = json!({"cmd": command}).to_string();
     ev.now(
         "response.output_item.added",
         json!({"output_index": 0, "item": {"id": id, "type": "function_call", "status": "in_progress",

@@ -14,6 +14,9 @@ pub enum Scenario {
     Slow,
     /// Prompt contains `tool`: one shell tool call running `echo hi`.
     Tool,
+    /// Prompt contains `risky`: one shell tool call that writes a file
+    /// ([`RISKY_COMMAND`]), which a CLI asks permission for.
+    Risky,
     /// The request carries a tool result after the prompt: a short final text.
     ToolResult,
     /// Prompt contains `error`: HTTP 400 with a provider-shaped error body.
@@ -24,6 +27,13 @@ pub enum Scenario {
 
 /// The command the `tool` scenario asks each CLI to run.
 pub const TOOL_COMMAND: &str = "echo hi";
+
+/// The command the `risky` scenario asks each CLI to run: it writes
+/// [`RISKY_FILE`] in the working directory, so it needs permission.
+pub const RISKY_COMMAND: &str = "touch risky-file.txt";
+
+/// The file [`RISKY_COMMAND`] makes.
+pub const RISKY_FILE: &str = "risky-file.txt";
 
 /// Final text after a tool result came back.
 pub const TOOL_DONE_TEXT: &str = "The command ran; its output came back to the fake model.";
@@ -42,6 +52,8 @@ pub fn scenario_for(prompt: &str) -> Scenario {
     let has = |w: &str| words.iter().any(|x| x == w);
     if has("error") {
         Scenario::Error
+    } else if has("risky") {
+        Scenario::Risky
     } else if has("tool") {
         Scenario::Tool
     } else if has("slow") {
@@ -76,8 +88,8 @@ pub fn slow_chunks(count: usize) -> Vec<String> {
 pub(crate) enum Reply {
     /// Text in chunks, `delay` before each chunk.
     Text { chunks: Vec<String>, delay: std::time::Duration },
-    /// One shell tool call running [`TOOL_COMMAND`].
-    ToolCall,
+    /// One shell tool call running this command.
+    ToolCall(&'static str),
     /// HTTP 400.
     Error,
 }
@@ -85,12 +97,23 @@ pub(crate) enum Reply {
 /// Message of the `error` scenario's HTTP 400 body.
 pub const ERROR_MESSAGE: &str = "fake model: this request was rejected on purpose";
 
+impl Reply {
+    /// The shell command of a tool call reply.
+    pub(crate) fn command(&self) -> &'static str {
+        match self {
+            Self::ToolCall(command) => command,
+            _ => TOOL_COMMAND,
+        }
+    }
+}
+
 impl Turn {
     pub(crate) fn reply(&self, slow: super::SlowPace) -> Reply {
         let quick = std::time::Duration::from_millis(15);
         match self.scenario {
             Scenario::Error => Reply::Error,
-            Scenario::Tool => Reply::ToolCall,
+            Scenario::Tool => Reply::ToolCall(TOOL_COMMAND),
+            Scenario::Risky => Reply::ToolCall(RISKY_COMMAND),
             Scenario::Slow => Reply::Text { chunks: slow_chunks(slow.chunks), delay: slow.delay },
             Scenario::ToolResult => Reply::Text {
                 chunks: TOOL_DONE_TEXT.split_inclusive(' ').map(str::to_owned).collect(),

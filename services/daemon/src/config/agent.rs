@@ -17,6 +17,21 @@ pub enum PermissionModeSetting {
     Bypass,
     /// Read-only planning.
     Plan,
+    /// Each tool use the CLI would ask about is asked of the chat (buttons),
+    /// where the CLI can; elsewhere as `default`.
+    Ask,
+}
+
+/// What a message sent while a turn runs does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhileBusy {
+    /// It waits for the turn to end, with a visible queue notice.
+    #[default]
+    Queue,
+    /// It goes into the running turn where the CLI can take it (claude),
+    /// else it is queued.
+    Steer,
 }
 
 /// Which files the agent may send back with `<file:...>` tags.
@@ -60,6 +75,10 @@ pub struct AgentConfig {
     pub idle_output_timeout_seconds: u64,
     /// Which files the agent may attach to replies.
     pub file_access: FileAccess,
+    /// `ask` mode: an approval request unanswered this long is denied.
+    pub approval_timeout_seconds: u64,
+    /// A message sent while a turn runs: queued, or steered into the turn.
+    pub while_busy: WhileBusy,
 }
 
 impl Default for AgentConfig {
@@ -77,6 +96,8 @@ impl Default for AgentConfig {
             turn_timeout_seconds: 600,
             idle_output_timeout_seconds: 300,
             file_access: FileAccess::Workspace,
+            approval_timeout_seconds: 300,
+            while_busy: WhileBusy::Queue,
         }
     }
 }
@@ -100,6 +121,9 @@ impl AgentConfig {
                 "agent.timezone",
                 format!("unknown IANA time zone {:?}", self.timezone),
             ));
+        }
+        if self.approval_timeout_seconds == 0 {
+            return Err(Invalid::new("agent.approval_timeout_seconds", "must be greater than 0"));
         }
         if self.turn_timeout_seconds == 0 {
             return Err(Invalid::new("agent.turn_timeout_seconds", "must be greater than 0"));

@@ -1,0 +1,167 @@
+//! The control channel of a run (issue 15), with the real CLIs through the
+//! real `ductor-runner` against the fake model: in `ask` mode a tool use that
+//! needs permission becomes an approval request, answered allow or deny; an
+//! interactive run takes a steering message mid-turn and is interrupted
+//! through its input, not a signal; CLIs that cannot do either say so in
+//! `Probe` and refuse a response.
+//!
+//! Needs the pinned CLIs and `cargo build --bins` (see `real_cli.rs`).
+
+#[path = "real_cli/support.rs"]
+#[allow(dead_code)] // shared with real_cli.rs, which uses all of it
+mod support;
+
+use ductor_proto::pb;
+use ductor_proto::pb::run_event::Kind;
+
+use ductor_tests::fake_model::{RISKY_COMMAND, RISKY_FILE, Scenario};
+use support::{Cli, Rig, Transcript, patience};
+
+async fn respond(rig: &mut Rig, run_id: &str, what: pb::respond_request::What) -> bool {
+    let request = pb::RespondRequest { run_id: run_id.to_owned(), what: Some(what) };
+    rig.client.respond(request).await.expect("Respond").into_inner().delivered
+}
+
+fn answer(request_id: &str, allow: bool, message: &str) -> pb::respond_request::What {
+    pb::respond_request::What::Approval(pb::ApprovalAnswer {
+        request_id: request_id.to_owned(),
+        allow,
+        message: message.to_owned(),
+    })
+}
+
+/// Starts a risky run in `ask` mode and returns at its approval request.
+async fn risky_until_asked(
+    rig: &mut Rig,
+) -> (String, tonic::Streaming<pb::RunEvent>, Transcript, pb::ApprovalRequested) {
+    let mut spec = rig.spec("please do something risky");
+    spec.permission_mode = pb::PermissionMode::Ask as i32;
+    let run_id = spec.run_id.clone();
+    let mut stream = rig.start_run(spec).await;
+    let mut t = Transcript::default();
+    let asked = rig.read_until(&mut stream, &mut t, |k| matches!(k, Kind::ApprovalRequested(_)));
+    let Some(Kind::ApprovalRequested(asked)) = asked.await else {
+        panic!("an approval request\n{}", t.dump());
+    };
+    assert_eq!(asked.tool, "Bash", "{asked:?}");
+    assert!(asked.input_json.contains(RISKY_COMMAND), "the command is shown: {asked:?}");
+    assert!(!rig.work.join(RISKY_FILE).exists(), "nothing ran before the answer");
+    (run_id, stream, t, asked)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claude_asks_and_an_allowed_tool_runs() {
+    let Some(mut rig) = Rig::start(Cli::Claude, "approve").await else { return };
+    let (run_id, mut stream, mut t, asked) = risky_until_asked(&mut rig).await;
+    assert!(respond(&mut rig, &run_id, answer(&asked.request_id, true, "")).await);
+    assert!(
+        !respond(&mut rig, &run_id, answer(&asked.request_id, true, "")).await,
+        "a request is answered once"
+    );
+    rig.read_to_end(&mut stream, &mut t).await;
+    assert_eq!(t.outcome(), pb::RunOutcome::Completed, "{}", t.dump());
+    assert!(rig.work.join(RISKY_FILE).exists(), "the allowed command ran\n{}", t.dump());
+    rig.assert_no_processes_left().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claude_asks_and_a_denied_tool_does_not_run_and_the_agent_is_told() {
+    let Some(mut rig) = Rig::start(Cli::Claude, "deny").await else { return };
+    let (run_id, mut stream, mut t, asked) = risky_until_asked(&mut rig).await;
+    let why = "Denied from the chat: not on a Friday.";
+    assert!(respond(&mut rig, &run_id, answer(&asked.request_id, false, why)).await);
+    rig.read_to_end(&mut stream, &mut t).await;
+    assert_eq!(t.outcome(), pb::RunOutcome::Completed, "the turn goes on\n{}", t.dump());
+    assert!(!rig.work.join(RISKY_FILE).exists(), "the denied command did not run");
+    let told = rig.fake.generations().into_iter().find(|r| r.scenario == Scenario::ToolResult);
+    assert!(told.is_some_and(|r| r.body_contains(why)), "the model hears why");
+    rig.assert_no_processes_left().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claude_takes_a_steering_message_into_the_running_turn() {
+    let Some(mut rig) = Rig::start(Cli::Claude, "steer").await else { return };
+    let mut spec = rig.spec("go slow please");
+    spec.interactive = true;
+    let run_id = spec.run_id.clone();
+    let mut stream = rig.start_run(spec).await;
+    let mut t = Transcript::default();
+    let delta = rig.read_until(&mut stream, &mut t, |k| matches!(k, Kind::Text(_))).await;
+    assert!(delta.is_some(), "text before the end\n{}", t.dump());
+    let steer = pb::respond_request::What::Steer(pb::SteerInput { text: "and bananas".into() });
+    assert!(respond(&mut rig, &run_id, steer).await, "the CLI takes the message");
+    rig.read_to_end(&mut stream, &mut t).await;
+    assert_eq!(t.outcome(), pb::RunOutcome::Completed, "{}", t.dump());
+    assert!(t.kinds().any(|k| matches!(k, Kind::Steered(s) if s.text == "and bananas")));
+    assert!(t.text().contains("chunk49"), "the first answer is whole\n{}", t.dump());
+    assert!(t.text().contains("You said: and bananas"), "the steer is answered\n{}", t.dump());
+    let steered = rig
+        .fake
+        .generations()
+        .into_iter()
+        .rfind(|r| r.prompt.as_deref() == Some("and bananas"))
+        .expect("the steer reached the model");
+    assert!(steered.body_contains("go slow please"), "in the same conversation");
+    rig.assert_no_processes_left().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claude_is_interrupted_through_its_input_not_a_signal() {
+    let Some(mut rig) = Rig::start(Cli::Claude, "interrupt_input").await else { return };
+    let mut spec = rig.spec("go slow please");
+    spec.interactive = true;
+    let run_id = spec.run_id.clone();
+    let mut stream = rig.start_run(spec).await;
+    let mut t = Transcript::default();
+    rig.read_until(&mut stream, &mut t, |k| matches!(k, Kind::Text(_))).await;
+    let request = pb::SignalRequest { run_id, kind: pb::SignalKind::Interrupt as i32 };
+    assert!(rig.client.signal(request).await.expect("Signal").into_inner().found);
+    rig.read_to_end(&mut stream, &mut t).await;
+    assert_eq!(t.outcome(), pb::RunOutcome::Interrupted, "{}", t.dump());
+    assert_eq!(t.exited().signal, None, "no signal killed it: {:?}", t.exited());
+    let log = rig.runner_log();
+    assert!(log.contains("interrupting through the CLI's input"), "{log}");
+    assert!(!t.text().contains("chunk49"), "the reply was cut\n{}", t.dump());
+    assert!(
+        rig.fake.wait_until(patience(), |p| p.streams_aborted >= 1).await,
+        "the CLI hung up on the model stream"
+    );
+    rig.assert_no_processes_left().await;
+}
+
+/// Codex `exec` and gemini `-p` take no input while they run: `Probe` says
+/// so, `ask` runs as the CLI's default, and a response is refused.
+async fn cannot_steer_or_ask(cli: Cli) {
+    let Some(mut rig) = Rig::start(cli, "no_control").await else { return };
+    let (info, _) = rig.probe().await;
+    assert!(!info.can_approve && !info.can_steer, "{info:?}");
+    let mut spec = rig.spec("go slow please");
+    spec.interactive = true;
+    spec.permission_mode = pb::PermissionMode::Ask as i32;
+    let run_id = spec.run_id.clone();
+    let mut stream = rig.start_run(spec).await;
+    let mut t = Transcript::default();
+    rig.read_until(&mut stream, &mut t, |k| matches!(k, Kind::Session(_))).await;
+    let steer = pb::respond_request::What::Steer(pb::SteerInput { text: "hello?".into() });
+    assert!(!respond(&mut rig, &run_id, steer).await, "nothing to write to");
+    rig.read_to_end(&mut stream, &mut t).await;
+    assert_eq!(t.outcome(), pb::RunOutcome::Completed, "{}", t.dump());
+    rig.assert_no_processes_left().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codex_exec_cannot_steer_or_ask() {
+    cannot_steer_or_ask(Cli::Codex).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gemini_cannot_steer_or_ask() {
+    cannot_steer_or_ask(Cli::Gemini).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claude_says_it_can_steer_and_ask() {
+    let Some(mut rig) = Rig::start(Cli::Claude, "caps").await else { return };
+    let (info, _) = rig.probe().await;
+    assert!(info.can_approve && info.can_steer, "{info:?}");
+}
