@@ -452,12 +452,17 @@ impl Supervisor {
         let run_id = self.prepared.spec.run_id.clone();
         tokio::spawn(async move {
             let mut next = Some(first);
+            let mut first = true;
             while let Some(line) = next {
                 let written = stdin.write_all(line.as_bytes()).await;
                 if let Err(error) = written.and(stdin.flush().await) {
                     tracing::debug!(%run_id, %error, "the CLI's input is closed");
                     break;
                 }
+                if !first {
+                    tracing::info!(%run_id, bytes = line.len(), "wrote to the CLI's input");
+                }
+                first = false;
                 next = rx.recv().await;
             }
         });
@@ -778,6 +783,7 @@ impl Supervisor {
                     }
                 }
                 Event::ApprovalRequested { request_id, input, .. } => {
+                    tracing::info!(run_id = %self.prepared.spec.run_id, request_id, "the CLI asks for approval");
                     self.pending.insert(request_id.clone(), input.clone());
                 }
                 Event::Error(error) if !error.recoverable => {
