@@ -305,12 +305,7 @@ impl<E: Env> Machine<E> {
         let Some(turn) = self.chats.get_mut(key).and_then(|c| c.active.as_mut()) else { return };
         let Some(input) = turn.steer_waiting.pop_front() else { return };
         turn.steered_events.push(input.event_id.clone());
-        if turn.answered.take().is_some() {
-            // The earlier answer already went out: this one is a reply of its own now.
-            self.new_segment(key, &input.event_id);
-        } else if let Some(turn) = self.chats.get_mut(key).and_then(|c| c.active.as_mut()) {
-            turn.steers += 1;
-        }
+        turn.steers += 1;
         self.notice(key, &input.event_id, "↪️ Sent into the running turn.");
     }
 
@@ -332,29 +327,38 @@ impl<E: Env> Machine<E> {
         self.enqueue(key, input);
     }
 
-    /// A result while steers are owed: it is this segment's reply, and the
-    /// run goes on answering the next message.
+    /// A result while steers are owed: it is this segment's reply. The
+    /// next reply starts with the run's next output ([`Self::next_segment`]);
+    /// a CLI that folded the steer into the reply just given (codex does)
+    /// may end without one, and the turn ends on the reply given.
     pub(super) fn segment_result(&mut self, key: &SessionKey, result: RunResult) {
         let Some(turn) = self.chats.get_mut(key).and_then(|c| c.active.take()) else { return };
-        self.deliver_result(key, &turn, result);
-        let reply_to = turn.steered_events.last().cloned().unwrap_or_default();
+        let outcome = self.deliver_result(key, &turn, result);
         if let Some(turn) = self.chats.get_mut(key).map(|c| c.active.insert(turn)) {
             turn.steers = turn.steers.saturating_sub(1);
+            turn.answered = Some(outcome);
+            turn.awaiting_segment = true;
         }
-        self.new_segment(key, &reply_to);
     }
 
-    /// Starts a new reply in the running turn (a fresh turn id for the gateways).
-    fn new_segment(&mut self, key: &SessionKey, reply_to: &str) {
+    /// Output after a segment's reply: a new reply begins (a fresh turn id
+    /// for the gateways, answering the latest steered message).
+    pub(super) fn next_segment(&mut self, key: &SessionKey) {
         let turn_id = self.env.new_id();
         let Some(turn) = self.chats.get_mut(key).and_then(|c| c.active.as_mut()) else { return };
+        if !turn.awaiting_segment {
+            return;
+        }
+        turn.awaiting_segment = false;
+        turn.answered = None;
         turn.turn_id = turn_id.clone();
         turn.segments += 1;
         turn.result = None;
         turn.stream = markup::StreamFilter::default();
+        let reply_to = turn.steered_events.last().cloned().unwrap_or_default();
         let started =
             OutKind::TurnStarted { provider: turn.provider.clone(), model: turn.model.clone() };
-        self.send(key, &turn_id, reply_to, started);
+        self.send(key, &turn_id, &reply_to, started);
     }
 }
 

@@ -70,6 +70,8 @@ pub(super) struct Turn {
     pub(super) steered_events: Vec<String>,
     /// Replies already given in this run (steering starts a new one).
     pub(super) segments: u32,
+    /// A segment's reply went out; the next output starts the next reply.
+    pub(super) awaiting_segment: bool,
 }
 
 impl Turn {
@@ -114,6 +116,7 @@ impl<E: Env> Machine<E> {
             steer_waiting: std::collections::VecDeque::new(),
             steered_events: Vec::new(),
             segments: 0,
+            awaiting_segment: false,
         };
         let mut turn = turn;
         turn.interactive = !turn.silent() && self.wants_interactive(&turn.provider);
@@ -192,6 +195,18 @@ impl<E: Env> Machine<E> {
         if turn.run_id != run_id {
             return;
         }
+        let output = matches!(
+            event,
+            RunEvent::Text(_)
+                | RunEvent::ToolStarted { .. }
+                | RunEvent::ToolFinished { .. }
+                | RunEvent::ApprovalRequested(_)
+                | RunEvent::Result(_)
+        );
+        if output && turn.awaiting_segment {
+            self.next_segment(&key);
+        }
+        let Some(turn) = self.chats.get_mut(&key).and_then(|c| c.active.as_mut()) else { return };
         let (turn_id, reply_to, silent) =
             (turn.turn_id.clone(), turn.input.event_id.clone(), turn.silent());
         let (provider, steers) = (turn.provider.clone(), turn.steers);

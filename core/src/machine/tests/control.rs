@@ -162,10 +162,21 @@ fn a_steer_the_runner_refuses_is_queued_and_a_confirmed_one_gets_its_own_reply()
     let result = |text: &str| RunResult { text: text.into(), ..Default::default() };
     let effects = h.run(&run, RunEvent::Result(result("the story")));
     assert_eq!(finals(&effects).len(), 1);
-    assert!(sent(&effects).iter().any(|k| matches!(k, OutKind::TurnStarted { .. })));
+    let effects = h.run(&run, RunEvent::Text("bana".into()));
+    assert!(matches!(sent(&effects)[..], [OutKind::TurnStarted { .. }, OutKind::Delta(_)]));
     let effects = h.run(&run, RunEvent::Result(result("bananas!")));
     assert_eq!(finals(&effects)[0].text, "bananas!");
     h.run(&run, RunEvent::Exited(RunOutcome::Completed));
+
+    // A CLI that folds the steer into the reply it was giving ends after one result.
+    let run = turn(&mut h, "a poem");
+    h.say("shorter please");
+    h.run(&run, RunEvent::Steered("shorter please".into()));
+    let effects = h.run(&run, RunEvent::Result(result("a short poem")));
+    assert_eq!(finals(&effects).len(), 1);
+    let effects = h.run(&run, RunEvent::Exited(RunOutcome::Completed));
+    assert!(errors(&effects).is_empty(), "the turn ends on the reply given: {effects:?}");
+    assert!(sent(&effects).iter().all(|k| !matches!(k, OutKind::TurnStarted { .. })));
 
     // A refused steer waits for the next turn like any queued message.
     let run = turn(&mut h, "another story");
