@@ -3,7 +3,8 @@
 //!
 //! - [`claude`]: `claude -p … --output-format stream-json --verbose --include-partial-messages`.
 //! - [`codex`]: `codex exec --json --skip-git-repo-check` (see its module doc for why
-//!   `exec` and not `app-server`).
+//!   `exec` and not `app-server`); [`codex_app`]: `codex app-server` for runs
+//!   that ask for approvals or take steering.
 //! - [`gemini`]: `gemini -p … -o stream-json`, `GEMINI_CLI_NO_RELAUNCH=true`.
 //!
 //! Every adapter is pure: it turns a validated [`RunSpec`] into an
@@ -11,6 +12,7 @@
 
 pub mod claude;
 pub mod codex;
+pub mod codex_app;
 pub mod gemini;
 
 use std::collections::BTreeMap;
@@ -39,25 +41,29 @@ pub struct Invocation {
     /// prompt file: the first carries `stdin`, later ones steer the run or
     /// answer its approval requests. Closing it ends the CLI.
     pub stream: bool,
+    /// Settings a protocol client sends instead of flags (codex app-server's
+    /// thread settings).
+    pub protocol: Option<Value>,
 }
 
 impl Invocation {
     /// Arguments and adapter environment of `provider`, the prompt on stdin.
     fn new(provider: Provider, args: Vec<String>, stdin: String) -> Self {
-        Self { args, env: adapter_env(provider), stdin, files: Vec::new(), stream: false }
+        let env = adapter_env(provider);
+        Self { args, env, stdin, files: Vec::new(), stream: false, protocol: None }
     }
 }
 
 /// Whether `provider`'s CLI asks a caller for tool approvals (claude's
-/// `--permission-prompt-tool stdio`).
+/// `--permission-prompt-tool stdio`, codex app-server's approval requests).
 pub fn can_approve(provider: Provider) -> bool {
-    provider == Provider::Claude
+    matches!(provider, Provider::Claude | Provider::Codex)
 }
 
 /// Whether `provider`'s CLI takes messages while a turn runs (claude's
-/// stream-json input). Codex `app-server` and gemini `--acp` are not driven yet.
+/// stream-json input, codex's `turn/steer`). Gemini `--acp` is not driven yet.
 pub fn can_steer(provider: Provider) -> bool {
-    provider == Provider::Claude
+    matches!(provider, Provider::Claude | Provider::Codex)
 }
 
 /// What the runner writes into a streaming CLI's input.
@@ -69,15 +75,6 @@ pub enum Input {
     Approval { request_id: String, allow: bool, message: String, input: Value },
     /// Stop the current turn, keep the process.
     Interrupt { request_id: String },
-}
-
-/// One input line (newline-terminated) of a streaming CLI; `None` for a
-/// CLI that takes no input while it runs.
-pub fn input_line(provider: Provider, input: &Input) -> Option<String> {
-    match provider {
-        Provider::Claude => Some(claude::input_line(input)),
-        Provider::Codex | Provider::Gemini => None,
-    }
 }
 
 /// A line the parser does not know; logged once per `kind` by the caller.
@@ -117,13 +114,16 @@ pub enum StatePath {
     },
 }
 
-/// The stdout parser of one run.
+/// The stdout parser of one run (and, for a streaming CLI, the writer of
+/// its input).
 #[derive(Debug)]
 pub enum Parser {
     /// Claude stream-json.
     Claude(claude::Parser),
     /// Codex `exec --json`.
     Codex(codex::Parser),
+    /// Codex `app-server`.
+    CodexApp(codex_app::Parser),
     /// Gemini stream-json.
     Gemini(gemini::Parser),
 }
@@ -138,11 +138,24 @@ impl Parser {
         }
     }
 
+    /// The parser of a run of `provider` whose invocation is `invocation`.
+    pub fn for_run(spec: &RunSpec, invocation: &Invocation) -> Self {
+        match (spec.provider, &invocation.protocol) {
+            (Provider::Codex, Some(params)) => Self::CodexApp(codex_app::Parser::new(
+                params.clone(),
+                spec.resume.clone(),
+                invocation.stdin.clone(),
+            )),
+            (provider, _) => Self::new(provider),
+        }
+    }
+
     /// Turns one JSON line into events.
     pub fn parse(&mut self, line: &Value, out: &mut Vec<Event>) -> Result<(), Unknown> {
         match self {
             Self::Claude(parser) => parser.parse(line, out),
             Self::Codex(parser) => parser.parse(line, out),
+            Self::CodexApp(parser) => parser.parse(line, out),
             Self::Gemini(parser) => parser.parse(line, out),
         }
     }
@@ -151,7 +164,48 @@ impl Parser {
     pub fn pending_error(&self) -> Option<&str> {
         match self {
             Self::Codex(parser) => parser.pending_error(),
+            Self::CodexApp(parser) => parser.pending_error(),
             Self::Claude(_) | Self::Gemini(_) => None,
+        }
+    }
+
+    /// The first lines of a streaming CLI's input (the prompt, or a handshake).
+    pub fn opening(&self, prompt: &str) -> Vec<String> {
+        match self {
+            Self::Claude(_) => vec![claude::input_line(&Input::User(prompt.to_owned()))],
+            Self::CodexApp(parser) => parser.opening(),
+            Self::Codex(_) | Self::Gemini(_) => Vec::new(),
+        }
+    }
+
+    /// `input` as a line for the CLI; `None` when it cannot take it now.
+    pub fn encode(&mut self, input: &Input) -> Option<String> {
+        match self {
+            Self::Claude(_) => Some(claude::input_line(input)),
+            Self::CodexApp(parser) => parser.encode(input),
+            Self::Codex(_) | Self::Gemini(_) => None,
+        }
+    }
+
+    /// Lines the protocol needs written after the last parsed line.
+    pub fn take_outgoing(&mut self) -> Vec<String> {
+        match self {
+            Self::CodexApp(parser) => parser.take_outgoing(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// A steered message gets a result of its own (claude), rather than
+    /// being folded into the running turn's one result (codex).
+    pub fn steer_has_own_result(&self) -> bool {
+        matches!(self, Self::Claude(_))
+    }
+
+    /// The protocol says the run is over: its input may close.
+    pub fn done(&self) -> bool {
+        match self {
+            Self::CodexApp(parser) => parser.done(),
+            _ => false,
         }
     }
 }
@@ -197,6 +251,11 @@ pub fn invocation(
 ) -> Invocation {
     match spec.provider {
         Provider::Claude => claude::invocation(spec, mode, config_args, inputs),
+        Provider::Codex if mode == PermissionMode::Ask || spec.interactive => {
+            let mut invocation = codex_app::invocation(spec, config_args);
+            invocation.protocol = Some(codex_app::thread_params(spec, mode, confined));
+            invocation
+        }
         Provider::Codex => codex::invocation(spec, mode, config_args, confined),
         Provider::Gemini => gemini::invocation(spec, mode, config_args),
     }

@@ -272,6 +272,7 @@ impl Runner {
             provider::invocation(&spec, mode, &settings.args, self.support.landlock, &tmpdir);
         let stdin = write_inputs(&tmpdir, &invocation)
             .map_err(|e| RunError::fatal(ErrorKind::Internal, format!("write the prompt: {e}")))?;
+        let parser = provider::Parser::for_run(&spec, &invocation);
         let stdin = if invocation.stream {
             let _ = std::fs::remove_file(&stdin);
             supervise::Stdin::Stream(invocation.stdin.clone())
@@ -322,6 +323,7 @@ impl Runner {
             env,
             tmpdir,
             stdin,
+            parser,
             ruleset,
             sandboxed: self.support.landlock,
             fence,
@@ -533,7 +535,7 @@ impl pb::runner_server::Runner for RunnerService {
         request: tonic::Request<pb::RunSpec>,
     ) -> Result<tonic::Response<Self::StartRunStream>, tonic::Status> {
         let spec = RunSpec::try_from(request.into_inner())?;
-        tracing::info!(run_id = %spec.run_id, provider = spec.provider.as_str(), resume = spec.resume.is_some(), "starting a run");
+        tracing::info!(run_id = %spec.run_id, provider = spec.provider.as_str(), resume = spec.resume.is_some(), interactive = spec.interactive, "starting a run");
         Ok(tonic::Response::new(self.runner.start(spec)?))
     }
 

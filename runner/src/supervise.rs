@@ -104,6 +104,8 @@ pub struct Prepared {
     pub tmpdir: PathBuf,
     /// What the CLI reads on stdin.
     pub stdin: Stdin,
+    /// The stdout parser (and, for a streaming CLI, its input protocol).
+    pub parser: Parser,
     /// Landlock ruleset built in the parent, applied in the child (when sandboxed).
     pub ruleset: Option<OwnedFd>,
     /// Landlock applies (reported in `RunStarted.sandbox`).
@@ -366,7 +368,7 @@ struct Supervisor {
     /// A text event was seen (logged once, for latency traces).
     text_seen: bool,
     /// The streaming CLI's input, while open.
-    input: Option<mpsc::Sender<String>>,
+    input: Option<mpsc::Sender<(String, bool)>>,
     /// Approval requests not answered yet: their tool input.
     pending: std::collections::HashMap<String, serde_json::Value>,
     /// Steering messages written (each ends in a result of its own).
@@ -387,7 +389,8 @@ impl Supervisor {
         hooks: Arc<dyn Hooks>,
     ) -> Self {
         let pgid = child.id().map(|pid| Pid::from_raw(pid as i32));
-        let parser = Parser::new(prepared.spec.provider);
+        let mut prepared = prepared;
+        let parser = std::mem::replace(&mut prepared.parser, Parser::new(prepared.spec.provider));
         Self {
             prepared,
             child: Some(child),
@@ -438,43 +441,58 @@ impl Supervisor {
         self.finish(sink, status, exit).await;
     }
 
-    /// A streaming CLI: writes its first prompt, then whatever
-    /// [`Self::send_input`] queues; dropping the sender closes its stdin.
+    /// A streaming CLI: writes its opening lines (the prompt, or a
+    /// handshake), then whatever [`Self::send_input`] and the protocol queue;
+    /// dropping the sender closes its stdin.
     fn spawn_writer(&mut self) {
         use tokio::io::AsyncWriteExt as _;
         let Stdin::Stream(prompt) = &self.prepared.stdin else { return };
-        let provider = self.prepared.spec.provider;
-        let Some(first) = provider::input_line(provider, &Input::User(prompt.clone())) else {
+        let opening = self.parser.opening(prompt);
+        if opening.is_empty() {
             return;
-        };
+        }
         let Some(mut stdin) = self.child.as_mut().and_then(|c| c.stdin.take()) else { return };
-        let (tx, mut rx) = mpsc::channel::<String>(32);
+        let (tx, mut rx) = mpsc::channel::<(String, bool)>(32);
         let run_id = self.prepared.spec.run_id.clone();
         tokio::spawn(async move {
-            let mut next = Some(first);
-            let mut first = true;
-            while let Some(line) = next {
+            let mut queued: std::collections::VecDeque<(String, bool)> =
+                opening.into_iter().map(|line| (line, false)).collect();
+            loop {
+                let next = match queued.pop_front() {
+                    Some(next) => Some(next),
+                    None => rx.recv().await,
+                };
+                let Some((line, answer)) = next else { break };
                 let written = stdin.write_all(line.as_bytes()).await;
                 if let Err(error) = written.and(stdin.flush().await) {
                     tracing::debug!(%run_id, %error, "the CLI's input is closed");
                     break;
                 }
-                if !first {
+                if answer {
                     tracing::info!(%run_id, bytes = line.len(), "wrote to the CLI's input");
                 }
-                first = false;
-                next = rx.recv().await;
             }
         });
         self.input = Some(tx);
     }
 
-    /// Queues one protocol line for the CLI; false when its input is closed.
-    fn send_input(&self, input: &Input) -> bool {
-        let provider = self.prepared.spec.provider;
-        match (&self.input, provider::input_line(provider, input)) {
-            (Some(tx), Some(line)) => tx.try_send(line).is_ok(),
-            _ => false,
+    /// Queues a caller's input for the CLI; false when it cannot take it.
+    fn send_input(&mut self, input: &Input) -> bool {
+        let Some(line) = self.parser.encode(input) else { return false };
+        match &self.input {
+            Some(tx) => tx.try_send((line, true)).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Writes what the protocol asked for while parsing.
+    fn flush_protocol(&mut self) {
+        for line in self.parser.take_outgoing() {
+            if let Some(tx) = &self.input
+                && tx.try_send((line, false)).is_err()
+            {
+                tracing::warn!(run_id = %self.prepared.spec.run_id, "the CLI's input is full or closed");
+            }
         }
     }
 
@@ -758,6 +776,14 @@ impl Supervisor {
                 "ignoring an unknown event type"
             );
         }
+        self.flush_protocol();
+        if self.parser.done()
+            && self.input.is_some()
+            && !matches!(events.last(), Some(Event::Result(_)))
+        {
+            // The protocol ended the run before a result (e.g. a refused resume).
+            self.input = None;
+        }
         for mut event in events {
             match &mut event {
                 Event::Text(_) if !self.text_seen => {
@@ -774,7 +800,8 @@ impl Supervisor {
                     self.result = Some(result.is_error);
                     self.hooks.session(&result.session_id);
                     self.results += 1;
-                    if self.results > self.steers || self.reason.is_some() {
+                    let folded = !self.parser.steer_has_own_result();
+                    if folded || self.results > self.steers || self.reason.is_some() {
                         // Every message has its answer (or the turn was stopped): EOF ends the CLI.
                         self.input = None;
                         self.pending.clear();

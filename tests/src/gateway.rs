@@ -189,7 +189,7 @@ fn message(text: &str) -> pb::inbound_event::Kind {
 pub struct Seen {
     /// The chat id.
     pub chat: String,
-    /// "final", "notice", "menu" or "error".
+    /// "final", "notice", "menu", "error" or "queued".
     pub kind: &'static str,
     /// Its text.
     pub text: String,
@@ -212,6 +212,9 @@ pub fn seen(action: &pb::OutboundAction) -> Option<Seen> {
             ("menu", menu.text.clone(), ids(&menu.buttons))
         }
         pb::outbound_action::Kind::Error(error) => ("error", error.message.clone(), Vec::new()),
+        pb::outbound_action::Kind::QueueNotice(queued) => {
+            ("queued", queued.text.clone(), ids(&queued.buttons))
+        }
         _ => return None,
     };
     Some(Seen { chat, kind, text, buttons })

@@ -27,23 +27,42 @@ const LONG: Duration = Duration::from_secs(60);
 /// The real claude with `agent` settings appended to `[agent]`; `None`
 /// (after a SKIP line) without it.
 async fn stack(agent: &str) -> Option<(TestEnv, FakeModel, tempfile::TempDir)> {
-    let Some(claude) = installed_cli(Cli::Claude) else {
+    stack_of(Cli::Claude, agent).await
+}
+
+/// [`stack`] with `cli` as the chat's provider.
+async fn stack_of(cli: Cli, agent: &str) -> Option<(TestEnv, FakeModel, tempfile::TempDir)> {
+    let Some(binary) = installed_cli(cli) else {
         assert!(
             std::env::var("DUCTOR_REQUIRE_REAL").is_err(),
-            "claude is not installed (tests/setup/install-clis.sh) and DUCTOR_REQUIRE_REAL=1"
+            "{} is not installed (tests/setup/install-clis.sh) and DUCTOR_REQUIRE_REAL=1",
+            cli.name()
         );
-        eprintln!("SKIP: claude not installed");
+        eprintln!("SKIP: {} not installed", cli.name());
         return None;
     };
     let model = FakeModel::start().await.expect("start the fake model");
     let cli_home = tempfile::tempdir().expect("a CLI home");
-    let cli_env = provider_files(Cli::Claude, cli_home.path(), &model.base_url());
+    let cli_env = provider_files(cli, cli_home.path(), &model.base_url());
     let env = TestEnv::with_config(&format!(
-        "[agent]\nprovider = \"claude\"\n{agent}\n\n{}",
-        provider_section(Cli::Claude, &claude, &cli_env)
+        "[agent]\nprovider = \"{}\"\n{agent}\n\n{}",
+        cli.name(),
+        provider_section(cli, &binary, &cli_env)
     ));
     env.up().await;
     Some((env, model, cli_home))
+}
+
+/// Waits until the runner has no live run (a turn's CLI may exit a little
+/// after its answer went out; a message sent before that is queued).
+async fn wait_until_idle(env: &TestEnv) {
+    let mut runner = ductor_proto::pb::runner_client::RunnerClient::new(env.channel("runner"));
+    ductor_tests::harness::wait_for("the runner to be idle", async || {
+        let request = ductor_proto::pb::ListRunsRequest::default();
+        let runs = runner.list_runs(request).await.ok()?.into_inner().runs;
+        runs.is_empty().then_some(())
+    })
+    .await;
 }
 
 fn risky_file(env: &TestEnv) -> std::path::PathBuf {
@@ -168,5 +187,32 @@ async fn a_message_during_a_turn_steers_it_and_gets_its_own_reply() {
     let asked =
         model.generations().into_iter().rfind(|r| r.prompt.as_deref() == Some("and bananas"));
     assert!(asked.is_some_and(|r| r.body_contains("tell a slow story")), "the same conversation");
+    assert!(env.ductorctl(&["down"]).await.status.success());
+}
+
+/// Codex (through `app-server`) asks in the chat too, and takes a steer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codex_asks_in_the_chat_and_takes_a_steer() {
+    let agent = "permission_mode = \"ask\"\nwhile_busy = \"steer\"";
+    let Some((env, model, _home)) = stack_of(Cli::Codex, agent).await else { return };
+    let mut chat = Chat::attach(env.channel("core"), TRANSPORT).await;
+    chat.gateway.say(CHAT, "please do something risky").await;
+    let menu = chat.expect(CHAT, "🔐 The agent asks to use shell", LONG).await;
+    assert!(menu.text.contains(RISKY_COMMAND), "{menu:?}");
+    assert!(!risky_file(&env).exists());
+    chat.gateway.press(CHAT, button(&menu.buttons, "y")).await;
+    chat.expect(CHAT, TOOL_DONE_TEXT, LONG).await;
+    assert!(risky_file(&env).exists(), "the allowed command ran");
+
+    wait_until_idle(&env).await;
+    let before = model.progress().chunks_sent;
+    chat.gateway.say(CHAT, "tell a slow story").await;
+    let streaming = model.wait_until(LONG, |p| p.chunks_sent >= before + 3).await;
+    assert!(streaming, "the story streams");
+    chat.gateway.say(CHAT, "and bananas").await;
+    chat.expect(CHAT, "Sent into the running turn", LONG).await;
+    let steered = chat.expect(CHAT, "You said: and bananas", LONG).await;
+    assert_eq!(steered.kind, "final", "{steered:?}");
+    assert!(chat.position("Queued").is_none(), "nothing was queued: {:#?}", chat.all);
     assert!(env.ductorctl(&["down"]).await.status.success());
 }

@@ -75,7 +75,7 @@ pub fn invocation(
     }
     args.extend(config_args.iter().cloned());
     args.extend(spec.extra_args.iter().cloned());
-    Invocation { args, env, stdin: spec.prompt.clone(), files, stream }
+    Invocation { args, env, stdin: spec.prompt.clone(), files, stream, protocol: None }
 }
 
 /// One stream-json input line.

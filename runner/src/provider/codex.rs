@@ -1,19 +1,15 @@
 //! Codex CLI: `codex [-c model_reasoning_effort="E"] exec --json
 //! --skip-git-repo-check [permission flags] [-m MODEL] [args] [resume] [--] [THREAD] PROMPT`.
 //!
-//! **Why `exec --json` and not `codex app-server`.** `app-server` streams text
-//! deltas (`item/agentMessage/delta`) and interrupts a turn without killing the
-//! process, but it is a stateful JSON-RPC peer (initialize, thread/start or
-//! thread/resume, turn/start, approvals, interrupt) that would need the
-//! runner to write to the CLI's stdin for the whole run and track protocol
-//! state; it is also marked experimental and changes between releases.
-//! `exec --json` is a one-shot process with the same lifecycle as claude and
-//! gemini (stdin = /dev/null, one result line, signals end it), so all three
-//! share one supervisor. The price: codex text arrives per completed
-//! `agent_message` item, not per token — each item is one `Text` event as soon
-//! as codex prints it. Interrupt is SIGINT (codex exits 1 and the thread stays
-//! resumable). Switching to app-server later only touches this module and a
-//! stdin writer in the supervisor.
+//! **`exec --json` by default, `app-server` when asked.** A run in `ask` mode
+//! or marked interactive uses `codex app-server` ([`super::codex_app`]):
+//! approvals, steering, interrupt without a signal, and text per token. Every
+//! other run stays on `exec --json`, a one-shot process with the same
+//! lifecycle as claude's and gemini's plain runs (the prompt on stdin, one
+//! result line, signals end it), because app-server is marked experimental
+//! and changes between releases. The price of `exec`: codex text arrives per
+//! completed `agent_message` item, not per token. Interrupt is SIGINT (codex
+//! exits 1 and the thread stays resumable).
 //!
 //! Flags go before `resume` so they parse at the `exec` level whichever of
 //! them codex marks global; `-c` overrides go before `exec` (root level).
@@ -220,6 +216,11 @@ fn tool_name(kind: &str, item: &Value) -> String {
         }
         other => other.to_owned(),
     }
+}
+
+/// Classifies an error message printed by codex (also by app-server).
+pub(super) fn classify(message: &str) -> RunError {
+    classify_message(message)
 }
 
 /// Classifies an error message printed by codex.

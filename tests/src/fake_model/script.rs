@@ -1,5 +1,5 @@
 //! Decides what the fake answers: finds the last user prompt in a request (skipping the
-//! wrapper blocks the CLIs inject, such as `<system-reminder>`, `<environment_context>` and
+//! wrapper blocks the CLIs inject, such as `<system-reminder>`, `<environment_context>`, codex's AGENTS.md message and
 //! `<session_context>`) or notices that the request carries a tool result, and maps that to a
 //! [`Scenario`].
 
@@ -148,7 +148,12 @@ fn decide(parts: Vec<Part>) -> Turn {
             }
             Part::Text(text) => {
                 let trimmed = text.trim();
-                if trimmed.is_empty() || trimmed.starts_with('<') {
+                // Wrappers the CLIs add around the prompt: `<system-reminder>`,
+                // `<environment_context>`, codex app-server's AGENTS.md message.
+                if trimmed.is_empty()
+                    || trimmed.starts_with('<')
+                    || trimmed.starts_with("# AGENTS.md instructions")
+                {
                     continue;
                 }
                 return Turn { scenario: scenario_for(trimmed), prompt: Some(trimmed.to_owned()) };

@@ -29,8 +29,8 @@ pub enum WhileBusy {
     /// It waits for the turn to end, with a visible queue notice.
     #[default]
     Queue,
-    /// It goes into the running turn where the CLI can take it (claude),
-    /// else it is queued.
+    /// It goes into the running turn where the CLI can take it (claude,
+    /// codex), else it is queued.
     Steer,
 }
 
