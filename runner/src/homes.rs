@@ -46,6 +46,8 @@ struct Layout {
     settings: &'static [&'static str],
     /// Login files linked to the operator's.
     logins: &'static [&'static str],
+    /// Settings ductor needs, merged over the operator's (JSON settings only).
+    overlay: Option<&'static str>,
 }
 
 fn layout(provider: Provider) -> Layout {
@@ -55,18 +57,23 @@ fn layout(provider: Provider) -> Layout {
             sub: None,
             settings: &["settings.json"],
             logins: &[".credentials.json"],
+            overlay: None,
         },
         Provider::Codex => Layout {
             var: "CODEX_HOME",
             sub: None,
             settings: &["config.toml"],
             logins: &["auth.json"],
+            overlay: None,
         },
         Provider::Gemini => Layout {
             var: "GEMINI_CLI_HOME",
             sub: Some(".gemini"),
             settings: &["settings.json"],
             logins: &["oauth_creds.json", "google_accounts.json"],
+            // The sandbox offers no pseudo-terminals: gemini's shell tool must
+            // use plain pipes (its pty path fails with `forkpty(3) failed`).
+            overlay: Some(r#"{"tools":{"shell":{"enableInteractiveShell":false}}}"#),
         },
     }
 }
@@ -153,7 +160,7 @@ pub fn prepare(
     let mut writable = vec![home.path().to_path_buf()];
     let source = operator_dir(provider, env).and_then(|dir| Tree::root(&dir).ok());
     for name in layout.settings {
-        seed(source.as_ref(), &files, name);
+        seed(source.as_ref(), &files, name, layout.overlay);
     }
     for name in layout.logins {
         if let Some(login) = link_login(source.as_ref(), &files, name) {
@@ -179,7 +186,7 @@ fn sub_dir(home: &Tree, name: &str) -> Result<Tree, safe_fs::SafeFsError> {
 
 /// Copies the operator's `name` into the home, or removes the home's copy
 /// when the operator has none.
-fn seed(source: Option<&Tree>, files: &Tree, name: &str) {
+fn seed(source: Option<&Tree>, files: &Tree, name: &str, overlay: Option<&str>) {
     let wanted = match source.map(|s| s.read(name, MAX_SETTINGS)) {
         Some(Ok(bytes)) => bytes,
         None => None,
@@ -187,6 +194,10 @@ fn seed(source: Option<&Tree>, files: &Tree, name: &str) {
             tracing::warn!(%error, "provider settings not copied");
             return;
         }
+    };
+    let wanted = match overlay {
+        Some(overlay) => Some(merged(wanted.as_deref(), overlay)),
+        None => wanted,
     };
     let outcome = match wanted {
         Some(bytes) => files.refresh(name, &bytes, 0o600),
@@ -198,6 +209,28 @@ fn seed(source: Option<&Tree>, files: &Tree, name: &str) {
     if let Err(error) = outcome {
         tracing::warn!(%error, "provider settings not refreshed");
     }
+}
+
+/// The operator's JSON settings with `overlay` merged over them (objects
+/// key by key); settings that are not a JSON object are replaced.
+fn merged(operator: Option<&[u8]>, overlay: &str) -> Vec<u8> {
+    fn merge(base: &mut serde_json::Value, over: &serde_json::Value) {
+        match (base.as_object_mut(), over.as_object()) {
+            (Some(base), Some(over)) => {
+                for (key, value) in over {
+                    merge(base.entry(key.clone()).or_insert(serde_json::Value::Null), value);
+                }
+            }
+            _ => *base = over.clone(),
+        }
+    }
+    let mut base: serde_json::Value = operator
+        .and_then(|bytes| serde_json::from_slice(bytes).ok())
+        .filter(serde_json::Value::is_object)
+        .unwrap_or_else(|| serde_json::json!({}));
+    let over: serde_json::Value = serde_json::from_str(overlay).unwrap_or_default();
+    merge(&mut base, &over);
+    serde_json::to_vec_pretty(&base).unwrap_or_default()
 }
 
 /// Links the home's `name` to the operator's login; returns the operator's
@@ -317,7 +350,10 @@ mod tests {
         assert_eq!(std::fs::read_to_string(victim.join("settings.json")).unwrap(), "precious");
         let dot = again.dir.join(".gemini");
         assert!(dot.symlink_metadata().unwrap().is_dir());
-        assert_eq!(std::fs::read_to_string(dot.join("settings.json")).unwrap(), "{}");
+        let settings = std::fs::read_to_string(dot.join("settings.json")).unwrap();
+        let settings: serde_json::Value = serde_json::from_str(&settings).unwrap();
+        let interactive = settings.pointer("/tools/shell/enableInteractiveShell");
+        assert_eq!(interactive, Some(&serde_json::json!(false)), "ductor's overlay: {settings}");
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! - [`codex`]: `codex exec --json --skip-git-repo-check` (see its module doc for why
 //!   `exec` and not `app-server`); [`codex_app`]: `codex app-server` for runs
 //!   that ask for approvals or take steering.
-//! - [`gemini`]: `gemini -p … -o stream-json`, `GEMINI_CLI_NO_RELAUNCH=true`.
+//! - [`gemini`]: `gemini -p … -o stream-json`, `GEMINI_CLI_NO_RELAUNCH=true`;
+//!   [`gemini_acp`]: `gemini --acp` for runs that ask for approvals.
 //!
 //! Every adapter is pure: it turns a validated [`RunSpec`] into an
 //! [`Invocation`] and JSON lines into [`Event`]s. Spawning is elsewhere.
@@ -14,6 +15,7 @@ pub mod claude;
 pub mod codex;
 pub mod codex_app;
 pub mod gemini;
+pub mod gemini_acp;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -55,13 +57,15 @@ impl Invocation {
 }
 
 /// Whether `provider`'s CLI asks a caller for tool approvals (claude's
-/// `--permission-prompt-tool stdio`, codex app-server's approval requests).
+/// `--permission-prompt-tool stdio`, codex app-server's approval requests,
+/// gemini ACP's `session/request_permission`).
 pub fn can_approve(provider: Provider) -> bool {
-    matches!(provider, Provider::Claude | Provider::Codex)
+    matches!(provider, Provider::Claude | Provider::Codex | Provider::Gemini)
 }
 
 /// Whether `provider`'s CLI takes messages while a turn runs (claude's
-/// stream-json input, codex's `turn/steer`). Gemini `--acp` is not driven yet.
+/// stream-json input, codex's `turn/steer`). ACP has no way to add a
+/// message to a running prompt, so gemini queues.
 pub fn can_steer(provider: Provider) -> bool {
     matches!(provider, Provider::Claude | Provider::Codex)
 }
@@ -124,6 +128,8 @@ pub enum Parser {
     Codex(codex::Parser),
     /// Codex `app-server`.
     CodexApp(codex_app::Parser),
+    /// Gemini `--acp`.
+    GeminiAcp(gemini_acp::Parser),
     /// Gemini stream-json.
     Gemini(gemini::Parser),
 }
@@ -146,6 +152,11 @@ impl Parser {
                 spec.resume.clone(),
                 invocation.stdin.clone(),
             )),
+            (Provider::Gemini, Some(params)) => Self::GeminiAcp(gemini_acp::Parser::new(
+                params.clone(),
+                spec.resume.clone(),
+                invocation.stdin.clone(),
+            )),
             (provider, _) => Self::new(provider),
         }
     }
@@ -156,6 +167,7 @@ impl Parser {
             Self::Claude(parser) => parser.parse(line, out),
             Self::Codex(parser) => parser.parse(line, out),
             Self::CodexApp(parser) => parser.parse(line, out),
+            Self::GeminiAcp(parser) => parser.parse(line, out),
             Self::Gemini(parser) => parser.parse(line, out),
         }
     }
@@ -165,7 +177,7 @@ impl Parser {
         match self {
             Self::Codex(parser) => parser.pending_error(),
             Self::CodexApp(parser) => parser.pending_error(),
-            Self::Claude(_) | Self::Gemini(_) => None,
+            Self::Claude(_) | Self::Gemini(_) | Self::GeminiAcp(_) => None,
         }
     }
 
@@ -174,6 +186,7 @@ impl Parser {
         match self {
             Self::Claude(_) => vec![claude::input_line(&Input::User(prompt.to_owned()))],
             Self::CodexApp(parser) => parser.opening(),
+            Self::GeminiAcp(parser) => parser.opening(),
             Self::Codex(_) | Self::Gemini(_) => Vec::new(),
         }
     }
@@ -183,6 +196,7 @@ impl Parser {
         match self {
             Self::Claude(_) => Some(claude::input_line(input)),
             Self::CodexApp(parser) => parser.encode(input),
+            Self::GeminiAcp(parser) => parser.encode(input),
             Self::Codex(_) | Self::Gemini(_) => None,
         }
     }
@@ -191,6 +205,7 @@ impl Parser {
     pub fn take_outgoing(&mut self) -> Vec<String> {
         match self {
             Self::CodexApp(parser) => parser.take_outgoing(),
+            Self::GeminiAcp(parser) => parser.take_outgoing(),
             _ => Vec::new(),
         }
     }
@@ -205,6 +220,7 @@ impl Parser {
     pub fn done(&self) -> bool {
         match self {
             Self::CodexApp(parser) => parser.done(),
+            Self::GeminiAcp(parser) => parser.done(),
             _ => false,
         }
     }
@@ -257,6 +273,14 @@ pub fn invocation(
             invocation
         }
         Provider::Codex => codex::invocation(spec, mode, config_args, confined),
+        // Gemini 0.61's ACP cannot load a session by id (`session/load`
+        // answers "Invalid session identifier"), so a resumed turn keeps `-p
+        // --resume` and gemini's own headless rules.
+        Provider::Gemini if mode == PermissionMode::Ask && spec.resume.is_none() => {
+            let mut invocation = gemini_acp::invocation(spec, config_args);
+            invocation.protocol = Some(gemini_acp::session_params(spec));
+            invocation
+        }
         Provider::Gemini => gemini::invocation(spec, mode, config_args),
     }
 }

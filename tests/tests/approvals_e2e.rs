@@ -216,3 +216,30 @@ async fn codex_asks_in_the_chat_and_takes_a_steer() {
     assert!(chat.position("Queued").is_none(), "nothing was queued: {:#?}", chat.all);
     assert!(env.ductorctl(&["down"]).await.status.success());
 }
+
+/// Gemini (through `--acp`) asks in the chat on a new session's turn; a
+/// denied command does not run, an allowed one does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gemini_asks_in_the_chat() {
+    let Some((env, _model, _home)) = stack_of(Cli::Gemini, "permission_mode = \"ask\"").await
+    else {
+        return;
+    };
+    let mut chat = Chat::attach(env.channel("core"), TRANSPORT).await;
+    chat.gateway.say(CHAT, "please do something risky").await;
+    let menu = chat.expect(CHAT, "🔐 The agent asks to use shell", LONG).await;
+    assert!(menu.text.contains(RISKY_COMMAND), "{menu:?}");
+    chat.gateway.press(CHAT, button(&menu.buttons, "n")).await;
+    chat.expect(CHAT, "Denied", LONG).await;
+    chat.expect(CHAT, TOOL_DONE_TEXT, LONG).await;
+    assert!(!risky_file(&env).exists(), "the denied command did not run");
+    // Gemini asks only in a new session (its ACP cannot load one by id).
+    chat.gateway.say(CHAT, "/new").await;
+    chat.expect(CHAT, "Fresh gemini session", LONG).await;
+    chat.gateway.say(CHAT, "please do something risky").await;
+    let menu = chat.expect(CHAT, "🔐 The agent asks to use shell", LONG).await;
+    chat.gateway.press(CHAT, button(&menu.buttons, "y")).await;
+    chat.expect(CHAT, TOOL_DONE_TEXT, LONG).await;
+    assert!(risky_file(&env).exists(), "the allowed command ran");
+    assert!(env.ductorctl(&["down"]).await.status.success());
+}

@@ -3,8 +3,8 @@
 //! needs permission becomes an approval request, answered allow or deny; an
 //! interactive run takes a steering message mid-turn and is interrupted
 //! through its input, not a signal (claude's stream-json input, codex
-//! `app-server`); gemini, which cannot do either yet, says so in `Probe` and
-//! refuses a response.
+//! `app-server`, gemini `--acp`); gemini, which cannot steer, says so in
+//! `Probe` and refuses a steer.
 //!
 //! Needs the pinned CLIs and `cargo build --bins` (see `real_cli.rs`).
 
@@ -76,7 +76,7 @@ async fn a_denied_tool_does_not_run(cli: Cli) {
     let told = rig.fake.generations().into_iter().find(|r| r.scenario == Scenario::ToolResult);
     let told = told.expect("the model hears of the denial");
     if cli == Cli::Claude {
-        // Codex's decline carries no message of ours.
+        // Codex's decline and gemini's reject carry no message of ours.
         assert!(told.body_contains(why), "the model hears why");
     }
     rig.assert_no_processes_left().await;
@@ -115,6 +115,8 @@ async fn interrupted_through_its_input_not_a_signal(cli: Cli) {
     let Some(mut rig) = Rig::start(cli, "interrupt_input").await else { return };
     let mut spec = rig.spec("go slow please");
     spec.interactive = true;
+    // Gemini takes input only in `ask` mode (ACP).
+    spec.permission_mode = pb::PermissionMode::Ask as i32;
     let run_id = spec.run_id.clone();
     let mut stream = rig.start_run(spec).await;
     let mut t = Transcript::default();
@@ -134,29 +136,26 @@ async fn interrupted_through_its_input_not_a_signal(cli: Cli) {
     rig.assert_no_processes_left().await;
 }
 
-/// Gemini `-p` takes no input while it runs: `Probe` says so, `ask` runs
-/// as the CLI's default, and a response is refused.
-async fn cannot_steer_or_ask(cli: Cli) {
-    let Some(mut rig) = Rig::start(cli, "no_control").await else { return };
+/// Gemini (ACP) cannot add a message to a running prompt: `Probe` says so,
+/// and a steer is refused while the run goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gemini_asks_but_cannot_steer() {
+    let Some(mut rig) = Rig::start(Cli::Gemini, "no_steer").await else { return };
     let (info, _) = rig.probe().await;
-    assert!(!info.can_approve && !info.can_steer, "{info:?}");
+    assert!(info.can_approve && !info.can_steer, "{info:?}");
     let mut spec = rig.spec("go slow please");
     spec.interactive = true;
     spec.permission_mode = pb::PermissionMode::Ask as i32;
     let run_id = spec.run_id.clone();
     let mut stream = rig.start_run(spec).await;
     let mut t = Transcript::default();
-    rig.read_until(&mut stream, &mut t, |k| matches!(k, Kind::Session(_))).await;
+    rig.read_until(&mut stream, &mut t, |k| matches!(k, Kind::Text(_))).await;
     let steer = pb::respond_request::What::Steer(pb::SteerInput { text: "hello?".into() });
-    assert!(!respond(&mut rig, &run_id, steer).await, "nothing to write to");
+    assert!(!respond(&mut rig, &run_id, steer).await, "ACP cannot take it");
     rig.read_to_end(&mut stream, &mut t).await;
     assert_eq!(t.outcome(), pb::RunOutcome::Completed, "{}", t.dump());
+    assert!(t.text().contains("chunk49"), "{}", t.dump());
     rig.assert_no_processes_left().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gemini_cannot_steer_or_ask() {
-    cannot_steer_or_ask(Cli::Gemini).await;
 }
 
 async fn says_it_can_steer_and_ask(cli: Cli) {
@@ -202,6 +201,26 @@ macro_rules! control_tests {
 control_tests!(claude, Cli::Claude);
 control_tests!(codex, Cli::Codex);
 
+/// Gemini: approvals and interrupt through ACP.
+mod gemini {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_allowed_tool_runs() {
+        super::an_allowed_tool_runs(Cli::Gemini).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_denied_tool_does_not_run() {
+        super::a_denied_tool_does_not_run(Cli::Gemini).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn interrupted_through_its_input_not_a_signal() {
+        super::interrupted_through_its_input_not_a_signal(Cli::Gemini).await;
+    }
+}
+
 /// Codex `app-server` resumes a thread by id, and an unknown id ends the run
 /// with SESSION_NOT_FOUND (core then starts fresh) instead of hanging.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -227,5 +246,27 @@ async fn codex_app_server_resumes_and_refuses_an_unknown_thread() {
     let unknown = rig.run(spec).await;
     let kinds: Vec<_> = unknown.errors().iter().map(|e| e.kind).collect();
     assert!(kinds.contains(&(pb::ErrorKind::SessionNotFound as i32)), "{}", unknown.dump());
+    rig.assert_no_processes_left().await;
+}
+
+/// Gemini 0.61's ACP cannot load a session by id, so a resumed `ask` turn
+/// runs with `-p --resume` (gemini's own headless rules) and keeps the
+/// conversation; only a new session's turn can ask.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gemini_resumed_in_ask_mode_keeps_its_conversation() {
+    let Some(mut rig) = Rig::start(Cli::Gemini, "acp_resume").await else { return };
+    let mut spec = rig.spec("remember the word pineapple");
+    spec.permission_mode = pb::PermissionMode::Ask as i32;
+    let first = rig.run(spec).await;
+    assert_eq!(first.outcome(), pb::RunOutcome::Completed, "{}", first.dump());
+    let session = first.session().expect("a session id").to_owned();
+    let mut spec = rig.spec("what was the word");
+    spec.permission_mode = pb::PermissionMode::Ask as i32;
+    spec.resume_session_id = session.clone();
+    let second = rig.run(spec).await;
+    assert_eq!(second.outcome(), pb::RunOutcome::Completed, "{}", second.dump());
+    assert_eq!(second.session(), Some(session.as_str()));
+    let last = rig.fake.generations().pop().expect("model calls");
+    assert!(last.body_contains("pineapple"), "the session's history was sent");
     rig.assert_no_processes_left().await;
 }
