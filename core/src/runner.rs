@@ -175,7 +175,7 @@ impl RunnerLink {
             Ok(stream) => stream,
             Err(status) => return failed("runner_unavailable", status.message()),
         };
-        collect(&mut stream).await
+        collect(&mut stream, self, &run_id).await
     }
 }
 
@@ -241,7 +241,11 @@ async fn start_with_retry(
     }
 }
 
-async fn collect(stream: &mut tonic::Streaming<pb::RunEvent>) -> OneshotResult {
+async fn collect(
+    stream: &mut tonic::Streaming<pb::RunEvent>,
+    link: &RunnerLink,
+    run_id: &str,
+) -> OneshotResult {
     let mut text = String::new();
     let mut result: Option<RunResult> = None;
     let mut error: Option<(String, String)> = None;
@@ -263,6 +267,18 @@ async fn collect(stream: &mut tonic::Streaming<pb::RunEvent>) -> OneshotResult {
                 error.get_or_insert((e.kind.as_str().to_owned(), e.message));
             }
             Ok(Some(RunEvent::Exited(_))) => break,
+            Ok(Some(RunEvent::ApprovalRequested(asked))) => {
+                // Nobody answers a one-shot run (plan mode asks to leave the plan): deny.
+                let response = RunResponse::Approval {
+                    request_id: asked.request_id,
+                    allow: false,
+                    message: "This run is unattended: nothing that needs permission is allowed."
+                        .to_owned(),
+                };
+                if let Err(status) = link.respond(run_id, response).await {
+                    tracing::warn!(run_id, error = status.message(), "could not deny a request");
+                }
+            }
             _ => {}
         }
     }

@@ -243,3 +243,23 @@ async fn gemini_asks_in_the_chat() {
     assert!(risky_file(&env).exists(), "the allowed command ran");
     assert!(env.ductorctl(&["down"]).await.status.success());
 }
+
+/// `/mode plan`: claude's request to leave plan mode is a "go ahead?" in the chat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_is_approved_from_the_chat() {
+    let Some((env, _model, _home)) = stack("").await else { return };
+    let mut chat = Chat::attach(env.channel("core"), TRANSPORT).await;
+    chat.gateway.say(CHAT, "/mode plan").await;
+    chat.expect(CHAT, "Mode: plan", LONG).await;
+    chat.gateway.say(CHAT, "make a plan please").await;
+    let menu = chat.expect(CHAT, "📋 The agent has a plan and asks to go ahead", LONG).await;
+    let labels = menu.buttons.len();
+    assert_eq!(labels, 2, "approve or keep planning, no session rule: {menu:?}");
+    chat.gateway.press(CHAT, button(&menu.buttons, "y")).await;
+    chat.expect(CHAT, "Plan approved", LONG).await;
+    chat.expect(CHAT, TOOL_DONE_TEXT, LONG).await;
+    chat.gateway.say(CHAT, "/status").await;
+    let status = chat.expect(CHAT, "Mode: plan", LONG).await;
+    assert!(status.text.contains("ExitPlanMode allowed (button"), "{status:?}");
+    assert!(env.ductorctl(&["down"]).await.status.success());
+}

@@ -270,3 +270,30 @@ async fn gemini_resumed_in_ask_mode_keeps_its_conversation() {
     assert!(last.body_contains("pineapple"), "the session's history was sent");
     rig.assert_no_processes_left().await;
 }
+
+/// Claude in plan mode asks to leave it (`ExitPlanMode`, with the plan):
+/// approving lets the turn go on, "keep planning" keeps it in the plan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claude_asks_to_approve_its_plan() {
+    let Some(mut rig) = Rig::start(Cli::Claude, "plan").await else { return };
+    for allow in [true, false] {
+        let mut spec = rig.spec("make a plan please");
+        spec.permission_mode = pb::PermissionMode::Plan as i32;
+        let run_id = spec.run_id.clone();
+        let mut stream = rig.start_run(spec).await;
+        let mut t = Transcript::default();
+        let asked =
+            rig.read_until(&mut stream, &mut t, |k| matches!(k, Kind::ApprovalRequested(_))).await;
+        let Some(Kind::ApprovalRequested(asked)) = asked else {
+            panic!("the plan is put to the user\n{}", t.dump());
+        };
+        // Claude 2.1.330 keeps the plan in a file; the request itself carries no input.
+        assert_eq!(asked.tool, "ExitPlanMode", "{asked:?}");
+        assert!(
+            respond(&mut rig, &run_id, answer(&asked.request_id, allow, "Keep planning.")).await
+        );
+        rig.read_to_end(&mut stream, &mut t).await;
+        assert_eq!(t.outcome(), pb::RunOutcome::Completed, "{}", t.dump());
+    }
+    rig.assert_no_processes_left().await;
+}

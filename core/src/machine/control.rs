@@ -160,6 +160,11 @@ impl<E: Env> Machine<E> {
             }
             Decision::Deny => (false, "denied", "🚫 Denied.".to_owned()),
         };
+        let note = match (pending.tool.as_str(), allow) {
+            ("ExitPlanMode", true) => "✅ Plan approved.".to_owned(),
+            ("ExitPlanMode", false) => "✏️ Keep planning.".to_owned(),
+            _ => note,
+        };
         let text = format!("{}\n\n{note}", pending.text);
         let closed = OutKind::Selector { selector_id: selector_id(id), text, buttons: Vec::new() };
         self.send(key, "", event_id, closed);
@@ -404,6 +409,14 @@ fn request_buttons(id: &str, tool: &str) -> Vec<Vec<Button>> {
 /// The request as the user reads it: a shell command in full, a plan as
 /// written, other inputs as JSON, cut at [`MAX_SHOWN_INPUT`].
 fn request_text(request: &ApprovalRequest, input: &str) -> String {
+    if request.tool == "ExitPlanMode" {
+        let plan = if input.trim().is_empty() || input == "{}" {
+            "(its plan is in its message above)".to_owned()
+        } else {
+            input.to_owned()
+        };
+        return format!("📋 The agent has a plan and asks to go ahead:\n\n{plan}");
+    }
     let mut text = format!("🔐 The agent asks to use {}", request.tool);
     if !request.description.is_empty() && request.description != request.tool {
         text.push_str(&format!(": {}", short(&request.description, 200)));

@@ -40,7 +40,8 @@ pub fn invocation(
             .map(String::from),
     );
     let mut env = super::adapter_env(Provider::Claude);
-    let stream = mode == PermissionMode::Ask || spec.interactive;
+    // Plan mode streams too: leaving it (`ExitPlanMode`) is a permission request.
+    let stream = matches!(mode, PermissionMode::Ask | PermissionMode::Plan) || spec.interactive;
     if stream {
         args.extend(["--input-format".into(), "stream-json".into()]);
     }
@@ -52,7 +53,9 @@ pub fn invocation(
         PermissionMode::AcceptEdits => {
             args.extend(["--permission-mode".into(), "acceptEdits".into()])
         }
-        PermissionMode::Plan => args.extend(["--permission-mode".into(), "plan".into()]),
+        PermissionMode::Plan => args.extend(
+            ["--permission-mode", "plan", "--permission-prompt-tool", "stdio"].map(String::from),
+        ),
         PermissionMode::Bypass => {
             args.extend(["--permission-mode".into(), "bypassPermissions".into()]);
             // Claude refuses bypass as root unless told it is sandboxed (it is: we are the fence).

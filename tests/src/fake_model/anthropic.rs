@@ -41,8 +41,12 @@ fn uuid_like() -> String {
     format!("{:016x}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
-fn tool_input(command: &str) -> Value {
-    json!({"command": command, "description": "Run a shell command"})
+/// The tool and input of a tool-call reply.
+fn tool_use(reply: &Reply) -> (&'static str, Value) {
+    match reply {
+        Reply::PlanCall => ("ExitPlanMode", json!({"plan": super::script::PLAN_TEXT})),
+        _ => ("Bash", json!({"command": reply.command(), "description": "Run a shell command"})),
+    }
 }
 
 fn whole_message(model: &str, reply: &Reply, input_tokens: u64) -> Value {
@@ -51,7 +55,7 @@ fn whole_message(model: &str, reply: &Reply, input_tokens: u64) -> Value {
             (json!([{"type": "text", "text": chunks.concat()}]), "end_turn")
         }
         _ => (
-            json!([{"type": "tool_use", "id": format!("toolu_fake_{}", uuid_like()), "name": "Bash", "input": tool_input(reply.command())}]),
+            json!([{"type": "tool_use", "id": format!("toolu_fake_{}", uuid_like()), "name": tool_use(reply).0, "input": tool_use(reply).1}]),
             "tool_use",
         ),
     };
@@ -98,12 +102,12 @@ fn events(model: &str, reply: &Reply, input_tokens: u64) -> Vec<Chunk> {
             out.push(Chunk::now(named_event(
                 "content_block_start",
                 &json!({"type": "content_block_start", "index": 0,
-                        "content_block": {"type": "tool_use", "id": format!("toolu_fake_{}", uuid_like()), "name": "Bash", "input": {}}}),
+                        "content_block": {"type": "tool_use", "id": format!("toolu_fake_{}", uuid_like()), "name": tool_use(reply).0, "input": {}}}),
             )));
             out.push(Chunk::now(named_event(
                 "content_block_delta",
                 &json!({"type": "content_block_delta", "index": 0,
-                        "delta": {"type": "input_json_delta", "partial_json": tool_input(reply.command()).to_string()}}),
+                        "delta": {"type": "input_json_delta", "partial_json": tool_use(reply).1.to_string()}}),
             )));
             ("tool_use", 20)
         }

@@ -17,6 +17,10 @@ pub enum Scenario {
     /// Prompt contains `risky`: one shell tool call that writes a file
     /// ([`RISKY_COMMAND`]), which a CLI asks permission for.
     Risky,
+    /// Prompt contains `plan`: claude's `ExitPlanMode` with [`PLAN_TEXT`]
+    /// (claude 2.1.330 drops the input: it keeps plans in a file; other
+    /// CLIs get the shell call of `tool`).
+    Plan,
     /// The request carries a tool result after the prompt: a short final text.
     ToolResult,
     /// Prompt contains `error`: HTTP 400 with a provider-shaped error body.
@@ -31,6 +35,9 @@ pub const TOOL_COMMAND: &str = "echo hi";
 /// The command the `risky` scenario asks each CLI to run: it writes
 /// [`RISKY_FILE`] in the working directory, so it needs permission.
 pub const RISKY_COMMAND: &str = "touch risky-file.txt";
+
+/// The plan the `plan` scenario proposes.
+pub const PLAN_TEXT: &str = "1. Read the code.\n2. Fix the bug.\n3. Run the tests.";
 
 /// The file [`RISKY_COMMAND`] makes.
 pub const RISKY_FILE: &str = "risky-file.txt";
@@ -54,6 +61,8 @@ pub fn scenario_for(prompt: &str) -> Scenario {
         Scenario::Error
     } else if has("risky") {
         Scenario::Risky
+    } else if has("plan") {
+        Scenario::Plan
     } else if has("tool") {
         Scenario::Tool
     } else if has("slow") {
@@ -90,6 +99,8 @@ pub(crate) enum Reply {
     Text { chunks: Vec<String>, delay: std::time::Duration },
     /// One shell tool call running this command.
     ToolCall(&'static str),
+    /// Claude's `ExitPlanMode` proposing [`PLAN_TEXT`].
+    PlanCall,
     /// HTTP 400.
     Error,
 }
@@ -114,6 +125,7 @@ impl Turn {
             Scenario::Error => Reply::Error,
             Scenario::Tool => Reply::ToolCall(TOOL_COMMAND),
             Scenario::Risky => Reply::ToolCall(RISKY_COMMAND),
+            Scenario::Plan => Reply::PlanCall,
             Scenario::Slow => Reply::Text { chunks: slow_chunks(slow.chunks), delay: slow.delay },
             Scenario::ToolResult => Reply::Text {
                 chunks: TOOL_DONE_TEXT.split_inclusive(' ').map(str::to_owned).collect(),
