@@ -23,8 +23,10 @@ use crate::markup;
 use crate::model::{ApprovalRequest, Button, OutKind, RunResponse, RunResult, SessionKey};
 use crate::store::{ApprovalRecord, InboundState};
 
-/// Longest tool input shown in an approval request.
+/// Longest tool input shown in an approval request; a shell command may be
+/// longer (it is shown whole up to a message's worth).
 const MAX_SHOWN_INPUT: usize = 1500;
+const MAX_SHOWN_COMMAND: usize = 3500;
 
 /// Recent decisions kept per chat for `/status`.
 const RECENT: usize = 5;
@@ -430,7 +432,7 @@ fn summarize(input_json: &str, max: usize) -> String {
     let value: serde_json::Value = serde_json::from_str(input_json).unwrap_or_default();
     let field = |name: &str| value.get(name).and_then(serde_json::Value::as_str);
     let shown = match (field("command"), field("plan"), field("file_path")) {
-        (Some(command), _, _) => format!("$ {command}"),
+        (Some(command), _, _) => return short(&format!("$ {command}"), max.max(MAX_SHOWN_COMMAND)),
         (None, Some(plan), _) => plan.to_owned(),
         (None, None, Some(path)) => format!("{path}\n{}", compact_json(&value, "file_path")),
         _ => compact_json(&value, ""),
