@@ -190,3 +190,26 @@ fn a_steer_the_runner_refuses_is_queued_and_a_confirmed_one_gets_its_own_reply()
     assert_eq!(next.len(), 1, "the refused steer runs next");
     assert_eq!(next[0].prompt, "late words");
 }
+
+#[test]
+fn commands_are_shown_whole_and_long_inputs_are_cut() {
+    let mut h = controlled(WhileBusy::Queue);
+    let run = turn(&mut h, "do it");
+    let long = "x".repeat(3000);
+    let effects = h.run(&run, asked("Bash", &serde_json::json!({"command": long}).to_string()));
+    let Some(OutKind::Selector { text, .. }) = sent(&effects).first().copied() else {
+        panic!("a selector");
+    };
+    assert!(text.contains(&long) && !text.contains("more bytes"), "a command is whole");
+    let huge = "y".repeat(5000);
+    let input = serde_json::json!({"file_path": "a.rs", "content": huge}).to_string();
+    let effects = h.run(&run, asked("Write", &input));
+    let Some(OutKind::Selector { text, .. }) = sent(&effects).first().copied() else {
+        panic!("a selector");
+    };
+    assert!(
+        text.contains("a.rs") && text.contains("more bytes") && text.len() < 2000,
+        "{}",
+        text.len()
+    );
+}
