@@ -216,6 +216,13 @@ impl Parser {
         matches!(self, Self::Claude(_))
     }
 
+    /// The CLI answers a steer, and the parser emits `Steered` only when it
+    /// is taken (codex's `turn/steer` can be refused as its turn ends; the
+    /// caller then runs the message as a turn of its own).
+    pub fn confirms_steers(&self) -> bool {
+        matches!(self, Self::CodexApp(_))
+    }
+
     /// The protocol says the run is over: its input may close.
     pub fn done(&self) -> bool {
         match self {

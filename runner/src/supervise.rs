@@ -509,7 +509,9 @@ impl Supervisor {
                     return false;
                 }
                 self.steers += 1;
-                sink.send(Event::Steered(text)).await;
+                if !self.parser.confirms_steers() {
+                    sink.send(Event::Steered(text)).await;
+                }
                 true
             }
         }

@@ -83,6 +83,8 @@ pub struct Parser {
     outgoing: Vec<String>,
     /// Approval request ids → the JSON-RPC id to answer.
     requests: HashMap<String, Value>,
+    /// Our `turn/steer` requests waiting for codex's answer: id → text.
+    steers: HashMap<u64, String>,
     /// Agent message items that streamed deltas (their completion repeats them).
     streamed: std::collections::HashSet<String>,
     tools: HashMap<String, String>,
@@ -106,6 +108,7 @@ impl Parser {
             next_id: 100,
             outgoing: Vec::new(),
             requests: HashMap::new(),
+            steers: HashMap::new(),
             streamed: std::collections::HashSet::new(),
             tools: HashMap::new(),
             last_message: String::new(),
@@ -151,7 +154,9 @@ impl Parser {
                     "expectedTurnId": self.turn_id,
                     "input": [{"type": "text", "text": text}],
                 });
-                Some(self.request("turn/steer", params))
+                let line = self.request("turn/steer", params);
+                self.steers.insert(self.next_id, text.clone());
+                Some(line)
             }
             Input::Approval { request_id, allow, .. } => {
                 let id = self.requests.remove(request_id)?;
@@ -191,9 +196,15 @@ impl Parser {
     }
 
     fn response(&mut self, id: &Value, message: &Value, out: &mut Vec<Event>) {
+        let steer = id.as_u64().and_then(|id| self.steers.remove(&id));
         if let Some(error) = message.get("error") {
             let text = str_of(error, "message").to_owned();
             return self.refused(id.as_u64(), &text, out);
+        }
+        if let Some(text) = steer {
+            // Codex took it into the running turn.
+            out.push(Event::Steered(text));
+            return;
         }
         let result = message.get("result").cloned().unwrap_or(Value::Null);
         match id.as_u64() {
@@ -434,6 +445,14 @@ mod tests {
         parse(&mut parser, json!({"id": 3, "result": {"turn": {"id": "u-1"}}}));
         let steer = parser.encode(&Input::User("more".into())).expect("a steer");
         assert!(steer.contains("turn/steer") && steer.contains("\"expectedTurnId\":\"u-1\""));
+        let id = serde_json::from_str::<Value>(&steer).unwrap()["id"].clone();
+        // Taken: confirmed; refused (the turn was ending): silent, the caller re-runs it.
+        let taken = parse(&mut parser, json!({"id": id, "result": {"turnId": "u-1"}}));
+        assert_eq!(taken, [Event::Steered("more".into())]);
+        let again = parser.encode(&Input::User("late".into())).expect("a steer");
+        let id = serde_json::from_str::<Value>(&again).unwrap()["id"].clone();
+        let refused = json!({"id": id, "error": {"code": -32600, "message": "no active turn"}});
+        assert!(parse(&mut parser, refused).is_empty());
     }
 
     #[test]

@@ -213,3 +213,16 @@ fn commands_are_shown_whole_and_long_inputs_are_cut() {
         text.len()
     );
 }
+
+#[test]
+fn a_steer_never_confirmed_runs_as_the_next_turn() {
+    let mut h = controlled(WhileBusy::Steer);
+    let run = turn(&mut h, "tell a story");
+    let effects = h.say("and bananas");
+    assert_eq!(responses(&effects).len(), 1, "handed to the runner");
+    // The CLI refused it as its turn ended (codex): no Steered came.
+    let effects = h.complete(&run, "s1", "the story");
+    let next = starts(&effects);
+    assert_eq!(next.len(), 1, "the message is not lost: {effects:?}");
+    assert_eq!(next[0].prompt, "and bananas");
+}
