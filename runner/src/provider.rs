@@ -70,6 +70,11 @@ pub fn can_steer(provider: Provider) -> bool {
     matches!(provider, Provider::Claude | Provider::Codex)
 }
 
+/// `value` as one input line of a JSON-lines protocol.
+pub(crate) fn json_line(value: &Value) -> String {
+    format!("{value}\n")
+}
+
 /// What the runner writes into a streaming CLI's input.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {

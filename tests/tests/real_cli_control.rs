@@ -31,6 +31,20 @@ fn answer(request_id: &str, allow: bool, message: &str) -> pb::respond_request::
     })
 }
 
+/// Starts a slow interactive run (`ask` too: gemini takes input only then)
+/// and returns once its text streams.
+async fn slow_interactive(rig: &mut Rig) -> (String, tonic::Streaming<pb::RunEvent>, Transcript) {
+    let mut spec = rig.spec("go slow please");
+    spec.interactive = true;
+    spec.permission_mode = pb::PermissionMode::Ask as i32;
+    let run_id = spec.run_id.clone();
+    let mut stream = rig.start_run(spec).await;
+    let mut t = Transcript::default();
+    let delta = rig.read_until(&mut stream, &mut t, |k| matches!(k, Kind::Text(_))).await;
+    assert!(delta.is_some(), "text before the end\n{}", t.dump());
+    (run_id, stream, t)
+}
+
 /// Starts a risky run in `ask` mode and returns at its approval request.
 async fn risky_until_asked(
     rig: &mut Rig,
@@ -84,13 +98,7 @@ async fn a_denied_tool_does_not_run(cli: Cli) {
 
 async fn a_steering_message_goes_into_the_running_turn(cli: Cli) {
     let Some(mut rig) = Rig::start(cli, "steer").await else { return };
-    let mut spec = rig.spec("go slow please");
-    spec.interactive = true;
-    let run_id = spec.run_id.clone();
-    let mut stream = rig.start_run(spec).await;
-    let mut t = Transcript::default();
-    let delta = rig.read_until(&mut stream, &mut t, |k| matches!(k, Kind::Text(_))).await;
-    assert!(delta.is_some(), "text before the end\n{}", t.dump());
+    let (run_id, mut stream, mut t) = slow_interactive(&mut rig).await;
     let steer = pb::respond_request::What::Steer(pb::SteerInput { text: "and bananas".into() });
     assert!(respond(&mut rig, &run_id, steer).await, "the CLI takes the message");
     rig.read_to_end(&mut stream, &mut t).await;
@@ -113,14 +121,7 @@ async fn a_steering_message_goes_into_the_running_turn(cli: Cli) {
 
 async fn interrupted_through_its_input_not_a_signal(cli: Cli) {
     let Some(mut rig) = Rig::start(cli, "interrupt_input").await else { return };
-    let mut spec = rig.spec("go slow please");
-    spec.interactive = true;
-    // Gemini takes input only in `ask` mode (ACP).
-    spec.permission_mode = pb::PermissionMode::Ask as i32;
-    let run_id = spec.run_id.clone();
-    let mut stream = rig.start_run(spec).await;
-    let mut t = Transcript::default();
-    rig.read_until(&mut stream, &mut t, |k| matches!(k, Kind::Text(_))).await;
+    let (run_id, mut stream, mut t) = slow_interactive(&mut rig).await;
     let request = pb::SignalRequest { run_id, kind: pb::SignalKind::Interrupt as i32 };
     assert!(rig.client.signal(request).await.expect("Signal").into_inner().found);
     rig.read_to_end(&mut stream, &mut t).await;
@@ -143,13 +144,7 @@ async fn gemini_asks_but_cannot_steer() {
     let Some(mut rig) = Rig::start(Cli::Gemini, "no_steer").await else { return };
     let (info, _) = rig.probe().await;
     assert!(info.can_approve && !info.can_steer, "{info:?}");
-    let mut spec = rig.spec("go slow please");
-    spec.interactive = true;
-    spec.permission_mode = pb::PermissionMode::Ask as i32;
-    let run_id = spec.run_id.clone();
-    let mut stream = rig.start_run(spec).await;
-    let mut t = Transcript::default();
-    rig.read_until(&mut stream, &mut t, |k| matches!(k, Kind::Text(_))).await;
+    let (run_id, mut stream, mut t) = slow_interactive(&mut rig).await;
     let steer = pb::respond_request::What::Steer(pb::SteerInput { text: "hello?".into() });
     assert!(!respond(&mut rig, &run_id, steer).await, "ACP cannot take it");
     rig.read_to_end(&mut stream, &mut t).await;

@@ -456,12 +456,9 @@ fn compact_json(value: &serde_json::Value, skip: &str) -> String {
 }
 
 fn short(text: &str, max: usize) -> String {
-    if text.len() <= max {
+    let cut = markup::truncate_bytes(text, max);
+    if cut.len() == text.len() {
         return text.to_owned();
     }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}… ({} more bytes)", &text[..end], text.len() - end)
+    format!("{cut}… ({} more bytes)", text.len() - cut.len())
 }

@@ -106,7 +106,7 @@ pub fn input_line(input: &super::Input) -> String {
             "request": {"subtype": "interrupt"},
         }),
     };
-    format!("{value}\n")
+    super::json_line(&value)
 }
 
 /// A request the CLI makes of its caller: `can_use_tool` becomes an approval

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 
 use serde_json::{Value, json};
 
-use super::{Input, Invocation, Turns, Unknown, str_of, u64_of};
+use super::{Input, Invocation, Turns, Unknown, json_line as line, str_of, u64_of};
 use crate::event::{ErrorKind, Event, RunError, RunResult, Usage, one_line, tail};
 use crate::spec::{PermissionMode, Provider, RunSpec};
 
@@ -404,10 +404,6 @@ impl Parser {
             num_turns: self.turns.count(),
         }));
     }
-}
-
-fn line(value: &Value) -> String {
-    format!("{value}\n")
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 
 use serde_json::{Value, json};
 
-use super::{Input, Invocation, Turns, Unknown, str_of, u64_of};
+use super::{Input, Invocation, Turns, Unknown, json_line as line, str_of, u64_of};
 use crate::event::{ErrorKind, Event, RunError, RunResult, Usage, one_line};
 use crate::spec::{Provider, RunSpec};
 
@@ -268,10 +268,6 @@ impl Parser {
 
 fn rpc(id: Value, method: &str, params: Value) -> String {
     line(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
-}
-
-fn line(value: &Value) -> String {
-    format!("{value}\n")
 }
 
 #[cfg(test)]
