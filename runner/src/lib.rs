@@ -14,12 +14,14 @@
 //! - [`namespace`]: the socket fence (a user + mount namespace per run) and
 //!   the killing of every process of a run at its end;
 //! - [`lines`]: bounded line reading; [`registry`]: pid records swept at start;
-//! - [`event`]: the event model; [`probe`]: installed CLIs and versions.
+//! - [`event`]: the event model; [`probe`]: installed CLIs and versions;
+//! - [`media`]: received files made ready before a turn (transcription, image resizing).
 
 pub mod error;
 pub mod event;
 pub mod homes;
 pub mod lines;
+pub mod media;
 pub mod namespace;
 pub mod probe;
 pub mod provider;
@@ -53,6 +55,7 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
     } else {
         tracing::warn!("cannot adopt the orphans of runs (no /proc/<pid>/task/<tid>/children)");
     }
+    let media = std::sync::Arc::new(media_preparer(&context, &support));
     let runner = Runner::new(
         context.config.runner.clone(),
         context.config.providers.clone(),
@@ -83,9 +86,32 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
     };
     let router = tonic::transport::Server::builder()
         .add_service(context.health.clone().into_server())
-        .add_service(RunnerService::new(runner.clone()).into_server());
+        .add_service(RunnerService::new(runner.clone()).with_media(media).into_server());
     let served = serve(&context, router).await;
     runner.shutdown().await;
     stopper.abort();
     served
+}
+
+/// The media preparer of this runner's config: tools confined like runs
+/// (refused where runs are), never found in a tree agents can write.
+fn media_preparer(context: &ServiceContext, support: &sandbox::Support) -> media::Media {
+    let home = &context.home;
+    let config = &context.config;
+    let fence = probe::Fence::of(home, &config.runner, support.landlock);
+    let tools = media::ToolFence {
+        landlock: support.landlock,
+        excluded: fence.excluded,
+        agent_writable: fence.writable,
+        extra_readable: config.runner.extra_readable_paths.clone(),
+        path: std::env::var("PATH").ok(),
+        refused: support.refused.clone(),
+    };
+    media::Media::new(
+        media::Transcriber::new(config.transcription.clone(), home.root()),
+        config.image.clone(),
+        home.workspace(),
+        home.root().join("tmp"),
+        tools,
+    )
 }

@@ -314,6 +314,26 @@ pub fn version_policy(
     Policy { readable, writable: Vec::new(), excluded: excluded.to_vec(), sockets: Vec::new() }
 }
 
+/// The fence of a helper tool (ffmpeg, a transcription command): the run's
+/// read set plus `extra_readable`, and only `writable` (its private
+/// temporary directory) to write.
+pub fn tool_policy(
+    binary: &Path,
+    env: &BTreeMap<String, String>,
+    extra_readable: &[String],
+    writable: &[PathBuf],
+    excluded: &[PathBuf],
+) -> Policy {
+    let mut readable = readable_set(binary, env, extra_readable);
+    readable.extend(writable.iter().cloned());
+    Policy {
+        readable,
+        writable: writable.to_vec(),
+        excluded: excluded.to_vec(),
+        sockets: Vec::new(),
+    }
+}
+
 /// The directory of `writable` that holds `binary` (or the file behind
 /// it), if any: a CLI the agent can rewrite must never be run, not even
 /// for `--version`.

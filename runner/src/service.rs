@@ -512,12 +512,19 @@ impl Hooks for RunHooks {
 #[derive(Debug, Clone)]
 pub struct RunnerService {
     runner: Arc<Runner>,
+    media: Option<Arc<crate::media::Media>>,
 }
 
 impl RunnerService {
     /// Wraps `runner`.
     pub fn new(runner: Arc<Runner>) -> Self {
-        Self { runner }
+        Self { runner, media: None }
+    }
+
+    /// Serves `PrepareMedia` with `media` (without it, files pass unchanged).
+    pub fn with_media(mut self, media: Arc<crate::media::Media>) -> Self {
+        self.media = Some(media);
+        self
     }
 
     /// The tonic server.
@@ -594,5 +601,42 @@ impl pb::runner_server::Runner for RunnerService {
         _request: tonic::Request<pb::ProbeRequest>,
     ) -> Result<tonic::Response<pb::ProbeResponse>, tonic::Status> {
         Ok(tonic::Response::new(self.runner.probe().await))
+    }
+
+    async fn prepare_media(
+        &self,
+        request: tonic::Request<pb::PrepareMediaRequest>,
+    ) -> Result<tonic::Response<pb::PrepareMediaResponse>, tonic::Status> {
+        let request = request.into_inner();
+        let Some(media) = &self.media else {
+            return Ok(tonic::Response::new(pb::PrepareMediaResponse {
+                path: request.path,
+                mime_type: request.mime_type,
+                ..Default::default()
+            }));
+        };
+        let request = crate::media::Request {
+            path: request.path,
+            mime: request.mime_type,
+            kind: request.media_kind,
+            label: request.label,
+        };
+        let prepared = media
+            .prepare(request)
+            .await
+            .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
+        Ok(tonic::Response::new(pb::PrepareMediaResponse {
+            path: prepared.path,
+            mime_type: prepared.mime,
+            transcript: prepared.transcript,
+            transcribed_by: prepared.transcribed_by,
+            original_width: prepared.original.0,
+            original_height: prepared.original.1,
+            width: prepared.size.0,
+            height: prepared.size.1,
+            notes: prepared.notes,
+            backend_micros: prepared.backend.as_micros() as u64,
+            own_micros: prepared.own.as_micros() as u64,
+        }))
     }
 }

@@ -17,6 +17,7 @@ mod automation;
 mod background;
 mod gateways;
 mod launcher;
+mod media;
 mod runner;
 
 use std::path::{Path, PathBuf};
@@ -32,6 +33,7 @@ pub use automation::{
 pub use background::BackgroundConfig;
 pub use gateways::{MatrixConfig, MatrixStreaming, TelegramConfig};
 pub use launcher::LauncherConfig;
+pub use media::{AudioFormat, ImageConfig, ImageFormat, TranscriptionConfig};
 pub use runner::{ProviderConfig, ProvidersConfig, RunnerConfig, SandboxMode, StateHome};
 
 /// The commented default configuration, as written by `ductorctl init`.
@@ -63,6 +65,10 @@ pub struct Config {
     pub background: BackgroundConfig,
     /// `ductorctl up` supervision.
     pub launcher: LauncherConfig,
+    /// Received recordings become text before the turn.
+    pub transcription: TranscriptionConfig,
+    /// Received images are resized before the turn.
+    pub image: ImageConfig,
 }
 
 /// Why a configuration was rejected. Always names the key at fault.
@@ -216,6 +222,8 @@ impl Config {
         self.cleanup.validate()?;
         self.background.validate()?;
         self.launcher.validate()?;
+        self.transcription.validate()?;
+        self.image.validate()?;
         Ok(())
     }
 }
