@@ -67,6 +67,11 @@ pub struct Stats {
     pub runner_up: std::sync::atomic::AtomicBool,
 }
 
+/// Longest wait for the runner to prepare a received file; the runner bounds
+/// each backend itself (`[transcription].timeout_seconds`), this only covers
+/// a runner that stopped answering.
+pub const MEDIA_PREPARE_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// Longest wait for automation's answer to a chat command.
 pub const AUTOMATION_ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -327,6 +332,38 @@ impl<E: Env + 'static> Driver<E> {
             .unwrap_or(fallback)
     }
 
+    /// Asks the runner to prepare `media`; whatever happens, the turn gets
+    /// an answer (the file as it is, with a note, when the runner fails).
+    fn prepare_media(&self, key: SessionKey, turn_id: String, media: crate::model::Media) {
+        let runner = self.runner.clone();
+        let sink = self.sink.clone();
+        let shutdown = self.shutdown.child_token();
+        tokio::spawn(async move {
+            let label = key.storage_key();
+            let asked =
+                tokio::time::timeout(MEDIA_PREPARE_TIMEOUT, runner.prepare_media(&media, &label));
+            let answer = tokio::select! {
+                answer = asked => answer,
+                () = shutdown.cancelled() => return,
+            };
+            let prepared = match answer {
+                Ok(Ok(prepared)) => prepared,
+                Ok(Err(status)) => {
+                    tracing::warn!(session = %key, error = status.message(), "failed to prepare a received file");
+                    as_received(
+                        &media,
+                        format!("ductor could not prepare the file: {}", status.message()),
+                    )
+                }
+                Err(_) => as_received(
+                    &media,
+                    "ductor's file preparation did not finish in time".to_owned(),
+                ),
+            };
+            sink(Event::MediaPrepared { key, turn_id, prepared });
+        });
+    }
+
     async fn execute(&mut self, effect: Effect) {
         let failure = match effect {
             Effect::Send(action) => {
@@ -344,6 +381,10 @@ impl<E: Env + 'static> Driver<E> {
             Effect::StartRun(request) => {
                 tracing::debug!(run_id = request.run_id, "starting a run");
                 self.runner.spawn_run(request, self.sink.clone(), self.shutdown.child_token());
+                None
+            }
+            Effect::PrepareMedia { key, turn_id, media } => {
+                self.prepare_media(key, turn_id, media);
                 None
             }
             Effect::Signal { run_id, kind } => {
@@ -450,5 +491,15 @@ impl<E: Env + 'static> Driver<E> {
             let _ =
                 self.machine.handle(Event::Error(format!("{action}: {error}")), Timestamp::now());
         }
+    }
+}
+
+/// The file as it was received, with `note`.
+fn as_received(media: &crate::model::Media, note: String) -> crate::model::PreparedMedia {
+    crate::model::PreparedMedia {
+        path: media.path.clone(),
+        mime_type: media.mime_type.clone(),
+        notes: vec![note],
+        ..Default::default()
     }
 }

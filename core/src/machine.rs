@@ -26,7 +26,7 @@ use crate::background::{BackgroundRequest, LiveNames};
 use crate::commands::{leading_directives, parse as parse_command};
 use crate::model::{
     Attachment, Button, ButtonGrid, ButtonStyle, Capabilities, Inbound, InboundKind, Media,
-    OutKind, Outbound, ProviderInfo, RunEvent, RunRequest, SessionKey, SignalKind,
+    OutKind, Outbound, PreparedMedia, ProviderInfo, RunEvent, RunRequest, SessionKey, SignalKind,
 };
 use crate::session::{Freshness, SessionRecord};
 use crate::store::InboundState;
@@ -136,6 +136,15 @@ pub enum Event {
         /// From [`Effect::ApprovalTimer`].
         approval_id: String,
     },
+    /// The runner prepared a received file (or could not: the file as it is).
+    MediaPrepared {
+        /// The chat.
+        key: SessionKey,
+        /// From [`Effect::PrepareMedia`].
+        turn_id: String,
+        /// The result.
+        prepared: PreparedMedia,
+    },
     /// The runner did not take a steering message (its turn was ending).
     SteerRefused {
         /// The chat.
@@ -152,6 +161,16 @@ pub enum Effect {
     Send(Outbound),
     /// Start a run on the runner.
     StartRun(RunRequest),
+    /// Ask the runner to prepare a received file before its turn starts
+    /// (answered by [`Event::MediaPrepared`]).
+    PrepareMedia {
+        /// The chat.
+        key: SessionKey,
+        /// The turn waiting for it.
+        turn_id: String,
+        /// The file.
+        media: Media,
+    },
     /// Signal a run.
     Signal {
         /// The run.
@@ -238,6 +257,8 @@ pub enum AutomationRequest {
 struct TurnInput {
     event_id: String,
     prompt: String,
+    /// A received file, prepared by the runner when its turn starts.
+    media: Option<Media>,
     provider: Option<String>,
     model: Option<String>,
     origin: Origin,
@@ -318,6 +339,7 @@ impl<E: Env> Machine<E> {
                     let input = TurnInput {
                         event_id: String::new(),
                         prompt,
+                        media: None,
                         provider: None,
                         model: None,
                         origin: Origin::Inject { id: inject_id, options },
@@ -326,6 +348,9 @@ impl<E: Env> Machine<E> {
                 }
             }
             Event::Run { run_id, event } => self.on_run_event(&run_id, event),
+            Event::MediaPrepared { key, turn_id, prepared } => {
+                self.on_media_prepared(&key, &turn_id, &prepared)
+            }
             Event::RunLost { run_id, reason } => self.on_run_lost(&run_id, &reason),
             Event::Gateway { transport, caps } => {
                 self.caps.insert(transport, caps);
@@ -441,8 +466,15 @@ impl<E: Env> Machine<E> {
                 self.on_message(&key, &event_id, &text, &reply_quote)
             }
             InboundKind::Media(media) => {
-                let prompt = media_prompt(&key.transport, &media);
-                self.submit_user(&key, &event_id, prompt, None, None);
+                let input = TurnInput {
+                    event_id,
+                    prompt: media_prompt(&key.transport, &media, None),
+                    media: Some(media),
+                    provider: None,
+                    model: None,
+                    origin: Origin::User,
+                };
+                self.submit(&key, input);
             }
         }
     }
@@ -529,6 +561,7 @@ impl<E: Env> Machine<E> {
         let input = TurnInput {
             event_id: event_id.to_owned(),
             prompt,
+            media: None,
             provider,
             model,
             origin: Origin::User,
@@ -688,8 +721,9 @@ fn reply_prompt(text: &str, quote: &str) -> String {
     format!("The user is replying to this quoted message:\n{quoted}\nThe user's message:\n{text}")
 }
 
-/// The `[INCOMING FILE]` prompt for a received file.
-fn media_prompt(transport: &str, media: &Media) -> String {
+/// The `[INCOMING FILE]` prompt for a received file, with what the runner
+/// made of it (a transcript, a resized copy, notes) once it is prepared.
+fn media_prompt(transport: &str, media: &Media, prepared: Option<&PreparedMedia>) -> String {
     let mut prompt = String::from("[INCOMING FILE]\n");
     if !media.reply_quote.trim().is_empty() {
         let quoted: String = media.reply_quote.lines().map(|l| format!("> {l}\n")).collect();
@@ -697,17 +731,38 @@ fn media_prompt(transport: &str, media: &Media) -> String {
             "The user is replying to this quoted message:\n{quoted}Their reply is the attached file below.\n"
         ));
     }
-    prompt.push_str(&format!("The user sent you a file via {transport}.\nPath: {}\n", media.path));
-    if !media.mime_type.is_empty() {
-        prompt.push_str(&format!("Type: {}\n", media.mime_type));
+    let (path, mime) = match prepared {
+        Some(p) if !p.path.is_empty() => (p.path.as_str(), p.mime_type.as_str()),
+        _ => (media.path.as_str(), media.mime_type.as_str()),
+    };
+    prompt.push_str(&format!("The user sent you a file via {transport}.\nPath: {path}\n"));
+    if !mime.is_empty() {
+        prompt.push_str(&format!("Type: {mime}\n"));
     }
     if !media.original_filename.is_empty() {
         prompt.push_str(&format!("Original filename: {}\n", media.original_filename));
     }
-    if matches!(media.media_kind.as_str(), "voice" | "audio" | "video" | "video_note") {
+    let transcript = prepared.map(|p| p.transcript.trim()).filter(|t| !t.is_empty());
+    if let Some(p) = prepared.filter(|p| p.original != (0, 0)) {
+        prompt.push_str(&format!(
+            "ductor resized it from {}x{} to {}x{}; the original is at {}\n",
+            p.original.0, p.original.1, p.size.0, p.size.1, media.path
+        ));
+    }
+    if let Some(text) = transcript {
+        prompt.push_str(
+            "It is a recording. ductor transcribed it (speech recognition may contain errors); \
+             treat the transcript as the user's message:\n",
+        );
+        let quoted: String = text.lines().map(|l| format!("> {l}\n")).collect();
+        prompt.push_str(&quoted);
+    } else if matches!(media.media_kind.as_str(), "voice" | "audio" | "video" | "video_note") {
         prompt.push_str(
             "It is a recording: transcribe or inspect it with the tools you have before answering.\n",
         );
+    }
+    for note in prepared.map(|p| p.notes.as_slice()).unwrap_or_default() {
+        prompt.push_str(&format!("Note: {note}\n"));
     }
     if !media.caption.trim().is_empty() {
         prompt.push_str(&format!("User message: {}\n", media.caption));

@@ -122,6 +122,26 @@ pub struct Media {
     pub reply_quote: String,
 }
 
+/// A received file made ready by the runner before its turn
+/// (`Runner.PrepareMedia`): transcribed, or resized.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PreparedMedia {
+    /// What the agent should read (a resized copy, else the original).
+    pub path: String,
+    /// Its MIME type.
+    pub mime_type: String,
+    /// What a recording says (empty when not transcribed).
+    pub transcript: String,
+    /// "command" or "endpoint".
+    pub transcribed_by: String,
+    /// An image's size before resizing; `(0, 0)` when not resized.
+    pub original: (u32, u32),
+    /// Its size after.
+    pub size: (u32, u32),
+    /// What could not be done, for the agent.
+    pub notes: Vec<String>,
+}
+
 /// A button offered to the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Button {

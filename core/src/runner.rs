@@ -135,6 +135,36 @@ impl RunnerLink {
         });
     }
 
+    /// Gets a received file ready for its turn (transcript, resized image).
+    pub async fn prepare_media(
+        &self,
+        media: &crate::model::Media,
+        label: &str,
+    ) -> Result<crate::model::PreparedMedia, tonic::Status> {
+        let request = pb::PrepareMediaRequest {
+            path: media.path.clone(),
+            mime_type: media.mime_type.clone(),
+            media_kind: media.media_kind.clone(),
+            label: label.to_owned(),
+        };
+        let answer = self.client.clone().prepare_media(request).await?.into_inner();
+        tracing::debug!(
+            label,
+            own_us = answer.own_micros,
+            backend_us = answer.backend_micros,
+            "media prepared"
+        );
+        Ok(crate::model::PreparedMedia {
+            path: answer.path,
+            mime_type: answer.mime_type,
+            transcript: answer.transcript,
+            transcribed_by: answer.transcribed_by,
+            original: (answer.original_width, answer.original_height),
+            size: (answer.width, answer.height),
+            notes: answer.notes,
+        })
+    }
+
     /// Signals a run; `Ok(false)` when the runner has no such run.
     pub async fn signal(&self, run_id: &str, kind: SignalKind) -> Result<bool, tonic::Status> {
         let kind = crate::wire::signal_to_pb(kind) as i32;

@@ -289,7 +289,10 @@ impl<E: Env> Machine<E> {
     /// Steers `input` into `key`'s running turn when it can take it; false
     /// when the message should be queued instead.
     pub(super) fn try_steer(&mut self, key: &SessionKey, input: &TurnInput) -> bool {
-        if !matches!(input.origin, Origin::User) || self.cfg.while_busy != WhileBusy::Steer {
+        if !matches!(input.origin, Origin::User)
+            || self.cfg.while_busy != WhileBusy::Steer
+            || input.media.is_some()
+        {
             return false;
         }
         let Some(turn) = self.chats.get_mut(key).and_then(|c| c.active.as_mut()) else {

@@ -672,11 +672,23 @@ fn reply_quotes_and_media_become_prompts() {
             ..Media::default()
         }),
     }));
+    assert!(starts(&effects).is_empty(), "the file is prepared first: {effects:?}");
+    let effects = h.handle(Event::MediaPrepared {
+        key: key(),
+        turn_id: media::preparing(&effects),
+        prepared: PreparedMedia {
+            path: "/ws/telegram_files/v.ogg".into(),
+            mime_type: "audio/ogg".into(),
+            ..PreparedMedia::default()
+        },
+    });
     let prompt = &starts(&effects)[0].prompt;
     assert!(prompt.starts_with("[INCOMING FILE]"));
     assert!(
         prompt.contains("Path: /ws/telegram_files/v.ogg")
             && prompt.contains("User message: summarise")
+            && prompt.contains("transcribe or inspect it"),
+        "{prompt}"
     );
 }
 
@@ -735,3 +747,4 @@ fn session_totals_reported_by_the_cli_replace_the_bucket_counters() {
 
 mod background;
 mod control;
+mod media;

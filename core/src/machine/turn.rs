@@ -72,6 +72,9 @@ pub(super) struct Turn {
     pub(super) segments: u32,
     /// A segment's reply went out; the next output starts the next reply.
     pub(super) awaiting_segment: bool,
+    /// Waiting for the runner to prepare a received file: the effort and
+    /// resume id the run will start with.
+    preparing: Option<(String, String)>,
 }
 
 impl Turn {
@@ -117,6 +120,7 @@ impl<E: Env> Machine<E> {
             steered_events: Vec::new(),
             segments: 0,
             awaiting_segment: false,
+            preparing: None,
         };
         let mut turn = turn;
         turn.interactive = !turn.silent() && self.wants_interactive(&turn.provider);
@@ -129,8 +133,53 @@ impl<E: Env> Machine<E> {
         if let Some(reason) = stale.filter(|_| !turn.silent()) {
             self.send(key, &turn_id, &turn.input.event_id, fresh_status(reason));
         }
+        match turn.input.media.clone() {
+            Some(media) => {
+                turn.preparing = Some((effort, resume));
+                let (key, turn_id) = (key.clone(), turn_id.clone());
+                self.out.push(Effect::PrepareMedia { key, turn_id, media });
+            }
+            None => self.launch(key, &turn, &effort, resume),
+        }
+        self.chats.entry(key.clone()).or_default().active = Some(turn);
+    }
+
+    /// The runner prepared the turn's file: its prompt says what came of
+    /// it, and the run starts. A turn stopped meanwhile is gone already.
+    pub(super) fn on_media_prepared(
+        &mut self,
+        key: &SessionKey,
+        turn_id: &str,
+        prepared: &crate::model::PreparedMedia,
+    ) {
+        let Some(chat) = self.chats.get_mut(key) else { return };
+        let Some(mut turn) = chat.active.take_if(|t| t.turn_id == turn_id && t.preparing.is_some())
+        else {
+            return;
+        };
+        let (effort, resume) = turn.preparing.take().unwrap_or_default();
+        if let Some(media) = &turn.input.media {
+            turn.input.prompt = super::media_prompt(&key.transport, media, Some(prepared));
+        }
         self.launch(key, &turn, &effort, resume);
         self.chats.entry(key.clone()).or_default().active = Some(turn);
+    }
+
+    /// Ends a turn stopped or interrupted while its file was being
+    /// prepared: there is no run to signal.
+    fn end_preparing(&mut self, key: &SessionKey) {
+        let Some(turn) = self.chats.get(key).and_then(|c| c.active.as_ref()) else { return };
+        if turn.preparing.is_none() {
+            return;
+        }
+        let verdict = match turn.stop {
+            Some(StopReason::Stop) => ("stopped", "⏹ Stopped."),
+            Some(StopReason::Interrupt) => {
+                ("interrupted", "⏸ Interrupted before the turn started.")
+            }
+            None => return,
+        };
+        self.end_turn(key, Err((verdict.0.to_owned(), verdict.1.to_owned())));
     }
 
     /// Provider, model and effort of this turn: one-turn overrides first.
@@ -467,6 +516,13 @@ impl<E: Env> Machine<E> {
         if turn.stop != Some(StopReason::Stop) {
             turn.stop = Some(reason);
         }
+        if turn.preparing.is_some() {
+            // No run yet: a stop ends it once the queue is dropped (`stop_chat`).
+            if reason == StopReason::Interrupt {
+                self.end_preparing(key);
+            }
+            return true;
+        }
         let run_id = turn.run_id.clone();
         self.out.push(Effect::Signal { run_id, kind });
         true
@@ -573,6 +629,7 @@ impl<E: Env> Machine<E> {
     pub(super) fn stop_chat(&mut self, key: &SessionKey) -> (bool, usize) {
         let running = self.signal_active(key, StopReason::Stop);
         let dropped = self.drain_queue(key);
+        self.end_preparing(key);
         (running, dropped)
     }
 
