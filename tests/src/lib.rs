@@ -4,6 +4,7 @@
 //! a dev-dependency, so it must never depend on a process crate.
 
 pub mod fake_model;
+pub mod fake_transcriber;
 pub mod gateway;
 pub mod harness;
 pub mod real_cli;
