@@ -89,6 +89,12 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
             if detail_stats.runner_up.load(Ordering::Relaxed) { "up" } else { "down" }
         )
     });
+    tokio::spawn(crate::memory::compaction_loop(
+        handle.clone(),
+        workspace.clone(),
+        config.memory.clone(),
+        context.shutdown.clone(),
+    ));
     let core_port: Arc<dyn automation::core_port::CorePort> =
         Arc::new(automation::core_port::CoreAccess::new(handle.clone(), store.clone()));
     let automation = Automation::start(automation::engine::Parts {
@@ -220,6 +226,7 @@ pub fn machine_config(config: &Config) -> MachineConfig {
         permission: agent.permission_mode,
         approval_timeout_ms: agent.approval_timeout_seconds * 1000,
         while_busy: agent.while_busy,
+        memory: config.memory.clone(),
     }
 }
 

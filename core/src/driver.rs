@@ -72,6 +72,11 @@ pub struct Stats {
 /// a runner that stopped answering.
 pub const MEDIA_PREPARE_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// A flush of a session still held by its last run is retried this often…
+const FLUSH_ATTEMPTS: u32 = 20;
+/// …this far apart.
+const FLUSH_RETRY: Duration = Duration::from_millis(500);
+
 /// Longest wait for automation's answer to a chat command.
 pub const AUTOMATION_ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -190,6 +195,8 @@ pub struct Driver<E: Env> {
     shutdown: CancellationToken,
     answers: AnswersSlot,
     background: BackgroundSlot,
+    /// Longest flush run (`[agent]` turn timeout).
+    flush_timeout_ms: u64,
 }
 
 /// What [`Driver::new`] needs.
@@ -245,6 +252,7 @@ impl<E: Env + 'static> Driver<E> {
             shutdown: parts.shutdown,
             answers,
             background,
+            flush_timeout_ms: handle.timeout_ms,
         };
         (driver, rx, handle)
     }
@@ -364,6 +372,44 @@ impl<E: Env + 'static> Driver<E> {
         });
     }
 
+    /// Resumes a session about to be reset with the flush prompt, as a
+    /// one-shot run in the chat's own CLI home; its reply goes nowhere.
+    fn flush_memory(&self, key: SessionKey, provider: String, model: String, session_id: String) {
+        let runner = self.runner.clone();
+        let timeout_ms = self.flush_timeout_ms;
+        let spec = OneshotSpec {
+            provider,
+            model,
+            prompt: crate::machine::FLUSH_PROMPT.to_owned(),
+            resume_session_id: session_id,
+            labels: vec![
+                ("transport".into(), key.transport.clone()),
+                ("chat_id".into(), key.chat_id.clone()),
+                ("topic_id".into(), key.topic_id.clone()),
+                ("kind".into(), "memory_flush".into()),
+                ("session_key".into(), key.storage_key()),
+            ],
+            timeout_ms,
+            ..OneshotSpec::default()
+        };
+        tokio::spawn(async move {
+            // The reset chat's last CLI may still be exiting (its answer went
+            // out with the result line): wait for its session to be free.
+            let mut result = OneshotResult::default();
+            for attempt in 0..FLUSH_ATTEMPTS {
+                if attempt > 0 {
+                    tokio::time::sleep(FLUSH_RETRY).await;
+                }
+                result = runner.run_oneshot(spec.clone(), uuid::Uuid::now_v7().to_string()).await;
+                if result.error_kind != "session_busy" {
+                    break;
+                }
+            }
+            let saved = result.ok && result.text.trim() != crate::machine::FLUSH_TOKEN;
+            tracing::info!(session = %key, ok = result.ok, saved, error = result.error_message, "memory flush before a reset");
+        });
+    }
+
     async fn execute(&mut self, effect: Effect) {
         let failure = match effect {
             Effect::Send(action) => {
@@ -381,6 +427,10 @@ impl<E: Env + 'static> Driver<E> {
             Effect::StartRun(request) => {
                 tracing::debug!(run_id = request.run_id, "starting a run");
                 self.runner.spawn_run(request, self.sink.clone(), self.shutdown.child_token());
+                None
+            }
+            Effect::MemoryFlush { key, provider, model, session_id } => {
+                self.flush_memory(key, provider, model, session_id);
                 None
             }
             Effect::PrepareMedia { key, turn_id, media } => {

@@ -10,7 +10,8 @@
 //! - [`driver`]: the async loop executing the machine's effects (runner calls,
 //!   store writes, outbox sends), and [`driver::CoreHandle`] for automation;
 //! - [`machine`]: the sans-I/O orchestrator (sessions, queue, commands, turns);
-//! - [`store`], [`session`], [`markup`], [`commands`], [`workspace`], [`wire`].
+//! - [`store`], [`session`], [`markup`], [`commands`], [`workspace`], [`wire`];
+//! - [`memory`]: the periodic compaction of the main memory.
 
 pub mod automation;
 pub mod background;
@@ -18,6 +19,7 @@ pub mod commands;
 pub mod driver;
 pub mod machine;
 pub mod markup;
+pub mod memory;
 pub mod model;
 pub mod outbox;
 pub mod runner;

@@ -14,6 +14,7 @@
 mod commands;
 mod control;
 mod turn;
+mod upkeep;
 
 #[cfg(test)]
 mod tests;
@@ -32,6 +33,7 @@ use crate::session::{Freshness, SessionRecord};
 use crate::store::InboundState;
 
 pub use turn::TurnOutcome;
+pub use upkeep::{FLUSH_PROMPT, FLUSH_TOKEN};
 
 /// The I/O the machine needs, as a port.
 pub trait Env: Send {
@@ -70,6 +72,8 @@ pub struct MachineConfig {
     pub approval_timeout_ms: u64,
     /// Messages sent while a turn runs: queued or steered.
     pub while_busy: ductor_daemon::config::WhileBusy,
+    /// `[memory]`: flush turns and the memory-check hint.
+    pub memory: ductor_daemon::config::MemoryConfig,
 }
 
 /// Options for a prompt injected by automation into a chat's session.
@@ -84,6 +88,8 @@ pub struct InjectOptions {
     /// When a turn is running or queued in the chat, do not queue behind it:
     /// report `busy` at once (the heartbeat: a check-in is pointless then).
     pub skip_if_busy: bool,
+    /// Nothing reaches the chat, not even the final reply (memory upkeep).
+    pub hidden: bool,
 }
 
 /// Everything that can happen to the orchestrator.
@@ -161,6 +167,18 @@ pub enum Effect {
     Send(Outbound),
     /// Start a run on the runner.
     StartRun(RunRequest),
+    /// Run a one-shot flush turn resuming a session about to be reset
+    /// (see `machine/upkeep.rs`); nothing of it reaches the chat.
+    MemoryFlush {
+        /// The chat.
+        key: SessionKey,
+        /// The session's provider.
+        provider: String,
+        /// Its model (empty = the provider's default).
+        model: String,
+        /// The session to resume.
+        session_id: String,
+    },
     /// Ask the runner to prepare a received file before its turn starts
     /// (answered by [`Event::MediaPrepared`]).
     PrepareMedia {
@@ -297,6 +315,8 @@ pub struct Machine<E: Env> {
     named: HashMap<SessionKey, Vec<String>>,
     catalog: Vec<ProviderInfo>,
     approvals: control::Approvals,
+    /// When each chat last had a memory flush.
+    flushed: HashMap<SessionKey, Timestamp>,
     runner_up: bool,
     errors: VecDeque<String>,
     now: Timestamp,
@@ -317,6 +337,7 @@ impl<E: Env> Machine<E> {
             named: HashMap::new(),
             catalog: Vec::new(),
             approvals: control::Approvals::default(),
+            flushed: HashMap::new(),
             runner_up: false,
             errors: VecDeque::new(),
             now: Timestamp::UNIX_EPOCH,
@@ -571,6 +592,7 @@ impl<E: Env> Machine<E> {
 
     /// Runs `input` now, steers it into the running turn, or queues it.
     fn submit(&mut self, key: &SessionKey, input: TurnInput) {
+        self.flush_before_compact(key, &input);
         let busy = self.chats.get(key).is_some_and(|c| c.active.is_some());
         if !busy {
             return self.start_turn(key, input);

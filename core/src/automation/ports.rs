@@ -63,6 +63,7 @@ impl HeartbeatPort for HeartbeatCore {
                 quiet_token: Some(ack_token),
                 silent: true,
                 skip_if_busy: true,
+                hidden: false,
             };
             match core.inject(key, prompt, options).await {
                 Ok(outcome) if outcome.error_kind == "busy" => {

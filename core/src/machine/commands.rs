@@ -173,6 +173,7 @@ impl<E: Env> Machine<E> {
         self.forget_session_rules(key);
         let (running, dropped) = self.stop_chat(key);
         let provider = self.record_mut(key).provider.clone();
+        self.flush_before_reset(key, &provider);
         self.record_mut(key).bucket_mut(&provider).reset();
         self.save(key);
         let mut text =
@@ -233,6 +234,7 @@ impl<E: Env> Machine<E> {
             return self.notice(key, event_id, "A turn is running: /stop it first, or use /new.");
         }
         let provider = self.record_mut(key).provider.clone();
+        self.flush_before_reset(key, &provider);
         self.record_mut(key).bucket_mut(&provider).reset();
         self.save(key);
         self.notice(key, event_id, format!("✨ The {provider} session was reset."));

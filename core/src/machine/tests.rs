@@ -57,6 +57,12 @@ fn config() -> MachineConfig {
         permission: ductor_daemon::config::PermissionModeSetting::Bypass,
         approval_timeout_ms: 300_000,
         while_busy: ductor_daemon::config::WhileBusy::Queue,
+        // Upkeep is off here; `tests/upkeep.rs` turns it on.
+        memory: ductor_daemon::config::MemoryConfig {
+            flush: false,
+            check_every_messages: 0,
+            ..Default::default()
+        },
     }
 }
 
@@ -575,6 +581,7 @@ fn injected_prompts_queue_behind_users_and_report_their_outcome() {
         quiet_token: Some("HEARTBEAT_OK".into()),
         silent: true,
         skip_if_busy: false,
+        hidden: false,
     };
     let effects =
         h.handle(Event::Inject { inject_id: 7, key: key(), prompt: "check in".into(), options });
@@ -600,6 +607,7 @@ fn a_check_in_is_skipped_while_a_turn_runs_or_waits_never_queued() {
         quiet_token: Some("HEARTBEAT_OK".into()),
         silent: true,
         skip_if_busy: true,
+        hidden: false,
     };
     let inject = |h: &mut Harness, id: u64| {
         h.handle(Event::Inject {
@@ -748,3 +756,4 @@ fn session_totals_reported_by_the_cli_replace_the_bucket_counters() {
 mod background;
 mod control;
 mod media;
+mod upkeep;

@@ -75,6 +75,8 @@ pub(super) struct Turn {
     /// Waiting for the runner to prepare a received file: the effort and
     /// resume id the run will start with.
     preparing: Option<(String, String)>,
+    /// The CLI compacted its context during this turn.
+    compacted: bool,
 }
 
 impl Turn {
@@ -89,8 +91,11 @@ impl<E: Env> Machine<E> {
         let (provider, model, effort) = self.turn_target(key, &input);
         let freshness = self.cfg.freshness.clone();
         let now = self.now;
+        let stale = freshness.check(self.record_mut(key).bucket_mut(&provider), now);
+        if stale.is_some() {
+            self.flush_before_reset(key, &provider);
+        }
         let bucket = self.record_mut(key).bucket_mut(&provider);
-        let stale = freshness.check(bucket, now);
         if let Some(reason) = stale {
             tracing::info!(session = %key, provider, ?reason, "session is stale, starting fresh");
             bucket.reset();
@@ -121,6 +126,7 @@ impl<E: Env> Machine<E> {
             segments: 0,
             awaiting_segment: false,
             preparing: None,
+            compacted: false,
         };
         let mut turn = turn;
         turn.interactive = !turn.silent() && self.wants_interactive(&turn.provider);
@@ -211,7 +217,10 @@ impl<E: Env> Machine<E> {
             provider: turn.provider.clone(),
             model: turn.model.clone(),
             effort: effort.to_owned(),
-            prompt: turn.input.prompt.clone(),
+            prompt: match turn.input.origin {
+                Origin::User => self.with_memory_check(key, &turn.provider, &turn.input.prompt),
+                Origin::Inject { .. } => turn.input.prompt.clone(),
+            },
             resume_session_id: resume,
             append_system_prompt,
             labels: vec![
@@ -291,7 +300,10 @@ impl<E: Env> Machine<E> {
             RunEvent::ToolFinished { name, ok } => {
                 Some(OutKind::Tool { name, summary: String::new(), finished: true, ok })
             }
-            RunEvent::Status { status, detail } => Some(OutKind::Status { status, detail }),
+            RunEvent::Status { status, detail } => {
+                turn.compacted |= status == "compacted";
+                Some(OutKind::Status { status, detail })
+            }
             RunEvent::Result(result) => {
                 let answer_now = !result.is_error && turn.answered.is_none();
                 turn.result = Some(result.clone());
@@ -419,6 +431,9 @@ impl<E: Env> Machine<E> {
                 chat.queue.push_front(super::Queued { entry_id, input: input.clone() });
             }
         }
+        if turn.compacted && outcome.ok {
+            self.flush_after_compaction(key);
+        }
         if let Origin::Inject { id, .. } = turn.input.origin {
             self.out.push(Effect::InjectDone { inject_id: id, outcome });
         }
@@ -470,7 +485,7 @@ impl<E: Env> Machine<E> {
             text = "✅ Done (the agent finished without a text reply).".to_owned();
         }
         let quiet = matches!(&turn.input.origin,
-            Origin::Inject { options, .. } if options.quiet_token.as_deref().is_some_and(|t| t == text.trim()));
+            Origin::Inject { options, .. } if options.hidden || options.quiet_token.as_deref().is_some_and(|t| t == text.trim()));
         let outcome = TurnOutcome { ok: true, text: text.clone(), error_kind: String::new() };
         if quiet {
             return outcome;

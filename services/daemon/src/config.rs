@@ -18,6 +18,7 @@ mod background;
 mod gateways;
 mod launcher;
 mod media;
+mod memory;
 mod runner;
 
 use std::path::{Path, PathBuf};
@@ -34,6 +35,7 @@ pub use background::BackgroundConfig;
 pub use gateways::{MatrixConfig, MatrixStreaming, TelegramConfig};
 pub use launcher::LauncherConfig;
 pub use media::{AudioFormat, ImageConfig, ImageFormat, TranscriptionConfig};
+pub use memory::MemoryConfig;
 pub use runner::{ProviderConfig, ProvidersConfig, RunnerConfig, SandboxMode, StateHome};
 
 /// The commented default configuration, as written by `ductorctl init`.
@@ -69,6 +71,8 @@ pub struct Config {
     pub transcription: TranscriptionConfig,
     /// Received images are resized before the turn.
     pub image: ImageConfig,
+    /// Upkeep of the agent's long-term memory.
+    pub memory: MemoryConfig,
 }
 
 /// Why a configuration was rejected. Always names the key at fault.
@@ -224,6 +228,7 @@ impl Config {
         self.launcher.validate()?;
         self.transcription.validate()?;
         self.image.validate()?;
+        self.memory.validate()?;
         Ok(())
     }
 }

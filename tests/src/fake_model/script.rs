@@ -52,11 +52,17 @@ pub(crate) struct Turn {
     pub scenario: Scenario,
 }
 
-/// The scenario a prompt asks for: `error` beats `tool` beats `slow`; else plain text.
+/// The scenario a prompt asks for: `error` beats `tool` beats `slow`; else plain text
+/// (and always for a CLI's own compaction request).
 pub fn scenario_for(prompt: &str) -> Scenario {
     let words: Vec<String> =
         prompt.split(|c: char| !c.is_ascii_alphanumeric()).map(str::to_ascii_lowercase).collect();
     let has = |w: &str| words.iter().any(|x| x == w);
+    // Claude's own compaction request (`/compact`, auto-compaction) quotes
+    // words like "error" in its instructions: it gets a plain summary.
+    if prompt.contains("create a detailed summary of the conversation") {
+        return Scenario::Text;
+    }
     if has("error") {
         Scenario::Error
     } else if has("risky") {
