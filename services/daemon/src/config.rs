@@ -18,6 +18,7 @@ mod background;
 mod gateways;
 mod launcher;
 mod runner;
+mod skills;
 
 use std::path::{Path, PathBuf};
 
@@ -33,6 +34,7 @@ pub use background::BackgroundConfig;
 pub use gateways::{MatrixConfig, MatrixStreaming, TelegramConfig};
 pub use launcher::LauncherConfig;
 pub use runner::{ProviderConfig, ProvidersConfig, RunnerConfig, SandboxMode, StateHome};
+pub use skills::SkillsConfig;
 
 /// The commented default configuration, as written by `ductorctl init`.
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("config/default.toml");
@@ -63,6 +65,8 @@ pub struct Config {
     pub background: BackgroundConfig,
     /// `ductorctl up` supervision.
     pub launcher: LauncherConfig,
+    /// Skill sync between the workspace and the CLIs' skill directories.
+    pub skills: SkillsConfig,
 }
 
 /// Why a configuration was rejected. Always names the key at fault.
@@ -216,6 +220,7 @@ impl Config {
         self.cleanup.validate()?;
         self.background.validate()?;
         self.launcher.validate()?;
+        self.skills.validate()?;
         Ok(())
     }
 }
