@@ -379,6 +379,14 @@ impl Tree {
         self.remove(name, entry.is_dir)
     }
 
+    /// Makes the new symbolic link `name` to `target`; fails (`EEXIST`) when
+    /// any entry of that name exists, so nothing is ever replaced.
+    pub fn link_new(&self, name: &str, target: &Path) -> Result<()> {
+        one_name(&self.path, name)?;
+        nix::unistd::symlinkat(target, self.fd.as_fd(), name)
+            .map_err(|e| SafeFsError::os(&self.path.join(name), "link", e))
+    }
+
     /// Removes the entry `name`: a file or link as itself, an empty directory.
     pub fn remove(&self, name: &str, is_dir: bool) -> Result<()> {
         one_name(&self.path, name)?;

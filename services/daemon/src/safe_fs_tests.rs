@@ -168,3 +168,14 @@ fn dir_or_make_new_says_whether_it_made_the_directory() {
     assert!(root.dir_or_make_new("l", 0o700).is_err(), "a link is not opened");
     assert!(root.make_dir("d", 0o700).is_err(), "make_dir wants a new name");
 }
+
+#[test]
+fn link_new_never_replaces_an_entry() {
+    let w = world();
+    std::fs::write(w.ws.path().join("taken"), "mine").unwrap();
+    let root = Tree::root(w.ws.path()).unwrap();
+    assert!(root.link_new("taken", w.victim.path()).unwrap_err().already_exists());
+    assert_eq!(std::fs::read_to_string(w.ws.path().join("taken")).unwrap(), "mine");
+    root.link_new("free", w.victim.path()).unwrap();
+    assert_eq!(root.read_link("free").unwrap().as_deref(), Some(w.victim.path()));
+}
