@@ -16,6 +16,8 @@ use ductor_daemon::sync::Locked as _;
 use ductor_proto::pb;
 
 use super::disk::{self, Digests, Trees};
+#[cfg(test)]
+use super::disk::read_marker;
 use super::{Action, Conflict, Found, OperatorPlace, Snapshot, plan};
 use crate::homes;
 use crate::spec::Provider;
@@ -339,3 +341,7 @@ pub async fn run(skills: std::sync::Arc<Skills>, shutdown: tokio_util::sync::Can
         }
     }
 }
+
+#[cfg(test)]
+#[path = "sync_tests.rs"]
+mod tests;
