@@ -284,7 +284,8 @@ impl<'a> Skill<'a> {
     /// The first home holding a real folder of this name.
     fn adoptable(&self) -> Option<PathBuf> {
         let homes = &self.snapshot.homes;
-        let home = homes.iter().find(|h| matches!(h.entries.get(self.name), Some(Found::Dir { .. })));
+        let home =
+            homes.iter().find(|h| matches!(h.entries.get(self.name), Some(Found::Dir { .. })));
         home.map(|h| h.path.clone())
     }
 

@@ -30,7 +30,9 @@ const MAX_MARKER: u64 = 64 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum SkillIoError {
     /// The folder is over [`MAX_ENTRIES`], [`MAX_BYTES`] or the depth.
-    #[error("{0}: too large to copy (more than {MAX_ENTRIES} entries, {MAX_BYTES} bytes or {MAX_DEPTH} levels)")]
+    #[error(
+        "{0}: too large to copy (more than {MAX_ENTRIES} entries, {MAX_BYTES} bytes or {MAX_DEPTH} levels)"
+    )]
     TooLarge(PathBuf),
     /// A file system operation failed or was refused.
     #[error(transparent)]
@@ -148,7 +150,10 @@ enum Item {
 
 /// Walks `dir` (no link followed, marker skipped at the top) within the
 /// caps; `visit` sees each folder and regular file, sorted by path.
-fn walk(dir: &Tree, visit: &mut dyn FnMut(Item) -> Result<(), SkillIoError>) -> Result<(), SkillIoError> {
+fn walk(
+    dir: &Tree,
+    visit: &mut dyn FnMut(Item) -> Result<(), SkillIoError>,
+) -> Result<(), SkillIoError> {
     let mut budget = (MAX_ENTRIES, MAX_BYTES);
     walk_in(dir, "", 0, &mut budget, visit)
 }

@@ -15,9 +15,9 @@ use ductor_daemon::safe_fs::Tree;
 use ductor_daemon::sync::Locked as _;
 use ductor_proto::pb;
 
-use super::disk::{self, Digests, Trees};
 #[cfg(test)]
 use super::disk::read_marker;
+use super::disk::{self, Digests, Trees};
 use super::{Action, Conflict, Found, OperatorPlace, Snapshot, plan};
 use crate::homes;
 use crate::spec::Provider;
@@ -138,9 +138,9 @@ impl Skills {
             buckets.retain(|e| e.is_dir && !e.name.starts_with('.'));
             buckets.sort_by(|a, b| a.name.cmp(&b.name));
             for bucket in buckets {
-                let skills = homes.dir(&bucket.name).and_then(|home| {
-                    home.dir_or_make(home_skills(provider), 0o700)
-                });
+                let skills = homes
+                    .dir(&bucket.name)
+                    .and_then(|home| home.dir_or_make(home_skills(provider), 0o700));
                 trees.extend(skills.ok());
             }
         }

@@ -91,7 +91,10 @@ fn a_skill_made_in_a_home_moves_to_the_workspace_and_reaches_the_other_homes() {
     skill(&made, "made by skill-creator");
     let sync = skills(&w, false);
     sync.pass();
-    assert_eq!(std::fs::read_to_string(ws(&w).join("made/SKILL.md")).unwrap(), "made by skill-creator");
+    assert_eq!(
+        std::fs::read_to_string(ws(&w).join("made/SKILL.md")).unwrap(),
+        "made by skill-creator"
+    );
     assert!(read_marker(&Tree::root(&ws(&w)).unwrap(), "made").is_none(), "ductor's own now");
     assert_eq!(std::fs::read_link(&made).unwrap(), ws(&w).join("made"));
     let other = home_skills_of(&w, "gemini/chat-c").join("made");
@@ -109,10 +112,10 @@ fn a_users_folder_is_never_overwritten_and_the_clash_is_reported() {
     assert_eq!(std::fs::read_to_string(mine.join("SKILL.md")).unwrap(), "my own pdf");
     assert_eq!(report.conflicts, 1);
     let conflict = &sync.conflicts()[0];
-    assert_eq!((conflict.here.as_str(), conflict.there.as_str()), (
-        mine.to_str().unwrap(),
-        ws(&w).join("pdf").to_str().unwrap()
-    ));
+    assert_eq!(
+        (conflict.here.as_str(), conflict.there.as_str()),
+        (mine.to_str().unwrap(), ws(&w).join("pdf").to_str().unwrap())
+    );
     // Identical content is folded into the workspace's.
     std::fs::write(mine.join("SKILL.md"), "workspace pdf").unwrap();
     assert_eq!(sync.pass().conflicts, 0);

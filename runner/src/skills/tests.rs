@@ -107,7 +107,9 @@ fn the_workspace_wins_over_the_operator_and_claude_over_codex() {
     let own = plan(&snapshot(&[("x", Found::dir(Some(d(3))))], ops.clone(), vec![]));
     assert!(own.actions.is_empty());
     let heres: Vec<_> = own.conflicts.iter().map(|c| c.here.clone()).collect();
-    assert!(heres.contains(&Path::new(CLAUDE).join("x")) && heres.contains(&Path::new(CODEX).join("x")));
+    assert!(
+        heres.contains(&Path::new(CLAUDE).join("x")) && heres.contains(&Path::new(CODEX).join("x"))
+    );
     let fresh = plan(&snapshot(&[], ops, vec![]));
     let import = Action::Import { name: "x".into(), source: CLAUDE.into(), digest: d(1) };
     assert_eq!(fresh.actions, [import]);
@@ -162,10 +164,7 @@ fn nothing_that_is_not_ours_is_overwritten_in_a_home() {
     let plan = plan(&snapshot(&ws, vec![], homes));
     assert_eq!(
         plan.actions,
-        [
-            Action::Unlink { place: HOME_A.into(), name: "gone".into() },
-            link(HOME_A, "stale", true),
-        ]
+        [Action::Unlink { place: HOME_A.into(), name: "gone".into() }, link(HOME_A, "stale", true),]
     );
     let names: Vec<_> = plan.conflicts.iter().map(|c| c.skill.as_str()).collect();
     assert_eq!(names, ["external", "file", "real"]);
