@@ -114,12 +114,12 @@ impl Skills {
         Tree::root_or_make(&self.workspace, 0o700)?.dir_or_make("skills", 0o700)
     }
 
-    /// The operator folders that exist (made when exporting into a CLI
-    /// folder that exists), with their specs.
-    fn operator_trees(&self) -> Vec<(&OperatorSpec, Tree)> {
+    /// The operator folders that exist (with `make`, made when exporting
+    /// into a CLI folder that exists), with their specs.
+    fn operator_trees(&self, make: bool) -> Vec<(&OperatorSpec, Tree)> {
         let open = |spec: &OperatorSpec| {
             let cli_dir_exists = spec.path.parent().is_some_and(Path::is_dir);
-            if spec.export && cli_dir_exists {
+            if make && spec.export && cli_dir_exists {
                 Tree::root_or_make(&spec.path, 0o700).ok()
             } else {
                 Tree::root(&spec.path).ok()
@@ -172,7 +172,7 @@ impl Skills {
     }
 
     fn pass_in(&self, workspace: &Tree, apply: bool) -> (Vec<Conflict>, usize) {
-        let operators = self.operator_trees();
+        let operators = self.operator_trees(apply);
         let homes = if apply { self.home_trees() } else { self.existing_home_trees() };
         let workspace_path = workspace.path().to_path_buf();
         let never = |_: &Path| false;

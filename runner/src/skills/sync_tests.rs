@@ -158,7 +158,7 @@ fn a_skill_over_the_caps_is_reported_not_copied() {
     let w = world();
     let big = w.operator.join(".claude/skills/big");
     skill(&big, "big");
-    for i in 0..=super::super::disk::MAX_ENTRIES {
+    for i in 0..=disk::MAX_ENTRIES {
         std::fs::write(big.join(format!("f{i}")), "x").unwrap();
     }
     let sync = skills(&w, false);
