@@ -22,6 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .type_attribute(".ductor.v1.ProbeResponse", json)
         .type_attribute(".ductor.v1.ProviderInfo", json)
+        .type_attribute(".ductor.v1.SkillConflict", json)
         .compile_protos(&files, &["proto"])?;
     for file in files {
         println!("cargo:rerun-if-changed={file}");

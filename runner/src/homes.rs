@@ -139,6 +139,8 @@ pub struct Home {
     pub env: Vec<(String, String)>,
     /// What the run may write: the home and the operator's linked logins.
     pub writable: Vec<PathBuf>,
+    /// The home was made just now (its first run).
+    pub created: bool,
 }
 
 /// Makes (or refreshes) the home `bucket` of `provider` under `root`
@@ -152,7 +154,8 @@ pub fn prepare(
 ) -> Result<Home, safe_fs::SafeFsError> {
     let layout = layout(provider);
     let providers = Tree::root_or_make(root, 0o700)?;
-    let home = providers.dir_or_make(provider.as_str(), 0o700)?.dir_or_make(bucket, 0o700)?;
+    let (home, created) =
+        providers.dir_or_make(provider.as_str(), 0o700)?.dir_or_make_new(bucket, 0o700)?;
     let files = match layout.sub {
         Some(sub) => sub_dir(&home, sub)?,
         None => home.try_clone()?,
@@ -169,7 +172,7 @@ pub fn prepare(
     }
     let dir = home.path().to_path_buf();
     let env = vec![(layout.var.to_owned(), dir.display().to_string())];
-    Ok(Home { dir, env, writable })
+    Ok(Home { dir, env, writable, created })
 }
 
 /// The directory `name` in `home`, replacing whatever non-directory the
@@ -306,6 +309,7 @@ mod tests {
         let root = tmp.path().join("providers");
         let vars = env(&[("CODEX_HOME", &operator)]);
         let home = prepare(Provider::Codex, &root, "chat-a", &vars).unwrap();
+        assert!(home.created, "made for its first run");
         assert_eq!(home.dir, root.join("codex/chat-a"));
         assert_eq!(home.env, [("CODEX_HOME".to_owned(), home.dir.display().to_string())]);
         assert_eq!(home.writable, [home.dir.clone(), operator.join("auth.json")]);
@@ -321,7 +325,7 @@ mod tests {
 
         // The agent's edit is undone at the next run; the operator's removal carries over.
         std::fs::write(home.dir.join("config.toml"), "notify = [\"evil\"]\n").unwrap();
-        prepare(Provider::Codex, &root, "chat-a", &vars).unwrap();
+        assert!(!prepare(Provider::Codex, &root, "chat-a", &vars).unwrap().created);
         assert_eq!(
             std::fs::read_to_string(home.dir.join("config.toml")).unwrap(),
             "model = \"x\"\n"

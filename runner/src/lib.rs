@@ -11,6 +11,7 @@
 //! - [`supervise`]: one run from spawn to reaping (timeouts, signals, events);
 //! - [`sandbox`]: environment allowlist, Landlock, rlimits, and the one spawn site;
 //! - [`homes`]: the CLIs' own state in ductor-owned homes per chat, never the operator's;
+//! - [`skills`]: `workspace/skills` synced into every CLI home (and from the operator's);
 //! - [`namespace`]: the socket fence (a user + mount namespace per run) and
 //!   the killing of every process of a run at its end;
 //! - [`lines`]: bounded line reading; [`registry`]: pid records swept at start;
@@ -28,6 +29,7 @@ pub mod provider;
 pub mod registry;
 pub mod sandbox;
 pub mod service;
+pub mod skills;
 pub mod spec;
 pub mod supervise;
 pub mod workdir;
@@ -56,12 +58,20 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
         tracing::warn!("cannot adopt the orphans of runs (no /proc/<pid>/task/<tid>/children)");
     }
     let media = std::sync::Arc::new(media_preparer(&context, &support));
+    let skills = skills::Skills::new(
+        &context.config.skills,
+        &context.home,
+        &context.config.providers,
+        &sandbox::parent_env(),
+    )
+    .map(std::sync::Arc::new);
     let runner = Runner::new(
         context.config.runner.clone(),
         context.config.providers.clone(),
         context.home.clone(),
         support,
         fencing,
+        skills.clone(),
     )
     .context("start the spawner thread")?;
     let killed = runner.sweep();
@@ -84,12 +94,28 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
             runner.shutdown().await;
         })
     };
+    let ticker = skills.clone().map(|skills| {
+        let shutdown = context.shutdown.clone();
+        tokio::spawn(skills::sync::run(skills, shutdown))
+    });
+    if let Some(skills) = &skills {
+        // The first pass before serving: the first runs see every skill.
+        let skills = skills.clone();
+        let _ = tokio::task::spawn_blocking(move || skills.pass()).await;
+    }
     let router = tonic::transport::Server::builder()
         .add_service(context.health.clone().into_server())
         .add_service(RunnerService::new(runner.clone()).with_media(media).into_server());
     let served = serve(&context, router).await;
     runner.shutdown().await;
     stopper.abort();
+    if let Some(ticker) = ticker {
+        ticker.abort();
+    }
+    if let Some(skills) = skills {
+        let removed = tokio::task::spawn_blocking(move || skills.unexport()).await.unwrap_or(0);
+        tracing::info!(removed, "removed ductor's skill links from the operator's folders");
+    }
     served
 }
 

@@ -240,6 +240,7 @@ pub async fn probe(
         providers: infos,
         sandbox: support.mode().to_owned(),
         sandbox_detail: support.detail.clone(),
+        skill_conflicts: Vec::new(),
     }
 }
 
@@ -262,8 +263,19 @@ pub async fn oneshot(home: DuctorHome, config: Config) -> anyhow::Result<()> {
         });
     let versions = VersionCache::default();
     let fence = Fence::of(&home, &config.runner, support.landlock);
-    let answer =
-        probe(&config.providers, &sandbox::parent_env(), &versions, &support, &fence).await;
+    let parent_env = sandbox::parent_env();
+    let mut answer = probe(&config.providers, &parent_env, &versions, &support, &fence).await;
+    // What a running runner's last pass would have found, changing nothing.
+    if let Some(skills) =
+        crate::skills::Skills::new(&config.skills, &home, &config.providers, &parent_env)
+    {
+        answer.skill_conflicts = tokio::task::spawn_blocking(move || skills.survey())
+            .await
+            .unwrap_or_default()
+            .iter()
+            .map(crate::skills::sync::to_proto)
+            .collect();
+    }
     let json = serde_json::to_string_pretty(&answer).context("encode the probe answer")?;
     println!("{json}");
     Ok(())

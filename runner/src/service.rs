@@ -29,6 +29,7 @@ use crate::probe;
 use crate::provider::{self, Invocation};
 use crate::registry::Registry;
 use crate::sandbox::{self, Limits, PolicyInput, Support};
+use crate::skills::Skills;
 use crate::spec::{PermissionMode, Provider, RunSpec};
 use crate::supervise::{self, Control, Hooks, Prepared, Sink};
 
@@ -62,6 +63,7 @@ pub struct Runner {
     shutting_down: AtomicBool,
     tasks: TaskTracker,
     spawner: sandbox::Spawner,
+    skills: Option<Arc<Skills>>,
 }
 
 impl std::fmt::Debug for Runner {
@@ -84,6 +86,7 @@ impl Runner {
         home: DuctorHome,
         support: Support,
         fencing: Fencing,
+        skills: Option<Arc<Skills>>,
     ) -> std::io::Result<Arc<Self>> {
         let registry = Registry::new(home.run_dir());
         let spawner = sandbox::Spawner::start(tokio::runtime::Handle::current())?;
@@ -101,6 +104,7 @@ impl Runner {
             shutting_down: AtomicBool::new(false),
             tasks: TaskTracker::new(),
             spawner,
+            skills,
         }))
     }
 
@@ -349,14 +353,31 @@ impl Runner {
         env: &mut BTreeMap<String, String>,
     ) -> Result<Vec<PathBuf>, RunError> {
         let Some(bucket) = homes::bucket(mode, &spec.labels) else {
-            return Ok(sandbox::prepare_state(spec.provider, env));
+            let mut writable = sandbox::prepare_state(spec.provider, env);
+            writable.extend(self.skills_grant(&spec.working_dir));
+            return Ok(writable);
         };
         let home = homes::prepare(spec.provider, &self.home.provider_homes(), &bucket, env)
             .map_err(|e| {
                 RunError::fatal(ErrorKind::SpawnFailed, format!("prepare the CLI's home: {e}"))
             })?;
+        if home.created
+            && let Some(skills) = &self.skills
+        {
+            skills.link_new_home(spec.provider, &home.dir);
+        }
         env.extend(home.env);
-        Ok(home.writable)
+        let mut writable = home.writable;
+        writable.extend(self.skills_grant(&spec.working_dir));
+        Ok(writable)
+    }
+
+    /// `workspace/skills`, which the home's skill links point into, for a
+    /// run whose working directory does not already hold it (a cron job's
+    /// or task's folder).
+    fn skills_grant(&self, working_dir: &std::path::Path) -> Option<PathBuf> {
+        let dir = self.skills.as_ref()?.skills_dir();
+        (!dir.starts_with(working_dir) && dir.is_dir()).then_some(dir)
     }
 
     /// The run's socket fence: what it must keep (its working directory,
@@ -441,7 +462,11 @@ impl Runner {
     /// Installed CLIs, versions, auth hints, models; and the sandbox mode.
     pub async fn probe(&self) -> pb::ProbeResponse {
         let fence = probe::Fence::of(&self.home, &self.config, self.support.landlock);
-        probe::probe(&self.providers, &self.parent_env, &self.versions, &self.support, &fence).await
+        let mut answer =
+            probe::probe(&self.providers, &self.parent_env, &self.versions, &self.support, &fence)
+                .await;
+        answer.skill_conflicts = self.skills.as_ref().map(|s| s.conflicts()).unwrap_or_default();
+        answer
     }
 }
 

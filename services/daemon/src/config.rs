@@ -20,6 +20,7 @@ mod launcher;
 mod media;
 mod memory;
 mod runner;
+mod skills;
 
 use std::path::{Path, PathBuf};
 
@@ -37,6 +38,7 @@ pub use launcher::LauncherConfig;
 pub use media::{AudioFormat, ImageConfig, ImageFormat, TranscriptionConfig};
 pub use memory::MemoryConfig;
 pub use runner::{ProviderConfig, ProvidersConfig, RunnerConfig, SandboxMode, StateHome};
+pub use skills::SkillsConfig;
 
 /// The commented default configuration, as written by `ductorctl init`.
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("config/default.toml");
@@ -73,6 +75,8 @@ pub struct Config {
     pub image: ImageConfig,
     /// Upkeep of the agent's long-term memory.
     pub memory: MemoryConfig,
+    /// Skill sync between the workspace and the CLIs' skill directories.
+    pub skills: SkillsConfig,
 }
 
 /// Why a configuration was rejected. Always names the key at fault.
@@ -229,6 +233,7 @@ impl Config {
         self.transcription.validate()?;
         self.image.validate()?;
         self.memory.validate()?;
+        self.skills.validate()?;
         Ok(())
     }
 }

@@ -65,6 +65,9 @@ impl SafeFsError {
 
 type Result<T> = std::result::Result<T, SafeFsError>;
 
+/// Deepest directory [`Tree::remove_tree`] descends into.
+pub const MAX_REMOVE_DEPTH: usize = 64;
+
 const DIR: OFlag = OFlag::O_DIRECTORY.union(OFlag::O_NOFOLLOW).union(OFlag::O_CLOEXEC);
 const READ: OFlag =
     OFlag::O_RDONLY.union(OFlag::O_NOFOLLOW).union(OFlag::O_NONBLOCK).union(OFlag::O_CLOEXEC);
@@ -302,6 +305,86 @@ impl Tree {
             let _ = unlinkat(self.fd.as_fd(), temp.as_str(), UnlinkatFlags::NoRemoveDir);
             SafeFsError::os(&path, "replace", e)
         })
+    }
+
+    /// Like [`Tree::dir_or_make`] for one component; also says whether it
+    /// was made just now (no extra system call for an existing one).
+    pub fn dir_or_make_new(&self, name: &str, mode: u32) -> Result<(Self, bool)> {
+        one_name(&self.path, name)?;
+        let path = self.path.join(name);
+        let made = match mkdirat(self.fd.as_fd(), name, Mode::from_bits_truncate(mode)) {
+            Ok(()) => true,
+            Err(nix::Error::EEXIST) => false,
+            Err(e) => return Err(SafeFsError::os(&path, "create", e)),
+        };
+        let fd = openat(self.fd.as_fd(), name, DIR, Mode::empty())
+            .map_err(|e| SafeFsError::os(&path, "open", e))?;
+        Ok((Self { fd, path }, made))
+    }
+
+    /// Makes the directory `name`, which must not exist, and opens it.
+    pub fn make_dir(&self, name: &str, mode: u32) -> Result<Self> {
+        one_name(&self.path, name)?;
+        let path = self.path.join(name);
+        mkdirat(self.fd.as_fd(), name, Mode::from_bits_truncate(mode))
+            .map_err(|e| SafeFsError::os(&path, "create", e))?;
+        self.dir(name)
+    }
+
+    /// The target of the link `name` (not followed); `None` when `name` is
+    /// missing or not a link.
+    pub fn read_link(&self, name: &str) -> Result<Option<PathBuf>> {
+        one_name(&self.path, name)?;
+        match nix::fcntl::readlinkat(self.fd.as_fd(), name) {
+            Ok(target) => Ok(Some(PathBuf::from(target))),
+            Err(nix::Error::ENOENT | nix::Error::EINVAL) => Ok(None),
+            Err(e) => Err(SafeFsError::os(&self.path.join(name), "read link", e)),
+        }
+    }
+
+    /// Moves the entry `name` (whatever it is, never followed) to `to` in
+    /// `dest`: refused when `to` exists (`exchange = false`), or swapped
+    /// atomically with the existing `to` (`exchange = true`). Across file
+    /// systems it fails with `EXDEV` (see [`SafeFsError::errno`]).
+    pub fn rename(&self, name: &str, dest: &Tree, to: &str, exchange: bool) -> Result<()> {
+        one_name(&self.path, name)?;
+        one_name(&dest.path, to)?;
+        let flags = if exchange {
+            nix::fcntl::RenameFlags::RENAME_EXCHANGE
+        } else {
+            nix::fcntl::RenameFlags::RENAME_NOREPLACE
+        };
+        nix::fcntl::renameat2(self.fd.as_fd(), name, dest.fd.as_fd(), to, flags)
+            .map_err(|e| SafeFsError::os(&self.path.join(name), "rename", e))
+    }
+
+    /// Removes the entry `name` and, for a directory, everything in it.
+    /// Links are removed as themselves, never followed; a tree deeper than
+    /// [`MAX_REMOVE_DEPTH`] is refused (what was removed stays removed).
+    pub fn remove_tree(&self, name: &str) -> Result<()> {
+        self.remove_below(name, 0)
+    }
+
+    fn remove_below(&self, name: &str, depth: usize) -> Result<()> {
+        let Some(entry) = self.entry(name)? else { return Ok(()) };
+        if entry.is_dir {
+            if depth >= MAX_REMOVE_DEPTH {
+                return Err(SafeFsError::refused(&self.path.join(name), "too deep to remove"));
+            }
+            let dir = self.dir(name)?;
+            for inner in dir.entries()? {
+                dir.remove_below(&inner.name, depth + 1)?;
+            }
+        }
+        self.remove(name, entry.is_dir)
+    }
+
+    /// Makes the new symbolic link `name` to `target`; fails (`EEXIST`) when
+    /// any entry of that name exists, so nothing is ever replaced.
+    pub fn link_new(&self, name: &str, target: &Path) -> Result<()> {
+        one_name(&self.path, name)?;
+        nix::unistd::symlinkat(target, self.fd.as_fd(), name)
+            .map_err(|e| SafeFsError::os(&self.path.join(name), "link", e))
     }
 
     /// Removes the entry `name`: a file or link as itself, an empty directory.

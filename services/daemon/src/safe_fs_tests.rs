@@ -121,3 +121,61 @@ fn a_missing_root_is_made_private_and_an_existing_one_kept() {
     let again = Tree::root_or_make(&fresh, 0o700).unwrap();
     assert_eq!(again.read("kept", 10).unwrap().as_deref(), Some(&b"x"[..]));
 }
+
+#[test]
+fn remove_tree_removes_links_as_themselves() {
+    let w = world();
+    let skill = w.ws.path().join("skill/inner");
+    std::fs::create_dir_all(&skill).unwrap();
+    std::fs::write(skill.join("f"), "x").unwrap();
+    symlink(w.victim.path(), skill.join("to-victim")).unwrap();
+    symlink(w.victim.path(), w.ws.path().join("top-link")).unwrap();
+    let root = Tree::root(w.ws.path()).unwrap();
+    root.remove_tree("skill").unwrap();
+    root.remove_tree("top-link").unwrap();
+    root.remove_tree("missing").unwrap();
+    assert!(!w.ws.path().join("skill").exists() && !w.ws.path().join("top-link").exists());
+    assert_eq!(std::fs::read_to_string(w.victim.path().join("secret")).unwrap(), "TOPSECRET");
+}
+
+#[test]
+fn rename_never_replaces_unless_asked_to_exchange() {
+    let w = world();
+    std::fs::create_dir_all(w.ws.path().join("a")).unwrap();
+    std::fs::write(w.ws.path().join("a/one"), "1").unwrap();
+    std::fs::create_dir_all(w.ws.path().join("b")).unwrap();
+    symlink(w.victim.path(), w.ws.path().join("l")).unwrap();
+    let root = Tree::root(w.ws.path()).unwrap();
+    let error = root.rename("a", &root, "b", false).unwrap_err();
+    assert_eq!(error.errno, Some(nix::Error::EEXIST), "{error}");
+    root.rename("a", &root, "b", true).unwrap();
+    assert!(w.ws.path().join("b/one").exists() && w.ws.path().join("a").is_dir());
+    // A link moves as itself.
+    let sub = root.dir("a").unwrap();
+    root.rename("l", &sub, "l", false).unwrap();
+    assert_eq!(sub.read_link("l").unwrap().as_deref(), Some(w.victim.path()));
+    assert_eq!(sub.read_link("missing").unwrap(), None);
+    assert_eq!(root.read_link("b").unwrap(), None, "a directory is no link");
+}
+
+#[test]
+fn dir_or_make_new_says_whether_it_made_the_directory() {
+    let w = world();
+    let root = Tree::root(w.ws.path()).unwrap();
+    assert!(root.dir_or_make_new("d", 0o700).unwrap().1);
+    assert!(!root.dir_or_make_new("d", 0o700).unwrap().1);
+    symlink(w.victim.path(), w.ws.path().join("l")).unwrap();
+    assert!(root.dir_or_make_new("l", 0o700).is_err(), "a link is not opened");
+    assert!(root.make_dir("d", 0o700).is_err(), "make_dir wants a new name");
+}
+
+#[test]
+fn link_new_never_replaces_an_entry() {
+    let w = world();
+    std::fs::write(w.ws.path().join("taken"), "mine").unwrap();
+    let root = Tree::root(w.ws.path()).unwrap();
+    assert!(root.link_new("taken", w.victim.path()).unwrap_err().already_exists());
+    assert_eq!(std::fs::read_to_string(w.ws.path().join("taken")).unwrap(), "mine");
+    root.link_new("free", w.victim.path()).unwrap();
+    assert_eq!(root.read_link("free").unwrap().as_deref(), Some(w.victim.path()));
+}

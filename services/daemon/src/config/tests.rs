@@ -95,3 +95,13 @@ fn only_the_telegram_gateway_requires_the_token() {
     std::fs::write(&path, "[telegram]\nenabled = true\napi_url = \"ftp://x\"\n").expect("write");
     assert!(Config::load_with(&path, &no_env, false).is_err(), "other checks still apply");
 }
+
+#[test]
+fn skills_interval_is_bounded_and_unknown_skill_keys_are_named() {
+    let error = parse("[skills]\ninterval_seconds = 0\n").unwrap_err();
+    assert_eq!(error.key(), Some("skills.interval_seconds"), "{error}");
+    let error = parse("[skills]\nexport = true\n").unwrap_err();
+    assert_eq!(error.key(), Some("skills.export"), "{error}");
+    let config = parse("[skills]\nsync = false\nexport_to_operator = true\n").unwrap();
+    assert!(!config.skills.sync && config.skills.export_to_operator);
+}

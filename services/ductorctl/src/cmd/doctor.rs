@@ -210,7 +210,20 @@ async fn check_providers(
             "no agent CLI found: install claude, codex or gemini",
         );
     }
+    check_skills(report, &answer.skill_conflicts);
     Some(answer.sandbox_detail)
+}
+
+/// Skills the runner could not sync ([skills]); both sides are kept.
+fn check_skills(report: &mut Report, conflicts: &[ductor_proto::pb::SkillConflict]) {
+    for conflict in conflicts {
+        let there = match conflict.there.as_str() {
+            "" => String::new(),
+            there => format!(" (vs {there})"),
+        };
+        let what = format!("skill {}", conflict.skill);
+        report.line(Level::Warn, &what, format!("{}{there}: {}", conflict.here, conflict.why));
+    }
 }
 
 /// Where the CLIs keep their state during agent runs (review H6).
