@@ -126,6 +126,13 @@ impl Runner for FakeRunner {
         Ok(Response::new(pb::RespondResponse { delivered: false }))
     }
 
+    async fn prepare_media(
+        &self,
+        _request: Request<pb::PrepareMediaRequest>,
+    ) -> Result<Response<pb::PrepareMediaResponse>, Status> {
+        Err(Status::unimplemented("the fake runner prepares no media"))
+    }
+
     async fn probe(
         &self,
         _request: Request<pb::ProbeRequest>,

@@ -57,11 +57,12 @@ async fn main() {
     let downloads = env.home().join("workspace/telegram_files/bench");
     std::fs::create_dir_all(&downloads).unwrap();
     let voice = downloads.join("voice.oga");
-    let status = std::process::Command::new("ffmpeg")
+    let status = ductor_tests::harness::command("ffmpeg")
         .args(["-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
         .args(["sine=frequency=440:duration=60", "-c:a", "libopus", "-b:a", "24k"])
         .arg(&voice)
         .status()
+        .await
         .expect("ffmpeg (tests/setup/install-media.sh)");
     assert!(status.success());
     let size = std::fs::metadata(&voice).unwrap().len();

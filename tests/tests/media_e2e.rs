@@ -21,7 +21,7 @@ use ductor_proto::pb;
 use ductor_tests::fake_model::FakeModel;
 use ductor_tests::fake_transcriber::FakeTranscriber;
 use ductor_tests::gateway::Chat;
-use ductor_tests::harness::TestEnv;
+use ductor_tests::harness::{TestEnv, command};
 use ductor_tests::real_cli::{
     Cli, installed_cli, provider_files, provider_section, toml_path, toml_str,
 };
@@ -33,8 +33,8 @@ const KEY: &str = "sk-transcribe-test-key";
 const SPOKEN: &str = "please water the basil at noon";
 
 /// ffmpeg, or `None` after a SKIP line (a failure under DUCTOR_REQUIRE_REAL).
-fn ffmpeg() -> Option<()> {
-    let found = std::process::Command::new("ffmpeg").arg("-version").output().is_ok();
+async fn ffmpeg() -> Option<()> {
+    let found = command("ffmpeg").arg("-version").output().await.is_ok();
     if !found {
         assert!(
             std::env::var("DUCTOR_REQUIRE_REAL").is_err(),
@@ -45,18 +45,19 @@ fn ffmpeg() -> Option<()> {
     found.then_some(())
 }
 
-fn run_ffmpeg(args: &[&str]) {
-    let status = std::process::Command::new("ffmpeg")
+async fn run_ffmpeg(args: &[&str]) {
+    let status = command("ffmpeg")
         .args(["-nostdin", "-loglevel", "error", "-y"])
         .args(args)
         .status()
+        .await
         .expect("run ffmpeg");
     assert!(status.success(), "ffmpeg {args:?}");
 }
 
 /// The stack with claude and `extra` config sections; `None` without claude or ffmpeg.
 async fn stack(extra: &str) -> Option<(TestEnv, FakeModel, tempfile::TempDir)> {
-    ffmpeg()?;
+    ffmpeg().await?;
     let Some(binary) = installed_cli(Cli::Claude) else {
         assert!(std::env::var("DUCTOR_REQUIRE_REAL").is_err(), "claude is not installed");
         eprintln!("SKIP: claude not installed");
@@ -94,7 +95,7 @@ fn downloads(env: &TestEnv) -> PathBuf {
 }
 
 /// A one-minute voice note as Telegram sends them (Ogg/Opus, `.oga`).
-fn voice_note(env: &TestEnv) -> PathBuf {
+async fn voice_note(env: &TestEnv) -> PathBuf {
     let path = downloads(env).join("voice_1.oga");
     let out = path.display().to_string();
     run_ffmpeg(&[
@@ -107,7 +108,8 @@ fn voice_note(env: &TestEnv) -> PathBuf {
         "-b:a",
         "24k",
         &out,
-    ]);
+    ])
+    .await;
     path
 }
 
@@ -137,7 +139,7 @@ async fn a_voice_note_is_transcribed_by_the_endpoint_and_the_transcript_reaches_
     let fake = FakeTranscriber::start(SPOKEN, KEY).await.expect("fake transcriber");
     let Some((env, model, _home)) = stack(&endpoint_section(&fake, "")).await else { return };
     let mut chat = Chat::attach(env.channel("core"), TRANSPORT).await;
-    let voice = voice_note(&env);
+    let voice = voice_note(&env).await;
     send_file(&chat, &voice, "audio/ogg", "voice").await;
     let reply = chat.expect(CHAT, "basil", LONG).await;
     assert_eq!(reply.kind, "final", "{reply:?}");
@@ -183,7 +185,7 @@ async fn the_command_gets_wav_from_ffmpeg_and_a_failing_command_falls_back_to_th
     let extra = format!("command = [{}, \"{{file}}\"]", toml_path(&script));
     let Some((env, model, _home)) = stack(&endpoint_section(&fake, &extra)).await else { return };
     let mut chat = Chat::attach(env.channel("core"), TRANSPORT).await;
-    let voice = voice_note(&env);
+    let voice = voice_note(&env).await;
     send_file(&chat, &voice, "audio/ogg", "voice").await;
     // 60 s of 16 kHz mono 16-bit PCM plus the 78-byte header ffmpeg writes.
     let reply = chat.expect(CHAT, "the command heard", LONG).await;
@@ -209,7 +211,7 @@ async fn with_no_backend_working_the_file_still_reaches_the_agent_with_a_note() 
     let fake = FakeTranscriber::start(SPOKEN, "a-different-key").await.expect("fake transcriber");
     let Some((env, model, _home)) = stack(&endpoint_section(&fake, "")).await else { return };
     let mut chat = Chat::attach(env.channel("core"), TRANSPORT).await;
-    let voice = voice_note(&env);
+    let voice = voice_note(&env).await;
     send_file(&chat, &voice, "audio/ogg", "voice").await;
     chat.expect(CHAT, "INCOMING", LONG).await;
     let prompt = file_prompt(&model);
@@ -234,7 +236,8 @@ async fn a_large_image_reaches_the_agent_resized_to_webp_and_the_original_is_kep
         "-frames:v",
         "1",
         &original.display().to_string(),
-    ]);
+    ])
+    .await;
     let before = std::fs::read(&original).unwrap();
     send_file(&chat, &original, "image/png", "photo").await;
     chat.expect(CHAT, "INCOMING", LONG).await;
@@ -244,10 +247,11 @@ async fn a_large_image_reaches_the_agent_resized_to_webp_and_the_original_is_kep
     assert!(prompt.contains(&format!("Path: {}", resized.display())), "{prompt}");
     assert!(prompt.contains("from 3000x2000 to 2000x1333"), "{prompt}");
     assert_eq!(std::fs::read(&original).unwrap(), before, "the original is kept as it was");
-    let probe = std::process::Command::new("ffprobe")
+    let probe = command("ffprobe")
         .args(["-v", "error", "-show_entries", "stream=codec_name,width,height", "-of", "csv=p=0"])
         .arg(&resized)
         .output()
+        .await
         .expect("ffprobe");
     assert_eq!(String::from_utf8_lossy(&probe.stdout).trim(), "webp,2000,1333");
 }

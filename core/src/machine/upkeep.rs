@@ -139,7 +139,7 @@ impl<E: Env> Machine<E> {
             .get(key)
             .and_then(|r| r.buckets.get(provider))
             .map_or(0, |b| b.message_count);
-        if every == 0 || (count + 1) % u64::from(every) != 0 {
+        if every == 0 || !(count + 1).is_multiple_of(u64::from(every)) {
             return prompt.to_owned();
         }
         format!("{prompt}{MEMORY_CHECK}")

@@ -129,7 +129,7 @@ mod tests {
             image::Rgb([(x % 256) as u8, (y % 256) as u8, 7])
         });
         let mut out = Vec::new();
-        image::DynamicImage::ImageRgb8(image)
+        DynamicImage::ImageRgb8(image)
             .write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png)
             .unwrap();
         out

@@ -88,9 +88,8 @@ impl TranscriptionConfig {
             }
         }
         let endpoint = self.endpoint.trim();
-        if !endpoint.is_empty()
-            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
-        {
+        let web = endpoint.starts_with("http://") || endpoint.starts_with("https://");
+        if !endpoint.is_empty() && !web {
             return Err(Invalid::new(
                 "transcription.endpoint",
                 "must start with http:// or https://",
