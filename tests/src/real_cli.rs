@@ -120,3 +120,32 @@ pub fn provider_section(cli: Cli, binary: &Path, env: &[(&str, String)]) -> Stri
         env = env.join(", "),
     )
 }
+
+/// A home whose chats run `cli` (installed, pointed at a fresh fake model),
+/// not started yet: `[agent]` gets `agent` lines, `extra` sections follow.
+/// `None` after a SKIP line without the CLI (a failure under
+/// `DUCTOR_REQUIRE_REAL`). The temporary directory is the CLI's own home.
+pub async fn real_cli_home(
+    cli: Cli,
+    agent: &str,
+    extra: &str,
+) -> Option<(crate::harness::TestEnv, crate::fake_model::FakeModel, tempfile::TempDir)> {
+    let Some(binary) = installed_cli(cli) else {
+        assert!(
+            std::env::var("DUCTOR_REQUIRE_REAL").is_err(),
+            "{} is not installed (tests/setup/install-clis.sh) and DUCTOR_REQUIRE_REAL=1",
+            cli.name()
+        );
+        eprintln!("SKIP: {} not installed", cli.name());
+        return None;
+    };
+    let model = crate::fake_model::FakeModel::start().await.expect("start the fake model");
+    let cli_home = tempfile::tempdir().expect("a CLI home");
+    let cli_env = provider_files(cli, cli_home.path(), &model.base_url());
+    let env = crate::harness::TestEnv::with_config(&format!(
+        "[agent]\nprovider = \"{}\"\n{agent}\n\n{}\n{extra}",
+        cli.name(),
+        provider_section(cli, &binary, &cli_env)
+    ));
+    Some((env, model, cli_home))
+}

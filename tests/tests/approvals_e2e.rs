@@ -18,7 +18,7 @@ use std::time::Duration;
 use ductor_tests::fake_model::{FakeModel, RISKY_COMMAND, RISKY_FILE, TOOL_DONE_TEXT};
 use ductor_tests::gateway::Chat;
 use ductor_tests::harness::TestEnv;
-use ductor_tests::real_cli::{Cli, installed_cli, provider_files, provider_section};
+use ductor_tests::real_cli::{Cli, real_cli_home};
 
 const TRANSPORT: &str = "testgw";
 const CHAT: &str = "room";
@@ -32,23 +32,7 @@ async fn stack(agent: &str) -> Option<(TestEnv, FakeModel, tempfile::TempDir)> {
 
 /// [`stack`] with `cli` as the chat's provider.
 async fn stack_of(cli: Cli, agent: &str) -> Option<(TestEnv, FakeModel, tempfile::TempDir)> {
-    let Some(binary) = installed_cli(cli) else {
-        assert!(
-            std::env::var("DUCTOR_REQUIRE_REAL").is_err(),
-            "{} is not installed (tests/setup/install-clis.sh) and DUCTOR_REQUIRE_REAL=1",
-            cli.name()
-        );
-        eprintln!("SKIP: {} not installed", cli.name());
-        return None;
-    };
-    let model = FakeModel::start().await.expect("start the fake model");
-    let cli_home = tempfile::tempdir().expect("a CLI home");
-    let cli_env = provider_files(cli, cli_home.path(), &model.base_url());
-    let env = TestEnv::with_config(&format!(
-        "[agent]\nprovider = \"{}\"\n{agent}\n\n{}",
-        cli.name(),
-        provider_section(cli, &binary, &cli_env)
-    ));
+    let (env, model, cli_home) = real_cli_home(cli, agent, "").await?;
     env.up().await;
     Some((env, model, cli_home))
 }

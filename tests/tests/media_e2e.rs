@@ -22,9 +22,7 @@ use ductor_tests::fake_model::FakeModel;
 use ductor_tests::fake_transcriber::FakeTranscriber;
 use ductor_tests::gateway::Chat;
 use ductor_tests::harness::{TestEnv, command};
-use ductor_tests::real_cli::{
-    Cli, installed_cli, provider_files, provider_section, toml_path, toml_str,
-};
+use ductor_tests::real_cli::{Cli, real_cli_home, toml_path, toml_str};
 
 const TRANSPORT: &str = "testgw";
 const CHAT: &str = "room";
@@ -58,18 +56,7 @@ async fn run_ffmpeg(args: &[&str]) {
 /// The stack with claude and `extra` config sections; `None` without claude or ffmpeg.
 async fn stack(extra: &str) -> Option<(TestEnv, FakeModel, tempfile::TempDir)> {
     ffmpeg().await?;
-    let Some(binary) = installed_cli(Cli::Claude) else {
-        assert!(std::env::var("DUCTOR_REQUIRE_REAL").is_err(), "claude is not installed");
-        eprintln!("SKIP: claude not installed");
-        return None;
-    };
-    let model = FakeModel::start().await.expect("start the fake model");
-    let cli_home = tempfile::tempdir().expect("a CLI home");
-    let cli_env = provider_files(Cli::Claude, cli_home.path(), &model.base_url());
-    let env = TestEnv::with_config(&format!(
-        "[agent]\nprovider = \"claude\"\n\n{}\n{extra}",
-        provider_section(Cli::Claude, &binary, &cli_env)
-    ));
+    let (env, model, cli_home) = real_cli_home(Cli::Claude, "", extra).await?;
     let secrets = env.home().join("secrets");
     std::fs::create_dir_all(&secrets).expect("secrets dir");
     let key = secrets.join("transcription.key");

@@ -16,25 +16,15 @@ use std::time::Duration;
 use ductor_tests::fake_model::FakeModel;
 use ductor_tests::gateway::Chat;
 use ductor_tests::harness::{TestEnv, wait_for};
-use ductor_tests::real_cli::{Cli, installed_cli, provider_files, provider_section};
+use ductor_tests::real_cli::{Cli, real_cli_home};
 
 const TRANSPORT: &str = "testgw";
 const CHAT: &str = "room";
 const LONG: Duration = Duration::from_secs(90);
 
 async fn stack(memory: &str) -> Option<(TestEnv, FakeModel, tempfile::TempDir)> {
-    let Some(binary) = installed_cli(Cli::Claude) else {
-        assert!(std::env::var("DUCTOR_REQUIRE_REAL").is_err(), "claude is not installed");
-        eprintln!("SKIP: claude not installed");
-        return None;
-    };
-    let model = FakeModel::start().await.expect("start the fake model");
-    let cli_home = tempfile::tempdir().expect("a CLI home");
-    let cli_env = provider_files(Cli::Claude, cli_home.path(), &model.base_url());
-    let env = TestEnv::with_config(&format!(
-        "[agent]\nprovider = \"claude\"\n\n[memory]\n{memory}\n\n{}",
-        provider_section(Cli::Claude, &binary, &cli_env)
-    ));
+    let (env, model, cli_home) =
+        real_cli_home(Cli::Claude, "", &format!("[memory]\n{memory}\n")).await?;
     env.up().await;
     Some((env, model, cli_home))
 }
