@@ -10,7 +10,8 @@
 //! - [`driver`]: the async loop executing the machine's effects (runner calls,
 //!   store writes, outbox sends), and [`driver::CoreHandle`] for automation;
 //! - [`machine`]: the sans-I/O orchestrator (sessions, queue, commands, turns);
-//! - [`store`], [`session`], [`markup`], [`commands`], [`workspace`], [`wire`].
+//! - [`store`], [`session`], [`markup`], [`commands`], [`workspace`], [`wire`];
+//! - [`rules`]: the rule files of the workspace and task folders kept in sync.
 
 pub mod automation;
 pub mod background;
@@ -20,6 +21,7 @@ pub mod machine;
 pub mod markup;
 pub mod model;
 pub mod outbox;
+pub mod rules;
 pub mod runner;
 pub mod service;
 pub mod session;

@@ -17,6 +17,7 @@ mod automation;
 mod background;
 mod gateways;
 mod launcher;
+mod rules;
 mod runner;
 
 use std::path::{Path, PathBuf};
@@ -32,6 +33,7 @@ pub use automation::{
 pub use background::BackgroundConfig;
 pub use gateways::{MatrixConfig, MatrixStreaming, TelegramConfig};
 pub use launcher::LauncherConfig;
+pub use rules::RulesConfig;
 pub use runner::{ProviderConfig, ProvidersConfig, RunnerConfig, SandboxMode, StateHome};
 
 /// The commented default configuration, as written by `ductorctl init`.
@@ -63,6 +65,8 @@ pub struct Config {
     pub background: BackgroundConfig,
     /// `ductorctl up` supervision.
     pub launcher: LauncherConfig,
+    /// Rule files kept in sync.
+    pub rules: RulesConfig,
 }
 
 /// Why a configuration was rejected. Always names the key at fault.
@@ -216,6 +220,7 @@ impl Config {
         self.cleanup.validate()?;
         self.background.validate()?;
         self.launcher.validate()?;
+        self.rules.validate()?;
         Ok(())
     }
 }

@@ -95,3 +95,17 @@ fn only_the_telegram_gateway_requires_the_token() {
     std::fs::write(&path, "[telegram]\nenabled = true\napi_url = \"ftp://x\"\n").expect("write");
     assert!(Config::load_with(&path, &no_env, false).is_err(), "other checks still apply");
 }
+
+#[test]
+fn rules_settings_are_bounded_and_named() {
+    let error = parse("[rules]\nsync_interval_seconds = 0\n").unwrap_err();
+    assert_eq!(error.key(), Some("rules.sync_interval_seconds"), "{error}");
+    let error = parse("[rules]\nmax_file_bytes = 10\n").unwrap_err();
+    assert_eq!(error.key(), Some("rules.max_file_bytes"), "{error}");
+    let error = parse("[rules]\ninterval = 5\n").unwrap_err();
+    assert_eq!(error.key(), Some("rules.interval"), "{error}");
+    assert_eq!(
+        parse("[rules]\nsync_interval_seconds = 2\n").unwrap().rules.sync_interval_seconds,
+        2
+    );
+}
