@@ -333,6 +333,8 @@ impl Entry {
             modified_ns: ns(stat.st_mtime, stat.st_mtime_nsec),
             changed_ns: ns(stat.st_ctime, stat.st_ctime_nsec),
             ino: stat.st_ino,
+            // `nlink_t` is 32 bits on some targets (aarch64).
+            #[allow(clippy::useless_conversion)]
             links: u64::from(stat.st_nlink),
         }
     }
