@@ -1,5 +1,5 @@
 //! Assembly: from a `ServiceContext` to a serving core. Seeds the workspace,
-//! opens `state.db`, reports turns the previous process left unfinished,
+//! opens `state.db`, syncs the rule files (then every few seconds), reports turns the previous process left unfinished,
 //! starts the driver and the runner health loop, and serves `Core` + `Health`.
 
 use std::sync::Arc;
@@ -21,6 +21,7 @@ use crate::machine::Event;
 use crate::machine::{Machine, MachineConfig};
 use crate::model::{OutKind, Outbound};
 use crate::outbox::Outbox;
+use crate::rules::{self, RuleSync};
 use crate::runner::{RunnerLink, health_loop};
 use crate::service::CoreService;
 use crate::session::Freshness;
@@ -37,11 +38,20 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
     // Nobody else on the machine reads the home (state, secrets) or the
     // workspace (uploads, memory), whatever the umask was when they were made.
     ductor_daemon::paths::tighten(context.home.root(), 0o700).context("make the home private")?;
-    workspace::seed(&workspace, &workspace::rules_text()).context("seed the workspace")?;
+    workspace::seed(&workspace).context("seed the workspace")?;
     ductor_daemon::paths::tighten(&workspace, 0o700).context("make the workspace private")?;
-    let migrations = [automation::store::MIGRATIONS, background::store::MIGRATIONS].concat();
+    let migrations =
+        [automation::store::MIGRATIONS, background::store::MIGRATIONS, rules::store::MIGRATIONS]
+            .concat();
     let store =
         Store::open(&context.home.state_db(), &migrations).context("open the state database")?;
+    // Rule files in sync before any run, then every few seconds, off the turn path.
+    let mut rule_sync =
+        RuleSync::new(workspace.clone(), store.clone(), config.rules.max_file_bytes)
+            .context("load the rule-sync records")?;
+    rule_sync.pass();
+    let interval = std::time::Duration::from_secs(config.rules.sync_interval_seconds);
+    tokio::spawn(rule_sync.run(interval, context.shutdown.clone()));
     let credentials = Credentials::load_or_create(&context.home.secrets_dir())
         .context("load the automation credentials")?;
     let sessions = store.call_sync(store::load_sessions).context("load sessions")?;

@@ -29,6 +29,9 @@ mod tasks;
 
 pub use tasks::TaskRequest;
 
+/// The rule text of a task folder (`tasks/<id>/`), inside its managed block.
+pub(crate) use folder::TASK_RULES;
+
 use crate::model::{ButtonGrid, SessionKey};
 
 /// The background section of the workspace rule files: how the agent hands

@@ -12,6 +12,7 @@
 //! - [`machine`]: the sans-I/O orchestrator (sessions, queue, commands, turns);
 //! - [`store`], [`session`], [`markup`], [`commands`], [`workspace`], [`wire`];
 //! - [`memory`]: the periodic compaction of the main memory.
+//! - [`rules`]: the rule files of the workspace and task folders kept in sync.
 
 pub mod automation;
 pub mod background;
@@ -22,6 +23,7 @@ pub mod markup;
 pub mod memory;
 pub mod model;
 pub mod outbox;
+pub mod rules;
 pub mod runner;
 pub mod service;
 pub mod session;

@@ -1,9 +1,9 @@
 //! The agent's workspace (`$DUCTOR_HOME/workspace`): seeded on start, and the
 //! machine's [`Env`] port onto it.
 //!
-//! - `CLAUDE.md`, `AGENTS.md`, `GEMINI.md`: framework-managed rule files, one
-//!   text for all three CLIs, rewritten whenever it differs (so an upgrade
-//!   refreshes them). Edits belong in MAINMEMORY.md, not here.
+//! - `CLAUDE.md`, `AGENTS.md`, `GEMINI.md`: the rule files, one text for all
+//!   three CLIs ([`rules_text`] inside ductor's managed block, the user's own
+//!   rules around it), made and kept in sync by [`crate::rules`].
 //! - `memory_system/MAINMEMORY.md`: user-owned, seeded once, never rewritten;
 //!   appended to the system prompt of every new session.
 //! - `output_to_user/`: where the agent puts files it sends with `<file:...>`.
@@ -35,8 +35,10 @@ headless in this directory. Each message you get is one turn; your final
 answer is sent back to the chat. Keep answers readable on a phone: short
 paragraphs, no wide tables.
 
-This file is managed by ductor and rewritten on upgrade. Do not edit it;
-put what you learn into your memory file instead.
+ductor keeps the text between its markers up to date. The user's own rules
+go outside that block, in any of CLAUDE.md, AGENTS.md and GEMINI.md (ductor
+carries an edit of one to the others). What you learn goes into your memory
+file, not here.
 
 ## Memory
 
@@ -94,18 +96,15 @@ pub const MEMORY_MAX_BYTES: u64 = 64 * 1024;
 /// Largest file a `<file:>` tag may send (Telegram's bot upload limit).
 pub const FILE_MAX_BYTES: u64 = 50 * 1024 * 1024;
 
-/// Creates the workspace layout and refreshes the rule files. The workspace
-/// is agent-writable and core unconfined: a planted link in place of a rule
-/// file is replaced, never written through; a linked folder is refused.
-pub fn seed(workspace: &Path, rules: &str) -> std::io::Result<()> {
+/// Creates the workspace layout (the rule files are the rule sync's,
+/// [`crate::rules`]). The workspace is agent-writable and core unconfined: a
+/// linked folder is refused, a planted file never written through.
+pub fn seed(workspace: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(workspace)?;
     let io = |e: SafeFsError| std::io::Error::other(e.to_string());
     let root = Tree::root(workspace).map_err(io)?;
     let memory = root.dir_or_make("memory_system", 0o700).map_err(io)?;
     root.dir_or_make("output_to_user", 0o700).map_err(io)?;
-    for name in ["CLAUDE.md", "AGENTS.md", "GEMINI.md"] {
-        root.refresh(name, rules.as_bytes(), 0o600).map_err(io)?;
-    }
     memory.write_new("MAINMEMORY.md", MEMORY_SEED.as_bytes(), 0o600).map_err(io)?;
     Ok(())
 }
@@ -220,19 +219,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn seeding_refreshes_rules_and_keeps_memory() {
+    fn seeding_makes_the_layout_and_keeps_memory() {
         let dir = tempfile::tempdir().unwrap();
         let ws = dir.path().join("workspace");
-        seed(&ws, "v1").unwrap();
+        seed(&ws).unwrap();
         std::fs::write(memory_path(&ws), "mine").unwrap();
-        std::fs::write(ws.join("AGENTS.md"), "edited").unwrap();
-        seed(&ws, "v2").unwrap();
-        for name in ["CLAUDE.md", "AGENTS.md", "GEMINI.md"] {
-            assert_eq!(std::fs::read_to_string(ws.join(name)).unwrap(), "v2");
-        }
+        seed(&ws).unwrap();
         assert_eq!(std::fs::read_to_string(memory_path(&ws)).unwrap(), "mine");
         assert!(ws.join("output_to_user").is_dir());
         assert!(rules_text().contains(AUTOMATION_MARKER));
+        assert!(
+            !crate::rules::is_legacy(&rules_text()),
+            "today's text is not mistaken for an old one"
+        );
     }
 
     #[cfg(unix)]
@@ -240,7 +239,7 @@ mod tests {
     fn files_outside_the_workspace_are_refused_even_through_symlinks() {
         let dir = tempfile::tempdir().unwrap();
         let ws = dir.path().join("workspace");
-        seed(&ws, "r").unwrap();
+        seed(&ws).unwrap();
         let inside = ws.join("output_to_user/a.png");
         std::fs::write(&inside, b"x").unwrap();
         let outside = dir.path().join("secret.txt");
@@ -261,7 +260,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let home = dir.path().join("ductor");
         let ws = home.join("workspace");
-        seed(&ws, "r").unwrap();
+        seed(&ws).unwrap();
         std::fs::create_dir_all(home.join("secrets")).unwrap();
         std::fs::write(home.join("secrets/admin.token"), "t").unwrap();
         let user = dir.path().join("user");
@@ -284,10 +283,10 @@ mod tests {
     }
 
     #[test]
-    fn planted_memory_and_rule_links_are_neither_read_nor_written_through() {
+    fn planted_memory_links_are_not_read() {
         let dir = tempfile::tempdir().unwrap();
         let ws = dir.path().join("workspace");
-        seed(&ws, "r").unwrap();
+        seed(&ws).unwrap();
         let secret = dir.path().join("admin.token");
         std::fs::write(&secret, "TOPSECRET").unwrap();
         std::fs::remove_file(memory_path(&ws)).unwrap();
@@ -296,11 +295,5 @@ mod tests {
         std::fs::remove_file(memory_path(&ws)).unwrap();
         nix::unistd::mkfifo(&memory_path(&ws), nix::sys::stat::Mode::S_IRWXU).unwrap();
         assert_eq!(read_memory(&ws), None, "a FIFO neither read nor waited on");
-        let victim = dir.path().join("clobbered");
-        std::fs::remove_file(ws.join("AGENTS.md")).unwrap();
-        std::os::unix::fs::symlink(&victim, ws.join("AGENTS.md")).unwrap();
-        seed(&ws, "r2").unwrap();
-        assert!(!victim.exists(), "the seed replaced the link instead of writing through it");
-        assert_eq!(std::fs::read_to_string(ws.join("AGENTS.md")).unwrap(), "r2");
     }
 }

@@ -161,7 +161,7 @@ struct Core {
 async fn start_core() -> Core {
     let dir = tempfile::tempdir().expect("tempdir");
     let ws = dir.path().join("workspace");
-    workspace::seed(&ws, &workspace::rules_text()).expect("seed");
+    workspace::seed(&ws).expect("seed");
     let store = Store::open(&dir.path().join("state.db"), &[]).expect("open store");
     let fake = FakeRunner::default();
     let runner_channel = ductor_proto::testing::pair(

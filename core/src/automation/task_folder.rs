@@ -1,7 +1,8 @@
 //! Cron task folders: `workspace/cron_tasks/<name>/`, where each cron job (and
 //! each `cron_task` webhook) runs as a fresh one-shot run, never inside a chat
 //! session. The folder holds the rule files every CLI reads (`CLAUDE.md`,
-//! `AGENTS.md`, `GEMINI.md`, framework-managed), `TASK_DESCRIPTION.md` (what to
+//! `AGENTS.md`, `GEMINI.md`: made with ductor's block here, then kept in sync
+//! by [`crate::rules`], the user's edits winning), `TASK_DESCRIPTION.md` (what to
 //! do, written from the job's description) and `<name>_MEMORY.md` (the task's
 //! own memory, created once and then owned by the agent).
 //!
@@ -18,7 +19,7 @@ use super::model::{InvalidDefinition, validate_name};
 pub const CRON_TASKS_DIR: &str = "cron_tasks";
 
 /// The rule files written into each task folder.
-pub const RULE_FILES: [&str; 3] = ["CLAUDE.md", "AGENTS.md", "GEMINI.md"];
+pub use crate::rules::RULE_FILES;
 
 /// Why a task folder could not be prepared.
 #[derive(Debug, thiserror::Error)]
@@ -43,8 +44,8 @@ pub fn memory_file(name: &str) -> String {
     format!("{name}_MEMORY.md")
 }
 
-/// Creates or refreshes the folder of task `name`: rule files rewritten when
-/// they differ, `TASK_DESCRIPTION.md` written from `title`/`description` when
+/// Creates or refreshes the folder of task `name`: rule files made when it
+/// has none (afterwards the rule sync owns them), `TASK_DESCRIPTION.md` written from `title`/`description` when
 /// `description` is given or the file is missing, memory created once.
 ///
 /// The folder is agent-writable and core is not sandboxed: no component is
@@ -59,10 +60,7 @@ pub fn ensure(
     let path = folder(workspace, name)?;
     let dir = Tree::root(workspace)?.dir_or_make(&format!("{CRON_TASKS_DIR}/{name}"), 0o700)?;
     dir.dir_or_make("scripts", 0o700)?;
-    let rules = rules_text(name);
-    for file in RULE_FILES {
-        dir.refresh(file, rules.as_bytes(), 0o600)?;
-    }
+    crate::rules::sync::seed_new(&dir, &rules_text(name))?;
     let task = task_description(title, description.unwrap_or(""));
     if description.is_some() {
         dir.replace("TASK_DESCRIPTION.md", task.as_bytes(), 0o600)?;
@@ -96,7 +94,7 @@ pub fn rules_text(name: &str) -> String {
          - `scripts/` is yours for helper scripts.\n\
          - Your final answer is delivered to the user's chat as it is: keep it short and\n  \
            readable on a phone. Do not ask questions; nobody can answer them in this run.\n\n\
-         This file is managed by ductor and rewritten when it changes.\n"
+         ductor keeps this block up to date; notes of your own belong in `{memory}`.\n"
     )
 }
 
@@ -138,15 +136,17 @@ mod tests {
         assert!(dir.join("scripts").is_dir());
 
         std::fs::write(dir.join("hn-digest_MEMORY.md"), "2026-05-01: seen story 123").unwrap();
-        std::fs::write(dir.join("CLAUDE.md"), "tampered").unwrap();
+        std::fs::write(dir.join("CLAUDE.md"), "edited").unwrap();
         ensure(tmp.path(), "hn-digest", "HN digest", None).unwrap();
         assert_eq!(
             std::fs::read_to_string(dir.join("hn-digest_MEMORY.md")).unwrap(),
             "2026-05-01: seen story 123"
         );
+        // Existing rule files are the rule sync's, not rewritten here.
+        assert_eq!(std::fs::read_to_string(dir.join("CLAUDE.md")).unwrap(), "edited");
         assert_eq!(
-            std::fs::read_to_string(dir.join("CLAUDE.md")).unwrap(),
-            rules_text("hn-digest")
+            std::fs::read_to_string(dir.join("AGENTS.md")).unwrap(),
+            crate::rules::fresh_file(&rules_text("hn-digest"))
         );
         // No new description: the agent's edits to the task file stay.
         assert_eq!(std::fs::read_to_string(dir.join("TASK_DESCRIPTION.md")).unwrap(), task);

@@ -24,7 +24,7 @@ pub struct FolderError {
 }
 
 /// The rules a task's agent gets (as `CLAUDE.md`, `AGENTS.md`, `GEMINI.md`).
-const TASK_RULES: &str = "\
+pub(crate) const TASK_RULES: &str = "\
 # Task agent rules
 
 You are a background task started by the chat's agent; nobody watches you work.
@@ -62,11 +62,12 @@ pub fn prepare(
     let dir = openat(tasks.as_fd(), id, DIR_FLAGS, Mode::empty())
         .map_err(failed(&folder, "open the folder"))?;
     let memory = format!("# {name}\n\n## Task\n\n{prompt}\n\n## Notes\n\n");
+    let rules = crate::rules::fresh_file(TASK_RULES);
     for (file, text) in [
         ("TASKMEMORY.md", memory.as_str()),
-        ("CLAUDE.md", TASK_RULES),
-        ("AGENTS.md", TASK_RULES),
-        ("GEMINI.md", TASK_RULES),
+        ("CLAUDE.md", rules.as_str()),
+        ("AGENTS.md", rules.as_str()),
+        ("GEMINI.md", rules.as_str()),
     ] {
         create_file(&dir, file, text).map_err(failed(&folder.join(file), "write"))?;
     }

@@ -19,6 +19,7 @@ mod gateways;
 mod launcher;
 mod media;
 mod memory;
+mod rules;
 mod runner;
 mod skills;
 
@@ -37,6 +38,7 @@ pub use gateways::{MatrixConfig, MatrixStreaming, TelegramConfig};
 pub use launcher::LauncherConfig;
 pub use media::{AudioFormat, ImageConfig, ImageFormat, TranscriptionConfig};
 pub use memory::MemoryConfig;
+pub use rules::RulesConfig;
 pub use runner::{ProviderConfig, ProvidersConfig, RunnerConfig, SandboxMode, StateHome};
 pub use skills::SkillsConfig;
 
@@ -77,6 +79,8 @@ pub struct Config {
     pub memory: MemoryConfig,
     /// Skill sync between the workspace and the CLIs' skill directories.
     pub skills: SkillsConfig,
+    /// Rule files kept in sync.
+    pub rules: RulesConfig,
 }
 
 /// Why a configuration was rejected. Always names the key at fault.
@@ -234,6 +238,7 @@ impl Config {
         self.image.validate()?;
         self.memory.validate()?;
         self.skills.validate()?;
+        self.rules.validate()?;
         Ok(())
     }
 }

@@ -260,14 +260,7 @@ impl Tree {
             }
             let flags = nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW;
             let Ok(stat) = nix::sys::stat::fstatat(self.fd.as_fd(), name, flags) else { continue };
-            let kind = stat.st_mode & libc::S_IFMT;
-            out.push(Entry {
-                name: name.to_owned(),
-                is_dir: kind == libc::S_IFDIR,
-                is_link: kind == libc::S_IFLNK,
-                modified: stat.st_mtime,
-                size: u64::try_from(stat.st_size).unwrap_or(0),
-            });
+            out.push(Entry::of(name, &stat));
         }
         Ok(out)
     }
@@ -277,16 +270,7 @@ impl Tree {
         one_name(&self.path, name)?;
         let flags = nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW;
         match nix::sys::stat::fstatat(self.fd.as_fd(), name, flags) {
-            Ok(stat) => {
-                let kind = stat.st_mode & libc::S_IFMT;
-                Ok(Some(Entry {
-                    name: name.to_owned(),
-                    is_dir: kind == libc::S_IFDIR,
-                    is_link: kind == libc::S_IFLNK,
-                    modified: stat.st_mtime,
-                    size: u64::try_from(stat.st_size).unwrap_or(0),
-                }))
-            }
+            Ok(stat) => Ok(Some(Entry::of(name, &stat))),
             Err(nix::Error::ENOENT) => Ok(None),
             Err(e) => Err(SafeFsError::os(&self.path.join(name), "stat", e)),
         }
@@ -406,6 +390,37 @@ pub struct Entry {
     pub modified: i64,
     /// Bytes.
     pub size: u64,
+    /// A regular file (not a link, directory, FIFO, socket or device).
+    pub is_file: bool,
+    /// `st_mtime` in nanoseconds since the epoch.
+    pub modified_ns: i64,
+    /// `st_ctime` in nanoseconds (changes with every write, rename or chmod).
+    pub changed_ns: i64,
+    /// `st_ino`.
+    pub ino: u64,
+    /// `st_nlink`: more than one means a hard link shares the file.
+    pub links: u64,
+}
+
+impl Entry {
+    fn of(name: &str, stat: &nix::sys::stat::FileStat) -> Self {
+        let kind = stat.st_mode & libc::S_IFMT;
+        let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
+        Self {
+            name: name.to_owned(),
+            is_dir: kind == libc::S_IFDIR,
+            is_link: kind == libc::S_IFLNK,
+            modified: stat.st_mtime,
+            size: u64::try_from(stat.st_size).unwrap_or(0),
+            is_file: kind == libc::S_IFREG,
+            modified_ns: ns(stat.st_mtime, stat.st_mtime_nsec),
+            changed_ns: ns(stat.st_ctime, stat.st_ctime_nsec),
+            ino: stat.st_ino,
+            // `nlink_t` is 32 bits on some targets (aarch64).
+            #[allow(clippy::useless_conversion)]
+            links: u64::from(stat.st_nlink),
+        }
+    }
 }
 
 fn rand_suffix() -> u32 {

@@ -109,6 +109,23 @@ fn entries_report_links_as_links() {
 }
 
 #[test]
+fn an_entry_tells_regular_files_hard_links_and_nanosecond_times() {
+    use std::os::unix::fs::MetadataExt as _;
+    let w = world();
+    std::fs::write(w.ws.path().join("f"), "abc").unwrap();
+    nix::unistd::mkfifo(&w.ws.path().join("p"), Mode::S_IRWXU).unwrap();
+    let root = Tree::root(w.ws.path()).unwrap();
+    let file = root.entry("f").unwrap().expect("the file");
+    assert!(file.is_file && !file.is_link && !file.is_dir && file.size == 3 && file.links == 1);
+    let meta = std::fs::symlink_metadata(w.ws.path().join("f")).unwrap();
+    assert_eq!(file.modified_ns, meta.mtime() * 1_000_000_000 + meta.mtime_nsec());
+    assert_eq!((file.ino, file.modified), (meta.ino(), meta.mtime()));
+    assert!(!root.entry("p").unwrap().expect("the fifo").is_file, "a FIFO is not a file");
+    std::fs::hard_link(w.ws.path().join("f"), w.ws.path().join("g")).unwrap();
+    assert_eq!(root.entry("f").unwrap().expect("the file").links, 2);
+}
+
+#[test]
 fn a_missing_root_is_made_private_and_an_existing_one_kept() {
     use std::os::unix::fs::PermissionsExt as _;
     let w = world();

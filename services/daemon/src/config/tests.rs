@@ -105,3 +105,17 @@ fn skills_interval_is_bounded_and_unknown_skill_keys_are_named() {
     let config = parse("[skills]\nsync = false\nexport_to_operator = true\n").unwrap();
     assert!(!config.skills.sync && config.skills.export_to_operator);
 }
+
+#[test]
+fn rules_settings_are_bounded_and_named() {
+    let error = parse("[rules]\nsync_interval_seconds = 0\n").unwrap_err();
+    assert_eq!(error.key(), Some("rules.sync_interval_seconds"), "{error}");
+    let error = parse("[rules]\nmax_file_bytes = 10\n").unwrap_err();
+    assert_eq!(error.key(), Some("rules.max_file_bytes"), "{error}");
+    let error = parse("[rules]\ninterval = 5\n").unwrap_err();
+    assert_eq!(error.key(), Some("rules.interval"), "{error}");
+    assert_eq!(
+        parse("[rules]\nsync_interval_seconds = 2\n").unwrap().rules.sync_interval_seconds,
+        2
+    );
+}
