@@ -63,7 +63,9 @@ button, its label comes back to you as their next message.
 ## Incoming files
 
 A message starting with `[INCOMING FILE]` means the user sent a file; its
-path, type and caption follow. Read it from that path.
+path, type and caption follow. Read it from that path. For a voice note or
+other recording ductor may add a transcript: treat it as what the user said.
+A large picture may have been resized for you; the original's path is given.
 
 ## Environment
 
