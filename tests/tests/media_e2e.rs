@@ -6,7 +6,8 @@
 //!   fake OpenAI-compatible endpoint (the key from a 0600 file): the
 //!   transcript reaches claude's request at the model, the file path too.
 //! - The operator's command backend gets 16 kHz WAV converted with the real
-//!   ffmpeg; when it fails, the endpoint is tried next and the agent is told.
+//!   ffmpeg (a video's sound track too); when it fails, the endpoint is tried
+//!   next and the agent is told.
 //! - With no backend working the turn still runs, with the file and a note.
 //! - A 3000x2000 image reaches the agent as a 2000 px WebP; the original is kept.
 //! - A received "file" that is a link to a secret is never read.
@@ -178,6 +179,37 @@ async fn the_command_gets_wav_from_ffmpeg_and_a_failing_command_falls_back_to_th
     let reply = chat.expect(CHAT, "the command heard", LONG).await;
     assert!(reply.text.contains("1920078 bytes"), "ffmpeg made the WAV: {reply:?}");
     assert!(fake.uploads().is_empty(), "the command answered, the endpoint was not asked");
+
+    // A video's sound track is what the command hears: 3 s of it.
+    let video = downloads(&env).join("clip_1.mp4");
+    let video_arg = video.display().to_string();
+    run_ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=320x240:duration=3",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=500:duration=3",
+        "-c:v",
+        "mpeg4",
+        "-c:a",
+        "aac",
+        "-shortest",
+        &video_arg,
+    ])
+    .await;
+    send_file(&chat, &video, "video/mp4", "video").await;
+    let reply = chat.expect(CHAT, "clip_1.mp4", LONG).await;
+    let heard: u64 = reply
+        .text
+        .split("the command heard ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("the command heard the video: {reply:?}"));
+    // 3 s of 16 kHz mono 16-bit PCM is 96000 bytes (AAC adds a few ms).
+    assert!((96_000..100_000).contains(&heard), "{heard} bytes: {reply:?}");
 
     std::fs::write(&broken, "").unwrap();
     send_file(&chat, &voice, "audio/ogg", "voice").await;
