@@ -289,3 +289,44 @@ async fn a_received_file_that_links_to_a_secret_is_never_read() {
     assert!(prompt.contains("was not transcribed"), "{prompt}");
     assert!(!prompt.contains(KEY));
 }
+
+/// The `doctor` line that starts with `what`.
+fn doctor_line<'a>(out: &'a str, what: &str) -> &'a str {
+    out.lines()
+        .find(|l| l.get(5..).is_some_and(|rest| rest.starts_with(what)))
+        .unwrap_or_else(|| panic!("no {what:?} line in:\n{out}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_names_what_transcription_lacks() {
+    let env = TestEnv::with_config(
+        "[transcription]\ncommand = [\"no-such-whisper-cli\", \"{file}\"]\nffmpeg = \"no-such-ffmpeg\"\n\
+         endpoint = \"http://127.0.0.1:9/v1\"\napi_key_file = \"secrets/transcription.key\"\n",
+    );
+    let secrets = env.home().join("secrets");
+    std::fs::create_dir_all(&secrets).unwrap();
+    let key = secrets.join("transcription.key");
+    std::fs::write(&key, KEY).unwrap();
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let doctor = env.ductorctl(&["doctor"]).await;
+    let out = String::from_utf8_lossy(&doctor.stdout).into_owned();
+    let line = doctor_line(&out, "transcription");
+    assert!(line.starts_with("FAIL"), "{line}");
+    assert!(line.contains("no-such-whisper-cli is not on PATH"), "{line}");
+    assert!(line.contains("no-such-ffmpeg is not on PATH"), "{line}");
+    assert!(line.contains("may be read by other users"), "{line}");
+    assert!(!doctor.status.success());
+
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    env.write_config(&format!(
+        "[transcription]\ncommand = [\"sh\", \"{{file}}\"]\nendpoint = \"http://127.0.0.1:9/v1\"\n\
+         api_key_file = {}\n",
+        toml_path(&key)
+    ));
+    let doctor = env.ductorctl(&["doctor"]).await;
+    let out = String::from_utf8_lossy(&doctor.stdout).into_owned();
+    let line = doctor_line(&out, "transcription");
+    if ffmpeg().await.is_some() {
+        assert_eq!(line, "OK   transcription: backends: command, then endpoint", "{out}");
+    }
+}

@@ -7,7 +7,7 @@
 //! anything FAILs.
 
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use ductor_daemon::config::{SandboxMode, StateHome};
@@ -58,6 +58,7 @@ pub async fn run(home: &DuctorHome, _args: Args) -> anyhow::Result<ExitCode> {
     check_sandbox(&mut report, &config);
     check_socket_fence(&mut report, &config, runner_detail.as_deref());
     check_provider_state(&mut report, home, &config);
+    check_transcription(&mut report, home, &config);
     Ok(if report.worst == Level::Fail { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
@@ -351,4 +352,65 @@ fn userns_refusal() -> Option<String> {
         let name = path.trim_start_matches("/proc/sys/").replace('/', ".");
         (read(path).as_deref() == Some(refusing)).then(|| format!("{name} = {refusing}"))
     })
+}
+
+/// `[transcription]`: the command and ffmpeg on the runner's PATH (this
+/// PATH: `ductorctl up` passes its own on), and a key file only we may read.
+/// Found by looking, never by running them.
+fn check_transcription(report: &mut Report, home: &DuctorHome, config: &Config) {
+    use ductor_daemon::config::AudioFormat;
+    let t = &config.transcription;
+    if !t.enabled() {
+        report.line(Level::Ok, "transcription", "off: recordings reach the agent as files");
+        return;
+    }
+    let mut problems = Vec::new();
+    let command = t.command.first().filter(|_| !t.command.is_empty());
+    if let Some(program) = command
+        && on_path(program).is_none()
+    {
+        problems.push(format!("the command {program} is not on PATH"));
+    }
+    let wav = (command.is_some() && t.command_format == AudioFormat::Wav)
+        || (!t.endpoint.is_empty() && t.endpoint_format == AudioFormat::Wav)
+        || t.video;
+    if wav && on_path(&t.ffmpeg).is_none() {
+        problems.push(format!("{} is not on PATH (needed for WAV and videos)", t.ffmpeg));
+    }
+    if let Some(file) = &t.api_key_file {
+        let path = if file.is_absolute() { file.clone() } else { home.root().join(file) };
+        match std::fs::metadata(&path) {
+            Err(e) => problems.push(format!("api_key_file {}: {e}", path.display())),
+            Ok(meta) if meta.mode() & 0o077 != 0 => {
+                problems.push(format!(
+                    "api_key_file {} may be read by other users (chmod 600 it)",
+                    path.display()
+                ));
+            }
+            Ok(_) => {}
+        }
+    }
+    let backends: Vec<&str> =
+        [command.map(|_| "command"), (!t.endpoint.is_empty()).then_some("endpoint")]
+            .into_iter()
+            .flatten()
+            .collect();
+    if problems.is_empty() {
+        report.line(Level::Ok, "transcription", format!("backends: {}", backends.join(", then ")));
+    } else {
+        report.line(Level::Fail, "transcription", problems.join("; "));
+    }
+}
+
+/// `program` as PATH finds it (or itself when it holds a `/`), if executable.
+fn on_path(program: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let executable =
+        |p: &Path| p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    if program.contains('/') {
+        let path = PathBuf::from(program);
+        return executable(&path).then_some(path);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|p| executable(p))
 }
