@@ -237,6 +237,7 @@ pub fn machine_config(config: &Config) -> MachineConfig {
         approval_timeout_ms: agent.approval_timeout_seconds * 1000,
         while_busy: agent.while_busy,
         memory: config.memory.clone(),
+        admin_chats: agent.admin_chats.clone(),
     }
 }
 

@@ -83,7 +83,14 @@ pub const AUTOMATION_ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Automation's side of the chat commands it answers (`/cron`, `/status`).
 pub trait AutomationAnswers: Send + Sync + std::fmt::Debug {
     /// The notice text answering `request`.
-    fn answer(&self, request: AutomationRequest) -> Pin<Box<dyn Future<Output = String> + Send>>;
+    /// `chat` asked; `admin` = it is in `[agent].admin_chats` (else it sees
+    /// and manages only its own jobs and hooks).
+    fn answer(
+        &self,
+        request: AutomationRequest,
+        chat: SessionKey,
+        admin: bool,
+    ) -> Pin<Box<dyn Future<Output = String> + Send>>;
 }
 
 /// Background work's side of the chat commands it answers.
@@ -324,7 +331,12 @@ impl<E: Env + 'static> Driver<E> {
     }
 
     /// Automation's answer to a chat command, or what can be said without it.
-    async fn automation_answer(&self, request: AutomationRequest) -> String {
+    async fn automation_answer(
+        &self,
+        request: AutomationRequest,
+        chat: SessionKey,
+        admin: bool,
+    ) -> String {
         let Some(answers) = self.answers.get() else {
             return match request {
                 AutomationRequest::Status(text) => text,
@@ -335,7 +347,7 @@ impl<E: Env + 'static> Driver<E> {
             AutomationRequest::Status(text) => format!("{text}\n⚠️ Automation did not answer."),
             AutomationRequest::Cron(_) => "⚠️ Automation did not answer in time.".to_owned(),
         };
-        tokio::time::timeout(AUTOMATION_ANSWER_TIMEOUT, answers.answer(request))
+        tokio::time::timeout(AUTOMATION_ANSWER_TIMEOUT, answers.answer(request, chat, admin))
             .await
             .unwrap_or(fallback)
     }
@@ -523,14 +535,14 @@ impl<E: Env + 'static> Driver<E> {
                 let reply = Outbound { key, turn_id: String::new(), reply_to, kind };
                 self.outbox.send(reply).await.err().map(|e| ("answer a command", e))
             }
-            Effect::Automation { key, reply_to, request } => {
+            Effect::Automation { key, reply_to, request, admin } => {
                 let request = match request {
                     AutomationRequest::Status(text) => {
                         AutomationRequest::Status(self.with_background_status(&key, text))
                     }
                     other => other,
                 };
-                let text = self.automation_answer(request).await;
+                let text = self.automation_answer(request, key.clone(), admin).await;
                 let kind = OutKind::Notice { text, notify: false };
                 let notice = Outbound { key, turn_id: String::new(), reply_to, kind };
                 self.outbox.send(notice).await.err().map(|e| ("answer a command", e))

@@ -74,6 +74,8 @@ pub struct MachineConfig {
     pub while_busy: ductor_daemon::config::WhileBusy,
     /// `[memory]`: flush turns and the memory-check hint.
     pub memory: ductor_daemon::config::MemoryConfig,
+    /// `[agent].admin_chats`: `transport:chat_id` of the chats that administer ductor.
+    pub admin_chats: Vec<String>,
 }
 
 /// Options for a prompt injected by automation into a chat's session.
@@ -257,6 +259,9 @@ pub enum Effect {
         reply_to: String,
         /// What to answer.
         request: AutomationRequest,
+        /// The chat is in `[agent].admin_chats`: it may manage every chat's
+        /// jobs; otherwise only its own.
+        admin: bool,
     },
 }
 

@@ -71,6 +71,9 @@ pub struct Capabilities {
     pub topics: bool,
     /// Files can be sent.
     pub file_upload: bool,
+    /// A terminal client of the operator (`ductorctl chat`/`ask`: a scoped
+    /// `Hello` over the local token): its chats administer ductor.
+    pub operator: bool,
 }
 
 /// One inbound event, validated.

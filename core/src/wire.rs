@@ -36,12 +36,13 @@ impl TryFrom<pb::Hello> for HelloInfo {
         if transport.len() > 64 || transport.contains(':') {
             return Err(ProtocolError::invalid("hello.transport", "at most 64 bytes, no ':'"));
         }
-        let caps = hello.capabilities.map(caps_from_pb).unwrap_or_default();
-        let scope = hello
+        let mut caps = hello.capabilities.map(caps_from_pb).unwrap_or_default();
+        let scope: Vec<(String, String)> = hello
             .scope
             .into_iter()
             .map(|chat| Ok((required("hello.scope.chat_id", chat.chat_id)?, chat.topic_id)))
             .collect::<Result<_, ProtocolError>>()?;
+        caps.operator = !scope.is_empty();
         Ok(Self { transport, caps, scope, version: hello.version })
     }
 }
@@ -58,6 +59,7 @@ fn caps_from_pb(caps: pb::Capabilities) -> Capabilities {
         buttons,
         topics: caps.topics,
         file_upload: caps.file_upload,
+        operator: false,
     }
 }
 

@@ -330,7 +330,11 @@ async fn webhooks_in_both_modes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_accepted_before_core_is_killed_is_handled_after_the_restart() {
     let port = free_port();
-    let env = TestEnv::with_fake_claude(&format!("[webhooks]\nenabled = true\nport = {port}\n"));
+    // The chat administers ductor: the failure of a hook removed meanwhile
+    // belongs to no chat any more, and only admins (and `ductorctl`) see it.
+    let env = TestEnv::with_fake_claude(&format!(
+        "[webhooks]\nenabled = true\nport = {port}\n\n[agent]\nadmin_chats = [\"{TRANSPORT}:{CHAT}\"]\n"
+    ));
     env.up().await;
     let hook = |name: &'static str, template: &'static str| {
         let env = &env;

@@ -58,14 +58,19 @@ pub enum Caller {
     Admin,
     /// An agent run of this chat: may manage only what this chat owns.
     Agent(ChatTarget),
+    /// A user of this chat (not in `[agent].admin_chats`): may manage what
+    /// this chat owns or what delivers to it.
+    Chat(ChatTarget),
 }
 
 impl Caller {
-    /// True when this caller may see and change an item owned by `owner`.
-    pub fn may_manage(&self, owner: Option<&ChatTarget>) -> bool {
+    /// True when this caller may see and change an item owned by `owner`
+    /// that delivers to `target`.
+    pub fn may_manage(&self, owner: Option<&ChatTarget>, target: Option<&ChatTarget>) -> bool {
         match self {
             Self::Admin => true,
             Self::Agent(chat) => owner == Some(chat),
+            Self::Chat(chat) => owner == Some(chat) || target == Some(chat),
         }
     }
 }
@@ -196,10 +201,19 @@ mod tests {
     #[test]
     fn scope_rules() {
         let me = chat("1");
-        assert!(Caller::Admin.may_manage(None));
-        assert!(Caller::Agent(me.clone()).may_manage(Some(&me)));
-        assert!(!Caller::Agent(me.clone()).may_manage(Some(&chat("2"))));
-        assert!(!Caller::Agent(me).may_manage(None), "operator jobs are not the agent's");
+        assert!(Caller::Admin.may_manage(None, None));
+        assert!(Caller::Agent(me.clone()).may_manage(Some(&me), None));
+        assert!(!Caller::Agent(me.clone()).may_manage(Some(&chat("2")), None));
+        assert!(
+            !Caller::Agent(me.clone()).may_manage(None, Some(&me)),
+            "operator jobs are not the agent's"
+        );
+        assert!(
+            Caller::Chat(me.clone()).may_manage(None, Some(&me)),
+            "a chat's users manage what it gets"
+        );
+        assert!(!Caller::Chat(me.clone()).may_manage(None, Some(&chat("2"))));
+        assert!(!Caller::Chat(me).may_manage(None, None), "a broadcast job is the operator's");
     }
 
     #[cfg(unix)]

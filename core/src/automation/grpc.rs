@@ -383,7 +383,7 @@ impl pb::automation_server::Automation for AutomationService {
         let caller = self.caller(request.into_inner().auth)?;
         Ok(Response::new(match caller {
             Caller::Admin => pb::WhoAmIResponse { admin: true, ..Default::default() },
-            Caller::Agent(chat) => pb::WhoAmIResponse {
+            Caller::Agent(chat) | Caller::Chat(chat) => pb::WhoAmIResponse {
                 admin: false,
                 transport: chat.transport,
                 chat: Some(pb::ChatRef { chat_id: chat.chat_id, topic_id: chat.topic_id }),

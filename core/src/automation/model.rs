@@ -180,7 +180,7 @@ impl CronJob {
 }
 
 /// Which kind of automation a run record belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RunKind {
     /// A cron job.
     Cron,

@@ -8,11 +8,12 @@ use std::sync::Arc;
 
 use ductor_daemon::DuctorHome;
 
-use super::credential::{AGENT_TOKEN_ENV, Credentials};
+use super::credential::{AGENT_TOKEN_ENV, Caller, Credentials};
 use super::engine::Automation;
 use super::model::ChatTarget;
 use crate::driver::AutomationAnswers;
 use crate::machine::AutomationRequest;
+use crate::model::SessionKey;
 
 /// The automation section of the workspace rule files (`CLAUDE.md`, `AGENTS.md`,
 /// `GEMINI.md`): how the agent schedules work and receives webhooks itself.
@@ -49,13 +50,27 @@ you create reports back here and you can only change this chat's jobs).
 ";
 
 impl AutomationAnswers for Automation {
-    fn answer(&self, request: AutomationRequest) -> Pin<Box<dyn Future<Output = String> + Send>> {
+    fn answer(
+        &self,
+        request: AutomationRequest,
+        chat: SessionKey,
+        admin: bool,
+    ) -> Pin<Box<dyn Future<Output = String> + Send>> {
         let automation = self.clone();
+        let caller = if admin {
+            Caller::Admin
+        } else {
+            Caller::Chat(ChatTarget {
+                transport: chat.transport.clone(),
+                chat_id: chat.chat_id.clone(),
+                topic_id: chat.topic_id.clone(),
+            })
+        };
         Box::pin(async move {
             match request {
-                AutomationRequest::Cron(args) => automation.chat_command(&args).await,
+                AutomationRequest::Cron(args) => automation.chat_command(&args, &caller).await,
                 AutomationRequest::Status(text) => {
-                    let lines = automation.failure_lines().await;
+                    let lines = automation.failure_lines(&caller).await;
                     if lines.is_empty() {
                         return text;
                     }

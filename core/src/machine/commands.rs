@@ -164,8 +164,17 @@ impl<E: Env> Machine<E> {
     }
 
     fn ask_automation(&mut self, key: &SessionKey, event_id: &str, request: AutomationRequest) {
+        let admin = self.is_admin(key);
         let (key, reply_to) = (key.clone(), event_id.to_owned());
-        self.out.push(Effect::Automation { key, reply_to, request });
+        self.out.push(Effect::Automation { key, reply_to, request, admin });
+    }
+
+    /// The chat is listed in `[agent].admin_chats` (any topic of it), or is
+    /// the operator's terminal.
+    pub(super) fn is_admin(&self, key: &SessionKey) -> bool {
+        let chat = format!("{}:{}", key.transport, key.chat_id);
+        self.caps.get(&key.transport).is_some_and(|caps| caps.operator)
+            || self.cfg.admin_chats.contains(&chat)
     }
 
     fn cmd_new(&mut self, key: &SessionKey, event_id: &str) {

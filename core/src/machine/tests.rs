@@ -57,6 +57,7 @@ fn config() -> MachineConfig {
         permission: ductor_daemon::config::PermissionModeSetting::Bypass,
         approval_timeout_ms: 300_000,
         while_busy: ductor_daemon::config::WhileBusy::Queue,
+        admin_chats: vec!["testgw:boss".into()],
         // Upkeep is off here; `tests/upkeep.rs` turns it on.
         memory: ductor_daemon::config::MemoryConfig {
             flush: false,
@@ -753,6 +754,7 @@ fn session_totals_reported_by_the_cli_replace_the_bucket_counters() {
     assert_eq!((bucket.input_tokens, bucket.output_tokens), (260, 50));
 }
 
+mod admin;
 mod background;
 mod control;
 mod media;

@@ -31,7 +31,7 @@ pub struct JobView {
 impl Automation {
     fn forbidden(what: &str, id: &str) -> AutomationError {
         AutomationError::Forbidden(format!(
-            "{what} {id:?} belongs to another chat; an agent may only manage its own chat's {what}s"
+            "{what} {id:?} belongs to another chat; a chat may only manage its own {what}s"
         ))
     }
 
@@ -61,7 +61,7 @@ impl Automation {
             .db(move |c| db::get_job(c, &owned))
             .await?
             .ok_or_else(|| AutomationError::NotFound(format!("cron job {id:?}")))?;
-        if !caller.may_manage(job.owner.as_ref()) {
+        if !caller.may_manage(job.owner.as_ref(), job.target.as_ref()) {
             return Err(Self::forbidden("cron job", id));
         }
         Ok(job)
@@ -73,7 +73,7 @@ impl Automation {
             .db(move |c| db::get_hook(c, &owned))
             .await?
             .ok_or_else(|| AutomationError::NotFound(format!("webhook {id:?}")))?;
-        if !caller.may_manage(hook.owner.as_ref()) {
+        if !caller.may_manage(hook.owner.as_ref(), hook.target.as_ref()) {
             return Err(Self::forbidden("webhook", id));
         }
         Ok(hook)
@@ -89,7 +89,9 @@ impl Automation {
         let jobs = self.db(db::list_jobs).await?;
         let now = self.inner.clock.now();
         let mut views = Vec::new();
-        for job in jobs.into_iter().filter(|j| caller.may_manage(j.owner.as_ref())) {
+        for job in
+            jobs.into_iter().filter(|j| caller.may_manage(j.owner.as_ref(), j.target.as_ref()))
+        {
             let id = job.id.clone();
             let last_run = self
                 .db(move |c| db::list_runs(c, Some((RunKind::Cron, &id)), 1))
@@ -227,7 +229,10 @@ impl Automation {
     /// Hooks the caller may see.
     pub async fn list_hooks(&self, caller: &Caller) -> Result<Vec<Webhook>, AutomationError> {
         let hooks = self.db(db::list_hooks).await?;
-        Ok(hooks.into_iter().filter(|h| caller.may_manage(h.owner.as_ref())).collect())
+        Ok(hooks
+            .into_iter()
+            .filter(|h| caller.may_manage(h.owner.as_ref(), h.target.as_ref()))
+            .collect())
     }
 
     /// Creates a hook; an empty bearer token is generated.
@@ -335,31 +340,49 @@ impl Automation {
     }
 
     /// Lines for `/status`: the latest failure of each job or hook that failed last.
-    pub async fn failure_lines(&self) -> Vec<String> {
-        match self.db(db::latest_failures).await {
-            Ok(runs) => runs.iter().map(describe_failure).collect(),
-            Err(error) => vec![format!("automation: cannot read the run history: {error}")],
-        }
+    /// Only `caller`'s own jobs and hooks count, unless it is the operator.
+    pub async fn failure_lines(&self, caller: &Caller) -> Vec<String> {
+        let runs = match self.db(db::latest_failures).await {
+            Ok(runs) => runs,
+            Err(error) => return vec![format!("automation: cannot read the run history: {error}")],
+        };
+        let visible = match caller {
+            Caller::Admin => None,
+            Caller::Agent(_) | Caller::Chat(_) => {
+                let jobs = self.list_jobs(caller).await.unwrap_or_default();
+                let hooks = self.list_hooks(caller).await.unwrap_or_default();
+                let mut ids: std::collections::HashSet<(RunKind, String)> =
+                    jobs.into_iter().map(|v| (RunKind::Cron, v.job.id)).collect();
+                ids.extend(hooks.into_iter().map(|h| (RunKind::Webhook, h.id)));
+                Some(ids)
+            }
+        };
+        runs.iter()
+            .filter(|run| {
+                visible.as_ref().is_none_or(|ids| ids.contains(&(run.kind, run.source_id.clone())))
+            })
+            .map(describe_failure)
+            .collect()
     }
 
     /// The `/cron` chat command: `list` (default), `enable ID`, `disable ID`,
-    /// `run ID`, `history ID`. Chat users are allowed users, so they act as the operator.
-    pub async fn chat_command(&self, args: &str) -> String {
+    /// `run ID`, `history ID`, as `caller`: a chat in `[agent].admin_chats`
+    /// acts as the operator, any other only on its own jobs.
+    pub async fn chat_command(&self, args: &str, caller: &Caller) -> String {
         let mut words = args.split_whitespace();
         let (verb, id) = (words.next().unwrap_or("list"), words.next().unwrap_or(""));
-        let admin = Caller::Admin;
         let result = match (verb, id) {
-            ("list", _) => return self.cron_list_text().await,
+            ("list", _) => return self.cron_list_text(caller).await,
             ("enable" | "resume", id) if !id.is_empty() => {
-                self.set_job_enabled(&admin, id, true).await.map(|j| format!("▶️ Cron job {} enabled.", j.id))
+                self.set_job_enabled(caller, id, true).await.map(|j| format!("▶️ Cron job {} enabled.", j.id))
             }
             ("disable" | "pause", id) if !id.is_empty() => {
-                self.set_job_enabled(&admin, id, false).await.map(|j| format!("⏸ Cron job {} paused.", j.id))
+                self.set_job_enabled(caller, id, false).await.map(|j| format!("⏸ Cron job {} paused.", j.id))
             }
             ("run", id) if !id.is_empty() => {
-                self.run_job_now(&admin, id).await.map(|()| format!("🚀 Cron job {id} started; its result follows here."))
+                self.run_job_now(caller, id).await.map(|()| format!("🚀 Cron job {id} started; its result follows here."))
             }
-            ("history", id) if !id.is_empty() => self.history(&admin, Some((RunKind::Cron, id)), 10).await.map(|runs| {
+            ("history", id) if !id.is_empty() => self.history(caller, Some((RunKind::Cron, id)), 10).await.map(|runs| {
                 let mut text = format!("History of {id} (newest first):");
                 for run in &runs {
                     text.push_str(&format!("\n{}", describe_run(run)));
@@ -374,8 +397,8 @@ impl Automation {
         result.unwrap_or_else(|error| format!("⚠️ {error}"))
     }
 
-    async fn cron_list_text(&self) -> String {
-        let views = match self.list_jobs(&Caller::Admin).await {
+    async fn cron_list_text(&self, caller: &Caller) -> String {
+        let views = match self.list_jobs(caller).await {
             Ok(views) => views,
             Err(error) => return format!("⚠️ {error}"),
         };

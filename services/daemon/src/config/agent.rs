@@ -79,6 +79,10 @@ pub struct AgentConfig {
     pub approval_timeout_seconds: u64,
     /// A message sent while a turn runs: queued, or steered into the turn.
     pub while_busy: WhileBusy,
+    /// Chats whose users administer ductor, as `transport:chat_id` (e.g.
+    /// `telegram:123456`, `matrix:!room:example.org`): their `/cron` manages
+    /// every chat's jobs. Every other chat manages only its own.
+    pub admin_chats: Vec<String>,
 }
 
 impl Default for AgentConfig {
@@ -98,6 +102,7 @@ impl Default for AgentConfig {
             file_access: FileAccess::Workspace,
             approval_timeout_seconds: 300,
             while_busy: WhileBusy::Queue,
+            admin_chats: Vec::new(),
         }
     }
 }
@@ -121,6 +126,15 @@ impl AgentConfig {
                 "agent.timezone",
                 format!("unknown IANA time zone {:?}", self.timezone),
             ));
+        }
+        for chat in &self.admin_chats {
+            let ok = chat.split_once(':').is_some_and(|(t, c)| !t.is_empty() && !c.is_empty());
+            if !ok {
+                return Err(Invalid::new(
+                    "agent.admin_chats",
+                    format!("{chat:?} is not transport:chat_id (e.g. \"telegram:123456\")"),
+                ));
+            }
         }
         if self.approval_timeout_seconds == 0 {
             return Err(Invalid::new("agent.approval_timeout_seconds", "must be greater than 0"));

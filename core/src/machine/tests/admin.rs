@@ -1,0 +1,37 @@
+//! Who administers ductor from a chat: `/cron` and `/status` reach
+//! automation with `admin` set only for `[agent].admin_chats` and the
+//! operator's own terminal; every other chat manages only its own jobs.
+
+use super::*;
+
+fn admin_flags(effects: &[Effect]) -> Vec<bool> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Automation { admin, .. } => Some(*admin),
+            _ => None,
+        })
+        .collect()
+}
+
+fn say_in(h: &mut Harness, transport: &str, chat: &str, text: &str) -> Vec<Effect> {
+    h.events += 1;
+    h.handle(Event::Inbound(Inbound {
+        event_id: format!("e{}", h.events),
+        key: SessionKey::new(transport, chat, ""),
+        sender_id: "u".into(),
+        kind: InboundKind::Message { text: text.into(), reply_quote: String::new() },
+    }))
+}
+
+#[test]
+fn only_listed_chats_and_the_operators_terminal_are_admins() {
+    let mut h = harness();
+    assert_eq!(admin_flags(&say_in(&mut h, "testgw", "boss", "/cron")), [true]);
+    assert_eq!(admin_flags(&say_in(&mut h, "testgw", "boss", "/status")), [true]);
+    assert_eq!(admin_flags(&say_in(&mut h, "testgw", "visitor", "/cron")), [false]);
+    assert_eq!(admin_flags(&say_in(&mut h, "other", "boss", "/cron")), [false], "transport counts");
+    let operator = Capabilities { operator: true, ..Capabilities::default() };
+    h.handle(Event::Gateway { transport: "cli".into(), caps: operator });
+    assert_eq!(admin_flags(&say_in(&mut h, "cli", "ops", "/cron")), [true]);
+}

@@ -1,0 +1,64 @@
+//! Issue 17, the admin list: `/cron` (and the failures after `/status`) in a
+//! chat manage only that chat's own jobs; chats in `[agent].admin_chats` and
+//! the operator's own terminal (`ductorctl ask`) manage every chat's. Real
+//! runner and core, the fake CLI as claude, a test gateway as the chats.
+
+use std::time::Duration;
+
+use ductor_tests::gateway::Chat;
+use ductor_tests::harness::{TestEnv, text};
+
+const TRANSPORT: &str = "testgw";
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn ctl(env: &TestEnv, args: &[&str]) -> String {
+    let out = env.ductorctl(args).await;
+    assert!(out.status.success(), "ductorctl {args:?}: {}", text(&out.stderr));
+    text(&out.stdout)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_manages_only_its_own_jobs_unless_it_is_an_admin() {
+    let env = TestEnv::with_fake_claude("[agent]\nadmin_chats = [\"testgw:carol\"]\n");
+    env.up().await;
+    ctl(
+        &env,
+        &[
+            "cron",
+            "add",
+            "alices-digest",
+            "--schedule",
+            "0 8 * * *",
+            "--description",
+            "summarise the news",
+            "--transport",
+            TRANSPORT,
+            "--chat",
+            "alice",
+        ],
+    )
+    .await;
+    let mut chat = Chat::attach(env.channel("core"), TRANSPORT).await;
+
+    chat.gateway.say("bob", "/cron").await;
+    let listing = chat.expect("bob", "cron", WAIT).await;
+    assert!(!listing.text.contains("alices-digest"), "bob sees alice's job: {listing:?}");
+    chat.gateway.say("bob", "/cron disable alices-digest").await;
+    let refused = chat.expect("bob", "⚠️", WAIT).await;
+    assert!(!refused.text.contains("paused"), "{refused:?}");
+    let listed = ctl(&env, &["cron", "list"]).await;
+    assert!(!listed.contains("paused") && !listed.contains("⏸"), "still enabled: {listed}");
+
+    chat.gateway.say("alice", "/cron").await;
+    assert!(chat.expect("alice", "alices-digest", WAIT).await.text.contains("Cron jobs (1)"));
+
+    chat.gateway.say("carol", "/cron disable alices-digest").await;
+    chat.expect("carol", "paused", WAIT).await;
+
+    let operator = ctl(&env, &["ask", "--chat", "ops", "/cron"]).await;
+    assert!(
+        operator.contains("alices-digest"),
+        "the operator's terminal sees every job: {operator}"
+    );
+    assert!(env.ductorctl(&["down"]).await.status.success());
+}
