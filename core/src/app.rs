@@ -58,6 +58,7 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
     let unfinished = store.call_sync(store::take_unfinished).context("read unfinished turns")?;
     let outbox = Arc::new(Outbox::new(store.clone()));
     report_unfinished(&outbox, unfinished).await.context("report interrupted turns")?;
+    announce_start(&outbox, &config.agent.admin_chats).await.context("announce the start")?;
 
     let channel = ductor_proto::transport::connect(context.home.socket(ServiceName::Runner));
     let runner = RunnerLink::new(
@@ -202,6 +203,21 @@ async fn report_unfinished(outbox: &Outbox, unfinished: Vec<Unfinished>) -> anyh
         };
         outbox
             .send(Outbound { key: item.key, turn_id: String::new(), reply_to: item.event_id, kind })
+            .await?;
+    }
+    Ok(())
+}
+
+/// Tells every admin chat (`[agent].admin_chats`) that ductor is up, as a
+/// quiet durable notice: it arrives when that chat's gateway attaches.
+async fn announce_start(outbox: &Outbox, admin_chats: &[String]) -> anyhow::Result<()> {
+    for chat in admin_chats {
+        let Some((transport, chat_id)) = chat.split_once(':') else { continue };
+        let text = format!("✅ ductor {VERSION} started.");
+        let kind = OutKind::Notice { text, notify: false };
+        let key = crate::model::SessionKey::new(transport, chat_id, "");
+        outbox
+            .send(Outbound { key, turn_id: String::new(), reply_to: String::new(), kind })
             .await?;
     }
     Ok(())

@@ -1,6 +1,7 @@
 //! Issue 17, the admin list: `/cron` (and the failures after `/status`) in a
 //! chat manage only that chat's own jobs; chats in `[agent].admin_chats` and
-//! the operator's own terminal (`ductorctl ask`) manage every chat's. Real
+//! the operator's own terminal (`ductorctl ask`) manage every chat's, and
+//! admin chats hear when ductor starts. Real
 //! runner and core, the fake CLI as claude, a test gateway as the chats.
 
 use std::time::Duration;
@@ -39,6 +40,8 @@ async fn a_chat_manages_only_its_own_jobs_unless_it_is_an_admin() {
     )
     .await;
     let mut chat = Chat::attach(env.channel("core"), TRANSPORT).await;
+    let started = chat.expect("carol", "ductor", WAIT).await;
+    assert!(started.text.contains("started"), "the admin chat hears of the start: {started:?}");
 
     chat.gateway.say("bob", "/cron").await;
     let listing = chat.expect("bob", "cron", WAIT).await;
@@ -54,6 +57,10 @@ async fn a_chat_manages_only_its_own_jobs_unless_it_is_an_admin() {
 
     chat.gateway.say("carol", "/cron disable alices-digest").await;
     chat.expect("carol", "paused", WAIT).await;
+
+    let starts: Vec<&str> =
+        chat.all.iter().filter(|s| s.text.contains("started.")).map(|s| s.chat.as_str()).collect();
+    assert_eq!(starts, ["carol"], "only the admin chat hears of the start: {:#?}", chat.all);
 
     let operator = ctl(&env, &["ask", "--chat", "ops", "/cron"]).await;
     assert!(

@@ -81,7 +81,8 @@ pub struct AgentConfig {
     pub while_busy: WhileBusy,
     /// Chats whose users administer ductor, as `transport:chat_id` (e.g.
     /// `telegram:123456`, `matrix:!room:example.org`): their `/cron` manages
-    /// every chat's jobs. Every other chat manages only its own.
+    /// every chat's jobs, and they are told when ductor starts. Every other
+    /// chat manages only its own.
     pub admin_chats: Vec<String>,
 }
 
