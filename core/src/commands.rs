@@ -48,6 +48,8 @@ pub enum Command {
     Tasks,
     /// Scheduled jobs (answered by automation), with its arguments.
     Cron(String),
+    /// Browse the workspace and get a file (admin chats).
+    ShowFiles(Option<String>),
 }
 
 /// One entry of the command list.
@@ -112,6 +114,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     spec("sessions", "", "Background sessions: list, end", |_| Command::Sessions),
     spec("tasks", "", "Delegated tasks: running, waiting, finished", |_| Command::Tasks),
     spec("memory", "", "Show the agent's main memory", |_| Command::Memory),
+    spec("showfiles", "[FOLDER]", "Browse the workspace and get a file", Command::ShowFiles),
     spec("cron", "[list|run|pause|resume|history ID]", "Scheduled jobs", |arg| {
         Command::Cron(arg.unwrap_or_default())
     }),

@@ -13,6 +13,7 @@
 
 mod commands;
 mod control;
+mod files;
 mod turn;
 mod upkeep;
 
@@ -32,6 +33,7 @@ use crate::model::{
 use crate::session::{Freshness, SessionRecord};
 use crate::store::InboundState;
 
+pub use files::DirListing;
 pub use turn::TurnOutcome;
 pub use upkeep::{FLUSH_PROMPT, FLUSH_TOKEN};
 
@@ -43,6 +45,8 @@ pub trait Env: Send {
     fn read_memory(&self) -> Option<String>;
     /// Checks a `<file:...>` path against the allowed roots.
     fn resolve_file(&self, path: &str) -> Result<Attachment, String>;
+    /// The folder `relative` (`""` = the root) of the workspace, for `/showfiles`.
+    fn list_dir(&self, relative: &str) -> Result<DirListing, String>;
 }
 
 /// The machine's view of `[agent]` and the build.
@@ -322,6 +326,8 @@ pub struct Machine<E: Env> {
     approvals: control::Approvals,
     /// When each chat last had a memory flush.
     flushed: HashMap<SessionKey, Timestamp>,
+    /// What each chat's `/showfiles` shows now.
+    browsing: HashMap<SessionKey, files::Browse>,
     runner_up: bool,
     errors: VecDeque<String>,
     now: Timestamp,
@@ -343,6 +349,7 @@ impl<E: Env> Machine<E> {
             catalog: Vec::new(),
             approvals: control::Approvals::default(),
             flushed: HashMap::new(),
+            browsing: HashMap::new(),
             runner_up: false,
             errors: VecDeque::new(),
             now: Timestamp::UNIX_EPOCH,
@@ -565,6 +572,8 @@ impl<E: Env> Machine<E> {
             self.cancel_queued(key, event_id, entry);
         } else if let Some(rest) = id.strip_prefix("ms:") {
             self.on_model_button(key, event_id, rest);
+        } else if let Some(what) = id.strip_prefix("sf:") {
+            self.on_files_button(key, event_id, what);
         } else if let Some(level) = id.strip_prefix("ef:") {
             self.set_effort(key, event_id, level);
         } else if let Some(mode) = id.strip_prefix("pm:") {

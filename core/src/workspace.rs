@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use ductor_daemon::config::FileAccess;
 use ductor_daemon::safe_fs::{self, SafeFsError, Tree};
 
-use crate::machine::Env;
+use crate::machine::{DirListing, Env};
 use crate::markup::mime_for;
 use crate::model::Attachment;
 
@@ -131,6 +131,36 @@ pub fn read_memory(workspace: &Path) -> Option<String> {
     }
 }
 
+/// The folder `relative` of the workspace: subfolders and regular files,
+/// hidden entries and links left out; nothing is followed (`safe_fs`).
+pub fn list_dir(workspace: &Path, relative: &str) -> Result<DirListing, String> {
+    let root = Tree::root(workspace).map_err(|e| e.to_string())?;
+    let dir =
+        if relative.is_empty() { root } else { root.dir(relative).map_err(|e| e.to_string())? };
+    let mut listing =
+        DirListing { path: dir.path().display().to_string(), ..DirListing::default() };
+    for entry in dir.entries().map_err(|e| e.to_string())? {
+        if entry.name.starts_with('.') || entry.is_link {
+            continue;
+        }
+        if entry.is_dir {
+            listing.dirs.push(entry.name);
+        } else if entry.is_file {
+            listing.files.push((entry.name, entry.size));
+        }
+    }
+    listing.dirs.sort();
+    listing.files.sort();
+    if relative.is_empty() {
+        // What the agent made for the user comes first.
+        if let Some(at) = listing.dirs.iter().position(|d| d == "output_to_user") {
+            let out = listing.dirs.remove(at);
+            listing.dirs.insert(0, out);
+        }
+    }
+    Ok(listing)
+}
+
 /// The machine's environment on a real workspace.
 #[derive(Debug, Clone)]
 pub struct WorkspaceEnv {
@@ -186,6 +216,10 @@ impl Env for WorkspaceEnv {
 
     fn read_memory(&self) -> Option<String> {
         read_memory(&self.workspace)
+    }
+
+    fn list_dir(&self, relative: &str) -> Result<DirListing, String> {
+        list_dir(&self.workspace, relative)
     }
 
     fn resolve_file(&self, path: &str) -> Result<Attachment, String> {

@@ -195,6 +195,8 @@ pub struct Seen {
     pub text: String,
     /// Its button ids.
     pub buttons: Vec<String>,
+    /// The paths of the files a final reply carries.
+    pub files: Vec<String>,
 }
 
 /// `action` as a [`Seen`]; `None` for streaming and bookkeeping actions.
@@ -203,8 +205,10 @@ pub fn seen(action: &pb::OutboundAction) -> Option<Seen> {
     let ids = |grid: &[pb::ButtonRow]| -> Vec<String> {
         grid.iter().flat_map(|row| row.buttons.iter().map(|b| b.id.clone())).collect()
     };
+    let mut files = Vec::new();
     let (kind, text, buttons) = match action.kind.as_ref()? {
         pb::outbound_action::Kind::FinalReply(reply) => {
+            files = reply.files.iter().map(|f| f.path.clone()).collect();
             ("final", reply.text.clone(), ids(&reply.buttons))
         }
         pb::outbound_action::Kind::Notice(notice) => ("notice", notice.text.clone(), Vec::new()),
@@ -217,7 +221,7 @@ pub fn seen(action: &pb::OutboundAction) -> Option<Seen> {
         }
         _ => return None,
     };
-    Some(Seen { chat, kind, text, buttons })
+    Some(Seen { chat, kind, text, buttons, files })
 }
 
 /// A test gateway that remembers what it read, so a test can wait for

@@ -1,7 +1,8 @@
 //! Issue 17, the admin list: `/cron` (and the failures after `/status`) in a
 //! chat manage only that chat's own jobs; chats in `[agent].admin_chats` and
 //! the operator's own terminal (`ductorctl ask`) manage every chat's, and
-//! admin chats hear when ductor starts. Real
+//! admin chats hear when ductor starts and may browse the workspace
+//! (`/showfiles`). Real
 //! runner and core, the fake CLI as claude, a test gateway as the chats.
 
 use std::time::Duration;
@@ -61,6 +62,21 @@ async fn a_chat_manages_only_its_own_jobs_unless_it_is_an_admin() {
     let starts: Vec<&str> =
         chat.all.iter().filter(|s| s.text.contains("started.")).map(|s| s.chat.as_str()).collect();
     assert_eq!(starts, ["carol"], "only the admin chat hears of the start: {:#?}", chat.all);
+
+    // The admin chat browses the workspace and gets a file; others cannot.
+    let out = env.home().join("workspace/output_to_user");
+    std::fs::write(out.join("report.txt"), "the quarterly numbers").unwrap();
+    chat.gateway.say("bob", "/showfiles").await;
+    chat.expect("bob", "Only admin chats", WAIT).await;
+    chat.gateway.say("carol", "/showfiles").await;
+    let root = chat.expect("carol", "📂 workspace/", WAIT).await;
+    assert_eq!(root.buttons.first().map(String::as_str), Some("sf:d0"), "{root:?}");
+    chat.gateway.press("carol", "sf:d0").await;
+    let inside = chat.expect("carol", "📂 workspace/output_to_user", WAIT).await;
+    let file = inside.buttons.iter().find(|b| b.starts_with("sf:f")).expect("a file button");
+    chat.gateway.press("carol", file).await;
+    let sent = chat.expect("carol", "📎 report.txt", WAIT).await;
+    assert_eq!(sent.files, [out.join("report.txt").canonicalize().unwrap().display().to_string()]);
 
     let operator = ctl(&env, &["ask", "--chat", "ops", "/cron"]).await;
     assert!(

@@ -98,6 +98,7 @@ impl<E: Env> Machine<E> {
                 let request = AutomationRequest::Status(self.status_text(key));
                 self.ask_automation(key, event_id, request);
             }
+            Command::ShowFiles(dir) => self.cmd_showfiles(key, event_id, dir),
             Command::Cron(args) => {
                 self.ask_automation(key, event_id, AutomationRequest::Cron(args))
             }

@@ -13,6 +13,22 @@ struct FakeEnv {
 }
 
 impl Env for FakeEnv {
+    fn list_dir(&self, relative: &str) -> Result<DirListing, String> {
+        let path = format!("/ws/{relative}");
+        match relative {
+            "" => Ok(DirListing {
+                path,
+                dirs: vec!["output_to_user".into(), "telegram_files".into()],
+                files: vec![("notes.md".into(), 2048)],
+            }),
+            "output_to_user" => {
+                Ok(DirListing { path, dirs: Vec::new(), files: vec![("report.png".into(), 10)] })
+            }
+            "telegram_files" => Ok(DirListing { path, ..DirListing::default() }),
+            _ => Err("no such folder".into()),
+        }
+    }
+
     fn new_id(&mut self) -> String {
         self.next += 1;
         format!("id{}", self.next)
@@ -757,5 +773,6 @@ fn session_totals_reported_by_the_cli_replace_the_bucket_counters() {
 mod admin;
 mod background;
 mod control;
+mod files;
 mod media;
 mod upkeep;
