@@ -50,6 +50,8 @@ pub enum Command {
     Cron(String),
     /// Browse the workspace and get a file (admin chats).
     ShowFiles(Option<String>),
+    /// Restart core (admin chats); its chat hears when it is back.
+    Restart,
 }
 
 /// One entry of the command list.
@@ -119,6 +121,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         Command::Cron(arg.unwrap_or_default())
     }),
     spec("diagnose", "", "Versions, configuration, recent errors", |_| Command::Diagnose),
+    spec("restart", "", "Restart ductor's core (admin chats)", |_| Command::Restart),
     spec("info", "", "Version and what ductor is", |_| Command::Info),
     spec("help", "", "This command reference", |_| Command::Help),
     CommandSpec { in_menu: false, ..spec("start", "", "Welcome", |_| Command::Start) },

@@ -204,6 +204,8 @@ pub struct Driver<E: Env> {
     background: BackgroundSlot,
     /// Longest flush run (`[agent]` turn timeout).
     flush_timeout_ms: u64,
+    /// Where `/restart` goes (the service's main task), when it can.
+    restart: Option<mpsc::UnboundedSender<SessionKey>>,
 }
 
 /// What [`Driver::new`] needs.
@@ -224,6 +226,8 @@ pub struct DriverParts<E: Env> {
     pub shutdown: CancellationToken,
     /// `[agent]` defaults for one-shot runs: provider, model, timeout.
     pub defaults: (String, String, u64),
+    /// Gets the chat of a `/restart`; `None` refuses restarts.
+    pub restart: Option<mpsc::UnboundedSender<SessionKey>>,
 }
 
 impl<E: Env + 'static> Driver<E> {
@@ -260,6 +264,7 @@ impl<E: Env + 'static> Driver<E> {
             answers,
             background,
             flush_timeout_ms: handle.timeout_ms,
+            restart: parts.restart,
         };
         (driver, rx, handle)
     }
@@ -439,6 +444,17 @@ impl<E: Env + 'static> Driver<E> {
             Effect::StartRun(request) => {
                 tracing::debug!(run_id = request.run_id, "starting a run");
                 self.runner.spawn_run(request, self.sink.clone(), self.shutdown.child_token());
+                None
+            }
+            Effect::Restart { key } => {
+                match &self.restart {
+                    Some(restart) => {
+                        let _ = restart.send(key);
+                    }
+                    None => {
+                        tracing::warn!(session = %key, "a restart was asked but cannot be done here")
+                    }
+                }
                 None
             }
             Effect::MemoryFlush { key, provider, model, session_id } => {

@@ -187,6 +187,7 @@ async fn start_core() -> Core {
         stats: stats.clone(),
         shutdown: shutdown.clone(),
         defaults: ("claude".into(), String::new(), 60_000),
+        restart: None,
     });
     tokio::spawn(health_loop(runner, driver.sink(), probe, shutdown));
     tokio::spawn(driver.run(inputs));

@@ -2,13 +2,13 @@
 //! chat manage only that chat's own jobs; chats in `[agent].admin_chats` and
 //! the operator's own terminal (`ductorctl ask`) manage every chat's, and
 //! admin chats hear when ductor starts and may browse the workspace
-//! (`/showfiles`). Real
+//! (`/showfiles`) and restart core (`/restart`). Real
 //! runner and core, the fake CLI as claude, a test gateway as the chats.
 
 use std::time::Duration;
 
 use ductor_tests::gateway::Chat;
-use ductor_tests::harness::{TestEnv, text};
+use ductor_tests::harness::{TestEnv, text, wait_for};
 
 const TRANSPORT: &str = "testgw";
 const WAIT: Duration = Duration::from_secs(30);
@@ -83,5 +83,21 @@ async fn a_chat_manages_only_its_own_jobs_unless_it_is_an_admin() {
         operator.contains("alices-digest"),
         "the operator's terminal sees every job: {operator}"
     );
+
+    // An admin chat restarts core and hears when it is back; others cannot.
+    chat.gateway.say("bob", "/restart").await;
+    chat.expect("bob", "Only admin chats can restart", WAIT).await;
+    let before = env.service_status("core").await.expect("core")["pid"].as_u64();
+    chat.gateway.say("carol", "/restart").await;
+    chat.expect("carol", "Restarting", WAIT).await;
+    wait_for("core back with a new pid", async || {
+        let row = env.service_status("core").await?;
+        (row["state"] == "healthy" && row["pid"].as_u64() != before).then_some(())
+    })
+    .await;
+    let status = env.service_status("core").await.expect("core");
+    assert_eq!(status["restarts"].as_u64(), Some(1), "{status}");
+    let mut again = Chat::attach(env.channel("core"), TRANSPORT).await;
+    again.expect("carol", "restarted", WAIT).await;
     assert!(env.ductorctl(&["down"]).await.status.success());
 }

@@ -99,6 +99,7 @@ impl<E: Env> Machine<E> {
                 self.ask_automation(key, event_id, request);
             }
             Command::ShowFiles(dir) => self.cmd_showfiles(key, event_id, dir),
+            Command::Restart => self.cmd_restart(key, event_id),
             Command::Cron(args) => {
                 self.ask_automation(key, event_id, AutomationRequest::Cron(args))
             }
@@ -176,6 +177,20 @@ impl<E: Env> Machine<E> {
         let chat = format!("{}:{}", key.transport, key.chat_id);
         self.caps.get(&key.transport).is_some_and(|caps| caps.operator)
             || self.cfg.admin_chats.contains(&chat)
+    }
+
+    /// `/restart`: admin chats only; running turns are reported interrupted
+    /// by the next core, never re-run.
+    fn cmd_restart(&mut self, key: &SessionKey, event_id: &str) {
+        if !self.is_admin(key) {
+            return self.notice(
+                key,
+                event_id,
+                "Only admin chats can restart ductor ([agent].admin_chats).",
+            );
+        }
+        self.notice(key, event_id, "♻️ Restarting ductor's core; this chat hears when it is back.");
+        self.out.push(Effect::Restart { key: key.clone() });
     }
 
     fn cmd_new(&mut self, key: &SessionKey, event_id: &str) {

@@ -250,12 +250,25 @@ pub async fn serve(
     notify::ready();
     let shutdown = context.shutdown.clone();
     let health = context.health.clone();
-    router
-        .serve_with_incoming_shutdown(incoming, async move {
+    let served = router.serve_with_incoming_shutdown(incoming, async move {
+        shutdown.cancelled().await;
+        health.set_serving(false);
+        notify::stopping();
+    });
+    // Long-lived streams (a gateway's Attach) may outlast the shutdown: they
+    // get a bounded drain, then the service stops anyway.
+    let shutdown = context.shutdown.clone();
+    tokio::select! {
+        served = served => served.context("serve gRPC"),
+        () = async {
             shutdown.cancelled().await;
-            health.set_serving(false);
-            notify::stopping();
-        })
-        .await
-        .context("serve gRPC")
+            tokio::time::sleep(DRAIN).await;
+        } => {
+            tracing::warn!(?DRAIN, "streams still open after the drain; stopping anyway");
+            Ok(())
+        }
+    }
 }
+
+/// How long open streams may run on after shutdown began.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(3);
