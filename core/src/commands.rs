@@ -52,6 +52,8 @@ pub enum Command {
     ShowFiles(Option<String>),
     /// Restart core (admin chats); its chat hears when it is back.
     Restart,
+    /// The running version and how to upgrade (admin chats).
+    Upgrade,
 }
 
 /// One entry of the command list.
@@ -122,6 +124,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     }),
     spec("diagnose", "", "Versions, configuration, recent errors", |_| Command::Diagnose),
     spec("restart", "", "Restart ductor's core (admin chats)", |_| Command::Restart),
+    spec("upgrade", "", "Running version and how to upgrade (admin chats)", |_| Command::Upgrade),
     spec("info", "", "Version and what ductor is", |_| Command::Info),
     spec("help", "", "This command reference", |_| Command::Help),
     CommandSpec { in_menu: false, ..spec("start", "", "Welcome", |_| Command::Start) },

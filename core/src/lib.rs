@@ -11,13 +11,15 @@
 //!   store writes, outbox sends), and [`driver::CoreHandle`] for automation;
 //! - [`machine`]: the sans-I/O orchestrator (sessions, queue, commands, turns);
 //! - [`store`], [`session`], [`markup`], [`commands`], [`workspace`], [`wire`];
-//! - [`memory`]: the periodic compaction of the main memory.
+//! - [`memory`]: the periodic compaction of the main memory;
+//! - [`install`]: how this ductor was installed, for `/upgrade`.
 //! - [`rules`]: the rule files of the workspace and task folders kept in sync.
 
 pub mod automation;
 pub mod background;
 pub mod commands;
 pub mod driver;
+pub mod install;
 pub mod machine;
 pub mod markup;
 pub mod memory;

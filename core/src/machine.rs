@@ -47,6 +47,8 @@ pub trait Env: Send {
     fn resolve_file(&self, path: &str) -> Result<Attachment, String>;
     /// The folder `relative` (`""` = the root) of the workspace, for `/showfiles`.
     fn list_dir(&self, relative: &str) -> Result<DirListing, String>;
+    /// The running version and how to upgrade this install, for `/upgrade`.
+    fn upgrade_report(&self) -> String;
 }
 
 /// The machine's view of `[agent]` and the build.

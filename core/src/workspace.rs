@@ -222,6 +222,11 @@ impl Env for WorkspaceEnv {
         list_dir(&self.workspace, relative)
     }
 
+    fn upgrade_report(&self) -> String {
+        let exe = std::env::current_exe().unwrap_or_default();
+        crate::install::report(&exe, env!("CARGO_PKG_VERSION"))
+    }
+
     fn resolve_file(&self, path: &str) -> Result<Attachment, String> {
         let raw = Path::new(path);
         if !raw.is_absolute() {

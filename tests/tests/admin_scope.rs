@@ -2,7 +2,8 @@
 //! chat manage only that chat's own jobs; chats in `[agent].admin_chats` and
 //! the operator's own terminal (`ductorctl ask`) manage every chat's, and
 //! admin chats hear when ductor starts and may browse the workspace
-//! (`/showfiles`) and restart core (`/restart`). Real
+//! (`/showfiles`), see how to upgrade (`/upgrade`) and restart core
+//! (`/restart`). Real
 //! runner and core, the fake CLI as claude, a test gateway as the chats.
 
 use std::time::Duration;
@@ -82,6 +83,18 @@ async fn a_chat_manages_only_its_own_jobs_unless_it_is_an_admin() {
     assert!(
         operator.contains("alices-digest"),
         "the operator's terminal sees every job: {operator}"
+    );
+
+    // /upgrade: the running version and, for this build from source, what to run.
+    chat.gateway.say("bob", "/upgrade").await;
+    chat.expect("bob", "Only admin chats can see", WAIT).await;
+    chat.gateway.say("carol", "/upgrade").await;
+    let upgrade = chat.expect("carol", "is running", WAIT).await;
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    assert!(
+        upgrade.text.contains(&format!("source checkout at {}", repo.display()))
+            && upgrade.text.contains("deploy/run.sh"),
+        "{upgrade:?}"
     );
 
     // An admin chat restarts core and hears when it is back; others cannot.

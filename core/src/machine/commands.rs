@@ -100,6 +100,15 @@ impl<E: Env> Machine<E> {
             }
             Command::ShowFiles(dir) => self.cmd_showfiles(key, event_id, dir),
             Command::Restart => self.cmd_restart(key, event_id),
+            Command::Upgrade => {
+                let text = if self.is_admin(key) {
+                    self.env.upgrade_report()
+                } else {
+                    "Only admin chats can see how ductor is installed ([agent].admin_chats)."
+                        .to_owned()
+                };
+                self.notice(key, event_id, text);
+            }
             Command::Cron(args) => {
                 self.ask_automation(key, event_id, AutomationRequest::Cron(args))
             }

@@ -29,6 +29,10 @@ impl Env for FakeEnv {
         }
     }
 
+    fn upgrade_report(&self) -> String {
+        "ductor 0.0.0-test is running.".into()
+    }
+
     fn new_id(&mut self) -> String {
         self.next += 1;
         format!("id{}", self.next)
