@@ -54,6 +54,8 @@ pub enum Command {
     Restart,
     /// The running version and how to upgrade (admin chats).
     Upgrade,
+    /// The chats of this transport ductor has sessions in (admin chats).
+    Where,
 }
 
 /// One entry of the command list.
@@ -125,6 +127,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     spec("diagnose", "", "Versions, configuration, recent errors", |_| Command::Diagnose),
     spec("restart", "", "Restart ductor's core (admin chats)", |_| Command::Restart),
     spec("upgrade", "", "Running version and how to upgrade (admin chats)", |_| Command::Upgrade),
+    spec("where", "", "The chats ductor has sessions in (admin chats)", |_| Command::Where),
     spec("info", "", "Version and what ductor is", |_| Command::Info),
     spec("help", "", "This command reference", |_| Command::Help),
     CommandSpec { in_menu: false, ..spec("start", "", "Welcome", |_| Command::Start) },

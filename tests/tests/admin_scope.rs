@@ -1,10 +1,10 @@
 //! Issue 17, the admin list: `/cron` (and the failures after `/status`) in a
 //! chat manage only that chat's own jobs; chats in `[agent].admin_chats` and
-//! the operator's own terminal (`ductorctl ask`) manage every chat's, and
-//! admin chats hear when ductor starts and may browse the workspace
-//! (`/showfiles`), see how to upgrade (`/upgrade`) and restart core
-//! (`/restart`). Real
-//! runner and core, the fake CLI as claude, a test gateway as the chats.
+//! the operator's own terminal (`ductorctl ask`) manage every chat's. Admin
+//! chats also hear when ductor starts, browse the workspace (`/showfiles`),
+//! list the chats (`/where`), see how to upgrade (`/upgrade`) and restart
+//! core (`/restart`). Real runner and core, the fake CLI as claude, a test
+//! gateway as the chats.
 
 use std::time::Duration;
 
@@ -84,6 +84,13 @@ async fn a_chat_manages_only_its_own_jobs_unless_it_is_an_admin() {
         operator.contains("alices-digest"),
         "the operator's terminal sees every job: {operator}"
     );
+
+    // /where: the chats ductor has sessions in, for admins.
+    chat.gateway.say("alice", "hello there").await;
+    chat.expect("alice", "hello there", WAIT).await;
+    chat.gateway.say("carol", "/where").await;
+    let known = chat.expect("carol", "ductor knows", WAIT).await;
+    assert!(known.text.contains("• alice · claude"), "{known:?}");
 
     // /upgrade: the running version and, for this build from source, what to run.
     chat.gateway.say("bob", "/upgrade").await;

@@ -100,6 +100,7 @@ impl<E: Env> Machine<E> {
             }
             Command::ShowFiles(dir) => self.cmd_showfiles(key, event_id, dir),
             Command::Restart => self.cmd_restart(key, event_id),
+            Command::Where => self.cmd_where(key, event_id),
             Command::Upgrade => {
                 let text = if self.is_admin(key) {
                     self.env.upgrade_report()
@@ -200,6 +201,49 @@ impl<E: Env> Machine<E> {
         }
         self.notice(key, event_id, "♻️ Restarting ductor's core; this chat hears when it is back.");
         self.out.push(Effect::Restart { key: key.clone() });
+    }
+
+    /// `/where`: the chats of this transport with a session, most recent first.
+    fn cmd_where(&mut self, key: &SessionKey, event_id: &str) {
+        if !self.is_admin(key) {
+            return self.notice(
+                key,
+                event_id,
+                "Only admin chats can list ductor's chats ([agent].admin_chats).",
+            );
+        }
+        let mut chats: Vec<(&crate::session::SessionRecord, Option<jiff::Timestamp>)> = self
+            .sessions
+            .values()
+            .filter(|r| r.key.transport == key.transport)
+            .map(|r| (r, r.buckets.values().filter_map(|b| b.last_active).max()))
+            .collect();
+        chats.sort_by_key(|c| std::cmp::Reverse(c.1));
+        let mut text = format!("ductor knows {} chat(s) on {}:", chats.len(), key.transport);
+        for (record, last) in chats.iter().take(50) {
+            let topic = if record.key.topic_id.is_empty() {
+                String::new()
+            } else {
+                format!(" (topic {})", record.key.topic_id)
+            };
+            let when = last.map_or_else(
+                || "never active".to_owned(),
+                |at| {
+                    format!(
+                        "active {} min ago",
+                        (self.now.as_second() - at.as_second()).max(0) / 60
+                    )
+                },
+            );
+            text.push_str(&format!(
+                "\n• {}{topic} · {} · {when}",
+                record.key.chat_id, record.provider
+            ));
+        }
+        if chats.len() > 50 {
+            text.push_str(&format!("\n…and {} more", chats.len() - 50));
+        }
+        self.notice(key, event_id, text);
     }
 
     fn cmd_new(&mut self, key: &SessionKey, event_id: &str) {

@@ -1,6 +1,7 @@
 //! Who administers ductor from a chat: `/cron` and `/status` reach
 //! automation with `admin` set only for `[agent].admin_chats` and the
 //! operator's own terminal; every other chat manages only its own jobs.
+//! `/where` lists a transport's chats to admins only.
 
 use super::*;
 
@@ -34,4 +35,16 @@ fn only_listed_chats_and_the_operators_terminal_are_admins() {
     let operator = Capabilities { operator: true, ..Capabilities::default() };
     h.handle(Event::Gateway { transport: "cli".into(), caps: operator });
     assert_eq!(admin_flags(&say_in(&mut h, "cli", "ops", "/cron")), [true]);
+}
+
+#[test]
+fn where_lists_this_transports_chats_for_admins_only() {
+    let mut h = harness();
+    say_in(&mut h, "testgw", "alice", "hello");
+    say_in(&mut h, "other", "elsewhere", "hello");
+    let effects = say_in(&mut h, "testgw", "boss", "/where");
+    let text = notices(&effects)[0];
+    assert!(text.contains("alice") && !text.contains("elsewhere"), "{text}");
+    let effects = say_in(&mut h, "testgw", "visitor", "/where");
+    assert!(notices(&effects)[0].starts_with("Only admin chats"), "{effects:?}");
 }
