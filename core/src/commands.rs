@@ -56,6 +56,8 @@ pub enum Command {
     Upgrade,
     /// The chats of this transport ductor has sessions in (admin chats).
     Where,
+    /// The bot leaves a chat of this transport (this one by default; admin chats).
+    Leave(Option<String>),
 }
 
 /// One entry of the command list.
@@ -128,6 +130,12 @@ pub const COMMANDS: &[CommandSpec] = &[
     spec("restart", "", "Restart ductor's core (admin chats)", |_| Command::Restart),
     spec("upgrade", "", "Running version and how to upgrade (admin chats)", |_| Command::Upgrade),
     spec("where", "", "The chats ductor has sessions in (admin chats)", |_| Command::Where),
+    spec(
+        "leave",
+        "[CHAT_ID]",
+        "The bot leaves a chat, this one by default (admin chats)",
+        Command::Leave,
+    ),
     spec("info", "", "Version and what ductor is", |_| Command::Info),
     spec("help", "", "This command reference", |_| Command::Help),
     CommandSpec { in_menu: false, ..spec("start", "", "Welcome", |_| Command::Start) },

@@ -273,6 +273,8 @@ pub enum OutKind {
         /// "started", "cancelled" or "dropped".
         reason: String,
     },
+    /// The bot leaves this chat (an admin chat's `/leave`).
+    LeaveChat,
 }
 
 impl OutKind {

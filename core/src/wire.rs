@@ -147,6 +147,7 @@ pub fn outbound_to_pb(action: Outbound) -> pb::OutboundAction {
         OutKind::Queued { entry_id, text, buttons } => {
             Kind::QueueNotice(pb::QueueNotice { entry_id, text, buttons: grid_to_pb(buttons) })
         }
+        OutKind::LeaveChat => Kind::LeaveChat(pb::LeaveChat {}),
         OutKind::QueueClear { entry_id, reason } => {
             Kind::QueueClear(pb::QueueNoticeClear { entry_id, reason })
         }

@@ -194,6 +194,9 @@ impl ChatWorker {
                     self.retract(&room, &old).await;
                 }
             }
+            Kind::LeaveChat(_) => {
+                room.leave().await.doing("leave the room")?;
+            }
         }
         Ok(())
     }

@@ -343,6 +343,9 @@ impl Lane {
                 }
                 Ok(())
             }
+            Kind::LeaveChat(_) => {
+                self.telegram.leave(self.target).await.map_err(|failure| failure.to_string())
+            }
         }
     }
 

@@ -130,6 +130,15 @@ impl Telegram {
         }
     }
 
+    /// Leaves the chat (`leaveChat`).
+    pub async fn leave(&self, target: Target) -> Result<(), Failure> {
+        self.bot
+            .leave_chat(target.chat)
+            .await
+            .map(|_| ())
+            .map_err(|error| self.scrubber.classify(error))
+    }
+
     /// Shows "typing…" for about five seconds.
     pub async fn typing(&self, target: Target) -> Result<(), Failure> {
         let mut request = self.bot.send_chat_action(target.chat, ChatAction::Typing);

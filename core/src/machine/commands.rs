@@ -101,6 +101,7 @@ impl<E: Env> Machine<E> {
             Command::ShowFiles(dir) => self.cmd_showfiles(key, event_id, dir),
             Command::Restart => self.cmd_restart(key, event_id),
             Command::Where => self.cmd_where(key, event_id),
+            Command::Leave(chat) => self.cmd_leave(key, event_id, chat),
             Command::Upgrade => {
                 let text = if self.is_admin(key) {
                     self.env.upgrade_report()
@@ -244,6 +245,21 @@ impl<E: Env> Machine<E> {
             text.push_str(&format!("\n…and {} more", chats.len() - 50));
         }
         self.notice(key, event_id, text);
+    }
+
+    /// `/leave [CHAT_ID]`: the gateway leaves that chat of this transport.
+    fn cmd_leave(&mut self, key: &SessionKey, event_id: &str, chat: Option<String>) {
+        if !self.is_admin(key) {
+            return self.notice(
+                key,
+                event_id,
+                "Only admin chats can make the bot leave a chat ([agent].admin_chats).",
+            );
+        }
+        let target = chat.unwrap_or_else(|| key.chat_id.clone());
+        self.notice(key, event_id, format!("👋 Leaving {target}."));
+        let leave = SessionKey::new(&key.transport, &target, "");
+        self.send(&leave, "", event_id, OutKind::LeaveChat);
     }
 
     fn cmd_new(&mut self, key: &SessionKey, event_id: &str) {

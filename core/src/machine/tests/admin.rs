@@ -48,3 +48,24 @@ fn where_lists_this_transports_chats_for_admins_only() {
     let effects = say_in(&mut h, "testgw", "visitor", "/where");
     assert!(notices(&effects)[0].starts_with("Only admin chats"), "{effects:?}");
 }
+
+#[test]
+fn leave_sends_the_gateway_to_leave_a_chat_for_admins_only() {
+    let mut h = harness();
+    let effects = say_in(&mut h, "testgw", "boss", "/leave -100500");
+    let left: Vec<&SessionKey> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Send(Outbound { key, kind: OutKind::LeaveChat, .. }) => Some(key),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(left, [&SessionKey::new("testgw", "-100500", "")], "{effects:?}");
+    let effects = say_in(&mut h, "testgw", "visitor", "/leave");
+    assert!(
+        effects
+            .iter()
+            .all(|e| !matches!(e, Effect::Send(Outbound { kind: OutKind::LeaveChat, .. })))
+    );
+    assert!(notices(&effects)[0].starts_with("Only admin chats"), "{effects:?}");
+}

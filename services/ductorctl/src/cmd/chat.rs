@@ -146,6 +146,8 @@ impl View {
                 let _ = writeln!(out, "(queued message {})", clear.reason);
             }
             Kind::QueueClear(_) => {}
+            // A terminal is no chat a bot can leave.
+            Kind::LeaveChat(_) => {}
         }
         let _ = out.flush();
     }
