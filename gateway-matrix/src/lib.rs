@@ -41,6 +41,7 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
         context.config.matrix.clone(),
         context.shutdown.clone(),
         status,
+        context.restart.clone(),
     );
     let bot = async {
         let result = bot.await;

@@ -22,6 +22,8 @@ pub fn init_logging() {
 pub struct Gateway {
     pub home: DuctorHome,
     stop: CancellationToken,
+    #[allow(dead_code, reason = "read by tests/mock.rs only")]
+    restart: ductor_daemon::daemon::RestartSwitch,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
@@ -41,15 +43,29 @@ impl Gateway {
     /// Starts `ductor_gateway_matrix::run` on `home` with `config`.
     pub fn start(home: &DuctorHome, config: Config) -> Self {
         let stop = CancellationToken::new();
+        let restart = ductor_daemon::daemon::RestartSwitch::new(stop.clone());
         let context = ServiceContext {
             service: ServiceName::Matrix,
             home: home.clone(),
             config,
             shutdown: stop.clone(),
             health: HealthService::new("matrix", "test"),
+            restart: restart.clone(),
         };
         let task = tokio::spawn(ductor_gateway_matrix::run(context));
-        Self { home: home.clone(), stop, task }
+        Self { home: home.clone(), stop, restart, task }
+    }
+
+    /// Waits until the gateway ends on its own; whether it asked to be
+    /// restarted (exit status 42 in the real binary).
+    #[allow(dead_code, reason = "used by tests/mock.rs only")]
+    pub async fn ended_for_restart(self) -> bool {
+        let result = tokio::time::timeout(Duration::from_secs(20), self.task)
+            .await
+            .expect("the gateway ends within 20 s")
+            .expect("the gateway task does not panic");
+        result.expect("the gateway ends without error");
+        self.restart.asked()
     }
 
     /// Stops it and waits until it has ended.
