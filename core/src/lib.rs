@@ -13,12 +13,14 @@
 //! - [`store`], [`session`], [`markup`], [`commands`], [`workspace`], [`wire`];
 //! - [`memory`]: the periodic compaction of the main memory;
 //! - [`install`]: how this ductor was installed, for `/upgrade`.
-//! - [`rules`]: the rule files of the workspace and task folders kept in sync.
+//! - [`rules`]: the rule files of the workspace and task folders kept in sync;
+//! - [`import`]: the `Import` service, state brought from Python ductor (`ductorctl import`).
 
 pub mod automation;
 pub mod background;
 pub mod commands;
 pub mod driver;
+pub mod import;
 pub mod install;
 pub mod machine;
 pub mod markup;
