@@ -8,6 +8,7 @@ pub mod config;
 pub mod cron;
 pub mod doctor;
 pub mod down;
+pub mod import;
 pub mod init;
 pub mod logs;
 pub mod restart;
@@ -60,6 +61,8 @@ pub enum Command {
     /// Delegated background tasks (mostly used by the agent itself).
     #[command(subcommand)]
     Task(task::Command),
+    /// Move in from Python ductor: report what its home maps to; --apply writes.
+    Import(import::Args),
 }
 
 /// Runs the parsed command line.
@@ -80,6 +83,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cron(command) => cron::run(&home, command).await,
         Command::Webhook(command) => webhook::run(&home, command).await,
         Command::Task(command) => task::run(&home, command).await,
+        Command::Import(args) => import::run(&home, args).await,
     }
 }
 
