@@ -18,14 +18,6 @@ use crate::import::{self, source, state};
 
 /// `ductorctl import`.
 #[derive(Debug, clap::Args)]
-#[command(
-    long_about = "Moves in from Python ductor: reads its home (config/config.json, cron_jobs.json \
-                  and task folders, webhooks.json, sessions.json, named_sessions.json, agents.json, \
-                  the workspace with MAINMEMORY.md) and reports what maps onto this ductor. A dry \
-                  run by default; --apply writes (with ductor running: `ductorctl up`). Secrets go \
-                  to 0600 files under secrets/ and are never printed. Nothing of yours is \
-                  overwritten unless --force; a second --apply changes nothing."
-)]
 pub struct Args {
     /// The Python ductor home.
     #[arg(default_value = "~/.ductor")]

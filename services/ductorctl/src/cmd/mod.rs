@@ -62,6 +62,16 @@ pub enum Command {
     #[command(subcommand)]
     Task(task::Command),
     /// Move in from Python ductor: report what its home maps to; --apply writes.
+    ///
+    /// Reads a Python ductor home (config/config.json, cron_jobs.json and task
+    /// folders, webhooks.json, sessions.json, named_sessions.json, agents.json,
+    /// the workspace with MAINMEMORY.md) and reports, section by section, what
+    /// maps onto this ductor and what does not (and why). A dry run by default;
+    /// --apply writes, into a running ductor (`ductorctl up` first). Webhooks keep
+    /// their ids and secrets; a session's resume id is imported only when its
+    /// transcript is found (and copied into the chat's CLI home). Secrets go to
+    /// 0600 files under secrets/ and are never printed. Nothing of yours is
+    /// overwritten unless --force; a second --apply changes nothing.
     Import(import::Args),
 }
 
