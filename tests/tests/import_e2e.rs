@@ -271,4 +271,16 @@ async fn importing_a_home_into_itself_keeps_the_workspace_in_place() {
     assert!(ok, "{stderr}");
     assert!(line(&report, "/workspace:").contains("PATH is this ductor's home"), "{report}");
     assert!(line(&report, "memory_system/MAINMEMORY.md").contains("already in place"), "{report}");
+    // The same report as JSON, without a secret in it.
+    let (ok, json, stderr) = import(&env, &[&env.home().display().to_string(), "--json"]).await;
+    assert!(ok, "{stderr}");
+    assert!(!json.contains("PY-DUCTOR-TELEGRAM-SECRET"), "{json}");
+    let json: serde_json::Value = serde_json::from_str(&json).expect("--json prints JSON");
+    let titles: Vec<&str> =
+        json["sections"].as_array().unwrap().iter().map(|s| s["title"].as_str().unwrap()).collect();
+    assert_eq!(titles.len(), 8, "{titles:?}");
+    assert!(
+        titles.iter().any(|t| t.starts_with("Config")) && titles.contains(&"Sessions"),
+        "{titles:?}"
+    );
 }

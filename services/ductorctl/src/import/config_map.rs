@@ -223,6 +223,7 @@ fn reason(key: &str) -> String {
         }
         "heartbeat" => "Python's targets and prompt name its own chats and files",
         "memory_flush" | "memory_compaction" => "ductor's upkeep prompts are its own",
+        "skills" => "ductor syncs skills into every CLI home it owns",
         "matrix" => "Matrix is not among Python's transports, or ductor keeps this itself",
         "webhooks" => "ductor has no global webhook token: each hook keeps its own",
         _ => "no equivalent in ductor",
@@ -233,6 +234,19 @@ fn reason(key: &str) -> String {
 /// The plan for `config` (config.json's object).
 pub fn plan(config: &Map<String, Value>) -> ConfigPlan {
     let mut p = Planner { config, plan: ConfigPlan::default(), handled: Vec::new() };
+    agent(&mut p);
+    gateways(&mut p);
+    services(&mut p);
+    if p.secret("gemini_api_key", "gemini-api-key", None) {
+        let why = reason("gemini_api_key");
+        p.plan.unmapped.push(Unmapped { key: "gemini_api_key".into(), why });
+    }
+    p.rest(&reason);
+    p.plan
+}
+
+/// `[agent]`: provider, model, permissions, session freshness.
+fn agent(p: &mut Planner<'_>) {
     p.with("provider", "agent.provider", provider_name);
     p.same("model", "agent.model");
     p.same("reasoning_effort", "agent.reasoning_effort");
@@ -260,8 +274,11 @@ pub fn plan(config: &Map<String, Value>) -> ConfigPlan {
     p.same("daily_reset_hour", "agent.daily_reset_hour");
     p.same("max_session_messages", "agent.max_session_messages");
     p.same("cli_timeout", "agent.turn_timeout_seconds");
+}
 
-    let transports = transports(config);
+/// `[telegram]` and `[matrix]`, enabled for Python's transports.
+fn gateways(p: &mut Planner<'_>) {
+    let transports = transports(p.config);
     p.handled("transport");
     p.handled("transports");
     if p.secret("telegram_token", "telegram.token", Some("telegram.token_file"))
@@ -291,6 +308,10 @@ pub fn plan(config: &Map<String, Value>) -> ConfigPlan {
             value: toml::Value::Boolean(true),
         });
     }
+}
+
+/// Webhooks, heartbeat, cleanup, memory upkeep, images, background tasks, skills.
+fn services(p: &mut Planner<'_>) {
     for key in ["enabled", "host", "port", "max_body_bytes", "rate_limit_per_minute"] {
         p.same(&format!("webhooks.{key}"), &format!("webhooks.{key}"));
     }
@@ -325,12 +346,6 @@ pub fn plan(config: &Map<String, Value>) -> ConfigPlan {
     p.same("tasks.timeout_seconds", "background.task_timeout_seconds");
     p.same("tasks.finished_keep_last", "background.finished_tasks_kept");
     p.same("skills.sync_enabled", "skills.sync");
-    if p.secret("gemini_api_key", "gemini-api-key", None) {
-        let why = reason("gemini_api_key");
-        p.plan.unmapped.push(Unmapped { key: "gemini_api_key".into(), why });
-    }
-    p.rest(&reason);
-    p.plan
 }
 
 #[cfg(test)]
