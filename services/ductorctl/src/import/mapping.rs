@@ -135,17 +135,39 @@ fn escape(text: &str) -> String {
     out
 }
 
+/// Where a hook's results go: Python sent them to each allowed user's
+/// private chat; one user is that chat, several are every chat ductor has a
+/// session with (ours has one target or all).
+fn hook_target(users: &[i64], notes: &mut Vec<String>) -> Option<pb::AutomationTarget> {
+    match users {
+        [user] => Some(pb::AutomationTarget {
+            transport: "telegram".into(),
+            chat: Some(pb::ChatRef { chat_id: user.to_string(), topic_id: String::new() }),
+        }),
+        [] => None,
+        _ => {
+            notes.push(
+                "its results go to every chat with a session (Python: each allowed user)".into(),
+            );
+            None
+        }
+    }
+}
+
 /// A webhook as ours (keeping its id and secret), or why its senders would
 /// be rejected. `global_token` is Python's `[webhooks].token`, which a
-/// bearer hook without its own token accepted.
+/// bearer hook without its own token accepted; `users` are Python's
+/// `allowed_user_ids`, whose private chats got its results.
 pub fn webhook(
     hook: &PyHook,
     global_token: &str,
+    users: &[i64],
 ) -> Result<(pb::WebhookSpec, Vec<String>), String> {
     if !valid_id(&hook.id) {
         return Err("its id is not lowercase letters, digits, '-' and '_'".into());
     }
     let mut notes = Vec::new();
+    let target = hook_target(users, &mut notes);
     if !hook.cli_parameters.is_empty() {
         notes.push("its cli_parameters are dropped".into());
     }
@@ -163,6 +185,7 @@ pub fn webhook(
         quiet_start: hook.quiet_start,
         quiet_end: hook.quiet_end,
         dependency: opt(&hook.dependency),
+        target,
         ..Default::default()
     };
     if !matches!(hook.mode.as_str(), "wake" | "cron_task") {
@@ -356,15 +379,18 @@ mod tests {
     fn bearer_hooks_keep_their_token_or_take_the_global_one() {
         let mut own = hook("bearer");
         own.token = "t".repeat(20);
-        let (spec, notes) = webhook(&own, "g".repeat(20).as_str()).unwrap();
+        let (spec, notes) = webhook(&own, "g".repeat(20).as_str(), &[]).unwrap();
         assert_eq!((spec.token.as_str(), notes.len()), ("t".repeat(20).as_str(), 0));
-        let (spec, notes) = webhook(&hook("bearer"), &"g".repeat(20)).unwrap();
+        let (spec, notes) = webhook(&hook("bearer"), &"g".repeat(20), &[7]).unwrap();
         assert_eq!(spec.token, "g".repeat(20));
         assert_eq!(notes.len(), 1);
-        assert!(webhook(&hook("bearer"), "").unwrap_err().contains("no token"));
+        assert_eq!(spec.target.unwrap().chat.unwrap().chat_id, "7", "the one user's chat");
+        let (spec, notes) = webhook(&own, "", &[1, 2]).unwrap();
+        assert!(spec.target.is_none() && notes.len() == 1, "several users: every chat");
+        assert!(webhook(&hook("bearer"), "", &[]).unwrap_err().contains("no token"));
         let mut short = hook("bearer");
         short.token = "short".into();
-        assert!(webhook(&short, "").unwrap_err().contains("16"));
+        assert!(webhook(&short, "", &[]).unwrap_err().contains("16"));
     }
 
     #[test]
@@ -372,22 +398,22 @@ mod tests {
         let mut gh = hook("hmac");
         gh.hmac_secret = "s".into();
         gh.hmac_header = "X-Hub-Signature-256".into();
-        let (spec, _) = webhook(&gh, "").unwrap();
+        let (spec, _) = webhook(&gh, "", &[]).unwrap();
         assert_eq!(spec.hmac_sig_regex, r"^(?:sha256=)?(.+)$", "Python's prefix is optional");
         assert_eq!((spec.hmac_algorithm.as_str(), spec.hmac_encoding.as_str()), ("sha256", "hex"));
         gh.hmac_algorithm = "md5".into();
         gh.hmac_encoding = "weird".into();
-        let (spec, _) = webhook(&gh, "").unwrap();
+        let (spec, _) = webhook(&gh, "", &[]).unwrap();
         assert_eq!((spec.hmac_algorithm.as_str(), spec.hmac_encoding.as_str()), ("sha256", "hex"));
         let mut no_header = gh.clone();
         no_header.hmac_header.clear();
-        assert!(webhook(&no_header, "").unwrap_err().contains("header"));
+        assert!(webhook(&no_header, "", &[]).unwrap_err().contains("header"));
         let mut prefixed = gh.clone();
         prefixed.hmac_payload_prefix_regex = "t=(\\d+)".into();
-        assert!(webhook(&prefixed, "").unwrap_err().contains("hmac_payload_prefix_regex"));
+        assert!(webhook(&prefixed, "", &[]).unwrap_err().contains("hmac_payload_prefix_regex"));
         let mut custom = gh;
         custom.hmac_sig_regex = "v1=([a-f0-9]+)".into();
-        assert_eq!(webhook(&custom, "").unwrap().0.hmac_sig_regex, "v1=([a-f0-9]+)");
+        assert_eq!(webhook(&custom, "", &[]).unwrap().0.hmac_sig_regex, "v1=([a-f0-9]+)");
     }
 
     #[test]

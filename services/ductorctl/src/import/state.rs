@@ -156,6 +156,12 @@ pub async fn webhooks(
         }
     }
     let global = global_token(py);
+    let users: Vec<i64> = py
+        .config
+        .get("allowed_user_ids")
+        .and_then(|ids| ids.as_array())
+        .map(|ids| ids.iter().filter_map(serde_json::Value::as_i64).collect())
+        .unwrap_or_default();
     for hook in &py.hooks {
         let subject = format!(
             "{} ({}, {})",
@@ -163,7 +169,7 @@ pub async fn webhooks(
             hook.mode,
             if hook.auth_mode == "hmac" { "hmac" } else { "bearer" }
         );
-        let (spec, notes) = match mapping::webhook(hook, &global) {
+        let (spec, notes) = match mapping::webhook(hook, &global, &users) {
             Ok(mapped) => mapped,
             Err(why) => {
                 section.push(Status::NotImported, subject, why);
