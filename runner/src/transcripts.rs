@@ -8,7 +8,7 @@
 //! chat's runs get, at the place the CLI looks:
 //!
 //! - claude: `projects/<cwd slug>/<id>.jsonl`, the slug being the working
-//!   directory with every character but ASCII letters and digits as `-`; the
+//!   directory as claude spells it ([`claude_slug`]); the
 //!   source is looked up under the Python session's slug first, then under
 //!   every project, and the copy goes under the slug of ductor's directory;
 //! - codex: `sessions/YYYY/MM/DD/rollout-<time>-<id>.jsonl`, same path;
@@ -67,9 +67,42 @@ pub enum TranscriptError {
     Fs(#[from] safe_fs::SafeFsError),
 }
 
-/// claude's directory name for a working directory.
+/// Longest claude slug kept whole (claude 2.1: `C=200`).
+const MAX_SLUG: usize = 200;
+
+/// claude's directory name for a working directory, as claude 2.1 makes it:
+/// every UTF-16 unit that is not an ASCII letter or digit becomes `-`; a
+/// slug longer than 200 is cut and gets `-` plus the base-36 absolute value
+/// of the path's Java-style 32-bit string hash.
 pub fn claude_slug(cwd: &str) -> String {
-    cwd.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect()
+    let slug: String = cwd
+        .encode_utf16()
+        .map(|unit| match char::from_u32(u32::from(unit)) {
+            Some(c) if c.is_ascii_alphanumeric() => c,
+            _ => '-',
+        })
+        .collect();
+    if slug.len() <= MAX_SLUG {
+        return slug;
+    }
+    let hash = cwd
+        .encode_utf16()
+        .fold(0i32, |h, unit| h.wrapping_shl(5).wrapping_sub(h).wrapping_add(i32::from(unit)));
+    format!("{}-{}", &slug[..MAX_SLUG], base36(i64::from(hash).unsigned_abs()))
+}
+
+fn base36(mut n: u64) -> String {
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = Vec::new();
+    loop {
+        out.push(DIGITS[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// A located source transcript: its directory (relative to the CLI dir),
@@ -236,6 +269,12 @@ mod tests {
     #[test]
     fn the_slug_is_the_path_with_every_other_character_a_dash() {
         assert_eq!(claude_slug("/home/u/.ductor/workspace"), "-home-u--ductor-workspace");
+        // A character outside the BMP is two UTF-16 units, so two dashes.
+        assert_eq!(claude_slug("/a😀b"), "-a--b");
+        // Beyond 200: cut, plus the hash (the value claude 2.1's own code gives).
+        let long = format!("/{}", "x".repeat(250));
+        assert_eq!(claude_slug(&long), format!("-{}-v734pd", "x".repeat(199)));
+        assert_eq!(base36(96354), "22ci");
     }
 
     #[test]
