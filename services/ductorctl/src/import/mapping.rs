@@ -213,13 +213,6 @@ pub fn webhook(
     if hook.hmac_secret.is_empty() {
         return Err("it has no HMAC secret (Python accepted no request for it)".into());
     }
-    if !hook.hmac_payload_prefix_regex.is_empty() {
-        return Err("it signs a prefix taken from its header by a regex \
-                    (hmac_payload_prefix_regex), which ductor's check has no setting for; \
-                    a Stripe- or Slack-style sender can be added again with \
-                    `ductorctl webhook add --auth hmac --hmac-preset stripe|slack`"
-            .into());
-    }
     spec.auth_mode = "hmac".into();
     spec.hmac_secret = hook.hmac_secret.clone();
     spec.hmac_header = hook.hmac_header.clone();
@@ -240,6 +233,7 @@ pub fn webhook(
         format!("^(?:{})?(.+)$", escape(&hook.hmac_sig_prefix))
     };
     spec.hmac_max_age_seconds = Some(0);
+    spec.hmac_payload_prefix_regex = hook.hmac_payload_prefix_regex.clone();
     Ok((spec, notes))
 }
 
@@ -254,6 +248,7 @@ pub fn same_hook(have: &pb::WebhookSpec, want: &pb::WebhookSpec) -> bool {
                 && have.hmac_algorithm == want.hmac_algorithm
                 && have.hmac_encoding == want.hmac_encoding
                 && have.hmac_sig_regex == want.hmac_sig_regex
+                && have.hmac_payload_prefix_regex == want.hmac_payload_prefix_regex
         };
     auth && have.mode == want.mode && have.prompt_template == want.prompt_template
 }
@@ -410,7 +405,7 @@ mod tests {
         assert!(webhook(&no_header, "", &[]).unwrap_err().contains("header"));
         let mut prefixed = gh.clone();
         prefixed.hmac_payload_prefix_regex = "t=(\\d+)".into();
-        assert!(webhook(&prefixed, "", &[]).unwrap_err().contains("hmac_payload_prefix_regex"));
+        assert_eq!(webhook(&prefixed, "", &[]).unwrap().0.hmac_payload_prefix_regex, "t=(\\d+)");
         let mut custom = gh;
         custom.hmac_sig_regex = "v1=([a-f0-9]+)".into();
         assert_eq!(webhook(&custom, "", &[]).unwrap().0.hmac_sig_regex, "v1=([a-f0-9]+)");
