@@ -353,6 +353,13 @@ pub fn named_chat(named: &PyNamed) -> Result<ChatKey, String> {
     if !PROVIDERS.contains(&named.provider.as_str()) {
         return Err(format!("ductor has no {:?} provider", named.provider));
     }
+    // Core's rule for a name `@name` can address (inter-agent names have dots).
+    let name_ok = (1..=32).contains(&named.name.len())
+        && named.name.starts_with(|c: char| c.is_ascii_lowercase())
+        && valid_id(&named.name);
+    if !name_ok {
+        return Err("its name is not one ductor can address with @name (a-z, 0-9, '-', '_')".into());
+    }
     telegram_chat(named.transport.as_deref(), named.chat_id, named.topic_id)
 }
 
@@ -435,6 +442,25 @@ mod tests {
         assert_eq!(sessions.buckets.len(), 1);
         assert_eq!(sessions.buckets[0].provider, "codex");
         assert_eq!(sessions.buckets[0].session_id, "019a");
+    }
+
+    #[test]
+    fn named_sessions_need_an_id_a_known_provider_and_an_addressable_name() {
+        let named = PyNamed {
+            name: "redowl".into(),
+            chat_id: 42,
+            provider: "codex".into(),
+            session_id: "019a".into(),
+            status: "idle".into(),
+            ..PyNamed::default()
+        };
+        assert_eq!(named_chat(&named).unwrap().storage_key(), "telegram:42");
+        let interagent = PyNamed { name: "ia.bot.t1.xdeadbeef".into(), ..named.clone() };
+        assert!(named_chat(&interagent).unwrap_err().contains("@name"));
+        let fresh = PyNamed { session_id: String::new(), ..named.clone() };
+        assert!(named_chat(&fresh).is_err());
+        let grok = PyNamed { provider: "grok".into(), ..named };
+        assert!(named_chat(&grok).unwrap_err().contains("grok"));
     }
 
     #[test]
