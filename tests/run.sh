@@ -4,7 +4,8 @@
 #   tests/run.sh
 #
 # It installs what the tests need (the pinned agent CLIs from npm, a Synapse
-# homeserver from PyPI in a venv, both cached under tests/.cache/; ffmpeg from
+# homeserver and the Python ductor 0.20.1 that `ductorctl import` moves in from,
+# from PyPI in venvs, all cached under tests/.cache/; ffmpeg from
 # Debian's packages), builds every
 # binary, checks formatting and lints, and runs every test with real parts
 # required (DUCTOR_REQUIRE_REAL=1: a missing CLI or homeserver is a failure,
@@ -16,7 +17,8 @@ step() { printf '\n==> %s\n' "$*"; }
 started=$SECONDS
 
 step "installing test prerequisites"
-for setup in tests/setup/install-clis.sh tests/setup/install-media.sh tests/setup/synapse.sh; do
+for setup in tests/setup/install-clis.sh tests/setup/install-media.sh tests/setup/synapse.sh \
+    tests/setup/install-python-ductor.sh; do
     if [ -f "$setup" ]; then
         case "$setup" in
             *synapse.sh) bash "$setup" install ;;

@@ -138,13 +138,16 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
     .await
     .context("start background work")?;
     handle.plug_background(Arc::new(background.clone()));
+    let import =
+        crate::import::ImportService::new(handle.clone(), background.clone(), credentials.clone());
     let service =
         CoreService::new(handle, store, VERSION, stats).with_automation(automation.clone());
     let router = tonic::transport::Server::builder()
         .add_service(health.into_server())
         .add_service(service.into_server())
         .add_service(AutomationService::new(automation).into_server())
-        .add_service(TasksService::new(background, credentials).into_server());
+        .add_service(TasksService::new(background, credentials).into_server())
+        .add_service(import.into_server());
     let restarter = crate::restart::Restarter {
         outbox: outbox.clone(),
         runner: runner.clone(),

@@ -23,6 +23,7 @@ mod chat;
 pub mod engine;
 mod folder;
 pub mod grpc;
+mod import;
 pub mod model;
 pub mod store;
 mod tasks;

@@ -32,7 +32,10 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::background::{BackgroundReply, BackgroundRequest};
-use crate::machine::{AutomationRequest, Effect, Env, Event, InjectOptions, Machine, TurnOutcome};
+use crate::machine::{
+    AutomationRequest, Effect, Env, Event, ImportOutcome, InjectOptions, Machine, SessionImport,
+    TurnOutcome,
+};
 use crate::model::{OutKind, Outbound, SessionKey};
 use crate::outbox::Outbox;
 use crate::runner::{EventSink, OneshotResult, OneshotSpec, RunnerLink};
@@ -53,6 +56,13 @@ pub enum Input {
         options: InjectOptions,
         /// Gets the outcome when the turn ends.
         reply: oneshot::Sender<TurnOutcome>,
+    },
+    /// Imported sessions of a chat (`ductorctl import`).
+    Import {
+        /// What to import.
+        import: SessionImport,
+        /// Gets what was done, once it is saved.
+        reply: oneshot::Sender<ImportOutcome>,
     },
 }
 
@@ -177,6 +187,14 @@ impl CoreHandle {
         wait.await.map_err(|_| CoreGone)
     }
 
+    /// Merges imported sessions into a chat's record (see
+    /// [`crate::machine::SessionImport`]); answers once it is saved.
+    pub async fn import_session(&self, import: SessionImport) -> Result<ImportOutcome, CoreGone> {
+        let (reply, wait) = oneshot::channel();
+        self.inputs.send(Input::Import { import, reply }).map_err(|_| CoreGone)?;
+        wait.await.map_err(|_| CoreGone)
+    }
+
     /// Feeds an event to the orchestrator (used by the gRPC service).
     pub fn event(&self, event: Event) -> Result<(), CoreGone> {
         self.inputs.send(Input::Event(event)).map_err(|_| CoreGone)
@@ -198,6 +216,7 @@ pub struct Driver<E: Env> {
     probe: Arc<Notify>,
     injects: HashMap<u64, oneshot::Sender<TurnOutcome>>,
     next_inject: u64,
+    imports: HashMap<u64, oneshot::Sender<ImportOutcome>>,
     stats: Arc<Stats>,
     shutdown: CancellationToken,
     answers: AnswersSlot,
@@ -259,6 +278,7 @@ impl<E: Env + 'static> Driver<E> {
             probe: parts.probe,
             injects: HashMap::new(),
             next_inject: 0,
+            imports: HashMap::new(),
             stats: parts.stats,
             shutdown: parts.shutdown,
             answers,
@@ -290,6 +310,11 @@ impl<E: Env + 'static> Driver<E> {
                     self.next_inject += 1;
                     self.injects.insert(self.next_inject, reply);
                     Event::Inject { inject_id: self.next_inject, key, prompt, options }
+                }
+                Input::Import { import, reply } => {
+                    self.next_inject += 1;
+                    self.imports.insert(self.next_inject, reply);
+                    Event::ImportSession { import_id: self.next_inject, import }
                 }
             };
             if let Event::RunnerHealth(up) = &event {
@@ -538,6 +563,12 @@ impl<E: Env + 'static> Driver<E> {
                 .map(|e| ("update the inbound journal", e)),
             Effect::InjectDone { inject_id, outcome } => {
                 if let Some(reply) = self.injects.remove(&inject_id) {
+                    let _ = reply.send(outcome);
+                }
+                None
+            }
+            Effect::ImportDone { import_id, outcome } => {
+                if let Some(reply) = self.imports.remove(&import_id) {
                     let _ = reply.send(outcome);
                 }
                 None

@@ -14,12 +14,14 @@
 //! - [`memory`]: the periodic compaction of the main memory;
 //! - [`install`]: how this ductor was installed, for `/upgrade`;
 //! - [`restart`]: `/restart` of ductor or one service, and the "back" notices;
-//! - [`rules`]: the rule files of the workspace and task folders kept in sync.
+//! - [`rules`]: the rule files of the workspace and task folders kept in sync;
+//! - [`import`]: the `Import` service, state brought from Python ductor (`ductorctl import`).
 
 pub mod automation;
 pub mod background;
 pub mod commands;
 pub mod driver;
+pub mod import;
 pub mod install;
 pub mod machine;
 pub mod markup;

@@ -14,6 +14,7 @@
 mod commands;
 mod control;
 mod files;
+mod import;
 mod turn;
 mod upkeep;
 
@@ -34,6 +35,7 @@ use crate::session::{Freshness, SessionRecord};
 use crate::store::InboundState;
 
 pub use files::DirListing;
+pub use import::{ImportOutcome, SessionImport};
 pub use turn::TurnOutcome;
 pub use upkeep::{FLUSH_PROMPT, FLUSH_TOKEN};
 
@@ -115,6 +117,13 @@ pub enum Event {
         prompt: String,
         /// Delivery options.
         options: InjectOptions,
+    },
+    /// The operator imports a chat's sessions (`ductorctl import`).
+    ImportSession {
+        /// Correlates the [`Effect::ImportDone`].
+        import_id: u64,
+        /// What to import.
+        import: SessionImport,
     },
     /// A runner event for a run.
     Run {
@@ -223,6 +232,13 @@ pub enum Effect {
         inject_id: u64,
         /// How it went.
         outcome: TurnOutcome,
+    },
+    /// A session import was decided (after its `SaveSession`, if any).
+    ImportDone {
+        /// From [`Event::ImportSession`].
+        import_id: u64,
+        /// What it did.
+        outcome: ImportOutcome,
     },
     /// Refresh the provider catalog.
     Probe,
@@ -390,6 +406,7 @@ impl<E: Env> Machine<E> {
                     self.submit(&key, input);
                 }
             }
+            Event::ImportSession { import_id, import } => self.on_import(import_id, import),
             Event::Run { run_id, event } => self.on_run_event(&run_id, event),
             Event::MediaPrepared { key, turn_id, prepared } => {
                 self.on_media_prepared(&key, &turn_id, &prepared)

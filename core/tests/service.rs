@@ -140,6 +140,13 @@ impl Runner for FakeRunner {
         Err(Status::unimplemented("the fake runner prepares no media"))
     }
 
+    async fn import_transcript(
+        &self,
+        _request: Request<pb::ImportTranscriptRequest>,
+    ) -> Result<Response<pb::ImportTranscriptResponse>, Status> {
+        Err(Status::unimplemented("the fake runner imports no transcripts"))
+    }
+
     async fn probe(
         &self,
         _request: Request<pb::ProbeRequest>,

@@ -19,6 +19,9 @@ pub enum RunnerError {
     /// The runner is shutting down.
     #[error("the runner is shutting down")]
     ShuttingDown,
+    /// A transcript could not be imported (`ImportTranscript`).
+    #[error("import a transcript: {0}")]
+    Import(String),
 }
 
 impl From<RunnerError> for tonic::Status {
@@ -29,6 +32,7 @@ impl From<RunnerError> for tonic::Status {
             RunnerError::DuplicateRun(_) => tonic::Status::already_exists(message),
             RunnerError::TooManyRuns(_) => tonic::Status::resource_exhausted(message),
             RunnerError::ShuttingDown => tonic::Status::unavailable(message),
+            RunnerError::Import(_) => tonic::Status::failed_precondition(message),
         }
     }
 }

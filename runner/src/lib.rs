@@ -16,7 +16,8 @@
 //!   the killing of every process of a run at its end;
 //! - [`lines`]: bounded line reading; [`registry`]: pid records swept at start;
 //! - [`event`]: the event model; [`probe`]: installed CLIs and versions;
-//! - [`media`]: received files made ready before a turn (transcription, image resizing).
+//! - [`media`]: received files made ready before a turn (transcription, image resizing);
+//! - [`transcripts`]: sessions brought from Python ductor made resumable in a chat's home.
 
 pub mod error;
 pub mod event;
@@ -32,6 +33,7 @@ pub mod service;
 pub mod skills;
 pub mod spec;
 pub mod supervise;
+pub mod transcripts;
 pub mod workdir;
 
 use anyhow::Context as _;

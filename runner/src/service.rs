@@ -372,6 +372,54 @@ impl Runner {
         Ok(writable)
     }
 
+    /// The workspace, where chat runs work unless told otherwise.
+    pub fn workspace(&self) -> PathBuf {
+        self.home.workspace()
+    }
+
+    /// Makes an imported session resumable (`ductorctl import`): its
+    /// transcript, found in the operator's CLI home, copied into the home
+    /// runs with `labels` get (made now if it is new, like a first run).
+    pub fn import_transcript(
+        &self,
+        request: &crate::transcripts::Request,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<crate::transcripts::Outcome, RunnerError> {
+        let provider = request.provider;
+        let operator = homes::operator_dir(provider, &self.parent_env);
+        let mode = provider.settings(&self.providers).state;
+        let home = match homes::bucket(mode, labels) {
+            None => None,
+            Some(_) if request.dry_run => None,
+            Some(bucket) => {
+                let home = homes::prepare(
+                    provider,
+                    &self.home.provider_homes(),
+                    &bucket,
+                    &self.parent_env,
+                )
+                .map_err(|e| RunnerError::Import(format!("prepare the home: {e}")))?;
+                if home.created
+                    && let Some(skills) = &self.skills
+                {
+                    skills.link_new_home(provider, &home.dir);
+                }
+                let tree = ductor_daemon::safe_fs::Tree::root(&home.dir)
+                    .map_err(|e| RunnerError::Import(format!("open the home: {e}")))?;
+                Some(tree)
+            }
+        };
+        let outcome = crate::transcripts::import(request, operator.as_deref(), home.as_ref())
+            .map_err(|e| RunnerError::Import(e.to_string()))?;
+        tracing::info!(
+            provider = provider.as_str(),
+            found = outcome.found,
+            copied = outcome.copied,
+            "imported a session transcript"
+        );
+        Ok(outcome)
+    }
+
     /// `workspace/skills`, which the home's skill links point into, for a
     /// run whose working directory does not already hold it (a cron job's
     /// or task's folder).
@@ -651,6 +699,37 @@ impl pb::runner_server::Runner for RunnerService {
             restart.ask(&reason);
         });
         Ok(tonic::Response::new(pb::RestartResponse { pid: std::process::id(), live_runs }))
+    }
+
+    async fn import_transcript(
+        &self,
+        request: tonic::Request<pb::ImportTranscriptRequest>,
+    ) -> Result<tonic::Response<pb::ImportTranscriptResponse>, tonic::Status> {
+        let request = request.into_inner();
+        let provider = Provider::parse(&request.provider).ok_or_else(|| {
+            tonic::Status::invalid_argument(format!("unknown provider {:?}", request.provider))
+        })?;
+        let import = crate::transcripts::Request {
+            provider,
+            session_id: request.session_id,
+            source_cwd: request.source_cwd,
+            working_dir: if request.working_dir.is_empty() {
+                self.runner.workspace()
+            } else {
+                PathBuf::from(request.working_dir)
+            },
+            dry_run: request.dry_run,
+        };
+        let outcome =
+            self.runner.import_transcript(&import, &request.labels.into_iter().collect())?;
+        let shown = |p: Option<PathBuf>| p.map(|p| p.display().to_string()).unwrap_or_default();
+        Ok(tonic::Response::new(pb::ImportTranscriptResponse {
+            found: outcome.found,
+            copied: outcome.copied,
+            source_path: shown(outcome.source),
+            target_path: shown(outcome.target),
+            reason: outcome.reason,
+        }))
     }
 
     async fn prepare_media(

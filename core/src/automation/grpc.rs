@@ -295,6 +295,7 @@ impl TryFrom<pb::WebhookSpec> for Webhook {
                         .unwrap_or_else(|| base.signature_prefix.clone()),
                     signature_regex: spec.hmac_sig_regex,
                     max_age_seconds: spec.hmac_max_age_seconds.unwrap_or(base.max_age_seconds),
+                    payload_prefix_regex: spec.hmac_payload_prefix_regex,
                     ..base
                 }
                 .into()
@@ -351,6 +352,7 @@ fn hook_info(hook: &Webhook) -> pb::WebhookInfo {
         hmac_sig_regex: hmac.map(|h| h.signature_regex.clone()).unwrap_or_default(),
         hmac_signed_payload: hmac.map(|h| h.signed_payload.as_str().to_owned()).unwrap_or_default(),
         hmac_max_age_seconds: hmac.map(|h| h.max_age_seconds),
+        hmac_payload_prefix_regex: hmac.map(|h| h.payload_prefix_regex.clone()).unwrap_or_default(),
         provider: hook.overrides.provider.clone(),
         model: hook.overrides.model.clone(),
         effort: hook.overrides.effort.clone(),

@@ -118,6 +118,11 @@ pub const MIGRATIONS: &[Migration] = &[
     );
     ",
     },
+    Migration {
+        version: 102,
+        name: "automation: a webhook's payload prefix regex (hooks imported from Python ductor)",
+        sql: "ALTER TABLE webhooks ADD COLUMN hmac_payload_prefix_regex TEXT NOT NULL DEFAULT '';",
+    },
 ];
 
 /// Runs kept per job/hook; older ones are pruned.
@@ -300,7 +305,7 @@ const HOOK_COLUMNS: &str = "id, title, description, mode, prompt_template, enabl
     token, hmac_secret, hmac_header, hmac_algorithm, hmac_encoding, hmac_sig_prefix, hmac_sig_regex, \
     hmac_signed_payload, hmac_max_age_s, provider, model, effort, quiet_start, quiet_end, dependency, \
     target_transport, target_chat, target_topic, owner_transport, owner_chat, owner_topic, created_ms, \
-    trigger_count, last_triggered_ms, last_error";
+    trigger_count, last_triggered_ms, last_error, hmac_payload_prefix_regex";
 
 fn hook_from_row(
     row: &Row<'_>,
@@ -328,6 +333,7 @@ fn hook_from_row(
                 signature_regex: row.get(14)?,
                 signed_payload,
                 max_age_seconds: row.get(16)?,
+                payload_prefix_regex: row.get(33)?,
             })
         }
         _ => return corrupt("webhooks.auth_mode"),
@@ -369,7 +375,7 @@ fn write_hook(conn: &Connection, verb: &str, hook: &Webhook) -> rusqlite::Result
     conn.execute(
         &format!(
             "{verb} INTO webhooks ({HOOK_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,\
-             ?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28,?29,?30,?31,?32,?33)"
+             ?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28,?29,?30,?31,?32,?33,?34)"
         ),
         params![
             hook.id,
@@ -405,6 +411,7 @@ fn write_hook(conn: &Connection, verb: &str, hook: &Webhook) -> rusqlite::Result
             i64::try_from(hook.trigger_count).unwrap_or(i64::MAX),
             hook.last_triggered_at.map(ms),
             hook.last_error,
+            hmac.payload_prefix_regex,
         ],
     )
 }

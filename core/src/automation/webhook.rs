@@ -158,6 +158,9 @@ pub struct HmacSettings {
     pub signed_payload: SignedPayload,
     /// For Stripe/Slack: reject timestamps older than this many seconds (0 = no check).
     pub max_age_seconds: u32,
+    /// Body signing: when set and it matches the header value, group 1 is
+    /// signed as `<group 1>.<body>` (Python ductor's `hmac_payload_prefix_regex`).
+    pub payload_prefix_regex: String,
 }
 
 impl HmacSettings {
@@ -172,6 +175,7 @@ impl HmacSettings {
             signature_regex: String::new(),
             signed_payload: SignedPayload::Body,
             max_age_seconds: 0,
+            payload_prefix_regex: String::new(),
         }
     }
 

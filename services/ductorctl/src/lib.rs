@@ -15,11 +15,13 @@
 //! - [`bins`]: where the service binaries are.
 //! - [`probe`]: the runner's answer on the provider CLIs (`doctor`).
 //! - [`units`]: rendering the systemd user units; [`docs`]: `docs/config.md`.
+//! - [`import`]: moving in from Python ductor (`ductorctl import`).
 
 pub mod bins;
 pub mod cli;
 pub mod cmd;
 pub mod docs;
+pub mod import;
 pub mod lock;
 pub mod probe;
 pub mod procs;

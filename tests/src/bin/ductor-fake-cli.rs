@@ -10,7 +10,9 @@
 //! (as the runner passes it); `--version` prints
 //! `9.9.9 (Fake CLI)`. Sessions persist in `$DUCTOR_FAKE_CLI_STATE` (else
 //! `$HOME/.fake-cli`) — note the runner passes only allowlisted variables,
-//! so set it through `[providers.claude].env`. Resuming an unknown id prints
+//! so set it through `[providers.claude].env`. A session is also known when
+//! its transcript lies where claude keeps it (`$CLAUDE_CONFIG_DIR/projects/
+//! <cwd slug>/<id>.jsonl`). Resuming an unknown id prints
 //! claude's `No conversation found with session ID: …` error result, exit 1.
 //! Each run also writes its argv to `<state>/last-argv.json`, and its prompt
 //! and system prompt addition to `<state>/last-input.json`.
@@ -273,7 +275,7 @@ fn main() {
     let _ = std::fs::write(state.join("last-input.json"), input.to_string());
     let session = match &args.resume {
         Some(id) => {
-            if !state.join("sessions").join(format!("{id}.jsonl")).is_file() {
+            if !state.join("sessions").join(format!("{id}.jsonl")).is_file() && !imported(id) {
                 emit(&json!({"type":"result","subtype":"error_during_execution","is_error":true,
                     "session_id":new_session_id(),"num_turns":0,"duration_ms":0,
                     "errors":[format!("No conversation found with session ID: {id}")]}));
@@ -295,6 +297,22 @@ fn main() {
         "permissionMode":args.permission_mode,"cwd":std::env::current_dir().unwrap_or_default(),
         "claude_code_version":"9.9.9"}));
     script(&args.prompt, &turn, &state);
+}
+
+/// A session found where the real claude keeps transcripts,
+/// `$CLAUDE_CONFIG_DIR/projects/<cwd slug>/<id>.jsonl` (one `ductorctl
+/// import` brought along), is resumed too.
+fn imported(id: &str) -> bool {
+    let (Some(home), Ok(cwd)) = (std::env::var_os("CLAUDE_CONFIG_DIR"), std::env::current_dir())
+    else {
+        return false;
+    };
+    let slug: String = cwd
+        .to_string_lossy()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    std::path::Path::new(&home).join("projects").join(slug).join(format!("{id}.jsonl")).is_file()
 }
 
 fn script(prompt: &str, turn: &Turn, state: &std::path::Path) {

@@ -1,6 +1,7 @@
 //! Webhook caller authentication: a bearer token compared in constant time, or
 //! an HMAC signature (SHA-1/256/512, hex or base64, a configurable header,
-//! prefix and extraction regex; GitHub, Stripe and Slack signing schemes).
+//! prefix and extraction regex, a payload prefix taken from the header by a
+//! regex; GitHub, Stripe and Slack signing schemes).
 //!
 //! Every failure is one answer to the caller (401); the reason is kept for the
 //! hook's `last_error` and the log, never echoed.
@@ -39,6 +40,23 @@ pub enum AuthFailure {
 pub struct Verifier {
     auth: HookAuth,
     regex: Option<Regex>,
+    /// Body signing: group 1 is signed before the body.
+    prefix: Option<Regex>,
+}
+
+/// A regex whose group 1 is what is wanted; `None` when `text` is empty.
+fn group_regex(text: &str, what: &str) -> Result<Option<Regex>, InvalidDefinition> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let regex =
+        Regex::new(text).map_err(|e| InvalidDefinition::Auth(format!("hmac {what} regex: {e}")))?;
+    if regex.captures_len() < 2 {
+        return Err(InvalidDefinition::Auth(format!(
+            "hmac {what} regex needs a capture group (group 1 is used)"
+        )));
+    }
+    Ok(Some(regex))
 }
 
 /// Checks settings without building a verifier.
@@ -62,22 +80,16 @@ impl Verifier {
                 if axum::http::HeaderName::from_bytes(settings.header.as_bytes()).is_err() {
                     return bad("hmac header is not a valid header name");
                 }
-                if settings.signature_regex.is_empty() {
-                    None
-                } else {
-                    let regex = Regex::new(&settings.signature_regex).map_err(|e| {
-                        InvalidDefinition::Auth(format!("hmac signature regex: {e}"))
-                    })?;
-                    if regex.captures_len() < 2 {
-                        return bad(
-                            "hmac signature regex needs a capture group (group 1 is the signature)",
-                        );
-                    }
-                    Some(regex)
-                }
+                group_regex(&settings.signature_regex, "signature")?
             }
         };
-        Ok(Self { auth: auth.clone(), regex })
+        let prefix = match auth {
+            HookAuth::Hmac(settings) => {
+                group_regex(&settings.payload_prefix_regex, "payload prefix")?
+            }
+            HookAuth::Bearer { .. } => None,
+        };
+        Ok(Self { auth: auth.clone(), regex, prefix })
     }
 
     /// Checks a request; `now_unix` is for timestamped schemes.
@@ -102,7 +114,7 @@ impl Verifier {
     ) -> Result<(), AuthFailure> {
         let value = header(headers, &settings.header)?;
         let (signed, candidates) = match settings.signed_payload {
-            SignedPayload::Body => (body.to_vec(), self.extract(settings, value)?),
+            SignedPayload::Body => (self.body_payload(value, body), self.extract(settings, value)?),
             SignedPayload::Stripe => {
                 let timestamp = value
                     .split(',')
@@ -144,6 +156,16 @@ impl Verifier {
             Ok(())
         } else {
             Err(AuthFailure::Mismatch)
+        }
+    }
+
+    /// What a body signature covers: the body, after `<group 1>.` of the
+    /// payload prefix regex when it matches the header value.
+    fn body_payload(&self, value: &str, body: &[u8]) -> Vec<u8> {
+        let group = self.prefix.as_ref().and_then(|re| re.captures(value)).and_then(|c| c.get(1));
+        match group.filter(|m| !m.as_str().is_empty()) {
+            Some(m) => prefixed(format!("{}.", m.as_str()).as_bytes(), body),
+            None => body.to_vec(),
         }
     }
 
@@ -401,6 +423,31 @@ mod tests {
         assert_eq!(v.verify(&h, b"{}", NOW), Ok(()));
         let bad = HookAuth::Hmac(HmacSettings {
             signature_regex: "no-group".into(),
+            ..HmacSettings::github("k")
+        });
+        assert!(Verifier::new(&bad).is_err());
+    }
+
+    #[test]
+    fn a_payload_prefix_from_the_header_is_signed_before_the_body() {
+        let auth = HookAuth::Hmac(HmacSettings {
+            header: "X-Sig".into(),
+            signature_regex: r"v1=([0-9a-f]+)".into(),
+            payload_prefix_regex: r"t=(\d+)".into(),
+            ..HmacSettings::github("k")
+        });
+        let v = Verifier::new(&auth).unwrap();
+        let sig = hex::encode(mac(HmacAlgorithm::Sha256, b"k", b"123.{}"));
+        let h = headers(&[("X-Sig".into(), format!("t=123,v1={sig}"))]);
+        assert_eq!(v.verify(&h, b"{}", NOW), Ok(()));
+        let body_only = hex::encode(mac(HmacAlgorithm::Sha256, b"k", b"{}"));
+        let h = headers(&[("X-Sig".into(), format!("t=123,v1={body_only}"))]);
+        assert_eq!(v.verify(&h, b"{}", NOW), Err(AuthFailure::Mismatch));
+        // No match: the body alone is signed (as Python ductor did).
+        let h = headers(&[("X-Sig".into(), format!("v1={body_only}"))]);
+        assert_eq!(v.verify(&h, b"{}", NOW), Ok(()));
+        let bad = HookAuth::Hmac(HmacSettings {
+            payload_prefix_regex: "no-group".into(),
             ..HmacSettings::github("k")
         });
         assert!(Verifier::new(&bad).is_err());

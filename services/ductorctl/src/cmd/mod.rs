@@ -8,6 +8,7 @@ pub mod config;
 pub mod cron;
 pub mod doctor;
 pub mod down;
+pub mod import;
 pub mod init;
 pub mod logs;
 pub mod restart;
@@ -60,6 +61,18 @@ pub enum Command {
     /// Delegated background tasks (mostly used by the agent itself).
     #[command(subcommand)]
     Task(task::Command),
+    /// Move in from Python ductor: report what its home maps to; --apply writes.
+    ///
+    /// Reads a Python ductor home (config/config.json, cron_jobs.json and task
+    /// folders, webhooks.json, sessions.json, named_sessions.json, agents.json,
+    /// the workspace with MAINMEMORY.md) and reports, section by section, what
+    /// maps onto this ductor and what does not (and why). A dry run by default;
+    /// --apply writes, into a running ductor (`ductorctl up` first). Webhooks keep
+    /// their ids and secrets; a session's resume id is imported only when its
+    /// transcript is found (and copied into the chat's CLI home). Secrets go to
+    /// 0600 files under secrets/ and are never printed. Nothing of yours is
+    /// overwritten unless --force; a second --apply changes nothing.
+    Import(import::Args),
 }
 
 /// Runs the parsed command line.
@@ -80,6 +93,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cron(command) => cron::run(&home, command).await,
         Command::Webhook(command) => webhook::run(&home, command).await,
         Command::Task(command) => task::run(&home, command).await,
+        Command::Import(args) => import::run(&home, args).await,
     }
 }
 

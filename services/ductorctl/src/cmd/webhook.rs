@@ -208,6 +208,7 @@ pub async fn run(home: &DuctorHome, command: Command) -> anyhow::Result<ExitCode
                 hmac_sig_regex: args.hmac_sig_regex,
                 hmac_signed_payload: if hmac { payload.into() } else { String::new() },
                 hmac_max_age_seconds: args.hmac_max_age,
+                hmac_payload_prefix_regex: String::new(),
                 provider: args.provider,
                 model: args.model,
                 effort: args.effort,
