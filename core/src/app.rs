@@ -83,16 +83,17 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
         probe: probe.clone(),
         stats: stats.clone(),
         shutdown: context.shutdown.clone(),
-        defaults: (
-            config.agent.provider.clone(),
-            config.agent.model.clone(),
-            config.agent.turn_timeout_seconds * 1000,
-        ),
+        defaults: crate::reload::oneshot_defaults(config),
         restart: Some(restart),
     });
     tokio::spawn(health_loop(runner, driver.sink(), probe, context.shutdown.clone()));
     tokio::spawn(guard_modes(context.home.clone(), context.shutdown.clone()));
     tokio::spawn(driver.run(inputs));
+    tokio::spawn(crate::reload::follow(
+        config.clone(),
+        context.config_updates.clone(),
+        handle.clone(),
+    ));
 
     let detail_stats = stats.clone();
     let health = context.health.clone().with_detail(move || {

@@ -12,7 +12,8 @@
 //! - [`machine`]: the sans-I/O orchestrator (sessions, queue, commands, turns);
 //! - [`store`], [`session`], [`markup`], [`commands`], [`workspace`], [`wire`];
 //! - [`memory`]: the periodic compaction of the main memory;
-//! - [`install`]: how this ductor was installed, for `/upgrade`.
+//! - [`install`]: how this ductor was installed, for `/upgrade`;
+//! - [`reload`]: the `[agent]` and `[memory]` keys applied from a reloaded `config.toml`;
 //! - [`rules`]: the rule files of the workspace and task folders kept in sync.
 
 pub mod automation;
@@ -25,6 +26,7 @@ pub mod markup;
 pub mod memory;
 pub mod model;
 pub mod outbox;
+pub mod reload;
 pub mod rules;
 pub mod runner;
 pub mod service;

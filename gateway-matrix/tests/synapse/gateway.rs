@@ -44,6 +44,7 @@ impl Gateway {
         let context = ServiceContext {
             service: ServiceName::Matrix,
             home: home.clone(),
+            config_updates: tokio::sync::watch::channel(std::sync::Arc::new(config.clone())).1,
             config,
             shutdown: stop.clone(),
             health: HealthService::new("matrix", "test"),
