@@ -89,7 +89,7 @@ impl Harness {
                     config.group_mention_only,
                 ),
                 workspace: PathBuf::from(workspace.path()),
-                max_download_bytes: std::sync::Arc::new(config.max_download_bytes.into()),
+                max_download_bytes: Arc::new(config.max_download_bytes.into()),
                 poll_timeout: Duration::from_secs(5),
             },
             core: core.channel().await,
