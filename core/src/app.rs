@@ -89,11 +89,6 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
     tokio::spawn(health_loop(runner, driver.sink(), probe, context.shutdown.clone()));
     tokio::spawn(guard_modes(context.home.clone(), context.shutdown.clone()));
     tokio::spawn(driver.run(inputs));
-    tokio::spawn(crate::reload::follow(
-        config.clone(),
-        context.config_updates.clone(),
-        handle.clone(),
-    ));
 
     let detail_stats = stats.clone();
     let health = context.health.clone().with_detail(move || {
@@ -124,6 +119,12 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
     .await
     .context("start automation")?;
     handle.plug_automation(Arc::new(automation.clone()));
+    tokio::spawn(crate::reload::follow(
+        config.clone(),
+        context.config_updates.clone(),
+        handle.clone(),
+        automation.clone(),
+    ));
     let names_handle = handle.clone();
     let background = Background::start(background::engine::Parts {
         store: store.clone(),

@@ -1,14 +1,16 @@
 //! Core's side of config hot reload (`ductor_daemon::reload`): every valid
 //! change of `config.toml` gives the state machine its new `[agent]` and
-//! `[memory]` defaults (the next event on sees them), and the one-shot runs
-//! their provider, model, timeout and default permission. Which keys these
-//! are is the daemon's table; everything else core reads waits for a restart.
+//! `[memory]` defaults (the next event on sees them), the one-shot runs
+//! their provider, model, timeout and default permission, and automation its
+//! `[automation]` limits, `[heartbeat]` and `[cleanup]`. Which keys these are
+//! is the daemon's table; everything else core reads waits for a restart.
 
 use std::sync::Arc;
 
 use ductor_daemon::Config;
 use tokio::sync::watch;
 
+use crate::automation::engine::Automation;
 use crate::driver::{CoreHandle, OneshotDefaults};
 
 /// The `[agent]` defaults of one-shot runs.
@@ -37,9 +39,15 @@ pub fn live_view(start: &Config, new: &Config) -> Config {
 }
 
 /// Applies each published change until the watch or core ends.
-pub async fn follow(start: Config, mut updates: watch::Receiver<Arc<Config>>, handle: CoreHandle) {
+pub async fn follow(
+    start: Config,
+    mut updates: watch::Receiver<Arc<Config>>,
+    handle: CoreHandle,
+    automation: Automation,
+) {
     while updates.changed().await.is_ok() {
         let new = updates.borrow_and_update().clone();
+        automation.reconfigure(&new);
         let config = live_view(&start, &new);
         let permission = crate::wire::permission_to_pb(config.agent.permission_mode);
         let machine = crate::machine_config(&config);

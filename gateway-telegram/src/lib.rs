@@ -164,11 +164,13 @@ impl Gateway {
 
 /// Applies the `[telegram]` keys that are live (`ductor_daemon::reload`)
 /// from every valid change of `config.toml`: the access gate, the download
-/// limit and `notify_final`. The rest waits for a restart.
+/// limit, `notify_final` and the pace (`edit_interval_ms`, `burst`). The
+/// rest waits for a restart.
 pub async fn follow_config(
     mut updates: watch::Receiver<Arc<ductor_daemon::Config>>,
     inbound: InboundConfig,
     delivery: deliver::DeliveryOptions,
+    pacer: Arc<Pacer>,
 ) {
     while updates.changed().await.is_ok() {
         let config = updates.borrow_and_update().telegram.clone();
@@ -179,6 +181,7 @@ pub async fn follow_config(
         );
         inbound.max_download_bytes.store(config.max_download_bytes, Ordering::Relaxed);
         delivery.notify_final.store(config.notify_final, Ordering::Relaxed);
+        pacer.set_rate(Duration::from_millis(config.edit_interval_ms), config.burst);
     }
 }
 
@@ -221,6 +224,7 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
         context.config_updates.clone(),
         gateway.inbound.clone(),
         gateway.delivery.clone(),
+        gateway.telegram.pacer.clone(),
     ));
     let router = tonic::transport::Server::builder().add_service(health.into_server());
     let (served, ()) = tokio::join!(serve(&context, router), gateway.run(context.shutdown.clone()));
