@@ -23,14 +23,15 @@ use crate::procs;
 /// `ductorctl reload`.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
-Live (applied at once): the [telegram] and [matrix] allowlists and group_mention_only, \
-telegram notify_final and max_download_bytes, the [agent] defaults of new sessions and \
-turns (provider, model, effort, permission mode, timeouts, freshness, admin chats, \
-while_busy, approval timeout) and [memory] flush and check_every_messages. Everything \
-else (tokens, URLs, [runner], [providers], [webhooks], [heartbeat], [cleanup], \
-[automation], [launcher], ...) needs `ductorctl restart SERVICE`; `ductorctl config \
-check` lists what is still waiting. Services also notice a changed file by themselves \
-within about a second. Under docker compose: `docker compose kill -s HUP`.")]
+Live (applied at once): [telegram] allowed_user_ids, allowed_group_ids, group_mention_only, \
+edit_interval_ms, burst, notify_final, max_download_bytes; [matrix] allowed_users, \
+allowed_rooms, group_mention_only; [agent] (all but timezone and file_access; new sessions \
+take the new provider and model); [automation], [heartbeat], [cleanup]; [memory] flush, \
+flush_dedup_seconds, check_every_messages. Everything else (tokens, URLs, [runner], \
+[providers], [webhooks], ...) needs `ductorctl restart SERVICE`, and [launcher] a new \
+`ductorctl up`; `ductorctl config check` lists what is still waiting. Services also notice a \
+changed file by themselves within about a second. Under systemd this is `systemctl --user \
+reload ductor-<service>`; under docker compose, `docker compose kill -s HUP`.")]
 pub struct Args {
     /// How long to wait for each service to check the file, in seconds.
     #[arg(long, default_value_t = 10)]
