@@ -321,7 +321,8 @@ mod tests {
     #[test]
     fn live_keys_are_applied_and_restart_keys_are_kept_and_named() {
         let mut core = Tracker::new(Reader::Service(ServiceName::Core), table(""));
-        let edit = "[agent]\nmodel = \"m2\"\n[rules]\nmax_file_bytes = 1000\n[telegram]\nburst = 5\n";
+        let edit =
+            "[agent]\nmodel = \"m2\"\n[rules]\nmax_file_bytes = 1000\n[telegram]\nburst = 5\n";
         let Outcome::Applied { live, restart } = core.update(Ok(table(edit))) else {
             panic!("a change")
         };
@@ -347,7 +348,9 @@ mod tests {
             ServiceName::Telegram,
         )
         .expect_err("wrong type");
-        assert!(matches!(telegram.update(Err(error)), Outcome::Rejected(e) if e.key() == Some("telegram.allowed_user_ids")));
+        assert!(
+            matches!(telegram.update(Err(error)), Outcome::Rejected(e) if e.key() == Some("telegram.allowed_user_ids"))
+        );
         assert_eq!(telegram.running, table(""));
     }
 
@@ -368,8 +371,12 @@ mod tests {
         use std::os::unix::fs::PermissionsExt as _;
         let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
-        let file = diff::redacted(&table("[telegram]\ntoken = \"1:NEW\"\nallowed_user_ids = [5]\n"));
+        let file =
+            diff::redacted(&table("[telegram]\ntoken = \"1:NEW\"\nallowed_user_ids = [5]\n"));
         let (live, restart) = record.pending(Reader::Service(ServiceName::Telegram), &file);
-        assert_eq!((live, restart), (vec!["telegram.allowed_user_ids".into()], vec!["telegram.token".into()]));
+        assert_eq!(
+            (live, restart),
+            (vec!["telegram.allowed_user_ids".into()], vec!["telegram.token".into()])
+        );
     }
 }

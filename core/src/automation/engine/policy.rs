@@ -112,9 +112,7 @@ impl Automation {
         caller: &Caller,
         enabled: bool,
     ) -> Result<(), AutomationError> {
-        if enabled
-            && matches!(caller, Caller::Agent(_))
-            && self.limits().agent_hooks_need_approval
+        if enabled && matches!(caller, Caller::Agent(_)) && self.limits().agent_hooks_need_approval
         {
             return Err(AutomationError::Forbidden(
                 "a webhook is enabled by the operator (`ductorctl webhook enable NAME` with the \

@@ -175,7 +175,8 @@ mod tests {
 
     #[test]
     fn secrets_are_digested_never_copied() {
-        let text = "[telegram]\ntoken = \"1:SECRET\"\n[providers.codex]\nenv = { KEY = \"sk-XYZ\" }\n";
+        let text =
+            "[telegram]\ntoken = \"1:SECRET\"\n[providers.codex]\nenv = { KEY = \"sk-XYZ\" }\n";
         let shown = toml::to_string(&redacted(&table(text))).expect("serialize");
         assert!(!shown.contains("SECRET") && !shown.contains("sk-XYZ"), "{shown}");
         assert!(shown.contains("sha256:"), "{shown}");

@@ -130,7 +130,10 @@ fn print_outcome(service: &Running, after: Option<&Applied>, file: &toml::Table)
         return false;
     }
     if !after.rejected.is_empty() {
-        println!("{name}: refused config.toml, keeping its running configuration: {}", after.rejected);
+        println!(
+            "{name}: refused config.toml, keeping its running configuration: {}",
+            after.rejected
+        );
         return false;
     }
     let reader = Reader::Service(service.service);
