@@ -96,6 +96,13 @@ impl World {
         Self { hs, core, _dir: dir, gateway, next_event: AtomicU64::new(1) }
     }
 
+    /// Publishes a changed `[matrix]`, as a reload of `config.toml` does.
+    pub fn reload(&self, configure: impl FnOnce(&mut MatrixConfig)) {
+        let mut config = (**self.gateway.config.borrow()).clone();
+        configure(&mut config.matrix);
+        self.gateway.config.send_replace(std::sync::Arc::new(config));
+    }
+
     /// A fresh event id for a user's event.
     pub fn new_event_id(&self) -> OwnedEventId {
         let n = self.next_event.fetch_add(1, Ordering::Relaxed);

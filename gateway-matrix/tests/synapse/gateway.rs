@@ -21,6 +21,8 @@ pub fn init_logging() {
 /// A gateway running in this process.
 pub struct Gateway {
     pub home: DuctorHome,
+    /// What a reload of `config.toml` would publish (`ServiceContext::config_updates`).
+    pub config: tokio::sync::watch::Sender<std::sync::Arc<Config>>,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -41,16 +43,18 @@ impl Gateway {
     /// Starts `ductor_gateway_matrix::run` on `home` with `config`.
     pub fn start(home: &DuctorHome, config: Config) -> Self {
         let stop = CancellationToken::new();
+        let (updates, config_updates) =
+            tokio::sync::watch::channel(std::sync::Arc::new(config.clone()));
         let context = ServiceContext {
             service: ServiceName::Matrix,
             home: home.clone(),
-            config_updates: tokio::sync::watch::channel(std::sync::Arc::new(config.clone())).1,
+            config_updates,
             config,
             shutdown: stop.clone(),
             health: HealthService::new("matrix", "test"),
         };
         let task = tokio::spawn(ductor_gateway_matrix::run(context));
-        Self { home: home.clone(), stop, task }
+        Self { home: home.clone(), config: updates, stop, task }
     }
 
     /// Stops it and waits until it has ended.
