@@ -125,12 +125,15 @@ async fn ductorctl_reload_refuses_a_bad_file_and_reports_live_and_restart_keys()
     // A good file: live and restart-needing keys are reported per service.
     let good = format!("{base}\n[agent]\nmodel = \"m2\"\n");
     let good = good.replace("[runner]\n", "[runner]\nsandbox = \"none\"\n");
+    let good = good.replace("[launcher]\n", "[launcher]\nmax_crashes = 9\n");
     env.write_config(&good);
     let reload = env.ductorctl(&["reload"]).await;
     let out = text(&reload.stdout);
     assert!(reload.status.success(), "{out}{}", text(&reload.stderr));
     assert!(out.contains("core: applied live: agent.model"), "{out}");
     assert!(out.contains("runner: needs `ductorctl restart runner` for: runner.sandbox"), "{out}");
+    let launcher = "launcher: needs `ductorctl down && ductorctl up` for: launcher.max_crashes";
+    assert!(out.contains(launcher), "{out}");
     wait_log(&env, "core", "SIGHUP: checking config.toml", 1).await;
     wait_log(&env, "runner", "SIGHUP: checking config.toml", 1).await;
 
@@ -140,6 +143,7 @@ async fn ductorctl_reload_refuses_a_bad_file_and_reports_live_and_restart_keys()
     assert!(check.status.success(), "{out}");
     assert!(out.contains("runner: needs a restart"), "{out}");
     assert!(out.contains("runner.sandbox"), "{out}");
+    assert!(out.contains(launcher), "{out}");
     assert!(!out.contains("agent.model"), "agent.model is applied: {out}");
 
     // The next turn's CLI gets the new model; nothing was restarted.

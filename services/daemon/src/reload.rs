@@ -55,15 +55,26 @@ pub struct Applied {
 }
 
 impl Applied {
-    /// Where `service` of `home` records it.
-    pub fn path(home: &DuctorHome, service: ServiceName) -> PathBuf {
-        home.run_dir().join("applied").join(service.as_str())
+    /// Where `reader` of `home` records it.
+    pub fn path(home: &DuctorHome, reader: Reader) -> PathBuf {
+        home.run_dir().join("applied").join(reader.as_str())
     }
 
-    /// The record of `service`, if there is a readable one.
-    pub fn read(home: &DuctorHome, service: ServiceName) -> Option<Self> {
-        let text = std::fs::read_to_string(Self::path(home, service)).ok()?;
+    /// The record of `reader`, if there is a readable one.
+    pub fn read(home: &DuctorHome, reader: Reader) -> Option<Self> {
+        let text = std::fs::read_to_string(Self::path(home, reader)).ok()?;
         toml::from_str(&text).ok()
+    }
+
+    /// Records the configuration of a reader that applies nothing live (the
+    /// launcher), as it starts, so `ductorctl config check` can name its
+    /// changed keys too.
+    pub fn record_start(home: &DuctorHome, reader: Reader) -> std::io::Result<()> {
+        let (_, text, _) = read(&home.config_file());
+        let table = diff::effective(&text?).unwrap_or_default();
+        let (started, running) = Tracker::new(reader, table).tables();
+        let record = Self { pid: std::process::id(), started, running, ..Self::default() };
+        record.write(&Self::path(home, reader))
     }
 
     /// Keys `reader` reads whose value in `file` (an effective, redacted
@@ -193,7 +204,7 @@ pub fn start(
     let watcher = Watcher {
         service,
         path,
-        record_path: Applied::path(home, service),
+        record_path: Applied::path(home, Reader::Service(service)),
         stamp,
         tracker,
         record,

@@ -46,7 +46,9 @@ async fn print_pending(home: &DuctorHome) -> anyhow::Result<()> {
     let file = crate::cmd::reload::file_table(home)?;
     for running in crate::cmd::reload::running_services(home).await {
         let service = running.service;
-        let Some(applied) = Applied::read(home, service).filter(|a| a.pid == running.pid) else {
+        let Some(applied) =
+            Applied::read(home, Reader::Service(service)).filter(|a| a.pid == running.pid)
+        else {
             continue;
         };
         let reader = Reader::Service(service);
@@ -62,5 +64,6 @@ async fn print_pending(home: &DuctorHome) -> anyhow::Result<()> {
             println!("{service}: not applied yet (`ductorctl reload`): {}", live.join(", "));
         }
     }
+    crate::cmd::reload::print_launcher(home, &file);
     Ok(())
 }

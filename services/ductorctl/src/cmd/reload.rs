@@ -66,6 +66,7 @@ pub async fn run(home: &DuctorHome, args: Args) -> anyhow::Result<ExitCode> {
         let after = wait_checked(home, &service, deadline).await;
         failed |= !print_outcome(&service, after.as_ref(), &file);
     }
+    print_launcher(home, &file);
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
@@ -110,7 +111,8 @@ pub(crate) fn file_table(home: &DuctorHome) -> anyhow::Result<toml::Table> {
 async fn wait_checked(home: &DuctorHome, service: &Running, deadline: Instant) -> Option<Applied> {
     let before = service.before.as_ref().map_or(0, |b| b.attempt);
     loop {
-        let now = Applied::read(home, service.service).filter(|a| a.pid == service.pid);
+        let now =
+            Applied::read(home, Reader::Service(service.service)).filter(|a| a.pid == service.pid);
         if now.as_ref().is_some_and(|a| a.attempt > before) || Instant::now() >= deadline {
             return now;
         }
@@ -154,13 +156,26 @@ fn print_outcome(service: &Running, after: Option<&Applied>, file: &toml::Table)
     true
 }
 
+/// The launcher's keys that changed since it started (it applies none live).
+pub(crate) fn print_launcher(home: &DuctorHome, file: &toml::Table) {
+    let Some(pid) = crate::lock::holder(home) else { return };
+    let Some(applied) = Applied::read(home, Reader::Launcher).filter(|a| a.pid == pid) else {
+        return;
+    };
+    let (_, restart) = applied.pending(Reader::Launcher, file);
+    if !restart.is_empty() {
+        let hint = Reader::Launcher.restart_hint();
+        println!("launcher: needs `{hint}` for: {}", restart.join(", "));
+    }
+}
+
 /// The running services with their records now (before the signal).
 async fn snapshot(home: &DuctorHome) -> Vec<Running> {
     running_services(home)
         .await
         .into_iter()
         .map(|r| {
-            let before = Applied::read(home, r.service).filter(|a| a.pid == r.pid);
+            let before = Applied::read(home, Reader::Service(r.service)).filter(|a| a.pid == r.pid);
             Running { before, ..Running::from(r) }
         })
         .collect()
