@@ -22,6 +22,7 @@ pub fn init_logging() {
 pub struct Gateway {
     pub home: DuctorHome,
     /// What a reload of `config.toml` would publish (`ServiceContext::config_updates`).
+    #[allow(dead_code, reason = "tests/mock.rs reloads; tests/synapse.rs does not")]
     pub config: tokio::sync::watch::Sender<std::sync::Arc<Config>>,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
