@@ -59,12 +59,14 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
     let outbox = Arc::new(Outbox::new(store.clone()));
     report_unfinished(&outbox, unfinished).await.context("report interrupted turns")?;
     announce_start(&outbox, &config.agent.admin_chats).await.context("announce the start")?;
-    announce_restart(&outbox, &context.home).await.context("announce the restart")?;
-    let (restart, mut restart_asked) = tokio::sync::mpsc::unbounded_channel();
+    let (restart, restart_asked) = tokio::sync::mpsc::unbounded_channel();
 
-    let channel = ductor_proto::transport::connect(context.home.socket(ServiceName::Runner));
+    let runner_channel = ductor_proto::transport::connect(context.home.socket(ServiceName::Runner));
+    crate::restart::announce(outbox.clone(), &context.home, runner_channel.clone(), VERSION)
+        .await
+        .context("announce the restart")?;
     let runner = RunnerLink::new(
-        channel,
+        runner_channel.clone(),
         workspace.to_string_lossy().into_owned(),
         crate::wire::permission_to_pb(config.agent.permission_mode),
     )
@@ -78,7 +80,7 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
     let (driver, inputs, handle) = Driver::new(DriverParts {
         machine,
         store: store.clone(),
-        outbox,
+        outbox: outbox.clone(),
         runner: runner.clone(),
         probe: probe.clone(),
         stats: stats.clone(),
@@ -86,7 +88,7 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
         defaults: crate::reload::oneshot_defaults(config),
         restart: Some(restart),
     });
-    tokio::spawn(health_loop(runner, driver.sink(), probe, context.shutdown.clone()));
+    tokio::spawn(health_loop(runner.clone(), driver.sink(), probe, context.shutdown.clone()));
     tokio::spawn(guard_modes(context.home.clone(), context.shutdown.clone()));
     tokio::spawn(driver.run(inputs));
 
@@ -145,45 +147,18 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
         .add_service(service.into_server())
         .add_service(AutomationService::new(automation).into_server())
         .add_service(TasksService::new(background, credentials).into_server());
-    let shutdown = context.shutdown.clone();
-    let home = context.home.clone();
-    let restart_for = tokio::spawn(async move {
-        let key = restart_asked.recv().await?;
-        // Give the "restarting" notice a moment to reach the gateway (it is
-        // durable either way), then stop serving and exit for a restart.
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        let marker = format!("{}\n{}\n{}\n", key.transport, key.chat_id, key.topic_id);
-        if let Err(error) =
-            ductor_daemon::paths::write_private(&restart_marker(&home), marker.as_bytes())
-        {
-            tracing::warn!(%error, "failed to remember who asked for the restart");
-        }
-        tracing::info!(session = %key, "restarting on a chat's request");
-        shutdown.cancel();
-        Some(key)
-    });
+    let restarter = crate::restart::Restarter {
+        outbox: outbox.clone(),
+        runner: runner.clone(),
+        runner_channel: runner_channel.clone(),
+        home: context.home.clone(),
+        shutdown: context.shutdown.clone(),
+    };
+    let restart_for = tokio::spawn(restarter.run(restart_asked));
     serve(&context, router).await?;
-    if restart_for.is_finished() && matches!(restart_for.await, Ok(Some(_))) {
+    if restart_for.is_finished() && matches!(restart_for.await, Ok(true)) {
         return Err(ductor_daemon::daemon::RestartRequested.into());
     }
-    Ok(())
-}
-
-/// Where core remembers, across a `/restart`, which chat asked.
-fn restart_marker(home: &ductor_daemon::DuctorHome) -> std::path::PathBuf {
-    home.root().join("restart-requested")
-}
-
-/// After a `/restart`: tells the chat that asked that core is back.
-async fn announce_restart(outbox: &Outbox, home: &ductor_daemon::DuctorHome) -> anyhow::Result<()> {
-    let marker = restart_marker(home);
-    let Ok(text) = std::fs::read_to_string(&marker) else { return Ok(()) };
-    let _ = std::fs::remove_file(&marker);
-    let mut lines = text.lines();
-    let (Some(transport), Some(chat_id)) = (lines.next(), lines.next()) else { return Ok(()) };
-    let key = crate::model::SessionKey::new(transport, chat_id, lines.next().unwrap_or(""));
-    let kind = OutKind::Notice { text: format!("✅ ductor {VERSION} restarted."), notify: true };
-    outbox.send(Outbound { key, turn_id: String::new(), reply_to: String::new(), kind }).await?;
     Ok(())
 }
 

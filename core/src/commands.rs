@@ -50,8 +50,9 @@ pub enum Command {
     Cron(String),
     /// Browse the workspace and get a file (admin chats).
     ShowFiles(Option<String>),
-    /// Restart core (admin chats); its chat hears when it is back.
-    Restart,
+    /// Restart ductor, or one service of it (admin chats); its chat hears
+    /// when it is back.
+    Restart(Option<String>),
     /// The running version and how to upgrade (admin chats).
     Upgrade,
     /// The chats of this transport ductor has sessions in (admin chats).
@@ -127,7 +128,12 @@ pub const COMMANDS: &[CommandSpec] = &[
         Command::Cron(arg.unwrap_or_default())
     }),
     spec("diagnose", "", "Versions, configuration, recent errors", |_| Command::Diagnose),
-    spec("restart", "", "Restart ductor's core (admin chats)", |_| Command::Restart),
+    spec(
+        "restart",
+        "[core|runner|GATEWAY]",
+        "Restart ductor, or one of its services (admin chats)",
+        Command::Restart,
+    ),
     spec("upgrade", "", "Running version and how to upgrade (admin chats)", |_| Command::Upgrade),
     spec("where", "", "The chats ductor has sessions in (admin chats)", |_| Command::Where),
     spec(

@@ -233,7 +233,7 @@ pub struct Driver<E: Env> {
     /// One-shot defaults; a flush run's longest time is their timeout.
     defaults: SharedDefaults,
     /// Where `/restart` goes (the service's main task), when it can.
-    restart: Option<mpsc::UnboundedSender<SessionKey>>,
+    restart: Option<mpsc::UnboundedSender<crate::restart::Request>>,
 }
 
 /// What [`Driver::new`] needs.
@@ -254,8 +254,8 @@ pub struct DriverParts<E: Env> {
     pub shutdown: CancellationToken,
     /// `[agent]` defaults for one-shot runs.
     pub defaults: OneshotDefaults,
-    /// Gets the chat of a `/restart`; `None` refuses restarts.
-    pub restart: Option<mpsc::UnboundedSender<SessionKey>>,
+    /// Gets each `/restart`; `None` refuses restarts.
+    pub restart: Option<mpsc::UnboundedSender<crate::restart::Request>>,
 }
 
 impl<E: Env + 'static> Driver<E> {
@@ -473,10 +473,10 @@ impl<E: Env + 'static> Driver<E> {
                 self.runner.spawn_run(request, self.sink.clone(), self.shutdown.child_token());
                 None
             }
-            Effect::Restart { key } => {
+            Effect::Restart { key, target } => {
                 match &self.restart {
                     Some(restart) => {
-                        let _ = restart.send(key);
+                        let _ = restart.send(crate::restart::Request { key, target });
                     }
                     None => {
                         tracing::warn!(session = %key, "a restart was asked but cannot be done here")

@@ -13,7 +13,8 @@
 //! - [`store`], [`session`], [`markup`], [`commands`], [`workspace`], [`wire`];
 //! - [`memory`]: the periodic compaction of the main memory;
 //! - [`install`]: how this ductor was installed, for `/upgrade`;
-//! - [`reload`]: the `[agent]` and `[memory]` keys applied from a reloaded `config.toml`;
+//! - [`reload`]: the keys core applies from a reloaded `config.toml`;
+//! - [`restart`]: `/restart` of ductor or one service, and the "back" notices;
 //! - [`rules`]: the rule files of the workspace and task folders kept in sync.
 
 pub mod automation;
@@ -27,6 +28,7 @@ pub mod memory;
 pub mod model;
 pub mod outbox;
 pub mod reload;
+pub mod restart;
 pub mod rules;
 pub mod runner;
 pub mod service;

@@ -259,10 +259,13 @@ pub enum Effect {
     },
     /// Append a decision to the approvals audit log.
     Audit(crate::store::ApprovalRecord),
-    /// Restart core (an admin chat's `/restart`); `key` hears when it is back.
+    /// Restart ductor or one service (an admin chat's `/restart`); `key`
+    /// hears when it is back.
     Restart {
         /// The chat that asked.
         key: SessionKey,
+        /// What to restart.
+        target: crate::restart::Target,
     },
     /// Answer a chat command from automation's data (the driver asks
     /// automation and sends the answer as a notice, in order).

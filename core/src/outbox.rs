@@ -214,6 +214,40 @@ impl Outbox {
         names
     }
 
+    /// Transports whose gateway (an unscoped connection) is attached.
+    pub async fn gateways(&self) -> Vec<String> {
+        let state = self.state.lock().await;
+        let mut names: Vec<String> = state
+            .transports
+            .iter()
+            .filter(|(_, t)| t.conns.iter().any(|c| c.scope.is_none() && !c.tx.is_closed()))
+            .map(|(n, _)| n.clone())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// The connection number of `transport`'s attached gateway; a later
+    /// connection has a larger one.
+    pub async fn gateway_conn(&self, transport: &str) -> Option<u64> {
+        let state = self.state.lock().await;
+        let t = state.transports.get(transport)?;
+        t.conns.iter().find(|c| c.scope.is_none() && !c.tx.is_closed()).map(|c| c.id)
+    }
+
+    /// Asks `transport`'s attached gateway to restart (never stored: only
+    /// this connection hears it); its connection number, or `None` when no
+    /// gateway of `transport` is attached.
+    pub async fn restart_gateway(&self, transport: &str, reason: &str) -> Option<u64> {
+        let state = self.state.lock().await;
+        let t = state.transports.get(transport)?;
+        let gateway = t.conns.iter().find(|c| c.scope.is_none() && !c.tx.is_closed())?;
+        let restart = pb::RestartGateway { reason: reason.to_owned() };
+        let message = pb::CoreMessage { msg: Some(pb::core_message::Msg::Restart(restart)) };
+        gateway.tx.send(Ok(message)).ok()?;
+        Some(gateway.id)
+    }
+
     /// Unacknowledged durable actions over all transports.
     pub async fn pending(&self) -> Result<u64, StoreError> {
         self.store.call(store::outbox_count).await

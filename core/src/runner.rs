@@ -186,6 +186,12 @@ impl RunnerLink {
         Ok(response.into_inner().found)
     }
 
+    /// Asks the runner to exit for a restart; its answer names the pid that exits.
+    pub async fn restart(&self, reason: &str) -> Result<pb::RestartResponse, tonic::Status> {
+        let request = pb::RestartRequest { reason: reason.to_owned() };
+        Ok(self.client.clone().restart(request).await?.into_inner())
+    }
+
     /// The provider catalog.
     pub async fn probe(&self) -> Result<Vec<ProviderInfo>, tonic::Status> {
         let response = self.client.clone().probe(pb::ProbeRequest {}).await?;

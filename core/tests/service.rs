@@ -126,6 +126,13 @@ impl Runner for FakeRunner {
         Ok(Response::new(pb::RespondResponse { delivered: false }))
     }
 
+    async fn restart(
+        &self,
+        _request: Request<pb::RestartRequest>,
+    ) -> Result<Response<pb::RestartResponse>, Status> {
+        Err(Status::unimplemented("the fake runner does not restart"))
+    }
+
     async fn prepare_media(
         &self,
         _request: Request<pb::PrepareMediaRequest>,

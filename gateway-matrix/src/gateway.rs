@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crate::error::MatrixError;
 use ductor_daemon::config::{MatrixConfig, MatrixStreaming};
+use ductor_daemon::daemon::RestartSwitch;
 use ductor_daemon::sync::Locked as _;
 use ductor_daemon::{Config, DuctorHome, ServiceName};
 use ductor_gateway_link::{InboundSender, LinkOptions, LinkStatus};
@@ -83,13 +84,14 @@ fn capabilities(config: &MatrixConfig) -> pb::Capabilities {
     }
 }
 
-/// Runs the gateway until `shutdown`.
+/// Runs the gateway until `shutdown`; core's `/restart` flips `restart`.
 pub async fn run(
     home: &DuctorHome,
     config: MatrixConfig,
     updates: watch::Receiver<Arc<Config>>,
     shutdown: CancellationToken,
     status: Status,
+    restart: RestartSwitch,
 ) -> Result<(), MatrixError> {
     let session = Session::open(&matrix_dir(home), &config).await?;
     let client = session.client.clone();
@@ -111,6 +113,15 @@ pub async fn run(
         status.link.clone(),
         link_shutdown,
     );
+    // Core's `/restart`: stop like at shutdown, then exit 42.
+    let asked = link.restart.clone();
+    let (stop, ended) = (restart.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        tokio::select! {
+            () = asked.cancelled() => stop.ask("core asked the gateway to restart"),
+            () = ended.cancelled() => {}
+        }
+    });
     let shared = Arc::new(Shared {
         client: client.clone(),
         own_user,

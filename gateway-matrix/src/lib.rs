@@ -42,6 +42,7 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
         context.config_updates.clone(),
         context.shutdown.clone(),
         status,
+        context.restart.clone(),
     );
     let bot = async {
         let result = bot.await;

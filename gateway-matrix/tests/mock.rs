@@ -475,3 +475,10 @@ async fn every_action_is_acknowledged_and_a_failed_delivery_says_why() {
     }
     world.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_request_from_core_ends_the_gateway_for_a_restart() {
+    let world = World::start(default_script(), |_| {}).await;
+    assert!(world.core.restart("an admin chat restarts the matrix gateway"));
+    assert!(world.gateway_ended_for_restart().await, "the gateway exits for a restart (42)");
+}

@@ -134,9 +134,10 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Runs polling, delivery and the core link until shutdown.
-    pub async fn run(self, shutdown: CancellationToken) {
-        let Some(me) = wait_for_me(&self.telegram, &shutdown).await else { return };
+    /// Runs polling, delivery and the core link until shutdown; `true` when
+    /// it ended because core asked this gateway to restart.
+    pub async fn run(self, shutdown: CancellationToken) -> bool {
+        let Some(me) = wait_for_me(&self.telegram, &shutdown).await else { return false };
         self.telegram_reachable.store(true, Ordering::Relaxed);
         tracing::info!(bot = %me.username(), "connected to Telegram");
         let hello = ductor_gateway_link::hello("telegram", capabilities(), &self.version);
@@ -148,6 +149,8 @@ impl Gateway {
             shutdown.clone(),
         );
         let menu = tokio::spawn(sync_commands(self.telegram.clone(), link.welcome));
+        let restart = link.restart.clone();
+        tokio::spawn(stop_on(restart.clone(), shutdown.clone()));
         let delivery = tokio::spawn(deliver::dispatch(
             self.telegram.clone(),
             link.actions,
@@ -159,6 +162,15 @@ impl Gateway {
         let _ = link.task.await;
         delivery.abort();
         menu.abort();
+        restart.is_cancelled()
+    }
+}
+
+/// Begins shutdown when `asked` is cancelled (core asked for a restart).
+async fn stop_on(asked: CancellationToken, shutdown: CancellationToken) {
+    tokio::select! {
+        () = asked.cancelled() => shutdown.cancel(),
+        () = shutdown.cancelled() => {}
     }
 }
 
@@ -227,6 +239,10 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
         gateway.telegram.pacer.clone(),
     ));
     let router = tonic::transport::Server::builder().add_service(health.into_server());
-    let (served, ()) = tokio::join!(serve(&context, router), gateway.run(context.shutdown.clone()));
+    let (served, restart) =
+        tokio::join!(serve(&context, router), gateway.run(context.shutdown.clone()));
+    if restart {
+        context.restart.ask("core asked the gateway to restart");
+    }
     served
 }

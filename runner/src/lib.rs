@@ -105,7 +105,12 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
     }
     let router = tonic::transport::Server::builder()
         .add_service(context.health.clone().into_server())
-        .add_service(RunnerService::new(runner.clone()).with_media(media).into_server());
+        .add_service(
+            RunnerService::new(runner.clone())
+                .with_media(media)
+                .with_restart(context.restart.clone())
+                .into_server(),
+        );
     let served = serve(&context, router).await;
     runner.shutdown().await;
     stopper.abort();

@@ -538,12 +538,19 @@ impl Hooks for RunHooks {
 pub struct RunnerService {
     runner: Arc<Runner>,
     media: Option<Arc<crate::media::Media>>,
+    restart: Option<ductor_daemon::daemon::RestartSwitch>,
 }
 
 impl RunnerService {
     /// Wraps `runner`.
     pub fn new(runner: Arc<Runner>) -> Self {
-        Self { runner, media: None }
+        Self { runner, media: None, restart: None }
+    }
+
+    /// Serves `Restart` by flipping `restart` (without it, `Restart` is refused).
+    pub fn with_restart(mut self, restart: ductor_daemon::daemon::RestartSwitch) -> Self {
+        self.restart = Some(restart);
+        self
     }
 
     /// Serves `PrepareMedia` with `media` (without it, files pass unchanged).
@@ -626,6 +633,24 @@ impl pb::runner_server::Runner for RunnerService {
         _request: tonic::Request<pb::ProbeRequest>,
     ) -> Result<tonic::Response<pb::ProbeResponse>, tonic::Status> {
         Ok(tonic::Response::new(self.runner.probe().await))
+    }
+
+    async fn restart(
+        &self,
+        request: tonic::Request<pb::RestartRequest>,
+    ) -> Result<tonic::Response<pb::RestartResponse>, tonic::Status> {
+        let Some(restart) = self.restart.clone() else {
+            return Err(tonic::Status::unimplemented("this runner cannot restart itself"));
+        };
+        let reason = request.into_inner().reason;
+        let live_runs = self.runner.list(&HashMap::new()).len() as u32;
+        tracing::info!(reason, live_runs, "restart asked");
+        // Answer first: shutdown stops accepting calls.
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            restart.ask(&reason);
+        });
+        Ok(tonic::Response::new(pb::RestartResponse { pid: std::process::id(), live_runs }))
     }
 
     async fn prepare_media(

@@ -3,7 +3,7 @@
 //! the operator's own terminal (`ductorctl ask`) manage every chat's. Admin
 //! chats also hear when ductor starts, browse the workspace (`/showfiles`),
 //! list the chats (`/where`), see how to upgrade (`/upgrade`) and restart
-//! core (`/restart`). Real runner and core, the fake CLI as claude, a test
+//! the runner or everything (`/restart`). Real runner and core, the fake CLI as claude, a test
 //! gateway as the chats.
 
 use std::time::Duration;
@@ -104,20 +104,40 @@ async fn a_chat_manages_only_its_own_jobs_unless_it_is_an_admin() {
         "{upgrade:?}"
     );
 
-    // An admin chat restarts core and hears when it is back; others cannot.
+    // An admin chat restarts the runner alone, then everything, and hears
+    // when each is back; others cannot; an unknown service is named.
     chat.gateway.say("bob", "/restart").await;
     chat.expect("bob", "Only admin chats can restart", WAIT).await;
-    let before = env.service_status("core").await.expect("core")["pid"].as_u64();
+    chat.gateway.say("carol", "/restart printer").await;
+    let unknown = chat.expect("carol", "Unknown service", WAIT).await;
+    assert!(unknown.text.contains("runner") && unknown.text.contains(TRANSPORT), "{unknown:?}");
+    let pid =
+        async |service: &str| env.service_status(service).await.expect(service)["pid"].as_u64();
+    let (core_before, runner_before) = (pid("core").await, pid("runner").await);
+    chat.gateway.say("carol", "/restart runner").await;
+    chat.expect("carol", "Restarting the runner", WAIT).await;
+    let back = chat.expect("carol", "runner restarted", WAIT).await;
+    assert!(back.text.starts_with("✅"), "{back:?}");
+    let runner_after = pid("runner").await;
+    assert_ne!(runner_after, runner_before, "the runner has a new pid");
+    assert_eq!(pid("core").await, core_before, "core was left alone");
+    let status = env.service_status("runner").await.expect("runner");
+    assert_eq!(status["restarts"].as_u64(), Some(1), "a restart, not a crash: {status}");
+
     chat.gateway.say("carol", "/restart").await;
-    chat.expect("carol", "Restarting", WAIT).await;
-    wait_for("core back with a new pid", async || {
-        let row = env.service_status("core").await?;
-        (row["state"] == "healthy" && row["pid"].as_u64() != before).then_some(())
+    chat.expect("carol", "Restarting ductor (gateways, runner and core)", WAIT).await;
+    wait_for("core and the runner back with new pids", async || {
+        let (core, runner) =
+            (env.service_status("core").await?, env.service_status("runner").await?);
+        let healthy = core["state"] == "healthy" && runner["state"] == "healthy";
+        (healthy && core["pid"].as_u64() != core_before && runner["pid"].as_u64() != runner_after)
+            .then_some(())
     })
     .await;
     let status = env.service_status("core").await.expect("core");
     assert_eq!(status["restarts"].as_u64(), Some(1), "{status}");
     let mut again = Chat::attach(env.channel("core"), TRANSPORT).await;
-    again.expect("carol", "restarted", WAIT).await;
+    let back = again.expect("carol", "restarted", WAIT).await;
+    assert!(back.text.contains("gateways, runner and core"), "{back:?}");
     assert!(env.ductorctl(&["down"]).await.status.success());
 }

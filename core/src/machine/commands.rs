@@ -99,7 +99,7 @@ impl<E: Env> Machine<E> {
                 self.ask_automation(key, event_id, request);
             }
             Command::ShowFiles(dir) => self.cmd_showfiles(key, event_id, dir),
-            Command::Restart => self.cmd_restart(key, event_id),
+            Command::Restart(target) => self.cmd_restart(key, event_id, target.as_deref()),
             Command::Where => self.cmd_where(key, event_id),
             Command::Leave(chat) => self.cmd_leave(key, event_id, chat),
             Command::Upgrade => {
@@ -190,9 +190,11 @@ impl<E: Env> Machine<E> {
             || self.cfg.admin_chats.contains(&chat)
     }
 
-    /// `/restart`: admin chats only; running turns are reported interrupted
-    /// by the next core, never re-run.
-    fn cmd_restart(&mut self, key: &SessionKey, event_id: &str) {
+    /// `/restart [core|runner|GATEWAY]`: admin chats only. A turn that a
+    /// core restart interrupts is reported by the next core, one a runner
+    /// restart stops fails; neither is re-run.
+    fn cmd_restart(&mut self, key: &SessionKey, event_id: &str, arg: Option<&str>) {
+        use crate::restart::Target;
         if !self.is_admin(key) {
             return self.notice(
                 key,
@@ -200,8 +202,29 @@ impl<E: Env> Machine<E> {
                 "Only admin chats can restart ductor ([agent].admin_chats).",
             );
         }
-        self.notice(key, event_id, "♻️ Restarting ductor's core; this chat hears when it is back.");
-        self.out.push(Effect::Restart { key: key.clone() });
+        let target = Target::parse(arg);
+        if let Target::Gateway(transport) = &target
+            && !self.caps.contains_key(transport)
+        {
+            let mut known: Vec<&str> = self.caps.keys().map(String::as_str).collect();
+            known.sort_unstable();
+            let text = format!(
+                "Unknown service {transport:?}. Restart one of: all, core, runner, {}.",
+                known.join(", ")
+            );
+            return self.notice(key, event_id, text);
+        }
+        let running = self.chats.values().filter(|c| c.active.is_some()).count();
+        let stops = match target {
+            Target::All | Target::Core | Target::Runner if running > 0 => {
+                format!(" {running} chat(s) with a running turn will have it stopped.")
+            }
+            _ => String::new(),
+        };
+        let text =
+            format!("♻️ Restarting {}.{stops} This chat hears when it is back.", target.label());
+        self.notice(key, event_id, text);
+        self.out.push(Effect::Restart { key: key.clone(), target });
     }
 
     /// `/where`: the chats of this transport with a session, most recent first.

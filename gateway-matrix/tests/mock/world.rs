@@ -103,6 +103,11 @@ impl World {
         self.gateway.config.send_replace(std::sync::Arc::new(config));
     }
 
+    /// Waits until the gateway ends on its own; whether it asked to be restarted.
+    pub async fn gateway_ended_for_restart(self) -> bool {
+        self.gateway.ended_for_restart().await
+    }
+
     /// A fresh event id for a user's event.
     pub fn new_event_id(&self) -> OwnedEventId {
         let n = self.next_event.fetch_add(1, Ordering::Relaxed);

@@ -25,6 +25,8 @@ pub struct Gateway {
     #[allow(dead_code, reason = "tests/mock.rs reloads; tests/synapse.rs does not")]
     pub config: tokio::sync::watch::Sender<std::sync::Arc<Config>>,
     stop: CancellationToken,
+    #[allow(dead_code, reason = "read by tests/mock.rs only")]
+    restart: ductor_daemon::daemon::RestartSwitch,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
@@ -46,6 +48,7 @@ impl Gateway {
         let stop = CancellationToken::new();
         let (updates, config_updates) =
             tokio::sync::watch::channel(std::sync::Arc::new(config.clone()));
+        let restart = ductor_daemon::daemon::RestartSwitch::new(stop.clone());
         let context = ServiceContext {
             service: ServiceName::Matrix,
             home: home.clone(),
@@ -53,9 +56,22 @@ impl Gateway {
             config,
             shutdown: stop.clone(),
             health: HealthService::new("matrix", "test"),
+            restart: restart.clone(),
         };
         let task = tokio::spawn(ductor_gateway_matrix::run(context));
-        Self { home: home.clone(), config: updates, stop, task }
+        Self { home: home.clone(), config: updates, stop, restart, task }
+    }
+
+    /// Waits until the gateway ends on its own; whether it asked to be
+    /// restarted (exit status 42 in the real binary).
+    #[allow(dead_code, reason = "used by tests/mock.rs only")]
+    pub async fn ended_for_restart(self) -> bool {
+        let result = tokio::time::timeout(Duration::from_secs(20), self.task)
+            .await
+            .expect("the gateway ends within 20 s")
+            .expect("the gateway task does not panic");
+        result.expect("the gateway ends without error");
+        self.restart.asked()
     }
 
     /// Stops it and waits until it has ended.

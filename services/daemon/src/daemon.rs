@@ -34,6 +34,38 @@ pub struct ServiceContext {
     pub shutdown: CancellationToken,
     /// This process's Health service (add it to the server).
     pub health: HealthService,
+    /// Asks for an exit with status 42 ("restart me"), e.g. on core's request.
+    pub restart: RestartSwitch,
+}
+
+/// Lets any part of a service ask to be restarted: shutdown begins, and the
+/// process exits with status 42, which every supervisor (`ductorctl up`,
+/// systemd's `RestartForceExitStatus`, compose's restart policy) answers with
+/// a fresh start that is not counted as a crash.
+#[derive(Debug, Clone)]
+pub struct RestartSwitch {
+    asked: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    shutdown: CancellationToken,
+}
+
+impl RestartSwitch {
+    /// A switch that cancels `shutdown` when flipped.
+    pub fn new(shutdown: CancellationToken) -> Self {
+        Self { asked: Default::default(), shutdown }
+    }
+
+    /// Begins shutdown for a restart; `reason` goes to the log (once).
+    pub fn ask(&self, reason: &str) {
+        if !self.asked.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            tracing::info!(reason, "shutting down for a restart");
+        }
+        self.shutdown.cancel();
+    }
+
+    /// Whether a restart was asked for.
+    pub fn asked(&self) -> bool {
+        self.asked.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 /// Returned (as an error) by a service that wants the launcher to restart it.
@@ -166,6 +198,7 @@ where
     let outcome = runtime.block_on(async move {
         let shutdown = shutdown::on_signal();
         let config_updates = reload::start(service, &home, config.clone(), shutdown.clone());
+        let restart = RestartSwitch::new(shutdown.clone());
         let context = ServiceContext {
             service,
             home,
@@ -173,10 +206,14 @@ where
             config_updates,
             shutdown,
             health: HealthService::new(service.as_str(), version),
+            restart: restart.clone(),
         };
         tracing::info!(service = service.as_str(), version, pid = std::process::id(), "starting");
         raise_open_files();
-        run(context).await
+        match run(context).await {
+            Ok(()) if restart.asked() => Err(RestartRequested.into()),
+            outcome => outcome,
+        }
     });
     // Leave in-flight blocking work a moment, never forever.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));

@@ -168,6 +168,9 @@ pub struct Attached {
     /// The latest `Welcome` (core's version and what it offers), `None` until
     /// the first one arrives.
     pub welcome: watch::Receiver<Option<pb::Welcome>>,
+    /// Cancelled when core asks this gateway to restart (an admin chat's
+    /// `/restart`): the gateway should exit with status 42.
+    pub restart: CancellationToken,
     /// The link's task; it ends at shutdown.
     pub task: tokio::task::JoinHandle<()>,
 }
@@ -186,6 +189,7 @@ pub fn spawn(
     let (ack_tx, ack_rx) = mpsc::unbounded_channel();
     let (actions_tx, actions) = mpsc::channel(options.max_undelivered.max(1));
     let (welcome_tx, welcome) = watch::channel(None);
+    let restart = CancellationToken::new();
     let room = Arc::new(Semaphore::new(options.max_unaccepted.max(1)));
     let inbound = InboundSender {
         tx: inbound_tx.clone(),
@@ -204,6 +208,7 @@ pub fn spawn(
         _ack_keepalive: ack_tx.clone(),
         actions: actions_tx,
         welcome: welcome_tx,
+        restart: restart.clone(),
         status: status.clone(),
         room,
         unaccepted: VecDeque::new(),
@@ -211,7 +216,7 @@ pub fn spawn(
         outcomes: Outcomes::default(),
     };
     let task = tokio::spawn(link.run(shutdown));
-    Attached { inbound, actions, acks: AckSender(ack_tx), status, welcome, task }
+    Attached { inbound, actions, acks: AckSender(ack_tx), status, welcome, restart, task }
 }
 
 /// Why one stream ended.
@@ -234,6 +239,7 @@ struct Link {
     _ack_keepalive: mpsc::UnboundedSender<pb::OutboundAck>,
     actions: mpsc::Sender<pb::OutboundAction>,
     welcome: watch::Sender<Option<pb::Welcome>>,
+    restart: CancellationToken,
     status: Arc<LinkStatus>,
     room: Arc<Semaphore>,
     /// Sent but not yet accepted by core, oldest first.
@@ -340,6 +346,10 @@ impl Link {
                     self.ready.push_back(action);
                 }
             },
+            Some(CoreMsg::Restart(restart)) => {
+                tracing::info!(reason = %restart.reason, "core asks this gateway to restart");
+                self.restart.cancel();
+            }
             None => {}
         }
     }

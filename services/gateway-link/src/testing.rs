@@ -158,6 +158,14 @@ impl FakeCore {
         recorded.current.as_ref().is_some_and(|out| out.send(Ok(message)).is_ok())
     }
 
+    /// Asks the attached gateway to restart, as an admin's `/restart` does;
+    /// false when none is attached.
+    pub fn restart(&self, reason: &str) -> bool {
+        let restart = pb::RestartGateway { reason: reason.to_owned() };
+        let message = pb::CoreMessage { msg: Some(pb::core_message::Msg::Restart(restart)) };
+        self.recorded().current.as_ref().is_some_and(|out| out.send(Ok(message)).is_ok())
+    }
+
     /// Ends the current Attach stream, as a core restart would.
     pub fn disconnect(&self) {
         self.recorded().current = None;

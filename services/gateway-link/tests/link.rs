@@ -1,7 +1,7 @@
 //! The link's promises against the fake core, in memory: nothing inbound is
 //! lost or dropped (re-sent until accepted, intake held when the backlog is
 //! full), nothing outbound is delivered twice, and a slow delivery side slows
-//! the link down instead of losing actions.
+//! the link down instead of losing actions; a restart request reaches the gateway.
 
 use std::time::Duration;
 
@@ -153,4 +153,15 @@ async fn the_welcome_is_published_and_shutdown_closes_the_sender() {
     shutdown.cancel();
     link.task.await.expect("the link ends without panicking");
     assert!(link.inbound.send(event(1)).await.is_err(), "a stopped link refuses events");
+}
+
+#[tokio::test]
+async fn a_restart_request_reaches_the_gateway_and_nothing_else() {
+    let core = FakeCore::default();
+    let (link, shutdown) = attach(&core, LinkOptions::default()).await;
+    assert!(!link.restart.is_cancelled(), "no restart before one is asked");
+    assert!(core.restart("an admin chat asked"));
+    tokio::time::timeout(WAIT, link.restart.cancelled()).await.expect("the gateway is told");
+    assert!(!shutdown.is_cancelled(), "the gateway decides how to stop, not the link");
+    assert!(core.acks().is_empty(), "a restart is not an action: nothing to acknowledge");
 }

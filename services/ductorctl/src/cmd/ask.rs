@@ -168,7 +168,9 @@ impl Client {
                 Some(pb::core_message::Msg::Accepted(accepted)) => {
                     return Ok(Some(Incoming::Accepted(accepted.event_id)));
                 }
-                Some(pb::core_message::Msg::Welcome(_)) | None => {}
+                // A restart is for gateways; core never sends one to a scoped client.
+                Some(pb::core_message::Msg::Welcome(_) | pb::core_message::Msg::Restart(_))
+                | None => {}
             }
         }
     }
