@@ -85,11 +85,7 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
         probe: probe.clone(),
         stats: stats.clone(),
         shutdown: context.shutdown.clone(),
-        defaults: (
-            config.agent.provider.clone(),
-            config.agent.model.clone(),
-            config.agent.turn_timeout_seconds * 1000,
-        ),
+        defaults: crate::reload::oneshot_defaults(config),
         restart: Some(restart),
     });
     tokio::spawn(health_loop(runner.clone(), driver.sink(), probe, context.shutdown.clone()));
@@ -125,6 +121,12 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
     .await
     .context("start automation")?;
     handle.plug_automation(Arc::new(automation.clone()));
+    tokio::spawn(crate::reload::follow(
+        config.clone(),
+        context.config_updates.clone(),
+        handle.clone(),
+        automation.clone(),
+    ));
     let names_handle = handle.clone();
     let background = Background::start(background::engine::Parts {
         store: store.clone(),

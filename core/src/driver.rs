@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use ductor_daemon::sync::LockedRw as _;
 use jiff::Timestamp;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -125,15 +126,28 @@ type BackgroundSlot = Arc<OnceLock<Arc<dyn BackgroundAnswers>>>;
 #[error("core is shutting down")]
 pub struct CoreGone;
 
+/// `[agent]` defaults of one-shot runs (automation, memory flushes).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OneshotDefaults {
+    /// Provider of a run that names none.
+    pub provider: String,
+    /// Its model (empty = the provider's default).
+    pub model: String,
+    /// Timeout of a run that sets none.
+    pub timeout_ms: u64,
+}
+
+/// The defaults, shared by the handle's clones and the driver (a reload of
+/// `config.toml` replaces them).
+type SharedDefaults = Arc<std::sync::RwLock<OneshotDefaults>>;
+
 /// Background work's way into the orchestrator. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct CoreHandle {
     inputs: mpsc::UnboundedSender<Input>,
     outbox: Arc<Outbox>,
     runner: RunnerLink,
-    default_provider: String,
-    default_model: String,
-    timeout_ms: u64,
+    defaults: SharedDefaults,
     answers: AnswersSlot,
     background: BackgroundSlot,
 }
@@ -155,14 +169,15 @@ impl CoreHandle {
     /// Empty provider/model/timeout take the `[agent]` defaults; the working
     /// directory defaults to the workspace.
     pub async fn run_oneshot(&self, mut spec: OneshotSpec) -> OneshotResult {
+        let defaults = self.defaults.read_locked().clone();
         if spec.provider.is_empty() {
-            spec.provider = self.default_provider.clone();
+            spec.provider = defaults.provider;
             if spec.model.is_empty() {
-                spec.model = self.default_model.clone();
+                spec.model = defaults.model;
             }
         }
         if spec.timeout_ms == 0 {
-            spec.timeout_ms = self.timeout_ms;
+            spec.timeout_ms = defaults.timeout_ms;
         }
         self.runner.run_oneshot(spec, uuid::Uuid::now_v7().to_string()).await
     }
@@ -200,6 +215,19 @@ impl CoreHandle {
         self.inputs.send(Input::Event(event)).map_err(|_| CoreGone)
     }
 
+    /// A reloaded `config.toml`: the machine's new configuration (for the
+    /// next event), the one-shot defaults and the runs' default permission.
+    pub fn reconfigure(
+        &self,
+        machine: crate::machine::MachineConfig,
+        defaults: OneshotDefaults,
+        permission: ductor_proto::pb::PermissionMode,
+    ) -> Result<(), CoreGone> {
+        *self.defaults.write_locked() = defaults;
+        self.runner.set_permission(permission);
+        self.event(Event::Reconfigure(Box::new(machine)))
+    }
+
     /// The outbox (used by the gRPC service).
     pub fn outbox(&self) -> &Arc<Outbox> {
         &self.outbox
@@ -221,8 +249,8 @@ pub struct Driver<E: Env> {
     shutdown: CancellationToken,
     answers: AnswersSlot,
     background: BackgroundSlot,
-    /// Longest flush run (`[agent]` turn timeout).
-    flush_timeout_ms: u64,
+    /// One-shot defaults; a flush run's longest time is their timeout.
+    defaults: SharedDefaults,
     /// Where `/restart` goes (the service's main task), when it can.
     restart: Option<mpsc::UnboundedSender<crate::restart::Request>>,
 }
@@ -243,8 +271,8 @@ pub struct DriverParts<E: Env> {
     pub stats: Arc<Stats>,
     /// Stops runs and the loop.
     pub shutdown: CancellationToken,
-    /// `[agent]` defaults for one-shot runs: provider, model, timeout.
-    pub defaults: (String, String, u64),
+    /// `[agent]` defaults for one-shot runs.
+    pub defaults: OneshotDefaults,
     /// Gets each `/restart`; `None` refuses restarts.
     pub restart: Option<mpsc::UnboundedSender<crate::restart::Request>>,
 }
@@ -259,13 +287,12 @@ impl<E: Env + 'static> Driver<E> {
         });
         let answers = AnswersSlot::default();
         let background = BackgroundSlot::default();
+        let defaults: SharedDefaults = Arc::new(std::sync::RwLock::new(parts.defaults));
         let handle = CoreHandle {
             inputs: tx,
             outbox: parts.outbox.clone(),
             runner: parts.runner.clone(),
-            default_provider: parts.defaults.0,
-            default_model: parts.defaults.1,
-            timeout_ms: parts.defaults.2,
+            defaults: defaults.clone(),
             answers: answers.clone(),
             background: background.clone(),
         };
@@ -283,7 +310,7 @@ impl<E: Env + 'static> Driver<E> {
             shutdown: parts.shutdown,
             answers,
             background,
-            flush_timeout_ms: handle.timeout_ms,
+            defaults,
             restart: parts.restart,
         };
         (driver, rx, handle)
@@ -418,7 +445,7 @@ impl<E: Env + 'static> Driver<E> {
     /// one-shot run in the chat's own CLI home; its reply goes nowhere.
     fn flush_memory(&self, key: SessionKey, provider: String, model: String, session_id: String) {
         let runner = self.runner.clone();
-        let timeout_ms = self.flush_timeout_ms;
+        let timeout_ms = self.defaults.read_locked().timeout_ms;
         let spec = OneshotSpec {
             provider,
             model,

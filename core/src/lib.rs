@@ -13,6 +13,7 @@
 //! - [`store`], [`session`], [`markup`], [`commands`], [`workspace`], [`wire`];
 //! - [`memory`]: the periodic compaction of the main memory;
 //! - [`install`]: how this ductor was installed, for `/upgrade`;
+//! - [`reload`]: the keys core applies from a reloaded `config.toml`;
 //! - [`restart`]: `/restart` of ductor or one service, and the "back" notices;
 //! - [`rules`]: the rule files of the workspace and task folders kept in sync;
 //! - [`import`]: the `Import` service, state brought from Python ductor (`ductorctl import`).
@@ -28,6 +29,7 @@ pub mod markup;
 pub mod memory;
 pub mod model;
 pub mod outbox;
+pub mod reload;
 pub mod restart;
 pub mod rules;
 pub mod runner;

@@ -175,6 +175,9 @@ pub enum Event {
         /// The message's event id.
         event_id: String,
     },
+    /// `config.toml` was reloaded: the defaults of new sessions and turns
+    /// from now on (running turns and existing sessions keep theirs).
+    Reconfigure(Box<MachineConfig>),
 }
 
 /// What the driver must do.
@@ -420,6 +423,7 @@ impl<E: Env> Machine<E> {
             Event::Error(error) => self.record_error(error),
             Event::ApprovalTimeout { approval_id } => self.on_approval_timeout(&approval_id),
             Event::SteerRefused { key, event_id } => self.on_steer_refused(&key, &event_id),
+            Event::Reconfigure(cfg) => self.cfg = *cfg,
             Event::LiveNames(live) => {
                 if live.names.is_empty() {
                     self.named.remove(&live.key);

@@ -8,6 +8,8 @@
 //! interrupted, never re-run); [`health_loop`] re-probes with backoff so
 //! `/status` and `/model` see the runner come back.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
 use ductor_proto::pb::runner_client::RunnerClient;
@@ -19,14 +21,16 @@ use crate::model::{ProviderInfo, RunEvent, RunRequest, RunResponse, RunResult, S
 use crate::wire::{providers_from_pb, run_event_from_pb, run_spec_to_pb};
 
 /// Where runner events go (the driver's input queue).
-pub type EventSink = std::sync::Arc<dyn Fn(Event) + Send + Sync>;
+pub type EventSink = Arc<dyn Fn(Event) + Send + Sync>;
 
 /// A handle on the runner service.
 #[derive(Clone)]
 pub struct RunnerLink {
     client: RunnerClient<Channel>,
     workspace: String,
-    permission: pb::PermissionMode,
+    /// `[agent].permission_mode` as a `pb::PermissionMode`, shared by every
+    /// clone so a reload of `config.toml` reaches them all.
+    permission: Arc<AtomicI32>,
     /// Automation: the agent credential (and core's location) for chat runs.
     agent_env: Option<crate::automation::wiring::AgentEnv>,
 }
@@ -82,7 +86,14 @@ pub struct OneshotResult {
 impl RunnerLink {
     /// A link over `channel`; runs use `workspace` as working directory.
     pub fn new(channel: Channel, workspace: String, permission: pb::PermissionMode) -> Self {
+        let permission = Arc::new(AtomicI32::new(permission as i32));
         Self { client: RunnerClient::new(channel), workspace, permission, agent_env: None }
+    }
+
+    /// Changes the permission mode of runs that do not choose one (for this
+    /// link and every clone of it).
+    pub fn set_permission(&self, permission: pb::PermissionMode) {
+        self.permission.store(permission as i32, Ordering::Relaxed);
     }
 
     /// Adds automation's per-chat environment (the agent credential) to runs.
@@ -101,7 +112,9 @@ impl RunnerLink {
             let extra = agent_env(&request.extra_env);
             request.extra_env.extend(extra);
         }
-        let permission = request.permission.map_or(self.permission, crate::wire::permission_to_pb);
+        let default = pb::PermissionMode::try_from(self.permission.load(Ordering::Relaxed))
+            .unwrap_or(pb::PermissionMode::Default);
+        let permission = request.permission.map_or(default, crate::wire::permission_to_pb);
         run_spec_to_pb(request, working_dir.unwrap_or(&self.workspace), permission)
     }
 
@@ -354,7 +367,7 @@ fn failed(kind: &str, message: &str) -> OneshotResult {
 pub async fn health_loop(
     link: RunnerLink,
     sink: EventSink,
-    wake: std::sync::Arc<tokio::sync::Notify>,
+    wake: Arc<tokio::sync::Notify>,
     shutdown: CancellationToken,
 ) {
     let mut backoff =

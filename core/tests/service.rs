@@ -200,7 +200,11 @@ async fn start_core() -> Core {
         probe: probe.clone(),
         stats: stats.clone(),
         shutdown: shutdown.clone(),
-        defaults: ("claude".into(), String::new(), 60_000),
+        defaults: ductor_core::driver::OneshotDefaults {
+            provider: "claude".into(),
+            model: String::new(),
+            timeout_ms: 60_000,
+        },
         restart: None,
     });
     tokio::spawn(health_loop(runner, driver.sink(), probe, shutdown));

@@ -2,18 +2,71 @@
 //! core, only in `allowed_rooms` when that list is set; invites are accepted
 //! only where messages would be accepted; with `group_mention_only`, rooms
 //! that are not DMs need a mention (pill or plain text) or a reply to the bot.
+//! A reload of `config.toml` replaces the lists ([`Access::set`]); the next
+//! event is judged by the new ones.
 
 use std::collections::HashSet;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use ductor_daemon::sync::LockedRw as _;
 use matrix_sdk::Room;
 use matrix_sdk::ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 use matrix_sdk::{Client, RoomMemberships};
 
-/// The allowlists, with room aliases resolved to room ids where possible.
+/// The allowlists, replaceable while the gateway runs.
 #[derive(Debug)]
 pub struct Access {
+    lists: RwLock<Arc<Lists>>,
+}
+
+impl Access {
+    /// Builds the allowlists; entries that do not parse allow nothing.
+    pub fn new(users: &[String], rooms: &[String], group_mention_only: bool) -> Self {
+        Self { lists: RwLock::new(Arc::new(Lists::new(users, rooms, group_mention_only))) }
+    }
+
+    fn lists(&self) -> Arc<Lists> {
+        self.lists.read_locked().clone()
+    }
+
+    /// Replaces the lists and resolves their aliases (reload of `config.toml`).
+    pub async fn set(&self, client: &Client, users: &[String], rooms: &[String], mention: bool) {
+        let lists = Lists::new(users, rooms, mention);
+        lists.resolve_aliases(client).await;
+        *self.lists.write_locked() = Arc::new(lists);
+    }
+
+    /// Resolves configured aliases through the homeserver (best effort: an
+    /// alias that does not resolve still matches a room's canonical alias).
+    pub async fn resolve_aliases(&self, client: &Client) {
+        self.lists().resolve_aliases(client).await;
+    }
+
+    /// Whether messages from `user` may reach core.
+    pub fn user_allowed(&self, user: &UserId) -> bool {
+        self.lists().user_allowed(user)
+    }
+
+    /// Whether the room is one the bot works in (any room when unrestricted).
+    pub fn room_allowed(&self, room: &Room) -> bool {
+        self.lists().room_allowed(room)
+    }
+
+    /// Whether an invite is accepted: the room must be allowed, and when rooms
+    /// are not restricted the inviter must be an allowed user.
+    pub fn invite_accepted(&self, inviter: &UserId, room: &Room) -> bool {
+        self.lists().invite_accepted(inviter, room)
+    }
+
+    /// Whether `group_mention_only` applies at all.
+    pub fn mention_only(&self) -> bool {
+        self.lists().group_mention_only
+    }
+}
+
+/// The allowlists, with room aliases resolved to room ids where possible.
+#[derive(Debug)]
+struct Lists {
     users: HashSet<OwnedUserId>,
     room_ids: RwLock<HashSet<OwnedRoomId>>,
     aliases: Vec<OwnedRoomAliasId>,
@@ -22,9 +75,8 @@ pub struct Access {
     group_mention_only: bool,
 }
 
-impl Access {
-    /// Builds the allowlists; entries that do not parse allow nothing.
-    pub fn new(users: &[String], rooms: &[String], group_mention_only: bool) -> Self {
+impl Lists {
+    fn new(users: &[String], rooms: &[String], group_mention_only: bool) -> Self {
         let users = users.iter().filter_map(|u| UserId::parse(u.as_str()).ok()).collect();
         let mut room_ids = HashSet::new();
         let mut aliases = Vec::new();
@@ -46,9 +98,7 @@ impl Access {
         }
     }
 
-    /// Resolves configured aliases through the homeserver (best effort: an
-    /// alias that does not resolve still matches a room's canonical alias).
-    pub async fn resolve_aliases(&self, client: &Client) {
+    async fn resolve_aliases(&self, client: &Client) {
         for alias in &self.aliases {
             match client.resolve_room_alias(alias).await {
                 Ok(response) => {
@@ -59,13 +109,11 @@ impl Access {
         }
     }
 
-    /// Whether messages from `user` may reach core.
-    pub fn user_allowed(&self, user: &UserId) -> bool {
+    fn user_allowed(&self, user: &UserId) -> bool {
         self.users.contains(user)
     }
 
-    /// Whether the room is one the bot works in (any room when unrestricted).
-    pub fn room_allowed(&self, room: &Room) -> bool {
+    fn room_allowed(&self, room: &Room) -> bool {
         if !self.rooms_restricted {
             return true;
         }
@@ -81,15 +129,8 @@ impl Access {
         matched
     }
 
-    /// Whether an invite is accepted: the room must be allowed, and when rooms
-    /// are not restricted the inviter must be an allowed user.
-    pub fn invite_accepted(&self, inviter: &UserId, room: &Room) -> bool {
+    fn invite_accepted(&self, inviter: &UserId, room: &Room) -> bool {
         if self.rooms_restricted { self.room_allowed(room) } else { self.user_allowed(inviter) }
-    }
-
-    /// Whether `group_mention_only` applies at all.
-    pub fn mention_only(&self) -> bool {
-        self.group_mention_only
     }
 }
 

@@ -13,14 +13,14 @@ use crate::error::MatrixError;
 use ductor_daemon::config::{MatrixConfig, MatrixStreaming};
 use ductor_daemon::daemon::RestartSwitch;
 use ductor_daemon::sync::Locked as _;
-use ductor_daemon::{DuctorHome, ServiceName};
+use ductor_daemon::{Config, DuctorHome, ServiceName};
 use ductor_gateway_link::{InboundSender, LinkOptions, LinkStatus};
 use ductor_proto::pb;
 use matrix_sdk::Client;
 use matrix_sdk::config::SyncSettings;
 use matrix_sdk::ruma::api::error::ErrorKind;
 use matrix_sdk::ruma::{MilliSecondsSinceUnixEpoch, OwnedUserId};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::access::Access;
@@ -88,6 +88,7 @@ fn capabilities(config: &MatrixConfig) -> pb::Capabilities {
 pub async fn run(
     home: &DuctorHome,
     config: MatrixConfig,
+    updates: watch::Receiver<Arc<Config>>,
     shutdown: CancellationToken,
     status: Status,
     restart: RestartSwitch,
@@ -132,6 +133,8 @@ pub async fn run(
         config,
     });
     let handlers = inbound::register(&shared);
+    let follow = tokio::spawn(follow_config(updates, shared.clone()));
+    let _stop_follow = AbortOnDrop(follow);
 
     let first = tokio::select! {
         () = shutdown.cancelled() => None,
@@ -161,6 +164,25 @@ pub async fn run(
         client.remove_event_handler(handler);
     }
     result
+}
+
+/// Applies the live `[matrix]` keys (`ductor_daemon::reload`) from every
+/// valid change of `config.toml`: the allowlists and `group_mention_only`.
+async fn follow_config(mut updates: watch::Receiver<Arc<Config>>, shared: Arc<Shared>) {
+    while updates.changed().await.is_ok() {
+        let config = updates.borrow_and_update().matrix.clone();
+        let (users, rooms) = (&config.allowed_users, &config.allowed_rooms);
+        shared.access.set(&shared.client, users, rooms, config.group_mention_only).await;
+    }
+}
+
+/// Aborts a task when dropped (every way out of [`run`]).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Hands core's actions to their rooms' workers, in order.

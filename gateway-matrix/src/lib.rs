@@ -39,6 +39,7 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
     let bot = gateway::run(
         &context.home,
         context.config.matrix.clone(),
+        context.config_updates.clone(),
         context.shutdown.clone(),
         status,
         context.restart.clone(),

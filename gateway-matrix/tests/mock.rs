@@ -61,6 +61,42 @@ async fn only_allowed_users_reach_core() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reloaded_allowlist_applies_to_the_next_message() {
+    let world = World::start(default_script(), |_| {}).await;
+    world.say(group(), mallory(), "before");
+    world.say(group(), alice(), "sync point");
+    world.inbound_text("sync point").await;
+    world.reload(|m| m.allowed_users = vec![mallory().to_string()]);
+    // The follower applies the change asynchronously; Mallory's messages get
+    // through once it has, and Alice's stop.
+    let mut n = 0;
+    let event = world.inbound("mallory's message after the reload", |e| {
+        (e.sender_id == mallory().as_str()).then(|| e.clone())
+    });
+    let poke = async {
+        loop {
+            n += 1;
+            world.say(group(), mallory(), &format!("after {n}"));
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let event = tokio::select! {
+        event = event => event,
+        () = poke => unreachable!(),
+    };
+    assert!(message_text(&event).is_some_and(|t| t.starts_with("after")), "{event:?}");
+    assert!(!world.inbound_texts().iter().any(|t| t == "before"), "the old list dropped it");
+    world.say(group(), alice(), "alice after");
+    world.say(group(), mallory(), "mallory last");
+    world.inbound_text("mallory last").await;
+    assert!(
+        !world.inbound_texts().iter().any(|t| t == "alice after"),
+        "alice is no longer allowed"
+    );
+    world.done().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn allowed_rooms_restricts_where_the_bot_listens() {
     let world = World::start(default_script(), |m| {
         m.allowed_rooms = vec![group().to_string()];

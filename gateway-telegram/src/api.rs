@@ -132,8 +132,8 @@ struct ChatPace {
 /// one second, Telegram is limiting the bot as a whole, so every chat waits
 /// for the longest `retry_after` seen.
 pub struct Pacer {
-    interval: Duration,
-    burst: u32,
+    /// `edit_interval_ms` and `burst`; a reload of `config.toml` replaces them.
+    rate: Mutex<(Duration, u32)>,
     chats: Mutex<HashMap<i64, ChatPace>>,
     bot: Mutex<Window>,
     global_until: Mutex<Option<Instant>>,
@@ -146,8 +146,7 @@ impl Pacer {
     pub fn new(interval: Duration, burst: u32) -> Self {
         let (width, limit, reserve) = BOT_WINDOW;
         Self {
-            interval,
-            burst: burst.max(1),
+            rate: Mutex::new((interval, burst.max(1))),
             chats: Mutex::new(HashMap::new()),
             bot: Mutex::new(Window::new(width, limit, reserve)),
             global_until: Mutex::new(None),
@@ -155,10 +154,21 @@ impl Pacer {
         }
     }
 
+    /// Changes every chat's pace from now on; a chat's calls so far still
+    /// count against the new rate.
+    pub fn set_rate(&self, interval: Duration, burst: u32) {
+        let burst = burst.max(1);
+        *self.rate.locked() = (interval, burst);
+        for pace in self.chats.locked().values_mut() {
+            pace.calls.set_rate(interval, burst, 1);
+        }
+    }
+
     fn with_chat<T>(&self, chat: i64, f: impl FnOnce(&mut ChatPace) -> T) -> T {
+        let (interval, burst) = *self.rate.locked();
         let mut chats = self.chats.locked();
         let pace = chats.entry(chat).or_insert_with(|| ChatPace {
-            calls: Bucket::new(self.interval, self.burst, 1),
+            calls: Bucket::new(interval, burst, 1),
             // Group and channel ids are negative.
             sends: (chat < 0).then(|| {
                 let (width, limit, reserve) = GROUP_SENDS;
@@ -228,7 +238,7 @@ impl Pacer {
 
     /// The per-chat interval.
     pub fn interval(&self) -> Duration {
-        self.interval
+        self.rate.locked().0
     }
 }
 

@@ -15,6 +15,8 @@
 //! Each action is acknowledged to core once it is delivered or failed for good.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use ductor_gateway_link::AckSender;
 use ductor_proto::pb;
@@ -57,11 +59,19 @@ pub fn target_of(chat: Option<&pb::ChatRef>) -> Result<Target, String> {
     Ok(Target { chat: ChatId(id), thread })
 }
 
-/// How finals are delivered (`[telegram]`).
-#[derive(Debug, Clone, Copy)]
+/// How finals are delivered (`[telegram]`); clones share the settings, so a
+/// reload of `config.toml` reaches every lane.
+#[derive(Debug, Clone)]
 pub struct DeliveryOptions {
     /// A final answer that notifies is sent new, not edited over its preview.
-    pub notify_final: bool,
+    pub notify_final: Arc<AtomicBool>,
+}
+
+impl DeliveryOptions {
+    /// Options with these settings.
+    pub fn new(notify_final: bool) -> Self {
+        Self { notify_final: Arc::new(AtomicBool::new(notify_final)) }
+    }
 }
 
 /// Routes actions to their chat's lane, creating lanes on first use.
@@ -87,7 +97,7 @@ pub async fn dispatch(
         };
         let lane = lanes.entry(target).or_insert_with(|| {
             let (sender, receiver) = mpsc::unbounded_channel();
-            let lane = Lane::new(telegram.clone(), target, acks.clone(), options);
+            let lane = Lane::new(telegram.clone(), target, acks.clone(), options.clone());
             tokio::spawn(lane.run(receiver));
             sender
         });
@@ -419,7 +429,7 @@ impl Lane {
             }
         };
         let mut errors = Vec::new();
-        if reply.notify && self.options.notify_final && !shown.is_empty() {
+        if reply.notify && self.options.notify_final.load(Ordering::Relaxed) && !shown.is_empty() {
             self.send_over(&shown, &reply, &mut errors).await;
         } else {
             self.edit_over(&shown, &reply, &mut errors).await;

@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use ductor_daemon::safe_fs::Tree;
@@ -37,7 +37,8 @@ const LEAVE_NOTICE: &str = "This bot is private and not enabled for this chat. L
 pub struct InboundConfig {
     pub gate: Gate,
     pub workspace: PathBuf,
-    pub max_download_bytes: u64,
+    /// Largest download; shared, so a reload of `config.toml` applies at once.
+    pub max_download_bytes: Arc<AtomicU64>,
     /// Long-poll wait of one getUpdates call.
     pub poll_timeout: Duration,
 }
@@ -315,7 +316,7 @@ impl Inbound {
 
     /// Downloads a message's file under the size limit.
     async fn download(&self, message: &Message, media: Media) -> Result<pb::MediaRef, String> {
-        let limit = self.config.max_download_bytes;
+        let limit = self.config.max_download_bytes.load(Ordering::Relaxed);
         if media.size > limit {
             return Err(format!("it is {} bytes, more than the limit of {limit}", media.size));
         }

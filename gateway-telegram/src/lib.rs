@@ -174,6 +174,29 @@ async fn stop_on(asked: CancellationToken, shutdown: CancellationToken) {
     }
 }
 
+/// Applies the `[telegram]` keys that are live (`ductor_daemon::reload`)
+/// from every valid change of `config.toml`: the access gate, the download
+/// limit, `notify_final` and the pace (`edit_interval_ms`, `burst`). The
+/// rest waits for a restart.
+pub async fn follow_config(
+    mut updates: watch::Receiver<Arc<ductor_daemon::Config>>,
+    inbound: InboundConfig,
+    delivery: deliver::DeliveryOptions,
+    pacer: Arc<Pacer>,
+) {
+    while updates.changed().await.is_ok() {
+        let config = updates.borrow_and_update().telegram.clone();
+        inbound.gate.set(
+            &config.allowed_user_ids,
+            &config.allowed_group_ids,
+            config.group_mention_only,
+        );
+        inbound.max_download_bytes.store(config.max_download_bytes, Ordering::Relaxed);
+        delivery.notify_final.store(config.notify_final, Ordering::Relaxed);
+        pacer.set_rate(Duration::from_millis(config.edit_interval_ms), config.burst);
+    }
+}
+
 /// Runs the service until shutdown.
 pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
     let config = &context.config.telegram;
@@ -200,15 +223,21 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
                 config.group_mention_only,
             ),
             workspace: context.home.workspace(),
-            max_download_bytes: config.max_download_bytes,
+            max_download_bytes: Arc::new(config.max_download_bytes.into()),
             poll_timeout: POLL_TIMEOUT,
         },
         core: ductor_proto::transport::connect(context.home.socket(ServiceName::Core)),
         version: env!("CARGO_PKG_VERSION").to_owned(),
         link,
         telegram_reachable,
-        delivery: deliver::DeliveryOptions { notify_final: config.notify_final },
+        delivery: deliver::DeliveryOptions::new(config.notify_final),
     };
+    tokio::spawn(follow_config(
+        context.config_updates.clone(),
+        gateway.inbound.clone(),
+        gateway.delivery.clone(),
+        gateway.telegram.pacer.clone(),
+    ));
     let router = tonic::transport::Server::builder().add_service(health.into_server());
     let (served, restart) =
         tokio::join!(serve(&context, router), gateway.run(context.shutdown.clone()));

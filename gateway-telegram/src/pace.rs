@@ -49,6 +49,12 @@ impl Bucket {
         Self { period, burst, reserve: reserve.min(burst - 1), tat: None }
     }
 
+    /// A new rate, keeping the calls already made (the theoretical arrival time).
+    pub fn set_rate(&mut self, period: Duration, burst: u32, reserve: u32) {
+        let burst = burst.max(1);
+        (self.period, self.burst, self.reserve) = (period, burst, reserve.min(burst - 1));
+    }
+
     fn tolerance(&self, class: Class) -> Duration {
         let slots = match class {
             Class::Preview => self.burst - 1 - self.reserve,
@@ -138,6 +144,20 @@ mod tests {
         // After a quiet while the burst is back.
         let later = now + 10 * SECOND;
         assert_eq!(bucket.reserve(Class::Final, later), later);
+    }
+
+    #[test]
+    fn a_new_rate_keeps_the_calls_already_made() {
+        let now = Instant::now();
+        let mut bucket = Bucket::new(SECOND, 2, 0);
+        bucket.reserve(Class::Final, now);
+        bucket.reserve(Class::Final, now);
+        // Slower from now on: the two calls made still count, so only one
+        // more fits the new burst before the new period applies.
+        bucket.set_rate(3 * SECOND, 2, 0);
+        assert_eq!(bucket.reserve(Class::Final, now) - now, Duration::ZERO);
+        assert_eq!(bucket.reserve(Class::Final, now) - now, 2 * SECOND);
+        assert_eq!(bucket.reserve(Class::Final, now) - now, 5 * SECOND);
     }
 
     #[test]

@@ -17,6 +17,7 @@ use ductor_daemon::safe_fs::Tree;
 use jiff::Timestamp;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::clock::SharedClock;
@@ -147,7 +148,7 @@ fn write_last_sweep(marker: &Path, day: Date) {
 
 /// Runs the sweep daily until `shutdown`, checking every 10 minutes.
 pub async fn run(
-    config: CleanupConfig,
+    mut settings: watch::Receiver<CleanupConfig>,
     workspace: std::path::PathBuf,
     zone: TimeZone,
     clock: SharedClock,
@@ -159,6 +160,8 @@ pub async fn run(
     let mut last_day = read_last_sweep(&marker);
     loop {
         let now = clock.now();
+        // Each pass takes the current `[cleanup]` (a reload replaces it).
+        let config = settings.borrow_and_update().clone();
         if due(&config, now, &zone, last_day) {
             let today = now.to_zoned(zone.clone()).date();
             last_day = Some(today);
@@ -173,6 +176,8 @@ pub async fn run(
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = clock.sleep_until(now + jiff::SignedDuration::from_mins(10)) => {}
+            // A new `[cleanup]` (say an earlier check hour) is looked at now.
+            Ok(()) = settings.changed() => {}
         }
     }
 }
@@ -288,7 +293,7 @@ mod tests {
         let start = |clock: &ManualClock| {
             let shutdown = CancellationToken::new();
             tokio::spawn(run(
-                CleanupConfig::default(),
+                watch::channel(CleanupConfig::default()).1,
                 workspace.clone(),
                 TimeZone::UTC,
                 std::sync::Arc::new(clock.clone()),

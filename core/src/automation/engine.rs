@@ -14,13 +14,13 @@
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
-use ductor_daemon::config::Config;
-use ductor_daemon::sync::Locked as _;
+use ductor_daemon::config::{CleanupConfig, Config, HeartbeatConfig};
+use ductor_daemon::sync::{Locked as _, LockedRw as _};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::clock::SharedClock;
@@ -79,6 +79,15 @@ pub enum AutomationError {
     Limit(String),
 }
 
+/// Replaces `current` with `new`; `true` when they differed.
+fn replace<T: Clone + PartialEq>(current: &mut T, new: &T) -> bool {
+    let changed = current != new;
+    if changed {
+        current.clone_from(new);
+    }
+    changed
+}
+
 /// Prefix of the fire ids of webhook `cron_task` runs in the dependency queue.
 const HOOK_FIRE_PREFIX: &str = "hook:";
 /// Webhook events handled at once.
@@ -113,7 +122,10 @@ struct Inner {
     hook_events: Mutex<HashMap<String, WebhookEvent>>,
     next_hook_fire: AtomicU64,
     early_acks: Mutex<VecDeque<(String, u64, String)>>,
-    limits: ductor_daemon::config::AutomationConfig,
+    /// `[automation]`, `[heartbeat]` and `[cleanup]`: replaced by a reload.
+    limits: RwLock<ductor_daemon::config::AutomationConfig>,
+    heartbeat: watch::Sender<HeartbeatConfig>,
+    cleanup: watch::Sender<CleanupConfig>,
 }
 
 /// What [`Automation::start`] needs.
@@ -154,7 +166,9 @@ impl Automation {
             hook_events: Mutex::default(),
             next_hook_fire: AtomicU64::new(0),
             early_acks: Mutex::default(),
-            limits: parts.config.automation.clone(),
+            limits: RwLock::new(parts.config.automation.clone()),
+            heartbeat: watch::Sender::new(parts.config.heartbeat.clone()),
+            cleanup: watch::Sender::new(parts.config.cleanup.clone()),
         });
         let this = Self { inner };
         let now = this.inner.clock.now();
@@ -192,28 +206,38 @@ impl Automation {
                 "webhook listener not started; webhooks are unavailable until core restarts"
             );
         }
-        if config.heartbeat.enabled
-            || config.heartbeat.targets.iter().any(|t| t.enabled == Some(true))
-        {
-            let port = Arc::new(super::ports::HeartbeatCore::new(this.inner.core.clone()));
-            tokio::spawn(heartbeat::run(
-                config.heartbeat.clone(),
-                this.inner.zone.clone(),
-                this.inner.clock.clone(),
-                port,
-                parts.shutdown.clone(),
-            ));
-        }
-        if config.cleanup.enabled {
-            tokio::spawn(cleanup::run(
-                config.cleanup.clone(),
-                this.inner.workspace.clone(),
-                this.inner.zone.clone(),
-                this.inner.clock.clone(),
-                parts.shutdown.clone(),
-            ));
-        }
+        // Both loops run even while disabled: a reload may enable them.
+        let port = Arc::new(super::ports::HeartbeatCore::new(this.inner.core.clone()));
+        tokio::spawn(heartbeat::run(
+            this.inner.heartbeat.subscribe(),
+            this.inner.zone.clone(),
+            this.inner.clock.clone(),
+            port,
+            parts.shutdown.clone(),
+        ));
+        tokio::spawn(cleanup::run(
+            this.inner.cleanup.subscribe(),
+            this.inner.workspace.clone(),
+            this.inner.zone.clone(),
+            this.inner.clock.clone(),
+            parts.shutdown.clone(),
+        ));
         Ok(this)
+    }
+
+    /// A reloaded `config.toml`: the new `[automation]` limits apply to the
+    /// next request, `[heartbeat]` to the next tick, `[cleanup]` at once.
+    /// (The webhook listener and the cron jobs' default zone keep theirs
+    /// until core restarts.)
+    pub fn reconfigure(&self, config: &Config) {
+        *self.inner.limits.write_locked() = config.automation.clone();
+        self.inner.heartbeat.send_if_modified(|current| replace(current, &config.heartbeat));
+        self.inner.cleanup.send_if_modified(|current| replace(current, &config.cleanup));
+    }
+
+    /// `[automation]` as it is now.
+    pub(super) fn limits(&self) -> ductor_daemon::config::AutomationConfig {
+        self.inner.limits.read_locked().clone()
     }
 
     async fn start_listener(

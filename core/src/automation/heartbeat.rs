@@ -15,6 +15,7 @@ use std::sync::Arc;
 use ductor_daemon::config::HeartbeatConfig;
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::clock::SharedClock;
@@ -154,7 +155,7 @@ pub const TICK: SignedDuration = SignedDuration::from_secs(60);
 
 /// Runs the heartbeat until `shutdown`. `zone` is the user's time zone.
 pub async fn run(
-    config: HeartbeatConfig,
+    config: watch::Receiver<HeartbeatConfig>,
     zone: TimeZone,
     clock: SharedClock,
     port: Arc<dyn HeartbeatPort>,
@@ -168,6 +169,11 @@ pub async fn run(
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = clock.sleep_until(wake) => {}
+        }
+        // Each tick takes the current `[heartbeat]` (a reload replaces it).
+        let config = config.borrow().clone();
+        if !config.enabled && !config.targets.iter().any(|t| t.enabled == Some(true)) {
+            continue;
         }
         let chats = port.chats().await;
         for (chat, settings) in state.due(&config, &zone, &chats, clock.now(), started) {
@@ -302,7 +308,8 @@ mod tests {
         let busy = ChatActivity { busy: true, ..activity("2") };
         let port = Arc::new(Port { chats: vec![activity("1"), busy], sent });
         let stop = CancellationToken::new();
-        tokio::spawn(run(config(), TimeZone::UTC, Arc::new(clock.clone()), port, stop.clone()));
+        let config = watch::channel(config()).1;
+        tokio::spawn(run(config, TimeZone::UTC, Arc::new(clock.clone()), port, stop.clone()));
         // Minutes (one at a time) until the next check-in arrives, or None.
         let until_check_in =
             async |received: &mut mpsc::UnboundedReceiver<(ChatTarget, String, String)>,

@@ -96,6 +96,13 @@ impl World {
         Self { hs, core, _dir: dir, gateway, next_event: AtomicU64::new(1) }
     }
 
+    /// Publishes a changed `[matrix]`, as a reload of `config.toml` does.
+    pub fn reload(&self, configure: impl FnOnce(&mut MatrixConfig)) {
+        let mut config = (**self.gateway.config.borrow()).clone();
+        configure(&mut config.matrix);
+        self.gateway.config.send_replace(std::sync::Arc::new(config));
+    }
+
     /// Waits until the gateway ends on its own; whether it asked to be restarted.
     pub async fn gateway_ended_for_restart(self) -> bool {
         self.gateway.ended_for_restart().await

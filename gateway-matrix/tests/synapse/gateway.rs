@@ -21,6 +21,9 @@ pub fn init_logging() {
 /// A gateway running in this process.
 pub struct Gateway {
     pub home: DuctorHome,
+    /// What a reload of `config.toml` would publish (`ServiceContext::config_updates`).
+    #[allow(dead_code, reason = "tests/mock.rs reloads; tests/synapse.rs does not")]
+    pub config: tokio::sync::watch::Sender<std::sync::Arc<Config>>,
     stop: CancellationToken,
     #[allow(dead_code, reason = "read by tests/mock.rs only")]
     restart: ductor_daemon::daemon::RestartSwitch,
@@ -43,17 +46,20 @@ impl Gateway {
     /// Starts `ductor_gateway_matrix::run` on `home` with `config`.
     pub fn start(home: &DuctorHome, config: Config) -> Self {
         let stop = CancellationToken::new();
+        let (updates, config_updates) =
+            tokio::sync::watch::channel(std::sync::Arc::new(config.clone()));
         let restart = ductor_daemon::daemon::RestartSwitch::new(stop.clone());
         let context = ServiceContext {
             service: ServiceName::Matrix,
             home: home.clone(),
+            config_updates,
             config,
             shutdown: stop.clone(),
             health: HealthService::new("matrix", "test"),
             restart: restart.clone(),
         };
         let task = tokio::spawn(ductor_gateway_matrix::run(context));
-        Self { home: home.clone(), stop, restart, task }
+        Self { home: home.clone(), config: updates, stop, restart, task }
     }
 
     /// Waits until the gateway ends on its own; whether it asked to be

@@ -89,13 +89,13 @@ impl Harness {
                     config.group_mention_only,
                 ),
                 workspace: PathBuf::from(workspace.path()),
-                max_download_bytes: config.max_download_bytes,
+                max_download_bytes: Arc::new(config.max_download_bytes.into()),
                 poll_timeout: Duration::from_secs(5),
             },
             core: core.channel().await,
             version: "test".to_owned(),
             link: Arc::default(),
-            delivery: crate::deliver::DeliveryOptions { notify_final: options.notify_final },
+            delivery: crate::deliver::DeliveryOptions::new(options.notify_final),
             telegram_reachable: Arc::new(AtomicBool::new(false)),
         };
         let shutdown = CancellationToken::new();

@@ -160,6 +160,17 @@ impl Config {
         Self::load_with(path, &|name| std::env::var(name).ok(), gateway_secrets)
     }
 
+    /// Like [`Config::load_for_service`] on text already read (the reload
+    /// watcher reads the file once, for this and for the diff).
+    pub fn parse_for_service(
+        text: &str,
+        path: &Path,
+        service: ServiceName,
+    ) -> Result<Self, ConfigError> {
+        let gateway_secrets = service == ServiceName::Telegram;
+        Self::parse_with(text, path, &|name| std::env::var(name).ok(), gateway_secrets)
+    }
+
     fn load_with(
         path: &Path,
         env: &dyn Fn(&str) -> Option<String>,

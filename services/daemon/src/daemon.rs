@@ -4,7 +4,8 @@
 //! 2. load and validate `config.toml` before any I/O; a bad config prints the
 //!    key at fault and exits 64;
 //! 3. set up tracing from `DUCTOR_LOG` / `DUCTOR_LOG_FORMAT`;
-//! 4. run the service until SIGTERM/SIGINT, then map the outcome to an exit
+//! 4. watch `config.toml` for changes ([`crate::reload`]; SIGHUP checks at once);
+//! 5. run the service until SIGTERM/SIGINT, then map the outcome to an exit
 //!    code (0, 1, or 42 for "restart me on purpose").
 //!
 //! [`oneshot`] does 1–3 the same way for a command of a service binary that
@@ -16,7 +17,7 @@ use std::process::ExitCode;
 use ductor_proto::health::HealthService;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Config, DuctorHome, ServiceName, exit, logging, notify, shutdown};
+use crate::{Config, DuctorHome, ServiceName, exit, logging, notify, reload, shutdown};
 
 /// What a running service is given.
 pub struct ServiceContext {
@@ -24,8 +25,11 @@ pub struct ServiceContext {
     pub service: ServiceName,
     /// Resolved paths.
     pub home: DuctorHome,
-    /// The validated configuration.
+    /// The validated configuration at start.
     pub config: Config,
+    /// Each valid change of `config.toml` that holds a key this service
+    /// applies live ([`crate::reload`]); the other keys of it wait for a restart.
+    pub config_updates: tokio::sync::watch::Receiver<std::sync::Arc<Config>>,
     /// Cancelled on SIGTERM/SIGINT.
     pub shutdown: CancellationToken,
     /// This process's Health service (add it to the server).
@@ -193,11 +197,13 @@ where
         };
     let outcome = runtime.block_on(async move {
         let shutdown = shutdown::on_signal();
+        let config_updates = reload::start(service, &home, config.clone(), shutdown.clone());
         let restart = RestartSwitch::new(shutdown.clone());
         let context = ServiceContext {
             service,
             home,
             config,
+            config_updates,
             shutdown,
             health: HealthService::new(service.as_str(), version),
             restart: restart.clone(),

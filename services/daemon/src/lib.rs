@@ -7,6 +7,7 @@
 //! - [`shutdown`]: SIGTERM/SIGINT as a `CancellationToken`.
 //! - [`notify`]: `READY=1` / `STOPPING=1` for systemd `Type=notify` units.
 //! - [`daemon`]: the common `main` of a service binary.
+//! - [`reload`]: config hot reload (file watch, SIGHUP, the live/restart key table).
 //! - [`sync`]: the one policy for poisoned locks (taken over, never propagated).
 //!
 //! Process crates depend on this crate and on `ductor-proto`, never on each other.
@@ -17,6 +18,7 @@ pub mod exit;
 pub mod logging;
 pub mod notify;
 pub mod paths;
+pub mod reload;
 pub mod safe_fs;
 pub mod secret;
 pub mod shutdown;

@@ -19,7 +19,7 @@ const FIRES_CHECKED: usize = 48;
 impl Automation {
     /// Refuses texts longer than `max_text_chars`.
     fn agent_texts(&self, texts: &[(&str, &str)]) -> Result<(), AutomationError> {
-        let max = self.inner.limits.max_text_chars as usize;
+        let max = self.limits().max_text_chars as usize;
         match texts.iter().find(|(_, text)| text.chars().count() > max) {
             Some((field, _)) => Err(AutomationError::Limit(format!(
                 "the {field} is longer than {max} characters ([automation].max_text_chars)"
@@ -42,7 +42,7 @@ impl Automation {
             ("description", &job.description),
             ("instruction", &job.instruction),
         ])?;
-        let minimum = i64::from(self.inner.limits.min_agent_interval_minutes) * 60;
+        let minimum = i64::from(self.limits().min_agent_interval_minutes) * 60;
         if let Some(gap) = self.shortest_gap(job)
             && gap < minimum
         {
@@ -55,7 +55,7 @@ impl Automation {
             )));
         }
         if new {
-            let max = self.inner.limits.max_jobs_per_chat as usize;
+            let max = self.limits().max_jobs_per_chat as usize;
             let jobs = self.db(db::list_jobs).await?;
             if jobs.iter().filter(|j| j.owner.as_ref() == Some(chat)).count() >= max {
                 return Err(AutomationError::Limit(format!(
@@ -93,14 +93,14 @@ impl Automation {
             ("description", &hook.description),
             ("prompt template", &hook.prompt_template),
         ])?;
-        let max = self.inner.limits.max_hooks_per_chat as usize;
+        let max = self.limits().max_hooks_per_chat as usize;
         let hooks = self.db(db::list_hooks).await?;
         if hooks.iter().filter(|h| h.owner.as_ref() == Some(chat)).count() >= max {
             return Err(AutomationError::Limit(format!(
                 "this chat has {max} webhooks ([automation].max_hooks_per_chat); remove one first"
             )));
         }
-        if self.inner.limits.agent_hooks_need_approval {
+        if self.limits().agent_hooks_need_approval {
             hook.enabled = false;
         }
         Ok(())
@@ -112,9 +112,7 @@ impl Automation {
         caller: &Caller,
         enabled: bool,
     ) -> Result<(), AutomationError> {
-        if enabled
-            && matches!(caller, Caller::Agent(_))
-            && self.inner.limits.agent_hooks_need_approval
+        if enabled && matches!(caller, Caller::Agent(_)) && self.limits().agent_hooks_need_approval
         {
             return Err(AutomationError::Forbidden(
                 "a webhook is enabled by the operator (`ductorctl webhook enable NAME` with the \
@@ -152,7 +150,7 @@ impl Automation {
     /// identity, and its agent credential only when the operator allows it.
     pub(super) fn automation_run_env(&self, chat: &ChatTarget) -> Vec<(String, String)> {
         let mut env = self.inner.credentials.env_for(chat);
-        if !self.inner.limits.automation_runs_get_credential {
+        if !self.limits().automation_runs_get_credential {
             // An explicit empty credential: nothing adds one later.
             for (key, value) in &mut env {
                 if key == crate::automation::credential::AGENT_TOKEN_ENV {

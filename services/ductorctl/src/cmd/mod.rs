@@ -11,6 +11,7 @@ pub mod down;
 pub mod import;
 pub mod init;
 pub mod logs;
+pub mod reload;
 pub mod restart;
 pub mod service;
 pub mod status;
@@ -38,6 +39,8 @@ pub enum Command {
     Logs(logs::Args),
     /// Restart one service under a running `ductorctl up`.
     Restart(restart::Args),
+    /// Apply a changed config.toml to the running services without a restart (SIGHUP).
+    Reload(reload::Args),
     /// Check or document config.toml.
     #[command(subcommand)]
     Config(config::Command),
@@ -84,7 +87,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => status::run(&home, args).await,
         Command::Logs(args) => logs::run(&home, args).await,
         Command::Restart(args) => restart::run(&home, args).await,
-        Command::Config(command) => config::run(&home, command),
+        Command::Reload(args) => reload::run(&home, args).await,
+        Command::Config(command) => config::run(&home, command).await,
         Command::Init(args) => init::run(&home, args),
         Command::Doctor(args) => doctor::run(&home, args).await,
         Command::Service(command) => service::run(&home, command).await,

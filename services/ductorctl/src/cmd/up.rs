@@ -63,6 +63,11 @@ pub async fn run(home: &DuctorHome, args: Args) -> anyhow::Result<ExitCode> {
     };
     ductor_daemon::logging::init("ductorctl", format, filter);
     let _lock = lock::acquire(home)?;
+    // The launcher applies nothing live; its record lets `config check` say so.
+    let launcher = ductor_daemon::reload::Reader::Launcher;
+    if let Err(error) = ductor_daemon::reload::Applied::record_start(home, launcher) {
+        tracing::warn!(%error, "could not record the launcher's configuration");
+    }
     let context = Arc::new(Context {
         home: home.clone(),
         bins,
