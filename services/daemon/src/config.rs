@@ -205,11 +205,16 @@ impl Config {
             message,
         };
         let deserializer = toml::Deserializer::parse(text)
-            .map_err(|e| parse_error(String::new(), e.to_string()))?;
+            .map_err(|e| parse_error(String::new(), syntax_message(text, &e)))?;
         let mut config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
             let key = e.path().to_string();
             let inner = e.into_inner();
-            parse_error(key, inner.message().trim().to_owned())
+            let message = if holds_secret(&key) {
+                "invalid value (not shown: this key holds a secret)".to_owned()
+            } else {
+                inner.message().trim().to_owned()
+            };
+            parse_error(key, message)
         })?;
         let invalid = |i: Invalid| ConfigError::Invalid {
             path: path.to_path_buf(),
@@ -252,6 +257,24 @@ impl Config {
         self.rules.validate()?;
         Ok(())
     }
+}
+
+/// A TOML syntax error by line and column, without the quoted source line
+/// `toml` would show: that line may hold a token or a password.
+fn syntax_message(text: &str, error: &toml::de::Error) -> String {
+    let message = error.message().trim();
+    let Some(span) = error.span() else { return message.to_owned() };
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("TOML syntax error at line {line}, column {column}: {message}")
+}
+
+/// Keys whose values are secrets, so an error about them never repeats the
+/// value: the gateways' credentials and the CLIs' extra environment (API keys).
+fn holds_secret(key: &str) -> bool {
+    matches!(key, "telegram.token" | "matrix.password")
+        || (key.starts_with("providers.") && key.split('.').nth(2) == Some("env"))
 }
 
 /// Reads a secret file, trimming one trailing newline.

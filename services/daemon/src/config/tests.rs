@@ -48,6 +48,27 @@ fn wrong_type_names_the_key() {
 }
 
 #[test]
+fn errors_never_repeat_a_secret() {
+    // A mistyped token (a number) would be quoted by serde; an unterminated
+    // one would be quoted by TOML's snippet of the line.
+    for text in [
+        "[telegram]\ntoken = 123456789\n",
+        "[matrix]\npassword = [\"hunter2hunter2\"]\n",
+        "[providers.claude]\nenv = { ANTHROPIC_API_KEY = 987654321 }\n",
+        "[telegram]\ntoken = \"123456789:AAE-secret\n",
+    ] {
+        let error = parse(text).unwrap_err().to_string();
+        for secret in ["123456789", "hunter2", "987654321", "AAE-secret"] {
+            assert!(!error.contains(secret), "{error:?} repeats a secret of {text:?}");
+        }
+    }
+    let error = parse("[telegram]\ntoken = 123456789\n").unwrap_err();
+    assert_eq!(error.key(), Some("telegram.token"), "{error}");
+    let error = parse("[agent]\nmodel = \"opus\n").unwrap_err().to_string();
+    assert!(error.contains("line 2"), "a syntax error says where: {error}");
+}
+
+#[test]
 fn invalid_value_names_the_key() {
     let error = parse("[agent]\nprovider = \"gpt\"\n").unwrap_err();
     assert_eq!(error.key(), Some("agent.provider"));
