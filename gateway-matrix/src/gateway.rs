@@ -5,7 +5,7 @@
 //! ends the run with an error that says how to log in again).
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,8 +35,11 @@ pub struct Shared {
     pub client: Client,
     /// The bot's own user id.
     pub own_user: OwnedUserId,
-    /// `[matrix]`.
+    /// `[matrix]` as the gateway started with it (`streaming` is declared to
+    /// core in `Hello`, so it stays); the keys a reload changes are in `knobs`.
     pub config: MatrixConfig,
+    /// The `[matrix]` settings a reload changes while the gateway runs.
+    pub knobs: Knobs,
     /// The allowlists.
     pub access: Access,
     /// Reaction buttons of recent bot messages.
@@ -49,6 +52,48 @@ pub struct Shared {
     /// device only (afterwards the sync token says what is new, and a
     /// homeserver clock behind ours must not drop fresh messages).
     pub cutoff: Mutex<Option<MilliSecondsSinceUnixEpoch>>,
+}
+
+/// `max_edits`, `max_download_bytes` and `show_tool_markers`, as the last
+/// valid `config.toml` has them.
+#[derive(Debug)]
+pub struct Knobs {
+    max_edits: AtomicU32,
+    max_download_bytes: AtomicU64,
+    show_tool_markers: AtomicBool,
+}
+
+impl Knobs {
+    /// The settings of `config`.
+    pub fn of(config: &MatrixConfig) -> Self {
+        Self {
+            max_edits: AtomicU32::new(config.max_edits),
+            max_download_bytes: AtomicU64::new(config.max_download_bytes),
+            show_tool_markers: AtomicBool::new(config.show_tool_markers),
+        }
+    }
+
+    /// Takes the settings of a reloaded `config`.
+    pub fn set(&self, config: &MatrixConfig) {
+        self.max_edits.store(config.max_edits, Ordering::Relaxed);
+        self.max_download_bytes.store(config.max_download_bytes, Ordering::Relaxed);
+        self.show_tool_markers.store(config.show_tool_markers, Ordering::Relaxed);
+    }
+
+    /// Edits of one message before rolling over (edit streaming).
+    pub fn max_edits(&self) -> u32 {
+        self.max_edits.load(Ordering::Relaxed)
+    }
+
+    /// Largest incoming file downloaded, in bytes.
+    pub fn max_download_bytes(&self) -> u64 {
+        self.max_download_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Whether a tool's start is posted.
+    pub fn show_tool_markers(&self) -> bool {
+        self.show_tool_markers.load(Ordering::Relaxed)
+    }
 }
 
 /// What Health reports.
@@ -130,6 +175,7 @@ pub async fn run(
         inbound: link.inbound,
         files_dir: home.workspace().join("matrix_files"),
         cutoff: Mutex::new((!session.synced_before).then(MilliSecondsSinceUnixEpoch::now)),
+        knobs: Knobs::of(&config),
         config,
     });
     let handlers = inbound::register(&shared);
@@ -167,10 +213,12 @@ pub async fn run(
 }
 
 /// Applies the live `[matrix]` keys (`ductor_daemon::reload`) from every
-/// valid change of `config.toml`: the allowlists and `group_mention_only`.
+/// valid change of `config.toml`: the allowlists, `group_mention_only` and
+/// the [`Knobs`].
 async fn follow_config(mut updates: watch::Receiver<Arc<Config>>, shared: Arc<Shared>) {
     while updates.changed().await.is_ok() {
         let config = updates.borrow_and_update().matrix.clone();
+        shared.knobs.set(&config);
         let (users, rooms) = (&config.allowed_users, &config.allowed_rooms);
         shared.access.set(&shared.client, users, rooms, config.group_mention_only).await;
     }

@@ -72,7 +72,7 @@ async fn fetch(
     content: &impl MediaEventContent,
     announced_size: Option<u64>,
 ) -> Result<Vec<u8>, MatrixError> {
-    let limit = shared.config.max_download_bytes;
+    let limit = shared.knobs.max_download_bytes();
     if announced_size.is_some_and(|size| size > limit) {
         return Err(too_large(limit));
     }

@@ -160,7 +160,7 @@ impl ChatWorker {
                 self.start_typing(&room);
                 if !tool.finished {
                     self.flush_segment(&room).await?;
-                    if self.shared.config.show_tool_markers {
+                    if self.shared.knobs.show_tool_markers() {
                         let marker = tool_marker(&tool);
                         send::markdown(&room, &marker, send::Kind::Notice, self.thread.as_deref())
                             .await?;
@@ -289,7 +289,7 @@ impl ChatWorker {
             return Ok(());
         }
         let too_long = turn.streamed.len() - turn.message_start > send::MAX_CHARS;
-        if turn.current.is_some() && (turn.edits >= self.shared.config.max_edits || too_long) {
+        if turn.current.is_some() && (turn.edits >= self.shared.knobs.max_edits() || too_long) {
             turn.message_start = turn.shown;
             turn.current = None;
         }

@@ -261,6 +261,39 @@ fn segmented_turn() -> Script {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_switches_tool_markers_on_for_the_next_turn() {
+    let world = World::start(segmented_turn(), |_| {}).await;
+    world.say(dm(), alice(), "first");
+    world.message(dm(), "All **done**.").await;
+    let markers = |world: &World| {
+        world.messages(dm()).iter().filter(|m| m.str("body").starts_with("🔧")).count()
+    };
+    assert_eq!(markers(&world), 0, "markers are off by default");
+    world.reload(|m| m.show_tool_markers = true);
+    // The follower applies it asynchronously: turns run until one shows it.
+    let mut turns = 1;
+    while markers(&world) == 0 {
+        assert!(turns < 50, "no tool marker after {turns} turns since the reload");
+        turns += 1;
+        let count = world.messages(dm()).len();
+        world.say(dm(), alice(), &format!("turn {turns}"));
+        world
+            .hs
+            .wait_for("the turn's answer", WAIT, |hits| {
+                let answers = hits
+                    .iter()
+                    .filter(|h| h.room() == dm().as_str() && h.event_type() == "m.room.message")
+                    .count();
+                (answers > count + 1).then_some(())
+            })
+            .await;
+    }
+    let marker = world.messages(dm()).into_iter().find(|m| m.str("body").starts_with("🔧"));
+    assert_eq!(marker.map(|m| m.str("body").to_owned()), Some("🔧 `Bash` ls".to_owned()));
+    world.done().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn segment_streaming_posts_text_between_tools_as_notices_then_the_answer() {
     let world = World::start(segmented_turn(), |_| {}).await;
     world.say(dm(), alice(), "stream");

@@ -100,6 +100,10 @@ const TABLE: &[(&str, &[Use])] = &[
     ("matrix.allowed_users", MATRIX_LIVE),
     ("matrix.allowed_rooms", MATRIX_LIVE),
     ("matrix.group_mention_only", MATRIX_LIVE),
+    ("matrix.max_edits", MATRIX_LIVE),
+    ("matrix.max_download_bytes", MATRIX_LIVE),
+    ("matrix.show_tool_markers", MATRIX_LIVE),
+    // `streaming` is declared to core in the gateway's `Hello` (edits or not).
     ("matrix", MATRIX_RESTART),
     // Automation's limits apply to the next request, the heartbeat to its
     // next tick (quiet hours in the zone core started with), the sweep to
