@@ -28,9 +28,7 @@ pub fn oneshot_defaults(config: &Config) -> OneshotDefaults {
 pub fn live_view(start: &Config, new: &Config) -> Config {
     let mut view = start.clone();
     view.agent = new.agent.clone();
-    // The zone is also the cron default and `file_access` the workspace
-    // port's, both read at start.
-    view.agent.timezone.clone_from(&start.agent.timezone);
+    // `file_access` is the workspace port's, read at start.
     view.agent.file_access = start.agent.file_access;
     view.memory.flush = new.memory.flush;
     view.memory.flush_dedup_seconds = new.memory.flush_dedup_seconds;
@@ -47,7 +45,7 @@ pub async fn follow(
 ) {
     while updates.changed().await.is_ok() {
         let new = updates.borrow_and_update().clone();
-        automation.reconfigure(&new);
+        automation.reconfigure(&new).await;
         let config = live_view(&start, &new);
         let permission = crate::wire::permission_to_pb(config.agent.permission_mode);
         let machine = crate::machine_config(&config);
@@ -75,7 +73,7 @@ mod tests {
         let view = live_view(&start, &new);
         assert_eq!(view.agent.model, "m2");
         assert_eq!(view.memory.check_every_messages, 9);
-        assert_eq!(view.agent.timezone, "");
+        assert_eq!(view.agent.timezone, "Europe/Berlin", "the zone is live");
         assert_eq!(view.agent.file_access, FileAccess::Workspace);
         assert_eq!(view.runner.sandbox, start.runner.sandbox);
         assert_eq!(view.memory.compaction_trigger_lines, 70);

@@ -2,7 +2,8 @@
 //! `config.toml` reaches the running services without a restart (same pids),
 //! by the file watch and by `ductorctl reload` (SIGHUP); a bad edit is refused
 //! naming the key and the running configuration stays in force; keys that
-//! need a restart are named by `reload` and `config check`. The Telegram
+//! need a restart are named by `reload` and `config check`; a new time zone
+//! moves the cron jobs that name none. The Telegram
 //! gateway runs against its fake Bot API, the agent is `ductor-fake-cli`.
 //! Needs `cargo build --bins`.
 
@@ -154,4 +155,43 @@ async fn ductorctl_reload_refuses_a_bad_file_and_reports_live_and_restart_keys()
     assert_eq!(model.map(String::as_str), Some("m2"), "{argv:?}");
     assert_eq!(env.known_pids(), pids, "nothing was restarted");
     let _ = env.ductorctl(&["down"]).await;
+}
+
+/// A new `[agent].timezone` moves the cron jobs that name no zone of their
+/// own: a daily job set for a minute from now in Tokyo (UTC+9, no DST) is
+/// nine hours away while the zone is UTC, and fires once the edit applies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_time_zone_moves_the_cron_jobs_that_name_none() {
+    let env = TestEnv::with_fake_claude("");
+    env.up().await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    // The next minute boundary at least 20 s away: the reload has time to apply.
+    let mut fire = now.as_secs().div_ceil(60) * 60;
+    if fire - now.as_secs() < 20 {
+        fire += 60;
+    }
+    let tokyo = fire + 9 * 3600;
+    let schedule = format!("{} {} * * *", (tokyo / 60) % 60, (tokyo / 3600) % 24);
+    let args = ["cron", "add", "zoned", "--schedule", &schedule, "--description", "say hi"];
+    let added = env.ductorctl(&args).await;
+    assert!(added.status.success(), "{}", text(&added.stderr));
+    let listed = text(&env.ductorctl(&["cron", "list"]).await.stdout);
+    assert!(listed.contains("(default zone)"), "the job names no zone: {listed}");
+
+    let before = env.service_status("core").await.expect("core")["pid"].as_u64();
+    let config = std::fs::read_to_string(env.home().join("config.toml")).unwrap();
+    env.write_config(&format!("{config}\n[agent]\ntimezone = \"Asia/Tokyo\"\n"));
+    wait_log(&env, "core", "follow the new time zone", 1).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(150);
+    loop {
+        let history = text(&env.ductorctl(&["cron", "history", "zoned"]).await.stdout);
+        if history.lines().next().is_some_and(|l| l.contains("scheduled")) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the job did not fire in Tokyo's time");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    let after = env.service_status("core").await.expect("core")["pid"].as_u64();
+    assert_eq!(before, after, "no restart");
+    assert!(env.ductorctl(&["down"]).await.status.success());
 }

@@ -146,11 +146,12 @@ fn write_last_sweep(marker: &Path, day: Date) {
     }
 }
 
-/// Runs the sweep daily until `shutdown`, checking every 10 minutes.
+/// Runs the sweep daily until `shutdown`, checking every 10 minutes; `zone`
+/// is the user's time zone (a reload replaces it).
 pub async fn run(
     mut settings: watch::Receiver<CleanupConfig>,
     workspace: std::path::PathBuf,
-    zone: TimeZone,
+    zone: watch::Receiver<TimeZone>,
     clock: SharedClock,
     shutdown: CancellationToken,
 ) {
@@ -162,6 +163,7 @@ pub async fn run(
         let now = clock.now();
         // Each pass takes the current `[cleanup]` (a reload replaces it).
         let config = settings.borrow_and_update().clone();
+        let zone = zone.borrow().clone();
         if due(&config, now, &zone, last_day) {
             let today = now.to_zoned(zone.clone()).date();
             last_day = Some(today);
@@ -295,7 +297,7 @@ mod tests {
             tokio::spawn(run(
                 watch::channel(CleanupConfig::default()).1,
                 workspace.clone(),
-                TimeZone::UTC,
+                watch::channel(TimeZone::UTC).1,
                 std::sync::Arc::new(clock.clone()),
                 shutdown.clone(),
             ));

@@ -115,8 +115,10 @@ struct Inner {
     credentials: Credentials,
     clock: SharedClock,
     workspace: PathBuf,
-    default_zone: String,
-    zone: TimeZone,
+    /// `[agent].timezone` (name, empty = UTC) and the zone it resolves to:
+    /// the default of jobs that name none, quiet hours, the sweep's hour.
+    /// Replaced by a reload.
+    zone: watch::Sender<(String, TimeZone)>,
     scheduler: OnceLock<Scheduler>,
     hooks: Arc<HookRegistry>,
     hook_events: Mutex<HashMap<String, WebhookEvent>>,
@@ -159,8 +161,7 @@ impl Automation {
             credentials: parts.credentials,
             clock: parts.clock,
             workspace: parts.workspace,
-            default_zone,
-            zone,
+            zone: watch::Sender::new((default_zone, zone)),
             scheduler: OnceLock::new(),
             hooks: Arc::new(HookRegistry::default()),
             hook_events: Mutex::default(),
@@ -183,7 +184,7 @@ impl Automation {
         );
         let _ = this.inner.scheduler.set(scheduler.clone());
         for job in this.db(db::list_jobs).await? {
-            match job.spec(&this.inner.default_zone) {
+            match job.spec(&this.default_zone()) {
                 Ok(spec) => scheduler
                     .upsert(spec, Registration::Startup)
                     .map_err(|_| AutomationError::Stopped)?,
@@ -210,7 +211,7 @@ impl Automation {
         let port = Arc::new(super::ports::HeartbeatCore::new(this.inner.core.clone()));
         tokio::spawn(heartbeat::run(
             this.inner.heartbeat.subscribe(),
-            this.inner.zone.clone(),
+            this.zones(),
             this.inner.clock.clone(),
             port,
             parts.shutdown.clone(),
@@ -218,7 +219,7 @@ impl Automation {
         tokio::spawn(cleanup::run(
             this.inner.cleanup.subscribe(),
             this.inner.workspace.clone(),
-            this.inner.zone.clone(),
+            this.zones(),
             this.inner.clock.clone(),
             parts.shutdown.clone(),
         ));
@@ -226,13 +227,45 @@ impl Automation {
     }
 
     /// A reloaded `config.toml`: the new `[automation]` limits apply to the
-    /// next request, `[heartbeat]` to the next tick, `[cleanup]` at once.
-    /// (The webhook listener and the cron jobs' default zone keep theirs
-    /// until core restarts.)
-    pub fn reconfigure(&self, config: &Config) {
+    /// next request, `[heartbeat]` to the next tick, `[cleanup]` at once, and
+    /// a new `[agent].timezone` to every job that names no zone (rescheduled
+    /// from now), quiet hours and the sweep's hour. (The webhook listener
+    /// keeps its settings until core restarts.)
+    pub async fn reconfigure(&self, config: &Config) {
         *self.inner.limits.write_locked() = config.automation.clone();
         self.inner.heartbeat.send_if_modified(|current| replace(current, &config.heartbeat));
         self.inner.cleanup.send_if_modified(|current| replace(current, &config.cleanup));
+        let name = &config.agent.timezone;
+        if *name != self.default_zone() {
+            let zone = super::schedule::resolve_zone(name).unwrap_or(TimeZone::UTC);
+            self.inner.zone.send_replace((name.clone(), zone));
+            if let Err(error) = self.reschedule_zoneless().await {
+                tracing::error!(%error, "failed to move cron jobs to the new time zone");
+            }
+        }
+    }
+
+    /// Schedules again every job that names no zone, in the default zone
+    /// as it is now: only fires from now on count.
+    async fn reschedule_zoneless(&self) -> Result<(), AutomationError> {
+        let zone = self.default_zone();
+        let scheduler = self.scheduler()?;
+        for job in self.db(db::list_jobs).await? {
+            if !job.timezone.is_empty() {
+                continue;
+            }
+            match job.spec(&zone) {
+                Ok(spec) => scheduler
+                    .upsert(spec, Registration::Live)
+                    .map_err(|_| AutomationError::Stopped)?,
+                Err(error) => tracing::error!(job = job.id, %error, "cron job not rescheduled"),
+            }
+        }
+        tracing::info!(
+            zone = if zone.is_empty() { "UTC" } else { &zone },
+            "cron jobs without a zone of their own follow the new time zone"
+        );
+        Ok(())
     }
 
     /// `[automation]` as it is now.
@@ -276,9 +309,29 @@ impl Automation {
         self.inner.credentials.authorize(presented)
     }
 
-    /// `[agent].timezone`: the zone of jobs that name none.
-    pub(super) fn default_zone(&self) -> &str {
-        &self.inner.default_zone
+    /// `[agent].timezone`: the zone of jobs that name none (empty = UTC).
+    pub(super) fn default_zone(&self) -> String {
+        self.inner.zone.borrow().0.clone()
+    }
+
+    /// The user's time zone, as `[agent].timezone` resolves now.
+    pub(super) fn zone(&self) -> TimeZone {
+        self.inner.zone.borrow().1.clone()
+    }
+
+    /// The user's time zone, following reloads (heartbeat, cleanup).
+    fn zones(&self) -> watch::Receiver<TimeZone> {
+        let (tx, rx) = watch::channel(self.zone());
+        let mut names = self.inner.zone.subscribe();
+        tokio::spawn(async move {
+            while names.changed().await.is_ok() {
+                let zone = names.borrow_and_update().1.clone();
+                if tx.send(zone).is_err() {
+                    return;
+                }
+            }
+        });
+        rx
     }
 
     /// Runs `work` on automation's tables in core's database.
@@ -406,8 +459,7 @@ impl Automation {
     }
 
     fn local_now(&self, zone_name: &str) -> String {
-        let zone =
-            super::schedule::resolve_zone(zone_name).unwrap_or_else(|_| self.inner.zone.clone());
+        let zone = super::schedule::resolve_zone(zone_name).unwrap_or_else(|_| self.zone());
         let now = self.inner.clock.now().to_zoned(zone);
         format!(
             "{} ({})",
@@ -435,7 +487,7 @@ impl Automation {
         let prompt = task_folder::enrich_instruction(
             &job.id,
             &job.instruction,
-            &self.local_now(job.zone_or(&self.inner.default_zone)),
+            &self.local_now(job.zone_or(&self.default_zone())),
         );
         let note = match fire.trigger {
             Trigger::CatchUp { missed, .. } => format!(
@@ -575,7 +627,7 @@ impl Automation {
             tracing::error!(%error, "failed to count a webhook trigger");
         }
         let quiet = super::model::quiet_hours(hook.quiet_start, hook.quiet_end).ok().flatten();
-        if quiet.is_some_and(|q| q.contains(event.received_at, &self.inner.zone)) {
+        if quiet.is_some_and(|q| q.contains(event.received_at, &self.zone())) {
             let (id, now) = (hook.id.clone(), self.inner.clock.now());
             let (inbox, trigger) = (event.inbox, event.trigger("webhook"));
             let run = self
@@ -684,7 +736,7 @@ impl Automation {
         let event = self.inner.hook_events.locked().remove(&fire.job_id);
         let Some(event) = event else { return };
         let hook = event.hook.clone();
-        let now_local = self.local_now(&self.inner.default_zone);
+        let now_local = self.local_now(&self.default_zone());
         let prompt = task_folder::enrich_instruction(&hook.task_folder, &event.prompt, &now_local);
         let job = Job {
             kind: RunKind::Webhook,

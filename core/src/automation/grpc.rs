@@ -412,7 +412,7 @@ impl pb::automation_server::Automation for AutomationService {
         let job = self.automation.add_job(&caller, job).await?;
         let next = super::schedule::Schedule::parse(
             &job.schedule,
-            job.zone_or(self.automation.default_zone()),
+            job.zone_or(&self.automation.default_zone()),
         )
         .ok()
         .and_then(|s| s.next_after(Timestamp::now()));

@@ -153,10 +153,11 @@ pub trait HeartbeatPort: Send + Sync + 'static {
 /// How often the loop looks at the chats.
 pub const TICK: SignedDuration = SignedDuration::from_secs(60);
 
-/// Runs the heartbeat until `shutdown`. `zone` is the user's time zone.
+/// Runs the heartbeat until `shutdown`. `zone` is the user's time zone (a
+/// reload replaces it, like `config`).
 pub async fn run(
     config: watch::Receiver<HeartbeatConfig>,
-    zone: TimeZone,
+    zone: watch::Receiver<TimeZone>,
     clock: SharedClock,
     port: Arc<dyn HeartbeatPort>,
     shutdown: CancellationToken,
@@ -172,6 +173,7 @@ pub async fn run(
         }
         // Each tick takes the current `[heartbeat]` (a reload replaces it).
         let config = config.borrow().clone();
+        let zone = zone.borrow().clone();
         if !config.enabled && !config.targets.iter().any(|t| t.enabled == Some(true)) {
             continue;
         }
@@ -309,7 +311,13 @@ mod tests {
         let port = Arc::new(Port { chats: vec![activity("1"), busy], sent });
         let stop = CancellationToken::new();
         let config = watch::channel(config()).1;
-        tokio::spawn(run(config, TimeZone::UTC, Arc::new(clock.clone()), port, stop.clone()));
+        tokio::spawn(run(
+            config,
+            watch::channel(TimeZone::UTC).1,
+            Arc::new(clock.clone()),
+            port,
+            stop.clone(),
+        ));
         // Minutes (one at a time) until the next check-in arrives, or None.
         let until_check_in =
             async |received: &mut mpsc::UnboundedReceiver<(ChatTarget, String, String)>,

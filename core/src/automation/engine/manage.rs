@@ -80,7 +80,7 @@ impl Automation {
     }
 
     fn reschedule(&self, job: &CronJob) -> Result<(), AutomationError> {
-        let spec = job.spec(&self.inner.default_zone)?;
+        let spec = job.spec(&self.default_zone())?;
         self.scheduler()?.upsert(spec, Registration::Live).map_err(|_| AutomationError::Stopped)
     }
 
@@ -99,7 +99,7 @@ impl Automation {
                 .into_iter()
                 .next();
             let next_fire = if job.enabled {
-                Schedule::parse(&job.schedule, job.zone_or(&self.inner.default_zone))
+                Schedule::parse(&job.schedule, job.zone_or(&self.default_zone()))
                     .ok()
                     .and_then(|s| s.next_after(now))
             } else {
@@ -119,7 +119,7 @@ impl Automation {
         Self::scope_new(caller, &mut job.target, &mut job.owner)?;
         job.created_at = self.inner.clock.now();
         job.last_fire_at = None;
-        job.validate(&self.inner.default_zone)?;
+        job.validate(&self.default_zone())?;
         self.agent_may_keep_job(caller, &job, true).await?;
         // Uniqueness and ownership first: a refused job writes nothing.
         let id = job.id.clone();
@@ -155,7 +155,7 @@ impl Automation {
                 "an agent can only deliver to its own chat".into(),
             ));
         }
-        job.validate(&self.inner.default_zone)?;
+        job.validate(&self.default_zone())?;
         self.agent_may_keep_job(caller, &job, false).await?;
         let description =
             (job.description != before.description).then_some(job.description.as_str());
@@ -406,11 +406,12 @@ impl Automation {
             return "No cron jobs. Ask the agent to schedule one, or use `ductorctl cron add`."
                 .to_owned();
         }
+        let default_zone = self.default_zone();
         let mut text = format!("Cron jobs ({}):", views.len());
         for view in &views {
             let job = &view.job;
             let state = if job.enabled { "▶️" } else { "⏸" };
-            let zone = job.zone_or(&self.inner.default_zone);
+            let zone = job.zone_or(&default_zone);
             text.push_str(&format!(
                 "\n{state} {} `{}` {}",
                 job.id,

@@ -68,8 +68,7 @@ impl Automation {
 
     /// The shortest time between two of the next fires, in seconds.
     fn shortest_gap(&self, job: &CronJob) -> Option<i64> {
-        let schedule =
-            Schedule::parse(&job.schedule, job.zone_or(&self.inner.default_zone)).ok()?;
+        let schedule = Schedule::parse(&job.schedule, job.zone_or(&self.default_zone())).ok()?;
         let mut at = self.inner.clock.now();
         let mut fires: Vec<Timestamp> = Vec::with_capacity(FIRES_CHECKED);
         while fires.len() < FIRES_CHECKED {

@@ -82,8 +82,8 @@ const TABLE: &[(&str, &[Use])] = &[
     ("agent.max_session_messages", CORE_LIVE),
     ("agent.turn_timeout_seconds", CORE_LIVE),
     ("agent.idle_output_timeout_seconds", CORE_LIVE),
-    // Also the default zone of cron jobs, which automation reads at start.
-    ("agent.timezone", CORE_RESTART),
+    // Also the default zone of cron jobs (rescheduled), quiet hours and the sweep.
+    ("agent.timezone", CORE_LIVE),
     ("agent.file_access", CORE_RESTART),
     ("runner", RUNNER_RESTART),
     ("providers", RUNNER_RESTART),
