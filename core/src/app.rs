@@ -276,6 +276,7 @@ pub fn machine_config(config: &Config) -> MachineConfig {
         while_busy: agent.while_busy,
         memory: config.memory.clone(),
         admin_chats: agent.admin_chats.clone(),
+        file_access: agent.file_access,
     }
 }
 

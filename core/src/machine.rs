@@ -51,6 +51,8 @@ pub trait Env: Send {
     fn list_dir(&self, relative: &str) -> Result<DirListing, String>;
     /// The running version and how to upgrade this install, for `/upgrade`.
     fn upgrade_report(&self) -> String;
+    /// Where `<file:...>` tags may point from now on (a reloaded `[agent].file_access`).
+    fn set_file_access(&mut self, access: ductor_daemon::config::FileAccess);
 }
 
 /// The machine's view of `[agent]` and the build.
@@ -84,6 +86,8 @@ pub struct MachineConfig {
     pub memory: ductor_daemon::config::MemoryConfig,
     /// `[agent].admin_chats`: `transport:chat_id` of the chats that administer ductor.
     pub admin_chats: Vec<String>,
+    /// `[agent].file_access`: where `<file:...>` tags may point.
+    pub file_access: ductor_daemon::config::FileAccess,
 }
 
 /// Options for a prompt injected by automation into a chat's session.
@@ -423,7 +427,12 @@ impl<E: Env> Machine<E> {
             Event::Error(error) => self.record_error(error),
             Event::ApprovalTimeout { approval_id } => self.on_approval_timeout(&approval_id),
             Event::SteerRefused { key, event_id } => self.on_steer_refused(&key, &event_id),
-            Event::Reconfigure(cfg) => self.cfg = *cfg,
+            Event::Reconfigure(cfg) => {
+                if cfg.file_access != self.cfg.file_access {
+                    self.env.set_file_access(cfg.file_access);
+                }
+                self.cfg = *cfg;
+            }
             Event::LiveNames(live) => {
                 if live.names.is_empty() {
                     self.named.remove(&live.key);

@@ -1,8 +1,9 @@
 //! Core's side of config hot reload (`ductor_daemon::reload`): every valid
 //! change of `config.toml` gives the state machine its new `[agent]` and
-//! `[memory]` defaults (the next event on sees them), the one-shot runs
-//! their provider, model, timeout and default permission, and automation its
-//! `[automation]` limits, `[heartbeat]` and `[cleanup]`. Which keys these are
+//! `[memory]` defaults (the next event on sees them; `file_access` moves the
+//! roots `<file:...>` tags may point into), the one-shot runs their provider,
+//! model, timeout and default permission, and automation its `[automation]`
+//! limits, `[heartbeat]`, `[cleanup]` and time zone. Which keys these are
 //! is the daemon's table; everything else core reads waits for a restart.
 
 use std::sync::Arc;
@@ -28,8 +29,6 @@ pub fn oneshot_defaults(config: &Config) -> OneshotDefaults {
 pub fn live_view(start: &Config, new: &Config) -> Config {
     let mut view = start.clone();
     view.agent = new.agent.clone();
-    // `file_access` is the workspace port's, read at start.
-    view.agent.file_access = start.agent.file_access;
     view.memory.flush = new.memory.flush;
     view.memory.flush_dedup_seconds = new.memory.flush_dedup_seconds;
     view.memory.check_every_messages = new.memory.check_every_messages;
@@ -74,7 +73,7 @@ mod tests {
         assert_eq!(view.agent.model, "m2");
         assert_eq!(view.memory.check_every_messages, 9);
         assert_eq!(view.agent.timezone, "Europe/Berlin", "the zone is live");
-        assert_eq!(view.agent.file_access, FileAccess::Workspace);
+        assert_eq!(view.agent.file_access, FileAccess::All, "file_access is live");
         assert_eq!(view.runner.sandbox, start.runner.sandbox);
         assert_eq!(view.memory.compaction_trigger_lines, 70);
     }

@@ -165,6 +165,8 @@ pub fn list_dir(workspace: &Path, relative: &str) -> Result<DirListing, String> 
 #[derive(Debug, Clone)]
 pub struct WorkspaceEnv {
     workspace: PathBuf,
+    /// The user's home directory (canonical), for `file_access = "home"`.
+    home: Option<PathBuf>,
     roots: Vec<PathBuf>,
     /// Never sent, whatever `file_access` allows: ductor's home (but the
     /// workspace), the run directory, the CLIs' credentials.
@@ -180,21 +182,30 @@ impl WorkspaceEnv {
         home: Option<PathBuf>,
         denied: &[PathBuf],
     ) -> Self {
-        let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
-        let roots = match access {
-            FileAccess::All => vec![PathBuf::from("/")],
-            FileAccess::Home => home.as_ref().map(|h| vec![canonical(h)]).unwrap_or_default(),
-            FileAccess::Workspace => vec![canonical(&workspace)],
-        };
+        let home = home.as_deref().map(canonical);
         let mut denied: Vec<PathBuf> = denied.iter().map(|p| canonical(p)).collect();
         if let Some(home) = &home {
-            let home = canonical(home);
             for secret in CLI_SECRETS {
                 denied.push(home.join(secret));
             }
         }
-        Self { workspace, roots, denied }
+        let mut env = Self { workspace, home, roots: Vec::new(), denied };
+        env.roots = env.roots_for(access);
+        env
     }
+
+    /// The roots `access` allows.
+    fn roots_for(&self, access: FileAccess) -> Vec<PathBuf> {
+        match access {
+            FileAccess::All => vec![PathBuf::from("/")],
+            FileAccess::Home => self.home.iter().cloned().collect(),
+            FileAccess::Workspace => vec![canonical(&self.workspace)],
+        }
+    }
+}
+
+fn canonical(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// Credentials of the CLIs and the user under their home, never sent.
@@ -210,6 +221,10 @@ const CLI_SECRETS: [&str; 8] = [
 ];
 
 impl Env for WorkspaceEnv {
+    fn set_file_access(&mut self, access: FileAccess) {
+        self.roots = self.roots_for(access);
+    }
+
     fn new_id(&mut self) -> String {
         uuid::Uuid::now_v7().simple().to_string()
     }
@@ -294,6 +309,37 @@ mod tests {
         let link = ws.join("output_to_user/link.txt");
         assert!(env.resolve_file(link.to_str().unwrap()).is_err());
         assert!(env.resolve_file("relative.txt").is_err());
+    }
+
+    #[test]
+    fn a_reloaded_file_access_moves_the_roots_and_keeps_the_denials() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("ductor");
+        let ws = home.join("workspace");
+        seed(&ws).unwrap();
+        std::fs::create_dir_all(home.join("secrets")).unwrap();
+        std::fs::write(home.join("secrets/admin.token"), "t").unwrap();
+        let user = dir.path().join("user");
+        std::fs::create_dir_all(user.join(".ssh")).unwrap();
+        std::fs::write(user.join(".ssh/id_ed25519"), "k").unwrap();
+        std::fs::write(user.join("notes.txt"), "n").unwrap();
+        let mut env = WorkspaceEnv::new(
+            ws.clone(),
+            FileAccess::Workspace,
+            Some(user.clone()),
+            std::slice::from_ref(&home),
+        );
+        let notes = user.join("notes.txt");
+        assert!(env.resolve_file(notes.to_str().unwrap()).is_err(), "outside the workspace");
+        env.set_file_access(FileAccess::Home);
+        assert!(env.resolve_file(notes.to_str().unwrap()).is_ok(), "the home is allowed now");
+        let key = user.join(".ssh/id_ed25519");
+        assert!(env.resolve_file(key.to_str().unwrap()).is_err(), "credentials stay denied");
+        env.set_file_access(FileAccess::All);
+        let token = home.join("secrets/admin.token");
+        assert!(env.resolve_file(token.to_str().unwrap()).is_err(), "ductor's home stays denied");
+        env.set_file_access(FileAccess::Workspace);
+        assert!(env.resolve_file(notes.to_str().unwrap()).is_err(), "back to the workspace");
     }
 
     #[test]

@@ -10,9 +10,14 @@ use crate::model::{FinalReply, RunError, RunErrorKind, RunOutcome, RunResult, Si
 struct FakeEnv {
     next: u32,
     memory: Option<String>,
+    access: ductor_daemon::config::FileAccess,
 }
 
 impl Env for FakeEnv {
+    fn set_file_access(&mut self, access: ductor_daemon::config::FileAccess) {
+        self.access = access;
+    }
+
     fn list_dir(&self, relative: &str) -> Result<DirListing, String> {
         let path = format!("/ws/{relative}");
         match relative {
@@ -43,7 +48,8 @@ impl Env for FakeEnv {
     }
 
     fn resolve_file(&self, path: &str) -> Result<Attachment, String> {
-        if path.starts_with("/ws/") {
+        let all = self.access == ductor_daemon::config::FileAccess::All;
+        if path.starts_with("/ws/") || (all && path.starts_with('/')) {
             Ok(Attachment {
                 path: path.into(),
                 mime_type: "image/png".into(),
@@ -78,6 +84,7 @@ fn config() -> MachineConfig {
         approval_timeout_ms: 300_000,
         while_busy: ductor_daemon::config::WhileBusy::Queue,
         admin_chats: vec!["testgw:boss".into()],
+        file_access: Default::default(),
         // Upkeep is off here; `tests/upkeep.rs` turns it on.
         memory: ductor_daemon::config::MemoryConfig {
             flush: false,
@@ -98,7 +105,7 @@ fn harness() -> Harness {
 }
 
 fn harness_with(config: MachineConfig) -> Harness {
-    let env = FakeEnv { next: 0, memory: Some("MEMORY".into()) };
+    let env = FakeEnv { next: 0, memory: Some("MEMORY".into()), access: Default::default() };
     let mut h =
         Harness { machine: Machine::new(config, env, Vec::new()), clock: 1_700_000_000, events: 0 };
     h.handle(Event::Catalog(vec![

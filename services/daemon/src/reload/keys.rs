@@ -84,7 +84,7 @@ const TABLE: &[(&str, &[Use])] = &[
     ("agent.idle_output_timeout_seconds", CORE_LIVE),
     // Also the default zone of cron jobs (rescheduled), quiet hours and the sweep.
     ("agent.timezone", CORE_LIVE),
-    ("agent.file_access", CORE_RESTART),
+    ("agent.file_access", CORE_LIVE),
     ("runner", RUNNER_RESTART),
     ("providers", RUNNER_RESTART),
     ("telegram.enabled", LAUNCHER_RESTART),

@@ -26,8 +26,8 @@ use crate::procs;
 Live (applied at once): [telegram] allowed_user_ids, allowed_group_ids, group_mention_only, \
 edit_interval_ms, burst, notify_final, max_download_bytes; [matrix] allowed_users, \
 allowed_rooms, group_mention_only, max_edits, max_download_bytes, show_tool_markers; [agent] \
-(all but file_access; new sessions take the new provider and model, a new timezone moves the \
-cron jobs that name none); [automation], [heartbeat], [cleanup]; [memory] flush, \
+(all of it; new sessions take the new provider and model, a new timezone moves the cron jobs \
+that name none); [automation], [heartbeat], [cleanup]; [memory] flush, \
 flush_dedup_seconds, check_every_messages. Everything else (tokens, URLs, [runner], \
 [providers], [webhooks], ...) needs `ductorctl restart SERVICE`, and [launcher] a new \
 `ductorctl up`; `ductorctl config check` lists what is still waiting. Services also notice a \
