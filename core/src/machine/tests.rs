@@ -566,6 +566,20 @@ fn buttons_and_files_in_the_final_text() {
 }
 
 #[test]
+fn a_reloaded_file_access_reaches_the_file_check() {
+    let mut h = harness();
+    let run = starts(&h.say("one"))[0].run_id.clone();
+    let effects = h.complete(&run, "s", "See <file:/etc/motd>");
+    assert!(finals(&effects)[0].files.is_empty(), "outside the workspace by default");
+    let mut cfg = config();
+    cfg.file_access = ductor_daemon::config::FileAccess::All;
+    h.handle(Event::Reconfigure(Box::new(cfg)));
+    let run = starts(&h.say("two"))[0].run_id.clone();
+    let effects = h.complete(&run, "s", "See <file:/etc/motd>");
+    assert_eq!(finals(&effects)[0].files.len(), 1, "the reloaded access lets it through");
+}
+
+#[test]
 fn transports_without_buttons_get_numbered_options() {
     let mut h = harness();
     let caps = Capabilities { buttons: ButtonStyle::None, ..Capabilities::default() };
