@@ -311,8 +311,9 @@ mod tests {
         assert!(env.resolve_file("relative.txt").is_err());
     }
 
-    #[test]
-    fn a_reloaded_file_access_moves_the_roots_and_keeps_the_denials() {
+    /// A ductor home with a secret and a seeded workspace, beside a user
+    /// home with an SSH key and a note: (guard, ductor home, workspace, user home).
+    fn home_with_secrets() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let home = dir.path().join("ductor");
         let ws = home.join("workspace");
@@ -323,6 +324,12 @@ mod tests {
         std::fs::create_dir_all(user.join(".ssh")).unwrap();
         std::fs::write(user.join(".ssh/id_ed25519"), "k").unwrap();
         std::fs::write(user.join("notes.txt"), "n").unwrap();
+        (dir, home, ws, user)
+    }
+
+    #[test]
+    fn a_reloaded_file_access_moves_the_roots_and_keeps_the_denials() {
+        let (_dir, home, ws, user) = home_with_secrets();
         let mut env = WorkspaceEnv::new(
             ws.clone(),
             FileAccess::Workspace,
@@ -344,16 +351,7 @@ mod tests {
 
     #[test]
     fn with_file_access_all_ductors_home_and_credentials_are_still_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let home = dir.path().join("ductor");
-        let ws = home.join("workspace");
-        seed(&ws).unwrap();
-        std::fs::create_dir_all(home.join("secrets")).unwrap();
-        std::fs::write(home.join("secrets/admin.token"), "t").unwrap();
-        let user = dir.path().join("user");
-        std::fs::create_dir_all(user.join(".ssh")).unwrap();
-        std::fs::write(user.join(".ssh/id_ed25519"), "k").unwrap();
-        std::fs::write(user.join("notes.txt"), "n").unwrap();
+        let (_dir, home, ws, user) = home_with_secrets();
         std::fs::write(ws.join("output_to_user/ok.txt"), "o").unwrap();
         let env = WorkspaceEnv::new(
             ws.clone(),
