@@ -76,6 +76,7 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
         skills.clone(),
     )
     .context("start the spawner thread")?;
+    tokio::spawn(follow_providers(context.config_updates.clone(), runner.clone()));
     let killed = runner.sweep();
     if killed > 0 {
         tracing::warn!(killed, "killed CLI process groups left by a previous runner");
@@ -147,4 +148,17 @@ fn media_preparer(context: &ServiceContext, support: &sandbox::Support) -> media
         home.root().join("tmp"),
         tools,
     )
+}
+
+/// Hands every reloaded `[providers.*]` to the runner (`ductor_daemon::reload`):
+/// runs started after it use the new binary, args, env and home state, and
+/// the next `Probe` reports the new models (core's `/model` list follows).
+async fn follow_providers(
+    mut updates: tokio::sync::watch::Receiver<std::sync::Arc<ductor_daemon::Config>>,
+    runner: std::sync::Arc<Runner>,
+) {
+    while updates.changed().await.is_ok() {
+        let providers = updates.borrow_and_update().providers.clone();
+        runner.set_providers(providers);
+    }
 }

@@ -14,8 +14,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ductor_daemon::DuctorHome;
 use ductor_daemon::ServiceName;
-use ductor_daemon::config::{ProviderConfig, ProvidersConfig, RunnerConfig, StateHome};
-use ductor_daemon::sync::Locked as _;
+use ductor_daemon::config::{ProvidersConfig, RunnerConfig, StateHome};
+use ductor_daemon::sync::{Locked as _, LockedRw as _};
 use ductor_proto::pb;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -51,7 +51,8 @@ struct RunEntry {
 /// Shared state of the service.
 pub struct Runner {
     config: RunnerConfig,
-    providers: ProvidersConfig,
+    /// `[providers.*]`: replaced by a reload, read at each run's start.
+    providers: std::sync::RwLock<Arc<ProvidersConfig>>,
     home: DuctorHome,
     support: Support,
     fencing: Fencing,
@@ -92,7 +93,7 @@ impl Runner {
         let spawner = sandbox::Spawner::start(tokio::runtime::Handle::current())?;
         Ok(Arc::new(Self {
             config,
-            providers,
+            providers: std::sync::RwLock::new(Arc::new(providers)),
             home,
             support,
             fencing,
@@ -145,8 +146,15 @@ impl Runner {
         self.home.root().join("tmp")
     }
 
-    fn provider_config(&self, provider: Provider) -> &ProviderConfig {
-        provider.settings(&self.providers)
+    /// `[providers.*]` as the last valid `config.toml` has them.
+    fn providers(&self) -> Arc<ProvidersConfig> {
+        self.providers.read_locked().clone()
+    }
+
+    /// Takes a reloaded `[providers.*]`: runs started from now on use it
+    /// (binary, args, env, home state), and so does the next `Probe` (models).
+    pub fn set_providers(&self, providers: ProvidersConfig) {
+        *self.providers.write_locked() = Arc::new(providers);
     }
 
     /// Starts a run; returns its event stream.
@@ -256,7 +264,8 @@ impl Runner {
         let granted = &self.config.extra_writable_paths;
         spec.working_dir = crate::workdir::confine(&spec.working_dir, &self.home, granted)
             .map_err(|e| RunError::fatal(ErrorKind::SpawnFailed, e))?;
-        let settings = self.provider_config(spec.provider);
+        let providers = self.providers();
+        let settings = spec.provider.settings(&providers);
         let binary_name = settings.binary_or(spec.provider.as_str());
         let path_var = settings.env.get("PATH").or_else(|| self.parent_env.get("PATH"));
         let binary = sandbox::resolve_binary(&binary_name, path_var.map(String::as_str))
@@ -387,7 +396,7 @@ impl Runner {
     ) -> Result<crate::transcripts::Outcome, RunnerError> {
         let provider = request.provider;
         let operator = homes::operator_dir(provider, &self.parent_env);
-        let mode = provider.settings(&self.providers).state;
+        let mode = provider.settings(&self.providers()).state;
         let home = match homes::bucket(mode, labels) {
             None => None,
             Some(_) if request.dry_run => None,
@@ -510,9 +519,14 @@ impl Runner {
     /// Installed CLIs, versions, auth hints, models; and the sandbox mode.
     pub async fn probe(&self) -> pb::ProbeResponse {
         let fence = probe::Fence::of(&self.home, &self.config, self.support.landlock);
-        let mut answer =
-            probe::probe(&self.providers, &self.parent_env, &self.versions, &self.support, &fence)
-                .await;
+        let mut answer = probe::probe(
+            &self.providers(),
+            &self.parent_env,
+            &self.versions,
+            &self.support,
+            &fence,
+        )
+        .await;
         answer.skill_conflicts = self.skills.as_ref().map(|s| s.conflicts()).unwrap_or_default();
         answer
     }

@@ -195,3 +195,35 @@ async fn a_new_time_zone_moves_the_cron_jobs_that_name_none() {
     assert_eq!(before, after, "no restart");
     assert!(env.ductorctl(&["down"]).await.status.success());
 }
+
+/// `[providers.*]` is live in the runner: the run after a reload gets the
+/// new arguments, from the same runner process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_provider_arguments_reach_the_next_run_without_a_restart() {
+    let env = TestEnv::with_fake_claude("");
+    env.up().await;
+    let state = env.home().join("fake-state");
+    let ask = ["ask", "--chat", "c1", "hello"];
+    assert!(env.ductorctl(&ask).await.status.success());
+    assert!(!last_argv(&state).iter().any(|a| a == "--reload-probe"), "{:?}", last_argv(&state));
+    let runner = env.service_status("runner").await.expect("runner")["pid"].as_u64();
+
+    let config = std::fs::read_to_string(env.home().join("config.toml")).unwrap();
+    let edited = config.replacen(
+        "[providers.claude]\n",
+        "[providers.claude]\nargs = [\"--reload-probe\"]\n",
+        1,
+    );
+    assert_ne!(edited, config, "the fake claude's section is in the config");
+    env.write_config(&edited);
+    let reload = env.ductorctl(&["reload"]).await;
+    assert!(reload.status.success(), "{}", text(&reload.stderr));
+    let report = text(&reload.stdout);
+    assert!(report.contains("runner: applied live: providers.claude.args"), "{report}");
+
+    assert!(env.ductorctl(&ask).await.status.success());
+    assert!(last_argv(&state).iter().any(|a| a == "--reload-probe"), "{:?}", last_argv(&state));
+    let after = env.service_status("runner").await.expect("runner")["pid"].as_u64();
+    assert_eq!(runner, after, "the runner was not restarted");
+    assert!(env.ductorctl(&["down"]).await.status.success());
+}

@@ -57,6 +57,7 @@ const MATRIX: Reader = Reader::Service(ServiceName::Matrix);
 
 const CORE_LIVE: &[Use] = &[Use(CORE, Apply::Live)];
 const CORE_RESTART: &[Use] = &[Use(CORE, Apply::Restart)];
+const RUNNER_LIVE: &[Use] = &[Use(RUNNER, Apply::Live)];
 const RUNNER_RESTART: &[Use] = &[Use(RUNNER, Apply::Restart)];
 const TELEGRAM_LIVE: &[Use] = &[Use(TELEGRAM, Apply::Live)];
 const TELEGRAM_RESTART: &[Use] = &[Use(TELEGRAM, Apply::Restart)];
@@ -86,7 +87,9 @@ const TABLE: &[(&str, &[Use])] = &[
     ("agent.timezone", CORE_LIVE),
     ("agent.file_access", CORE_LIVE),
     ("runner", RUNNER_RESTART),
-    ("providers", RUNNER_RESTART),
+    // Runs started after a reload use the new binary, args, env and home
+    // state; the next Probe reports the new models (core's /model list).
+    ("providers", RUNNER_LIVE),
     ("telegram.enabled", LAUNCHER_RESTART),
     ("telegram.allowed_user_ids", TELEGRAM_LIVE),
     ("telegram.allowed_group_ids", TELEGRAM_LIVE),
@@ -175,7 +178,7 @@ mod tests {
             assert!(!uses(&key).is_empty(), "{key} is not in the reload table");
         }
         // A provider's env keys are the operator's own names.
-        assert_eq!(uses("providers.claude.env.ANTHROPIC_BASE_URL"), RUNNER_RESTART);
+        assert_eq!(uses("providers.claude.env.ANTHROPIC_BASE_URL"), RUNNER_LIVE);
     }
 
     #[test]

@@ -28,8 +28,8 @@ edit_interval_ms, burst, notify_final, max_download_bytes; [matrix] allowed_user
 allowed_rooms, group_mention_only, max_edits, max_download_bytes, show_tool_markers; [agent] \
 (all of it; new sessions take the new provider and model, a new timezone moves the cron jobs \
 that name none); [automation], [heartbeat], [cleanup]; [memory] flush, \
-flush_dedup_seconds, check_every_messages. Everything else (tokens, URLs, [runner], \
-[providers], [webhooks], ...) needs `ductorctl restart SERVICE`, and [launcher] a new \
+flush_dedup_seconds, check_every_messages; [providers.*] (the next run uses them). Everything \
+else (tokens, URLs, [runner], [webhooks], ...) needs `ductorctl restart SERVICE`, and [launcher] a new \
 `ductorctl up`; `ductorctl config check` lists what is still waiting. Services also notice a \
 changed file by themselves within about a second. Under systemd this is `systemctl --user \
 reload ductor-<service>`; under docker compose, `docker compose kill -s HUP`.")]
