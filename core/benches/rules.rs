@@ -41,7 +41,7 @@ fn main() {
     let ws = dir.path().join("workspace");
     std::fs::create_dir_all(&ws).expect("workspace");
     for i in 0..FOLDERS / 2 {
-        task_folder::ensure(&ws, &format!("job-{i}"), "Job", Some("do it")).expect("cron folder");
+        task_folder::ensure(&ws, &format!("job-{i}"), "Job", "do it", true).expect("cron folder");
         let task = Tree::root(&ws).and_then(|r| r.dir_or_make(&format!("tasks/t{i:04}"), 0o700));
         seed_new(&task.expect("task folder"), "# Task agent rules\n").expect("task rules");
     }

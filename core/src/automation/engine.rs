@@ -535,7 +535,7 @@ impl Automation {
         };
         let label = if job.kind == RunKind::Cron { "Cron job" } else { "Webhook" };
         let (status, text, ok) =
-            match task_folder::ensure(&self.inner.workspace, &job.folder, &job.title, None) {
+            match task_folder::ensure(&self.inner.workspace, &job.folder, &job.title, "", false) {
                 Err(error) => ("error:folder".to_owned(), error.to_string(), false),
                 Ok(dir) => {
                     let mut extra_env = job

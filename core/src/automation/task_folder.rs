@@ -45,8 +45,9 @@ pub fn memory_file(name: &str) -> String {
 }
 
 /// Creates or refreshes the folder of task `name`: rule files made when it
-/// has none (afterwards the rule sync owns them), `TASK_DESCRIPTION.md` written from `title`/`description` when
-/// `description` is given or the file is missing, memory created once.
+/// has none (afterwards the rule sync owns them), `TASK_DESCRIPTION.md`
+/// written from `title`/`description` when the file is missing, or replaced
+/// when `replace` (a job given a new description), memory created once.
 ///
 /// The folder is agent-writable and core is not sandboxed: no component is
 /// followed if it is a link (the call fails instead), and files are replaced
@@ -55,14 +56,15 @@ pub fn ensure(
     workspace: &Path,
     name: &str,
     title: &str,
-    description: Option<&str>,
+    description: &str,
+    replace: bool,
 ) -> Result<PathBuf, TaskFolderError> {
     let path = folder(workspace, name)?;
     let dir = Tree::root(workspace)?.dir_or_make(&format!("{CRON_TASKS_DIR}/{name}"), 0o700)?;
     dir.dir_or_make("scripts", 0o700)?;
     crate::rules::sync::seed_new(&dir, &rules_text(name))?;
-    let task = task_description(title, description.unwrap_or(""));
-    if description.is_some() {
+    let task = task_description(title, description);
+    if replace {
         dir.replace("TASK_DESCRIPTION.md", task.as_bytes(), 0o600)?;
     } else {
         dir.write_new("TASK_DESCRIPTION.md", task.as_bytes(), 0o600)?;
@@ -123,7 +125,7 @@ mod tests {
     fn creates_the_folder_and_keeps_the_memory() {
         let tmp = tempfile::tempdir().unwrap();
         let dir =
-            ensure(tmp.path(), "hn-digest", "HN digest", Some("Summarise the top 10 stories"))
+            ensure(tmp.path(), "hn-digest", "HN digest", "Summarise the top 10 stories", true)
                 .unwrap();
         assert_eq!(dir, tmp.path().join("cron_tasks/hn-digest"));
         for file in RULE_FILES {
@@ -137,7 +139,9 @@ mod tests {
 
         std::fs::write(dir.join("hn-digest_MEMORY.md"), "2026-05-01: seen story 123").unwrap();
         std::fs::write(dir.join("CLAUDE.md"), "edited").unwrap();
-        ensure(tmp.path(), "hn-digest", "HN digest", None).unwrap();
+        ensure(tmp.path(), "hn-digest", "HN digest", "", false).unwrap();
+        // A hook sharing the folder brings its own text: the job's stays.
+        ensure(tmp.path(), "hn-digest", "Hook", "another description", false).unwrap();
         assert_eq!(
             std::fs::read_to_string(dir.join("hn-digest_MEMORY.md")).unwrap(),
             "2026-05-01: seen story 123"
@@ -156,7 +160,7 @@ mod tests {
     fn refuses_unsafe_names() {
         let tmp = tempfile::tempdir().unwrap();
         assert!(matches!(
-            ensure(tmp.path(), "../escape", "x", None),
+            ensure(tmp.path(), "../escape", "x", "", false),
             Err(TaskFolderError::Name(_))
         ));
         assert!(!tmp.path().join("escape").exists());

@@ -127,7 +127,10 @@ impl Automation {
             return Err(AutomationStoreError::Exists { kind: "cron job", id: job.id }.into());
         }
         self.folder_is_ours(job.owner.as_ref(), &job.id).await?;
-        task_folder::ensure(&self.inner.workspace, &job.id, &job.title, Some(&job.description))?;
+        // A re-added job's folder (kept with its memory) takes a new description,
+        // never an empty one.
+        let replace = !job.description.trim().is_empty();
+        task_folder::ensure(&self.inner.workspace, &job.id, &job.title, &job.description, replace)?;
         let stored = job.clone();
         self.db(move |c| db::insert_job(c, &stored)).await?;
         self.reschedule(&job)?;
@@ -157,9 +160,8 @@ impl Automation {
         }
         job.validate(&self.default_zone())?;
         self.agent_may_keep_job(caller, &job, false).await?;
-        let description =
-            (job.description != before.description).then_some(job.description.as_str());
-        task_folder::ensure(&self.inner.workspace, &job.id, &job.title, description)?;
+        let replace = job.description != before.description;
+        task_folder::ensure(&self.inner.workspace, &job.id, &job.title, &job.description, replace)?;
         let stored = job.clone();
         self.db(move |c| db::update_job(c, &stored)).await?;
         self.reschedule(&job)?;
@@ -262,11 +264,13 @@ impl Automation {
         }
         if hook.mode == crate::automation::webhook::HookMode::CronTask {
             self.folder_is_ours(hook.owner.as_ref(), &hook.task_folder).await?;
+            // The folder may be a job's: its task description is kept.
             task_folder::ensure(
                 &self.inner.workspace,
                 &hook.task_folder,
                 &hook.title,
-                Some(&hook.description),
+                &hook.description,
+                false,
             )?;
         }
         let stored = hook.clone();
