@@ -12,6 +12,10 @@ use ductor_daemon::daemon::{ServiceContext, serve};
 use jiff::tz::TimeZone;
 use tokio::sync::Notify;
 
+use crate::agents::bus::{Bus, Limits};
+use crate::agents::control::AgentsControl;
+use crate::agents::grpc::AgentsService;
+use crate::agents::{self, Directory};
 use crate::automation::{
     self, clock::SystemClock, credential::Credentials, engine::Automation, grpc::AutomationService,
 };
@@ -40,9 +44,15 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
     ductor_daemon::paths::tighten(context.home.root(), 0o700).context("make the home private")?;
     workspace::seed(&workspace).context("seed the workspace")?;
     ductor_daemon::paths::tighten(&workspace, 0o700).context("make the workspace private")?;
-    let migrations =
-        [automation::store::MIGRATIONS, background::store::MIGRATIONS, rules::store::MIGRATIONS]
-            .concat();
+    let directory = Directory::from_config(config, &context.home);
+    seed_agents(&context.home, &directory).context("seed the agents' workspaces")?;
+    let migrations = [
+        agents::store::MIGRATIONS,
+        automation::store::MIGRATIONS,
+        background::store::MIGRATIONS,
+        rules::store::MIGRATIONS,
+    ]
+    .concat();
     let store =
         Store::open(&context.home.state_db(), &migrations).context("open the state database")?;
     // Rule files in sync before any run, then every few seconds, off the turn path.
@@ -70,10 +80,14 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
         workspace.to_string_lossy().into_owned(),
         crate::wire::permission_to_pb(config.agent.permission_mode),
     )
-    .with_agent_env(automation::wiring::agent_env(credentials.clone(), &context.home));
+    .with_agent_env(automation::wiring::agent_env(credentials.clone(), &context.home))
+    .with_agent_workspaces(directory.workspaces());
     let home_dir = std::env::var_os("HOME").map(std::path::PathBuf::from);
     let denied = [context.home.root().to_path_buf(), context.home.run_dir().to_path_buf()];
-    let env = WorkspaceEnv::new(workspace.clone(), config.agent.file_access, home_dir, &denied);
+    let env = directory.all().iter().skip(1).fold(
+        WorkspaceEnv::new(workspace.clone(), config.agent.file_access, home_dir, &denied),
+        |env, agent| env.with_agent(&agent.name, agent.workspace.clone()),
+    );
     let machine = Machine::new(machine_config(config), env, sessions);
     let stats = Arc::new(Stats::default());
     let probe = Arc::new(Notify::new());
@@ -142,14 +156,24 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
     handle.plug_background(Arc::new(background.clone()));
     let import =
         crate::import::ImportService::new(handle.clone(), background.clone(), credentials.clone());
-    let service =
-        CoreService::new(handle, store, VERSION, stats).with_automation(automation.clone());
+    handle.plug_agents(Arc::new(AgentsControl::new(
+        directory.clone(),
+        outbox.clone(),
+        context.home.clone(),
+    )));
+    let bus = Bus::new(directory.clone(), handle.clone(), store.clone(), Limits::default());
+    let turn_timeout = std::time::Duration::from_secs(config.agent.turn_timeout_seconds);
+    let agents_service = AgentsService::new(bus, credentials.clone(), outbox.clone(), turn_timeout);
+    let service = CoreService::new(handle, store, VERSION, stats)
+        .with_automation(automation.clone())
+        .with_agents(directory);
     let router = tonic::transport::Server::builder()
         .add_service(health.into_server())
         .add_service(service.into_server())
         .add_service(AutomationService::new(automation).into_server())
         .add_service(TasksService::new(background, credentials).into_server())
-        .add_service(import.into_server());
+        .add_service(import.into_server())
+        .add_service(agents_service.into_server());
     let restarter = crate::restart::Restarter {
         outbox: outbox.clone(),
         runner: runner.clone(),
@@ -161,6 +185,19 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
     serve(&context, router).await?;
     if restart_for.is_finished() && matches!(restart_for.await, Ok(true)) {
         return Err(ductor_daemon::daemon::RestartRequested.into());
+    }
+    Ok(())
+}
+
+/// Makes each sub-agent's home (0700) and workspace (seeded like the main one).
+fn seed_agents(home: &ductor_daemon::DuctorHome, directory: &Directory) -> anyhow::Result<()> {
+    for agent in directory.all().iter().skip(1) {
+        let own = home.agent_home(&agent.name);
+        std::fs::create_dir_all(&own).with_context(|| format!("create {}", own.display()))?;
+        ductor_daemon::paths::tighten(&own, 0o700)?;
+        workspace::seed(&agent.workspace)
+            .with_context(|| format!("seed {}", agent.workspace.display()))?;
+        ductor_daemon::paths::tighten(&agent.workspace, 0o700)?;
     }
     Ok(())
 }
@@ -277,6 +314,9 @@ pub fn machine_config(config: &Config) -> MachineConfig {
         memory: config.memory.clone(),
         admin_chats: agent.admin_chats.clone(),
         file_access: agent.file_access,
+        // Defaults need no paths: any home gives the same.
+        agents: Directory::from_config(config, &ductor_daemon::DuctorHome::at("/"))
+            .machine_defaults(),
     }
 }
 

@@ -59,6 +59,16 @@ pub enum Command {
     Where,
     /// The bot leaves a chat of this transport (this one by default; admin chats).
     Leave(Option<String>),
+    /// The agents, their gateways and sessions (admin chats).
+    Agents,
+    /// Start an agent's gateways (admin chats).
+    AgentStart(Option<String>),
+    /// Stop an agent's gateways (admin chats).
+    AgentStop(Option<String>),
+    /// Restart an agent's gateways (admin chats).
+    AgentRestart(Option<String>),
+    /// How agents ask each other, and the agent commands.
+    AgentCommands,
 }
 
 /// One entry of the command list.
@@ -142,6 +152,16 @@ pub const COMMANDS: &[CommandSpec] = &[
         "The bot leaves a chat, this one by default (admin chats)",
         Command::Leave,
     ),
+    spec("agents", "", "The agents and their gateways (admin chats)", |_| Command::Agents),
+    spec("agent_start", "NAME", "Start an agent's gateways (admin chats)", Command::AgentStart),
+    spec("agent_stop", "NAME", "Stop an agent's gateways (admin chats)", Command::AgentStop),
+    spec(
+        "agent_restart",
+        "NAME",
+        "Restart an agent's gateways (admin chats)",
+        Command::AgentRestart,
+    ),
+    spec("agent_commands", "", "How agents ask each other", |_| Command::AgentCommands),
     spec("info", "", "Version and what ductor is", |_| Command::Info),
     spec("help", "", "This command reference", |_| Command::Help),
     CommandSpec { in_menu: false, ..spec("start", "", "Welcome", |_| Command::Start) },

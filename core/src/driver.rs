@@ -116,6 +116,19 @@ pub trait BackgroundAnswers: Send + Sync + std::fmt::Debug {
     fn status_lines(&self, key: &SessionKey) -> Vec<String>;
 }
 
+/// The agents' side of `/agents` and `/agent_start|stop|restart`.
+pub trait AgentsAnswers: Send + Sync + std::fmt::Debug {
+    /// The notice text answering `command` from `key`'s (admin) chat.
+    fn answer(
+        &self,
+        key: SessionKey,
+        command: crate::machine::AgentCommand,
+    ) -> Pin<Box<dyn Future<Output = String> + Send>>;
+}
+
+/// Where the agents' control plugs in.
+type AgentsSlot = Arc<OnceLock<Arc<dyn AgentsAnswers>>>;
+
 /// Where automation plugs in once it has started (after the driver).
 type AnswersSlot = Arc<OnceLock<Arc<dyn AutomationAnswers>>>;
 /// Where background work plugs in.
@@ -150,9 +163,15 @@ pub struct CoreHandle {
     defaults: SharedDefaults,
     answers: AnswersSlot,
     background: BackgroundSlot,
+    agents: AgentsSlot,
 }
 
 impl CoreHandle {
+    /// Lets the agents' control answer `/agents` and `/agent_*` (once).
+    pub fn plug_agents(&self, agents: Arc<dyn AgentsAnswers>) {
+        let _ = self.agents.set(agents);
+    }
+
     /// Lets background work answer `/session`, `/sessions`, `/tasks` and
     /// add to `/status` (once; later calls are ignored).
     pub fn plug_background(&self, background: Arc<dyn BackgroundAnswers>) {
@@ -249,6 +268,7 @@ pub struct Driver<E: Env> {
     shutdown: CancellationToken,
     answers: AnswersSlot,
     background: BackgroundSlot,
+    agents: AgentsSlot,
     /// One-shot defaults; a flush run's longest time is their timeout.
     defaults: SharedDefaults,
     /// Where `/restart` goes (the service's main task), when it can.
@@ -287,6 +307,7 @@ impl<E: Env + 'static> Driver<E> {
         });
         let answers = AnswersSlot::default();
         let background = BackgroundSlot::default();
+        let agents = AgentsSlot::default();
         let defaults: SharedDefaults = Arc::new(std::sync::RwLock::new(parts.defaults));
         let handle = CoreHandle {
             inputs: tx,
@@ -295,6 +316,7 @@ impl<E: Env + 'static> Driver<E> {
             defaults: defaults.clone(),
             answers: answers.clone(),
             background: background.clone(),
+            agents: agents.clone(),
         };
         let driver = Self {
             machine: parts.machine,
@@ -310,6 +332,7 @@ impl<E: Env + 'static> Driver<E> {
             shutdown: parts.shutdown,
             answers,
             background,
+            agents,
             defaults,
             restart: parts.restart,
         };
@@ -608,6 +631,15 @@ impl<E: Env + 'static> Driver<E> {
                 let kind = self.background_answer(key.clone(), request).await;
                 let reply = Outbound { key, turn_id: String::new(), reply_to, kind };
                 self.outbox.send(reply).await.err().map(|e| ("answer a command", e))
+            }
+            Effect::Agents { key, reply_to, command } => {
+                let text = match self.agents.get() {
+                    Some(agents) => agents.answer(key.clone(), command).await,
+                    None => "Agents are not available yet; try again in a moment.".to_owned(),
+                };
+                let kind = OutKind::Notice { text, notify: false };
+                let notice = Outbound { key, turn_id: String::new(), reply_to, kind };
+                self.outbox.send(notice).await.err().map(|e| ("answer a command", e))
             }
             Effect::Automation { key, reply_to, request, admin } => {
                 let request = match request {

@@ -18,6 +18,7 @@
 //! - [`rules`]: the rule files of the workspace and task folders kept in sync;
 //! - [`import`]: the `Import` service, state brought from Python ductor (`ductorctl import`).
 
+pub mod agents;
 pub mod automation;
 pub mod background;
 pub mod commands;

@@ -44,11 +44,11 @@ pub trait Env: Send {
     /// A fresh unique id (turn ids, queue entries).
     fn new_id(&mut self) -> String;
     /// The contents of `memory_system/MAINMEMORY.md`, if any.
-    fn read_memory(&self) -> Option<String>;
+    fn read_memory(&self, agent: &str) -> Option<String>;
     /// Checks a `<file:...>` path against the allowed roots.
-    fn resolve_file(&self, path: &str) -> Result<Attachment, String>;
+    fn resolve_file(&self, agent: &str, path: &str) -> Result<Attachment, String>;
     /// The folder `relative` (`""` = the root) of the workspace, for `/showfiles`.
-    fn list_dir(&self, relative: &str) -> Result<DirListing, String>;
+    fn list_dir(&self, agent: &str, relative: &str) -> Result<DirListing, String>;
     /// The running version and how to upgrade this install, for `/upgrade`.
     fn upgrade_report(&self) -> String;
     /// Where `<file:...>` tags may point from now on (a reloaded `[agent].file_access`).
@@ -88,6 +88,20 @@ pub struct MachineConfig {
     pub admin_chats: Vec<String>,
     /// `[agent].file_access`: where `<file:...>` tags may point.
     pub file_access: ductor_daemon::config::FileAccess,
+    /// Sub-agents' defaults for new sessions, by name (`[[agents]]`, merged
+    /// over `[agent]`); the main agent's are `provider`/`model`/`effort`.
+    pub agents: HashMap<String, AgentDefaults>,
+}
+
+/// A sub-agent's defaults for new sessions.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AgentDefaults {
+    /// Provider.
+    pub provider: String,
+    /// Model (empty = the provider's default).
+    pub model: String,
+    /// Reasoning effort.
+    pub effort: String,
 }
 
 /// Options for a prompt injected by automation into a chat's session.
@@ -287,6 +301,16 @@ pub enum Effect {
         /// What to restart.
         target: crate::restart::Target,
     },
+    /// Answer an agent command (`/agents`, `/agent_start|stop|restart`); the
+    /// driver asks the agents' control and sends its answer as a notice.
+    Agents {
+        /// The chat that asked.
+        key: SessionKey,
+        /// The command's event.
+        reply_to: String,
+        /// What it asked.
+        command: AgentCommand,
+    },
     /// Answer a chat command from automation's data (the driver asks
     /// automation and sends the answer as a notice, in order).
     Automation {
@@ -300,6 +324,19 @@ pub enum Effect {
         /// jobs; otherwise only its own.
         admin: bool,
     },
+}
+
+/// An agent command of an admin chat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentCommand {
+    /// `/agents`.
+    List,
+    /// `/agent_start NAME`.
+    Start(String),
+    /// `/agent_stop NAME`.
+    Stop(String),
+    /// `/agent_restart NAME`.
+    Restart(String),
 }
 
 /// A chat command whose answer needs automation's state (SQLite), which the
@@ -758,8 +795,9 @@ impl<E: Env> Machine<E> {
     fn record_mut(&mut self, key: &SessionKey) -> &mut SessionRecord {
         let cfg = &self.cfg;
         let now = self.now;
-        self.sessions.entry(key.clone()).or_insert_with(|| {
-            SessionRecord::new(key.clone(), &cfg.provider, &cfg.model, &cfg.effort, now)
+        self.sessions.entry(key.clone()).or_insert_with(|| match cfg.agents.get(key.agent()) {
+            Some(d) => SessionRecord::new(key.clone(), &d.provider, &d.model, &d.effort, now),
+            None => SessionRecord::new(key.clone(), &cfg.provider, &cfg.model, &cfg.effort, now),
         })
     }
 

@@ -7,8 +7,10 @@ use std::fmt;
 
 /// Which conversation a message belongs to: `(transport, chat, topic)`.
 ///
-/// Core never interprets the parts; it only compares them. The topic is empty
-/// when the chat has no topics or threads.
+/// Core never interprets the parts; it only compares them, except for the
+/// agent: a sub-agent's endpoint is `<transport>@<agent>` (`telegram@researcher`),
+/// so the agent is part of every key, storage key and log line. The topic is
+/// empty when the chat has no topics or threads.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SessionKey {
     /// "telegram", "matrix", "cli", ...
@@ -29,6 +31,12 @@ impl SessionKey {
         Self { transport: transport.into(), chat_id: chat_id.into(), topic_id: topic_id.into() }
     }
 
+    /// The agent this conversation belongs to (`main` unless the transport
+    /// names one after `@`).
+    pub fn agent(&self) -> &str {
+        agent_of(&self.transport)
+    }
+
     /// `transport:chat` or `transport:chat:topic`, used as the database key.
     /// Unambiguous because the parts are stored separately as well.
     pub fn storage_key(&self) -> String {
@@ -37,6 +45,21 @@ impl SessionKey {
         } else {
             format!("{}:{}:{}", self.transport, self.chat_id, self.topic_id)
         }
+    }
+}
+
+/// The agent of an endpoint name: `telegram@researcher` → `researcher`,
+/// `telegram` → `main`.
+pub fn agent_of(transport: &str) -> &str {
+    transport.split_once('@').map_or(ductor_daemon::config::MAIN_AGENT, |(_, agent)| agent)
+}
+
+/// The endpoint name of `transport` for `agent` (`main` keeps the bare name).
+pub fn endpoint(transport: &str, agent: &str) -> String {
+    if agent.is_empty() || agent == ductor_daemon::config::MAIN_AGENT {
+        transport.to_owned()
+    } else {
+        format!("{transport}@{agent}")
     }
 }
 
@@ -523,4 +546,6 @@ pub struct RunRequest {
     pub permission: Option<PermissionModeSetting>,
     /// Keep the CLI's input open for steering.
     pub interactive: bool,
+    /// The agent the run works for (its workspace); empty = `main`.
+    pub agent: String,
 }

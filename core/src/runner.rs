@@ -28,6 +28,8 @@ pub type EventSink = Arc<dyn Fn(Event) + Send + Sync>;
 pub struct RunnerLink {
     client: RunnerClient<Channel>,
     workspace: String,
+    /// Sub-agents' workspaces by name (the main agent's is `workspace`).
+    agent_workspaces: Arc<std::collections::HashMap<String, String>>,
     /// `[agent].permission_mode` as a `pb::PermissionMode`, shared by every
     /// clone so a reload of `config.toml` reaches them all.
     permission: Arc<AtomicI32>,
@@ -64,6 +66,8 @@ pub struct OneshotSpec {
     pub extra_env: Vec<(String, String)>,
     /// Total timeout; 0 = `[agent].turn_timeout_seconds`.
     pub timeout_ms: u64,
+    /// The agent it works for (workspace, defaults); empty = `main`.
+    pub agent: String,
 }
 
 /// How a one-shot run ended.
@@ -87,7 +91,27 @@ impl RunnerLink {
     /// A link over `channel`; runs use `workspace` as working directory.
     pub fn new(channel: Channel, workspace: String, permission: pb::PermissionMode) -> Self {
         let permission = Arc::new(AtomicI32::new(permission as i32));
-        Self { client: RunnerClient::new(channel), workspace, permission, agent_env: None }
+        Self {
+            client: RunnerClient::new(channel),
+            workspace,
+            agent_workspaces: Arc::default(),
+            permission,
+            agent_env: None,
+        }
+    }
+
+    /// Runs of sub-agent `name` work in `workspaces[name]`.
+    pub fn with_agent_workspaces(
+        mut self,
+        workspaces: std::collections::HashMap<String, String>,
+    ) -> Self {
+        self.agent_workspaces = Arc::new(workspaces);
+        self
+    }
+
+    /// The workspace of `agent` (the main one for `main`, empty or unknown).
+    pub fn workspace_of(&self, agent: &str) -> &str {
+        self.agent_workspaces.get(agent).map_or(&self.workspace, String::as_str)
     }
 
     /// Changes the permission mode of runs that do not choose one (for this
@@ -115,7 +139,8 @@ impl RunnerLink {
         let default = pb::PermissionMode::try_from(self.permission.load(Ordering::Relaxed))
             .unwrap_or(pb::PermissionMode::Default);
         let permission = request.permission.map_or(default, crate::wire::permission_to_pb);
-        run_spec_to_pb(request, working_dir.unwrap_or(&self.workspace), permission)
+        let workspace = self.workspace_of(&request.agent).to_owned();
+        run_spec_to_pb(request, working_dir.unwrap_or(&workspace), permission)
     }
 
     /// Hands `response` to a live run; `Ok(false)` when the run or its CLI
@@ -214,6 +239,7 @@ impl RunnerLink {
             idle_timeout_ms: 0,
             permission: None,
             interactive: false,
+            agent: spec.agent,
         };
         let mut spec = self.spec(request, spec.working_dir.as_deref());
         if spec.permission_mode == pb::PermissionMode::Ask as i32 {

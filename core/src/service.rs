@@ -52,6 +52,9 @@ pub enum CoreServiceError {
     /// The orchestrator has stopped.
     #[error("core is shutting down")]
     ShuttingDown,
+    /// The `Hello` names an agent that is not in `[[agents]]`.
+    #[error("no agent {0:?} in config.toml ([[agents]]); restart core after adding it")]
+    UnknownAgent(String),
     /// The gateway's request stream failed before its `Hello`.
     #[error("the attach stream failed: {0}")]
     Stream(#[from] Status),
@@ -82,6 +85,7 @@ impl From<CoreServiceError> for Status {
                 Status::internal(message)
             }
             CoreServiceError::ShuttingDown => Status::unavailable(message),
+            CoreServiceError::UnknownAgent(_) => Status::failed_precondition(message),
             CoreServiceError::Stream(status) => status,
         }
     }
@@ -98,12 +102,20 @@ pub struct CoreService {
     version: &'static str,
     stats: Arc<Stats>,
     automation: Option<Automation>,
+    /// The agents a `Hello` may name (without it: `main` only).
+    agents: Option<crate::agents::Directory>,
 }
 
 impl CoreService {
     /// A service over the orchestrator behind `handle`.
     pub fn new(handle: CoreHandle, store: Store, version: &'static str, stats: Arc<Stats>) -> Self {
-        Self { handle, store, version, stats, automation: None }
+        Self { handle, store, version, stats, automation: None, agents: None }
+    }
+
+    /// Gateways may serve the agents of `directory`.
+    pub fn with_agents(mut self, directory: crate::agents::Directory) -> Self {
+        self.agents = Some(directory);
+        self
     }
 
     /// Routes delivery receipts to automation.
@@ -138,6 +150,15 @@ impl pb::core_server::Core for CoreService {
             }
             _ => return Err(CoreServiceError::NotHello.into()),
         };
+        let agent = crate::model::agent_of(&hello.transport);
+        let known = match &self.agents {
+            Some(directory) => directory.get(agent).is_some(),
+            None => agent == ductor_daemon::config::MAIN_AGENT,
+        };
+        if !known {
+            tracing::warn!(transport = hello.transport, "refused a gateway of an unknown agent");
+            return Err(CoreServiceError::UnknownAgent(agent.to_owned()).into());
+        }
         tracing::info!(
             transport = hello.transport,
             version = hello.version,

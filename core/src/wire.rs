@@ -33,9 +33,21 @@ impl TryFrom<pb::Hello> for HelloInfo {
 
     fn try_from(hello: pb::Hello) -> Result<Self, ProtocolError> {
         let transport = required("hello.transport", hello.transport)?;
-        if transport.len() > 64 || transport.contains(':') {
-            return Err(ProtocolError::invalid("hello.transport", "at most 64 bytes, no ':'"));
+        if transport.len() > 64 || transport.contains([':', '@']) || transport == crate::agents::BUS
+        {
+            return Err(ProtocolError::invalid(
+                "hello.transport",
+                "at most 64 bytes, no ':' or '@', not \"bus\"",
+            ));
         }
+        let agent = hello.agent;
+        if !(agent.is_empty()
+            || agent == ductor_daemon::config::MAIN_AGENT
+            || ductor_daemon::config::valid_agent_name(&agent))
+        {
+            return Err(ProtocolError::invalid("hello.agent", "not an agent name"));
+        }
+        let transport = crate::model::endpoint(&transport, &agent);
         let mut caps = hello.capabilities.map(caps_from_pb).unwrap_or_default();
         let scope: Vec<(String, String)> = hello
             .scope
@@ -291,6 +303,7 @@ pub fn run_spec_to_pb(
         idle_timeout_ms: request.idle_timeout_ms,
         labels: request.labels.into_iter().collect(),
         interactive: request.interactive,
+        agent: request.agent,
     }
 }
 

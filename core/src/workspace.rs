@@ -165,9 +165,11 @@ pub fn list_dir(workspace: &Path, relative: &str) -> Result<DirListing, String> 
 #[derive(Debug, Clone)]
 pub struct WorkspaceEnv {
     workspace: PathBuf,
+    /// Sub-agents' workspaces by name.
+    agents: std::collections::HashMap<String, PathBuf>,
     /// The user's home directory (canonical), for `file_access = "home"`.
     home: Option<PathBuf>,
-    roots: Vec<PathBuf>,
+    access: FileAccess,
     /// Never sent, whatever `file_access` allows: ductor's home (but the
     /// workspace), the run directory, the CLIs' credentials.
     denied: Vec<PathBuf>,
@@ -189,17 +191,26 @@ impl WorkspaceEnv {
                 denied.push(home.join(secret));
             }
         }
-        let mut env = Self { workspace, home, roots: Vec::new(), denied };
-        env.roots = env.roots_for(access);
-        env
+        Self { workspace, agents: Default::default(), home, access, denied }
     }
 
-    /// The roots `access` allows.
-    fn roots_for(&self, access: FileAccess) -> Vec<PathBuf> {
-        match access {
+    /// Sub-agent `name` works in `workspace` (its memory, its files).
+    pub fn with_agent(mut self, name: &str, workspace: PathBuf) -> Self {
+        self.agents.insert(name.to_owned(), workspace);
+        self
+    }
+
+    /// The workspace of `agent` (the main one for `main` or an unknown name).
+    fn workspace_of(&self, agent: &str) -> &Path {
+        self.agents.get(agent).unwrap_or(&self.workspace)
+    }
+
+    /// The roots `file_access` allows `agent`.
+    fn roots_for(&self, agent: &str) -> Vec<PathBuf> {
+        match self.access {
             FileAccess::All => vec![PathBuf::from("/")],
             FileAccess::Home => self.home.iter().cloned().collect(),
-            FileAccess::Workspace => vec![canonical(&self.workspace)],
+            FileAccess::Workspace => vec![canonical(self.workspace_of(agent))],
         }
     }
 }
@@ -222,19 +233,19 @@ const CLI_SECRETS: [&str; 8] = [
 
 impl Env for WorkspaceEnv {
     fn set_file_access(&mut self, access: FileAccess) {
-        self.roots = self.roots_for(access);
+        self.access = access;
     }
 
     fn new_id(&mut self) -> String {
         uuid::Uuid::now_v7().simple().to_string()
     }
 
-    fn read_memory(&self) -> Option<String> {
-        read_memory(&self.workspace)
+    fn read_memory(&self, agent: &str) -> Option<String> {
+        read_memory(self.workspace_of(agent))
     }
 
-    fn list_dir(&self, relative: &str) -> Result<DirListing, String> {
-        list_dir(&self.workspace, relative)
+    fn list_dir(&self, agent: &str, relative: &str) -> Result<DirListing, String> {
+        list_dir(self.workspace_of(agent), relative)
     }
 
     fn upgrade_report(&self) -> String {
@@ -242,16 +253,16 @@ impl Env for WorkspaceEnv {
         crate::install::report(&exe, env!("CARGO_PKG_VERSION"))
     }
 
-    fn resolve_file(&self, path: &str) -> Result<Attachment, String> {
+    fn resolve_file(&self, agent: &str, path: &str) -> Result<Attachment, String> {
         let raw = Path::new(path);
         if !raw.is_absolute() {
             return Err("not an absolute path".into());
         }
         let real = std::fs::canonicalize(raw).map_err(|_| "no such file".to_owned())?;
-        if !self.roots.iter().any(|root| real.starts_with(root)) {
+        if !self.roots_for(agent).iter().any(|root| real.starts_with(root)) {
             return Err("outside the allowed folders".into());
         }
-        let workspace = std::fs::canonicalize(&self.workspace).unwrap_or_default();
+        let workspace = std::fs::canonicalize(self.workspace_of(agent)).unwrap_or_default();
         if !real.starts_with(&workspace) && self.denied.iter().any(|d| real.starts_with(d)) {
             return Err("ductor's own files and credentials are never sent".into());
         }
@@ -302,13 +313,13 @@ mod tests {
         std::fs::write(&outside, b"s").unwrap();
         std::os::unix::fs::symlink(&outside, ws.join("output_to_user/link.txt")).unwrap();
         let env = WorkspaceEnv::new(ws.clone(), FileAccess::Workspace, None, &[]);
-        let ok = env.resolve_file(inside.to_str().unwrap()).unwrap();
+        let ok = env.resolve_file("main", inside.to_str().unwrap()).unwrap();
         assert!(ok.is_image);
         assert_eq!(ok.mime_type, "image/png");
-        assert!(env.resolve_file(outside.to_str().unwrap()).is_err());
+        assert!(env.resolve_file("main", outside.to_str().unwrap()).is_err());
         let link = ws.join("output_to_user/link.txt");
-        assert!(env.resolve_file(link.to_str().unwrap()).is_err());
-        assert!(env.resolve_file("relative.txt").is_err());
+        assert!(env.resolve_file("main", link.to_str().unwrap()).is_err());
+        assert!(env.resolve_file("main", "relative.txt").is_err());
     }
 
     /// A ductor home with a secret and a seeded workspace, beside a user
@@ -337,16 +348,31 @@ mod tests {
             std::slice::from_ref(&home),
         );
         let notes = user.join("notes.txt");
-        assert!(env.resolve_file(notes.to_str().unwrap()).is_err(), "outside the workspace");
+        assert!(
+            env.resolve_file("main", notes.to_str().unwrap()).is_err(),
+            "outside the workspace"
+        );
         env.set_file_access(FileAccess::Home);
-        assert!(env.resolve_file(notes.to_str().unwrap()).is_ok(), "the home is allowed now");
+        assert!(
+            env.resolve_file("main", notes.to_str().unwrap()).is_ok(),
+            "the home is allowed now"
+        );
         let key = user.join(".ssh/id_ed25519");
-        assert!(env.resolve_file(key.to_str().unwrap()).is_err(), "credentials stay denied");
+        assert!(
+            env.resolve_file("main", key.to_str().unwrap()).is_err(),
+            "credentials stay denied"
+        );
         env.set_file_access(FileAccess::All);
         let token = home.join("secrets/admin.token");
-        assert!(env.resolve_file(token.to_str().unwrap()).is_err(), "ductor's home stays denied");
+        assert!(
+            env.resolve_file("main", token.to_str().unwrap()).is_err(),
+            "ductor's home stays denied"
+        );
         env.set_file_access(FileAccess::Workspace);
-        assert!(env.resolve_file(notes.to_str().unwrap()).is_err(), "back to the workspace");
+        assert!(
+            env.resolve_file("main", notes.to_str().unwrap()).is_err(),
+            "back to the workspace"
+        );
     }
 
     #[test]
@@ -359,11 +385,12 @@ mod tests {
             Some(user.clone()),
             std::slice::from_ref(&home),
         );
-        let refused = env.resolve_file(home.join("secrets/admin.token").to_str().unwrap());
+        let refused = env.resolve_file("main", home.join("secrets/admin.token").to_str().unwrap());
         assert!(refused.unwrap_err().contains("never sent"));
-        assert!(env.resolve_file(user.join(".ssh/id_ed25519").to_str().unwrap()).is_err());
-        assert!(env.resolve_file(user.join("notes.txt").to_str().unwrap()).is_ok());
-        let ok = env.resolve_file(ws.join("output_to_user/ok.txt").to_str().unwrap()).unwrap();
+        assert!(env.resolve_file("main", user.join(".ssh/id_ed25519").to_str().unwrap()).is_err());
+        assert!(env.resolve_file("main", user.join("notes.txt").to_str().unwrap()).is_ok());
+        let ok =
+            env.resolve_file("main", ws.join("output_to_user/ok.txt").to_str().unwrap()).unwrap();
         assert!(ok.identity.is_some() && ok.size == 1, "the workspace is let through, identified");
     }
 

@@ -115,7 +115,7 @@ impl Status {
 
 /// The Matrix directory under `$DUCTOR_HOME` (session, store).
 pub fn matrix_dir(home: &DuctorHome) -> PathBuf {
-    home.root().join("matrix")
+    home.matrix_dir()
 }
 
 /// The capabilities announced to core.
@@ -149,8 +149,10 @@ pub async fn run(
     access.resolve_aliases(&client).await;
     let link_shutdown = shutdown.child_token();
     let _stop_link = link_shutdown.clone().drop_guard();
-    let hello =
-        ductor_gateway_link::hello("matrix", capabilities(&config), env!("CARGO_PKG_VERSION"));
+    let hello = pb::Hello {
+        agent: home.agent().to_owned(),
+        ..ductor_gateway_link::hello("matrix", capabilities(&config), env!("CARGO_PKG_VERSION"))
+    };
     let link = ductor_gateway_link::spawn(
         ductor_proto::transport::connect(home.socket(ServiceName::Core)),
         hello,

@@ -128,6 +128,8 @@ pub struct Gateway {
     pub inbound: InboundConfig,
     pub core: ductor_proto::Channel,
     pub version: String,
+    /// The agent this bot serves (`main` or an `[[agents]]` name).
+    pub agent: String,
     pub link: Arc<LinkStatus>,
     pub telegram_reachable: Arc<AtomicBool>,
     pub delivery: deliver::DeliveryOptions,
@@ -140,7 +142,10 @@ impl Gateway {
         let Some(me) = wait_for_me(&self.telegram, &shutdown).await else { return false };
         self.telegram_reachable.store(true, Ordering::Relaxed);
         tracing::info!(bot = %me.username(), "connected to Telegram");
-        let hello = ductor_gateway_link::hello("telegram", capabilities(), &self.version);
+        let hello = pb::Hello {
+            agent: self.agent.clone(),
+            ..ductor_gateway_link::hello("telegram", capabilities(), &self.version)
+        };
         let link = ductor_gateway_link::spawn(
             self.core.clone(),
             hello,
@@ -228,6 +233,7 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
         },
         core: ductor_proto::transport::connect(context.home.socket(ServiceName::Core)),
         version: env!("CARGO_PKG_VERSION").to_owned(),
+        agent: context.home.agent().to_owned(),
         link,
         telegram_reachable,
         delivery: deliver::DeliveryOptions::new(config.notify_final),

@@ -76,6 +76,7 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
         skills.clone(),
     )
     .context("start the spawner thread")?;
+    runner.set_agents(agent_workspaces(&context));
     tokio::spawn(follow_providers(context.config_updates.clone(), runner.clone()));
     let killed = runner.sweep();
     if killed > 0 {
@@ -148,6 +149,19 @@ fn media_preparer(context: &ServiceContext, support: &sandbox::Support) -> media
         home.root().join("tmp"),
         tools,
     )
+    .with_workspaces(agent_workspaces(context).into_values())
+}
+
+/// Sub-agents' workspaces (`[[agents]]`), whose runs this runner takes.
+fn agent_workspaces(
+    context: &ServiceContext,
+) -> std::collections::HashMap<String, std::path::PathBuf> {
+    let config = &context.config;
+    config
+        .agents
+        .iter()
+        .map(|a| (a.name.clone(), config.workspace_of(&context.home, &a.name)))
+        .collect()
 }
 
 /// Hands every reloaded `[providers.*]` to the runner (`ductor_daemon::reload`):

@@ -110,9 +110,17 @@ fn classify(kind: &str, mime: &str) -> Class {
 pub struct Media {
     transcriber: Transcriber,
     image: ImageConfig,
-    workspace: PathBuf,
+    /// The main workspace, then the sub-agents': a received file lies in one.
+    workspaces: Vec<PathBuf>,
     tmp_root: PathBuf,
     tools: ToolFence,
+}
+
+/// Where a received file is: a workspace, its folder below it.
+#[derive(Debug)]
+struct Spot {
+    root: PathBuf,
+    dir: String,
 }
 
 impl Media {
@@ -124,7 +132,13 @@ impl Media {
         tmp_root: PathBuf,
         tools: ToolFence,
     ) -> Self {
-        Self { transcriber, image, workspace, tmp_root, tools }
+        Self { transcriber, image, workspaces: vec![workspace], tmp_root, tools }
+    }
+
+    /// Files may also lie in these workspaces (sub-agents').
+    pub fn with_workspaces(mut self, more: impl IntoIterator<Item = PathBuf>) -> Self {
+        self.workspaces.extend(more);
+        self
     }
 
     /// Prepares one file; refuses only a path outside the workspace.
@@ -160,11 +174,15 @@ impl Media {
         Ok(prepared)
     }
 
-    /// The file's folder below the workspace and its name; the path must be
-    /// absolute, plain (no `.`/`..`) and below the workspace.
-    fn locate(&self, path: &str) -> Result<(String, String), MediaError> {
+    /// The file's folder below its workspace and its name; the path must be
+    /// absolute, plain (no `.`/`..`) and below a workspace.
+    fn locate(&self, path: &str) -> Result<(Spot, String), MediaError> {
         let outside = || MediaError::Outside(path.to_owned());
-        let relative = Path::new(path).strip_prefix(&self.workspace).map_err(|_| outside())?;
+        let (root, relative) = self
+            .workspaces
+            .iter()
+            .find_map(|root| Path::new(path).strip_prefix(root).ok().map(|r| (root.clone(), r)))
+            .ok_or_else(outside)?;
         let mut parts = Vec::new();
         for component in relative.components() {
             match component {
@@ -175,15 +193,15 @@ impl Media {
             }
         }
         let name = parts.pop().ok_or_else(outside)?;
-        Ok((parts.join("/"), name))
+        Ok((Spot { root, dir: parts.join("/") }, name))
     }
 
-    fn folder(&self, dir: &str) -> Result<Tree, String> {
-        let root = Tree::root(&self.workspace).map_err(|e| e.to_string())?;
-        if dir.is_empty() { Ok(root) } else { root.dir(dir).map_err(|e| e.to_string()) }
+    fn folder(&self, spot: &Spot) -> Result<Tree, String> {
+        let root = Tree::root(&spot.root).map_err(|e| e.to_string())?;
+        if spot.dir.is_empty() { Ok(root) } else { root.dir(&spot.dir).map_err(|e| e.to_string()) }
     }
 
-    async fn transcribe(&self, dir: &str, name: &str, prepared: &mut Prepared) {
+    async fn transcribe(&self, dir: &Spot, name: &str, prepared: &mut Prepared) {
         if !self.transcriber.enabled() {
             return;
         }
@@ -224,7 +242,7 @@ impl Media {
         }
     }
 
-    async fn picture(&self, dir: &str, name: &str, prepared: &mut Prepared) {
+    async fn picture(&self, dir: &Spot, name: &str, prepared: &mut Prepared) {
         let folder = match self.folder(dir) {
             Ok(folder) => folder,
             Err(error) => {
@@ -311,10 +329,16 @@ mod tests {
 
     #[test]
     fn only_plain_paths_below_the_workspace_are_located() {
-        let media = media(Path::new("/home/u/.ductor/workspace"));
+        let media = media(Path::new("/home/u/.ductor/workspace"))
+            .with_workspaces([PathBuf::from("/home/u/.ductor/agents/r/workspace")]);
+        let (spot, name) =
+            media.locate("/home/u/.ductor/workspace/telegram_files/2026-12-03/v.oga").unwrap();
+        assert_eq!((spot.dir.as_str(), name.as_str()), ("telegram_files/2026-12-03", "v.oga"));
+        assert_eq!(spot.root, Path::new("/home/u/.ductor/workspace"));
+        let (spot, _) = media.locate("/home/u/.ductor/agents/r/workspace/a/v.oga").unwrap();
         assert_eq!(
-            media.locate("/home/u/.ductor/workspace/telegram_files/2026-12-03/v.oga").unwrap(),
-            ("telegram_files/2026-12-03".to_owned(), "v.oga".to_owned())
+            (spot.root.as_path(), spot.dir.as_str()),
+            (Path::new("/home/u/.ductor/agents/r/workspace"), "a")
         );
         for bad in [
             "/etc/passwd",
@@ -322,6 +346,7 @@ mod tests {
             "/home/u/.ductor/workspace",
             "relative/v.oga",
             "/home/u/.ductor/workspace2/v.oga",
+            "/home/u/.ductor/agents/other/workspace/v.oga",
         ] {
             assert!(media.locate(bad).is_err(), "{bad}");
         }

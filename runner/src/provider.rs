@@ -525,6 +525,7 @@ mod tests {
             idle_timeout: None,
             labels: BTreeMap::new(),
             interactive: false,
+            agent: "main".into(),
         }
     }
 

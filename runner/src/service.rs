@@ -65,6 +65,8 @@ pub struct Runner {
     tasks: TaskTracker,
     spawner: sandbox::Spawner,
     skills: Option<Arc<Skills>>,
+    /// Sub-agents' workspaces (`[[agents]]`); a run of another agent is refused.
+    agents: std::sync::RwLock<HashMap<String, PathBuf>>,
 }
 
 impl std::fmt::Debug for Runner {
@@ -106,6 +108,7 @@ impl Runner {
             tasks: TaskTracker::new(),
             spawner,
             skills,
+            agents: Default::default(),
         }))
     }
 
@@ -258,11 +261,32 @@ impl Runner {
         self.lock_sessions().retain(|_, holder| holder != run_id);
     }
 
+    /// The sub-agents whose runs this runner takes, with their workspaces.
+    pub fn set_agents(&self, agents: HashMap<String, PathBuf>) {
+        *self.agents.write().unwrap_or_else(std::sync::PoisonError::into_inner) = agents;
+    }
+
+    /// The home as runs of `agent` see it: its workspace (`None`: no such agent).
+    fn home_of(&self, agent: &str) -> Option<DuctorHome> {
+        if agent == ductor_daemon::config::MAIN_AGENT {
+            return Some(self.home.clone());
+        }
+        let agents = self.agents.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        agents.get(agent).map(|workspace| self.home.focused(agent, workspace.clone()))
+    }
+
     /// Resolves binary, argv, environment and sandbox policy of a run.
     fn prepare(&self, mut spec: RunSpec) -> Result<Prepared, RunError> {
         self.support.admit().map_err(|why| RunError::fatal(ErrorKind::SpawnFailed, why))?;
         let granted = &self.config.extra_writable_paths;
-        spec.working_dir = crate::workdir::confine(&spec.working_dir, &self.home, granted)
+        let home = self.home_of(&spec.agent).ok_or_else(|| {
+            let why = format!(
+                "no agent {:?} in [[agents]] (restart the runner after adding it)",
+                spec.agent
+            );
+            RunError::fatal(ErrorKind::SpawnFailed, why)
+        })?;
+        spec.working_dir = crate::workdir::confine(&spec.working_dir, &home, granted)
             .map_err(|e| RunError::fatal(ErrorKind::SpawnFailed, e))?;
         let providers = self.providers();
         let settings = spec.provider.settings(&providers);
@@ -434,6 +458,12 @@ impl Runner {
     /// or task's folder).
     fn skills_grant(&self, working_dir: &std::path::Path) -> Option<PathBuf> {
         let dir = self.skills.as_ref()?.skills_dir();
+        // Only runs in the main workspace share its skills (a sub-agent's run
+        // must not get write access to the main agent's tree).
+        let main = self.home.workspace();
+        if !working_dir.starts_with(main.canonicalize().unwrap_or(main)) {
+            return None;
+        }
         (!dir.starts_with(working_dir) && dir.is_dir()).then_some(dir)
     }
 

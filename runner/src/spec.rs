@@ -112,6 +112,8 @@ pub struct RunSpec {
     pub labels: BTreeMap<String, String>,
     /// Keep the CLI's input open for steering, where the CLI can.
     pub interactive: bool,
+    /// The agent it works for: its workspace confines `working_dir`.
+    pub agent: String,
 }
 
 /// Variables a caller may never inject: ductor's secrets and loader hooks.
@@ -240,6 +242,7 @@ impl TryFrom<pb::RunSpec> for RunSpec {
             idle_timeout: millis(spec.idle_timeout_ms),
             labels: spec.labels.into_iter().collect(),
             interactive: spec.interactive,
+            agent: if spec.agent.is_empty() { "main".to_owned() } else { spec.agent },
         })
     }
 }

@@ -27,6 +27,7 @@ pub fn hello(transport: &str) -> pb::Hello {
         version: "test".into(),
         instance_id: format!("test-{}", std::process::id()),
         scope: Vec::new(),
+        agent: String::new(),
     }
 }
 

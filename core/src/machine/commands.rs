@@ -3,7 +3,7 @@
 //! Replies carry the command's event id so a client can tell its answer.
 
 use super::turn::{StopReason, compact};
-use super::{AutomationRequest, Effect, Env, Machine};
+use super::{AgentCommand, AutomationRequest, Effect, Env, Machine};
 use crate::background::BackgroundRequest;
 use crate::commands::{Command, help_text, leading_directives};
 use crate::model::{Button, ButtonGrid, OutKind, SessionKey};
@@ -101,6 +101,13 @@ impl<E: Env> Machine<E> {
             Command::ShowFiles(dir) => self.cmd_showfiles(key, event_id, dir),
             Command::Restart(target) => self.cmd_restart(key, event_id, target.as_deref()),
             Command::Where => self.cmd_where(key, event_id),
+            Command::Agents => self.cmd_agents(key, event_id, AgentCommand::List),
+            Command::AgentStart(name) => self.cmd_agent(key, event_id, name, AgentCommand::Start),
+            Command::AgentStop(name) => self.cmd_agent(key, event_id, name, AgentCommand::Stop),
+            Command::AgentRestart(name) => {
+                self.cmd_agent(key, event_id, name, AgentCommand::Restart)
+            }
+            Command::AgentCommands => self.notice(key, event_id, AGENT_COMMANDS),
             Command::Leave(chat) => self.cmd_leave(key, event_id, chat),
             Command::Upgrade => {
                 let text = if self.is_admin(key) {
@@ -115,7 +122,7 @@ impl<E: Env> Machine<E> {
                 self.ask_automation(key, event_id, AutomationRequest::Cron(args))
             }
             Command::Memory => {
-                let text = match self.env.read_memory() {
+                let text = match self.env.read_memory(key.agent()) {
                     Some(memory) if !memory.trim().is_empty() => memory,
                     _ => "Main memory (memory_system/MAINMEMORY.md) is empty.".to_owned(),
                 };
@@ -225,6 +232,32 @@ impl<E: Env> Machine<E> {
             format!("♻️ Restarting {}.{stops} This chat hears when it is back.", target.label());
         self.notice(key, event_id, text);
         self.out.push(Effect::Restart { key: key.clone(), target });
+    }
+
+    /// `/agent_start|stop|restart NAME`: admin chats only.
+    fn cmd_agent(
+        &mut self,
+        key: &SessionKey,
+        event_id: &str,
+        name: Option<String>,
+        command: fn(String) -> AgentCommand,
+    ) {
+        match name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()) {
+            Some(name) => self.cmd_agents(key, event_id, command(name)),
+            None => self.notice(key, event_id, "Name the agent (see /agents)."),
+        }
+    }
+
+    fn cmd_agents(&mut self, key: &SessionKey, event_id: &str, command: AgentCommand) {
+        if !self.is_admin(key) {
+            return self.notice(
+                key,
+                event_id,
+                "Only admin chats manage agents ([agent].admin_chats).",
+            );
+        }
+        let (key, reply_to) = (key.clone(), event_id.to_owned());
+        self.out.push(Effect::Agents { key, reply_to, command });
     }
 
     /// `/where`: the chats of this transport with a session, most recent first.
@@ -607,3 +640,15 @@ impl<E: Env> Machine<E> {
 fn grid(buttons: Vec<Button>, per_row: usize) -> ButtonGrid {
     buttons.chunks(per_row.max(1)).map(<[Button]>::to_vec).collect()
 }
+
+/// `/agent_commands`: how agents reach each other.
+const AGENT_COMMANDS: &str = "\
+🤝 Agents\n\
+/agents: the agents, their gateways and sessions\n\
+/agent_start NAME, /agent_stop NAME, /agent_restart NAME: an agent's gateways (admin chats)\n\
+\n\
+An agent asks another from its runs:\n\
+ductorctl agents ask NAME \"question\" (waits for the answer)\n\
+ductorctl agents ask --background NAME \"question\" (the answer comes back into this chat)\n\
+ductorctl agents list (who is there)\n\
+Shared memory: memory_system/SHAREDMEMORY.md of the main workspace, copied into every agent's rule files.";

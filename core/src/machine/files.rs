@@ -72,7 +72,7 @@ impl<E: Env> Machine<E> {
     }
 
     fn show_dir(&mut self, key: &SessionKey, event_id: &str, dir: &str) {
-        let listing = match self.env.list_dir(dir) {
+        let listing = match self.env.list_dir(key.agent(), dir) {
             Ok(listing) => listing,
             Err(error) => {
                 return self.notice(key, event_id, format!("Cannot open /{dir}: {error}"));
@@ -109,13 +109,13 @@ impl<E: Env> Machine<E> {
     }
 
     fn send_chosen(&mut self, key: &SessionKey, event_id: &str, dir: &str, name: &str) {
-        let path = match self.env.list_dir(dir) {
+        let path = match self.env.list_dir(key.agent(), dir) {
             Ok(listing) => format!("{}/{name}", listing.path.trim_end_matches('/')),
             Err(error) => {
                 return self.notice(key, event_id, format!("Cannot open /{dir}: {error}"));
             }
         };
-        match self.env.resolve_file(&path) {
+        match self.env.resolve_file(key.agent(), &path) {
             Ok(file) => {
                 let reply = FinalReply {
                     text: format!("📎 {name}"),

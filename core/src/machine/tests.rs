@@ -18,7 +18,7 @@ impl Env for FakeEnv {
         self.access = access;
     }
 
-    fn list_dir(&self, relative: &str) -> Result<DirListing, String> {
+    fn list_dir(&self, _agent: &str, relative: &str) -> Result<DirListing, String> {
         let path = format!("/ws/{relative}");
         match relative {
             "" => Ok(DirListing {
@@ -43,11 +43,11 @@ impl Env for FakeEnv {
         format!("id{}", self.next)
     }
 
-    fn read_memory(&self) -> Option<String> {
+    fn read_memory(&self, _agent: &str) -> Option<String> {
         self.memory.clone()
     }
 
-    fn resolve_file(&self, path: &str) -> Result<Attachment, String> {
+    fn resolve_file(&self, _agent: &str, path: &str) -> Result<Attachment, String> {
         let all = self.access == ductor_daemon::config::FileAccess::All;
         if path.starts_with("/ws/") || (all && path.starts_with('/')) {
             Ok(Attachment {
@@ -66,6 +66,7 @@ impl Env for FakeEnv {
 
 fn config() -> MachineConfig {
     MachineConfig {
+        agents: Default::default(),
         provider: "claude".into(),
         model: String::new(),
         effort: String::new(),

@@ -203,7 +203,7 @@ impl<E: Env> Machine<E> {
 
     fn launch(&mut self, key: &SessionKey, turn: &Turn, effort: &str, resume: String) {
         let append_system_prompt = if resume.is_empty() {
-            self.env.read_memory().unwrap_or_default()
+            self.env.read_memory(key.agent()).unwrap_or_default()
         } else {
             String::new()
         };
@@ -228,6 +228,7 @@ impl<E: Env> Machine<E> {
                 ("chat_id".into(), key.chat_id.clone()),
                 ("topic_id".into(), key.topic_id.clone()),
                 ("kind".into(), kind),
+                ("agent".into(), key.agent().to_owned()),
                 ("session_key".into(), key.storage_key()),
                 // Trace ids: the gateway's event and core's turn, in runner logs too.
                 ("turn_id".into(), turn.turn_id.clone()),
@@ -237,11 +238,13 @@ impl<E: Env> Machine<E> {
                 ("DUCTOR_TRANSPORT".into(), key.transport.clone()),
                 ("DUCTOR_CHAT_ID".into(), key.chat_id.clone()),
                 ("DUCTOR_TOPIC_ID".into(), key.topic_id.clone()),
+                ("DUCTOR_AGENT_NAME".into(), key.agent().to_owned()),
             ],
             total_timeout_ms: self.cfg.turn_timeout_ms,
             idle_timeout_ms: self.cfg.idle_timeout_ms,
             permission: self.chat_permission(key),
             interactive: turn.interactive,
+            agent: key.agent().to_owned(),
         };
         self.runs.insert(turn.run_id.clone(), key.clone());
         self.out.push(Effect::StartRun(request));
@@ -475,7 +478,7 @@ impl<E: Env> Machine<E> {
         let mut files = Vec::new();
         let mut refused = Vec::new();
         for path in &extracted.files {
-            match self.env.resolve_file(path) {
+            match self.env.resolve_file(key.agent(), path) {
                 Ok(file) => files.push(file),
                 Err(reason) => refused.push(format!("{path}: {reason}")),
             }

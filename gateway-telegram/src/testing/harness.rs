@@ -94,6 +94,7 @@ impl Harness {
             },
             core: core.channel().await,
             version: "test".to_owned(),
+            agent: "main".to_owned(),
             link: Arc::default(),
             delivery: crate::deliver::DeliveryOptions::new(options.notify_final),
             telegram_reachable: Arc::new(AtomicBool::new(false)),

@@ -13,6 +13,7 @@
 //! test keeps it equal to the `Default` of these structs.
 
 mod agent;
+mod agents;
 mod automation;
 mod background;
 mod gateways;
@@ -30,6 +31,8 @@ use serde::Deserialize;
 use crate::paths::ServiceName;
 
 pub use agent::{AgentConfig, FileAccess, PermissionModeSetting, WhileBusy};
+use agents::RequireSecrets;
+pub use agents::{AgentEntry, MAIN_AGENT, valid_agent_name};
 pub use automation::{
     AutomationConfig, CleanupConfig, HeartbeatConfig, HeartbeatTarget, WebhooksConfig,
 };
@@ -81,6 +84,8 @@ pub struct Config {
     pub skills: SkillsConfig,
     /// Rule files kept in sync.
     pub rules: RulesConfig,
+    /// Sub-agents (`[[agents]]`), each with its own bots and workspace.
+    pub agents: Vec<AgentEntry>,
 }
 
 /// Why a configuration was rejected. Always names the key at fault.
@@ -138,13 +143,18 @@ impl Invalid {
     pub(crate) fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
         Self { key: key.into(), message: message.into() }
     }
+
+    /// The same problem under `prefix` (`telegram.token` → `agents.x.telegram.token`).
+    pub(crate) fn prefixed(self, prefix: &str) -> Self {
+        Self { key: format!("{prefix}.{}", self.key), message: self.message }
+    }
 }
 
 impl Config {
     /// Loads `path` (a missing file means all defaults), resolves secrets from
     /// `env` and secret files, and validates.
     pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        Self::load_with(path, env, true)
+        Self::load_with(path, env, RequireSecrets::All)
     }
 
     /// Like [`Config::load`] on the process environment.
@@ -156,8 +166,17 @@ impl Config {
     /// required only by that gateway, since the launcher withholds secrets
     /// from the services that do not use them.
     pub fn load_for_service(path: &Path, service: ServiceName) -> Result<Self, ConfigError> {
-        let gateway_secrets = service == ServiceName::Telegram;
-        Self::load_with(path, &|name| std::env::var(name).ok(), gateway_secrets)
+        Self::load_with(path, &|name| std::env::var(name).ok(), Self::required_by(service))
+    }
+
+    /// The gateway secrets `service` needs: the Telegram gateway its own
+    /// agent's token (`DUCTOR_AGENT`, default `main`), the others none.
+    fn required_by(service: ServiceName) -> RequireSecrets {
+        if service != ServiceName::Telegram {
+            return RequireSecrets::Nothing;
+        }
+        let agent = std::env::var("DUCTOR_AGENT").ok().filter(|a| !a.is_empty());
+        RequireSecrets::Agent(agent.unwrap_or_else(|| MAIN_AGENT.to_owned()))
     }
 
     /// Like [`Config::load_for_service`] on text already read (the reload
@@ -167,21 +186,20 @@ impl Config {
         path: &Path,
         service: ServiceName,
     ) -> Result<Self, ConfigError> {
-        let gateway_secrets = service == ServiceName::Telegram;
-        Self::parse_with(text, path, &|name| std::env::var(name).ok(), gateway_secrets)
+        Self::parse_with(text, path, &|name| std::env::var(name).ok(), Self::required_by(service))
     }
 
     fn load_with(
         path: &Path,
         env: &dyn Fn(&str) -> Option<String>,
-        gateway_secrets: bool,
+        require: RequireSecrets,
     ) -> Result<Self, ConfigError> {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
             Err(source) => return Err(ConfigError::Read { path: path.to_path_buf(), source }),
         };
-        Self::parse_with(&text, path, env, gateway_secrets)
+        Self::parse_with(&text, path, env, require)
     }
 
     /// Parses TOML text; `path` is only used in messages.
@@ -190,14 +208,14 @@ impl Config {
         path: &Path,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        Self::parse_with(text, path, env, true)
+        Self::parse_with(text, path, env, RequireSecrets::All)
     }
 
     fn parse_with(
         text: &str,
         path: &Path,
         env: &dyn Fn(&str) -> Option<String>,
-        gateway_secrets: bool,
+        require: RequireSecrets,
     ) -> Result<Self, ConfigError> {
         let parse_error = |key: String, message: String| ConfigError::Parse {
             path: path.to_path_buf(),
@@ -221,28 +239,34 @@ impl Config {
             key: i.key,
             message: i.message,
         };
+        if let Ok(raw) = text.parse::<toml::Table>() {
+            config.default_agent_gateways_on(&raw);
+        }
         config.resolve_secrets(env).map_err(invalid)?;
-        config.validate_with(gateway_secrets).map_err(invalid)?;
+        config.validate_with(&require).map_err(invalid)?;
         Ok(config)
     }
 
     fn resolve_secrets(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), Invalid> {
-        self.telegram.resolve_secrets(env)?;
-        self.matrix.resolve_secrets(env)?;
-        Ok(())
+        // The environment's gateway secrets belong to the agent DUCTOR_AGENT names.
+        let serving = env("DUCTOR_AGENT").filter(|a| !a.is_empty() && a != MAIN_AGENT);
+        let main_env = |name: &str| if serving.is_none() { env(name) } else { None };
+        self.telegram.resolve_secrets(&main_env)?;
+        self.matrix.resolve_secrets(&main_env)?;
+        self.resolve_agent_secrets(env)
     }
 
     /// Cross-field checks; the first problem found is returned.
     pub fn validate(&self) -> Result<(), Invalid> {
-        self.validate_with(true)
+        self.validate_with(&RequireSecrets::All)
     }
 
-    /// [`Config::validate`]; `gateway_secrets` = an enabled gateway must have its secret.
-    fn validate_with(&self, gateway_secrets: bool) -> Result<(), Invalid> {
+    /// [`Config::validate`]; `require` = whose enabled gateways must have their secret.
+    fn validate_with(&self, require: &RequireSecrets) -> Result<(), Invalid> {
         self.agent.validate()?;
         self.runner.validate()?;
         self.providers.validate()?;
-        self.telegram.validate(gateway_secrets)?;
+        self.telegram.validate(require.of(MAIN_AGENT))?;
         self.matrix.validate()?;
         self.automation.validate()?;
         self.webhooks.validate()?;
@@ -255,6 +279,7 @@ impl Config {
         self.memory.validate()?;
         self.skills.validate()?;
         self.rules.validate()?;
+        self.validate_agents(require)?;
         Ok(())
     }
 }
@@ -273,7 +298,11 @@ fn syntax_message(text: &str, error: &toml::de::Error) -> String {
 /// Keys whose values are secrets, so an error about them never repeats the
 /// value: the gateways' credentials and the CLIs' extra environment (API keys).
 fn holds_secret(key: &str) -> bool {
-    matches!(key, "telegram.token" | "matrix.password")
+    let gateway_key = key.strip_prefix("agents").map_or(key, |rest| {
+        // `agents[0].telegram.token` → `telegram.token`
+        rest.split_once("].").map_or(rest, |(_, tail)| tail)
+    });
+    matches!(gateway_key, "telegram.token" | "matrix.password")
         || (key.starts_with("providers.") && key.split('.').nth(2) == Some("env"))
 }
 

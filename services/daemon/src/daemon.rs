@@ -152,14 +152,39 @@ fn prepare(
         eprintln!("{}: invalid configuration: {error}", service.binary());
         ExitCode::from(exit::CONFIG as u8)
     })?;
+    let (home, config) = focus(service, home, config)?;
     match (logging::format_from_env(), logging::filter_from_env()) {
-        (Ok(format), Ok(filter)) => logging::init(service.as_str(), format, filter),
+        (Ok(format), Ok(filter)) => logging::init(&home.instance_name(service), format, filter),
         (Err(error), _) | (_, Err(error)) => {
             eprintln!("{}: invalid environment: {error}", service.binary());
             return Err(ExitCode::from(exit::CONFIG as u8));
         }
     }
     Ok((home, config))
+}
+
+/// A gateway started with `DUCTOR_AGENT=<name>` serves that sub-agent: its
+/// home and config are focused on it ([`Config::focus`]); an unknown name is
+/// a configuration error. Core and the runner serve every agent.
+fn focus(
+    service: ServiceName,
+    home: DuctorHome,
+    config: Config,
+) -> Result<(DuctorHome, Config), ExitCode> {
+    let agent = std::env::var("DUCTOR_AGENT").unwrap_or_default();
+    let gateway = matches!(service, ServiceName::Telegram | ServiceName::Matrix);
+    if !gateway || agent.is_empty() || agent == crate::config::MAIN_AGENT {
+        return Ok((home, config));
+    }
+    if config.agent_entry(&agent).is_none() {
+        eprintln!(
+            "{}: invalid configuration: DUCTOR_AGENT={agent:?} names no [[agents]] entry",
+            service.binary()
+        );
+        return Err(ExitCode::from(exit::CONFIG as u8));
+    }
+    let workspace = config.workspace_of(&home, &agent);
+    Ok((home.focused(&agent, workspace), config.focus(&agent)))
 }
 
 /// Raises the soft open-files limit to the hard one: a service holds a
@@ -208,7 +233,8 @@ where
             health: HealthService::new(service.as_str(), version),
             restart: restart.clone(),
         };
-        tracing::info!(service = service.as_str(), version, pid = std::process::id(), "starting");
+        let instance = context.home.instance_name(service);
+        tracing::info!(service = instance, version, pid = std::process::id(), "starting");
         raise_open_files();
         match run(context).await {
             Ok(()) if restart.asked() => Err(RestartRequested.into()),

@@ -13,6 +13,7 @@
 //! Process crates depend on this crate and on `ductor-proto`, never on each other.
 
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod exit;
 pub mod logging;

@@ -10,7 +10,13 @@
 //!                      $XDG_RUNTIME_DIR/ductor is used (default home only)
 //!   secrets/           secret files written by ductor (0600)
 //!   workspace/         the agent's working tree
+//!   agents/<name>/     a sub-agent's own home: workspace/, matrix/
+//!   SHAREDMEMORY.md    what every agent knows, kept in their rule files
 //! ```
+//!
+//! A sub-agent's gateway works on a *focused* home ([`DuctorHome::focused`]):
+//! the same root and run directory, but the agent's workspace, Matrix store
+//! and socket name (`telegram@<name>.sock`).
 
 use std::path::{Path, PathBuf};
 
@@ -68,6 +74,8 @@ impl std::fmt::Display for ServiceName {
 pub struct DuctorHome {
     root: PathBuf,
     run_dir: PathBuf,
+    /// The sub-agent this process serves, and its workspace.
+    agent: Option<(String, PathBuf)>,
 }
 
 impl DuctorHome {
@@ -104,14 +112,56 @@ impl DuctorHome {
             }
             _ => root.join("run"),
         };
-        Self { root, run_dir }
+        Self { root, run_dir, agent: None }
     }
 
     /// A home rooted at `root` with its run directory inside (tests, `--home`).
     pub fn at(root: impl Into<PathBuf>) -> Self {
         let root = root.into();
         let run_dir = root.join("run");
-        Self { root, run_dir }
+        Self { root, run_dir, agent: None }
+    }
+
+    /// The home as sub-agent `agent`'s gateways see it: its workspace, its
+    /// Matrix store, its gateway sockets; `main` gives the home unchanged.
+    pub fn focused(&self, agent: &str, workspace: PathBuf) -> Self {
+        let mut home = self.clone();
+        home.agent = (agent != crate::config::MAIN_AGENT).then(|| (agent.to_owned(), workspace));
+        home
+    }
+
+    /// The agent this home is focused on (`main` when none).
+    pub fn agent(&self) -> &str {
+        self.agent.as_ref().map_or(crate::config::MAIN_AGENT, |(name, _)| name)
+    }
+
+    /// A sub-agent's own home directory.
+    pub fn agent_home(&self, agent: &str) -> PathBuf {
+        self.root.join("agents").join(agent)
+    }
+
+    /// A sub-agent's default workspace.
+    pub fn agent_workspace(&self, agent: &str) -> PathBuf {
+        self.agent_home(agent).join("workspace")
+    }
+
+    /// The one file every agent reads: `SHAREDMEMORY.md`.
+    pub fn shared_memory(&self) -> PathBuf {
+        self.root.join("SHAREDMEMORY.md")
+    }
+
+    /// The Matrix gateway's session and store directory.
+    pub fn matrix_dir(&self) -> PathBuf {
+        match &self.agent {
+            Some((name, _)) => self.agent_home(name).join("matrix"),
+            None => self.root.join("matrix"),
+        }
+    }
+
+    /// `telegram`, or `telegram@<agent>` for a sub-agent's gateway: the
+    /// name of the service in logs, sockets and the launcher.
+    pub fn instance_name(&self, service: ServiceName) -> String {
+        instance_name(service, self.agent())
     }
 
     /// `$DUCTOR_HOME` itself.
@@ -131,7 +181,12 @@ impl DuctorHome {
 
     /// The socket a service listens on.
     pub fn socket(&self, service: ServiceName) -> PathBuf {
-        self.run_dir.join(format!("{}.sock", service.as_str()))
+        self.socket_of(service, self.agent())
+    }
+
+    /// The socket of `service` serving `agent` (only gateways are per agent).
+    pub fn socket_of(&self, service: ServiceName, agent: &str) -> PathBuf {
+        self.run_dir.join(format!("{}.sock", instance_name(service, agent)))
     }
 
     /// Per-service log files written by the launcher.
@@ -144,9 +199,12 @@ impl DuctorHome {
         self.root.join("state.db")
     }
 
-    /// The agent workspace.
+    /// The agent workspace (the focused sub-agent's, see [`DuctorHome::focused`]).
     pub fn workspace(&self) -> PathBuf {
-        self.root.join("workspace")
+        match &self.agent {
+            Some((_, workspace)) => workspace.clone(),
+            None => self.root.join("workspace"),
+        }
     }
 
     /// The CLIs' own state for agent runs (`<provider>/<bucket>/`), never
@@ -158,6 +216,17 @@ impl DuctorHome {
     /// Secret files ductor writes itself (0600 inside a 0700 directory).
     pub fn secrets_dir(&self) -> PathBuf {
         self.root.join("secrets")
+    }
+}
+
+/// `telegram` for the main agent, `telegram@<agent>` for a sub-agent's
+/// gateway; the runner and core serve every agent and have one name.
+pub fn instance_name(service: ServiceName, agent: &str) -> String {
+    let gateway = matches!(service, ServiceName::Telegram | ServiceName::Matrix);
+    if gateway && agent != crate::config::MAIN_AGENT && !agent.is_empty() {
+        format!("{}@{agent}", service.as_str())
+    } else {
+        service.as_str().to_owned()
     }
 }
 
@@ -224,6 +293,7 @@ pub fn repair_modes(home: &DuctorHome) -> Vec<PathBuf> {
         (home.logs_dir(), 0o700),
         (home.workspace(), 0o700),
         (root.join("matrix"), 0o700),
+        (root.join("agents"), 0o700),
     ];
     for suffix in ["", "-wal", "-shm"] {
         let mut name = home.state_db().into_os_string();

@@ -57,7 +57,11 @@ pub struct Applied {
 impl Applied {
     /// Where `reader` of `home` records it.
     pub fn path(home: &DuctorHome, reader: Reader) -> PathBuf {
-        home.run_dir().join("applied").join(reader.as_str())
+        let name = match reader {
+            Reader::Service(service) => home.instance_name(service),
+            other => other.as_str().to_owned(),
+        };
+        home.run_dir().join("applied").join(name)
     }
 
     /// The record of `reader`, if there is a readable one.
@@ -177,6 +181,8 @@ fn read(path: &Path) -> (Option<Stamp>, std::io::Result<String>, Option<Stamp>) 
 /// One service's watcher task.
 struct Watcher {
     service: ServiceName,
+    /// The agent whose view of the file this service uses ([`Config::focus`]).
+    agent: String,
     path: PathBuf,
     record_path: PathBuf,
     stamp: Option<Stamp>,
@@ -203,6 +209,7 @@ pub fn start(
     let (updates, receiver) = watch::channel(Arc::new(config));
     let watcher = Watcher {
         service,
+        agent: home.agent().to_owned(),
         path,
         record_path: Applied::path(home, Reader::Service(service)),
         stamp,
@@ -244,7 +251,8 @@ impl Watcher {
         let loaded = text
             .map_err(|source| ConfigError::Read { path: self.path.clone(), source })
             .and_then(|text| {
-                let config = Config::parse_for_service(&text, &self.path, self.service)?;
+                let config =
+                    Config::parse_for_service(&text, &self.path, self.service)?.focus(&self.agent);
                 Ok((diff::effective(&text).unwrap_or_default(), config))
             });
         let (table, config) = match loaded {

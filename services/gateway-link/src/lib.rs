@@ -44,5 +44,6 @@ pub fn hello(transport: &str, capabilities: pb::Capabilities, version: &str) -> 
         version: version.to_owned(),
         instance_id: uuid::Uuid::new_v4().to_string(),
         scope: Vec::new(),
+        agent: String::new(),
     }
 }

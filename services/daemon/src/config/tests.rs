@@ -111,10 +111,14 @@ fn only_the_telegram_gateway_requires_the_token() {
     let error = Config::load(&path, &no_env).expect_err("the token is required");
     assert!(error.to_string().contains("telegram.token"), "{error}");
     // Runner and core: the launcher withholds the token; everything else is still checked.
-    let config = Config::load_with(&path, &no_env, false).expect("no token needed");
+    let config =
+        Config::load_with(&path, &no_env, RequireSecrets::Nothing).expect("no token needed");
     assert!(config.telegram.enabled && config.telegram.token.is_empty());
     std::fs::write(&path, "[telegram]\nenabled = true\napi_url = \"ftp://x\"\n").expect("write");
-    assert!(Config::load_with(&path, &no_env, false).is_err(), "other checks still apply");
+    assert!(
+        Config::load_with(&path, &no_env, RequireSecrets::Nothing).is_err(),
+        "other checks still apply"
+    );
 }
 
 #[test]

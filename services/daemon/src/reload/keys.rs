@@ -127,6 +127,18 @@ const TABLE: &[(&str, &[Use])] = &[
     ("memory", CORE_RESTART),
     ("skills", RUNNER_RESTART),
     ("rules", CORE_RESTART),
+    // Sub-agents: core and the runner read names, defaults and workspaces at
+    // start; an agent's gateways read their tables at start
+    // (`ductorctl agents restart NAME`).
+    ("agents", AGENTS),
+];
+
+const AGENTS: &[Use] = &[
+    Use(Reader::Launcher, Apply::Restart),
+    Use(CORE, Apply::Restart),
+    Use(RUNNER, Apply::Restart),
+    Use(TELEGRAM, Apply::Restart),
+    Use(MATRIX, Apply::Restart),
 ];
 
 fn matches(pattern: &str, key: &str) -> bool {

@@ -109,6 +109,7 @@ impl Client {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             instance_id: format!("ductorctl-{}", std::process::id()),
             scope: vec![chat.clone()],
+            agent: String::new(),
         };
         outgoing
             .send(pb::GatewayMessage { msg: Some(pb::gateway_message::Msg::Hello(hello)) })
