@@ -112,6 +112,33 @@ impl Directory {
         self.profiles.iter().filter(|p| p.name != MAIN_AGENT)
     }
 
+    /// Whether there is any sub-agent.
+    pub fn has_subs(&self) -> bool {
+        self.profiles.len() > 1
+    }
+
+    /// What agent `name`'s rule files say about the agents (its managed block).
+    pub fn rules_for(&self, name: &str) -> String {
+        let me = self.get(name).map_or("", |p| p.description.as_str());
+        let mut text = format!(
+            "## Agents\n\nYou are the agent `{name}`{}. ductor runs other agents beside \
+             you, each with its own chats, workspace and memory:\n\n",
+            if me.is_empty() { String::new() } else { format!(" ({me})") }
+        );
+        for other in self.profiles.iter().filter(|p| p.name != name && p.enabled) {
+            let about = if other.description.is_empty() { "" } else { other.description.as_str() };
+            text.push_str(&format!("- `{}`: {about}\n", other.name));
+        }
+        text.push_str(
+            "\nAsk one with `ductorctl agents ask NAME \"question\"`: it waits for the answer \
+             and prints it. With `--background` it returns at once and the answer comes back \
+             to this chat as a new message to you. The other agent sees only your question, \
+             not this chat. A conversation between agents is at most three asks deep; do not \
+             ask back an agent that is asking you. `ductorctl agents list` shows who is there.\n",
+        );
+        text
+    }
+
     /// The machine's defaults of sub-agents' new sessions.
     pub fn machine_defaults(&self) -> HashMap<String, AgentDefaults> {
         self.subs()
@@ -164,5 +191,9 @@ mod tests {
         assert_eq!(writer.workspace, PathBuf::from("/srv/writer"));
         assert_eq!(directory.get("main").unwrap().model, "opus");
         assert!(directory.get("nobody").is_none());
+        let rules = directory.rules_for("researcher");
+        assert!(rules.contains("You are the agent `researcher`"), "{rules}");
+        assert!(rules.contains("- `main`") && rules.contains("- `writer`"), "{rules}");
+        assert!(!rules.contains("- `researcher`"), "not itself: {rules}");
     }
 }

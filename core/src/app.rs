@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 
 use anyhow::Context as _;
 use ductor_daemon::ServiceName;
-use ductor_daemon::config::{AgentConfig, Config};
+use ductor_daemon::config::{AgentConfig, Config, MAIN_AGENT};
 use ductor_daemon::daemon::{ServiceContext, serve};
 use jiff::tz::TimeZone;
 use tokio::sync::Notify;
@@ -56,12 +56,7 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
     let store =
         Store::open(&context.home.state_db(), &migrations).context("open the state database")?;
     // Rule files in sync before any run, then every few seconds, off the turn path.
-    let mut rule_sync =
-        RuleSync::new(workspace.clone(), store.clone(), config.rules.max_file_bytes)
-            .context("load the rule-sync records")?;
-    rule_sync.pass();
-    let interval = std::time::Duration::from_secs(config.rules.sync_interval_seconds);
-    tokio::spawn(rule_sync.run(interval, context.shutdown.clone()));
+    start_rule_syncs(config, &directory, &workspace, &store, &context.shutdown)?;
     let credentials = Credentials::load_or_create(&context.home.secrets_dir())
         .context("load the automation credentials")?;
     let sessions = store.call_sync(store::load_sessions).context("load sessions")?;
@@ -129,6 +124,7 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
         credentials: credentials.clone(),
         clock: Arc::new(SystemClock),
         workspace: workspace.clone(),
+        agent_workspaces: agent_paths(&directory),
         config: config.clone(),
         shutdown: context.shutdown.clone(),
     })
@@ -146,6 +142,7 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
         store: store.clone(),
         core: core_port,
         workspace: workspace.clone(),
+        agent_workspaces: agent_paths(&directory),
         config: config.background.clone(),
         names: Arc::new(move |live| {
             let _ = names_handle.event(Event::LiveNames(live));
@@ -189,8 +186,47 @@ pub async fn run(context: ServiceContext) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Sub-agents' workspaces by name.
+fn agent_paths(directory: &Directory) -> std::collections::HashMap<String, std::path::PathBuf> {
+    directory.all().iter().skip(1).map(|a| (a.name.clone(), a.workspace.clone())).collect()
+}
+
+/// Keeps every agent's rule files in sync: one pass each now, before any
+/// run, then one every `[rules].sync_interval_seconds`.
+fn start_rule_syncs(
+    config: &Config,
+    directory: &Directory,
+    workspace: &std::path::Path,
+    store: &Store,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
+    let max = config.rules.max_file_bytes;
+    let interval = std::time::Duration::from_secs(config.rules.sync_interval_seconds);
+    let main = RuleSync::new(workspace.to_path_buf(), store.clone(), max)
+        .context("load the rule-sync records")?;
+    let mut syncs = vec![if directory.has_subs() {
+        main.with_agents(&directory.rules_for(MAIN_AGENT), workspace.to_path_buf())
+    } else {
+        main
+    }];
+    for agent in directory.all().iter().skip(1) {
+        let sync = RuleSync::for_agent(agent.workspace.clone(), store.clone(), max, &agent.name)
+            .context("load the rule-sync records")?
+            .with_agents(&directory.rules_for(&agent.name), workspace.to_path_buf());
+        syncs.push(sync);
+    }
+    for mut sync in syncs {
+        sync.pass();
+        tokio::spawn(sync.run(interval, shutdown.clone()));
+    }
+    Ok(())
+}
+
 /// Makes each sub-agent's home (0700) and workspace (seeded like the main one).
 fn seed_agents(home: &ductor_daemon::DuctorHome, directory: &Directory) -> anyhow::Result<()> {
+    if directory.has_subs() {
+        workspace::seed_shared_memory(&home.workspace())?;
+    }
     for agent in directory.all().iter().skip(1) {
         let own = home.agent_home(&agent.name);
         std::fs::create_dir_all(&own).with_context(|| format!("create {}", own.display()))?;

@@ -148,6 +148,8 @@ pub struct OneshotDefaults {
     pub model: String,
     /// Timeout of a run that sets none.
     pub timeout_ms: u64,
+    /// Sub-agents' own defaults, for their runs that name no provider.
+    pub agents: HashMap<String, crate::machine::AgentDefaults>,
 }
 
 /// The defaults, shared by the handle's clones and the driver (a reload of
@@ -190,9 +192,13 @@ impl CoreHandle {
     pub async fn run_oneshot(&self, mut spec: OneshotSpec) -> OneshotResult {
         let defaults = self.defaults.read_locked().clone();
         if spec.provider.is_empty() {
-            spec.provider = defaults.provider;
+            let (provider, model) = match defaults.agents.get(&spec.agent) {
+                Some(agent) => (agent.provider.clone(), agent.model.clone()),
+                None => (defaults.provider, defaults.model),
+            };
+            spec.provider = provider;
             if spec.model.is_empty() {
-                spec.model = defaults.model;
+                spec.model = model;
             }
         }
         if spec.timeout_ms == 0 {
@@ -482,6 +488,7 @@ impl<E: Env + 'static> Driver<E> {
                 ("session_key".into(), key.storage_key()),
             ],
             timeout_ms,
+            agent: key.agent().to_owned(),
             ..OneshotSpec::default()
         };
         tokio::spawn(async move {

@@ -20,6 +20,8 @@ pub fn oneshot_defaults(config: &Config) -> OneshotDefaults {
         provider: config.agent.provider.clone(),
         model: config.agent.model.clone(),
         timeout_ms: config.agent.turn_timeout_seconds * 1000,
+        agents: crate::agents::Directory::from_config(config, &ductor_daemon::DuctorHome::at("/"))
+            .machine_defaults(),
     }
 }
 

@@ -111,6 +111,23 @@ pub fn seed(workspace: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Creates the main workspace's `memory_system/SHAREDMEMORY.md` (never
+/// overwritten): what every agent knows, kept in their rule files.
+pub fn seed_shared_memory(workspace: &Path) -> std::io::Result<()> {
+    let io = |e: SafeFsError| std::io::Error::other(e.to_string());
+    let memory = Tree::root(workspace).and_then(|r| r.dir_or_make("memory_system", 0o700));
+    let memory = memory.map_err(io)?;
+    memory.write_new(crate::rules::sync::SHARED_MEMORY_FILE, SHARED_SEED.as_bytes(), 0o600).map_err(io)?;
+    Ok(())
+}
+
+const SHARED_SEED: &str = "\
+# Shared memory
+
+Facts every agent should know (the main agent keeps this file; ductor copies
+it into every agent's CLAUDE.md, AGENTS.md and GEMINI.md).
+";
+
 /// `memory_system/MAINMEMORY.md`.
 pub fn memory_path(workspace: &Path) -> PathBuf {
     workspace.join("memory_system").join("MAINMEMORY.md")

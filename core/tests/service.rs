@@ -204,6 +204,7 @@ async fn start_core() -> Core {
             provider: "claude".into(),
             model: String::new(),
             timeout_ms: 60_000,
+            agents: Default::default(),
         },
         restart: None,
     });

@@ -115,6 +115,8 @@ struct Inner {
     credentials: Credentials,
     clock: SharedClock,
     workspace: PathBuf,
+    /// Sub-agents' workspaces: a job of a sub-agent's chat has its folder there.
+    agent_workspaces: HashMap<String, PathBuf>,
     /// `[agent].timezone` (name, empty = UTC) and the zone it resolves to:
     /// the default of jobs that name none, quiet hours, the sweep's hour.
     /// Replaced by a reload.
@@ -142,6 +144,8 @@ pub struct Parts {
     pub clock: SharedClock,
     /// `$DUCTOR_HOME/workspace`.
     pub workspace: PathBuf,
+    /// Sub-agents' workspaces by name.
+    pub agent_workspaces: HashMap<String, PathBuf>,
     /// The whole configuration.
     pub config: Config,
     /// Stops everything.
@@ -161,6 +165,7 @@ impl Automation {
             credentials: parts.credentials,
             clock: parts.clock,
             workspace: parts.workspace,
+            agent_workspaces: parts.agent_workspaces,
             zone: watch::Sender::new((default_zone, zone)),
             scheduler: OnceLock::new(),
             hooks: Arc::new(HookRegistry::default()),
@@ -534,8 +539,10 @@ impl Automation {
             }
         };
         let label = if job.kind == RunKind::Cron { "Cron job" } else { "Webhook" };
+        let agent = agent_of_chat(job.env_chat.as_ref()).to_owned();
+        let workspace = self.workspace_of(job.env_chat.as_ref());
         let (status, text, ok) =
-            match task_folder::ensure(&self.inner.workspace, &job.folder, &job.title, "", false) {
+            match task_folder::ensure(&workspace, &job.folder, &job.title, "", false) {
                 Err(error) => ("error:folder".to_owned(), error.to_string(), false),
                 Ok(dir) => {
                     let mut extra_env = job
@@ -558,6 +565,7 @@ impl Automation {
                             ("job".into(), job.source.clone()),
                         ],
                         extra_env,
+                        agent,
                         ..OneshotSpec::default()
                     };
                     let result = self.inner.core.run_oneshot(spec).await;
@@ -849,5 +857,19 @@ impl JobHandler for Automation {
 
     fn skipped(&self, skip: Skip) {
         tokio::spawn(self.clone().report_skip(skip));
+    }
+}
+
+/// The agent a job or hook works for: the agent of the chat it reports to
+/// (or its owner's); `main` for the operator's own.
+pub(super) fn agent_of_chat(chat: Option<&ChatTarget>) -> &str {
+    chat.map_or(ductor_daemon::config::MAIN_AGENT, |c| crate::model::agent_of(&c.transport))
+}
+
+impl Automation {
+    /// The workspace that holds the task folders of `chat`'s agent.
+    pub(super) fn workspace_of(&self, chat: Option<&ChatTarget>) -> PathBuf {
+        let agent = agent_of_chat(chat);
+        self.inner.agent_workspaces.get(agent).unwrap_or(&self.inner.workspace).clone()
     }
 }

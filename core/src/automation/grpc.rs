@@ -42,7 +42,16 @@ impl AutomationService {
         });
         let presented =
             Presented { admin_token: auth.admin_token, agent_token: auth.agent_token, chat };
-        Ok(self.automation.authorize(&presented)?)
+        match self.automation.authorize(&presented)? {
+            Caller::Agent(chat) | Caller::Chat(chat) if chat.is_bus() => {
+                Err(AutomationError::Forbidden(
+                    "an answer to another agent has no chat: it can ask agents, not manage \
+                     automation"
+                        .into(),
+                ))
+            }
+            caller => Ok(caller),
+        }
     }
 }
 

@@ -21,6 +21,12 @@ pub struct ChatTarget {
 }
 
 impl ChatTarget {
+    /// An inter-agent run's identity (`bus@<agent>:<trace>.<hop>`): no chat
+    /// behind it, so it may use the Agents service only.
+    pub fn is_bus(&self) -> bool {
+        self.transport == crate::agents::BUS || self.transport.starts_with("bus@")
+    }
+
     /// `transport:chat_id[:topic_id]`, the key the agent credential signs.
     pub fn key(&self) -> String {
         if self.topic_id.is_empty() {

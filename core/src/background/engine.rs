@@ -37,6 +37,8 @@ pub struct Parts {
     pub store: Store,
     pub core: Arc<dyn CorePort>,
     pub workspace: PathBuf,
+    /// Sub-agents' workspaces by name (their chats' task folders).
+    pub agent_workspaces: HashMap<String, PathBuf>,
     pub config: BackgroundConfig,
     pub names: NamesSink,
 }
@@ -76,6 +78,7 @@ pub(super) struct Inner {
     pub(super) store: Store,
     pub(super) core: Arc<dyn CorePort>,
     pub(super) workspace: PathBuf,
+    pub(super) agent_workspaces: HashMap<String, PathBuf>,
     pub(super) config: BackgroundConfig,
     names: NamesSink,
     pub(super) state: Mutex<State>,
@@ -101,6 +104,7 @@ impl Background {
             store: parts.store,
             core: parts.core,
             workspace: parts.workspace,
+            agent_workspaces: parts.agent_workspaces,
             config: parts.config,
             names: parts.names,
             state: Mutex::new(state),
@@ -215,6 +219,7 @@ impl Background {
             ],
             extra_env: chat_env(key),
             timeout_ms: self.inner.config.session_timeout_seconds * 1000,
+            agent: key.agent().to_owned(),
             ..OneshotSpec::default()
         };
         let this = self.clone();
@@ -292,9 +297,14 @@ impl Background {
         }
     }
 
-    /// A task's folder (its working directory).
-    pub fn task_folder(&self, id: &str) -> PathBuf {
-        self.inner.workspace.join("tasks").join(id)
+    /// A task's folder (its working directory), in its chat's agent's workspace.
+    pub fn task_folder(&self, parent: &SessionKey, id: &str) -> PathBuf {
+        self.workspace_of(parent.agent()).join("tasks").join(id)
+    }
+
+    /// The workspace of `agent` (the main one for `main`).
+    pub(super) fn workspace_of(&self, agent: &str) -> PathBuf {
+        self.inner.agent_workspaces.get(agent).unwrap_or(&self.inner.workspace).clone()
     }
 
     /// The named session `name` of `key`, if any.

@@ -77,6 +77,9 @@ impl TasksService {
             Presented { admin_token: auth.admin_token, agent_token: auth.agent_token, chat };
         match self.credentials.authorize(&presented) {
             Ok(Caller::Admin) => Ok(None),
+            Ok(Caller::Agent(chat) | Caller::Chat(chat)) if chat.is_bus() => Err(
+                TasksError::Unauthenticated(BUS_REFUSED.to_owned()),
+            ),
             Ok(Caller::Agent(chat) | Caller::Chat(chat)) => {
                 Ok(Some(SessionKey::new(chat.transport, chat.chat_id, chat.topic_id)))
             }
@@ -84,6 +87,10 @@ impl TasksService {
         }
     }
 }
+
+/// Why an inter-agent run cannot use this service.
+const BUS_REFUSED: &str =
+    "an answer to another agent has no chat: it can ask agents, not manage tasks";
 
 fn task_info(task: &Task, background: &Background) -> pb::TaskInfo {
     pb::TaskInfo {
@@ -102,7 +109,7 @@ fn task_info(task: &Task, background: &Background) -> pb::TaskInfo {
         finished_ms: task.finished_at.map_or(0, |t| t.as_millisecond()),
         question: task.question.clone(),
         result: task.result.clone(),
-        folder: background.task_folder(&task.id).display().to_string(),
+        folder: background.task_folder(&task.parent, &task.id).display().to_string(),
     }
 }
 

@@ -83,7 +83,7 @@ impl Background {
             )));
         }
         let id = format!("{:08x}", rand::random::<u32>());
-        let workspace = self.inner.workspace.clone();
+        let workspace = self.workspace_of(parent.agent());
         let (folder_id, folder_name, prompt) = (id.clone(), name.clone(), request.prompt.clone());
         tokio::task::spawn_blocking(move || {
             folder::prepare(&workspace, &folder_id, &folder_name, &prompt)
@@ -117,7 +117,7 @@ impl Background {
 
     fn start_task(&self, id: &str, prompt: String) {
         let Ok(task) = self.task_for(None, id) else { return };
-        let folder = self.inner.workspace.join("tasks").join(id);
+        let folder = self.task_folder(&task.parent, id);
         let mut extra_env = chat_env(&task.parent);
         extra_env.push(("DUCTOR_TASK_ID".into(), task.id.clone()));
         let spec = OneshotSpec {
@@ -134,6 +134,7 @@ impl Background {
             ],
             extra_env,
             timeout_ms: self.inner.config.task_timeout_seconds * 1000,
+            agent: task.parent.agent().to_owned(),
             ..OneshotSpec::default()
         };
         let this = self.clone();
@@ -335,7 +336,7 @@ impl Background {
         if let Err(error) = self.inner.store.call(move |c| store::delete_task(c, &id)).await {
             tracing::error!(task = task.id, "failed to delete a task: {error}");
         }
-        let (workspace, id) = (self.inner.workspace.clone(), task.id.clone());
+        let (workspace, id) = (self.workspace_of(task.parent.agent()), task.id.clone());
         match tokio::task::spawn_blocking(move || folder::remove(&workspace, &id)).await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => tracing::warn!(task = task.id, "{error}"),

@@ -529,7 +529,11 @@ impl<E: Env> Machine<E> {
     fn status_text(&mut self, key: &SessionKey) -> String {
         let record = self.record_mut(key).clone();
         let model = if record.model.is_empty() { "default model" } else { &record.model };
-        let mut lines = vec![format!("Provider: {} · Model: {model}", record.provider)];
+        let mut lines = Vec::new();
+        if !self.cfg.agents.is_empty() {
+            lines.push(format!("Agent: {}", key.agent()));
+        }
+        lines.push(format!("Provider: {} · Model: {model}", record.provider));
         if !record.effort.is_empty() {
             lines.push(format!("Effort: {}", record.effort));
         }

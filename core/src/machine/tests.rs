@@ -797,6 +797,7 @@ fn session_totals_reported_by_the_cli_replace_the_bucket_counters() {
 }
 
 mod admin;
+mod agents;
 mod background;
 mod control;
 mod files;

@@ -20,6 +20,9 @@ use tokio_util::sync::CancellationToken;
 use super::{FileView, Input, Note, Plan, RULE_FILES, Record, decide, store};
 use crate::store::{Store, StoreError};
 
+/// The shared memory's file name, in the main workspace's `memory_system/`.
+pub const SHARED_MEMORY_FILE: &str = "SHAREDMEMORY.md";
+
 /// Parents of task folders, under the workspace.
 const TASK_PARENTS: [&str; 2] = [crate::automation::task_folder::CRON_TASKS_DIR, "tasks"];
 
@@ -70,6 +73,13 @@ pub struct RuleSync {
     store: Store,
     max_bytes: u64,
     root_rules: String,
+    /// The root's framework text before the shared memory is added.
+    base_rules: String,
+    /// Where `SHAREDMEMORY.md` is read (the main workspace), when agents share one.
+    shared_from: Option<PathBuf>,
+    /// Prefix of this workspace's record keys: `""` for the main agent,
+    /// `@<name>/` for a sub-agent (one `rule_sync` table for every workspace).
+    prefix: String,
     records: HashMap<String, Record>,
     stamps: HashMap<String, Stamps>,
 }
@@ -91,9 +101,74 @@ impl RuleSync {
     /// The sync of `workspace`, its records loaded from `store` (which must
     /// have [`store::MIGRATIONS`]).
     pub fn new(workspace: PathBuf, store: Store, max_bytes: u64) -> Result<Self, StoreError> {
-        let records = store.call_sync(store::load)?.into_iter().collect();
+        let records =
+            store.call_sync(store::load)?.into_iter().filter(|(dir, _)| !dir.starts_with('@'));
         let root_rules = crate::workspace::rules_text();
-        Ok(Self { workspace, store, max_bytes, root_rules, records, stamps: HashMap::new() })
+        Ok(Self {
+            workspace,
+            store,
+            max_bytes,
+            base_rules: root_rules.clone(),
+            root_rules,
+            shared_from: None,
+            prefix: String::new(),
+            records: records.collect(),
+            stamps: HashMap::new(),
+        })
+    }
+
+    /// The sync of sub-agent `agent`'s workspace: its records are kept apart
+    /// from the main workspace's (`@<agent>/` keys).
+    pub fn for_agent(
+        workspace: PathBuf,
+        store: Store,
+        max_bytes: u64,
+        agent: &str,
+    ) -> Result<Self, StoreError> {
+        let prefix = format!("@{agent}/");
+        let mut sync = Self::new(workspace, store.clone(), max_bytes)?;
+        sync.records =
+            store.call_sync(store::load)?.into_iter().filter(|(d, _)| d.starts_with(&prefix)).collect();
+        sync.prefix = prefix;
+        Ok(sync)
+    }
+
+    /// Adds `text` (who the agents are) to the root's framework text, and
+    /// the shared memory of `main_workspace` (`memory_system/SHAREDMEMORY.md`),
+    /// re-read at every pass so an edit reaches every agent's rule files.
+    pub fn with_agents(mut self, text: &str, main_workspace: PathBuf) -> Self {
+        self.base_rules = format!("{}\n{text}", self.base_rules.trim_end());
+        self.root_rules = self.base_rules.clone();
+        self.shared_from = Some(main_workspace);
+        self
+    }
+
+    /// Takes the current shared memory into the root's framework text; a
+    /// change makes the next pass look at every directory again.
+    fn refresh_shared(&mut self) {
+        let Some(main) = &self.shared_from else { return };
+        let read = Tree::root(main).and_then(|root| root.dir("memory_system")).and_then(|dir| {
+            dir.read(SHARED_MEMORY_FILE, crate::workspace::MEMORY_MAX_BYTES)
+        });
+        let shared = match read {
+            Ok(bytes) => bytes.map(|b| String::from_utf8_lossy(&b).trim().to_owned()),
+            Err(error) => {
+                tracing::warn!(%error, "the shared memory was not read");
+                return;
+            }
+        };
+        let rules = match shared.filter(|s| !s.is_empty()) {
+            Some(shared) => format!(
+                "{}\n\n## Shared memory\n\nWhat every agent knows (from the main agent's \
+                 `memory_system/{SHARED_MEMORY_FILE}`; ask the main agent to change it):\n\n{shared}\n",
+                self.base_rules.trim_end()
+            ),
+            None => self.base_rules.clone(),
+        };
+        if rules != self.root_rules {
+            self.root_rules = rules;
+            self.stamps.clear();
+        }
     }
 
     /// Runs a pass now, then one every `interval` on the blocking pool until
@@ -123,6 +198,7 @@ impl RuleSync {
 
     /// One pass over every directory.
     pub fn pass(&mut self) -> PassReport {
+        self.refresh_shared();
         let mut report = PassReport::default();
         let root = match Tree::root(&self.workspace) {
             Ok(root) => root,
@@ -135,13 +211,13 @@ impl RuleSync {
         let mut seen = HashSet::new();
         let mut listed = Vec::new();
         let mut changed = Vec::new();
-        self.sync_dir(&root, String::new(), Kind::Root, &mut report, &mut changed);
-        seen.insert(String::new());
+        self.sync_dir(&root, self.prefix.clone(), Kind::Root, &mut report, &mut changed);
+        seen.insert(self.prefix.clone());
         for parent in TASK_PARENTS {
             let Some((tree, children)) = list(&root, parent, &mut report) else { continue };
-            listed.push(format!("{parent}/"));
+            listed.push(format!("{}{parent}/", self.prefix));
             for name in children {
-                let rel = format!("{parent}/{name}");
+                let rel = format!("{}{parent}/{name}", self.prefix);
                 let kind = if parent == "tasks" { Kind::Task } else { Kind::Cron(name.clone()) };
                 match tree.dir(&name) {
                     Ok(dir) => self.sync_dir(&dir, rel.clone(), kind, &mut report, &mut changed),

@@ -130,7 +130,8 @@ impl Automation {
         // A re-added job's folder (kept with its memory) takes a new description,
         // never an empty one.
         let replace = !job.description.trim().is_empty();
-        task_folder::ensure(&self.inner.workspace, &job.id, &job.title, &job.description, replace)?;
+        let workspace = self.workspace_of(job.target.as_ref().or(job.owner.as_ref()));
+        task_folder::ensure(&workspace, &job.id, &job.title, &job.description, replace)?;
         let stored = job.clone();
         self.db(move |c| db::insert_job(c, &stored)).await?;
         self.reschedule(&job)?;
@@ -161,7 +162,8 @@ impl Automation {
         job.validate(&self.default_zone())?;
         self.agent_may_keep_job(caller, &job, false).await?;
         let replace = job.description != before.description;
-        task_folder::ensure(&self.inner.workspace, &job.id, &job.title, &job.description, replace)?;
+        let workspace = self.workspace_of(job.target.as_ref().or(job.owner.as_ref()));
+        task_folder::ensure(&workspace, &job.id, &job.title, &job.description, replace)?;
         let stored = job.clone();
         self.db(move |c| db::update_job(c, &stored)).await?;
         self.reschedule(&job)?;
@@ -266,7 +268,7 @@ impl Automation {
             self.folder_is_ours(hook.owner.as_ref(), &hook.task_folder).await?;
             // The folder may be a job's: its task description is kept.
             task_folder::ensure(
-                &self.inner.workspace,
+                &self.workspace_of(hook.target.as_ref().or(hook.owner.as_ref())),
                 &hook.task_folder,
                 &hook.title,
                 &hook.description,

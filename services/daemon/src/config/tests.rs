@@ -144,3 +144,91 @@ fn rules_settings_are_bounded_and_named() {
         2
     );
 }
+
+const TWO_AGENTS: &str = r#"
+[telegram]
+enabled = true
+token = "1:main"
+allowed_user_ids = [1]
+
+[[agents]]
+name = "researcher"
+provider = "codex"
+[agents.telegram]
+token_file = "TOKEN_FILE"
+allowed_user_ids = [2]
+
+[[agents]]
+name = "quiet"
+"#;
+
+fn parse_agents(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    Config::parse(text, Path::new("config.toml"), env)
+}
+
+#[test]
+fn agents_have_their_own_gateways_and_secrets() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token_file = dir.path().join("researcher.token");
+    std::fs::write(&token_file, "2:researcher\n").expect("write token");
+    let text = TWO_AGENTS.replace("TOKEN_FILE", &token_file.display().to_string());
+    let config = parse_agents(&text, &no_env).expect("valid");
+    assert_eq!(config.agent_names(), ["main", "researcher", "quiet"]);
+    let researcher = config.agent_entry("researcher").expect("listed");
+    assert_eq!(researcher.transports(), ["telegram"], "a present table is on");
+    assert!(config.agent_entry("quiet").expect("listed").transports().is_empty());
+    // The gateway of `researcher` sees its own table as [telegram].
+    let focused = config.focus("researcher");
+    assert_eq!(focused.telegram.token.expose(), "2:researcher");
+    assert_eq!(focused.telegram.allowed_user_ids, [2], "its own allowlist, not main's");
+    assert!(!focused.matrix.enabled);
+    assert_eq!(config.focus("main"), config);
+    // The environment's token belongs to the agent DUCTOR_AGENT names, only.
+    let env = |name: &str| match name {
+        "DUCTOR_AGENT" => Some("researcher".to_owned()),
+        "DUCTOR_TELEGRAM_TOKEN" => Some("3:handed".to_owned()),
+        _ => None,
+    };
+    let config = parse_agents(&text, &env).expect("valid");
+    assert_eq!(config.telegram.token.expose(), "1:main");
+    assert_eq!(config.focus("researcher").telegram.token.expose(), "3:handed");
+    let home = crate::DuctorHome::at("/h");
+    assert_eq!(config.workspace_of(&home, "researcher"), Path::new("/h/agents/researcher/workspace"));
+    assert_eq!(config.workspace_of(&home, "main"), Path::new("/h/workspace"));
+}
+
+#[test]
+fn bad_agents_are_refused_naming_the_key() {
+    let cases = [
+        ("[[agents]]\nname = \"main\"\n", "agents[0].name"),
+        ("[[agents]]\nname = \"Bad Name\"\n", "agents[0].name"),
+        ("[[agents]]\nname = \"a\"\n[[agents]]\nname = \"a\"\n", "agents[1].name"),
+        ("[[agents]]\nname = \"a\"\nworkspace = \"rel\"\n", "agents.a.workspace"),
+        ("[[agents]]\nname = \"a\"\n[agents.telegram]\ntoken = \"1:x\"\nburst = 99\n", "agents.a.telegram.burst"),
+        ("[[agents]]\nname = \"a\"\n[agents.telegram]\ntokn = \"x\"\n", "agents[0].telegram.tokn"),
+        (
+            "[telegram]\ntoken = \"1:same\"\n[[agents]]\nname = \"a\"\n[agents.telegram]\ntoken = \"1:same\"\n",
+            "agents.a.telegram.token",
+        ),
+    ];
+    for (text, key) in cases {
+        let error = parse_agents(text, &no_env).expect_err(text);
+        assert_eq!(error.key(), Some(key), "{text}: {error}");
+    }
+    // An enabled agent bot needs its token, and a bad one is never echoed.
+    let error = parse_agents("[[agents]]\nname = \"a\"\n[agents.telegram]\n", &no_env)
+        .expect_err("no token");
+    assert_eq!(error.key(), Some("agents.a.telegram.token"));
+    let error = parse_agents(
+        "[[agents]]\nname = \"a\"\n[agents.telegram]\ntoken = 12345\n",
+        &no_env,
+    )
+    .expect_err("not a string");
+    assert!(!error.to_string().contains("12345"), "{error}");
+    // A gateway of another agent does not need this agent's token.
+    let serving_b = |name: &str| (name == "DUCTOR_AGENT").then(|| "b".to_owned());
+    let text = "[[agents]]\nname = \"a\"\n[agents.telegram]\n[[agents]]\nname = \"b\"\n";
+    let path = Path::new("config.toml");
+    assert!(Config::parse_with(text, path, &serving_b, RequireSecrets::Agent("b".into())).is_ok());
+    assert!(Config::parse_with(text, path, &serving_b, RequireSecrets::Agent("a".into())).is_err());
+}
