@@ -469,12 +469,13 @@ impl Drop for Ticket {
     }
 }
 
-/// The recipient's prompt: who asks, and that its answer goes back.
+/// The recipient's prompt: who asks and that the answer goes back, then the
+/// question itself, last and verbatim.
 fn framed(from: &str, message: &str, trace: &str, hop: u32) -> String {
     format!(
         "[Message from agent {from} over the ductor inter-agent bus (conversation {trace}, \
-         hop {hop})]\n\n{message}\n\n[Your final answer is returned to {from}; it does not \
-         reach a chat.]"
+         hop {hop}). Your final answer is returned to {from}; it does not reach a chat.]\n\n\
+         {message}"
     )
 }
 
