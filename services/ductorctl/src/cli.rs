@@ -32,27 +32,3 @@ impl Cli {
         )
     }
 }
-
-/// A service named on the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ServiceArg {
-    /// Spawns and sandboxes the agent CLIs.
-    Runner,
-    /// The orchestrator.
-    Core,
-    /// The Telegram gateway.
-    Telegram,
-    /// The Matrix gateway.
-    Matrix,
-}
-
-impl From<ServiceArg> for ductor_daemon::ServiceName {
-    fn from(arg: ServiceArg) -> Self {
-        match arg {
-            ServiceArg::Runner => Self::Runner,
-            ServiceArg::Core => Self::Core,
-            ServiceArg::Telegram => Self::Telegram,
-            ServiceArg::Matrix => Self::Matrix,
-        }
-    }
-}

@@ -9,6 +9,10 @@
 //!   and the one `Command` enum.
 //! - [`supervisor`]: the one place that spawns processes, and the per-service
 //!   supervision loop (start, Health, restart with backoff, give up, stop).
+//! - [`instance`]: supervised instances, a service serving one agent
+//!   (`telegram@researcher`).
+//! - [`requests`]: the launcher's side of control requests (start, stop,
+//!   restart one instance).
 //! - [`state`]: the launcher's state file that `status` reads.
 //! - [`lock`]: the single-instance lock per `$DUCTOR_HOME`.
 //! - [`procs`]: signalling and probing processes by pid (pid files, `down`).
@@ -22,9 +26,11 @@ pub mod cli;
 pub mod cmd;
 pub mod docs;
 pub mod import;
+pub mod instance;
 pub mod lock;
 pub mod probe;
 pub mod procs;
+pub mod requests;
 pub mod state;
 pub mod supervisor;
 pub mod units;

@@ -8,6 +8,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use ductor_daemon::{DuctorHome, ServiceName};
 use serde::{Deserialize, Serialize};
 
+use crate::instance::Instance;
+
 /// A service's state, as shown by `status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -49,7 +51,8 @@ impl std::fmt::Display for ServiceState {
 /// One service's row.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServiceRecord {
-    /// `runner`, `core`, `telegram` or `matrix`.
+    /// The instance name: `runner`, `core`, `telegram`, `matrix`, or a
+    /// sub-agent's `telegram@<name>` / `matrix@<name>`.
     pub service: String,
     /// Current state.
     pub state: ServiceState,
@@ -67,17 +70,27 @@ pub struct ServiceRecord {
 }
 
 impl ServiceRecord {
-    /// A stopped service with no history.
+    /// A stopped service of the main agent with no history.
     pub fn new(home: &DuctorHome, service: ServiceName) -> Self {
+        Self::of(home, &Instance::main(service))
+    }
+
+    /// A stopped instance with no history.
+    pub fn of(home: &DuctorHome, instance: &Instance) -> Self {
         Self {
-            service: service.as_str().to_owned(),
+            service: instance.name(),
             state: ServiceState::Stopped,
             pid: None,
             started_at_ms: None,
             restarts: 0,
-            socket: home.socket(service),
+            socket: instance.socket(home),
             last_exit: None,
         }
+    }
+
+    /// The agent this row serves (`main` for runner, core and main's gateways).
+    pub fn agent(&self) -> &str {
+        self.service.split_once('@').map_or(ductor_daemon::config::MAIN_AGENT, |(_, a)| a)
     }
 }
 
@@ -102,19 +115,19 @@ pub struct LauncherState {
     pub launcher_pid: u32,
     /// Where the launcher is.
     pub phase: Phase,
-    /// One row per supervised service, in start order.
+    /// One row per supervised instance, in start order.
     pub services: Vec<ServiceRecord>,
 }
 
 impl LauncherState {
-    /// The row of `service`, if supervised.
-    pub fn get(&self, service: ServiceName) -> Option<&ServiceRecord> {
-        self.services.iter().find(|r| r.service == service.as_str())
+    /// The row of instance `name` (`core`, `telegram@researcher`), if supervised.
+    pub fn get(&self, name: &str) -> Option<&ServiceRecord> {
+        self.services.iter().find(|r| r.service == name)
     }
 
-    /// The mutable row of `service`, if supervised.
-    pub fn get_mut(&mut self, service: ServiceName) -> Option<&mut ServiceRecord> {
-        self.services.iter_mut().find(|r| r.service == service.as_str())
+    /// The mutable row of instance `name`, if supervised.
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut ServiceRecord> {
+        self.services.iter_mut().find(|r| r.service == name)
     }
 
     /// Path of the state file in `home`'s run directory.

@@ -5,7 +5,8 @@
 //! after an exponential backoff (a crash), and giving up (too many crashes in
 //! the window, or exit 64: an invalid config does not fix itself).
 //!
-//! Each supervised service is one task owning its child process; the launcher
+//! Each supervised instance (a service serving one agent: `telegram`,
+//! `telegram@researcher`, see [`crate::instance`]) is one task owning its child process; the launcher
 //! talks to it through [`ServiceHandle`]. Every state change goes through
 //! [`Shared`], which rewrites the state file that `status` reads.
 
@@ -19,13 +20,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ductor_daemon::config::LauncherConfig;
-use ductor_daemon::{DuctorHome, ServiceName, exit};
+use ductor_daemon::{Config, DuctorHome, ServiceName, exit};
 use ductor_proto::health;
 use tokio::process::Child;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::bins::BinDir;
+use crate::instance::Instance;
 use crate::procs;
 use crate::state::{LauncherState, ServiceRecord, ServiceState, now_ms};
 
@@ -102,10 +104,22 @@ impl Shared {
     }
 
     /// Applies `change` to one service's row.
-    pub fn update_service(&self, service: ServiceName, change: impl FnOnce(&mut ServiceRecord)) {
+    pub fn update_service(&self, instance: &Instance, change: impl FnOnce(&mut ServiceRecord)) {
+        let name = instance.name();
         self.update(|state| {
-            if let Some(record) = state.get_mut(service) {
+            if let Some(record) = state.get_mut(&name) {
                 change(record);
+            }
+        });
+    }
+
+    /// Adds a row for `instance` at the end unless it has one (an agent
+    /// started after `up` began).
+    pub fn ensure_row(&self, home: &DuctorHome, instance: &Instance) {
+        let name = instance.name();
+        self.update(|state| {
+            if state.get(&name).is_none() {
+                state.services.push(ServiceRecord::of(home, instance));
             }
         });
     }
@@ -145,22 +159,22 @@ enum Request {
 
 /// The launcher's handle on one supervised service.
 pub struct ServiceHandle {
-    service: ServiceName,
+    instance: Instance,
     requests: mpsc::UnboundedSender<Request>,
     task: JoinHandle<()>,
 }
 
 impl ServiceHandle {
-    /// Starts supervising `service` (spawns it at once).
-    pub fn spawn(context: Arc<Context>, service: ServiceName) -> Self {
+    /// Starts supervising `instance` (spawns it at once).
+    pub fn spawn(context: Arc<Context>, instance: Instance) -> Self {
         let (requests, receiver) = mpsc::unbounded_channel();
-        let task = tokio::spawn(supervise(context, service, receiver));
-        Self { service, requests, task }
+        let task = tokio::spawn(supervise(context, instance.clone(), receiver));
+        Self { instance, requests, task }
     }
 
-    /// Which service this is.
-    pub fn service(&self) -> ServiceName {
-        self.service
+    /// Which instance this is.
+    pub fn instance(&self) -> &Instance {
+        &self.instance
     }
 
     /// Restarts the service now (a failed service is started again with a
@@ -218,19 +232,19 @@ enum Next {
 
 async fn supervise(
     context: Arc<Context>,
-    service: ServiceName,
+    instance: Instance,
     mut requests: mpsc::UnboundedReceiver<Request>,
 ) {
     let mut crashes: VecDeque<Instant> = VecDeque::new();
     loop {
-        let verdict = match run_once(&context, service, &mut requests).await {
-            Ended::Stop(done) => return stopped(&context, service, done),
+        let verdict = match run_once(&context, &instance, &mut requests).await {
+            Ended::Stop(done) => return stopped(&context, &instance, done),
             Ended::Outcome(outcome) => judge(&context.policy, &mut crashes, outcome),
         };
         let next = match verdict {
             Verdict::RestartNow(why) => {
-                tracing::info!(service = service.as_str(), "{why}; restarting");
-                context.shared.update_service(service, |r| {
+                tracing::info!(service = %instance, "{why}; restarting");
+                context.shared.update_service(&instance, |r| {
                     r.restarts += 1;
                     r.state = ServiceState::Restarting;
                     r.pid = None;
@@ -239,10 +253,10 @@ async fn supervise(
                 Next::Start
             }
             Verdict::RestartAfter(delay, why) => {
-                back_off(&context, service, &mut requests, delay, why, crashes.len()).await
+                back_off(&context, &instance, &mut requests, delay, why, crashes.len()).await
             }
             Verdict::GiveUp(why) => {
-                give_up(&context, service, &why);
+                give_up(&context, &instance, &why);
                 // Wait for someone to fix things and ask again, or to stop us.
                 match requests.recv().await {
                     Some(Request::Stop(done)) => Next::Stop(done),
@@ -255,12 +269,12 @@ async fn supervise(
             Next::Start => {}
             Next::StartAfresh => {
                 crashes.clear();
-                context.shared.update_service(service, |r| {
+                context.shared.update_service(&instance, |r| {
                     r.restarts += 1;
                     r.state = ServiceState::Restarting;
                 });
             }
-            Next::Stop(done) => return stopped(&context, service, done),
+            Next::Stop(done) => return stopped(&context, &instance, done),
             Next::Quit => return,
         }
     }
@@ -297,20 +311,20 @@ fn judge(policy: &LauncherConfig, crashes: &mut VecDeque<Instant>, outcome: Outc
 /// Marks the service restarting and waits out the backoff (a restart request cuts it short).
 async fn back_off(
     context: &Context,
-    service: ServiceName,
+    instance: &Instance,
     requests: &mut mpsc::UnboundedReceiver<Request>,
     delay: Duration,
     why: String,
     crashes: usize,
 ) -> Next {
     tracing::warn!(
-        service = service.as_str(),
+        service = %instance,
         "{why}; restarting in {} ms (crash {crashes} of {} within {} s)",
         delay.as_millis(),
         context.policy.max_crashes,
         context.policy.crash_window_seconds
     );
-    context.shared.update_service(service, |r| {
+    context.shared.update_service(instance, |r| {
         r.state = ServiceState::Restarting;
         r.pid = None;
         r.last_exit = Some(why);
@@ -323,12 +337,12 @@ async fn back_off(
             None => return Next::Quit,
         },
     }
-    context.shared.update_service(service, |r| r.restarts += 1);
+    context.shared.update_service(instance, |r| r.restarts += 1);
     Next::Start
 }
 
-fn stopped(context: &Context, service: ServiceName, done: oneshot::Sender<()>) {
-    context.shared.update_service(service, |r| {
+fn stopped(context: &Context, instance: &Instance, done: oneshot::Sender<()>) {
+    context.shared.update_service(instance, |r| {
         r.state = ServiceState::Stopped;
         r.pid = None;
         r.started_at_ms = None;
@@ -367,16 +381,16 @@ fn backoff(policy: &LauncherConfig, crashes: u32) -> Duration {
     )
 }
 
-fn give_up(context: &Context, service: ServiceName, why: &str) {
-    let log = log_path(&context.home, service);
+fn give_up(context: &Context, instance: &Instance, why: &str) {
+    let log = instance.log_path(&context.home);
     let tail = tail(&log, TAIL_LINES);
     tracing::error!(
-        service = service.as_str(),
-        "giving up on {service}: {why}. Last lines of {}:\n{}",
+        service = %instance,
+        "giving up on {instance}: {why}. Last lines of {}:\n{}",
         log.display(),
         tail.join("\n")
     );
-    context.shared.update_service(service, |r| {
+    context.shared.update_service(instance, |r| {
         r.state = ServiceState::Failed;
         r.pid = None;
         r.started_at_ms = None;
@@ -384,24 +398,24 @@ fn give_up(context: &Context, service: ServiceName, why: &str) {
     });
 }
 
-/// `logs/<service>.log`.
+/// `logs/<service>.log` (of the main agent's instance).
 pub fn log_path(home: &DuctorHome, service: ServiceName) -> PathBuf {
-    home.logs_dir().join(format!("{}.log", service.as_str()))
+    Instance::main(service).log_path(home)
 }
 
 /// Spawns the service binary with its output appended to its log file, in
 /// its own process group (so Ctrl-C reaches only the launcher, which stops
 /// the services in order).
-fn spawn_service(context: &Context, service: ServiceName) -> anyhow::Result<Child> {
+fn spawn_service(context: &Context, instance: &Instance) -> anyhow::Result<Child> {
     use anyhow::Context as _;
     use std::io::Write;
-    let binary = context.bins.service(service)?;
-    let log_path = log_path(&context.home, service);
+    let binary = context.bins.service(instance.service)?;
+    let log_path = instance.log_path(&context.home);
     let mut log = open_log(&log_path).with_context(|| format!("open {}", log_path.display()))?;
     let _ =
         writeln!(log, "--- ductorctl: starting {} at {} (unix ms) ---", binary.display(), now_ms());
     let stderr = log.try_clone().context("duplicate the log file handle")?;
-    let mut command = service_command(&binary, &context.home, service);
+    let mut command = instance_command(&binary, &context.home, instance);
     command.current_dir(context.home.root()).stdout(log).stderr(stderr).process_group(0);
     command.spawn().with_context(|| format!("spawn {}", binary.display()))
 }
@@ -423,6 +437,38 @@ pub fn service_command(
         .env_remove("NOTIFY_SOCKET");
     for name in withheld_secrets(service, std::env::vars_os().map(|(name, _)| name)) {
         command.env_remove(name);
+    }
+    // The main agent's services: whatever agent the launcher's own
+    // environment names is not theirs.
+    command.env_remove("DUCTOR_AGENT");
+    command
+}
+
+/// [`service_command`] for an instance: a sub-agent's gateway gets
+/// `DUCTOR_AGENT=<name>` and, as its only secret, its own agent's resolved
+/// token or password (read from `config.toml` now, so a restart picks up an
+/// edited token file); the launcher's `DUCTOR_TELEGRAM_TOKEN` /
+/// `DUCTOR_MATRIX_PASSWORD` are the main agent's and are withheld. When the
+/// file does not load, the gateway gets no secret and reports the bad key
+/// itself (exit 64).
+pub fn instance_command(
+    binary: &Path,
+    home: &DuctorHome,
+    instance: &Instance,
+) -> tokio::process::Command {
+    let mut command = service_command(binary, home, instance.service);
+    if !instance.is_sub_agent() {
+        return command;
+    }
+    command.env("DUCTOR_AGENT", &instance.agent);
+    if let Some(own) = own_secret(instance.service) {
+        command.env_remove(own);
+    }
+    let config = Config::load_from_env(&home.config_file());
+    if let Some((name, value)) =
+        config.ok().and_then(|config| crate::instance::own_secret(&config, instance))
+    {
+        command.env(name, value);
     }
     command
 }
@@ -458,51 +504,51 @@ fn withheld_secrets(
 /// Starts the service once and runs it until it exits or a request ends it.
 async fn run_once(
     context: &Context,
-    service: ServiceName,
+    instance: &Instance,
     requests: &mut mpsc::UnboundedReceiver<Request>,
 ) -> Ended {
     let started = Instant::now();
-    let mut child = match spawn_service(context, service) {
+    let mut child = match spawn_service(context, instance) {
         Ok(child) => child,
         Err(error) => return Ended::Outcome(Outcome::SpawnFailed(format!("{error:#}"))),
     };
     let pid = child.id().unwrap_or(0);
-    let pid_file = procs::pid_file(&context.home, service);
+    let pid_file = instance.pid_file(&context.home);
     if let Err(error) =
         ductor_daemon::paths::write_private(&pid_file, format!("{pid}\n").as_bytes())
     {
         tracing::warn!(%error, "failed to write {}", pid_file.display());
     }
-    context.shared.update_service(service, |r| {
+    context.shared.update_service(instance, |r| {
         r.state = ServiceState::Starting;
         r.pid = Some(pid);
         r.started_at_ms = Some(now_ms());
     });
-    let ended = watch_child(context, service, &mut child, requests, started).await;
+    let ended = watch_child(context, instance, &mut child, requests, started).await;
     let _ = std::fs::remove_file(&pid_file);
     ended
 }
 
 async fn watch_child(
     context: &Context,
-    service: ServiceName,
+    instance: &Instance,
     child: &mut Child,
     requests: &mut mpsc::UnboundedReceiver<Request>,
     started: Instant,
 ) -> Ended {
     let grace = Duration::from_millis(context.policy.stop_grace_ms);
-    let channel = ductor_proto::transport::connect(context.home.socket(service));
+    let channel = ductor_proto::transport::connect(instance.socket(&context.home));
     let timeout = Duration::from_millis(context.policy.health_timeout_ms);
     tokio::select! {
         answer = health::wait_serving(channel.clone(), timeout) => match answer {
             Some(_) => {
                 tracing::info!(
-                    service = service.as_str(),
+                    service = %instance,
                     pid = child.id(),
-                    "{service} healthy after {} ms",
+                    "{instance} healthy after {} ms",
                     started.elapsed().as_millis()
                 );
-                context.shared.update_service(service, |r| r.state = ServiceState::Healthy);
+                context.shared.update_service(instance, |r| r.state = ServiceState::Healthy);
             }
             None => {
                 stop_child(child, grace).await;
@@ -529,8 +575,8 @@ async fn watch_child(
                     healthy = now_healthy;
                     unhealthy_since = Instant::now();
                     let state = if healthy { ServiceState::Healthy } else { ServiceState::Unhealthy };
-                    tracing::warn!(service = service.as_str(), "{service} is {state}");
-                    context.shared.update_service(service, |r| r.state = state);
+                    tracing::warn!(service = %instance, "{instance} is {state}");
+                    context.shared.update_service(instance, |r| r.state = state);
                 } else if !healthy && !patience.is_zero() && unhealthy_since.elapsed() >= patience {
                     // Alive but silent (hung, or SIGSTOP'd by a run): SIGKILL works on a
                     // stopped process where SIGTERM would wait for a SIGCONT.

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use ductor_daemon::{DuctorHome, ServiceName};
 
+use crate::instance::Instance;
 use crate::supervisor;
 
 /// A unit file: its name and its template text.
@@ -22,44 +23,73 @@ pub struct Unit {
     pub template: &'static str,
     /// The service it runs (`None` for the target).
     pub service: Option<ServiceName>,
+    /// A template (`ductor-telegram@.service`): one instance per sub-agent,
+    /// `ductor-telegram@<name>.service`, with `DUCTOR_AGENT=%i`.
+    pub per_agent: bool,
 }
 
-/// Every unit, the target last.
-pub const UNITS: [Unit; 5] = [
+/// Every unit, the sub-agent templates after main's, the target last.
+pub const UNITS: [Unit; 7] = [
     Unit {
         name: "ductor-runner.service",
         template: include_str!("../../../deploy/systemd/ductor-runner.service"),
         service: Some(ServiceName::Runner),
+        per_agent: false,
     },
     Unit {
         name: "ductor-core.service",
         template: include_str!("../../../deploy/systemd/ductor-core.service"),
         service: Some(ServiceName::Core),
+        per_agent: false,
     },
     Unit {
         name: "ductor-gateway-telegram.service",
         template: include_str!("../../../deploy/systemd/ductor-gateway-telegram.service"),
         service: Some(ServiceName::Telegram),
+        per_agent: false,
     },
     Unit {
         name: "ductor-gateway-matrix.service",
         template: include_str!("../../../deploy/systemd/ductor-gateway-matrix.service"),
         service: Some(ServiceName::Matrix),
+        per_agent: false,
+    },
+    Unit {
+        name: "ductor-telegram@.service",
+        template: include_str!("../../../deploy/systemd/ductor-telegram@.service"),
+        service: Some(ServiceName::Telegram),
+        per_agent: true,
+    },
+    Unit {
+        name: "ductor-matrix@.service",
+        template: include_str!("../../../deploy/systemd/ductor-matrix@.service"),
+        service: Some(ServiceName::Matrix),
+        per_agent: true,
     },
     Unit {
         name: "ductor.target",
         template: include_str!("../../../deploy/systemd/ductor.target"),
         service: None,
+        per_agent: false,
     },
 ];
 
-/// The unit name of a service.
+/// The unit name of a service of the main agent.
 pub fn unit_name(service: ServiceName) -> &'static str {
     UNITS
         .iter()
-        .find(|u| u.service == Some(service))
+        .find(|u| u.service == Some(service) && !u.per_agent)
         .map(|u| u.name)
         .expect("every service has a unit in UNITS")
+}
+
+/// The unit of an instance: main's `ductor-gateway-telegram.service`, a
+/// sub-agent's `ductor-telegram@researcher.service` (of the template).
+pub fn instance_unit(instance: &Instance) -> String {
+    if !instance.is_sub_agent() {
+        return unit_name(instance.service).to_owned();
+    }
+    format!("ductor-{}@{}.service", instance.service.as_str(), instance.agent)
 }
 
 /// What rendering fills in.
@@ -232,8 +262,8 @@ pub fn parse_show(text: &str) -> UnitInfo {
     info
 }
 
-/// The unit of `service` as systemd sees it, when it knows it.
-pub async fn unit_info(service: ServiceName) -> Option<UnitInfo> {
+/// The unit of `instance` as systemd sees it, when it knows it.
+pub async fn unit_info(instance: &Instance) -> Option<UnitInfo> {
     if !systemctl_available() {
         return None;
     }
@@ -247,7 +277,7 @@ pub async fn unit_info(service: ServiceName) -> Option<UnitInfo> {
         "ActiveState",
         "-p",
         "SubState",
-        unit_name(service),
+        &instance_unit(instance),
     ])
     .await
     .ok()?;
@@ -315,9 +345,26 @@ mod tests {
         let core = UNITS[1].template;
         assert!(core.contains("Requires=ductor-runner.service"));
         assert!(core.contains("After=ductor-runner.service"));
-        for gateway in &UNITS[2..4] {
+        for gateway in &UNITS[2..6] {
             assert!(gateway.template.contains("After=ductor-core.service"), "{}", gateway.name);
         }
+        for template in UNITS.iter().filter(|u| u.per_agent) {
+            assert!(template.name.ends_with("@.service"), "{}", template.name);
+            assert!(
+                template.template.contains("Environment=DUCTOR_AGENT=%i\n"),
+                "{}",
+                template.name
+            );
+        }
+    }
+
+    #[test]
+    fn instances_name_their_units() {
+        let researcher = Instance::of(ServiceName::Telegram, "researcher");
+        assert_eq!(instance_unit(&researcher), "ductor-telegram@researcher.service");
+        let main = Instance::main(ServiceName::Matrix);
+        assert_eq!(instance_unit(&main), "ductor-gateway-matrix.service");
+        assert_eq!(unit_name(ServiceName::Telegram), "ductor-gateway-telegram.service");
     }
 
     #[test]

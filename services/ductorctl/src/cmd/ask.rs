@@ -35,6 +35,11 @@ pub struct Args {
     #[arg(long)]
     pub stream: bool,
 
+    /// Talk to this sub-agent (an `[[agents]]` name) instead of the main
+    /// agent; core names the chat `cli@NAME:<chat>`.
+    #[arg(long, value_name = "NAME", value_parser = parse_agent, default_value = "")]
+    pub agent: String,
+
     /// The message (or a command such as `/new` or `/model codex`).
     #[arg(required = true, num_args = 1.., trailing_var_arg = true)]
     pub prompt: Vec<String>,
@@ -43,9 +48,20 @@ pub struct Args {
 /// The transport name terminal clients use.
 pub const TRANSPORT: &str = "cli";
 
+/// `--agent`: a sub-agent's name; `main` (or nothing) is the main agent.
+pub fn parse_agent(text: &str) -> Result<String, String> {
+    use ductor_daemon::config::{MAIN_AGENT, valid_agent_name};
+    match text {
+        "" | MAIN_AGENT => Ok(String::new()),
+        name if valid_agent_name(name) => Ok(name.to_owned()),
+        name => Err(format!("{name:?} is not an agent name")),
+    }
+}
+
 /// A scoped connection to core for one chat.
 pub struct Client {
     home: DuctorHome,
+    agent: String,
     chat: pb::ChatRef,
     outgoing: mpsc::Sender<pb::GatewayMessage>,
     incoming: tonic::Streaming<pb::CoreMessage>,
@@ -70,6 +86,7 @@ impl Client {
     /// Connects, retrying with backoff for up to `patience`.
     pub async fn connect(
         home: &DuctorHome,
+        agent: &str,
         chat: &str,
         topic: &str,
         patience: Duration,
@@ -78,7 +95,7 @@ impl Client {
         let start = std::time::Instant::now();
         let mut backoff = ductor_proto::transport::Backoff::default();
         loop {
-            match Self::attach(home, &chat).await {
+            match Self::attach(home, agent, &chat).await {
                 Ok(client) => return Ok(client),
                 Err(error) if start.elapsed() < patience => {
                     tracing::debug!("failed to attach to core: {error:#}");
@@ -94,7 +111,7 @@ impl Client {
         }
     }
 
-    async fn attach(home: &DuctorHome, chat: &pb::ChatRef) -> anyhow::Result<Self> {
+    async fn attach(home: &DuctorHome, agent: &str, chat: &pb::ChatRef) -> anyhow::Result<Self> {
         let channel = ductor_proto::transport::connect(home.socket(ServiceName::Core));
         let (outgoing, rx) = mpsc::channel(64);
         let hello = pb::Hello {
@@ -109,7 +126,7 @@ impl Client {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             instance_id: format!("ductorctl-{}", std::process::id()),
             scope: vec![chat.clone()],
-            agent: String::new(),
+            agent: agent.to_owned(),
         };
         outgoing
             .send(pb::GatewayMessage { msg: Some(pb::gateway_message::Msg::Hello(hello)) })
@@ -121,6 +138,7 @@ impl Client {
             .context("open the Attach stream")?;
         Ok(Self {
             home: home.clone(),
+            agent: agent.to_owned(),
             chat: chat.clone(),
             outgoing,
             incoming: response.into_inner(),
@@ -129,8 +147,8 @@ impl Client {
 
     /// Attaches again after the stream broke (core restarted).
     pub async fn reconnect(&mut self, patience: Duration) -> anyhow::Result<()> {
-        *self =
-            Self::connect(&self.home, &self.chat.chat_id, &self.chat.topic_id, patience).await?;
+        let (home, agent, chat) = (&self.home, &self.agent, &self.chat);
+        *self = Self::connect(home, agent, &chat.chat_id, &chat.topic_id, patience).await?;
         Ok(())
     }
 
@@ -209,7 +227,7 @@ pub async fn run(home: &DuctorHome, args: Args) -> anyhow::Result<ExitCode> {
     let text = args.prompt.join(" ");
     let stream = args.stream || std::io::stdout().is_terminal();
     let patience = Duration::from_secs(30);
-    let mut client = Client::connect(home, &args.chat, &args.topic, patience).await?;
+    let mut client = Client::connect(home, &args.agent, &args.chat, &args.topic, patience).await?;
     let event_id = new_event_id();
     client.send_text(&event_id, &text).await?;
     let mut accepted = false;

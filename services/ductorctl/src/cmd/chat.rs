@@ -23,12 +23,17 @@ pub struct Args {
     /// The topic id within the chat.
     #[arg(long, default_value = "")]
     pub topic: String,
+
+    /// Talk to this sub-agent (an `[[agents]]` name) instead of the main
+    /// agent; core names the chat `cli@NAME:<chat>`.
+    #[arg(long, value_name = "NAME", value_parser = crate::cmd::ask::parse_agent, default_value = "")]
+    pub agent: String,
 }
 
 /// `ductorctl chat`.
 pub async fn run(home: &DuctorHome, args: Args) -> anyhow::Result<ExitCode> {
     let patience = Duration::from_secs(30);
-    let mut client = Client::connect(home, &args.chat, &args.topic, patience).await?;
+    let mut client = Client::connect(home, &args.agent, &args.chat, &args.topic, patience).await?;
     println!(
         "ductor chat `{}`{}: type a message, /help for commands, Ctrl-D to leave.",
         args.chat,

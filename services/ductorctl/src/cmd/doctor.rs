@@ -139,10 +139,11 @@ fn check_binaries(report: &mut Report, config: &Config) {
         report.line(Level::Fail, "binaries", "cannot find the ductorctl executable");
         return;
     };
-    let missing: Vec<String> = crate::cmd::up::enabled_services(config)
+    let mut missing: Vec<String> = crate::instance::enabled(config)
         .iter()
-        .filter_map(|s| bins.service(*s).err().map(|e| e.binary))
+        .filter_map(|i| bins.service(i.service).err().map(|e| e.binary))
         .collect();
+    missing.dedup();
     if missing.is_empty() {
         report.line(
             Level::Ok,

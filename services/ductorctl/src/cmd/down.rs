@@ -1,17 +1,19 @@
 //! `ductorctl down`: stop the launcher (which stops its services in reverse
 //! order), then any service left behind by a launcher that died (pid files)
-//! or started by hand (a socket that answers Health), and verify that no
+//! or started by hand (a socket that answers Health), sub-agents' gateways
+//! (`telegram@<name>`) included, and verify that no
 //! ductor process and no socket file remains.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use ductor_daemon::{DuctorHome, ServiceName};
+use ductor_daemon::DuctorHome;
 use ductor_proto::health;
 use nix::sys::signal::Signal;
 
 use crate::cmd::config_or_default;
+use crate::instance::{self, Instance};
 use crate::{lock, procs, units};
 
 /// `ductorctl down`.
@@ -36,10 +38,11 @@ pub async fn run(home: &DuctorHome, _args: Args) -> anyhow::Result<ExitCode> {
             procs::wait_gone(launcher, Duration::from_secs(5)).await;
         }
     }
-    for service in ServiceName::ALL.into_iter().rev() {
-        stop_leftover(home, service, grace).await;
+    let instances = instance::known(home, &config_or_default(home));
+    for instance in instances.iter().rev() {
+        stop_leftover(home, instance, grace).await;
     }
-    let left = leftovers(home).await;
+    let left = leftovers(home, &instances).await;
     if left.is_empty() {
         println!("ductor is down");
         Ok(ExitCode::SUCCESS)
@@ -49,22 +52,23 @@ pub async fn run(home: &DuctorHome, _args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// Stops a service no launcher owns any more, and removes its pid and socket files.
-async fn stop_leftover(home: &DuctorHome, service: ServiceName, grace: Duration) {
-    let pid_file = procs::pid_file(home, service);
+async fn stop_leftover(home: &DuctorHome, instance: &Instance, grace: Duration) {
+    let binary = instance.service.binary();
+    let pid_file = instance.pid_file(home);
     if let Some(pid) = procs::read_pid_file(&pid_file)
-        && procs::runs(pid, service.binary())
+        && procs::runs(pid, binary)
     {
-        println!("stopping {service} (pid {pid}, launcher gone)");
+        println!("stopping {instance} (pid {pid}, launcher gone)");
         procs::terminate(pid, grace).await;
     }
     let _ = std::fs::remove_file(&pid_file);
-    let socket = home.socket(service);
+    let socket = instance.socket(home);
     if socket.exists() {
         let channel = ductor_proto::transport::connect(&socket);
         if let Some(answer) = health::check(channel, Duration::from_millis(500)).await
-            && procs::runs(answer.pid, service.binary())
+            && procs::runs(answer.pid, binary)
         {
-            println!("stopping {service} (pid {}, not started by ductorctl up)", answer.pid);
+            println!("stopping {instance} (pid {}, not started by ductorctl up)", answer.pid);
             procs::terminate(answer.pid, grace).await;
         }
         // A killed service leaves its socket file; nothing serves it any more.
@@ -73,18 +77,18 @@ async fn stop_leftover(home: &DuctorHome, service: ServiceName, grace: Duration)
 }
 
 /// What is still there: live service processes and socket files.
-async fn leftovers(home: &DuctorHome) -> Vec<String> {
+async fn leftovers(home: &DuctorHome, instances: &[Instance]) -> Vec<String> {
     let mut left = Vec::new();
     if let Some(pid) = lock::holder(home) {
         left.push(format!("launcher pid {pid}"));
     }
-    for service in ServiceName::ALL {
-        if let Some(pid) = procs::read_pid_file(&procs::pid_file(home, service))
-            && procs::runs(pid, service.binary())
+    for instance in instances {
+        if let Some(pid) = procs::read_pid_file(&instance.pid_file(home))
+            && procs::runs(pid, instance.service.binary())
         {
-            left.push(format!("{service} pid {pid}"));
+            left.push(format!("{instance} pid {pid}"));
         }
-        let socket = home.socket(service);
+        let socket = instance.socket(home);
         if socket.exists() {
             left.push(format!("socket {}", socket.display()));
         }

@@ -7,16 +7,18 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use ductor_daemon::{DuctorHome, ServiceName};
+use ductor_daemon::DuctorHome;
 
-use crate::cli::ServiceArg;
-use crate::supervisor::log_path;
+use crate::cmd::config_or_default;
+use crate::instance::{self, Instance};
 
 /// `ductorctl logs`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Only this service's log (default: every service and the launcher).
-    pub service: Option<ServiceArg>,
+    /// Only this service's log (runner, core, telegram, matrix,
+    /// telegram@AGENT, matrix@AGENT; default: every service and the launcher).
+    #[arg(value_parser = instance::parse_arg, value_name = "SERVICE")]
+    pub service: Option<Instance>,
 
     /// Keep printing lines as they are written.
     #[arg(long, short = 'f')]
@@ -29,14 +31,11 @@ pub struct Args {
 
 /// Runs `logs`.
 pub async fn run(home: &DuctorHome, args: Args) -> anyhow::Result<ExitCode> {
-    let files: Vec<(String, PathBuf)> = match args.service {
-        Some(service) => {
-            let service = ServiceName::from(service);
-            vec![(service.as_str().to_owned(), log_path(home, service))]
-        }
-        None => ServiceName::ALL
+    let files: Vec<(String, PathBuf)> = match &args.service {
+        Some(instance) => vec![(instance.name(), instance.log_path(home))],
+        None => instance::known(home, &config_or_default(home))
             .into_iter()
-            .map(|s| (s.as_str().to_owned(), log_path(home, s)))
+            .map(|i| (i.name(), i.log_path(home)))
             .chain([("ductorctl".to_owned(), home.logs_dir().join("ductorctl.log"))])
             .filter(|(_, path)| path.exists())
             .collect(),

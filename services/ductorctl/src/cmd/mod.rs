@@ -2,6 +2,7 @@
 //!
 //! Adding a subcommand is three lines here: `pub mod x;`, a variant, an arm.
 
+pub mod agents;
 pub mod ask;
 pub mod chat;
 pub mod config;
@@ -37,8 +38,11 @@ pub enum Command {
     Status(status::Args),
     /// Show (or follow) the per-service log files.
     Logs(logs::Args),
-    /// Restart one service under a running `ductorctl up`.
+    /// Restart one service (or a sub-agent's telegram@NAME) under a running `ductorctl up`.
     Restart(restart::Args),
+    /// Sub-agents ([[agents]]): list, add, remove, start, stop, restart, ask.
+    #[command(subcommand)]
+    Agents(agents::Command),
     /// Apply a changed config.toml to the running services without a restart (SIGHUP).
     Reload(reload::Args),
     /// Check or document config.toml.
@@ -87,6 +91,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => status::run(&home, args).await,
         Command::Logs(args) => logs::run(&home, args).await,
         Command::Restart(args) => restart::run(&home, args).await,
+        Command::Agents(command) => agents::run(&home, command).await,
         Command::Reload(args) => reload::run(&home, args).await,
         Command::Config(command) => config::run(&home, command).await,
         Command::Init(args) => init::run(&home, args),

@@ -2,7 +2,8 @@
 //!
 //! `install` renders the units from `deploy/systemd/` with the real binary
 //! directory and home into `~/.config/systemd/user/`, enables runner, core,
-//! the enabled gateways and `ductor.target`, and starts the target.
+//! the enabled gateways (a sub-agent's as an instance of the template,
+//! `ductor-telegram@<name>.service`) and `ductor.target`, and starts the target.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,7 +12,8 @@ use anyhow::Context as _;
 use ductor_daemon::{DuctorHome, ServiceName};
 
 use crate::bins::BinDir;
-use crate::cmd::{load_config, up::enabled_services};
+use crate::cmd::load_config;
+use crate::instance;
 use crate::units::{self, RenderOptions, UNITS};
 
 /// `ductorctl service`.
@@ -33,11 +35,11 @@ pub enum Command {
 pub async fn run(home: &DuctorHome, command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Install { unit_dir } => install(home, unit_dir).await,
-        Command::Uninstall => uninstall().await,
+        Command::Uninstall => uninstall(home).await,
         Command::Status => {
-            let names: Vec<&str> = UNITS.iter().map(|u| u.name).collect();
+            let names = unit_names(home);
             let mut args = vec!["status", "--no-pager"];
-            args.extend(names);
+            args.extend(names.iter().map(String::as_str));
             // `systemctl status` exits non-zero when a unit is inactive; show it anyway.
             match units::systemctl(&args).await {
                 Ok(text) => print!("{text}"),
@@ -55,9 +57,9 @@ fn unit_dir() -> anyhow::Result<PathBuf> {
 async fn install(home: &DuctorHome, target_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let config = load_config(home)?;
     let bins = BinDir::locate().context("find the directory of ductorctl")?;
-    let services = enabled_services(&config);
-    for service in &services {
-        bins.service(*service)?;
+    let services = instance::enabled(&config);
+    for instance in &services {
+        bins.service(instance.service)?;
     }
     let bin_dir = std::path::absolute(bins.dir()).context("resolve the binary directory")?;
     let options = RenderOptions {
@@ -78,10 +80,10 @@ async fn install(home: &DuctorHome, target_dir: Option<PathBuf>) -> anyhow::Resu
     }
     anyhow::ensure!(units::systemctl_available(), "systemctl is not on PATH; units written only");
     units::systemctl(&["daemon-reload"]).await?;
-    let mut enable: Vec<&str> = services.iter().map(|s| units::unit_name(*s)).collect();
-    enable.push("ductor.target");
+    let mut enable: Vec<String> = services.iter().map(units::instance_unit).collect();
+    enable.push("ductor.target".to_owned());
     let mut args = vec!["enable"];
-    args.extend(&enable);
+    args.extend(enable.iter().map(String::as_str));
     units::systemctl(&args).await?;
     units::systemctl(&["start", "ductor.target"]).await?;
     println!("enabled and started: {}", enable.join(", "));
@@ -89,12 +91,25 @@ async fn install(home: &DuctorHome, target_dir: Option<PathBuf>) -> anyhow::Resu
     Ok(ExitCode::SUCCESS)
 }
 
-async fn uninstall() -> anyhow::Result<ExitCode> {
+/// Every unit name that may be enabled: main's units and the target, and an
+/// instance of the templates for every `[[agents]]` entry.
+fn unit_names(home: &DuctorHome) -> Vec<String> {
+    let config = crate::cmd::config_or_default(home);
+    let mut names: Vec<String> =
+        UNITS.iter().filter(|u| !u.per_agent).map(|u| u.name.to_owned()).collect();
+    for entry in &config.agents {
+        names.extend(instance::possible_gateways(&entry.name).iter().map(units::instance_unit));
+    }
+    names
+}
+
+async fn uninstall(home: &DuctorHome) -> anyhow::Result<ExitCode> {
     let dir = unit_dir()?;
     if units::systemctl_available() {
         let _ = units::systemctl(&["stop", "ductor.target"]).await;
+        let names = unit_names(home);
         let mut args = vec!["disable"];
-        args.extend(UNITS.iter().map(|u| u.name));
+        args.extend(names.iter().map(String::as_str));
         if let Err(error) = units::systemctl(&args).await {
             eprintln!("{error:#}");
         }

@@ -1,4 +1,5 @@
-//! `ductorctl status`: each service's state, pid, uptime, restart count and
+//! `ductorctl status`: each service's state (sub-agents' gateways,
+//! `telegram@<name>`, grouped under their agent), pid, uptime, restart count and
 //! socket, from the launcher's state file when `ductorctl up` runs, else by
 //! asking Health on each socket (services under systemd or compose), with
 //! restart counts from systemd when it manages them.
@@ -6,21 +7,24 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use ductor_daemon::{DuctorHome, ServiceName};
+use ductor_daemon::DuctorHome;
+use ductor_daemon::config::MAIN_AGENT;
 use ductor_proto::{health, pb};
 use serde::Serialize;
 
-use crate::cli::ServiceArg;
 use crate::cmd::config_or_default;
+use crate::instance::{self, Instance};
 use crate::state::{LauncherState, ServiceState, now_ms};
 use crate::{lock, units};
 
 /// `ductorctl status`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Only this service; then the exit code is 0 only when it is healthy
-    /// (usable as a container health check).
-    pub service: Option<ServiceArg>,
+    /// Only this service (runner, core, telegram, matrix, telegram@AGENT,
+    /// matrix@AGENT); then the exit code is 0 only when it is healthy (usable
+    /// as a container health check).
+    #[arg(value_parser = instance::parse_arg, value_name = "SERVICE")]
+    pub service: Option<Instance>,
 
     /// Print JSON instead of a table.
     #[arg(long)]
@@ -30,8 +34,10 @@ pub struct Args {
 /// One row of output.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
-    /// Service name.
+    /// Instance name (`telegram@researcher` for a sub-agent's gateway).
     pub service: String,
+    /// The agent it serves (`main` for runner, core and main's gateways).
+    pub agent: String,
     /// One of starting, healthy, unhealthy, restarting, stopped, failed.
     pub state: ServiceState,
     /// Pid, when running.
@@ -63,11 +69,11 @@ pub struct Report {
 /// Runs `status`.
 pub async fn run(home: &DuctorHome, args: Args) -> anyhow::Result<ExitCode> {
     let mut report = collect(home).await;
-    if let Some(only) = args.service {
-        let name = ServiceName::from(only).as_str();
+    if let Some(only) = &args.service {
+        let name = only.name();
         report.services.retain(|r| r.service == name);
         if report.services.is_empty() {
-            report.services.push(stopped_row(home, ServiceName::from(only)));
+            report.services.push(stopped_row(home, only));
         }
     }
     if args.json {
@@ -91,6 +97,7 @@ pub async fn collect(home: &DuctorHome) -> Report {
             .into_iter()
             .map(|r| Row {
                 uptime_ms: r.pid.and(r.started_at_ms).map(|t| now.saturating_sub(t)),
+                agent: r.agent().to_owned(),
                 service: r.service,
                 state: r.state,
                 pid: r.pid,
@@ -111,13 +118,10 @@ pub async fn collect(home: &DuctorHome) -> Report {
     let units_installed = units::installed_for(home) && units::systemctl_available();
     let mut under_systemd = false;
     let mut services = Vec::new();
-    for service in ServiceName::ALL {
-        let enabled = match service {
-            ServiceName::Telegram => config.telegram.enabled,
-            ServiceName::Matrix => config.matrix.enabled,
-            _ => true,
-        };
-        let (row, by_systemd) = probe(home, service, units_installed).await;
+    let enabled = instance::enabled(&config);
+    for instance in instance::known(home, &config) {
+        let enabled = enabled.contains(&instance);
+        let (row, by_systemd) = probe(home, &instance, units_installed).await;
         under_systemd |= by_systemd;
         if enabled || row.state != ServiceState::Stopped {
             services.push(row);
@@ -131,23 +135,28 @@ pub async fn collect(home: &DuctorHome) -> Report {
     }
 }
 
-fn stopped_row(home: &DuctorHome, service: ServiceName) -> Row {
+fn stopped_row(home: &DuctorHome, instance: &Instance) -> Row {
     Row {
-        service: service.as_str().to_owned(),
+        service: instance.name(),
+        agent: instance.agent.clone(),
         state: ServiceState::Stopped,
         pid: None,
         uptime_ms: None,
         restarts: 0,
-        socket: home.socket(service).display().to_string(),
+        socket: instance.socket(home).display().to_string(),
         last_exit: None,
     }
 }
 
 /// Asks Health on the socket (and systemd for the restart count).
 /// Returns the row and whether systemd runs this process (its unit's `MainPID`).
-async fn probe(home: &DuctorHome, service: ServiceName, units_installed: bool) -> (Row, bool) {
-    let mut row = stopped_row(home, service);
-    let socket = home.socket(service);
+pub(crate) async fn probe(
+    home: &DuctorHome,
+    instance: &Instance,
+    units_installed: bool,
+) -> (Row, bool) {
+    let mut row = stopped_row(home, instance);
+    let socket = instance.socket(home);
     if socket.exists() {
         let channel = ductor_proto::transport::connect(&socket);
         match health::check(channel, Duration::from_millis(500)).await {
@@ -165,7 +174,7 @@ async fn probe(home: &DuctorHome, service: ServiceName, units_installed: bool) -
         }
     }
     let mut by_systemd = false;
-    if units_installed && let Some(unit) = units::unit_info(service).await {
+    if units_installed && let Some(unit) = units::unit_info(instance).await {
         by_systemd = unit.active_state != "inactive";
         row.restarts = unit.restarts;
         match (unit.active_state.as_str(), unit.sub_state.as_str()) {
@@ -198,13 +207,20 @@ fn print_table(report: &Report) {
         ("systemd", _) => println!("ductor at {} (systemd user units)", report.home),
         _ => println!("ductor at {}", report.home),
     }
+    let width = report.services.iter().map(|r| r.service.len()).max().unwrap_or(0).max(9);
     println!(
-        "{:<9} {:<11} {:>8} {:>9} {:>8}  SOCKET",
+        "{:<width$} {:<11} {:>8} {:>9} {:>8}  SOCKET",
         "SERVICE", "STATE", "PID", "UPTIME", "RESTARTS"
     );
+    // Main's services first, then each sub-agent's gateways under its name.
+    let mut agent = MAIN_AGENT;
     for row in &report.services {
+        if row.agent != agent {
+            agent = &row.agent;
+            println!("agent {agent}:");
+        }
         println!(
-            "{:<9} {:<11} {:>8} {:>9} {:>8}  {}",
+            "{:<width$} {:<11} {:>8} {:>9} {:>8}  {}",
             row.service,
             row.state.as_str(),
             row.pid.map_or_else(|| "-".to_owned(), |p| p.to_string()),

@@ -1,6 +1,7 @@
-//! `ductorctl up`: start runner → core → enabled gateways, each waited on
-//! through Health, then supervise until SIGTERM/SIGINT, and stop everything
-//! in reverse order. `--detach` re-executes this command in a new session
+//! `ductorctl up`: start runner → core → main's enabled gateways → each
+//! enabled sub-agent's gateways (`telegram@<name>`), each waited on through
+//! Health, then supervise (and take control requests, [`crate::requests`])
+//! until SIGTERM/SIGINT, and stop everything in reverse order. `--detach` re-executes this command in a new session
 //! with output to `logs/ductorctl.log`, and returns once all are healthy.
 
 use std::process::ExitCode;
@@ -8,14 +9,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use ductor_daemon::{Config, DuctorHome, ServiceName};
+use ductor_daemon::control;
+use ductor_daemon::{Config, DuctorHome};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::bins::BinDir;
-use crate::cmd::{load_config, restart};
+use crate::cmd::load_config;
+use crate::instance::{self, Instance};
 use crate::lock;
+use crate::requests::Supervised;
 use crate::state::{LauncherState, Phase, ServiceRecord, ServiceState};
-use crate::supervisor::{self, Context, ServiceHandle, Shared};
+use crate::supervisor::{self, Context, Shared};
 
 /// `ductorctl up`.
 #[derive(Debug, clap::Args)]
@@ -30,25 +34,13 @@ pub struct Args {
     pub detached_child: bool,
 }
 
-/// The services `up` starts, in order: runner, core, then enabled gateways.
-pub fn enabled_services(config: &Config) -> Vec<ServiceName> {
-    let mut services = vec![ServiceName::Runner, ServiceName::Core];
-    if config.telegram.enabled {
-        services.push(ServiceName::Telegram);
-    }
-    if config.matrix.enabled {
-        services.push(ServiceName::Matrix);
-    }
-    services
-}
-
 /// Runs `up`.
 pub async fn run(home: &DuctorHome, args: Args) -> anyhow::Result<ExitCode> {
     let config = load_config(home)?;
-    let services = enabled_services(&config);
+    let services = instance::enabled(&config);
     let bins = BinDir::locate().context("find the directory of ductorctl")?;
-    for service in &services {
-        bins.service(*service)?;
+    for instance in &services {
+        bins.service(instance.service)?;
     }
     prepare_dirs(home)?;
     if args.detach {
@@ -76,7 +68,7 @@ pub async fn run(home: &DuctorHome, args: Args) -> anyhow::Result<ExitCode> {
             LauncherState {
                 launcher_pid: std::process::id(),
                 phase: Phase::Starting,
-                services: services.iter().map(|s| ServiceRecord::new(home, *s)).collect(),
+                services: services.iter().map(|s| ServiceRecord::of(home, s)).collect(),
             },
             LauncherState::path(home),
         ),
@@ -130,65 +122,69 @@ impl StopSignals {
     }
 }
 
-async fn launch(context: &Arc<Context>, services: &[ServiceName]) -> anyhow::Result<ExitCode> {
+async fn launch(context: &Arc<Context>, services: &[Instance]) -> anyhow::Result<ExitCode> {
     let mut stop = StopSignals::install()?;
     let mut control = signal(SignalKind::user_defined1()).context("install the SIGUSR1 handler")?;
     let started = Instant::now();
-    let mut handles: Vec<ServiceHandle> = Vec::new();
-    for service in services {
-        handles.push(ServiceHandle::spawn(context.clone(), *service));
+    let mut supervised = Supervised::default();
+    for instance in services {
+        supervised.spawn(context, instance.clone());
         tokio::select! {
-            state = first_outcome(&context.shared, *service) => {
-                if state == ServiceState::Failed {
-                    context.shared.update(|s| s.phase = Phase::Failed);
-                    stop_all(context, handles).await;
-                    let why = context.shared.snapshot().get(*service)
-                        .and_then(|r| r.last_exit.clone()).unwrap_or_default();
-                    anyhow::bail!(
-                        "{service} could not be started: {why} (see {})",
-                        supervisor::log_path(&context.home, *service).display()
-                    );
+            state = first_outcome(&context.shared, instance) => {
+                if state != ServiceState::Failed {
+                    continue;
                 }
+                let why = context.shared.snapshot().get(&instance.name())
+                    .and_then(|r| r.last_exit.clone()).unwrap_or_default();
+                let log = instance.log_path(&context.home);
+                if instance.is_sub_agent() {
+                    // One agent's bot must not keep the others down; it stays
+                    // failed (shown by `status`) until `ductorctl agents start`.
+                    tracing::error!("{instance} could not be started: {why} (see {})", log.display());
+                    continue;
+                }
+                context.shared.update(|s| s.phase = Phase::Failed);
+                stop_all(context, supervised).await;
+                anyhow::bail!("{instance} could not be started: {why} (see {})", log.display());
             }
             _ = stop.recv() => {
-                stop_all(context, handles).await;
+                stop_all(context, supervised).await;
                 return Ok(ExitCode::SUCCESS);
             }
         }
     }
     context.shared.update(|s| s.phase = Phase::Running);
     tracing::info!(
-        "all services healthy after {} ms: {}",
+        "all services started after {} ms: {}",
         started.elapsed().as_millis(),
-        services.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+        services.iter().map(Instance::name).collect::<Vec<_>>().join(", ")
     );
+    // Requests sent while starting wait in the control directory.
+    for request in control::take(&context.home) {
+        supervised.apply(context, request).await;
+    }
     loop {
         tokio::select! {
             _ = stop.recv() => break,
             _ = control.recv() => {
-                for service in restart::take_requests(&context.home) {
-                    match handles.iter().find(|h| h.service() == service) {
-                        Some(handle) => {
-                            tracing::info!("restart of {service} requested");
-                            handle.restart();
-                        }
-                        None => tracing::warn!("restart of {service} requested, but it is not running under this launcher"),
-                    }
+                for request in control::take(&context.home) {
+                    supervised.apply(context, request).await;
                 }
             }
         }
     }
     tracing::info!("stopping");
-    stop_all(context, handles).await;
+    stop_all(context, supervised).await;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }
 
-/// Waits until `service` is healthy or failed for the first time.
-async fn first_outcome(shared: &Shared, service: ServiceName) -> ServiceState {
+/// Waits until `instance` is healthy or failed for the first time.
+async fn first_outcome(shared: &Shared, instance: &Instance) -> ServiceState {
+    let name = instance.name();
     let mut changes = shared.subscribe();
     loop {
-        let state = changes.borrow_and_update().get(service).map(|r| r.state);
+        let state = changes.borrow_and_update().get(&name).map(|r| r.state);
         if let Some(state @ (ServiceState::Healthy | ServiceState::Failed)) = state {
             return state;
         }
@@ -198,18 +194,14 @@ async fn first_outcome(shared: &Shared, service: ServiceName) -> ServiceState {
     }
 }
 
-/// Stops services in reverse start order.
-async fn stop_all(context: &Context, handles: Vec<ServiceHandle>) {
+/// Stops every instance in reverse start order.
+async fn stop_all(context: &Context, supervised: Supervised) {
     context.shared.update(|s| {
         if s.phase != Phase::Failed {
             s.phase = Phase::Stopping;
         }
     });
-    for handle in handles.into_iter().rev() {
-        let service = handle.service();
-        handle.stop().await;
-        tracing::info!("{service} stopped");
-    }
+    supervised.stop_all().await;
 }
 
 /// Re-executes `ductorctl up` in a new session and waits until it reports
@@ -241,7 +233,7 @@ async fn detach(home: &DuctorHome, config: &Config) -> anyhow::Result<ExitCode> 
     }
     let mut child = command.spawn().context("start the background launcher")?;
     let pid = child.id().unwrap_or(0);
-    let services = enabled_services(config).len() as u64;
+    let services = instance::enabled(config).len() as u64;
     let patience = Duration::from_millis(
         config.launcher.health_timeout_ms.saturating_mul(services)
             + config.launcher.restart_backoff_max_ms,
