@@ -117,7 +117,9 @@ pub fn seed_shared_memory(workspace: &Path) -> std::io::Result<()> {
     let io = |e: SafeFsError| std::io::Error::other(e.to_string());
     let memory = Tree::root(workspace).and_then(|r| r.dir_or_make("memory_system", 0o700));
     let memory = memory.map_err(io)?;
-    memory.write_new(crate::rules::sync::SHARED_MEMORY_FILE, SHARED_SEED.as_bytes(), 0o600).map_err(io)?;
+    memory
+        .write_new(crate::rules::sync::SHARED_MEMORY_FILE, SHARED_SEED.as_bytes(), 0o600)
+        .map_err(io)?;
     Ok(())
 }
 

@@ -8,8 +8,6 @@
 //! injected into the asking chat's session), and with the loop bound.
 //! Needs `cargo build --bins` first.
 
-use std::path::Path;
-
 use ductor_gateway_telegram::testing::{Call, FakeBotApi, updates};
 use ductor_tests::harness::{TestEnv, binary, wait_for};
 
@@ -22,39 +20,32 @@ const BOB: i64 = 2;
 /// Allowed on the main bot, a second chat.
 const CAROL: i64 = 3;
 
-fn config(main_api: &str, researcher_api: &str, state: &Path) -> String {
+/// Added to the fake CLI's configuration (`TestEnv::with_fake_claude`).
+fn config(main_api: &str, researcher_api: &str) -> String {
     format!(
-        "[launcher]\nrestart_backoff_ms = 20\nrestart_backoff_max_ms = 200\n\n\
-         [runner]\nextra_writable_paths = [\"{state}\"]\n\n\
-         [rules]\nsync_interval_seconds = 1\n\n\
-         [providers.claude]\nbinary = \"{fake}\"\nenv = {{ DUCTOR_FAKE_CLI_STATE = \"{state}\" }}\n\n\
+        "[rules]\nsync_interval_seconds = 1\n\n\
          [telegram]\nenabled = true\ntoken = \"{MAIN_TOKEN}\"\napi_url = \"{main_api}\"\n\
          allowed_user_ids = [{ALICE}, {CAROL}]\n\n\
          [[agents]]\nname = \"researcher\"\ndescription = \"reads papers\"\n\
          [agents.telegram]\ntoken = \"{RESEARCHER_TOKEN}\"\napi_url = \"{researcher_api}\"\n\
          allowed_user_ids = [{BOB}]\n",
-        state = state.display(),
-        fake = binary("ductor-fake-cli").display(),
     )
 }
 
 struct Stack {
     main: FakeBotApi,
     researcher: FakeBotApi,
-    _state: tempfile::TempDir,
     env: TestEnv,
 }
 
 async fn up() -> Stack {
     let main = FakeBotApi::start(MAIN_TOKEN).await;
     let researcher = FakeBotApi::start(RESEARCHER_TOKEN).await;
-    let state = tempfile::tempdir().expect("state dir");
-    let state_path = state.path().canonicalize().expect("canonical state dir");
-    let env = TestEnv::with_config(&config(&main.url, &researcher.url, &state_path));
+    let env = TestEnv::with_fake_claude(&config(&main.url, &researcher.url));
     let up = env.ductorctl(&["up", "--detach"]).await;
     assert!(up.status.success(), "up failed: {}", String::from_utf8_lossy(&up.stderr));
     env.wait_healthy(&["runner", "core", "telegram", "telegram@researcher"]).await;
-    Stack { main, researcher, _state: state, env }
+    Stack { main, researcher, env }
 }
 
 fn chat_calls(api: &FakeBotApi, chat: i64) -> Vec<Call> {
@@ -70,10 +61,19 @@ fn finals(api: &FakeBotApi, chat: i64) -> Vec<String> {
         .collect()
 }
 
-/// Waits for a notifying message in `chat` that contains `needle`.
+/// Every text the bot sent or edited to in `chat`.
+fn texts(api: &FakeBotApi, chat: i64) -> Vec<String> {
+    chat_calls(api, chat)
+        .iter()
+        .filter(|c| c.method == "sendmessage" || c.method == "editmessagetext")
+        .filter_map(|c| c.str("text").map(str::to_owned))
+        .collect()
+}
+
+/// Waits for a message in `chat` that contains `needle`.
 async fn reply_containing(api: &FakeBotApi, chat: i64, needle: &str) -> String {
     wait_for(&format!("a reply containing {needle:?} in chat {chat}"), async || {
-        finals(api, chat).into_iter().find(|t| t.contains(needle))
+        texts(api, chat).into_iter().find(|t| t.contains(needle))
     })
     .await
 }
@@ -106,8 +106,23 @@ async fn two_agents_on_two_bots_keep_their_chats_workspaces_and_allowlists() {
         theirs.contains(&researcher_ws.display().to_string()),
         "the researcher works in its own workspace: {theirs}"
     );
-    assert!(chat_calls(&researcher, ALICE).is_empty(), "Alice is not allowed on the researcher's bot");
+    assert!(
+        chat_calls(&researcher, ALICE).is_empty(),
+        "Alice is not allowed on the researcher's bot"
+    );
     assert!(chat_calls(&main, BOB).is_empty(), "Bob is not allowed on the main bot");
+
+    // Neither agent's runs can read the other's workspace (Landlock).
+    let main_memory = main_ws.join("memory_system/MAINMEMORY.md");
+    let peek = format!("sh:cat {} || echo refused-read", main_memory.display());
+    researcher.push_update(updates::text(BOB, BOB, 7, &peek));
+    let refused = reply_containing(&researcher, BOB, "refused-read").await;
+    assert!(!refused.contains("# Main memory"), "the researcher read main's memory: {refused}");
+    let theirs_memory = researcher_ws.join("memory_system/MAINMEMORY.md");
+    let peek = format!("sh:cat {} || echo refused-read", theirs_memory.display());
+    main.push_update(updates::text(ALICE, ALICE, 8, &peek));
+    let refused = reply_containing(&main, ALICE, "refused-read").await;
+    assert!(!refused.contains("# Main memory"), "main read the researcher's memory: {refused}");
 
     // /status names the agent; the sessions are the researcher's own.
     researcher.push_update(updates::text(BOB, BOB, 5, "/status"));
@@ -161,7 +176,10 @@ async fn agents_ask_each_other_sync_in_the_background_and_never_in_a_loop() {
     let ask = format!("sh:{ctl} agents ask researcher 'what is two plus two'");
     main.push_update(updates::text(ALICE, ALICE, 1, &ask));
     let answer = reply_containing(&main, ALICE, "what is two plus two").await;
-    assert!(answer.contains("[Message from agent main"), "the researcher was asked by main: {answer}");
+    assert!(
+        answer.contains("[Message from agent main"),
+        "the researcher was asked by main: {answer}"
+    );
 
     // An unknown agent is a clear error naming the agents.
     main.push_update(updates::text(ALICE, ALICE, 2, &format!("sh:{ctl} agents ask nobody hi")));
@@ -180,7 +198,12 @@ async fn agents_ask_each_other_sync_in_the_background_and_never_in_a_loop() {
         .find(|w| w.starts_with("ia-"))
         .unwrap_or_else(|| panic!("a task id in {queued}"))
         .to_owned();
-    let injected = reply_containing(&main, ALICE, &format!("Answer from agent researcher to your background question {task}")).await;
+    let injected = reply_containing(
+        &main,
+        ALICE,
+        &format!("Answer from agent researcher to your background question {task}"),
+    )
+    .await;
     assert!(injected.contains("name a colour"), "the researcher's answer is in it: {injected}");
     assert!(
         finals(&main, CAROL).iter().all(|t| !t.contains(&task)),

@@ -77,9 +77,9 @@ impl TasksService {
             Presented { admin_token: auth.admin_token, agent_token: auth.agent_token, chat };
         match self.credentials.authorize(&presented) {
             Ok(Caller::Admin) => Ok(None),
-            Ok(Caller::Agent(chat) | Caller::Chat(chat)) if chat.is_bus() => Err(
-                TasksError::Unauthenticated(BUS_REFUSED.to_owned()),
-            ),
+            Ok(Caller::Agent(chat) | Caller::Chat(chat)) if chat.is_bus() => {
+                Err(TasksError::Unauthenticated(BUS_REFUSED.to_owned()))
+            }
             Ok(Caller::Agent(chat) | Caller::Chat(chat)) => {
                 Ok(Some(SessionKey::new(chat.transport, chat.chat_id, chat.topic_id)))
             }

@@ -127,8 +127,11 @@ impl RuleSync {
     ) -> Result<Self, StoreError> {
         let prefix = format!("@{agent}/");
         let mut sync = Self::new(workspace, store.clone(), max_bytes)?;
-        sync.records =
-            store.call_sync(store::load)?.into_iter().filter(|(d, _)| d.starts_with(&prefix)).collect();
+        sync.records = store
+            .call_sync(store::load)?
+            .into_iter()
+            .filter(|(d, _)| d.starts_with(&prefix))
+            .collect();
         sync.prefix = prefix;
         Ok(sync)
     }
@@ -147,9 +150,9 @@ impl RuleSync {
     /// change makes the next pass look at every directory again.
     fn refresh_shared(&mut self) {
         let Some(main) = &self.shared_from else { return };
-        let read = Tree::root(main).and_then(|root| root.dir("memory_system")).and_then(|dir| {
-            dir.read(SHARED_MEMORY_FILE, crate::workspace::MEMORY_MAX_BYTES)
-        });
+        let read = Tree::root(main)
+            .and_then(|root| root.dir("memory_system"))
+            .and_then(|dir| dir.read(SHARED_MEMORY_FILE, crate::workspace::MEMORY_MAX_BYTES));
         let shared = match read {
             Ok(bytes) => bytes.map(|b| String::from_utf8_lossy(&b).trim().to_owned()),
             Err(error) => {

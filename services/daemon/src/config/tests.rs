@@ -193,7 +193,10 @@ fn agents_have_their_own_gateways_and_secrets() {
     assert_eq!(config.telegram.token.expose(), "1:main");
     assert_eq!(config.focus("researcher").telegram.token.expose(), "3:handed");
     let home = crate::DuctorHome::at("/h");
-    assert_eq!(config.workspace_of(&home, "researcher"), Path::new("/h/agents/researcher/workspace"));
+    assert_eq!(
+        config.workspace_of(&home, "researcher"),
+        Path::new("/h/agents/researcher/workspace")
+    );
     assert_eq!(config.workspace_of(&home, "main"), Path::new("/h/workspace"));
 }
 
@@ -204,7 +207,10 @@ fn bad_agents_are_refused_naming_the_key() {
         ("[[agents]]\nname = \"Bad Name\"\n", "agents[0].name"),
         ("[[agents]]\nname = \"a\"\n[[agents]]\nname = \"a\"\n", "agents[1].name"),
         ("[[agents]]\nname = \"a\"\nworkspace = \"rel\"\n", "agents.a.workspace"),
-        ("[[agents]]\nname = \"a\"\n[agents.telegram]\ntoken = \"1:x\"\nburst = 99\n", "agents.a.telegram.burst"),
+        (
+            "[[agents]]\nname = \"a\"\n[agents.telegram]\ntoken = \"1:x\"\nburst = 99\n",
+            "agents.a.telegram.burst",
+        ),
         ("[[agents]]\nname = \"a\"\n[agents.telegram]\ntokn = \"x\"\n", "agents[0].telegram.tokn"),
         (
             "[telegram]\ntoken = \"1:same\"\n[[agents]]\nname = \"a\"\n[agents.telegram]\ntoken = \"1:same\"\n",
@@ -219,11 +225,9 @@ fn bad_agents_are_refused_naming_the_key() {
     let error = parse_agents("[[agents]]\nname = \"a\"\n[agents.telegram]\n", &no_env)
         .expect_err("no token");
     assert_eq!(error.key(), Some("agents.a.telegram.token"));
-    let error = parse_agents(
-        "[[agents]]\nname = \"a\"\n[agents.telegram]\ntoken = 12345\n",
-        &no_env,
-    )
-    .expect_err("not a string");
+    let error =
+        parse_agents("[[agents]]\nname = \"a\"\n[agents.telegram]\ntoken = 12345\n", &no_env)
+            .expect_err("not a string");
     assert!(!error.to_string().contains("12345"), "{error}");
     // A gateway of another agent does not need this agent's token.
     let serving_b = |name: &str| (name == "DUCTOR_AGENT").then(|| "b".to_owned());
