@@ -189,7 +189,22 @@ impl CoreHandle {
     /// Runs a one-shot prompt (not a chat session) and returns its outcome.
     /// Empty provider/model/timeout take the `[agent]` defaults; the working
     /// directory defaults to the workspace.
-    pub async fn run_oneshot(&self, mut spec: OneshotSpec) -> OneshotResult {
+    pub async fn run_oneshot(&self, spec: OneshotSpec) -> OneshotResult {
+        let spec = self.with_defaults(spec);
+        self.runner.run_oneshot(spec, uuid::Uuid::now_v7().to_string()).await
+    }
+
+    /// [`CoreHandle::run_oneshot`] that answers at the result; the receiver
+    /// resolves when the run has exited.
+    pub async fn run_oneshot_until_result(
+        &self,
+        spec: OneshotSpec,
+    ) -> (OneshotResult, oneshot::Receiver<()>) {
+        let spec = self.with_defaults(spec);
+        self.runner.run_oneshot_until_result(spec, uuid::Uuid::now_v7().to_string()).await
+    }
+
+    fn with_defaults(&self, mut spec: OneshotSpec) -> OneshotSpec {
         let defaults = self.defaults.read_locked().clone();
         if spec.provider.is_empty() {
             let (provider, model) = match defaults.agents.get(&spec.agent) {
@@ -204,7 +219,7 @@ impl CoreHandle {
         if spec.timeout_ms == 0 {
             spec.timeout_ms = defaults.timeout_ms;
         }
-        self.runner.run_oneshot(spec, uuid::Uuid::now_v7().to_string()).await
+        spec
     }
 
     /// Sends a durable action to a chat (kept until the gateway acknowledges it).

@@ -225,8 +225,43 @@ impl RunnerLink {
 
     /// Runs one prompt to completion and collects its outcome.
     pub async fn run_oneshot(&self, spec: OneshotSpec, run_id: String) -> OneshotResult {
+        match self.start_oneshot(spec, &run_id).await {
+            Ok(mut stream) => collect(&mut stream, self, &run_id, false).await,
+            Err(failure) => failure,
+        }
+    }
+
+    /// Like [`RunnerLink::run_oneshot`], but answers as soon as a good
+    /// result arrives (what waits on it need not wait for the CLI to exit);
+    /// the receiver resolves once the run has exited (its session is free).
+    pub async fn run_oneshot_until_result(
+        &self,
+        spec: OneshotSpec,
+        run_id: String,
+    ) -> (OneshotResult, tokio::sync::oneshot::Receiver<()>) {
+        let (exited, wait) = tokio::sync::oneshot::channel();
+        let mut stream = match self.start_oneshot(spec, &run_id).await {
+            Ok(stream) => stream,
+            Err(failure) => {
+                let _ = exited.send(());
+                return (failure, wait);
+            }
+        };
+        let result = collect(&mut stream, self, &run_id, true).await;
+        tokio::spawn(async move {
+            while let Ok(Some(_)) = stream.message().await {}
+            let _ = exited.send(());
+        });
+        (result, wait)
+    }
+
+    async fn start_oneshot(
+        &self,
+        spec: OneshotSpec,
+        run_id: &str,
+    ) -> Result<tonic::Streaming<pb::RunEvent>, OneshotResult> {
         let request = RunRequest {
-            run_id: run_id.clone(),
+            run_id: run_id.to_owned(),
             provider: spec.provider,
             model: spec.model,
             effort: spec.effort,
@@ -246,11 +281,9 @@ impl RunnerLink {
             // Nobody answers a one-shot run's questions: the CLI's own headless rules apply.
             spec.permission_mode = pb::PermissionMode::Default as i32;
         }
-        let mut stream = match start_with_retry(&mut self.client.clone(), spec).await {
-            Ok(stream) => stream,
-            Err(status) => return failed("runner_unavailable", status.message()),
-        };
-        collect(&mut stream, self, &run_id).await
+        start_with_retry(&mut self.client.clone(), spec)
+            .await
+            .map_err(|status| failed("runner_unavailable", status.message()))
     }
 }
 
@@ -316,10 +349,13 @@ async fn start_with_retry(
     }
 }
 
+/// The outcome of a one-shot run's stream; with `until_result`, it stops
+/// reading at the first good result (the caller drains the rest).
 async fn collect(
     stream: &mut tonic::Streaming<pb::RunEvent>,
     link: &RunnerLink,
     run_id: &str,
+    until_result: bool,
 ) -> OneshotResult {
     let mut text = String::new();
     let mut result: Option<RunResult> = None;
@@ -337,7 +373,13 @@ async fn collect(
         match run_event_from_pb(event) {
             Ok(Some(RunEvent::Text(delta))) => text.push_str(&delta),
             Ok(Some(RunEvent::Session(id))) => session = id,
-            Ok(Some(RunEvent::Result(r))) => result = Some(r),
+            Ok(Some(RunEvent::Result(r))) => {
+                let good = !r.is_error;
+                result = Some(r);
+                if until_result && good {
+                    break;
+                }
+            }
             Ok(Some(RunEvent::Error(e))) if !e.recoverable => {
                 error.get_or_insert((e.kind.as_str().to_owned(), e.message));
             }

@@ -448,14 +448,14 @@ pub struct ChatActivityRow {
     pub last_active_ms: Option<i64>,
 }
 
-/// Every chat with a session record, terminal clients (`cli`) left out.
+/// Every chat with a session record, terminal clients (`cli`, `cli@<agent>`) left out.
 pub fn chat_activity(conn: &mut Connection) -> Result<Vec<ChatActivityRow>, StoreError> {
     let mut stmt = conn
         .prepare(
             "SELECT s.transport, s.chat_id, s.topic_id, b.session_id, b.last_active_ms
              FROM sessions s
              LEFT JOIN session_buckets b ON b.skey = s.skey AND b.provider = s.provider
-             WHERE s.transport != 'cli'",
+             WHERE s.transport != 'cli' AND s.transport NOT LIKE 'cli@%'",
         )
         .map_err(sql("read chat activity"))?;
     let rows = stmt

@@ -666,7 +666,7 @@ impl pb::runner_server::Runner for RunnerService {
         request: tonic::Request<pb::RunSpec>,
     ) -> Result<tonic::Response<Self::StartRunStream>, tonic::Status> {
         let spec = RunSpec::try_from(request.into_inner())?;
-        tracing::info!(run_id = %spec.run_id, provider = spec.provider.as_str(), resume = spec.resume.is_some(), interactive = spec.interactive, "starting a run");
+        tracing::info!(run_id = %spec.run_id, agent = spec.agent, provider = spec.provider.as_str(), resume = spec.resume.is_some(), interactive = spec.interactive, "starting a run");
         Ok(tonic::Response::new(self.runner.start(spec)?))
     }
 

@@ -353,8 +353,9 @@ impl Bus {
     ) -> Result<(String, Option<f64>), BusError> {
         let from = question.from.agent().to_owned();
         let failed = |message: String| BusError::Failed { to: to.name.clone(), message };
-        let lock = self.pair_lock(&to.name, &from);
-        let _turn = lock.lock().await;
+        // Held until the run has exited and its session is saved, so the
+        // pair's next ask resumes it (and never finds it busy).
+        let turn = self.pair_lock(&to.name, &from).lock_owned().await;
         let started = Instant::now();
         let (recipient, asker) = (to.name.clone(), from.clone());
         let saved = self
@@ -397,19 +398,21 @@ impl Bus {
             timeout_ms: question.timeout.as_millis().try_into().unwrap_or(u64::MAX),
             agent: to.name.clone(),
         };
-        let result = self.inner.handle.run_oneshot(spec).await;
-        if !result.session_id.is_empty() {
-            let (recipient, asker, provider) = (to.name.clone(), from.clone(), to.provider.clone());
-            let id = result.session_id.clone();
-            let saved = self
-                .inner
-                .store
-                .call(move |c| store::save(c, &recipient, &asker, &provider, &id))
-                .await;
-            if let Err(error) = saved {
-                tracing::warn!(trace, %error, "failed to save the inter-agent session");
+        let (result, exited) = self.inner.handle.run_oneshot_until_result(spec).await;
+        let (store, session) = (self.inner.store.clone(), result.session_id.clone());
+        let (recipient, asker, provider) = (to.name.clone(), from.clone(), to.provider.clone());
+        let trace_id = trace.to_owned();
+        tokio::spawn(async move {
+            let _ = exited.await;
+            if !session.is_empty() {
+                let saved =
+                    store.call(move |c| store::save(c, &recipient, &asker, &provider, &session));
+                if let Err(error) = saved.await {
+                    tracing::warn!(trace = trace_id, %error, "failed to save the inter-agent session");
+                }
             }
-        }
+            drop(turn);
+        });
         let ms = started.elapsed().as_millis() as u64;
         tracing::info!(trace, hop, from, to = to.name, ms, ok = result.ok, "inter-agent answer");
         if result.ok {

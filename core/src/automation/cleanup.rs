@@ -146,18 +146,20 @@ fn write_last_sweep(marker: &Path, day: Date) {
     }
 }
 
-/// Runs the sweep daily until `shutdown`, checking every 10 minutes; `zone`
-/// is the user's time zone (a reload replaces it).
+/// Runs the sweep of every agent's workspace daily until `shutdown` (the
+/// main one first: the day of the last sweep is kept beside it), checking
+/// every 10 minutes; `zone` is the user's time zone (a reload replaces it).
 pub async fn run(
     mut settings: watch::Receiver<CleanupConfig>,
-    workspace: std::path::PathBuf,
+    workspaces: Vec<std::path::PathBuf>,
     zone: watch::Receiver<TimeZone>,
     clock: SharedClock,
     shutdown: CancellationToken,
 ) {
     // The day of the last sweep survives restarts, so a core restarted every
     // day after `check_hour` still sweeps once a day, and never twice.
-    let marker = marker_path(&workspace);
+    let Some(main) = workspaces.first() else { return };
+    let marker = marker_path(main);
     let mut last_day = read_last_sweep(&marker);
     loop {
         let now = clock.now();
@@ -168,11 +170,16 @@ pub async fn run(
             let today = now.to_zoned(zone.clone()).date();
             last_day = Some(today);
             write_last_sweep(&marker, today);
-            let (workspace, config) = (workspace.clone(), config.clone());
-            let at = SystemTime::from(now);
-            match tokio::task::spawn_blocking(move || sweep(&workspace, &config, at)).await {
-                Ok(report) => tracing::info!(?report, "cleanup sweep done"),
-                Err(error) => tracing::error!(%error, "cleanup sweep failed"),
+            for workspace in &workspaces {
+                let (workspace, config) = (workspace.clone(), config.clone());
+                let at = SystemTime::from(now);
+                let shown = workspace.display().to_string();
+                match tokio::task::spawn_blocking(move || sweep(&workspace, &config, at)).await {
+                    Ok(report) => tracing::info!(workspace = shown, ?report, "cleanup sweep done"),
+                    Err(error) => {
+                        tracing::error!(workspace = shown, %error, "cleanup sweep failed")
+                    }
+                }
             }
         }
         tokio::select! {
@@ -296,7 +303,7 @@ mod tests {
             let shutdown = CancellationToken::new();
             tokio::spawn(run(
                 watch::channel(CleanupConfig::default()).1,
-                workspace.clone(),
+                vec![workspace.clone()],
                 watch::channel(TimeZone::UTC).1,
                 std::sync::Arc::new(clock.clone()),
                 shutdown.clone(),

@@ -221,9 +221,11 @@ impl Automation {
             port,
             parts.shutdown.clone(),
         ));
+        let mut workspaces = vec![this.inner.workspace.clone()];
+        workspaces.extend(this.inner.agent_workspaces.values().cloned());
         tokio::spawn(cleanup::run(
             this.inner.cleanup.subscribe(),
-            this.inner.workspace.clone(),
+            workspaces,
             this.zones(),
             this.inner.clock.clone(),
             parts.shutdown.clone(),
