@@ -143,6 +143,19 @@ async fn agent_gateways_are_supervised_alone_with_their_own_token() {
     let back = env.wait_healthy(&["telegram@researcher"]).await;
     assert_ne!(pid(&back, "telegram@researcher"), restarted);
 
+    // The operator asks the agent (admin token), and talks to it from the terminal.
+    let answer = ok(&env, &["agents", "ask", "researcher", "what is new?"]).await;
+    assert!(answer.contains("echo: "), "{answer}");
+    let unknown = env.ductorctl(&["agents", "ask", "ghost", "hi"]).await;
+    assert!(!unknown.status.success(), "an unknown agent is an error");
+    assert!(
+        text(&unknown.stderr).contains("researcher"),
+        "lists the agents: {}",
+        text(&unknown.stderr)
+    );
+    let chat = ok(&env, &["ask", "--agent", "researcher", "hello researcher"]).await;
+    assert!(chat.contains("echo: hello researcher"), "{chat}");
+
     // `down` finds the agent's gateway too.
     ok(&env, &["down"]).await;
     assert!(env.processes_of_this_home().is_empty(), "{:?}", env.processes_of_this_home());
