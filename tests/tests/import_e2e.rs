@@ -118,7 +118,13 @@ async fn a_python_ductor_home_moves_in_and_a_second_apply_changes_nothing() {
         !report.contains("PY-DUCTOR-TELEGRAM-SECRET")
             && !report.contains("PY-DUCTOR-SUBAGENT-SECRET")
     );
-    assert!(line(&report, "researcher").contains("no sub-agents yet"));
+    assert!(!report.contains("PY-DUCTOR-MATRIX-AGENT-SECRET"), "{report}");
+    let researcher = line(&report, "researcher (telegram)");
+    assert!(researcher.starts_with("  +") && researcher.contains("[[agents]] entry"), "{report}");
+    assert!(researcher.contains("(set) in") && researcher.contains("researcher-telegram.token"));
+    assert!(line(&report, "coder (matrix)").contains("coder-matrix.password"), "{report}");
+    assert!(line(&report, "coder: idle_timeout_minutes").starts_with("  -"), "{report}");
+    assert!(!env.home().join("secrets/researcher-telegram.token").exists(), "a dry run");
     assert_eq!(std::fs::read_to_string(env.home().join("config.toml")).unwrap(), config_before);
     assert!(!env.home().join("secrets/telegram_token").exists());
     assert!(!env.home().join("state.db").exists(), "nothing was started or written");
@@ -166,6 +172,29 @@ async fn a_python_ductor_home_moves_in_and_a_second_apply_changes_nothing() {
     assert_eq!(std::fs::read_to_string(&token).unwrap(), "123456:PY-DUCTOR-TELEGRAM-SECRET");
     assert_eq!(std::fs::metadata(&token).unwrap().permissions().mode() & 0o777, 0o600);
     assert!(!config.contains("PY-DUCTOR-TELEGRAM-SECRET"));
+
+    // Sub-agents: [[agents]] entries, their secrets in their own 0600 files.
+    let entries: toml::Table = config.parse().expect("config.toml is TOML");
+    let agents = entries["agents"].as_array().expect("[[agents]]");
+    let researcher = &agents.iter().find(|a| a["name"].as_str() == Some("researcher")).unwrap();
+    assert_eq!(researcher["provider"].as_str(), Some("claude"));
+    assert_eq!(researcher["model"].as_str(), Some("sonnet"));
+    let bot = researcher["telegram"].as_table().expect("[agents.telegram]");
+    assert_eq!(bot["allowed_user_ids"].as_array().unwrap(), &[toml::Value::Integer(4242)]);
+    let token = env.home().join("secrets/researcher-telegram.token");
+    assert_eq!(bot["token_file"].as_str(), Some(token.to_str().unwrap()));
+    assert_eq!(std::fs::read_to_string(&token).unwrap(), "999:PY-DUCTOR-SUBAGENT-SECRET");
+    assert_eq!(std::fs::metadata(&token).unwrap().permissions().mode() & 0o777, 0o600);
+    let coder = &agents.iter().find(|a| a["name"].as_str() == Some("coder")).unwrap();
+    assert_eq!(coder["provider"].as_str(), Some("codex"));
+    assert_eq!(coder["reasoning_effort"].as_str(), Some("high"));
+    let account = coder["matrix"].as_table().expect("[agents.matrix]");
+    assert_eq!(account["user_id"].as_str(), Some("@coder:example.com"));
+    assert_eq!(account["allowed_rooms"].as_array().unwrap().len(), 1);
+    let password = env.home().join("secrets/coder-matrix.password");
+    assert_eq!(account["password_file"].as_str(), Some(password.to_str().unwrap()));
+    assert_eq!(std::fs::read_to_string(&password).unwrap(), "PY-DUCTOR-MATRIX-AGENT-SECRET");
+    assert!(!config.contains("PY-DUCTOR-SUBAGENT-SECRET") && !config.contains("MATRIX-AGENT"));
 
     // Cron job and memory.
     let cron = env.ductorctl(&["cron", "list"]).await;

@@ -6,6 +6,7 @@
 //!
 //! - config keys into `config.toml`, merged with `toml_edit` ([`toml_merge`]),
 //!   secrets into 0600 files under `secrets/` referenced by `*_file` keys;
+//!   sub-agents (`agents.json`) as `[[agents]]` entries ([`agents_map`]);
 //! - the workspace and `MAINMEMORY.md` into ours, through `safe_fs` ([`files`]);
 //! - cron jobs and webhooks through core's `Automation` service, chat and
 //!   named sessions through its operator-only `Import` service, after the
@@ -13,6 +14,7 @@
 //!
 //! Idempotent: a second `--apply` finds everything there and changes nothing.
 
+pub mod agents_map;
 pub mod config_map;
 pub mod files;
 pub mod mapping;
@@ -34,6 +36,8 @@ use toml_merge::{KeyStatus, Merger};
 /// The config part of an import: its report and what `--apply` writes.
 pub struct ConfigImport {
     pub section: Section,
+    /// `agents.json` → `[[agents]]` ([`agents_map`]).
+    pub agents: Section,
     /// The new `config.toml`, when it changes.
     pub text: Option<String>,
     /// Secret files to write (path, contents).
@@ -125,12 +129,15 @@ pub fn config(py: &PythonHome, home: &DuctorHome, force: bool) -> anyhow::Result
     for unmapped in &plan.unmapped {
         section.push(Status::NotImported, unmapped.key.clone(), unmapped.why.clone());
     }
-    let text = merger.text();
+    let agents = agents_map::merge(&py.agents, home, &merger.text(), force)?;
+    let text = agents.text;
     let changed = text != existing;
     if changed {
-        validate(&text, &path, &plan.secrets)?;
+        // With the agents' secrets inline: their files are not written yet.
+        validate(&agents.check_text, &path, &plan.secrets)?;
     }
-    Ok(ConfigImport { section, text: changed.then_some(text), secrets })
+    secrets.extend(agents.secrets);
+    Ok(ConfigImport { section, agents: agents.section, text: changed.then_some(text), secrets })
 }
 
 /// Checks the merged file as the services will read it; the secrets come
@@ -249,17 +256,4 @@ pub fn restore_task_descriptions<'a>(
             Err(error) => section.push(Status::NotImported, subject, error.to_string()),
         }
     }
-}
-
-/// Sub-agents (`agents.json`): listed, never imported yet, never their secrets.
-pub fn agents(py: &PythonHome) -> Section {
-    let mut section = Section::new("Agents (agents.json)");
-    for agent in &py.agents {
-        section.push(
-            Status::NotImported,
-            format!("{} ({})", agent.name, agent.transport),
-            "ductor has no sub-agents yet (issue 18); its settings stay in agents.json",
-        );
-    }
-    section
 }

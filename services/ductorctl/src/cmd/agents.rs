@@ -9,7 +9,7 @@
 //! and core's `ListAgents`; `ask` is the agents' tool for asking each other
 //! (core's `AskAgent`, with the run's own credential from its environment).
 
-mod edit;
+pub(crate) mod edit;
 mod list;
 
 use std::path::{Path, PathBuf};
@@ -178,6 +178,7 @@ fn new_agent(
         workspace: args.workspace.clone(),
         telegram: token_file.map(|token_file| edit::NewTelegram {
             token_file,
+            token: None,
             allowed_user_ids: args.allowed_user_ids.clone(),
             allowed_group_ids: args.allowed_group_ids.clone(),
             api_url: args.telegram_api_url.clone(),
@@ -186,6 +187,7 @@ fn new_agent(
             homeserver: homeserver.clone(),
             user_id: args.matrix_user_id.clone().unwrap_or_default(),
             password_file,
+            password: None,
             allowed_users: args.matrix_allowed_users.clone(),
             allowed_rooms: Vec::new(),
         }),

@@ -81,7 +81,7 @@ pub async fn run(home: &DuctorHome, args: Args) -> anyhow::Result<ExitCode> {
             webhooks,
             sessions,
             named,
-            import::agents(&py),
+            config.agents,
             memory,
             workspace,
         ],

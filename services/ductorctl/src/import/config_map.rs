@@ -169,7 +169,7 @@ fn string_of(
     }
 }
 
-fn provider_name(value: &Value) -> Result<toml::Value, String> {
+pub(crate) fn provider_name(value: &Value) -> Result<toml::Value, String> {
     match value.as_str() {
         Some(p @ ("claude" | "codex" | "gemini")) => Ok(toml::Value::String(p.into())),
         other => Err(format!("ductor has no {:?} provider", other.unwrap_or_default())),
@@ -209,7 +209,10 @@ fn reason(key: &str) -> String {
         "language" => "ductor's messages are English only",
         "scene" | "notifications" => "ductor has no such notices",
         "update_check" => "ductor does no update check (see /upgrade)",
-        "interagent_port" | "allowed_channel_ids" => "ductor has no sub-agents or channels yet",
+        "interagent_port" => {
+            "ductor's agents talk through core (`ductorctl agents ask`), not a port"
+        }
+        "allowed_channel_ids" => "ductor has no channels yet",
         "memory_reflection" => "ductor has no memory reflection turns",
         "cron_delivery_retry" | "cron_preflight" => "ductor's cron delivery is durable by itself",
         "project_roots" | "append_system_prompt_files" => "ductor has no such setting",

@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use ductor_daemon::Secret;
 use ductor_daemon::safe_fs::{self, Tree};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -181,12 +182,32 @@ fn yes() -> bool {
     true
 }
 
-/// A sub-agent of `agents.json`; only what the report shows is kept (never
-/// its token or password).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A sub-agent of `agents.json` (a `SubAgentConfig`): what maps onto an
+/// `[[agents]]` entry; its secrets are held as [`Secret`] (never printed).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PyAgent {
     pub name: String,
+    /// `telegram` (Python's default) or `matrix`.
     pub transport: String,
+    pub provider: String,
+    pub model: String,
+    pub reasoning_effort: String,
+    pub telegram_token: Secret,
+    pub allowed_user_ids: Vec<i64>,
+    pub allowed_group_ids: Vec<i64>,
+    pub matrix: Option<PyAgentMatrix>,
+    /// The other keys it sets (inherited from main here).
+    pub other_keys: Vec<String>,
+}
+
+/// A sub-agent's `matrix` object.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PyAgentMatrix {
+    pub homeserver: String,
+    pub user_id: String,
+    pub password: Secret,
+    pub allowed_users: Vec<String>,
+    pub allowed_rooms: Vec<String>,
 }
 
 /// Everything read from a Python ductor home.
@@ -240,18 +261,58 @@ fn shaped<T: serde::de::DeserializeOwned + Default>(
 
 fn agents(value: Option<Value>) -> Vec<PyAgent> {
     let Some(Value::Array(entries)) = value else { return Vec::new() };
-    entries
+    entries.iter().filter_map(Value::as_object).map(agent).collect()
+}
+
+fn agent(entry: &Map<String, Value>) -> PyAgent {
+    let text = |map: &Map<String, Value>, key: &str| {
+        map.get(key).and_then(Value::as_str).unwrap_or_default().to_owned()
+    };
+    let ids = |key: &str| {
+        let items = entry.get(key).and_then(Value::as_array).into_iter().flatten();
+        items.filter_map(Value::as_i64).collect::<Vec<_>>()
+    };
+    let strings = |map: &Map<String, Value>, key: &str| {
+        let items = map.get(key).and_then(Value::as_array).into_iter().flatten();
+        items.filter_map(Value::as_str).map(str::to_owned).collect::<Vec<_>>()
+    };
+    let matrix = entry.get("matrix").and_then(Value::as_object).map(|m| PyAgentMatrix {
+        homeserver: text(m, "homeserver"),
+        user_id: text(m, "user_id"),
+        password: Secret::new(text(m, "password")),
+        allowed_users: strings(m, "allowed_users"),
+        allowed_rooms: strings(m, "allowed_rooms"),
+    });
+    const MAPPED: [&str; 10] = [
+        "name",
+        "transport",
+        "provider",
+        "model",
+        "reasoning_effort",
+        "telegram_token",
+        "allowed_user_ids",
+        "allowed_group_ids",
+        "matrix",
+        "api",
+    ];
+    let other_keys = entry
         .iter()
-        .filter_map(Value::as_object)
-        .map(|entry| PyAgent {
-            name: entry.get("name").and_then(Value::as_str).unwrap_or("(unnamed)").to_owned(),
-            transport: entry
-                .get("transport")
-                .and_then(Value::as_str)
-                .unwrap_or("telegram")
-                .to_owned(),
-        })
-        .collect()
+        .filter(|(key, value)| !value.is_null() && !MAPPED.contains(&key.as_str()))
+        .map(|(key, _)| key.clone())
+        .collect();
+    let transport = text(entry, "transport");
+    PyAgent {
+        name: entry.get("name").and_then(Value::as_str).unwrap_or("(unnamed)").to_owned(),
+        transport: if transport.is_empty() { "telegram".to_owned() } else { transport },
+        provider: text(entry, "provider"),
+        model: text(entry, "model"),
+        reasoning_effort: text(entry, "reasoning_effort"),
+        telegram_token: Secret::new(text(entry, "telegram_token")),
+        allowed_user_ids: ids("allowed_user_ids"),
+        allowed_group_ids: ids("allowed_group_ids"),
+        matrix,
+        other_keys,
+    }
 }
 
 /// Reads the home at `root`.

@@ -14,6 +14,9 @@ use toml_edit::{ArrayOfTables, DocumentMut, Item, Table, value};
 pub struct NewTelegram {
     /// The 0600 file holding its token.
     pub token_file: PathBuf,
+    /// The token itself instead of the file: only for checking a text with
+    /// `Config::parse` before the file is written, never for writing.
+    pub token: Option<String>,
     /// `allowed_user_ids`.
     pub allowed_user_ids: Vec<i64>,
     /// `allowed_group_ids`.
@@ -31,6 +34,8 @@ pub struct NewMatrix {
     pub user_id: String,
     /// The 0600 file holding its password, if one is given.
     pub password_file: Option<PathBuf>,
+    /// The password itself instead of the file (checking only, as `NewTelegram::token`).
+    pub password: Option<String>,
     /// `allowed_users`.
     pub allowed_users: Vec<String>,
     /// `allowed_rooms`.
@@ -152,7 +157,10 @@ fn entry(agent: &NewAgent) -> Table {
 
 fn telegram_table(telegram: &NewTelegram) -> Table {
     let mut table = Table::new();
-    table.insert("token_file", value(telegram.token_file.display().to_string()));
+    match &telegram.token {
+        Some(token) => table.insert("token", value(token)),
+        None => table.insert("token_file", value(telegram.token_file.display().to_string())),
+    };
     if let Some(url) = &telegram.api_url {
         table.insert("api_url", value(url));
     }
@@ -167,7 +175,9 @@ fn matrix_table(matrix: &NewMatrix) -> Table {
     let mut table = Table::new();
     table.insert("homeserver", value(&matrix.homeserver));
     table.insert("user_id", value(&matrix.user_id));
-    if let Some(file) = &matrix.password_file {
+    if let Some(password) = &matrix.password {
+        table.insert("password", value(password));
+    } else if let Some(file) = &matrix.password_file {
         table.insert("password_file", value(file.display().to_string()));
     }
     table.insert("allowed_users", value(strings(&matrix.allowed_users)));
