@@ -248,8 +248,11 @@ struct Inner {
     store: Store,
     ledger: Mutex<Ledger>,
     /// One run at a time per `(recipient, asker)` session.
-    pairs: Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>,
+    pairs: Mutex<HashMap<Pair, Arc<tokio::sync::Mutex<()>>>>,
 }
+
+/// `(recipient, asker)`.
+type Pair = (String, String);
 
 /// Forgets the state of conversations idle this long.
 const TRACE_TTL: Duration = Duration::from_secs(3600);

@@ -26,6 +26,21 @@ fn commented_key(comment: &str) -> Option<(String, String)> {
     is_key.then(|| (key.to_owned(), value.trim().to_owned()))
 }
 
+/// A comment line `[[name]]` or `[name.sub]`: an optional table; its name as
+/// shown in the heading (`[agents]` for the array `[[agents]]`).
+fn commented_section(comment: &str) -> Option<String> {
+    let name = comment.strip_prefix("[[").and_then(|l| l.strip_suffix("]]")).map_or_else(
+        || comment.strip_prefix('[').and_then(|l| l.strip_suffix(']')).map(str::to_owned),
+        |array| Some(format!("[{array}]")),
+    )?;
+    let plain = name.trim_matches(|c| c == '[' || c == ']');
+    let is_table = !plain.is_empty()
+        && plain
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.');
+    is_table.then_some(name)
+}
+
 fn parse(text: &str) -> (String, Vec<Section>) {
     let mut intro = Vec::new();
     let mut sections: Vec<Section> = Vec::new();
@@ -48,6 +63,12 @@ fn parse(text: &str) -> (String, Vec<Section>) {
             continue;
         }
         let (name, default, optional) = if let Some(comment) = line.strip_prefix('#') {
+            if let Some(name) = commented_section(comment.trim()) {
+                // An optional table shown commented out (`# [[agents]]`).
+                sections.push(Section { name, description: pending.join(" "), keys: Vec::new() });
+                pending.clear();
+                continue;
+            }
             match commented_key(comment.trim()) {
                 Some((name, example)) if !sections.is_empty() => (name, example, true),
                 _ => {
