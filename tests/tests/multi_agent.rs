@@ -143,6 +143,12 @@ async fn two_agents_on_two_bots_keep_their_chats_workspaces_and_allowlists() {
         .await;
     }
 
+    // `ductorctl reload` reaches the sub-agent's gateway too.
+    let reload = env.ductorctl(&["reload"]).await;
+    let said = String::from_utf8_lossy(&reload.stdout).into_owned();
+    assert!(reload.status.success(), "reload: {said}");
+    assert!(said.contains("telegram@researcher: reloaded"), "{said}");
+
     // The researcher's gateway killed: only it restarts, and its bot answers again.
     let before_main = pid_of(&env, "telegram").await;
     let before_core = pid_of(&env, "core").await;

@@ -45,9 +45,9 @@ pub async fn run(home: &DuctorHome, command: Command) -> anyhow::Result<ExitCode
 async fn print_pending(home: &DuctorHome) -> anyhow::Result<()> {
     let file = crate::cmd::reload::file_table(home)?;
     for running in crate::cmd::reload::running_services(home).await {
-        let service = running.service;
+        let (service, name) = (running.service, &running.name);
         let Some(applied) =
-            Applied::read(home, Reader::Service(service)).filter(|a| a.pid == running.pid)
+            Applied::read(&running.home, Reader::Service(service)).filter(|a| a.pid == running.pid)
         else {
             continue;
         };
@@ -55,13 +55,13 @@ async fn print_pending(home: &DuctorHome) -> anyhow::Result<()> {
         let (live, restart) = applied.pending(reader, &file);
         if !restart.is_empty() {
             println!(
-                "{service}: needs a restart (`{}`) for: {}",
+                "{name}: needs a restart (`{}`) for: {}",
                 reader.restart_hint(),
                 restart.join(", ")
             );
         }
         if !live.is_empty() {
-            println!("{service}: not applied yet (`ductorctl reload`): {}", live.join(", "));
+            println!("{name}: not applied yet (`ductorctl reload`): {}", live.join(", "));
         }
     }
     crate::cmd::reload::print_launcher(home, &file);

@@ -42,6 +42,8 @@ pub struct Args {
 /// A running service: its pid and its record before the signal.
 struct Running {
     service: ServiceName,
+    /// The home as the service sees it (a sub-agent's gateway: focused on it).
+    home: DuctorHome,
     pid: u32,
     before: Option<Applied>,
 }
@@ -64,22 +66,31 @@ pub async fn run(home: &DuctorHome, args: Args) -> anyhow::Result<ExitCode> {
     let mut failed = false;
     for service in running {
         let deadline = Instant::now() + Duration::from_secs(args.timeout);
-        let after = wait_checked(home, &service, deadline).await;
+        let after = wait_checked(&service, deadline).await;
         failed |= !print_outcome(&service, after.as_ref(), &file);
     }
     print_launcher(home, &file);
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
-/// The services answering Health, with pids that run the expected binary.
+/// The services answering Health (sub-agents' gateways too), with pids
+/// that run the expected binary.
 pub(crate) async fn running_services(home: &DuctorHome) -> Vec<RunningService> {
+    let config = crate::cmd::config_or_default(home);
     let mut found = Vec::new();
-    for service in ServiceName::ALL {
-        let channel = ductor_proto::transport::connect(home.socket(service));
+    for instance in crate::instance::known(home, &config) {
+        let service = instance.service;
+        let channel = ductor_proto::transport::connect(instance.socket(home));
         if let Some(answer) = health::check(channel, Duration::from_millis(500)).await
             && procs::runs(answer.pid, service.binary())
         {
-            found.push(RunningService { service, pid: answer.pid });
+            let own = home.focused(&instance.agent, config.workspace_of(home, &instance.agent));
+            found.push(RunningService {
+                service,
+                name: instance.name(),
+                home: own,
+                pid: answer.pid,
+            });
         }
     }
     found
@@ -88,12 +99,16 @@ pub(crate) async fn running_services(home: &DuctorHome) -> Vec<RunningService> {
 /// One service that answers Health.
 pub(crate) struct RunningService {
     pub service: ServiceName,
+    /// `telegram`, `telegram@researcher`, ...
+    pub name: String,
+    /// The home as the service sees it (where its `applied` record is).
+    pub home: DuctorHome,
     pub pid: u32,
 }
 
 impl From<RunningService> for Running {
     fn from(r: RunningService) -> Self {
-        Self { service: r.service, pid: r.pid, before: None }
+        Self { service: r.service, home: r.home, pid: r.pid, before: None }
     }
 }
 
@@ -109,11 +124,11 @@ pub(crate) fn file_table(home: &DuctorHome) -> anyhow::Result<toml::Table> {
 }
 
 /// Waits until the service's record shows a check after `before`.
-async fn wait_checked(home: &DuctorHome, service: &Running, deadline: Instant) -> Option<Applied> {
+async fn wait_checked(service: &Running, deadline: Instant) -> Option<Applied> {
     let before = service.before.as_ref().map_or(0, |b| b.attempt);
     loop {
-        let now =
-            Applied::read(home, Reader::Service(service.service)).filter(|a| a.pid == service.pid);
+        let now = Applied::read(&service.home, Reader::Service(service.service))
+            .filter(|a| a.pid == service.pid);
         if now.as_ref().is_some_and(|a| a.attempt > before) || Instant::now() >= deadline {
             return now;
         }
@@ -123,7 +138,7 @@ async fn wait_checked(home: &DuctorHome, service: &Running, deadline: Instant) -
 
 /// Prints what one service did; `false` when it refused the file or did not answer.
 fn print_outcome(service: &Running, after: Option<&Applied>, file: &toml::Table) -> bool {
-    let name = service.service.as_str();
+    let name = service.home.instance_name(service.service);
     let Some(after) = after else {
         println!("{name}: did not record a check of config.toml (an older binary?)");
         return false;
@@ -176,7 +191,8 @@ async fn snapshot(home: &DuctorHome) -> Vec<Running> {
         .await
         .into_iter()
         .map(|r| {
-            let before = Applied::read(home, Reader::Service(r.service)).filter(|a| a.pid == r.pid);
+            let before =
+                Applied::read(&r.home, Reader::Service(r.service)).filter(|a| a.pid == r.pid);
             Running { before, ..Running::from(r) }
         })
         .collect()
