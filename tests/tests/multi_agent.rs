@@ -169,6 +169,12 @@ async fn two_agents_on_two_bots_keep_their_chats_workspaces_and_allowlists() {
         let text = std::fs::read_to_string(log.path()).unwrap_or_default();
         assert!(!text.contains("SECRET-token"), "{} leaks a token", log.path().display());
     }
+    // The sub-agent's gateway names its agent on every line.
+    let log = std::fs::read_to_string(env.home().join("logs/telegram@researcher.log"))
+        .expect("the researcher's gateway has its own log");
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains(" INFO ")).collect();
+    assert!(!lines.is_empty(), "{log}");
+    assert!(lines.iter().all(|l| l.starts_with("[telegram@researcher] ")), "{log}");
     let down = env.ductorctl(&["down"]).await;
     assert!(down.status.success());
 }

@@ -41,6 +41,10 @@ pub fn filter_from_env() -> Result<EnvFilter, String> {
 }
 
 /// Installs the global subscriber. Call once, first thing in `main`.
+/// `service` is the instance name; a sub-agent's gateway (`telegram@name`)
+/// starts every plain line with `[telegram@name]`, so its lines name the
+/// agent wherever they end up (JSON lines: the launcher's per-instance log
+/// file or the systemd unit names it).
 pub fn init(service: &str, format: LogFormat, filter: EnvFilter) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -48,11 +52,40 @@ pub fn init(service: &str, format: LogFormat, filter: EnvFilter) {
         .with_span_events(FmtSpan::NONE)
         .with_target(true);
     let result = match format {
-        LogFormat::Plain => builder.with_ansi(false).try_init(),
+        LogFormat::Plain => {
+            let tag = service.contains('@').then(|| format!("[{service}] "));
+            let inner = tracing_subscriber::fmt::format().with_ansi(false).with_target(true);
+            builder.with_ansi(false).event_format(Tagged { tag, inner }).try_init()
+        }
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
     if result.is_ok() {
         tracing::debug!(service, "tracing initialised");
+    }
+}
+
+/// The default plain format, with an optional tag before each line.
+struct Tagged<F> {
+    tag: Option<String>,
+    inner: F,
+}
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for Tagged<F>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        if let Some(tag) = &self.tag {
+            writer.write_str(tag)?;
+        }
+        self.inner.format_event(ctx, writer, event)
     }
 }
 
