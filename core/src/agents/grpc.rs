@@ -11,7 +11,6 @@ use tonic::{Request, Response, Status};
 
 use super::bus::{Asker, Bus, BusError, Question};
 use crate::automation::credential::{Caller, Credentials, Presented};
-use crate::automation::model::ChatTarget;
 use crate::model::SessionKey;
 use crate::outbox::Outbox;
 
@@ -42,14 +41,7 @@ impl AgentsService {
     }
 
     fn asker(&self, auth: Option<pb::AutomationAuth>) -> Result<Asker, Status> {
-        let auth = auth.unwrap_or_default();
-        let chat = auth.chat.map(|c| ChatTarget {
-            transport: auth.transport.clone(),
-            chat_id: c.chat_id,
-            topic_id: c.topic_id,
-        });
-        let presented =
-            Presented { admin_token: auth.admin_token, agent_token: auth.agent_token, chat };
+        let presented = Presented::from_pb(auth);
         match self.credentials.authorize(&presented) {
             Ok(Caller::Admin) => Ok(Asker::Operator),
             Ok(Caller::Agent(chat) | Caller::Chat(chat)) => {

@@ -51,6 +51,20 @@ pub struct Presented {
     pub chat: Option<ChatTarget>,
 }
 
+impl Presented {
+    /// What the `AutomationAuth` of a request presents (every service an
+    /// agent credential reaches takes it: Automation, Tasks, Agents).
+    pub fn from_pb(auth: Option<ductor_proto::pb::AutomationAuth>) -> Self {
+        let auth = auth.unwrap_or_default();
+        let chat = auth.chat.map(|c| ChatTarget {
+            transport: auth.transport.clone(),
+            chat_id: c.chat_id,
+            topic_id: c.topic_id,
+        });
+        Self { admin_token: auth.admin_token, agent_token: auth.agent_token, chat }
+    }
+}
+
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {

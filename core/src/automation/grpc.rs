@@ -34,14 +34,7 @@ impl AutomationService {
     }
 
     fn caller(&self, auth: Option<pb::AutomationAuth>) -> Result<Caller, AutomationError> {
-        let auth = auth.unwrap_or_default();
-        let chat = auth.chat.map(|c| ChatTarget {
-            transport: auth.transport.clone(),
-            chat_id: c.chat_id,
-            topic_id: c.topic_id,
-        });
-        let presented =
-            Presented { admin_token: auth.admin_token, agent_token: auth.agent_token, chat };
+        let presented = Presented::from_pb(auth);
         match self.automation.authorize(&presented)? {
             Caller::Agent(chat) | Caller::Chat(chat) if chat.is_bus() => {
                 Err(AutomationError::Forbidden(

@@ -10,7 +10,6 @@ use super::engine::Background;
 use super::model::{Refusal, RefusalKind, Task};
 use super::tasks::TaskRequest;
 use crate::automation::credential::{Caller, Credentials, Presented};
-use crate::automation::model::ChatTarget;
 use crate::model::SessionKey;
 
 /// Why a Tasks request failed; converted to `Status` in one place.
@@ -67,14 +66,7 @@ impl TasksService {
 
     /// The caller's chat (`None` for the operator, who sees every chat).
     fn scope(&self, auth: Option<pb::AutomationAuth>) -> Result<Option<SessionKey>, TasksError> {
-        let auth = auth.unwrap_or_default();
-        let chat = auth.chat.map(|c| ChatTarget {
-            transport: auth.transport.clone(),
-            chat_id: c.chat_id,
-            topic_id: c.topic_id,
-        });
-        let presented =
-            Presented { admin_token: auth.admin_token, agent_token: auth.agent_token, chat };
+        let presented = Presented::from_pb(auth);
         match self.credentials.authorize(&presented) {
             Ok(Caller::Admin) => Ok(None),
             Ok(Caller::Agent(chat) | Caller::Chat(chat)) if chat.is_bus() => {
