@@ -11,6 +11,7 @@
 //! machine does goes through [`Env`] (ids, reading MAINMEMORY.md, checking
 //! file tags against the allowed roots), which tests replace.
 
+mod agents;
 mod commands;
 mod control;
 mod files;
@@ -34,6 +35,7 @@ use crate::model::{
 use crate::session::{Freshness, SessionRecord};
 use crate::store::InboundState;
 
+pub use agents::{AgentCommand, AgentDefaults};
 pub use files::DirListing;
 pub use import::{ImportOutcome, SessionImport};
 pub use turn::TurnOutcome;
@@ -91,17 +93,6 @@ pub struct MachineConfig {
     /// Sub-agents' defaults for new sessions, by name (`[[agents]]`, merged
     /// over `[agent]`); the main agent's are `provider`/`model`/`effort`.
     pub agents: HashMap<String, AgentDefaults>,
-}
-
-/// A sub-agent's defaults for new sessions.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct AgentDefaults {
-    /// Provider.
-    pub provider: String,
-    /// Model (empty = the provider's default).
-    pub model: String,
-    /// Reasoning effort.
-    pub effort: String,
 }
 
 /// Options for a prompt injected by automation into a chat's session.
@@ -324,19 +315,6 @@ pub enum Effect {
         /// jobs; otherwise only its own.
         admin: bool,
     },
-}
-
-/// An agent command of an admin chat.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AgentCommand {
-    /// `/agents`.
-    List,
-    /// `/agent_start NAME`.
-    Start(String),
-    /// `/agent_stop NAME`.
-    Stop(String),
-    /// `/agent_restart NAME`.
-    Restart(String),
 }
 
 /// A chat command whose answer needs automation's state (SQLite), which the

@@ -234,32 +234,6 @@ impl<E: Env> Machine<E> {
         self.out.push(Effect::Restart { key: key.clone(), target });
     }
 
-    /// `/agent_start|stop|restart NAME`: admin chats only.
-    fn cmd_agent(
-        &mut self,
-        key: &SessionKey,
-        event_id: &str,
-        name: Option<String>,
-        command: fn(String) -> AgentCommand,
-    ) {
-        match name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()) {
-            Some(name) => self.cmd_agents(key, event_id, command(name)),
-            None => self.notice(key, event_id, "Name the agent (see /agents)."),
-        }
-    }
-
-    fn cmd_agents(&mut self, key: &SessionKey, event_id: &str, command: AgentCommand) {
-        if !self.is_admin(key) {
-            return self.notice(
-                key,
-                event_id,
-                "Only admin chats manage agents ([agent].admin_chats).",
-            );
-        }
-        let (key, reply_to) = (key.clone(), event_id.to_owned());
-        self.out.push(Effect::Agents { key, reply_to, command });
-    }
-
     /// `/where`: the chats of this transport with a session, most recent first.
     fn cmd_where(&mut self, key: &SessionKey, event_id: &str) {
         if !self.is_admin(key) {
