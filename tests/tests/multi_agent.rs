@@ -230,6 +230,12 @@ async fn agents_ask_each_other_sync_in_the_background_and_never_in_a_loop() {
     let looped = reply_containing(&main, ALICE, "a loop").await;
     assert!(looped.contains("already answering main"), "{looped}");
 
+    // An answering run has no chat behind it: it may ask, not schedule.
+    let schedule = format!("sh:{ctl} agents ask researcher \"sh:{ctl} cron list\"");
+    main.push_update(updates::text(ALICE, ALICE, 6, &schedule));
+    let refused = reply_containing(&main, ALICE, "not manage automation").await;
+    assert!(refused.contains("ask agents"), "{refused}");
+
     // Every hop is logged with the conversation's trace id.
     let log = std::fs::read_to_string(env.home().join("logs/core.log")).unwrap_or_default();
     let hops: Vec<&str> = log.lines().filter(|l| l.contains("inter-agent ask")).collect();
