@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use ductor_proto::pb;
 use ductor_proto::pb::outbound_action::Kind;
 use ductor_tests::gateway::{self, Gateway};
-use ductor_tests::harness::bin_dir;
+use ductor_tests::harness::{bin_dir, rss_mib};
 
 const TURNS: usize = 40;
 const BACKGROUND: usize = 5;
@@ -36,16 +36,6 @@ fn spawn(binary: &Path, home: &Path) -> tokio::process::Child {
         .kill_on_drop(true)
         .spawn()
         .unwrap_or_else(|e| panic!("start {}: {e}", binary.display()))
-}
-
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0);
-    kib as f64 / 1024.0
 }
 
 async fn wait_socket(path: &Path) {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use ductor_gateway_telegram::testing::FakeBotApi;
 use ductor_proto::pb;
-use ductor_tests::harness::TestEnv;
+use ductor_tests::harness::{TestEnv, rss_mib};
 
 const ROUNDS: usize = 40;
 const AGENTS: usize = 3;
@@ -32,16 +32,6 @@ fn report(name: &str, mut values: Vec<f64>) -> f64 {
         at(1.0)
     );
     at(0.5)
-}
-
-fn rss_mib(pid: u64) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0);
-    kib as f64 / 1024.0
 }
 
 /// A home with the main bot and `agents` sub-agents, each on its own fake
@@ -74,9 +64,9 @@ async fn home(agents: usize) -> (TestEnv, Vec<FakeBotApi>) {
     (env, fakes)
 }
 
-async fn pid(env: &TestEnv, service: &str) -> u64 {
+async fn pid(env: &TestEnv, service: &str) -> u32 {
     let row = env.service_status(service).await.expect("listed");
-    row["pid"].as_u64().expect("running")
+    row["pid"].as_u64().and_then(|p| u32::try_from(p).ok()).expect("running")
 }
 
 /// The same prompt straight to the runner: request → result event.

@@ -337,3 +337,15 @@ impl Drop for TestEnv {
         }
     }
 }
+
+/// The resident memory of `pid` in MiB (`VmRSS`), 0 when it is gone; the
+/// benches' one reader.
+pub fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    kib as f64 / 1024.0
+}
